@@ -1,0 +1,10 @@
+//! The gRPC API: generated types and one file per service.
+
+/// Types and service stubs generated from `proto/xpool/v1/`.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod pb {
+    tonic::include_proto!("xpool.v1");
+
+    /// Descriptor set of the API, served by the reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("xpool_descriptor");
+}
