@@ -6,3 +6,4 @@
 
 pub mod grpc;
 pub mod platform;
+pub mod upstream;

@@ -1,0 +1,18 @@
+//! The PrivateNumber client: signs every request, paces each app with its own rate limiter,
+//! stops an app at once when its credentials are rejected, and classifies every result.
+//!
+//! `AppClient` holds one app's settings, limiter and circuit; `ops` adds one typed method per
+//! platform operation; `result` decides what each result code means for the caller.
+
+mod breaker;
+mod client;
+mod error;
+pub mod limiter;
+mod ops;
+pub mod result;
+mod secret;
+
+pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client};
+pub use error::UpstreamError;
+pub use result::ErrorClass;
+pub use secret::Secret;
