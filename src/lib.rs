@@ -6,4 +6,5 @@
 
 pub mod grpc;
 pub mod platform;
+pub mod sim;
 pub mod upstream;

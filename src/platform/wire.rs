@@ -658,6 +658,8 @@ pub struct AxeRecord {
     )]
     pub record_flag: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_hint_tone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_tone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_num: Option<String>,

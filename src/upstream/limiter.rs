@@ -46,10 +46,9 @@ impl<C: Clock + Clone> Limiter<C> {
     /// Takes a slot now, or says how long until one may be free.
     pub fn check(&self) -> Result<(), Duration> {
         let now = self.clock.now();
-        if let Some(until) = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) {
-            if until > now {
-                return Err(Duration::from(until.duration_since(now)));
-            }
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused.filter(|until| *until > now) {
+            return Err(Duration::from(until.duration_since(now)));
         }
         self.gov
             .check()

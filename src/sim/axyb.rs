@@ -1,0 +1,353 @@
+//! AXYB mode (binding-api.md §2.4, §4.5): an AX relation (A reached through X) with YB
+//! relations under it (each B reached through its own Y).
+
+use std::collections::HashMap;
+
+use axum::http::Method;
+use time::OffsetDateTime;
+
+use super::params::Params;
+use super::reply::{Fail, Outcome, done, ok};
+use super::state::{
+    BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
+};
+use crate::platform::time::format_subscribe_time;
+use crate::platform::wire::{AxybBindResponse, AxybQueryResponse, AxybRecord};
+use crate::platform::{Mode, codes};
+
+const MAX_X_PER_A: usize = 5;
+const DEFAULT_DURATION: u64 = 7200;
+const MAX_DURATION: u64 = 7_776_000;
+
+/// Every live AXYB relation of one app.
+#[derive(Debug, Default)]
+pub(crate) struct AxybState {
+    axs: HashMap<String, Ax>,
+    /// X ⇒ subscriptionId of the live AX using it.
+    by_x: HashMap<String, String>,
+    /// A ⇒ number of live AX relations.
+    by_a: HashMap<String, usize>,
+    /// Y ⇒ number of live YB relations.
+    y_load: HashMap<String, usize>,
+    expiry: ExpiryIndex<Due>,
+    seq: u64,
+}
+
+/// What an expiry entry removes.
+#[derive(Debug)]
+enum Due {
+    Ax(String),
+    Yb { ax: String, y: String },
+}
+
+#[derive(Debug)]
+struct Ax {
+    id: String,
+    a: String,
+    x: String,
+    call_direction: u64,
+    duration: u64,
+    yb_duration: u64,
+    record_flag: bool,
+    user_data: Option<String>,
+    subscribe_time: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    expiry_key: Option<ExpiryKey>,
+    seq: u64,
+    ybs: Vec<Yb>,
+}
+
+#[derive(Debug)]
+struct Yb {
+    y: String,
+    b: String,
+    yb_duration: u64,
+    expires_at: Option<OffsetDateTime>,
+    expiry_key: Option<ExpiryKey>,
+    subscribe_time: OffsetDateTime,
+    seq: u64,
+}
+
+/// A lifetime parameter: 0 (never / tied to the AX) or 60..=7776000 seconds.
+fn lifetime(p: &Params, name: &str) -> Result<Option<u64>, Fail> {
+    match p.u64(name)? {
+        Some(d) if d != 0 && !(60..=MAX_DURATION).contains(&d) => Err(Fail::invalid(name)),
+        d => Ok(d),
+    }
+}
+
+impl AxybState {
+    /// Answers one AXYB request (the caller has checked `app_key`).
+    pub fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
+        match *method {
+            Method::POST if p.has("subscriptionId") => self.bind_yb(ctx, p),
+            Method::POST => self.bind_ax(ctx, p),
+            Method::DELETE => self.unbind(p),
+            _ => self.query(p),
+        }
+    }
+
+    fn bind_ax(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
+        let a = p.req_number("origNum")?;
+        let area = p.area_code()?;
+        let loose = p.loose_area_match()? || area.is_none();
+        let call_direction = p.u64_in("callDirection", 0..=2)?.unwrap_or(0);
+        let duration = lifetime(p, "duration")?.unwrap_or(DEFAULT_DURATION);
+        let yb_duration = lifetime(p, "ybDuration")?.unwrap_or(0);
+        let record_flag = p.bool("recordFlag")?;
+        p.text("recordHintTone", 128)?;
+        p.object("preVoiceX")?;
+        let user_data = p.user_data()?;
+        ctx.check_record_flag(record_flag)?;
+
+        if self.by_a.get(&a).is_some_and(|n| *n >= MAX_X_PER_A) {
+            return Err(Fail::new(codes::AX_TOO_MANY_NUMBERS));
+        }
+        let x = ctx
+            .numbers
+            .pick(area.as_deref(), loose, |x| !self.by_x.contains_key(x))
+            .ok_or_else(|| Fail::new(codes::AX_INSUFFICIENT_NUMBERS))?;
+        self.seq += 1;
+        let id = new_subscription_id();
+        let expires_at = expiry(ctx.now, duration);
+        let ax = Ax {
+            id: id.clone(),
+            a,
+            x: x.clone(),
+            call_direction,
+            duration,
+            yb_duration,
+            record_flag: record_flag.unwrap_or(false),
+            user_data,
+            subscribe_time: ctx.now,
+            expires_at,
+            expiry_key: expires_at.map(|at| self.expiry.insert(at, Due::Ax(id.clone()))),
+            seq: self.seq,
+            ybs: Vec::new(),
+        };
+        *self.by_a.entry(ax.a.clone()).or_default() += 1;
+        self.by_x.insert(x.clone(), id.clone());
+        self.axs.insert(id.clone(), ax);
+        ok(&AxybBindResponse {
+            subscription_id: id,
+            relation_number: x,
+        })
+    }
+
+    fn bind_yb(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
+        let b = p.req_number("origNum")?;
+        let id = p.req_str("subscriptionId")?;
+        let area = p.area_code()?;
+        let loose = p.loose_area_match()? || area.is_none();
+        let yb_duration = lifetime(p, "ybDuration")?;
+        p.object("preVoiceY")?;
+
+        let ax = self
+            .axs
+            .get(&id)
+            .ok_or_else(|| Fail::new(codes::RECORD_NOT_EXIST))?;
+        if ax.ybs.iter().any(|yb| yb.b == b) {
+            return Err(Fail::new(codes::NUMBER_ALREADY_BOUND));
+        }
+        let max = ctx.app.max_relations_per_y;
+        let load = |y: &str| self.y_load.get(y).copied().unwrap_or(0);
+        let eligible = |y: &str| y != ax.x && load(y) < max && !ax.ybs.iter().any(|yb| yb.y == y);
+        let y = ctx
+            .numbers
+            .candidates(area.as_deref(), loose, eligible)
+            .into_iter()
+            .min_by_key(|y| load(y))
+            .map(str::to_owned)
+            .ok_or_else(|| Fail::new(codes::INSUFFICIENT_NUMBERS))?;
+        let yb_duration = yb_duration.unwrap_or(ax.yb_duration);
+        let expires_at = match (expiry(ctx.now, yb_duration), ax.expires_at) {
+            (Some(yb), Some(ax)) => Some(yb.min(ax)),
+            (yb, _) => yb,
+        };
+        self.seq += 1;
+        let yb = Yb {
+            y: y.clone(),
+            b,
+            yb_duration,
+            expires_at,
+            expiry_key: expires_at.map(|at| {
+                let due = Due::Yb {
+                    ax: id.clone(),
+                    y: y.clone(),
+                };
+                self.expiry.insert(at, due)
+            }),
+            subscribe_time: ctx.now,
+            seq: self.seq,
+        };
+        *self.y_load.entry(y.clone()).or_default() += 1;
+        if let Some(ax) = self.axs.get_mut(&id) {
+            ax.ybs.push(yb);
+        }
+        ok(&AxybBindResponse {
+            subscription_id: id,
+            relation_number: y,
+        })
+    }
+
+    fn unbind(&mut self, p: &Params) -> Outcome {
+        let id = p.req_str("subscriptionId")?;
+        let y = p.number("yNum")?;
+        let b = p.number("bNum")?;
+        let ax = self
+            .axs
+            .get(&id)
+            .ok_or_else(|| Fail::new(codes::RECORD_NOT_EXIST))?;
+        let found = match (y, b) {
+            (Some(y), _) => ax.ybs.iter().find(|yb| yb.y == y),
+            (None, Some(b)) => ax.ybs.iter().find(|yb| yb.b == b),
+            (None, None) => {
+                self.remove_ax(&id);
+                return done();
+            }
+        };
+        let y = found
+            .map(|yb| yb.y.clone())
+            .ok_or_else(|| Fail::new(codes::RECORD_NOT_EXIST))?;
+        self.remove_yb(&id, &y);
+        done()
+    }
+
+    fn query(&self, p: &Params) -> Outcome {
+        let ax = match (p.str("subscriptionId")?, p.number("relationNum")?) {
+            (Some(id), _) => self.axs.get(&id),
+            (None, Some(x)) => self.by_x.get(&x).and_then(|id| self.axs.get(id)),
+            (None, None) => return Err(Fail::invalid("subscriptionId")),
+        };
+        let ax = ax.ok_or_else(|| Fail::new(codes::RECORD_NOT_EXIST))?;
+        let base = AxybRecord {
+            bind_id: ax.id.clone(),
+            num_a: ax.a.clone(),
+            num_x: ax.x.clone(),
+            num_y: None,
+            num_b: None,
+            record_flag: Some(ax.record_flag),
+            subscribe_time: Some(format_subscribe_time(ax.subscribe_time)),
+            call_direction: Some(ax.call_direction),
+            duration: Some(ax.duration),
+            yb_duration: Some(ax.yb_duration),
+            user_data: ax.user_data.clone(),
+        };
+        let mut list: Vec<AxybRecord> = ax
+            .ybs
+            .iter()
+            .map(|yb| AxybRecord {
+                num_y: Some(yb.y.clone()),
+                num_b: Some(yb.b.clone()),
+                yb_duration: Some(yb.yb_duration),
+                subscribe_time: Some(format_subscribe_time(yb.subscribe_time)),
+                ..base.clone()
+            })
+            .collect();
+        if list.is_empty() {
+            list.push(base);
+        }
+        ok(&AxybQueryResponse {
+            xy_relation_num_list: list,
+        })
+    }
+
+    fn remove_ax(&mut self, id: &str) {
+        let Some(ax) = self.axs.remove(id) else {
+            return;
+        };
+        self.expiry.remove(ax.expiry_key);
+        self.by_x.remove(&ax.x);
+        if let Some(n) = self.by_a.get_mut(&ax.a) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_a.remove(&ax.a);
+            }
+        }
+        for yb in ax.ybs {
+            self.release_y(&yb);
+        }
+    }
+
+    fn remove_yb(&mut self, id: &str, y: &str) {
+        let Some(ax) = self.axs.get_mut(id) else {
+            return;
+        };
+        let Some(at) = ax.ybs.iter().position(|yb| yb.y == y) else {
+            return;
+        };
+        let yb = ax.ybs.remove(at);
+        self.release_y(&yb);
+    }
+
+    fn release_y(&mut self, yb: &Yb) {
+        self.expiry.remove(yb.expiry_key);
+        if let Some(n) = self.y_load.get_mut(&yb.y) {
+            *n -= 1;
+            if *n == 0 {
+                self.y_load.remove(&yb.y);
+            }
+        }
+    }
+
+    pub fn purge(&mut self, now: OffsetDateTime) {
+        for due in self.expiry.pop_due(now) {
+            match due {
+                Due::Ax(id) => self.remove_ax(&id),
+                Due::Yb { ax, y } => self.remove_yb(&ax, &y),
+            }
+        }
+    }
+
+    /// Drops the AX using `number` as X and every YB using it as Y.
+    pub fn drop_number(&mut self, number: &str) {
+        if let Some(id) = self.by_x.get(number).cloned() {
+            self.remove_ax(&id);
+        }
+        let users: Vec<String> = self
+            .axs
+            .values()
+            .filter(|ax| ax.ybs.iter().any(|yb| yb.y == number))
+            .map(|ax| ax.id.clone())
+            .collect();
+        for id in users {
+            self.remove_yb(&id, number);
+        }
+    }
+
+    pub fn list(&self) -> Vec<BindingView> {
+        let mut views = Vec::new();
+        for ax in self.axs.values() {
+            let view = BindingView {
+                subscription_id: ax.id.clone(),
+                mode: Mode::Axyb,
+                x: ax.x.clone(),
+                a: Some(ax.a.clone()),
+                b: None,
+                y: None,
+                extension: None,
+                callee: None,
+                expires_at: ax.expires_at.map(rfc3339),
+                order: ax.seq,
+            };
+            if ax.ybs.is_empty() {
+                views.push(view);
+                continue;
+            }
+            for yb in &ax.ybs {
+                let expires = match (ax.expires_at, yb.expires_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                views.push(BindingView {
+                    y: Some(yb.y.clone()),
+                    b: Some(yb.b.clone()),
+                    expires_at: expires.map(rfc3339),
+                    order: yb.seq,
+                    ..view.clone()
+                });
+            }
+        }
+        views
+    }
+}

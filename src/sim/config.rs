@@ -1,0 +1,337 @@
+//! Simulator configuration: the platform apps, their numbers and the auth guard.
+//!
+//! Loaded from TOML and validated as a whole before the simulator binds anything; every error
+//! names the offending key, app or number.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::platform::Mode;
+use crate::platform::number::{is_area_code, is_global};
+
+/// Why a simulator configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SimConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown / mistyped keys.
+    #[error("{origin}: {source}")]
+    Syntax {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
+    /// The TOML parses but a value is not allowed.
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole simulator: its apps and server-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Serve the unauthenticated `/sim/*` test controls (false ⇒ those paths answer 404).
+    #[serde(default = "default_true")]
+    pub controls: bool,
+    /// Largest accepted request body; larger bodies get HTTP 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Clock skew and the failed-authentication IP blacklist.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// The platform applications (one mode each).
+    #[serde(default)]
+    pub apps: Vec<SimAppConfig>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            controls: true,
+            max_body_bytes: default_max_body_bytes(),
+            auth: AuthSettings::default(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// Authentication rules (binding-api.md §1.3, §1.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Largest accepted distance between `Created` and real UTC now.
+    pub max_clock_skew_seconds: u64,
+    /// Failed authentications from one IP within the window that blacklist it.
+    pub max_failures: u32,
+    /// The window over which failures are counted.
+    pub failure_window_seconds: u64,
+    /// How long a blacklisted IP gets 1020176.
+    pub blacklist_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            max_clock_skew_seconds: 600,
+            max_failures: 20,
+            failure_window_seconds: 600,
+            blacklist_seconds: 1800,
+        }
+    }
+}
+
+/// One platform application.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimAppConfig {
+    pub app_key: String,
+    /// Never printed: `Debug` redacts it.
+    pub app_secret: String,
+    #[serde(deserialize_with = "de_mode")]
+    pub mode: Mode,
+    /// AXB: live bindings one X may carry.
+    #[serde(default = "default_max_bindings_per_x")]
+    pub max_bindings_per_x: usize,
+    /// AXE: extension length in digits, 1..=4.
+    #[serde(default = "default_extension_digits")]
+    pub extension_digits: u8,
+    /// AXE: optional cap on extensions per X below the extension space.
+    #[serde(default)]
+    pub max_extensions_per_x: Option<u32>,
+    /// AXYB: live YB relations one Y may carry.
+    #[serde(default = "default_max_relations_per_y")]
+    pub max_relations_per_y: usize,
+    /// False ⇒ `recordFlag=true` is refused with 1012012.
+    #[serde(default = "default_true")]
+    pub recording_enabled: bool,
+    /// True ⇒ every business call gets 1010029.
+    #[serde(default)]
+    pub frozen: bool,
+    /// The privacy numbers the app owns.
+    #[serde(default)]
+    pub numbers: Vec<SimNumber>,
+}
+
+impl std::fmt::Debug for SimAppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimAppConfig")
+            .field("app_key", &self.app_key)
+            .field("app_secret", &"<redacted>")
+            .field("mode", &self.mode)
+            .field("max_bindings_per_x", &self.max_bindings_per_x)
+            .field("extension_digits", &self.extension_digits)
+            .field("max_extensions_per_x", &self.max_extensions_per_x)
+            .field("max_relations_per_y", &self.max_relations_per_y)
+            .field("recording_enabled", &self.recording_enabled)
+            .field("frozen", &self.frozen)
+            .field("numbers", &self.numbers)
+            .finish()
+    }
+}
+
+/// One privacy number (X or Y) owned by an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimNumber {
+    /// Global format, e.g. `+8617000000001`.
+    pub number: String,
+    /// City code such as `010`.
+    pub area_code: String,
+    /// Blacklisted numbers are refused when named (1012102) and never chosen by the platform.
+    #[serde(default)]
+    pub blacklisted: bool,
+}
+
+impl SimNumber {
+    /// Checks the number and its area code; the message names the number.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_global(&self.number) {
+            return Err(format!(
+                "number {:?} is not in global format (+ country code and digits)",
+                self.number
+            ));
+        }
+        if !is_area_code(&self.area_code) {
+            return Err(format!(
+                "number {}: area_code {:?} must be 2 to 6 digits",
+                self.number, self.area_code
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SimConfig {
+    /// Parses and validates a TOML configuration.
+    pub fn from_toml_str(text: &str) -> Result<SimConfig, SimConfigError> {
+        Self::parse(text, "simulator config")
+    }
+
+    /// Reads, parses and validates a TOML file; errors name the file.
+    pub fn load(path: &Path) -> Result<SimConfig, SimConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<SimConfig, SimConfigError> {
+        let config: SimConfig = toml::from_str(text).map_err(|e| SimConfigError::Syntax {
+            origin: origin.to_owned(),
+            source: Box::new(e),
+        })?;
+        config
+            .validate()
+            .map_err(|message| SimConfigError::Invalid {
+                origin: origin.to_owned(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Checks every rule that serde cannot; the message names the key, app or number.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 {
+            return Err("max_body_bytes must be at least 1".into());
+        }
+        if self.auth.max_failures == 0 {
+            return Err("auth.max_failures must be at least 1".into());
+        }
+        let mut keys = HashSet::new();
+        for app in &self.apps {
+            if !keys.insert(app.app_key.as_str()) {
+                return Err(format!("app_key {:?} is used by two apps", app.app_key));
+            }
+            app.validate()
+                .map_err(|m| format!("app {:?}: {m}", app.app_key))?;
+        }
+        Ok(())
+    }
+}
+
+impl SimAppConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.app_key.is_empty() {
+            return Err("app_key must not be empty".into());
+        }
+        if self.app_secret.is_empty() {
+            return Err("app_secret must not be empty".into());
+        }
+        if !(1..=4).contains(&self.extension_digits) {
+            return Err(format!(
+                "extension_digits {} must be 1 to 4",
+                self.extension_digits
+            ));
+        }
+        if self.max_bindings_per_x == 0 {
+            return Err("max_bindings_per_x must be at least 1".into());
+        }
+        if self.max_relations_per_y == 0 {
+            return Err("max_relations_per_y must be at least 1".into());
+        }
+        if self.max_extensions_per_x == Some(0) {
+            return Err("max_extensions_per_x must be at least 1".into());
+        }
+        let mut seen = HashSet::new();
+        for number in &self.numbers {
+            number.validate()?;
+            if !seen.insert(number.number.as_str()) {
+                return Err(format!("number {} is listed twice", number.number));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_body_bytes() -> usize {
+    65536
+}
+
+fn default_max_bindings_per_x() -> usize {
+    5000
+}
+
+fn default_extension_digits() -> u8 {
+    4
+}
+
+fn default_max_relations_per_y() -> usize {
+    1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[apps]]
+app_key = "k-axb"
+app_secret = "s-axb"
+mode = "AXB"                  # AX | AXB | AXE | AXYB | X
+max_bindings_per_x = 5000     # AXB, optional
+extension_digits = 4          # AXE, optional
+numbers = [
+  { number = "+8617000000001", area_code = "010" },
+  { number = "+8617000000002", area_code = "021" },
+]
+"#;
+
+    #[test]
+    fn the_documented_example_parses_with_defaults() {
+        let config = SimConfig::from_toml_str(EXAMPLE).unwrap();
+        assert!(config.controls);
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.auth, AuthSettings::default());
+        let app = &config.apps[0];
+        assert_eq!(app.mode, Mode::Axb);
+        assert!(app.recording_enabled && !app.frozen);
+        assert_eq!(app.max_relations_per_y, 1000);
+        assert_eq!(app.numbers.len(), 2);
+        assert!(!app.numbers[1].blacklisted);
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let config = SimConfig::from_toml_str(EXAMPLE).unwrap();
+        let text = format!("{config:?}");
+        assert!(!text.contains("s-axb"), "{text}");
+        assert!(text.contains("<redacted>"));
+    }
+
+    fn error_of(text: &str) -> String {
+        SimConfig::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_offender() {
+        let dup = format!("{EXAMPLE}\n{EXAMPLE}");
+        assert!(error_of(&dup).contains("k-axb"));
+        let bad_number = EXAMPLE.replace("+8617000000002", "8617000000002");
+        assert!(error_of(&bad_number).contains("8617000000002"));
+        let bad_area = EXAMPLE.replace("\"021\"", "\"21a\"");
+        assert!(error_of(&bad_area).contains("area_code"));
+        let bad_digits = EXAMPLE.replace("extension_digits = 4", "extension_digits = 5");
+        assert!(error_of(&bad_digits).contains("extension_digits"));
+        let bad_mode = EXAMPLE.replace("mode = \"AXB\"", "mode = \"AXZ\"");
+        assert!(error_of(&bad_mode).contains("AXZ"));
+        let unknown = EXAMPLE
+            .replace("frozen", "")
+            .replace("mode =", "colour = 1\nmode =");
+        assert!(error_of(&unknown).contains("colour"));
+    }
+}

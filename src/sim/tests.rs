@@ -1,0 +1,600 @@
+//! Behaviour tests of the simulator's business rules, run against an app's state directly.
+//! `server_tests` covers the HTTP pipeline on a real socket.
+
+mod server_tests;
+
+use axum::http::Method;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::config::{SimAppConfig, SimConfig};
+use super::params::Params;
+use super::reply::Fail;
+use super::server::{Endpoint, dispatch};
+use super::state::AppState;
+
+/// One app's state with a hand-moved binding clock.
+struct Harness {
+    config: SimAppConfig,
+    state: AppState,
+    now: OffsetDateTime,
+}
+
+impl Harness {
+    /// An app of `mode` with `extra` TOML keys and numbers `(number, area)`.
+    fn new(mode: &str, extra: &str, numbers: &[(&str, &str)]) -> Self {
+        let numbers: Vec<String> = numbers
+            .iter()
+            .map(|(n, a)| format!(r#"{{ number = "{n}", area_code = "{a}" }}"#))
+            .collect();
+        let toml = format!(
+            "[[apps]]\napp_key = \"k\"\napp_secret = \"s\"\nmode = \"{mode}\"\n{extra}\nnumbers = [{}]\n",
+            numbers.join(", ")
+        );
+        let config = SimConfig::from_toml_str(&toml).unwrap().apps.remove(0);
+        Harness {
+            state: AppState::new(&config),
+            config,
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn call(
+        &mut self,
+        ep: Endpoint,
+        method: &Method,
+        params: Value,
+    ) -> Result<Map<String, Value>, Fail> {
+        self.state.purge(self.now);
+        let params = Params::from_value(params);
+        dispatch(&mut self.state, &self.config, ep, method, &params, self.now)
+    }
+
+    fn ok(&mut self, ep: Endpoint, method: &Method, params: Value) -> Map<String, Value> {
+        self.call(ep, method, params).unwrap()
+    }
+
+    fn code(&mut self, ep: Endpoint, method: &Method, params: Value) -> String {
+        match self.call(ep, method, params) {
+            Ok(_) => "0".into(),
+            Err(f) => format!("{} {}", f.code, f.desc),
+        }
+    }
+
+    fn advance(&mut self, seconds: i64) {
+        self.now += time::Duration::seconds(seconds);
+    }
+}
+
+const X1: &str = "+8617000000001";
+const X2: &str = "+8617000000002";
+const X3: &str = "+8617000000003";
+
+fn a(i: u32) -> String {
+    format!("+86138{i:08}")
+}
+
+fn list_len(answer: &Map<String, Value>, field: &str) -> usize {
+    answer[field].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn axb_paging_defaults_and_bounds() {
+    let mut h = Harness::new("AXB", "", &[(X1, "010")]);
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let bind = json!({"callerNum": a(2 * i), "calleeNum": a(2 * i + 1), "relationNum": X1});
+        ids.push(h.ok(Endpoint::Axb, &Method::POST, bind)["subscriptionId"].clone());
+    }
+    let page = |h: &mut Harness, extra: Value| {
+        let mut q = json!({"relationNum": X1});
+        q.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        h.ok(Endpoint::Axb, &Method::GET, q)
+    };
+    let first = page(&mut h, json!({}));
+    assert_eq!(first["totalCount"], 60);
+    assert_eq!(list_len(&first, "relationNumList"), 50);
+    assert_eq!(
+        first["relationNumList"][0]["subscriptionId"], ids[0],
+        "creation order"
+    );
+    assert_eq!(
+        list_len(&page(&mut h, json!({"pageSize": "5"})), "relationNumList"),
+        50
+    );
+    assert_eq!(
+        list_len(&page(&mut h, json!({"pageSize": 101})), "relationNumList"),
+        50
+    );
+    let second = page(&mut h, json!({"pageSize": 10, "pageIndex": "2"}));
+    assert_eq!(list_len(&second, "relationNumList"), 10);
+    assert_eq!(second["relationNumList"][0]["subscriptionId"], ids[10]);
+    let past = page(&mut h, json!({"pageSize": 10, "pageIndex": 7}));
+    assert_eq!(
+        (
+            past["totalCount"].clone(),
+            list_len(&past, "relationNumList")
+        ),
+        (json!(60), 0)
+    );
+    let one = page(&mut h, json!({"callerNum": a(4)}));
+    assert_eq!(one["relationNumList"][0]["subscriptionId"], ids[2]);
+    let bad = json!({"relationNum": X1, "callerNum": a(5)});
+    assert!(
+        h.code(Endpoint::Axb, &Method::GET, bad)
+            .starts_with("1012007")
+    );
+    let empty = json!({"relationNum": X2});
+    assert!(
+        h.code(Endpoint::Axb, &Method::GET, empty)
+            .starts_with("1012007")
+    );
+}
+
+#[test]
+fn axb_binding_rules() {
+    let mut h = Harness::new("AXB", "max_bindings_per_x = 2", &[(X1, "010"), (X2, "021")]);
+    let bind = |caller: u32, callee: u32, extra: Value| {
+        let mut body = json!({"callerNum": a(caller), "calleeNum": a(callee)});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    assert_eq!(
+        h.code(
+            Endpoint::Axb,
+            &Method::POST,
+            bind(1, 2, json!({"relationNum": X1}))
+        ),
+        "0"
+    );
+    let reused = bind(2, 3, json!({"relationNum": X1}));
+    assert!(
+        h.code(Endpoint::Axb, &Method::POST, reused)
+            .starts_with("1012010")
+    );
+    let foreign = bind(5, 6, json!({"relationNum": "+8617000000099"}));
+    assert!(
+        h.code(Endpoint::Axb, &Method::POST, foreign)
+            .starts_with("1012001")
+    );
+    // Strict: the only 010 number already holds A.
+    let strict = bind(1, 7, json!({"areaCode": "010"}));
+    assert!(
+        h.code(Endpoint::Axb, &Method::POST, strict)
+            .starts_with("1012008")
+    );
+    let loose = h.ok(
+        Endpoint::Axb,
+        &Method::POST,
+        bind(1, 7, json!({"areaCode": "010", "areaMatchMode": "1"})),
+    );
+    assert_eq!(loose["relationNum"], X2);
+    assert_eq!(
+        h.code(
+            Endpoint::Axb,
+            &Method::POST,
+            bind(3, 4, json!({"relationNum": X1}))
+        ),
+        "0"
+    );
+    let full = bind(8, 9, json!({"relationNum": X1}));
+    assert!(
+        h.code(Endpoint::Axb, &Method::POST, full)
+            .starts_with("1012009")
+    );
+    let plus_as_space = bind(8, 9, json!({"relationNum": " 8617000000001"}));
+    assert_eq!(
+        h.code(Endpoint::Axb, &Method::POST, plus_as_space),
+        "1010002 Invalid request. relationNum"
+    );
+    let long = bind(8, 9, json!({"duration": 7_776_001}));
+    assert_eq!(
+        h.code(Endpoint::Axb, &Method::POST, long),
+        "1010002 Invalid request. duration"
+    );
+    // Unbind by X removes every binding on it.
+    assert_eq!(
+        h.code(Endpoint::Axb, &Method::DELETE, json!({"relationNum": X1})),
+        "0"
+    );
+    assert!(
+        h.code(Endpoint::Axb, &Method::DELETE, json!({"relationNum": X1}))
+            .starts_with("1012007")
+    );
+}
+
+#[test]
+fn axb_modify_rechecks_uniqueness_and_restarts_the_timer() {
+    let mut h = Harness::new("AXB", "", &[(X1, "010")]);
+    let first = h.ok(
+        Endpoint::Axb,
+        &Method::POST,
+        json!({"callerNum": a(1), "calleeNum": a(2), "relationNum": X1, "duration": 100}),
+    );
+    let id = first["subscriptionId"].clone();
+    h.ok(
+        Endpoint::Axb,
+        &Method::POST,
+        json!({"callerNum": a(3), "calleeNum": a(4), "relationNum": X1}),
+    );
+    let clash = json!({"subscriptionId": id, "calleeNum": a(3)});
+    assert!(
+        h.code(Endpoint::Axb, &Method::PUT, clash)
+            .starts_with("1012010")
+    );
+    h.advance(90);
+    assert_eq!(
+        h.code(
+            Endpoint::Axb,
+            &Method::PUT,
+            json!({"subscriptionId": id, "duration": "100", "calleeNum": a(5)})
+        ),
+        "0"
+    );
+    h.advance(90);
+    let got = h.ok(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}));
+    assert_eq!(got["relationNumList"][0]["calleeNum"], a(5));
+    assert_eq!(got["relationNumList"][0]["duration"], 100);
+    h.advance(10);
+    assert!(
+        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}))
+            .starts_with("1012007")
+    );
+    assert!(
+        h.code(
+            Endpoint::Axb,
+            &Method::PUT,
+            json!({"subscriptionId": "nope"})
+        )
+        .starts_with("1012007")
+    );
+}
+
+#[test]
+fn expired_bindings_behave_as_unbound() {
+    let mut h = Harness::new("AXB", "", &[(X1, "010")]);
+    let bind = json!({"callerNum": a(1), "calleeNum": a(2), "relationNum": X1, "duration": 60});
+    let id = h.ok(Endpoint::Axb, &Method::POST, bind.clone())["subscriptionId"].clone();
+    h.advance(59);
+    assert_eq!(
+        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id})),
+        "0"
+    );
+    assert!(
+        h.code(Endpoint::Axb, &Method::POST, bind.clone())
+            .starts_with("1012010")
+    );
+    h.advance(1);
+    assert!(
+        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}))
+            .starts_with("1012007")
+    );
+    assert!(
+        h.code(
+            Endpoint::Axb,
+            &Method::DELETE,
+            json!({"subscriptionId": id})
+        )
+        .starts_with("1012007")
+    );
+    assert_eq!(
+        h.code(Endpoint::Axb, &Method::POST, bind),
+        "0",
+        "its numbers are free again"
+    );
+    assert_eq!(h.state.list().len(), 1);
+}
+
+#[test]
+fn ax_limits_and_lookups() {
+    let numbers: Vec<(String, &str)> = (1..=7)
+        .map(|i| (format!("+86170000000{i:02}"), "010"))
+        .collect();
+    let numbers: Vec<(&str, &str)> = numbers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    let mut h = Harness::new("AX", "", &numbers);
+    let by_area = json!({"origNum": a(1), "areaCode": "010", "privateNumType": "mobile-virtual"});
+    for _ in 0..5 {
+        assert_eq!(h.code(Endpoint::Ax, &Method::POST, by_area.clone()), "0");
+    }
+    assert!(
+        h.code(Endpoint::Ax, &Method::POST, by_area)
+            .starts_with("1011003")
+    );
+    let listed = h.ok(Endpoint::Ax, &Method::GET, json!({"origNum": a(1)}));
+    assert_eq!(list_len(&listed, "privateNumList"), 5);
+    let taken = listed["privateNumList"][0]["privateNum"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let busy = json!({"origNum": a(2), "privateNum": taken});
+    assert!(
+        h.code(Endpoint::Ax, &Method::POST, busy)
+            .starts_with("1011005")
+    );
+    let no_type = json!({"origNum": a(2), "areaCode": "010"});
+    assert_eq!(
+        h.code(Endpoint::Ax, &Method::POST, no_type),
+        "1010002 Invalid request. privateNumType"
+    );
+    let callee = json!({"privateNum": taken, "origNum": a(1), "calleeNum": a(1)});
+    assert_eq!(
+        h.code(Endpoint::AxCallee, &Method::PUT, callee),
+        "1010002 Invalid request. calleeNum"
+    );
+    let callee = json!({"privateNum": taken, "origNum": a(1), "calleeNum": a(9)});
+    assert_eq!(h.code(Endpoint::AxCallee, &Method::PUT, callee), "0");
+    assert_eq!(
+        h.code(
+            Endpoint::Ax,
+            &Method::DELETE,
+            json!({"privateNum": taken, "origNum": "ignored"})
+        ),
+        "0"
+    );
+    assert!(
+        h.code(Endpoint::Ax, &Method::DELETE, json!({"privateNum": taken}))
+            .starts_with("1016001")
+    );
+    let none = h.ok(Endpoint::Ax, &Method::GET, json!({"privateNum": taken}));
+    assert_eq!(list_len(&none, "privateNumList"), 0);
+    assert!(
+        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": "x"}))
+            .starts_with("1010040")
+    );
+}
+
+#[test]
+fn axe_extensions_are_assigned_lowest_first() {
+    let mut h = Harness::new(
+        "AXE",
+        "extension_digits = 1\nmax_extensions_per_x = 5",
+        &[(X1, "010")],
+    );
+    let bind = |i: u32, extra: Value| {
+        let mut body = json!({"bindNum": a(i), "virtualNum": X1});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let ext = |m: Map<String, Value>| m["extendNum"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ext(h.ok(Endpoint::Axe, &Method::POST, bind(1, json!({})))),
+        "1"
+    );
+    assert_eq!(
+        ext(h.ok(Endpoint::Axe, &Method::POST, bind(2, json!({})))),
+        "2"
+    );
+    assert_eq!(
+        ext(h.ok(
+            Endpoint::Axe,
+            &Method::POST,
+            bind(3, json!({"extendNum": "7"}))
+        )),
+        "7"
+    );
+    assert!(
+        h.code(
+            Endpoint::Axe,
+            &Method::POST,
+            bind(4, json!({"extendNum": 7}))
+        )
+        .starts_with("1020167")
+    );
+    assert!(
+        h.code(Endpoint::Axe, &Method::POST, bind(1, json!({})))
+            .starts_with("1012010")
+    );
+    assert_eq!(
+        h.code(
+            Endpoint::Axe,
+            &Method::POST,
+            bind(4, json!({"extendNum": "12"}))
+        ),
+        "1010002 Invalid request. extendNum"
+    );
+    assert_eq!(
+        h.code(
+            Endpoint::Axe,
+            &Method::DELETE,
+            json!({"virtualNum": X1, "extendNum": "1"})
+        ),
+        "0"
+    );
+    assert_eq!(
+        ext(h.ok(Endpoint::Axe, &Method::POST, bind(5, json!({})))),
+        "1"
+    );
+    assert_eq!(
+        ext(h.ok(Endpoint::Axe, &Method::POST, bind(6, json!({})))),
+        "3"
+    );
+    assert_eq!(
+        ext(h.ok(Endpoint::Axe, &Method::POST, bind(7, json!({})))),
+        "4"
+    );
+    assert!(
+        h.code(Endpoint::Axe, &Method::POST, bind(8, json!({})))
+            .starts_with("1020167"),
+        "cap of 5"
+    );
+    let area = json!({"bindNum": a(9), "areaCode": "010"});
+    assert!(
+        h.code(Endpoint::Axe, &Method::POST, area)
+            .starts_with("1012008")
+    );
+    assert_eq!(
+        h.code(Endpoint::Axe, &Method::DELETE, json!({"virtualNum": X1})),
+        "1010002 Invalid request. extendNum"
+    );
+}
+
+#[test]
+fn axe_v2_cursor_paging_and_v1_bind_time_quirk() {
+    let mut h = Harness::new("AXE", "", &[(X1, "010"), (X2, "010")]);
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let bind =
+            json!({"bindNum": a(i), "virtualNum": X1, "bindExpiredTime": 2, "timeUnit": "0"});
+        ids.push(h.ok(Endpoint::Axe, &Method::POST, bind)["subscriptionId"].clone());
+    }
+    let mut cursor = "0000000000000_0".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let page = h.ok(
+            Endpoint::AxeV2,
+            &Method::GET,
+            json!({"virtualNum": X1, "cursor": cursor, "limit": "3"}),
+        );
+        let list = page["bindInfoList"].as_array().unwrap();
+        seen.extend(list.iter().map(|r| r["subscriptionId"].clone()));
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let bad = json!({"virtualNum": X1, "cursor": "12_3"});
+    assert_eq!(
+        h.code(Endpoint::AxeV2, &Method::GET, bad),
+        "1010002 Invalid request. cursor"
+    );
+    let bad = json!({"virtualNum": X1, "cursor": "0000000000000_0", "limit": 0});
+    assert_eq!(
+        h.code(Endpoint::AxeV2, &Method::GET, bad),
+        "1010002 Invalid request. limit"
+    );
+    let empty = h.ok(
+        Endpoint::AxeV2,
+        &Method::GET,
+        json!({"virtualNum": X2, "cursor": "0000000000000_0"}),
+    );
+    assert_eq!(
+        (list_len(&empty, "bindInfoList"), empty.get("nextCursor")),
+        (0, None)
+    );
+
+    let modify = json!({"subscriptionId": ids[0], "timeUnit": "1", "bindExpiredTime": 10});
+    assert_eq!(h.code(Endpoint::Axe, &Method::PUT, modify), "0");
+    let v1 = h.ok(
+        Endpoint::Axe,
+        &Method::GET,
+        json!({"subscriptionId": ids[0]}),
+    );
+    assert_eq!(
+        (v1["timeUnit"].clone(), v1["bindExpiredTime"].clone()),
+        (json!("0"), json!(2))
+    );
+    h.advance(11 * 60);
+    assert!(
+        h.code(
+            Endpoint::Axe,
+            &Method::GET,
+            json!({"subscriptionId": ids[0]})
+        )
+        .starts_with("1012007")
+    );
+    assert_eq!(
+        h.code(
+            Endpoint::Axe,
+            &Method::GET,
+            json!({"subscriptionId": ids[1]})
+        ),
+        "0"
+    );
+
+    let counts = h.ok(Endpoint::AxeCount, &Method::GET, json!({"limit": 1}));
+    assert_eq!(
+        counts["virtualNumList"][0],
+        json!({"virtualNum": X1, "bindCount": 6})
+    );
+    assert_eq!(counts["nextCursor"], "1");
+    let last = h.ok(Endpoint::AxeCount, &Method::GET, json!({"cursor": "1"}));
+    assert_eq!(
+        (list_len(&last, "virtualNumList"), last.get("nextCursor")),
+        (1, None)
+    );
+}
+
+#[test]
+fn axyb_two_steps_query_unbind_and_expiry() {
+    let mut h = Harness::new(
+        "AXYB",
+        "max_relations_per_y = 1",
+        &[(X1, "010"), (X2, "010"), (X3, "010")],
+    );
+    let ax = h.ok(
+        Endpoint::Axyb,
+        &Method::POST,
+        json!({"origNum": a(1), "areaCode": "010", "duration": 600}),
+    );
+    let (id, x) = (ax["subscriptionId"].clone(), ax["relationNumber"].clone());
+    let yb = h.ok(
+        Endpoint::Axyb,
+        &Method::POST,
+        json!({"origNum": a(2), "subscriptionId": id}),
+    );
+    assert_eq!(yb["subscriptionId"], id);
+    assert_ne!(yb["relationNumber"], x);
+    let again = json!({"origNum": a(2), "subscriptionId": id});
+    assert!(
+        h.code(Endpoint::Axyb, &Method::POST, again)
+            .starts_with("1012010")
+    );
+    assert_eq!(
+        h.code(
+            Endpoint::Axyb,
+            &Method::POST,
+            json!({"origNum": a(3), "subscriptionId": id})
+        ),
+        "0"
+    );
+    assert!(
+        h.code(
+            Endpoint::Axyb,
+            &Method::POST,
+            json!({"origNum": a(4), "subscriptionId": id})
+        )
+        .starts_with("1012008"),
+        "each Y carries one relation and X is never its own Y"
+    );
+    let got = h.ok(Endpoint::Axyb, &Method::GET, json!({"relationNum": x}));
+    assert_eq!(list_len(&got, "xyRelationNumList"), 2);
+    assert_eq!(got["xyRelationNumList"][0]["duration"], "600");
+    assert_eq!(
+        h.code(
+            Endpoint::Axyb,
+            &Method::DELETE,
+            json!({"subscriptionId": id, "bNum": a(2)})
+        ),
+        "0"
+    );
+    assert_eq!(h.state.list().len(), 1);
+    let bad = json!({"origNum": a(5), "duration": 59});
+    assert_eq!(
+        h.code(Endpoint::Axyb, &Method::POST, bad),
+        "1010002 Invalid request. duration"
+    );
+    h.advance(600);
+    assert!(
+        h.code(Endpoint::Axyb, &Method::GET, json!({"subscriptionId": id}))
+            .starts_with("1012007")
+    );
+    assert!(h.state.list().is_empty());
+    // The Ys are free again.
+    let ax = h.ok(Endpoint::Axyb, &Method::POST, json!({"origNum": a(1)}));
+    let id = ax["subscriptionId"].clone();
+    assert_eq!(
+        h.code(
+            Endpoint::Axyb,
+            &Method::POST,
+            json!({"origNum": a(2), "subscriptionId": id})
+        ),
+        "0"
+    );
+}

@@ -1,0 +1,16 @@
+//! The platform client against the simulator, on 127.0.0.1:0: every operation of every mode,
+//! every platform rule of binding-api.md §4 with its documented result code, authentication,
+//! the circuit breaker, the fault controls, and a property test of the simulator's invariants.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod auth;
+mod ax;
+mod axb;
+mod axe;
+mod axyb;
+mod faults;
+mod invariants;
+mod requests;
