@@ -208,3 +208,40 @@ async fn durations_out_of_range_are_invalid() {
     }
     assert!(sim.bindings("k-axyb").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_y_carries_at_most_max_relations_per_y() {
+    let config = CONFIG.replace(
+        "app_key = \"k-axyb\"",
+        "app_key = \"k-axyb\"\nmax_relations_per_y = 1",
+    );
+    let sim = Sim::start_with(&config).await;
+    let c = sim.client("k-axyb");
+    let first = c.axyb_bind_ax(&ax(A1, "021")).await.unwrap(); // X = N[2]
+    let y1 = c
+        .axyb_bind_yb(&yb(A2, &first.subscription_id))
+        .await
+        .unwrap()
+        .relation_number;
+    let y2 = c
+        .axyb_bind_yb(&yb(A3, &first.subscription_id))
+        .await
+        .unwrap()
+        .relation_number;
+    let mut ys = [y1.clone(), y2];
+    ys.sort();
+    assert_eq!(ys, [N[0], N[1]]);
+    // A second AX in 010 takes one of N[0], N[1] as its X; its Ys can be N[2] (free), but not
+    // the other 010 number, which already carries its one relation.
+    let second = c.axyb_bind_ax(&ax(A4, "010")).await.unwrap();
+    assert!(N[..2].contains(&second.relation_number.as_str()));
+    let y = c
+        .axyb_bind_yb(&yb(A5, &second.subscription_id))
+        .await
+        .unwrap();
+    assert_eq!(y.relation_number, N[2]);
+    expect_code(
+        c.axyb_bind_yb(&yb(A6, &second.subscription_id)).await,
+        codes::INSUFFICIENT_NUMBERS,
+    );
+}
