@@ -1,0 +1,283 @@
+//! Bindings and their two indexes (`requests`, `expiry`), updated together through
+//! [`Store::transact`].
+
+use std::ops::Bound;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::records::{BindingId, BindingRecord, BindingState};
+use super::{Store, StoreError, codec, keys, too_long};
+
+/// What a transaction closure returns: `Abort(StoreError)` rolls back and surfaces the error.
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// The trees one binding transaction sees.
+struct Tx<'a> {
+    bindings: &'a TransactionalTree,
+    requests: &'a TransactionalTree,
+    expiry: &'a TransactionalTree,
+}
+
+/// Everything a binding write needs, encoded before the transaction so the closure stays pure.
+struct Write {
+    id: BindingId,
+    value: Vec<u8>,
+    request_key: Option<Vec<u8>>,
+    expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
+}
+
+impl Write {
+    fn new(record: &BindingRecord) -> Result<Self, StoreError> {
+        let request_key = record
+            .request_id
+            .as_deref()
+            .map(|rid| keys::request(&record.app, rid))
+            .transpose()
+            .map_err(too_long(keys::REQUESTS))?;
+        Ok(Write {
+            id: record.id,
+            value: codec::encode(codec::CURRENT_VERSION, record),
+            request_key,
+            expiry_key: expiry_key_of(record),
+        })
+    }
+}
+
+/// The `expiry` key a record should have: only Active bindings with a deadline.
+fn expiry_key_of(record: &BindingRecord) -> Option<[u8; keys::EXPIRY_KEY_LEN]> {
+    match (record.state, record.expires_at_ms) {
+        (BindingState::Active, Some(deadline)) => Some(keys::expiry(deadline, &record.id)),
+        _ => None,
+    }
+}
+
+/// The `requests` key a record should have (none if it has no request id, or an unencodable
+/// one, which can never have been stored).
+fn request_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
+    keys::request(&record.app, record.request_id.as_deref()?).ok()
+}
+
+impl Tx<'_> {
+    fn binding(&self, id: &BindingId) -> TxResult<Option<BindingRecord>> {
+        let key = keys::binding(id);
+        match self.bindings.get(key)? {
+            None => Ok(None),
+            Some(value) => codec::decode(keys::BINDINGS, &key, &value)
+                .map(Some)
+                .map_err(ConflictableTransactionError::Abort),
+        }
+    }
+
+    fn request_owner(&self, key: &[u8]) -> TxResult<Option<BindingId>> {
+        match self.requests.get(key)? {
+            None => Ok(None),
+            Some(value) => codec::decode(keys::REQUESTS, key, &value)
+                .map(Some)
+                .map_err(ConflictableTransactionError::Abort),
+        }
+    }
+
+    /// Removes `key` from `requests` if it still points at `id` (never another binding's).
+    fn release_request(&self, key: &[u8], id: &BindingId) -> TxResult<()> {
+        if self.request_owner(key)? == Some(*id) {
+            self.requests.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `w` over `old` (the record currently stored under the same id, if any).
+    fn apply(&self, w: &Write, old: Option<&BindingRecord>) -> TxResult<()> {
+        self.bindings
+            .insert(&keys::binding(&w.id), w.value.as_slice())?;
+        if let Some(old_key) = old.and_then(request_key_of)
+            && w.request_key.as_ref() != Some(&old_key)
+        {
+            self.release_request(&old_key, &w.id)?;
+        }
+        if let Some(key) = &w.request_key {
+            self.requests
+                .insert(key.as_slice(), codec::encode(codec::CURRENT_VERSION, &w.id))?;
+        }
+        if let Some(old_key) = old.and_then(expiry_key_of)
+            && w.expiry_key != Some(old_key)
+        {
+            self.expiry.remove(&old_key)?;
+        }
+        if let Some(key) = &w.expiry_key {
+            self.expiry.insert(key, &[])?;
+        }
+        Ok(())
+    }
+}
+
+fn abort<T>(error: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+impl Store {
+    /// The one way to change `bindings`, `requests` and `expiry`: a sled transaction over all
+    /// three. `f` may run more than once (sled retries on conflict), so it must be pure: read and
+    /// write only through the `Tx`, with everything else computed beforehand.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        (&self.bindings, &self.requests, &self.expiry)
+            .transaction(|(bindings, requests, expiry)| {
+                f(&Tx {
+                    bindings,
+                    requests,
+                    expiry,
+                })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    /// Creates or replaces the record under its id, and in the same transaction: maps
+    /// (app, request_id) to it (dropping the mapping of a request id the old record had, if
+    /// that still pointed here), and keeps its `expiry` key present iff it is Active with a
+    /// deadline.
+    pub fn put_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+        let write = Write::new(record)?;
+        self.transact(|tx| {
+            let old = tx.binding(&write.id)?;
+            tx.apply(&write, old.as_ref())
+        })
+    }
+
+    /// Like `put_binding`, but fails with `StoreError::Conflict` (writing nothing) if
+    /// (app, request_id) already maps to another id, or if the id already exists. Used for new
+    /// reservations so two concurrent Binds with one request_id cannot both reserve.
+    pub fn insert_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+        let write = Write::new(record)?;
+        self.transact(|tx| {
+            if tx.binding(&write.id)?.is_some() {
+                return abort(StoreError::Conflict(format!(
+                    "binding {} already exists",
+                    write.id
+                )));
+            }
+            if let Some(key) = &write.request_key
+                && let Some(owner) = tx.request_owner(key)?
+                && owner != write.id
+            {
+                return abort(StoreError::Conflict(format!(
+                    "request_id {:?} of app {:?} already belongs to binding {owner}",
+                    record.request_id.as_deref().unwrap_or_default(),
+                    record.app
+                )));
+            }
+            tx.apply(&write, None)
+        })
+    }
+
+    /// Removes the record, its request mapping and its expiry key, in one transaction.
+    /// `Ok(false)` if absent.
+    pub fn delete_binding(&self, id: &BindingId) -> Result<bool, StoreError> {
+        self.transact(|tx| {
+            let Some(old) = tx.binding(id)? else {
+                return Ok(false);
+            };
+            tx.bindings.remove(&keys::binding(id))?;
+            if let Some(key) = request_key_of(&old) {
+                tx.release_request(&key, id)?;
+            }
+            if let Some(key) = expiry_key_of(&old) {
+                tx.expiry.remove(&key)?;
+            }
+            Ok(true)
+        })
+    }
+
+    pub fn get_binding(&self, id: &BindingId) -> Result<Option<BindingRecord>, StoreError> {
+        let key = keys::binding(id);
+        self.bindings
+            .get(key)?
+            .map(|value| codec::decode(keys::BINDINGS, &key, &value))
+            .transpose()
+    }
+
+    /// The binding that (app, request_id) maps to, if it still carries that request id.
+    pub fn binding_by_request(
+        &self,
+        app: &str,
+        request_id: &str,
+    ) -> Result<Option<BindingRecord>, StoreError> {
+        let Ok(key) = keys::request(app, request_id) else {
+            return Ok(None);
+        };
+        let Some(value) = self.requests.get(&key)? else {
+            return Ok(None);
+        };
+        let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
+        Ok(self
+            .get_binding(&id)?
+            .filter(|r| r.app == app && r.request_id.as_deref() == Some(request_id)))
+    }
+
+    /// Every binding in id (= creation) order; errors per item.
+    pub fn scan_bindings(&self) -> impl Iterator<Item = Result<BindingRecord, StoreError>> + '_ {
+        self.bindings.iter().map(decode_binding)
+    }
+
+    /// Bindings with id > `after` (exclusive), in id order, that satisfy `keep`, at most `limit`.
+    /// Stops at the first unreadable record.
+    pub fn list_bindings(
+        &self,
+        after: Option<&BindingId>,
+        limit: usize,
+        keep: impl Fn(&BindingRecord) -> bool,
+    ) -> Result<Vec<BindingRecord>, StoreError> {
+        let start = match after {
+            Some(id) => Bound::Excluded(keys::binding(id)),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .bindings
+            .range::<[u8; 16], _>((start, Bound::Unbounded))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let record = decode_binding(entry)?;
+            if keep(&record) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Active bindings whose deadline is <= `now_ms`, earliest first, at most `limit` (one range
+    /// scan of the expiry index).
+    pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
+        self.expiry
+            .range(..=keys::expiry_due_bound(now_ms))
+            .take(limit)
+            .map(|entry| Ok(parse_expiry_key(&entry?.0)?.1))
+            .collect()
+    }
+
+    /// The earliest deadline in the expiry index (one seek).
+    pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
+        match self.expiry.first()? {
+            None => Ok(None),
+            Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
+        }
+    }
+}
+
+fn decode_binding(
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<BindingRecord, StoreError> {
+    let (key, value) = entry?;
+    codec::decode(keys::BINDINGS, &key, &value)
+}
+
+fn parse_expiry_key(key: &[u8]) -> Result<(i64, BindingId), StoreError> {
+    keys::parse_expiry(key).ok_or_else(|| StoreError::Corrupt {
+        tree: keys::EXPIRY,
+        detail: format!("malformed key {}", keys::describe(key)),
+    })
+}

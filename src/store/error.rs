@@ -1,0 +1,21 @@
+//! The store's one error type.
+
+/// Everything that can go wrong in the store.
+///
+/// `Clone` because one group-commit flush answers many waiters with the same outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// sled itself failed (I/O, its own corruption checks, a bug it reports).
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value or key could not be read back, or a key could not be encoded (a string
+    /// longer than 65 535 bytes); `tree` names the tree and `detail` the key and what was wrong.
+    #[error("corrupt entry in tree {tree}: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+    /// The store was closed (`Store::close`) or its flusher task is gone.
+    #[error("store closed")]
+    Closed,
+    /// A write was refused because it contradicts what is stored (nothing was written).
+    #[error("conflict: {0}")]
+    Conflict(String),
+}

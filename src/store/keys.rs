@@ -1,0 +1,244 @@
+//! Every key encoding of the store, in one place (STYLE.md rule 9).
+//!
+//! Integers are big-endian so that byte order is numeric order. Strings are length-prefixed
+//! (u16 big-endian byte length, then the UTF-8 bytes), so that `(app, x)` keys of different apps
+//! can never collide or share a prefix: `("ride", …)` keys do not start with the `("rides", …)`
+//! prefix. Within one app, length-prefixed strings sort by (byte length, bytes), which for
+//! canonical digit strings is numeric order.
+//!
+//! | tree       | key                                 | value                          |
+//! |------------|-------------------------------------|--------------------------------|
+//! | `bindings` | id (16 bytes)                       | `BindingRecord`                |
+//! | `requests` | str(app) ‖ str(request_id)          | `BindingId`                    |
+//! | `numbers`  | str(app) ‖ str(number)              | `NumberRecord`                 |
+//! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
+//! | `meta`     | ASCII name, e.g. `format`           | per key                        |
+
+use super::records::BindingId;
+
+pub const BINDINGS: &str = "bindings";
+pub const REQUESTS: &str = "requests";
+pub const NUMBERS: &str = "numbers";
+pub const EXPIRY: &str = "expiry";
+pub const META: &str = "meta";
+
+/// `meta` key holding the on-disk format version of the whole store.
+pub const META_FORMAT: &[u8] = b"format";
+
+/// Length of an `expiry` key: 8-byte deadline, 16-byte id.
+pub const EXPIRY_KEY_LEN: usize = 8 + 16;
+
+/// A string part of a key is longer than a u16 length prefix can describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTooLong {
+    pub len: usize,
+}
+
+impl std::fmt::Display for KeyTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key part of {} bytes is longer than {} bytes",
+            self.len,
+            u16::MAX
+        )
+    }
+}
+
+fn push_str(buf: &mut Vec<u8>, s: &str) -> Result<(), KeyTooLong> {
+    let len = u16::try_from(s.len()).map_err(|_| KeyTooLong { len: s.len() })?;
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn pair(a: &str, b: &str) -> Result<Vec<u8>, KeyTooLong> {
+    let mut key = Vec::with_capacity(4 + a.len() + b.len());
+    push_str(&mut key, a)?;
+    push_str(&mut key, b)?;
+    Ok(key)
+}
+
+/// `bindings` key: the id's 16 bytes (UUID v7, so creation order).
+pub fn binding(id: &BindingId) -> [u8; 16] {
+    id.0
+}
+
+/// Reads a `bindings` key back.
+pub fn parse_binding(key: &[u8]) -> Option<BindingId> {
+    key.try_into().ok().map(BindingId)
+}
+
+/// `requests` key: str(app) ‖ str(request_id).
+pub fn request(app: &str, request_id: &str) -> Result<Vec<u8>, KeyTooLong> {
+    pair(app, request_id)
+}
+
+/// `numbers` key: str(app) ‖ str(number).
+pub fn number(app: &str, number: &str) -> Result<Vec<u8>, KeyTooLong> {
+    pair(app, number)
+}
+
+/// Prefix of every `numbers` key of one app: str(app).
+pub fn number_prefix(app: &str) -> Result<Vec<u8>, KeyTooLong> {
+    let mut key = Vec::with_capacity(2 + app.len());
+    push_str(&mut key, app)?;
+    Ok(key)
+}
+
+/// A record's i64 ms deadline as the u64 stored in keys (negatives clamp to 0).
+pub fn deadline_u64(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
+}
+
+/// `expiry` key: deadline ms (u64 BE, negatives clamped to 0) ‖ id.
+pub fn expiry(deadline_ms: i64, id: &BindingId) -> [u8; EXPIRY_KEY_LEN] {
+    let mut key = [0u8; EXPIRY_KEY_LEN];
+    key[..8].copy_from_slice(&deadline_u64(deadline_ms).to_be_bytes());
+    key[8..].copy_from_slice(&id.0);
+    key
+}
+
+/// The greatest possible `expiry` key with a deadline of `now_ms`: an inclusive upper bound for
+/// "due at or before `now_ms`".
+pub fn expiry_due_bound(now_ms: i64) -> [u8; EXPIRY_KEY_LEN] {
+    expiry(now_ms, &BindingId([0xff; 16]))
+}
+
+/// Reads an `expiry` key back into (deadline ms, id).
+pub fn parse_expiry(key: &[u8]) -> Option<(i64, BindingId)> {
+    let key: &[u8; EXPIRY_KEY_LEN] = key.try_into().ok()?;
+    let (deadline, id) = key.split_at(8);
+    let deadline = u64::from_be_bytes(deadline.try_into().ok()?);
+    Some((
+        i64::try_from(deadline).ok()?,
+        BindingId(id.try_into().ok()?),
+    ))
+}
+
+/// A key as hex, for error messages.
+pub fn describe(key: &[u8]) -> String {
+    use std::fmt::Write as _;
+    key.iter()
+        .fold(String::with_capacity(2 * key.len()), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> BindingId {
+        BindingId([n; 16])
+    }
+
+    #[test]
+    fn binding_key_is_the_id_bytes() {
+        let id = BindingId(std::array::from_fn(|i| i as u8));
+        assert_eq!(binding(&id), std::array::from_fn::<u8, 16, _>(|i| i as u8));
+        assert_eq!(parse_binding(&binding(&id)), Some(id));
+        assert_eq!(parse_binding(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn request_key_bytes() {
+        assert_eq!(
+            request("ride", "r1").unwrap(),
+            [0, 4, b'r', b'i', b'd', b'e', 0, 2, b'r', b'1']
+        );
+        assert_eq!(request("", "").unwrap(), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn number_key_bytes() {
+        assert_eq!(
+            number("ab", "+861").unwrap(),
+            [0, 2, b'a', b'b', 0, 4, b'+', b'8', b'6', b'1']
+        );
+        assert_eq!(number_prefix("ab").unwrap(), [0, 2, b'a', b'b']);
+        // Multi-byte UTF-8: the prefix counts bytes, not chars.
+        assert_eq!(number_prefix("é").unwrap(), [0, 2, 0xc3, 0xa9]);
+    }
+
+    #[test]
+    fn pairs_cannot_collide() {
+        // Without length prefixes both would be "abc".
+        assert_ne!(request("ab", "c").unwrap(), request("a", "bc").unwrap());
+        let ride = number_prefix("ride").unwrap();
+        assert!(!number("rides", "1").unwrap().starts_with(&ride));
+        assert!(number("ride", "1").unwrap().starts_with(&ride));
+    }
+
+    #[test]
+    fn too_long_strings_are_refused() {
+        let long = "x".repeat(usize::from(u16::MAX) + 1);
+        assert_eq!(request(&long, "r"), Err(KeyTooLong { len: long.len() }));
+        assert_eq!(number("a", &long), Err(KeyTooLong { len: long.len() }));
+        let max = "x".repeat(usize::from(u16::MAX));
+        assert_eq!(number_prefix(&max).unwrap()[..2], [0xff, 0xff]);
+    }
+
+    #[test]
+    fn numbers_of_one_app_sort_numerically() {
+        let mut keys = [
+            number("a", "100").unwrap(),
+            number("a", "99").unwrap(),
+            number("a", "101").unwrap(),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                number("a", "99").unwrap(),
+                number("a", "100").unwrap(),
+                number("a", "101").unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn expiry_key_bytes() {
+        assert_eq!(
+            expiry(0x0102_0304_0506_0708, &id(0xab)),
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab,
+                0xab, 0xab, 0xab, 0xab, 0xab, 0xab
+            ]
+        );
+        assert_eq!(
+            expiry(-5, &id(0))[..8],
+            [0; 8],
+            "negative deadlines clamp to 0"
+        );
+        assert_eq!(parse_expiry(&expiry(42, &id(7))), Some((42, id(7))));
+        assert_eq!(parse_expiry(&[0; 23]), None);
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_deadline_then_id() {
+        let deadlines = [0, 1, 255, 256, 65_535, 65_536, 1_700_000_000_000, i64::MAX];
+        let keys: Vec<_> = deadlines.iter().map(|&d| expiry(d, &id(0xff))).collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "byte order is deadline order"
+        );
+        // A later deadline sorts after an earlier one whatever the ids.
+        assert!(expiry(1000, &id(0xff)) < expiry(1001, &id(0)));
+        assert!(expiry(1000, &id(1)) < expiry(1000, &id(2)));
+    }
+
+    #[test]
+    fn due_bound_includes_every_id_at_now_and_nothing_later() {
+        let bound = expiry_due_bound(1000);
+        assert!(expiry(1000, &id(0xff)) <= bound);
+        assert!(expiry(1000, &id(0)) <= bound);
+        assert!(expiry(1001, &id(0)) > bound);
+    }
+
+    #[test]
+    fn describe_is_hex() {
+        assert_eq!(describe(&[0, 0xab, 0x10]), "00ab10");
+    }
+}

@@ -1,0 +1,121 @@
+//! The typed records xpool keeps in sled. Values are bincode-encoded behind a version byte
+//! (see `codec`); adding a field means a new version and a migration in `codec`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::platform::Mode;
+
+/// A binding's id: a UUID v7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BindingId(pub [u8; 16]);
+
+impl BindingId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        BindingId(*uuid::Uuid::now_v7().as_bytes())
+    }
+
+    /// Parses the hyphenated form that callers see.
+    pub fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(text)
+            .ok()
+            .map(|u| BindingId(*u.as_bytes()))
+    }
+}
+
+impl Default for BindingId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for BindingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        uuid::Uuid::from_bytes(self.0).hyphenated().fmt(f)
+    }
+}
+
+/// Where a binding is in its life (DESIGN.md, "Lifecycle of a binding").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BindingState {
+    /// Reserved locally; the upstream call is in flight or its outcome is unresolved.
+    Pending,
+    Active,
+    /// An unbind is in flight or must be retried.
+    Releasing,
+    Released,
+    Expired,
+}
+
+impl BindingState {
+    /// True while the binding holds its slot (number, extension, party place).
+    pub fn holds_slot(self) -> bool {
+        matches!(
+            self,
+            BindingState::Pending | BindingState::Active | BindingState::Releasing
+        )
+    }
+}
+
+/// One binding, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingRecord {
+    pub id: BindingId,
+    /// Configured app name.
+    pub app: String,
+    pub mode: Mode,
+    pub state: BindingState,
+    /// The X number; empty only for an AXYB reservation before the platform chose X.
+    pub x: String,
+    /// AXE extension.
+    pub extension: Option<String>,
+    /// AXYB: the Y the platform chose for B.
+    pub y: Option<String>,
+    pub party_a: String,
+    pub party_b: Option<String>,
+    /// Area code of the chosen X (or the area asked of the platform, AXYB).
+    pub area_code: String,
+    /// The platform's subscriptionId once known (never for X mode).
+    pub subscription_id: Option<String>,
+    /// The caller's idempotency key.
+    pub request_id: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Deadline; `None` never expires.
+    pub expires_at_ms: Option<i64>,
+    /// When it left the slot (Released / Expired), for cool-down.
+    pub released_at_ms: Option<i64>,
+    pub ttl_seconds: u64,
+    /// 0 both ways, 1 only A calls B, 2 only B calls A (the platform's callDirection).
+    pub call_direction: u8,
+    pub record: bool,
+    pub max_call_minutes: u32,
+    pub user_data: Option<String>,
+    /// Which rule chose the number, for people.
+    pub reason: String,
+}
+
+/// Whether a number may be handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NumberState {
+    Active,
+    /// No new bindings; existing ones live on.
+    Draining,
+    /// The platform reports it frozen or blacklisted.
+    Frozen,
+    /// No longer the app's.
+    Removed,
+}
+
+/// One X number of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberRecord {
+    pub app: String,
+    pub number: String,
+    pub area_code: String,
+    pub state: NumberState,
+    /// Set when the platform contradicted the local index about this number; reconciliation
+    /// clears it.
+    pub needs_reconcile: bool,
+    pub updated_at_ms: i64,
+}
