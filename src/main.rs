@@ -20,6 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon. Without --config: the embedded default (store in ./xpool-data, the
+    /// platform simulator in-process, a demo app per mode).
+    Serve {
+        /// Daemon config (TOML); every key can be overridden by XPOOL__SECTION__KEY.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -41,9 +48,22 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
+            Command::Serve { config } => run_serve(config).await,
             Command::Sim { listen, config } => run_sim(listen, config).await,
         }
     })
+}
+
+async fn run_serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match &path {
+        Some(path) => xpool::config::Config::load(path, std::env::vars())?,
+        None => xpool::config::Config::embedded_default(std::env::vars())?,
+    };
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen} (server.listen)"))?;
+    xpool::run(config, listener, shutdown_signal()).await
 }
 
 async fn run_sim(listen: SocketAddr, config: PathBuf) -> anyhow::Result<()> {

@@ -1,4 +1,9 @@
-//! The gRPC API: generated types and one file per service.
+//! The gRPC API: generated types and one file per service, with thin handlers.
+
+pub mod binding;
+mod convert;
+pub mod pool;
+mod status;
 
 /// Types and service stubs generated from `proto/xpool/v1/`.
 #[allow(clippy::all, missing_debug_implementations)]
@@ -8,3 +13,5 @@ pub mod pb {
     /// Descriptor set of the API, served by the reflection service.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("xpool_descriptor");
 }
+
+pub use convert::{MAX_CALL_MINUTES, MAX_TTL_SECONDS};

@@ -84,6 +84,17 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+tokio::task_local! {
+    /// The longest the calls of the current task may wait for a limiter slot.
+    static MAX_WAIT: Duration;
+}
+
+/// Runs `f` with its platform calls waiting at most `max_wait` for a limiter slot (e.g. the
+/// caller's gRPC deadline) instead of the app's configured `max_wait`.
+pub async fn with_max_wait<F: std::future::Future>(max_wait: Duration, f: F) -> F::Output {
+    MAX_WAIT.scope(max_wait, f).await
+}
+
 /// One endpoint call, described for logs and errors.
 pub(crate) struct Call<'a, B> {
     pub op: &'static str,
@@ -132,8 +143,9 @@ impl AppClient {
                 retry_after,
             });
         }
+        let max_wait = MAX_WAIT.try_with(|w| *w).unwrap_or(self.settings.max_wait);
         self.limiter
-            .acquire(self.settings.max_wait)
+            .acquire(max_wait)
             .await
             .map_err(|retry_after| UpstreamError::RateLimited {
                 op,

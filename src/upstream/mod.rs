@@ -12,7 +12,7 @@ mod ops;
 pub mod result;
 mod secret;
 
-pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client};
+pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait};
 pub use error::UpstreamError;
 pub use result::ErrorClass;
 pub use secret::Secret;

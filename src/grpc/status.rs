@@ -1,0 +1,29 @@
+//! The one mapping from domain errors to gRPC statuses.
+
+use tonic::{Code, Status};
+
+use crate::pool::PoolError;
+
+impl From<PoolError> for Status {
+    fn from(e: PoolError) -> Status {
+        let message = e.to_string();
+        match e {
+            PoolError::InvalidArgument { .. } => Status::invalid_argument(message),
+            PoolError::NotFound(_) => Status::not_found(message),
+            PoolError::Exhausted { .. } => Status::resource_exhausted(message),
+            PoolError::FailedPrecondition(_) => Status::failed_precondition(message),
+            PoolError::Unavailable { retry_after, .. } => {
+                let retry = retry_after.unwrap_or(std::time::Duration::from_secs(1));
+                let mut status = Status::new(
+                    Code::Unavailable,
+                    format!("{message}; retry after {} ms", retry.as_millis()),
+                );
+                if let Ok(value) = retry.as_millis().to_string().parse() {
+                    status.metadata_mut().insert("retry-after-ms", value);
+                }
+                status
+            }
+            PoolError::Internal(_) => Status::internal(message),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Background work. Every job has the same shape: `run(self, cancel)` loops on
+//! `select! { cancel, tick }`, a failed round logs and continues.
+
+mod resolver;
+
+pub use resolver::Resolver;

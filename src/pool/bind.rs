@@ -1,0 +1,392 @@
+//! The two-phase Bind: reserve durably, call the platform with no lock held, record the answer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::app::{AppPool, Shared, lock};
+use super::error::PoolError;
+use super::ext::ExtChoice;
+use super::index::{NoPick, Pick};
+use super::params::BindParams;
+use super::platform::{self, Bound};
+use super::rules::{AreaRule, area_order};
+use crate::platform::Mode;
+use crate::store::{BindingId, BindingRecord, BindingState, StoreError};
+use crate::upstream::{ErrorClass, UpstreamError, with_max_wait};
+
+/// How many numbers a Bind tries when the platform says the chosen one is taken.
+const MAX_ATTEMPTS: usize = 3;
+
+impl AppPool {
+    /// Binds per the app's rules. With a request_id, a repeated or concurrent Bind returns the
+    /// same binding without a second platform call.
+    pub async fn bind(
+        self: &Arc<Self>,
+        p: BindParams,
+        max_wait: Duration,
+    ) -> Result<BindingRecord, PoolError> {
+        self.validate(&p)?;
+        let Some(request_id) = p.request_id.clone() else {
+            return self.bind_new(&p, max_wait).await;
+        };
+        let sender = match self.join_inflight(&request_id)? {
+            Joined::Wait(rx) => return wait_shared(rx).await,
+            Joined::Existing(existing) => return self.settle_existing(*existing, &p).await,
+            Joined::First(tx) => tx,
+        };
+        let result = self.bind_new(&p, max_wait).await;
+        sender.send_replace(Some(result.clone()));
+        lock(&self.inflight).remove(&request_id);
+        result
+    }
+
+    /// Registers a Bind with `request_id`, or finds the one that came first. Checked under the
+    /// in-flight lock: the first Bind is either still listed there, or its record is stored.
+    fn join_inflight(&self, request_id: &str) -> Result<Joined, PoolError> {
+        let mut inflight = lock(&self.inflight);
+        if let Some(rx) = inflight.get(request_id) {
+            return Ok(Joined::Wait(rx.clone()));
+        }
+        if let Some(existing) = self.store.binding_by_request(&self.name, request_id)? {
+            return Ok(Joined::Existing(Box::new(existing)));
+        }
+        let (tx, rx) = watch::channel(None);
+        inflight.insert(request_id.to_owned(), rx);
+        Ok(Joined::First(tx))
+    }
+
+    /// A Bind whose request_id is already known: the same request returns the same binding; a
+    /// different one is refused.
+    async fn settle_existing(
+        &self,
+        existing: BindingRecord,
+        p: &BindParams,
+    ) -> Result<BindingRecord, PoolError> {
+        let same = existing.party_a == p.party_a && existing.party_b == p.party_b;
+        if !same {
+            return Err(PoolError::FailedPrecondition(format!(
+                "request_id {:?} was already used for binding {} with other parties",
+                p.request_id.as_deref().unwrap_or_default(),
+                existing.id
+            )));
+        }
+        if existing.state == BindingState::Pending {
+            return self.resolve(existing).await;
+        }
+        Ok(existing)
+    }
+
+    async fn bind_new(
+        &self,
+        p: &BindParams,
+        max_wait: Duration,
+    ) -> Result<BindingRecord, PoolError> {
+        let mut exclude = HashSet::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let rec = self.reserve(p, &exclude)?;
+            self.store.flush().await?;
+            let Some(client) = self.client.clone() else {
+                // X mode: the binding lives only here.
+                return self.activate(rec, None).await;
+            };
+            let outcome = with_max_wait(max_wait, platform::bind(&client, &rec)).await;
+            match outcome {
+                Ok(bound) => return self.activate(rec, Some(bound)).await,
+                Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
+                Err(e) if retry_elsewhere(&e) && p.x_number.is_none() && !rec.x.is_empty() => {
+                    self.drop_reservation(&rec)?;
+                    self.flag_number(&rec.x, &e.to_string());
+                    exclude.insert(rec.x.clone());
+                }
+                Err(e) => {
+                    self.drop_reservation(&rec)?;
+                    return Err(upstream_error(&e));
+                }
+            }
+        }
+        Err(PoolError::unavailable(
+            format!(
+                "the platform refused {MAX_ATTEMPTS} numbers the index believed free; they are set aside for reconciliation"
+            ),
+            Some(Duration::from_secs(1)),
+        ))
+    }
+
+    /// Picks a slot and writes the PENDING reservation (not yet flushed).
+    fn reserve(
+        &self,
+        p: &BindParams,
+        exclude: &HashSet<String>,
+    ) -> Result<BindingRecord, PoolError> {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        let (pick, reason) = match &p.x_number {
+            Some(x) => {
+                let pick = index
+                    .pinned(
+                        x,
+                        p.extension.as_deref(),
+                        &p.party_a,
+                        p.party_b.as_deref(),
+                        now,
+                    )
+                    .map_err(|e| no_pick(e, 0))?;
+                (pick, "pinned x_number".to_owned())
+            }
+            None => {
+                let all = index.area_names();
+                let order =
+                    area_order(&self.rules, p.area_code.as_deref(), p.any_area, &all, |a| {
+                        index.eligible_in(a, now)
+                    });
+                let names: Vec<String> = order.iter().map(|(a, _)| a.clone()).collect();
+                if self.rules.mode == Mode::Axyb {
+                    self.axyb_area(&mut index, &order, now)?
+                } else {
+                    match index.pick(&names, &p.party_a, p.party_b.as_deref(), exclude, now) {
+                        Ok((pick, i)) => {
+                            let reason = describe(self.rules.mode, &pick, order[i].1);
+                            (pick, reason)
+                        }
+                        Err(e) => {
+                            let elsewhere = all
+                                .iter()
+                                .filter(|a| !names.contains(a))
+                                .map(|a| index.eligible_in(a, now) as u64)
+                                .sum();
+                            return Err(no_pick(e, elsewhere));
+                        }
+                    }
+                }
+            }
+        };
+        let rec = BindingRecord {
+            id: BindingId::new(),
+            app: self.name.clone(),
+            mode: self.rules.mode,
+            state: BindingState::Pending,
+            x: pick.x,
+            extension: pick.extension,
+            y: None,
+            party_a: p.party_a.clone(),
+            party_b: p.party_b.clone(),
+            area_code: pick.area,
+            subscription_id: None,
+            request_id: p.request_id.clone(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: (p.ttl_seconds > 0)
+                .then(|| now.saturating_add(p.ttl_seconds as i64 * 1000)),
+            released_at_ms: None,
+            ttl_seconds: p.ttl_seconds,
+            call_direction: p.call_direction,
+            record: p.record,
+            max_call_minutes: p.max_call_minutes,
+            user_data: p.user_data.clone(),
+            reason,
+        };
+        match self.store.insert_binding(&rec) {
+            Ok(()) => {}
+            Err(StoreError::Conflict(why)) => return Err(PoolError::FailedPrecondition(why)),
+            Err(e) => return Err(e.into()),
+        }
+        index.occupy(&rec, now);
+        Ok(rec)
+    }
+
+    /// AXYB: the platform picks X in an area; choose the first area with headroom.
+    fn axyb_area(
+        &self,
+        index: &mut super::index::Index,
+        order: &[(String, AreaRule)],
+        now: i64,
+    ) -> Result<(Pick, String), PoolError> {
+        for (area, rule) in order {
+            if index.eligible_in(area, now) > 0 {
+                let pick = Pick {
+                    x: String::new(),
+                    area: area.clone(),
+                    extension: None,
+                    ext_choice: None,
+                };
+                return Ok((
+                    pick,
+                    format!(
+                        "platform-chosen X in {} (most headroom)",
+                        rule.describe(area)
+                    ),
+                ));
+            }
+        }
+        Err(PoolError::Exhausted {
+            tried: order.iter().map(|(a, _)| a.clone()).collect(),
+            free_elsewhere: 0,
+        })
+    }
+
+    /// Records the platform's success: ACTIVE, durable.
+    pub(super) async fn activate(
+        &self,
+        rec: BindingRecord,
+        bound: Option<Bound>,
+    ) -> Result<BindingRecord, PoolError> {
+        let now = self.clock.now_ms();
+        let mut active = BindingRecord {
+            state: BindingState::Active,
+            updated_at_ms: now,
+            ..rec
+        };
+        if let Some(b) = bound {
+            let late_slot = active.x.is_empty();
+            active.subscription_id = (!b.subscription_id.is_empty()).then_some(b.subscription_id);
+            active.x = b.x;
+            active.y = b.y;
+            if late_slot {
+                // AXYB: the platform chose the numbers; they count as used from now on.
+                if let Some(num) = self.index().number(&active.x) {
+                    active.area_code = num.area.clone();
+                }
+                self.index().occupy(&active, now);
+            }
+        }
+        self.store.put_binding(&active)?;
+        self.store.flush().await?;
+        Ok(active)
+    }
+
+    /// Drops a reservation the platform definitely did not carry out.
+    pub(super) fn drop_reservation(&self, rec: &BindingRecord) -> Result<(), PoolError> {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        if self.store.delete_binding(&rec.id)? && !rec.x.is_empty() {
+            index.vacate(rec, None, now);
+        }
+        Ok(())
+    }
+
+    /// A bind whose answer never came: ask the platform. Found → ACTIVE; definitely absent →
+    /// dropped; the platform unreachable → stays PENDING (its slot held) for a later attempt.
+    pub(super) async fn resolve(&self, rec: BindingRecord) -> Result<BindingRecord, PoolError> {
+        let Some(client) = self.client.clone() else {
+            return self.activate(rec, None).await;
+        };
+        let candidates = self.axyb_candidates(&rec);
+        match platform::find(&client, &rec, &candidates).await {
+            Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
+            Ok(None) => {
+                self.drop_reservation(&rec)?;
+                self.store.flush().await?;
+                Err(PoolError::unavailable(
+                    "the platform did not answer the bind and does not have it; try again",
+                    Some(Duration::from_secs(1)),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(app = %self.name, id = %rec.id, error = %e, "bind outcome unknown; the reservation stays pending");
+                Err(PoolError::unavailable(
+                    format!(
+                        "the platform's answer was lost and it cannot be asked now; binding {} stays pending until resolved",
+                        rec.id
+                    ),
+                    e.retry_after(),
+                ))
+            }
+        }
+    }
+
+    fn axyb_candidates(&self, rec: &BindingRecord) -> Vec<String> {
+        if rec.mode != Mode::Axyb || !rec.x.is_empty() {
+            return Vec::new();
+        }
+        let index = self.index();
+        index
+            .numbers()
+            .filter(|(_, n)| n.area == rec.area_code && n.load == 0)
+            .map(|(x, _)| x.clone())
+            .collect()
+    }
+}
+
+enum Joined {
+    /// Another Bind with this request_id is in flight: wait for its outcome.
+    Wait(watch::Receiver<Shared>),
+    /// A Bind with this request_id already finished (or left a reservation).
+    Existing(Box<BindingRecord>),
+    /// This is the first: publish the outcome through the sender.
+    First(watch::Sender<Shared>),
+}
+
+async fn wait_shared(mut rx: watch::Receiver<Shared>) -> Result<BindingRecord, PoolError> {
+    loop {
+        if let Some(result) = rx.borrow_and_update().clone() {
+            return result;
+        }
+        if rx.changed().await.is_err() {
+            return rx.borrow().clone().unwrap_or_else(|| {
+                Err(PoolError::Internal(
+                    "a concurrent Bind with this request_id was abandoned".into(),
+                ))
+            });
+        }
+    }
+}
+
+/// Whether another number may succeed where this one failed.
+fn retry_elsewhere(e: &UpstreamError) -> bool {
+    matches!(
+        e.class(),
+        ErrorClass::Taken | ErrorClass::PartyConflict | ErrorClass::NumberUnusable
+    )
+}
+
+fn describe(mode: Mode, pick: &Pick, rule: AreaRule) -> String {
+    let place = rule.describe(&pick.area);
+    match (mode, pick.ext_choice) {
+        (Mode::Ax, _) => format!("longest-free X in {place}"),
+        (Mode::Axe, Some(ExtChoice::Fresh)) => {
+            format!("least-loaded X in {place}, never-used extension")
+        }
+        (Mode::Axe, _) => format!("least-loaded X in {place}, longest-released extension"),
+        _ => format!("least-loaded X in {place}"),
+    }
+}
+
+fn no_pick(e: NoPick, free_elsewhere: u64) -> PoolError {
+    match e {
+        NoPick::Exhausted { tried } => PoolError::Exhausted {
+            tried,
+            free_elsewhere,
+        },
+        NoPick::PartyLimit(a) => PoolError::FailedPrecondition(format!(
+            "party_a {a} already holds {} numbers, the most the platform allows",
+            super::index::MAX_XS_PER_A
+        )),
+        NoPick::Pinned(why) => PoolError::FailedPrecondition(why),
+    }
+}
+
+/// What a definite platform refusal means for the caller.
+pub(super) fn upstream_error(e: &UpstreamError) -> PoolError {
+    let message = e.to_string();
+    match e.class() {
+        ErrorClass::RetryLater | ErrorClass::Auth => {
+            PoolError::unavailable(message, e.retry_after().or(Some(Duration::from_secs(1))))
+        }
+        ErrorClass::InvalidRequest => PoolError::invalid("request", message),
+        ErrorClass::NotFound => PoolError::NotFound(message),
+        ErrorClass::Exhausted => PoolError::Exhausted {
+            tried: Vec::new(),
+            free_elsewhere: 0,
+        },
+        ErrorClass::Taken
+        | ErrorClass::PartyConflict
+        | ErrorClass::PartyLimit
+        | ErrorClass::NumberUnusable
+        | ErrorClass::Config
+        | ErrorClass::AccountFrozen => PoolError::FailedPrecondition(message),
+        ErrorClass::Unknown => PoolError::Internal(message),
+    }
+}

@@ -1,0 +1,251 @@
+//! The pool's view of the platform: one bind, one lookup and one unbind per mode, over the
+//! typed client. "Not found" on an unbind counts as done.
+
+use crate::platform::Mode;
+use crate::platform::wire::*;
+use crate::store::BindingRecord;
+use crate::upstream::{AppClient, ErrorClass, UpstreamError};
+
+/// What the platform holds for a binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub subscription_id: String,
+    pub x: String,
+    pub y: Option<String>,
+}
+
+fn lifetime(ttl: u64) -> Option<u64> {
+    (ttl > 0).then_some(ttl)
+}
+
+/// Binds `rec` on the platform (both steps for AXYB).
+pub async fn bind(client: &AppClient, rec: &BindingRecord) -> Result<Bound, UpstreamError> {
+    let user_data = rec.user_data.clone();
+    let record_flag = rec.record.then_some(true);
+    let max_duration = (rec.max_call_minutes > 0).then_some(u64::from(rec.max_call_minutes));
+    let call_direction = Some(u64::from(rec.call_direction));
+    match rec.mode {
+        Mode::Axb => {
+            let req = AxbBindRequest {
+                caller_num: rec.party_a.clone(),
+                callee_num: rec.party_b.clone().unwrap_or_default(),
+                relation_num: Some(rec.x.clone()),
+                call_direction,
+                duration: lifetime(rec.ttl_seconds),
+                record_flag,
+                max_duration,
+                user_data,
+                ..Default::default()
+            };
+            let r = client.axb_bind(&req).await?;
+            Ok(Bound {
+                subscription_id: r.subscription_id,
+                x: rec.x.clone(),
+                y: None,
+            })
+        }
+        Mode::Ax => {
+            let req = AxBindRequest {
+                orig_num: rec.party_a.clone(),
+                private_num: Some(rec.x.clone()),
+                call_direction,
+                record_flag,
+                max_duration,
+                user_data,
+                ..Default::default()
+            };
+            let r = client.ax_bind(&req).await?;
+            Ok(Bound {
+                subscription_id: r.subscription_id,
+                x: rec.x.clone(),
+                y: None,
+            })
+        }
+        Mode::Axe => {
+            let req = AxeBindRequest {
+                bind_num: rec.party_a.clone(),
+                virtual_num: Some(rec.x.clone()),
+                extend_num: rec.extension.clone(),
+                record_flag,
+                time_unit: lifetime(rec.ttl_seconds).map(|_| TimeUnit::Minutes),
+                bind_expired_time: lifetime(rec.ttl_seconds).map(|s| s / 60),
+                user_data,
+                ..Default::default()
+            };
+            let r = client.axe_bind(&req).await?;
+            Ok(Bound {
+                subscription_id: r.subscription_id,
+                x: r.virtual_num,
+                y: None,
+            })
+        }
+        Mode::Axyb => bind_axyb(client, rec).await,
+        Mode::X => Ok(Bound {
+            subscription_id: String::new(),
+            x: rec.x.clone(),
+            y: None,
+        }),
+    }
+}
+
+async fn bind_axyb(client: &AppClient, rec: &BindingRecord) -> Result<Bound, UpstreamError> {
+    let ax = AxybAxRequest {
+        orig_num: rec.party_a.clone(),
+        area_code: Some(rec.area_code.clone()),
+        area_match_mode: Some(AreaMatch::Strict),
+        call_direction: Some(u64::from(rec.call_direction)),
+        duration: Some(rec.ttl_seconds),
+        record_flag: rec.record.then_some(true),
+        user_data: rec.user_data.clone(),
+        ..Default::default()
+    };
+    let x = client.axyb_bind_ax(&ax).await?;
+    let yb = AxybYbRequest {
+        orig_num: rec.party_b.clone().unwrap_or_default(),
+        subscription_id: x.subscription_id.clone(),
+        ..Default::default()
+    };
+    match client.axyb_bind_yb(&yb).await {
+        Ok(y) => Ok(Bound {
+            subscription_id: x.subscription_id,
+            x: x.relation_number,
+            y: Some(y.relation_number),
+        }),
+        Err(e) => {
+            // Do not leave half a binding behind: take the AX step back.
+            let undo = AxybUnbind {
+                subscription_id: x.subscription_id.clone(),
+                y_num: None,
+                b_num: None,
+            };
+            if let Err(undo_err) = client.axyb_unbind(&undo).await {
+                tracing::warn!(error = %undo_err, "could not undo an AXYB AX step after its YB step failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Looks for `rec` on the platform, after a bind whose outcome is unknown.
+pub async fn find(
+    client: &AppClient,
+    rec: &BindingRecord,
+    candidates: &[String],
+) -> Result<Option<Bound>, UpstreamError> {
+    let found = match rec.mode {
+        Mode::Axb => {
+            let q = AxbQuery::RelationNum {
+                relation_num: rec.x.clone(),
+                caller: Some(rec.party_a.clone()),
+                callee: rec.party_b.clone(),
+                page_index: None,
+                page_size: None,
+            };
+            not_found_is_none(client.axb_query(&q).await)?.and_then(|r| {
+                r.relation_num_list
+                    .into_iter()
+                    .find(|b| {
+                        b.caller_num == rec.party_a && Some(&b.callee_num) == rec.party_b.as_ref()
+                    })
+                    .map(|b| Bound {
+                        subscription_id: b.subscription_id,
+                        x: rec.x.clone(),
+                        y: None,
+                    })
+            })
+        }
+        Mode::Ax => {
+            let q = AxSelector::PrivateNum(rec.x.clone());
+            not_found_is_none(client.ax_query(&q).await)?.and_then(|r| {
+                r.private_num_list
+                    .into_iter()
+                    .find(|b| b.orig_num == rec.party_a)
+                    .and_then(|b| b.subscription_id)
+                    .map(|id| Bound {
+                        subscription_id: id,
+                        x: rec.x.clone(),
+                        y: None,
+                    })
+            })
+        }
+        Mode::Axe => {
+            let q = AxeSelector::Slot {
+                virtual_num: rec.x.clone(),
+                extend_num: rec.extension.clone().unwrap_or_default(),
+            };
+            not_found_is_none(client.axe_query_v1(&q).await)?
+                .filter(|b| b.bind_num == rec.party_a)
+                .map(|b| Bound {
+                    subscription_id: b.subscription_id,
+                    x: rec.x.clone(),
+                    y: None,
+                })
+        }
+        Mode::Axyb => find_axyb(client, rec, candidates).await?,
+        Mode::X => None,
+    };
+    Ok(found)
+}
+
+/// An AXYB bind whose answer was lost left no X behind: look on each candidate X of its area.
+async fn find_axyb(
+    client: &AppClient,
+    rec: &BindingRecord,
+    candidates: &[String],
+) -> Result<Option<Bound>, UpstreamError> {
+    let xs: Vec<String> = if rec.x.is_empty() {
+        candidates.to_vec()
+    } else {
+        vec![rec.x.clone()]
+    };
+    for x in xs {
+        let q = AxybQuery::RelationNum(x.clone());
+        let Some(r) = not_found_is_none(client.axyb_query(&q).await)? else {
+            continue;
+        };
+        let hit = r
+            .xy_relation_num_list
+            .into_iter()
+            .find(|b| b.num_a == rec.party_a && b.num_b.as_ref() == rec.party_b.as_ref());
+        if let Some(b) = hit {
+            return Ok(Some(Bound {
+                subscription_id: b.bind_id,
+                x,
+                y: b.num_y,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Unbinds `rec` on the platform; a binding the platform no longer has counts as unbound.
+pub async fn unbind(client: &AppClient, rec: &BindingRecord) -> Result<(), UpstreamError> {
+    let Some(id) = rec.subscription_id.clone() else {
+        return Ok(());
+    };
+    let result = match rec.mode {
+        Mode::Axb => client.axb_unbind(&AxbUnbind::Subscription(id)).await,
+        Mode::Ax => client.ax_unbind(&AxSelector::Subscription(id)).await,
+        Mode::Axe => client.axe_unbind(&AxeSelector::Subscription(id)).await,
+        Mode::Axyb => {
+            client
+                .axyb_unbind(&AxybUnbind {
+                    subscription_id: id,
+                    y_num: None,
+                    b_num: None,
+                })
+                .await
+        }
+        Mode::X => Ok(()),
+    };
+    not_found_is_none(result).map(|_| ())
+}
+
+/// Reads a platform "no such record" as an empty answer.
+fn not_found_is_none<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, UpstreamError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

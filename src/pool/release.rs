@@ -1,0 +1,112 @@
+//! Unbind, and the recovery of what a crash or a lost answer left open.
+
+use super::app::AppPool;
+use super::bind::upstream_error;
+use super::error::PoolError;
+use super::platform;
+use crate::store::{BindingId, BindingRecord, BindingState};
+
+impl AppPool {
+    /// Releases a binding: RELEASING (durable), unbind on the platform, RELEASED (durable), slot
+    /// back into cool-down. Unbinding a released or expired binding returns it unchanged.
+    pub async fn unbind(&self, id: BindingId) -> Result<BindingRecord, PoolError> {
+        let rec = self.load(&id)?;
+        let rec = match rec.state {
+            BindingState::Released | BindingState::Expired => return Ok(rec),
+            BindingState::Pending => {
+                let resolved = self.resolve(rec).await?;
+                if resolved.state != BindingState::Active {
+                    return Ok(resolved);
+                }
+                resolved
+            }
+            BindingState::Active | BindingState::Releasing => rec,
+        };
+        let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
+        self.store.flush().await?;
+        if let Some(client) = &self.client
+            && let Err(e) = platform::unbind(client, &releasing).await
+        {
+            tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
+            return Err(upstream_error(&e));
+        }
+        let released = self.transition(&rec.id, BindingState::Released, |_| {})?;
+        self.store.flush().await?;
+        Ok(released)
+    }
+
+    fn load(&self, id: &BindingId) -> Result<BindingRecord, PoolError> {
+        self.store
+            .get_binding(id)?
+            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))
+    }
+
+    /// Moves a binding to `to` under the index lock, so that concurrent transitions of one
+    /// binding take effect once: the slot is given back exactly when the binding stops holding it.
+    pub(super) fn transition(
+        &self,
+        id: &BindingId,
+        to: BindingState,
+        edit: impl FnOnce(&mut BindingRecord),
+    ) -> Result<BindingRecord, PoolError> {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        let current = self
+            .store
+            .get_binding(id)?
+            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+        if current.state == to || !current.state.holds_slot() {
+            return Ok(current);
+        }
+        let mut next = BindingRecord {
+            state: to,
+            updated_at_ms: now,
+            ..current.clone()
+        };
+        if !to.holds_slot() {
+            next.released_at_ms = Some(now);
+        }
+        edit(&mut next);
+        self.store.put_binding(&next)?;
+        if !to.holds_slot() {
+            index.vacate(&current, Some(now), now);
+        }
+        Ok(next)
+    }
+
+    /// Resolves this app's PENDING reservations and finishes its RELEASING unbinds. Returns how
+    /// many remain open (the platform could not be asked).
+    pub async fn recover(&self) -> usize {
+        let open: Vec<BindingRecord> = self
+            .store
+            .scan_bindings()
+            .filter_map(Result::ok)
+            .filter(|b| {
+                b.app == self.name
+                    && matches!(b.state, BindingState::Pending | BindingState::Releasing)
+            })
+            .collect();
+        let mut left = 0;
+        for rec in open {
+            let id = rec.id;
+            let result = match rec.state {
+                BindingState::Pending => self.resolve(rec).await.map(|_| ()),
+                _ => self.unbind(id).await.map(|_| ()),
+            };
+            match result {
+                Ok(()) => tracing::info!(app = %self.name, %id, "resolved an open binding"),
+                // Resolved as "the platform never made it": nothing left open.
+                Err(PoolError::Unavailable { .. }) if !self.is_open(&id) => {}
+                Err(e) => {
+                    left += 1;
+                    tracing::warn!(app = %self.name, %id, error = %e, "binding still unresolved");
+                }
+            }
+        }
+        left
+    }
+
+    fn is_open(&self, id: &BindingId) -> bool {
+        matches!(self.store.get_binding(id), Ok(Some(b)) if matches!(b.state, BindingState::Pending | BindingState::Releasing))
+    }
+}

@@ -1,0 +1,11 @@
+//! The daemon (`xpool::run`) against the simulator, on 127.0.0.1:0: each mode through the gRPC
+//! API, allocation rules, idempotency, bad input, concurrency, faults, crashes and shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../platform/common.rs"]
+#[allow(dead_code)]
+mod sim;
+
+mod common;
+mod modes;
