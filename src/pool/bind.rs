@@ -214,10 +214,7 @@ impl AppPool {
                 };
                 return Ok((
                     pick,
-                    format!(
-                        "platform-chosen X in {} (most headroom)",
-                        rule.describe(area)
-                    ),
+                    format!("platform-chosen X in {}", rule.describe(area)),
                 ));
             }
         }
