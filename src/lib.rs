@@ -29,7 +29,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{AppConfig, Config};
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
-use crate::pool::{AppSetup, Clock, Pool, Rules, SystemClock};
+use crate::pool::{AppSetup, Clock, ExpiryPolicy, Pool, Rules, SystemClock};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::AppClient;
 
@@ -99,6 +99,25 @@ pub async fn run_with_clock(
         );
     }
 
+    let expiry = jobs::Expiry {
+        pool: Arc::clone(&pool),
+        clock: Arc::clone(&clock),
+        policy: ExpiryPolicy {
+            skew_grace_ms: (config.expiry.skew_grace_seconds as i64).saturating_mul(1000),
+            defensive_unbind: config.expiry.defensive_unbind,
+            batch_size: config.expiry.batch_size,
+            round_budget: Duration::from_millis(config.expiry.round_budget_ms),
+        },
+    };
+    // Bindings whose deadline passed while the daemon was down go first.
+    let overdue = expiry.catch_up(Duration::from_secs(5)).await;
+    if overdue > 0 {
+        tracing::info!(
+            overdue,
+            "expired bindings whose deadline passed while stopped"
+        );
+    }
+    tasks.spawn(expiry.run(cancel.clone()));
     let resolver = jobs::Resolver {
         pool: Arc::clone(&pool),
         every: Duration::from_secs(5),

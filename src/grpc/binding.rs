@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{binding_key, state_filter};
+use super::convert::{MAX_TTL_SECONDS, binding_key, state_filter};
 use super::pb;
 use super::pb::binding_service_server::BindingService;
 use crate::pool::{BindParams, ListFilter, Pool};
@@ -79,6 +79,27 @@ impl BindingService for Bindings {
         let key = binding_key(&binding_id, request_id, app)?;
         let pool = Arc::clone(&self.pool);
         let binding = detached(async move { pool.unbind(&key).await }).await?;
+        Ok(Response::new(binding.into()))
+    }
+
+    async fn update_binding(
+        &self,
+        req: Request<pb::UpdateBindingRequest>,
+    ) -> Result<Response<pb::Binding>, Status> {
+        let pb::UpdateBindingRequest {
+            binding_id,
+            ttl_seconds,
+        } = req.into_inner();
+        let id = BindingId::parse(&binding_id).ok_or_else(|| {
+            Status::invalid_argument(format!("binding_id: {binding_id:?} is not a binding id"))
+        })?;
+        if ttl_seconds > MAX_TTL_SECONDS {
+            return Err(Status::invalid_argument(format!(
+                "ttl_seconds: at most {MAX_TTL_SECONDS} (90 days)"
+            )));
+        }
+        let pool = Arc::clone(&self.pool);
+        let binding = detached(async move { pool.update_ttl(id, ttl_seconds).await }).await?;
         Ok(Response::new(binding.into()))
     }
 

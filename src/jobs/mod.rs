@@ -1,6 +1,8 @@
 //! Background work. Every job has the same shape: `run(self, cancel)` loops on
 //! `select! { cancel, tick }`, a failed round logs and continues.
 
+mod expiry;
 mod resolver;
 
+pub use expiry::Expiry;
 pub use resolver::Resolver;

@@ -40,6 +40,9 @@ pub struct AppPool {
     /// Binds in flight per request_id: duplicates wait on the first one's outcome. An entry lives
     /// from the first Bind's start until its outcome is durable.
     pub(super) inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    /// Shared by every app and the expiry job: signalled when a deadline is written, so the job
+    /// wakes early for a binding that expires before the one it sleeps for.
+    pub(super) deadlines: Arc<tokio::sync::Notify>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,7 +50,12 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppPool {
-    pub(super) fn new(setup: AppSetup, store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn new(
+        setup: AppSetup,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        deadlines: Arc<tokio::sync::Notify>,
+    ) -> Self {
         let index = Index::new(setup.rules.clone());
         let pool = AppPool {
             name: setup.name,
@@ -57,6 +65,7 @@ impl AppPool {
             clock,
             index: Mutex::new(index),
             inflight: Mutex::new(HashMap::new()),
+            deadlines,
         };
         if let Ok(numbers) = pool.store.numbers(Some(&pool.name)) {
             let now = pool.clock.now_ms();

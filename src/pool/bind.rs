@@ -251,6 +251,9 @@ impl AppPool {
         }
         self.store.put_binding(&active)?;
         self.store.flush().await?;
+        if active.expires_at_ms.is_some() {
+            self.deadlines.notify_one();
+        }
         Ok(active)
     }
 

@@ -9,6 +9,7 @@ mod app;
 mod bind;
 pub mod clock;
 mod error;
+mod expire;
 mod ext;
 mod index;
 mod params;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 pub use app::{AppPool, AppSetup};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::PoolError;
+pub use expire::{ExpiryPolicy, Round};
 pub use params::{AreaStats, BindParams, BindingKey, ListFilter, NumberView};
 pub use rules::Rules;
 
@@ -32,6 +34,8 @@ use crate::store::{BindingId, BindingRecord, Store};
 pub struct Pool {
     store: Arc<Store>,
     apps: HashMap<String, Arc<AppPool>>,
+    /// Signalled whenever a binding's deadline is written (see [`Pool::deadlines`]).
+    deadlines: Arc<tokio::sync::Notify>,
 }
 
 impl Pool {
@@ -42,12 +46,18 @@ impl Pool {
         setups: Vec<AppSetup>,
         clock: &Arc<dyn Clock>,
     ) -> Result<Pool, PoolError> {
+        let deadlines = Arc::new(tokio::sync::Notify::new());
         let mut apps = HashMap::new();
         for setup in setups {
             let name = setup.name.clone();
             apps.insert(
                 name,
-                Arc::new(AppPool::new(setup, Arc::clone(&store), Arc::clone(clock))),
+                Arc::new(AppPool::new(
+                    setup,
+                    Arc::clone(&store),
+                    Arc::clone(clock),
+                    Arc::clone(&deadlines),
+                )),
             );
         }
         for record in store.scan_bindings() {
@@ -59,7 +69,11 @@ impl Pool {
                 }
             }
         }
-        Ok(Pool { store, apps })
+        Ok(Pool {
+            store,
+            apps,
+            deadlines,
+        })
     }
 
     /// Resolves what a crash or a lost answer left open: PENDING reservations are looked up on
@@ -82,6 +96,11 @@ impl Pool {
         self.apps.values()
     }
 
+    /// Notified when a deadline is written; the expiry job waits on it.
+    pub fn deadlines(&self) -> &Arc<tokio::sync::Notify> {
+        &self.deadlines
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -97,6 +116,15 @@ impl Pool {
     pub async fn unbind(&self, key: &BindingKey) -> Result<BindingRecord, PoolError> {
         let record = self.get(key)?;
         self.app(&record.app)?.unbind(record.id).await
+    }
+
+    pub async fn update_ttl(
+        &self,
+        id: BindingId,
+        ttl_seconds: u64,
+    ) -> Result<BindingRecord, PoolError> {
+        let record = self.get(&BindingKey::Id(id))?;
+        self.app(&record.app)?.update_ttl(id, ttl_seconds).await
     }
 
     pub fn get(&self, key: &BindingKey) -> Result<BindingRecord, PoolError> {

@@ -5,6 +5,7 @@ use super::bind::upstream_error;
 use super::error::PoolError;
 use super::platform;
 use crate::store::{BindingId, BindingRecord, BindingState};
+use crate::upstream::{Priority, with_priority};
 
 impl AppPool {
     /// Releases a binding: RELEASING (durable), unbind on the platform, RELEASED (durable), slot
@@ -22,17 +23,29 @@ impl AppPool {
             }
             BindingState::Active | BindingState::Releasing => rec,
         };
+        self.release(&rec, BindingState::Released).await
+    }
+
+    /// RELEASING (durable), unbind on the platform at urgent priority, then `to` (Released, or
+    /// Expired for an AX binding past its deadline). A failed unbind leaves it RELEASING for the
+    /// resolver to finish.
+    pub(super) async fn release(
+        &self,
+        rec: &BindingRecord,
+        to: BindingState,
+    ) -> Result<BindingRecord, PoolError> {
         let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
         self.store.flush().await?;
-        if let Some(client) = &self.client
-            && let Err(e) = platform::unbind(client, &releasing).await
-        {
-            tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
-            return Err(upstream_error(&e));
+        if let Some(client) = &self.client {
+            let unbind = with_priority(Priority::Urgent, platform::unbind(client, &releasing));
+            if let Err(e) = unbind.await {
+                tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
+                return Err(upstream_error(&e));
+            }
         }
-        let released = self.transition(&rec.id, BindingState::Released, |_| {})?;
+        let done = self.transition(&rec.id, to, |_| {})?;
         self.store.flush().await?;
-        Ok(released)
+        Ok(done)
     }
 
     fn load(&self, id: &BindingId) -> Result<BindingRecord, PoolError> {
@@ -74,6 +87,33 @@ impl AppPool {
         Ok(next)
     }
 
+    /// Edits an ACTIVE binding without changing its state (the store moves its expiry entry in
+    /// the same transaction).
+    pub(super) fn transition_in_place(
+        &self,
+        id: &BindingId,
+        edit: impl FnOnce(&mut BindingRecord),
+    ) -> Result<BindingRecord, PoolError> {
+        let now = self.clock.now_ms();
+        let _index = self.index();
+        let current = self
+            .store
+            .get_binding(id)?
+            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+        if current.state != BindingState::Active {
+            return Err(PoolError::FailedPrecondition(format!(
+                "binding {id} is no longer active"
+            )));
+        }
+        let mut next = BindingRecord {
+            updated_at_ms: now,
+            ..current
+        };
+        edit(&mut next);
+        self.store.put_binding(&next)?;
+        Ok(next)
+    }
+
     /// Resolves this app's PENDING reservations and finishes its RELEASING unbinds. Returns how
     /// many remain open (the platform could not be asked).
     pub async fn recover(&self) -> usize {
@@ -91,7 +131,15 @@ impl AppPool {
             let id = rec.id;
             let result = match rec.state {
                 BindingState::Pending => self.resolve(rec).await.map(|_| ()),
-                _ => self.unbind(id).await.map(|_| ()),
+                _ => {
+                    let past_deadline = rec.expires_at_ms.is_some_and(|t| t <= self.clock.now_ms());
+                    let to = if past_deadline {
+                        BindingState::Expired
+                    } else {
+                        BindingState::Released
+                    };
+                    self.release(&rec, to).await.map(|_| ())
+                }
             };
             match result {
                 Ok(()) => tracing::info!(app = %self.name, %id, "resolved an open binding"),

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::breaker::{Breaker, Permit, Verdict};
 use super::error::UpstreamError;
-use super::limiter::Limiter;
+use super::limiter::{Limiter, Priority};
 use super::result::{ErrorClass, classify, classify_http};
 use super::secret::Secret;
 use crate::platform::wire::{Envelope, Query};
@@ -87,6 +87,13 @@ pub fn http_client() -> reqwest::Client {
 tokio::task_local! {
     /// The longest the calls of the current task may wait for a limiter slot.
     static MAX_WAIT: Duration;
+    /// The limiter priority of the current task's calls.
+    static PRIORITY: Priority;
+}
+
+/// Runs `f` with its platform calls queued at `priority` in the app's limiter.
+pub async fn with_priority<F: std::future::Future>(priority: Priority, f: F) -> F::Output {
+    PRIORITY.scope(priority, f).await
 }
 
 /// Runs `f` with its platform calls waiting at most `max_wait` for a limiter slot (e.g. the
@@ -144,8 +151,9 @@ impl AppClient {
             });
         }
         let max_wait = MAX_WAIT.try_with(|w| *w).unwrap_or(self.settings.max_wait);
+        let priority = PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal);
         self.limiter
-            .acquire(max_wait)
+            .acquire(max_wait, priority)
             .await
             .map_err(|retry_after| UpstreamError::RateLimited {
                 op,

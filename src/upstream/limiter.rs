@@ -5,6 +5,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock, Reference};
@@ -12,12 +13,41 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
+/// Which calls go first when several wait for the app's limiter: unbinds (and expiry) before
+/// binds, binds before reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Background = 0,
+    Normal = 1,
+    Urgent = 2,
+}
+
 /// One app's limiter.
 pub struct Limiter<C: Clock = DefaultClock> {
     gov: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     clock: C,
     /// Set by a flow-control answer: no call before this instant.
     paused_until: Mutex<Option<C::Instant>>,
+    /// Callers waiting for a slot, per priority.
+    waiting: [AtomicUsize; 3],
+    /// The spacing of slots at the configured rate.
+    slot: Duration,
+}
+
+/// Counts a waiter of one priority for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<C: Clock> std::fmt::Debug for Limiter<C> {
@@ -40,6 +70,8 @@ impl<C: Clock + Clone> Limiter<C> {
             gov: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
             paused_until: Mutex::new(None),
+            waiting: Default::default(),
+            slot: Duration::from_secs(1) / rate.get(),
         }
     }
 
@@ -64,11 +96,21 @@ impl<C: Clock + Clone> Limiter<C> {
         }
     }
 
-    /// Waits for a slot, at most `max_wait`; past that, answers how long a slot is away.
-    pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
+    /// Waits for a slot, at most `max_wait`; past that, answers how long a slot is away. While
+    /// callers of a higher priority wait, a caller leaves the slots to them.
+    pub async fn acquire(&self, max_wait: Duration, priority: Priority) -> Result<(), Duration> {
         let deadline = tokio::time::Instant::now() + max_wait;
+        let _waiting = Waiting::new(&self.waiting[priority as usize]);
         loop {
-            match self.check() {
+            let outranked = self.waiting[priority as usize + 1..]
+                .iter()
+                .any(|w| w.load(Ordering::SeqCst) > 0);
+            let slot = if outranked {
+                Err(self.slot)
+            } else {
+                self.check()
+            };
+            match slot {
                 Ok(()) => return Ok(()),
                 Err(wait) => {
                     let wake = tokio::time::Instant::now() + wait;
@@ -165,12 +207,59 @@ mod tests {
     async fn acquire_gives_up_when_the_slot_is_past_the_wait() {
         let clock = FakeRelativeClock::default();
         let limiter = Limiter::with_clock(nz(1), nz(1), clock);
-        assert!(limiter.acquire(Duration::ZERO).await.is_ok());
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Normal)
+                .await
+                .is_ok()
+        );
         // The fake clock never moves, so the next slot stays one second away.
         let err = limiter
-            .acquire(Duration::from_millis(10))
+            .acquire(Duration::from_millis(10), Priority::Normal)
             .await
             .unwrap_err();
         assert_eq!(err, Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn waiting_unbinds_go_before_binds_and_binds_before_background_work() {
+        let clock = FakeRelativeClock::default();
+        let limiter = Limiter::with_clock(nz(1000), nz(1), clock.clone());
+        let urgent = Waiting::new(&limiter.waiting[Priority::Urgent as usize]);
+        // A free slot exists, but an urgent caller is waiting: a normal caller yields.
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Normal)
+                .await
+                .is_err()
+        );
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Background)
+                .await
+                .is_err()
+        );
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Urgent)
+                .await
+                .is_ok()
+        );
+        drop(urgent);
+        clock.advance(Duration::from_millis(1));
+        let normal = Waiting::new(&limiter.waiting[Priority::Normal as usize]);
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Background)
+                .await
+                .is_err()
+        );
+        drop(normal);
+        assert!(
+            limiter
+                .acquire(Duration::ZERO, Priority::Background)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -12,7 +12,8 @@ mod ops;
 pub mod result;
 mod secret;
 
-pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait};
+pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait, with_priority};
 pub use error::UpstreamError;
+pub use limiter::Priority;
 pub use result::ErrorClass;
 pub use secret::Secret;

@@ -229,6 +229,19 @@ impl Daemon {
         Daemon::launch(sim, dir, text, clock).await
     }
 
+    /// Shuts down, runs `meanwhile` while it is down, and starts again on the same store.
+    pub async fn restart_after(mut self, meanwhile: impl FnOnce()) -> Daemon {
+        let (sim, dir, text, clock) = (
+            self.sim.clone(),
+            self.dir.clone(),
+            self.config_text.clone(),
+            self.clock.clone(),
+        );
+        self.stop_inner().await;
+        meanwhile();
+        Daemon::launch(sim, dir, text, clock).await
+    }
+
     pub async fn stop(mut self) {
         self.stop_inner().await;
     }

@@ -8,4 +8,5 @@
 mod sim;
 
 mod common;
+mod expiry;
 mod modes;

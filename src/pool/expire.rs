@@ -1,0 +1,190 @@
+//! Expiry: bindings leave ACTIVE at their deadline, and UpdateBinding moves deadlines.
+//!
+//! The platform expires AXB, AXE and AXYB bindings itself (their lifetime was sent at bind
+//! time): xpool marks them EXPIRED once the deadline plus a clock-skew grace has passed, and
+//! optionally sends a defensive unbind that treats "not found" as success. AX bindings never
+//! expire on the platform, so xpool unbinds them itself at the deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Pool;
+use super::app::AppPool;
+use super::bind::upstream_error;
+use super::error::PoolError;
+use super::platform;
+use crate::platform::Mode;
+use crate::platform::wire::{AxbModifyRequest, AxeModifyRequest, TimeUnit};
+use crate::store::{BindingId, BindingRecord, BindingState};
+use crate::upstream::{Priority, with_priority};
+
+/// How expiry behaves (the `[expiry]` config section).
+#[derive(Debug, Clone)]
+pub struct ExpiryPolicy {
+    /// Wait this long past a deadline before marking a platform-expired binding EXPIRED.
+    pub skew_grace_ms: i64,
+    /// Also unbind upstream bindings the platform expires itself.
+    pub defensive_unbind: bool,
+    /// Bindings per round.
+    pub batch_size: usize,
+    /// Longest one round may run before yielding to other work.
+    pub round_budget: Duration,
+}
+
+/// What one expiry round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub expired: usize,
+    /// More bindings are due now: run another round soon.
+    pub more: bool,
+    /// The earliest wall-clock ms at which something (known now) becomes due.
+    pub next_due_ms: Option<i64>,
+}
+
+impl Pool {
+    /// Expires what is due at `now_ms`, within the policy's batch size and time budget.
+    pub async fn expire_round(
+        &self,
+        policy: &ExpiryPolicy,
+        now_ms: i64,
+    ) -> Result<Round, PoolError> {
+        let started = Instant::now();
+        let due = self.store.due_bindings(now_ms, policy.batch_size)?;
+        let mut round = Round {
+            more: due.len() == policy.batch_size,
+            ..Round::default()
+        };
+        for id in due {
+            if started.elapsed() > policy.round_budget {
+                round.more = true;
+                break;
+            }
+            let Some(rec) = self.store.get_binding(&id)? else {
+                continue;
+            };
+            let Ok(app) = self.app(&rec.app) else {
+                continue;
+            };
+            let Some(deadline) = rec.expires_at_ms else {
+                continue;
+            };
+            let acts_at = if rec.mode == Mode::Ax {
+                deadline
+            } else {
+                deadline + policy.skew_grace_ms
+            };
+            if acts_at > now_ms {
+                round.next_due_ms = Some(round.next_due_ms.map_or(acts_at, |t| t.min(acts_at)));
+                continue;
+            }
+            match app.expire(rec, policy.defensive_unbind).await {
+                Ok(()) => round.expired += 1,
+                Err(e) => {
+                    tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later")
+                }
+            }
+        }
+        if !round.more
+            && let Some(next) = self.store.next_deadline_ms()?.filter(|t| *t > now_ms)
+        {
+            round.next_due_ms = Some(round.next_due_ms.map_or(next, |t| t.min(next)));
+        }
+        Ok(round)
+    }
+}
+
+impl AppPool {
+    /// Takes one ACTIVE binding past its deadline out of service.
+    async fn expire(
+        self: &Arc<Self>,
+        rec: BindingRecord,
+        defensive_unbind: bool,
+    ) -> Result<(), PoolError> {
+        if rec.mode == Mode::Ax {
+            // The platform never expires AX bindings: unbind it ourselves.
+            self.release(&rec, BindingState::Expired).await?;
+            return Ok(());
+        }
+        let expired = self.transition(&rec.id, BindingState::Expired, |_| {})?;
+        self.store.flush().await?;
+        if defensive_unbind && let Some(client) = self.client.clone() {
+            // Best effort: the platform has expired it already, or will; "not found" is success.
+            let id = expired.id;
+            let name = self.name.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    with_priority(Priority::Urgent, platform::unbind(&client, &expired)).await
+                {
+                    tracing::debug!(app = %name, %id, error = %e, "defensive unbind after expiry failed");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives an ACTIVE binding a new lifetime counted from now (0 = none), on the platform where
+    /// the mode allows it, and moves its deadline in the store.
+    pub async fn update_ttl(
+        &self,
+        id: BindingId,
+        ttl_seconds: u64,
+    ) -> Result<BindingRecord, PoolError> {
+        let rec = self
+            .store
+            .get_binding(&id)?
+            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+        if rec.state != BindingState::Active {
+            return Err(PoolError::FailedPrecondition(
+                format!("binding {id} is {:?}, not active", rec.state).to_lowercase(),
+            ));
+        }
+        match rec.mode {
+            Mode::Axyb => {
+                return Err(PoolError::FailedPrecondition(
+                    "AXYB bindings cannot be modified on the platform; unbind and bind again"
+                        .into(),
+                ));
+            }
+            Mode::Axe if !ttl_seconds.is_multiple_of(60) => {
+                return Err(PoolError::invalid(
+                    "ttl_seconds",
+                    "AXE lifetimes are whole minutes (a multiple of 60)",
+                ));
+            }
+            _ => {}
+        }
+        if let (Some(client), Some(sub)) = (&self.client, rec.subscription_id.clone()) {
+            let result = match rec.mode {
+                Mode::Axb => {
+                    let req = AxbModifyRequest {
+                        subscription_id: sub,
+                        duration: Some(ttl_seconds),
+                        ..Default::default()
+                    };
+                    client.axb_modify(&req).await
+                }
+                Mode::Axe => {
+                    let req = AxeModifyRequest {
+                        subscription_id: Some(sub),
+                        time_unit: Some(TimeUnit::Minutes),
+                        bind_expired_time: Some(ttl_seconds / 60),
+                        ..Default::default()
+                    };
+                    client.axe_modify(&req).await
+                }
+                // AX bindings have no lifetime on the platform: the deadline is ours alone.
+                _ => Ok(()),
+            };
+            result.map_err(|e| upstream_error(&e))?;
+        }
+        let now = self.clock.now_ms();
+        let updated = self.transition_in_place(&id, |b| {
+            b.ttl_seconds = ttl_seconds;
+            b.expires_at_ms =
+                (ttl_seconds > 0).then(|| now.saturating_add(ttl_seconds as i64 * 1000));
+        })?;
+        self.store.flush().await?;
+        self.deadlines.notify_one();
+        Ok(updated)
+    }
+}

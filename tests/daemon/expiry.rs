@@ -1,0 +1,228 @@
+//! Expiry on schedule (DESIGN.md, "Lifecycle"): bindings leave ACTIVE at their deadline (plus the
+//! skew grace for modes the platform expires itself), AX ones are unbound upstream by xpool,
+//! slots come back after cool-down, and a restarted daemon releases overdue bindings at once.
+
+use std::time::Duration;
+
+use tonic::Code;
+use xpool::grpc::pb;
+
+use crate::common::*;
+
+/// Polls the binding until it has left ACTIVE, for at most a few seconds of real time.
+async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding {
+    let mut c = d.bindings().await;
+    let get = pb::GetBindingRequest {
+        binding_id: id.into(),
+        ..Default::default()
+    };
+    for _ in 0..100 {
+        let b = c.get_binding(get.clone()).await.unwrap().into_inner();
+        if b.state() == want {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("binding {id} never reached {want:?}");
+}
+
+async fn state_of(d: &Daemon, id: &str) -> pb::BindingState {
+    let get = pb::GetBindingRequest {
+        binding_id: id.into(),
+        ..Default::default()
+    };
+    d.bindings()
+        .await
+        .get_binding(get)
+        .await
+        .unwrap()
+        .into_inner()
+        .state()
+}
+
+#[tokio::test]
+async fn axb_bindings_expire_after_the_deadline_plus_grace() {
+    let d = Daemon::start().await;
+    let mut req = bind("rides", &party(1), Some(&party(2)));
+    req.ttl_seconds = 120;
+    let b = d.bindings().await.bind(req).await.unwrap().into_inner();
+    let forever = d
+        .bindings()
+        .await
+        .bind(bind("rides", &party(3), Some(&party(4))))
+        .await
+        .unwrap()
+        .into_inner();
+    // The platform expires it at its own deadline.
+    d.sim.advance_clock(120).await;
+    d.clock.advance(120_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        state_of(&d, &b.binding_id).await,
+        pb::BindingState::Active,
+        "inside the skew grace"
+    );
+    d.clock.advance(5_000);
+    wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
+    assert_eq!(
+        state_of(&d, &forever.binding_id).await,
+        pb::BindingState::Active
+    );
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
+    let d = Daemon::start().await;
+    let mut req = bind("drivers", &party(1), None);
+    req.area_code = "021".into();
+    req.ttl_seconds = 60;
+    let b = d
+        .bindings()
+        .await
+        .bind(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    d.clock.advance(60_000);
+    wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
+    assert!(
+        d.sim.bindings("k-ax").await.is_empty(),
+        "xpool unbound it on the platform"
+    );
+    // 021's X now cools down for 60 s.
+    req.party_a = party(2);
+    assert_eq!(
+        d.bindings()
+            .await
+            .bind(req.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        Code::ResourceExhausted
+    );
+    d.clock.advance(60_000);
+    let again = d.bindings().await.bind(req).await.unwrap().into_inner();
+    assert_eq!(again.x_number, b.x_number);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn axe_extensions_come_back_after_expiry_and_cool_down() {
+    let d = Daemon::start().await;
+    let mut req = bind("stores", &party(1), None);
+    req.x_number = "+8617200000001".into();
+    req.extension = "07".into();
+    req.ttl_seconds = 60;
+    let b = d
+        .bindings()
+        .await
+        .bind(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    d.sim.advance_clock(60).await;
+    d.clock.advance(65_000);
+    wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
+    req.party_a = party(2);
+    let err = d.bindings().await.bind(req.clone()).await.unwrap_err();
+    assert!(err.message().contains("cooling"), "{}", err.message());
+    d.clock.advance(60_000);
+    d.bindings().await.bind(req).await.unwrap();
+    assert_local_equals_sim(&d, "stores", "k-axe").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_daemon_expires_overdue_bindings_at_start_up() {
+    let d = Daemon::start().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut req = bind("rides", &party(2 * i), Some(&party(2 * i + 1)));
+        req.ttl_seconds = 60;
+        ids.push(
+            d.bindings()
+                .await
+                .bind(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .binding_id,
+        );
+    }
+    let d = {
+        let sim = d.sim.clone();
+        let clock = d.clock.clone();
+        // Stop, let the deadlines pass while it is down, start again.
+        let stopped = d.restart_after(|| {
+            clock.advance(3_600_000);
+        });
+        let d = stopped.await;
+        sim.advance_clock(3600).await;
+        d
+    };
+    // Start-up expired them before serving: no waiting needed.
+    for id in &ids {
+        assert_eq!(state_of(&d, id).await, pb::BindingState::Expired);
+    }
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
+    let d = Daemon::start().await;
+    let mut req = bind("rides", &party(1), Some(&party(2)));
+    req.ttl_seconds = 60;
+    let b = d.bindings().await.bind(req).await.unwrap().into_inner();
+    let update = pb::UpdateBindingRequest {
+        binding_id: b.binding_id.clone(),
+        ttl_seconds: 600,
+    };
+    let u = d
+        .bindings()
+        .await
+        .update_binding(update)
+        .await
+        .unwrap()
+        .into_inner();
+    let new_life = u.expires_at.unwrap().seconds - u.updated_at.unwrap().seconds;
+    assert_eq!(new_life, 600);
+    // The platform's timer restarted too: past the old deadline it still has the binding.
+    d.sim.advance_clock(120).await;
+    d.clock.advance(125_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state_of(&d, &b.binding_id).await, pb::BindingState::Active);
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    // 0 removes the deadline.
+    let forever = pb::UpdateBindingRequest {
+        binding_id: b.binding_id.clone(),
+        ttl_seconds: 0,
+    };
+    assert!(
+        d.bindings()
+            .await
+            .update_binding(forever)
+            .await
+            .unwrap()
+            .into_inner()
+            .expires_at
+            .is_none()
+    );
+    // AXYB bindings have no modify API.
+    let mut axyb = bind("chat", &party(5), Some(&party(6)));
+    axyb.area_code = "010".into();
+    let y = d.bindings().await.bind(axyb).await.unwrap().into_inner();
+    let err = d
+        .bindings()
+        .await
+        .update_binding(pb::UpdateBindingRequest {
+            binding_id: y.binding_id,
+            ttl_seconds: 60,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    d.stop().await;
+}
