@@ -198,24 +198,56 @@ async fn find_axyb(
     } else {
         vec![rec.x.clone()]
     };
+    let mut half = None;
     for x in xs {
         let q = AxybQuery::RelationNum(x.clone());
         let Some(r) = not_found_is_none(client.axyb_query(&q).await)? else {
             continue;
         };
-        let hit = r
+        for b in r
             .xy_relation_num_list
             .into_iter()
-            .find(|b| b.num_a == rec.party_a && b.num_b.as_ref() == rec.party_b.as_ref());
-        if let Some(b) = hit {
-            return Ok(Some(Bound {
-                subscription_id: b.bind_id,
-                x,
-                y: b.num_y,
-            }));
+            .filter(|b| b.num_a == rec.party_a)
+        {
+            if b.num_b.as_ref() == rec.party_b.as_ref() {
+                return Ok(Some(Bound {
+                    subscription_id: b.bind_id,
+                    x,
+                    y: b.num_y,
+                }));
+            }
+            if b.num_b.is_none() && half.is_none() {
+                half = Some((b.bind_id, x.clone()));
+            }
         }
     }
-    Ok(None)
+    // The AX step was made but the YB step never was (the daemon died between them, or its
+    // answer was lost): finish the bind, or take the AX step back if the YB step is refused.
+    let Some((subscription_id, x)) = half else {
+        return Ok(None);
+    };
+    let yb = AxybYbRequest {
+        orig_num: rec.party_b.clone().unwrap_or_default(),
+        subscription_id: subscription_id.clone(),
+        ..Default::default()
+    };
+    match client.axyb_bind_yb(&yb).await {
+        Ok(y) => Ok(Some(Bound {
+            subscription_id,
+            x,
+            y: Some(y.relation_number),
+        })),
+        Err(e) if e.outcome_unknown() || e.not_sent() => Err(e),
+        Err(_) => {
+            let undo = AxybUnbind {
+                subscription_id,
+                y_num: None,
+                b_num: None,
+            };
+            not_found_is_none(client.axyb_unbind(&undo).await)?;
+            Ok(None)
+        }
+    }
 }
 
 /// Unbinds `rec` on the platform; a binding the platform no longer has counts as unbound.
@@ -248,4 +280,119 @@ fn not_found_is_none<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, U
         Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// One binding as the platform reports it on an X.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub subscription_id: String,
+    pub a: String,
+    pub b: Option<String>,
+    pub extension: Option<String>,
+    pub y: Option<String>,
+    /// Computed from `subscribeTime + duration` where the platform reports both.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Page size of the AXB and AXE listings.
+const PAGE: u32 = 100;
+
+fn deadline(subscribe_time: Option<&str>, duration: Option<u64>) -> Option<i64> {
+    let seconds = duration.filter(|d| *d > 0)?;
+    let start = crate::platform::time::parse_subscribe_time(subscribe_time?)?;
+    Some((start.unix_timestamp() + seconds as i64) * 1000)
+}
+
+/// Every binding the platform holds on `x` (all pages). "No record" is an empty list.
+pub async fn list_on(
+    client: &AppClient,
+    mode: Mode,
+    x: &str,
+) -> Result<Vec<Remote>, UpstreamError> {
+    let mut out = Vec::new();
+    match mode {
+        Mode::Axb => {
+            let mut page = 1;
+            loop {
+                let Some(r) =
+                    not_found_is_none(client.axb_query(&AxbQuery::page(x, page, PAGE)).await)?
+                else {
+                    break;
+                };
+                let n = r.relation_num_list.len();
+                out.extend(r.relation_num_list.into_iter().map(|b| Remote {
+                    expires_at_ms: deadline(b.subscribe_time.as_deref(), b.duration),
+                    subscription_id: b.subscription_id,
+                    a: b.caller_num,
+                    b: Some(b.callee_num),
+                    extension: None,
+                    y: None,
+                }));
+                if n == 0 || out.len() as u64 >= r.total_count {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        Mode::Ax => {
+            if let Some(r) =
+                not_found_is_none(client.ax_query(&AxSelector::PrivateNum(x.to_owned())).await)?
+            {
+                out.extend(r.private_num_list.into_iter().filter_map(|b| {
+                    Some(Remote {
+                        subscription_id: b.subscription_id?,
+                        a: b.orig_num,
+                        b: None,
+                        extension: None,
+                        y: None,
+                        expires_at_ms: None,
+                    })
+                }));
+            }
+        }
+        Mode::Axe => {
+            let mut cursor = AXE_FIRST_CURSOR.to_owned();
+            loop {
+                let q = AxeQueryV2::Page {
+                    virtual_num: x.to_owned(),
+                    cursor: cursor.clone(),
+                    limit: Some(PAGE),
+                };
+                let Some(r) = not_found_is_none(client.axe_query_v2(&q).await)? else {
+                    break;
+                };
+                out.extend(r.bind_info_list.into_iter().map(|b| Remote {
+                    subscription_id: b.subscription_id,
+                    a: b.bind_num,
+                    b: None,
+                    extension: Some(b.extend_num),
+                    y: None,
+                    // The v2 records show bind-time lifetimes only: not a reliable deadline.
+                    expires_at_ms: None,
+                }));
+                match r.next_cursor {
+                    Some(next) if !next.is_empty() && next != cursor => cursor = next,
+                    _ => break,
+                }
+            }
+        }
+        Mode::Axyb => {
+            if let Some(r) = not_found_is_none(
+                client
+                    .axyb_query(&AxybQuery::RelationNum(x.to_owned()))
+                    .await,
+            )? {
+                out.extend(r.xy_relation_num_list.into_iter().map(|b| Remote {
+                    expires_at_ms: deadline(b.subscribe_time.as_deref(), b.duration),
+                    subscription_id: b.bind_id,
+                    a: b.num_a,
+                    b: b.num_b,
+                    extension: None,
+                    y: b.num_y,
+                }));
+            }
+        }
+        Mode::X => {}
+    }
+    Ok(out)
 }
