@@ -4,7 +4,11 @@
 
 use std::{env, error::Error, path::PathBuf};
 
-const PROTOS: &[&str] = &["proto/xpool/v1/binding.proto", "proto/xpool/v1/pool.proto"];
+const PROTOS: &[&str] = &[
+    "proto/xpool/v1/binding.proto",
+    "proto/xpool/v1/pool.proto",
+    "proto/xpool/v1/reconcile.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

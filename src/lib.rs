@@ -29,6 +29,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{AppConfig, Config};
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
+use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
 use crate::pool::{AppSetup, Clock, ExpiryPolicy, Pool, Rules, SystemClock};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::AppClient;
@@ -118,6 +119,19 @@ pub async fn run_with_clock(
         );
     }
     tasks.spawn(expiry.run(cancel.clone()));
+    let reconciler = Arc::new(jobs::Reconciler::new(
+        Arc::clone(&pool),
+        Arc::clone(&clock),
+        Duration::from_secs(config.reconcile.grace_seconds),
+        match config.reconcile.orphan_policy {
+            config::OrphanPolicy::Adopt => pool::OrphanPolicy::Adopt,
+            config::OrphanPolicy::Release => pool::OrphanPolicy::Release,
+        },
+    ));
+    if config.reconcile.interval_seconds > 0 {
+        let every = Duration::from_secs(config.reconcile.interval_seconds);
+        tasks.spawn(Arc::clone(&reconciler).run(every, cancel.clone()));
+    }
     let resolver = jobs::Resolver {
         pool: Arc::clone(&pool),
         every: Duration::from_secs(5),
@@ -130,6 +144,9 @@ pub async fn run_with_clock(
         .await;
     health
         .set_serving::<PoolServiceServer<grpc::pool::Numbers>>()
+        .await;
+    health
+        .set_serving::<ReconcileServiceServer<grpc::reconcile::Reconcile>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
@@ -155,6 +172,9 @@ pub async fn run_with_clock(
         .add_service(PoolServiceServer::new(grpc::pool::Numbers::new(
             Arc::clone(&pool),
         )))
+        .add_service(ReconcileServiceServer::new(
+            grpc::reconcile::Reconcile::new(reconciler),
+        ))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener),
             stop_serving.clone().cancelled_owned(),
@@ -176,6 +196,13 @@ pub async fn run_with_clock(
         .await;
     health
         .set_not_serving::<PoolServiceServer<grpc::pool::Numbers>>()
+        .await;
+    health
+        .set_not_serving::<ReconcileServiceServer<grpc::reconcile::Reconcile>>()
+        .await;
+    // The server as a whole (what load balancers and Kubernetes probes ask about).
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     stop_serving.cancel();
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{MAX_TTL_SECONDS, binding_key, state_filter};
 use super::pb;
 use super::pb::binding_service_server::BindingService;
-use crate::pool::{BindParams, ListFilter, Pool};
+use crate::pool::{BindParams, ListFilter, Pool, quoted};
 use crate::store::BindingId;
 
 /// The binding API.
@@ -91,7 +91,10 @@ impl BindingService for Bindings {
             ttl_seconds,
         } = req.into_inner();
         let id = BindingId::parse(&binding_id).ok_or_else(|| {
-            Status::invalid_argument(format!("binding_id: {binding_id:?} is not a binding id"))
+            Status::invalid_argument(format!(
+                "binding_id: {} is not a binding id",
+                quoted(&binding_id)
+            ))
         })?;
         if ttl_seconds > MAX_TTL_SECONDS {
             return Err(Status::invalid_argument(format!(

@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 
 use super::pb;
 use crate::platform::{Mode, number};
-use crate::pool::{BindParams, BindingKey, PoolError};
+use crate::pool::{BindParams, BindingKey, PoolError, quoted};
 use crate::store::{BindingId, BindingRecord, BindingState, NumberState};
 
 /// Longest lifetime of a binding: the platform's 90 days.
@@ -27,7 +27,10 @@ fn party(field: &'static str, value: &str) -> Result<(), PoolError> {
     } else {
         Err(invalid(
             field,
-            format!("{value:?} is not an E.164 number (+, country code, 8–15 digits in all)"),
+            format!(
+                "{} is not an E.164 number (+, country code, 8–15 digits in all)",
+                quoted(value)
+            ),
         ))
     }
 }
@@ -67,7 +70,7 @@ impl TryFrom<pb::BindRequest> for BindParams {
         if !area_code.is_empty() && !number::is_area_code(&area_code) {
             return Err(invalid(
                 "area_code",
-                format!("{area_code:?} is not an area code (2–6 digits)"),
+                format!("{} is not an area code (2–6 digits)", quoted(&area_code)),
             ));
         }
         if ttl_seconds > MAX_TTL_SECONDS {
@@ -140,7 +143,12 @@ pub fn binding_key(
     match (binding_id.is_empty(), request_id.is_empty()) {
         (false, true) => BindingId::parse(binding_id)
             .map(BindingKey::Id)
-            .ok_or_else(|| invalid("binding_id", format!("{binding_id:?} is not a binding id"))),
+            .ok_or_else(|| {
+                invalid(
+                    "binding_id",
+                    format!("{} is not a binding id", quoted(binding_id)),
+                )
+            }),
         (true, false) if app.is_empty() => Err(invalid("app", "required with request_id")),
         (true, false) => Ok(BindingKey::Request { app, request_id }),
         (false, false) => Err(invalid(

@@ -3,6 +3,7 @@
 pub mod binding;
 mod convert;
 pub mod pool;
+pub mod reconcile;
 mod status;
 
 /// Types and service stubs generated from `proto/xpool/v1/`.

@@ -4,9 +4,24 @@ use tonic::{Code, Status};
 
 use crate::pool::PoolError;
 
+/// Status messages travel in a header; keep them well below HTTP/2 header limits.
+const MAX_MESSAGE: usize = 1024;
+
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
 impl From<PoolError> for Status {
     fn from(e: PoolError) -> Status {
-        let message = e.to_string();
+        let message = bounded(e.to_string());
         match e {
             PoolError::InvalidArgument { .. } => Status::invalid_argument(message),
             PoolError::NotFound(_) => Status::not_found(message),

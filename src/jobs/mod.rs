@@ -2,7 +2,9 @@
 //! `select! { cancel, tick }`, a failed round logs and continues.
 
 mod expiry;
+mod reconcile;
 mod resolver;
 
 pub use expiry::Expiry;
+pub use reconcile::{Reconciler, Scoped};
 pub use resolver::Resolver;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::clock::Clock;
-use super::error::PoolError;
+use super::error::{PoolError, quoted};
 use super::index::Index;
 use super::params::{AreaStats, BindParams, NumberView};
 use super::rules::Rules;
@@ -181,13 +181,17 @@ impl AppPool {
             if !number::is_global(n) {
                 return Err(PoolError::invalid(
                     "numbers",
-                    format!("{n:?} is not a number in global format"),
+                    format!("{} is not a number in global format", quoted(n)),
                 ));
             }
             if !number::is_area_code(area) {
                 return Err(PoolError::invalid(
                     "numbers",
-                    format!("area code {area:?} of {n} is not 2–6 digits"),
+                    format!(
+                        "area code {} of {} is not 2–6 digits",
+                        quoted(area),
+                        quoted(n)
+                    ),
                 ));
             }
         }

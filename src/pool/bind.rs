@@ -68,8 +68,8 @@ impl AppPool {
         let same = existing.party_a == p.party_a && existing.party_b == p.party_b;
         if !same {
             return Err(PoolError::FailedPrecondition(format!(
-                "request_id {:?} was already used for binding {} with other parties",
-                p.request_id.as_deref().unwrap_or_default(),
+                "request_id {} was already used for binding {} with other parties",
+                super::error::quoted(p.request_id.as_deref().unwrap_or_default()),
                 existing.id
             )));
         }

@@ -38,6 +38,16 @@ fn areas(tried: &[String]) -> String {
     }
 }
 
+/// A caller's value for an error message: quoted, and cut to 64 characters so that a huge
+/// input cannot make an error too large for a gRPC status header.
+pub fn quoted(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 impl PoolError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         PoolError::InvalidArgument {

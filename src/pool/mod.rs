@@ -14,6 +14,7 @@ mod ext;
 mod index;
 mod params;
 mod platform;
+mod reconcile;
 mod release;
 mod rules;
 
@@ -22,9 +23,10 @@ use std::sync::Arc;
 
 pub use app::{AppPool, AppSetup};
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use error::PoolError;
+pub use error::{PoolError, quoted};
 pub use expire::{ExpiryPolicy, Round};
 pub use params::{AreaStats, BindParams, BindingKey, ListFilter, NumberView};
+pub use reconcile::{OrphanPolicy, ReconcileOptions, ReconcileReport};
 pub use rules::Rules;
 
 use crate::store::{BindingId, BindingRecord, Store};
@@ -89,7 +91,7 @@ impl Pool {
     pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
         self.apps
             .get(name)
-            .ok_or_else(|| PoolError::invalid("app", format!("unknown app {name:?}")))
+            .ok_or_else(|| PoolError::invalid("app", format!("unknown app {}", quoted(name))))
     }
 
     pub fn apps(&self) -> impl Iterator<Item = &Arc<AppPool>> {
@@ -139,7 +141,11 @@ impl Pool {
             PoolError::NotFound(match key {
                 BindingKey::Id(id) => format!("no binding {id}"),
                 BindingKey::Request { app, request_id } => {
-                    format!("no binding of app {app} with request_id {request_id:?}")
+                    format!(
+                        "no binding of app {} with request_id {}",
+                        quoted(app),
+                        quoted(request_id)
+                    )
                 }
             })
         })

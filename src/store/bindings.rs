@@ -17,6 +17,7 @@ struct Tx<'a> {
     bindings: &'a TransactionalTree,
     requests: &'a TransactionalTree,
     expiry: &'a TransactionalTree,
+    slots: &'a TransactionalTree,
 }
 
 /// Everything a binding write needs, encoded before the transaction so the closure stays pure.
@@ -25,6 +26,7 @@ struct Write {
     value: Vec<u8>,
     request_key: Option<Vec<u8>>,
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
+    slot_key: Option<Vec<u8>>,
 }
 
 impl Write {
@@ -40,8 +42,17 @@ impl Write {
             value: codec::encode(codec::CURRENT_VERSION, record),
             request_key,
             expiry_key: expiry_key_of(record),
+            slot_key: slot_key_of(record),
         })
     }
+}
+
+/// The `slots` key a record should have: bindings that hold a slot on a known X.
+fn slot_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
+    if !record.state.holds_slot() || record.x.is_empty() {
+        return None;
+    }
+    keys::slot(&record.app, &record.x, &record.id).ok()
 }
 
 /// The `expiry` key a record should have: only Active bindings with a deadline.
@@ -107,6 +118,14 @@ impl Tx<'_> {
         if let Some(key) = &w.expiry_key {
             self.expiry.insert(key, &[])?;
         }
+        if let Some(old_key) = old.and_then(slot_key_of)
+            && w.slot_key.as_ref() != Some(&old_key)
+        {
+            self.slots.remove(old_key)?;
+        }
+        if let Some(key) = &w.slot_key {
+            self.slots.insert(key.as_slice(), &[])?;
+        }
         Ok(())
     }
 }
@@ -120,12 +139,13 @@ impl Store {
     /// three. `f` may run more than once (sled retries on conflict), so it must be pure: read and
     /// write only through the `Tx`, with everything else computed beforehand.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        (&self.bindings, &self.requests, &self.expiry)
-            .transaction(|(bindings, requests, expiry)| {
+        (&self.bindings, &self.requests, &self.expiry, &self.slots)
+            .transaction(|(bindings, requests, expiry, slots)| {
                 f(&Tx {
                     bindings,
                     requests,
                     expiry,
+                    slots,
                 })
             })
             .map_err(|e| match e {
@@ -186,8 +206,33 @@ impl Store {
             if let Some(key) = expiry_key_of(&old) {
                 tx.expiry.remove(&key)?;
             }
+            if let Some(key) = slot_key_of(&old) {
+                tx.slots.remove(key)?;
+            }
             Ok(true)
         })
+    }
+
+    /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:
+    /// one prefix scan of the `slots` index.
+    pub fn bindings_on(&self, app: &str, x: &str) -> Result<Vec<BindingRecord>, StoreError> {
+        let Ok(prefix) = keys::slot_prefix(app, x) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in self.slots.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let Some(id) = key.get(prefix.len()..).and_then(keys::parse_binding) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::SLOTS,
+                    detail: keys::describe(&key),
+                });
+            };
+            if let Some(record) = self.get_binding(&id)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
     }
 
     pub fn get_binding(&self, id: &BindingId) -> Result<Option<BindingRecord>, StoreError> {

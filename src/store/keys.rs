@@ -12,6 +12,7 @@
 //! | `requests` | str(app) ‖ str(request_id)          | `BindingId`                    |
 //! | `numbers`  | str(app) ‖ str(number)              | `NumberRecord`                 |
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
+//! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | empty: bindings holding a slot on X |
 //! | `meta`     | ASCII name, e.g. `format`           | per key                        |
 
 use super::records::BindingId;
@@ -20,7 +21,20 @@ pub const BINDINGS: &str = "bindings";
 pub const REQUESTS: &str = "requests";
 pub const NUMBERS: &str = "numbers";
 pub const EXPIRY: &str = "expiry";
+pub const SLOTS: &str = "slots";
 pub const META: &str = "meta";
+
+/// `slots` key: a binding that holds a slot on `x`.
+pub fn slot(app: &str, x: &str, id: &BindingId) -> Result<Vec<u8>, KeyTooLong> {
+    let mut key = pair(app, x)?;
+    key.extend_from_slice(&id.0);
+    Ok(key)
+}
+
+/// Prefix of every `slots` key of (app, x).
+pub fn slot_prefix(app: &str, x: &str) -> Result<Vec<u8>, KeyTooLong> {
+    pair(app, x)
+}
 
 /// `meta` key holding the on-disk format version of the whole store.
 pub const META_FORMAT: &[u8] = b"format";

@@ -70,13 +70,20 @@ pub struct Store {
     numbers: sled::Tree,
     /// `expiry` tree: (deadline, id) → empty. Changed only inside `transact`.
     expiry: sled::Tree,
-    /// `meta` tree: format version. Written once at open.
-    #[cfg_attr(not(test), expect(dead_code, reason = "read and written at open only"))]
+    /// `slots` tree: (app, x, id) → empty for bindings holding a slot. Changed only inside
+    /// `transact`.
+    slots: sled::Tree,
+    /// `meta` tree: format version, job progress.
     meta: sled::Tree,
     /// Handle on the group-commit task: owns the waiter queue; `close` stops it, dropping the
     /// `Store` lets it finish and end.
     flusher: Flusher,
     path: PathBuf,
+}
+
+/// Job-owned `meta` keys live under `job/`, apart from the store's own `format`.
+fn meta_key(name: &str) -> Vec<u8> {
+    [b"job/".as_slice(), name.as_bytes()].concat()
 }
 
 impl std::fmt::Debug for Store {
@@ -107,6 +114,7 @@ impl Store {
             requests: db.open_tree(keys::REQUESTS)?,
             numbers: db.open_tree(keys::NUMBERS)?,
             expiry: db.open_tree(keys::EXPIRY)?,
+            slots: db.open_tree(keys::SLOTS)?,
             meta,
             flusher: Flusher::spawn(db.clone()),
             db,
@@ -122,6 +130,21 @@ impl Store {
             temporary: true,
             ..StoreOptions::new(dir)
         })
+    }
+
+    /// A small named value in `meta` (e.g. a job's progress).
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(meta_key(name))?.map(|v| v.to_vec()))
+    }
+
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(meta_key(name), value)?;
+        Ok(())
+    }
+
+    pub fn delete_meta(&self, name: &str) -> Result<(), StoreError> {
+        self.meta.remove(meta_key(name))?;
+        Ok(())
     }
 
     /// The sled directory.

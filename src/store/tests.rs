@@ -456,3 +456,66 @@ async fn unknown_store_format_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn slots_index_lists_the_bindings_holding_each_x() {
+    let store = Store::open_temporary().unwrap();
+    let on = |store: &Store, x: &str| -> Vec<BindingId> {
+        store
+            .bindings_on("ride", x)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect()
+    };
+    let mut a = binding(1, BindingState::Pending, None);
+    a.x = "+8617000000001".into();
+    let mut b = binding(2, BindingState::Active, None);
+    b.x = "+8617000000001".into();
+    let mut c = binding(3, BindingState::Active, None);
+    c.x = "+8617000000002".into();
+    for r in [&a, &b, &c] {
+        store.put_binding(r).unwrap();
+    }
+    assert_eq!(on(&store, "+8617000000001"), [a.id, b.id]);
+    assert_eq!(on(&store, "+8617000000002"), [c.id]);
+    // Leaving the slot (released) or moving X updates the index in the same write.
+    store
+        .put_binding(&BindingRecord {
+            state: BindingState::Released,
+            ..a.clone()
+        })
+        .unwrap();
+    store
+        .put_binding(&BindingRecord {
+            x: "+8617000000002".into(),
+            ..b.clone()
+        })
+        .unwrap();
+    assert!(on(&store, "+8617000000001").is_empty());
+    assert_eq!(on(&store, "+8617000000002"), [b.id, c.id]);
+    store.delete_binding(&c.id).unwrap();
+    assert_eq!(on(&store, "+8617000000002"), [b.id]);
+    // Another app's X of the same number is another key.
+    assert!(
+        store
+            .bindings_on("rid", "e+8617000000002")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn meta_values_round_trip() {
+    let store = Store::open_temporary().unwrap();
+    assert_eq!(store.get_meta("reconcile/rides").unwrap(), None);
+    store
+        .put_meta("reconcile/rides", b"+8617000000001")
+        .unwrap();
+    assert_eq!(
+        store.get_meta("reconcile/rides").unwrap().as_deref(),
+        Some(&b"+8617000000001"[..])
+    );
+    store.delete_meta("reconcile/rides").unwrap();
+    assert_eq!(store.get_meta("reconcile/rides").unwrap(), None);
+}

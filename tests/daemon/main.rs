@@ -8,5 +8,7 @@
 mod sim;
 
 mod common;
+mod crash;
 mod expiry;
+mod input;
 mod modes;

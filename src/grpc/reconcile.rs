@@ -1,0 +1,75 @@
+//! `xpool.v1.ReconcileService`: on-demand reconciliation and its status.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::timestamp;
+use super::pb;
+use super::pb::reconcile_service_server::ReconcileService;
+use crate::jobs::{Reconciler, Scoped};
+
+#[derive(Debug)]
+pub struct Reconcile {
+    reconciler: Arc<Reconciler>,
+}
+
+impl Reconcile {
+    pub fn new(reconciler: Arc<Reconciler>) -> Self {
+        Reconcile { reconciler }
+    }
+}
+
+fn report(s: Scoped) -> pb::ReconcileReport {
+    let r = s.report;
+    pb::ReconcileReport {
+        app: s.app,
+        dry_run: r.dry_run,
+        xs_checked: r.xs_checked,
+        orphans_adopted: r.orphans_adopted,
+        orphans_released: r.orphans_released,
+        ghosts_freed: r.ghosts_freed,
+        fields_corrected: r.fields_corrected,
+        pending_resolved: r.pending_resolved,
+        numbers_removed: r.numbers_removed,
+        errors: r.errors,
+        started_at: Some(timestamp(r.started_at_ms)),
+        finished_at: r.finished_at_ms.map(timestamp),
+    }
+}
+
+#[tonic::async_trait]
+impl ReconcileService for Reconcile {
+    async fn reconcile(
+        &self,
+        req: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileReport>, Status> {
+        let pb::ReconcileRequest {
+            app,
+            numbers,
+            dry_run,
+        } = req.into_inner();
+        let app = (!app.is_empty()).then_some(app);
+        let reconciler = Arc::clone(&self.reconciler);
+        let scope = app.clone().unwrap_or_default();
+        // Its own task: a caller hanging up does not cut a run short.
+        let result = tokio::spawn(async move { reconciler.run_once(app, numbers, dry_run).await })
+            .await
+            .map_err(|_| Status::internal("reconciliation task failed"))?;
+        Ok(Response::new(report(Scoped {
+            app: scope,
+            report: result?,
+        })))
+    }
+
+    async fn get_reconcile_status(
+        &self,
+        _req: Request<pb::GetReconcileStatusRequest>,
+    ) -> Result<Response<pb::ReconcileStatus>, Status> {
+        let (running, last) = self.reconciler.status();
+        Ok(Response::new(pb::ReconcileStatus {
+            running: running.map(report),
+            last: last.map(report),
+        }))
+    }
+}

@@ -1,0 +1,382 @@
+//! Reconciliation: make the local index agree with the platform, one X at a time.
+//!
+//! For each X the platform's bindings on it are queried (paged) and compared with the local
+//! bindings holding a slot on it: a platform-only binding (orphan) is adopted, or released by
+//! policy; a local-only binding (ghost) is freed only when it is older than the grace window and
+//! a second query confirms it is gone; differing fields take the platform's value; PENDING
+//! reservations are resolved. A binding created while its X is being reconciled is young, so it
+//! is never freed. Progress is kept in the store, so an interrupted run resumes.
+
+use std::sync::Arc;
+
+use super::Pool;
+use super::app::AppPool;
+use super::error::PoolError;
+use super::platform::{self, Remote};
+use crate::platform::Mode;
+use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
+use crate::upstream::{ErrorClass, Priority, with_priority};
+
+/// What to do with a binding the platform has and xpool does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrphanPolicy {
+    /// Record it as ACTIVE, so its slot is never handed out.
+    #[default]
+    Adopt,
+    /// Unbind it on the platform.
+    Release,
+}
+
+/// One reconciliation request.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Only this app (all when `None`).
+    pub app: Option<String>,
+    /// Only these Xs (all of each app's numbers when empty).
+    pub numbers: Vec<String>,
+    /// Count the differences, change nothing.
+    pub dry_run: bool,
+    /// A local binding younger than this is never freed as a ghost.
+    pub grace_ms: i64,
+    pub orphan_policy: OrphanPolicy,
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub dry_run: bool,
+    pub xs_checked: u64,
+    pub orphans_adopted: u64,
+    pub orphans_released: u64,
+    pub ghosts_freed: u64,
+    pub fields_corrected: u64,
+    pub pending_resolved: u64,
+    pub numbers_removed: u64,
+    pub errors: Vec<String>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+fn progress_key(app: &str) -> String {
+    format!("reconcile/{app}")
+}
+
+impl Pool {
+    /// Reconciles the apps and numbers `opts` names. `report` is updated as it goes, so a
+    /// status call can show a running reconciliation.
+    pub async fn reconcile(
+        &self,
+        opts: &ReconcileOptions,
+        report: &std::sync::Mutex<ReconcileReport>,
+    ) -> Result<(), PoolError> {
+        let apps: Vec<Arc<AppPool>> = match &opts.app {
+            Some(name) => vec![Arc::clone(self.app(name)?)],
+            None => {
+                let mut all: Vec<_> = self.apps().cloned().collect();
+                all.sort_by(|a, b| a.name().cmp(b.name()));
+                all
+            }
+        };
+        for app in apps {
+            if app.mode() == Mode::X || app.client().is_none() {
+                continue; // X mode: the platform has no bindings to compare with.
+            }
+            app.reconcile(opts, report).await?;
+        }
+        Ok(())
+    }
+}
+
+impl AppPool {
+    async fn reconcile(
+        &self,
+        opts: &ReconcileOptions,
+        report: &std::sync::Mutex<ReconcileReport>,
+    ) -> Result<(), PoolError> {
+        let whole_pool = opts.numbers.is_empty();
+        let mut xs: Vec<String> = if whole_pool {
+            let mut all: Vec<String> = self
+                .list_numbers(None)
+                .into_iter()
+                .map(|n| n.number)
+                .collect();
+            all.sort();
+            all
+        } else {
+            opts.numbers.clone()
+        };
+        // Resume an interrupted full run after the last X it finished.
+        if whole_pool
+            && !opts.dry_run
+            && let Some(done) = self.store.get_meta(&progress_key(&self.name))?
+        {
+            let done = String::from_utf8_lossy(&done).into_owned();
+            xs.retain(|x| *x > done);
+        }
+        for x in xs {
+            let mut delta = ReconcileReport::default();
+            if let Err(e) = self.reconcile_x(&x, opts, &mut delta).await {
+                delta
+                    .errors
+                    .push(format!("app {} number {x}: {e}", self.name));
+            }
+            delta.xs_checked = 1;
+            merge(&mut super::app::lock(report), delta);
+            if whole_pool && !opts.dry_run {
+                self.store
+                    .put_meta(&progress_key(&self.name), x.as_bytes())?;
+            }
+        }
+        if whole_pool && !opts.dry_run {
+            self.store.delete_meta(&progress_key(&self.name))?;
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    async fn reconcile_x(
+        &self,
+        x: &str,
+        opts: &ReconcileOptions,
+        report: &mut ReconcileReport,
+    ) -> Result<(), PoolError> {
+        let client = self
+            .client
+            .clone()
+            .ok_or_else(|| PoolError::Internal("no platform client".into()))?;
+        let remote = match with_priority(
+            Priority::Background,
+            platform::list_on(&client, self.rules.mode, x),
+        )
+        .await
+        {
+            Ok(remote) => remote,
+            Err(e) if e.class() == ErrorClass::NumberUnusable => {
+                report.numbers_removed += 1;
+                if !opts.dry_run {
+                    self.retire_number(x)?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(PoolError::unavailable(e.to_string(), e.retry_after())),
+        };
+        // Read local state after the platform's answer, so a bind that finished in between is
+        // seen on both sides.
+        let local = self.store.bindings_on(&self.name, x)?;
+        let now = self.clock.now_ms();
+
+        for rec in local.iter().filter(|b| b.state == BindingState::Pending) {
+            report.pending_resolved += 1;
+            if !opts.dry_run {
+                // Resolution failing leaves it pending: an error for this X.
+                if let Err(e) = self.resolve(rec.clone()).await
+                    && (!matches!(e, PoolError::Unavailable { .. }) || self.still_pending(&rec.id))
+                {
+                    report.errors.push(format!("binding {}: {e}", rec.id));
+                }
+            }
+        }
+
+        for r in &remote {
+            match local
+                .iter()
+                .find(|b| b.subscription_id.as_deref() == Some(r.subscription_id.as_str()))
+            {
+                Some(b) => {
+                    if let Some(fixed) = corrected(b, r) {
+                        report.fields_corrected += 1;
+                        if !opts.dry_run {
+                            self.correct(b, &fixed)?;
+                        }
+                    }
+                }
+                // A bind of the same parties still in flight here: not an orphan.
+                None if local
+                    .iter()
+                    .any(|b| b.state == BindingState::Pending && b.party_a == r.a) => {}
+                None => match opts.orphan_policy {
+                    OrphanPolicy::Adopt => {
+                        report.orphans_adopted += 1;
+                        if !opts.dry_run {
+                            self.adopt(x, r, now)?;
+                        }
+                    }
+                    OrphanPolicy::Release => {
+                        report.orphans_released += 1;
+                        if !opts.dry_run {
+                            let stray = self.orphan_record(x, r, now);
+                            with_priority(Priority::Background, platform::unbind(&client, &stray))
+                                .await
+                                .map_err(|e| {
+                                    PoolError::unavailable(e.to_string(), e.retry_after())
+                                })?;
+                        }
+                    }
+                },
+            }
+        }
+
+        for b in &local {
+            let on_platform = b
+                .subscription_id
+                .as_ref()
+                .is_some_and(|s| remote.iter().any(|r| &r.subscription_id == s));
+            if on_platform || !matches!(b.state, BindingState::Active | BindingState::Releasing) {
+                continue;
+            }
+            let young = b.created_at_ms.max(b.updated_at_ms) > now - opts.grace_ms;
+            if young {
+                continue;
+            }
+            // Ask again about this one binding before freeing anything.
+            let gone =
+                match with_priority(Priority::Background, platform::find(&client, b, &[])).await {
+                    Ok(found) => {
+                        found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
+                    }
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(format!("binding {}: second check failed: {e}", b.id));
+                        false
+                    }
+                };
+            if gone {
+                report.ghosts_freed += 1;
+                if !opts.dry_run {
+                    let past_deadline = b.expires_at_ms.is_some_and(|t| t <= now);
+                    let to = if past_deadline {
+                        BindingState::Expired
+                    } else {
+                        BindingState::Released
+                    };
+                    self.transition(&b.id, to, |_| {})?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn still_pending(&self, id: &BindingId) -> bool {
+        matches!(self.store.get_binding(id), Ok(Some(b)) if b.state == BindingState::Pending)
+    }
+
+    /// The record of a binding found only on the platform.
+    fn orphan_record(&self, x: &str, r: &Remote, now: i64) -> BindingRecord {
+        let area = self
+            .index()
+            .number(x)
+            .map(|n| n.area.clone())
+            .unwrap_or_default();
+        BindingRecord {
+            id: BindingId::new(),
+            app: self.name.clone(),
+            mode: self.rules.mode,
+            state: BindingState::Active,
+            x: x.to_owned(),
+            extension: r.extension.clone(),
+            y: r.y.clone(),
+            party_a: r.a.clone(),
+            party_b: r.b.clone(),
+            area_code: area,
+            subscription_id: Some(r.subscription_id.clone()),
+            request_id: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms: r.expires_at_ms,
+            released_at_ms: None,
+            ttl_seconds: r
+                .expires_at_ms
+                .map_or(0, |t| ((t - now).max(0) / 1000) as u64),
+            call_direction: 0,
+            record: false,
+            max_call_minutes: 0,
+            user_data: None,
+            reason: "adopted by reconciliation: found on the platform only".into(),
+        }
+    }
+
+    fn adopt(&self, x: &str, r: &Remote, now: i64) -> Result<(), PoolError> {
+        let rec = self.orphan_record(x, r, now);
+        let mut index = self.index();
+        self.store.insert_binding(&rec)?;
+        index.occupy(&rec, now);
+        if rec.expires_at_ms.is_some() {
+            self.deadlines.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Applies the platform's values to a local binding, re-filing its slot if parties moved.
+    fn correct(&self, b: &BindingRecord, fixed: &BindingRecord) -> Result<(), PoolError> {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        let Some(current) = self.store.get_binding(&b.id)? else {
+            return Ok(());
+        };
+        if current != *b {
+            return Ok(()); // changed meanwhile; the next run looks again
+        }
+        self.store.put_binding(fixed)?;
+        if current.state.holds_slot() {
+            index.vacate(&current, None, now);
+            index.occupy(fixed, now);
+        }
+        Ok(())
+    }
+
+    /// A number the platform says is not the app's: out of rotation for good, its local
+    /// bindings freed (they cannot exist upstream).
+    fn retire_number(&self, x: &str) -> Result<(), PoolError> {
+        tracing::warn!(app = %self.name, number = x, "the platform does not know this number; marking it removed");
+        for b in self.store.bindings_on(&self.name, x)? {
+            self.transition(&b.id, BindingState::Released, |_| {})?;
+        }
+        let now = self.clock.now_ms();
+        if let Some(r) = self.store.get_number(&self.name, x)? {
+            let record = NumberRecord {
+                state: NumberState::Removed,
+                updated_at_ms: now,
+                ..r
+            };
+            self.store.put_number(&record)?;
+        }
+        self.index().remove_number(x);
+        Ok(())
+    }
+}
+
+/// The local record with the platform's parties, extension, Y and deadline, if any differ.
+fn corrected(b: &BindingRecord, r: &Remote) -> Option<BindingRecord> {
+    let mut fixed = b.clone();
+    fixed.party_a = r.a.clone();
+    if r.b.is_some() {
+        fixed.party_b = r.b.clone();
+    }
+    if r.extension.is_some() {
+        fixed.extension = r.extension.clone();
+    }
+    if r.y.is_some() {
+        fixed.y = r.y.clone();
+    }
+    if let Some(t) = r.expires_at_ms {
+        // subscribeTime has whole seconds: only a real difference counts.
+        if b.expires_at_ms
+            .is_none_or(|local| (local - t).abs() > 1_500)
+        {
+            fixed.expires_at_ms = Some(t);
+        }
+    }
+    (fixed != *b).then_some(fixed)
+}
+
+fn merge(total: &mut ReconcileReport, d: ReconcileReport) {
+    total.xs_checked += d.xs_checked;
+    total.orphans_adopted += d.orphans_adopted;
+    total.orphans_released += d.orphans_released;
+    total.ghosts_freed += d.ghosts_freed;
+    total.fields_corrected += d.fields_corrected;
+    total.pending_resolved += d.pending_resolved;
+    total.numbers_removed += d.numbers_removed;
+    total.errors.extend(d.errors);
+}
