@@ -6,6 +6,7 @@
 //! lifecycle, `jobs` background work, and `grpc` the API. [`run`] starts it all.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 pub mod grpc;
 pub mod jobs;

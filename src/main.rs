@@ -43,6 +43,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
+    /// throughput, latency percentiles and errors; see BENCHMARKS.md.
+    Bench(Box<xpool::bench::BenchArgs>),
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
             Command::Sim { listen, config } => run_sim(listen, config).await,
+            Command::Bench(args) => xpool::bench::run(*args).await,
         }
     })
 }

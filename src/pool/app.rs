@@ -55,9 +55,15 @@ impl AppPool {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         deadlines: Arc<tokio::sync::Notify>,
-    ) -> Self {
-        let index = Index::new(setup.rules.clone());
-        let pool = AppPool {
+    ) -> Result<Self, PoolError> {
+        let mut index = Index::new(setup.rules.clone());
+        let now = clock.now_ms();
+        for n in store.numbers(Some(&setup.name))? {
+            if n.state != NumberState::Removed {
+                index.upsert_number(&n, now);
+            }
+        }
+        Ok(AppPool {
             name: setup.name,
             rules: setup.rules,
             client: setup.client,
@@ -66,15 +72,7 @@ impl AppPool {
             index: Mutex::new(index),
             inflight: Mutex::new(HashMap::new()),
             deadlines,
-        };
-        if let Ok(numbers) = pool.store.numbers(Some(&pool.name)) {
-            let now = pool.clock.now_ms();
-            let mut index = pool.index();
-            for n in numbers.iter().filter(|n| n.state != NumberState::Removed) {
-                index.upsert_number(n, now);
-            }
-        }
-        pool
+        })
     }
 
     pub fn name(&self) -> &str {

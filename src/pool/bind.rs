@@ -224,32 +224,46 @@ impl AppPool {
         })
     }
 
-    /// Records the platform's success: ACTIVE, durable.
+    /// Records the platform's success: ACTIVE, durable. Only a binding still PENDING is
+    /// activated: if a concurrent Unbind or resolution got there first, its outcome stands and
+    /// is returned (a late answer never resurrects a released binding).
     pub(super) async fn activate(
         &self,
         rec: BindingRecord,
         bound: Option<Bound>,
     ) -> Result<BindingRecord, PoolError> {
-        let now = self.clock.now_ms();
-        let mut active = BindingRecord {
-            state: BindingState::Active,
-            updated_at_ms: now,
-            ..rec
-        };
-        if let Some(b) = bound {
-            let late_slot = active.x.is_empty();
-            active.subscription_id = (!b.subscription_id.is_empty()).then_some(b.subscription_id);
-            active.x = b.x;
-            active.y = b.y;
-            if late_slot {
-                // AXYB: the platform chose the numbers; they count as used from now on.
-                if let Some(num) = self.index().number(&active.x) {
-                    active.area_code = num.area.clone();
-                }
-                self.index().occupy(&active, now);
+        let active = {
+            let now = self.clock.now_ms();
+            let mut index = self.index();
+            let current = self
+                .store
+                .get_binding(&rec.id)?
+                .ok_or_else(|| PoolError::NotFound(format!("binding {} was dropped", rec.id)))?;
+            if current.state != BindingState::Pending {
+                return Ok(current);
             }
-        }
-        self.store.put_binding(&active)?;
+            let mut active = BindingRecord {
+                state: BindingState::Active,
+                updated_at_ms: now,
+                ..current
+            };
+            if let Some(b) = bound {
+                let late_slot = active.x.is_empty();
+                active.subscription_id =
+                    (!b.subscription_id.is_empty()).then_some(b.subscription_id);
+                active.x = b.x;
+                active.y = b.y;
+                if late_slot {
+                    // AXYB: the platform chose the numbers; they count as used from now on.
+                    if let Some(num) = index.number(&active.x) {
+                        active.area_code = num.area.clone();
+                    }
+                    index.occupy(&active, now);
+                }
+            }
+            self.store.put_binding(&active)?;
+            active
+        };
         self.store.flush().await?;
         if active.expires_at_ms.is_some() {
             self.deadlines.notify_one();
@@ -257,12 +271,19 @@ impl AppPool {
         Ok(active)
     }
 
-    /// Drops a reservation the platform definitely did not carry out.
+    /// Drops a reservation the platform definitely did not carry out, if it is still PENDING
+    /// (re-read under the index lock: a concurrent Unbind may have settled it already).
     pub(super) fn drop_reservation(&self, rec: &BindingRecord) -> Result<(), PoolError> {
         let now = self.clock.now_ms();
         let mut index = self.index();
-        if self.store.delete_binding(&rec.id)? && !rec.x.is_empty() {
-            index.vacate(rec, None, now);
+        let Some(current) = self.store.get_binding(&rec.id)? else {
+            return Ok(());
+        };
+        if current.state == BindingState::Pending
+            && self.store.delete_binding(&rec.id)?
+            && !current.x.is_empty()
+        {
+            index.vacate(&current, None, now);
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ pub use app::{AppPool, AppSetup};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
 pub use expire::{ExpiryPolicy, Round};
+pub use index::{Index, NoPick, Pick};
 pub use params::{AreaStats, BindParams, BindingKey, ListFilter, NumberView};
 pub use reconcile::{OrphanPolicy, ReconcileOptions, ReconcileReport};
 pub use rules::Rules;
@@ -59,7 +60,7 @@ impl Pool {
                     Arc::clone(&store),
                     Arc::clone(clock),
                     Arc::clone(&deadlines),
-                )),
+                )?),
             );
         }
         for record in store.scan_bindings() {

@@ -8,7 +8,10 @@
 mod sim;
 
 mod common;
+mod concurrency;
 mod crash;
 mod expiry;
+mod faults;
 mod input;
 mod modes;
+mod reconcile;

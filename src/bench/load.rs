@@ -1,0 +1,329 @@
+//! The workers: each owns one connection and sends its share of the calls, closed loop or on a
+//! fixed schedule, recording latencies in its own histograms.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use super::BenchArgs;
+use super::spawn::Spawned;
+use super::target::{Conn, OpError};
+
+/// The calls a run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    Bind,
+    Unbind,
+    Get,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::Bind, Op::Unbind, Op::Get];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Bind => "bind",
+            Op::Unbind => "unbind",
+            Op::Get => "get",
+        }
+    }
+}
+
+/// Relative weights of bind, unbind and get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Mix {
+    pub bind: u32,
+    pub unbind: u32,
+    pub get: u32,
+}
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut mix = Mix {
+            bind: 0,
+            unbind: 0,
+            get: 0,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected name=weight"))?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the weight must be a whole number"))?;
+            match name.trim() {
+                "bind" => mix.bind = weight,
+                "unbind" => mix.unbind = weight,
+                "get" => mix.get = weight,
+                other => return Err(format!("unknown call {other:?} (bind, unbind, get)")),
+            }
+        }
+        if mix.bind == 0 {
+            return Err("the mix needs bind > 0 (unbind and get need bindings)".into());
+        }
+        Ok(mix)
+    }
+}
+
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bind={},unbind={},get={}",
+            self.bind, self.unbind, self.get
+        )
+    }
+}
+
+impl Mix {
+    fn choose(&self, rng: &mut StdRng, holding: bool) -> Op {
+        let total = self.bind + self.unbind + self.get;
+        let r = rng.random_range(0..total);
+        let op = if r < self.bind {
+            Op::Bind
+        } else if r < self.bind + self.unbind {
+            Op::Unbind
+        } else {
+            Op::Get
+        };
+        if holding { op } else { Op::Bind }
+    }
+}
+
+/// What every worker shares.
+#[derive(Debug)]
+pub struct Plan {
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Calls per second in all; 0 = closed loop.
+    pub rate: f64,
+    pub mix: Mix,
+    pub parties: u64,
+    pub areas: usize,
+    /// The next never-used party, when `parties` is 0.
+    fresh: AtomicU64,
+}
+
+impl Plan {
+    pub fn new(args: &BenchArgs, _procs: &Spawned) -> Plan {
+        Plan {
+            concurrency: args.concurrency,
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+            rate: args.rate,
+            mix: args.mix,
+            parties: args.parties,
+            areas: args.areas.max(1),
+            fresh: AtomicU64::new(0),
+        }
+    }
+
+    fn party(&self, rng: &mut StdRng) -> u64 {
+        if self.parties == 0 {
+            self.fresh.fetch_add(1, Ordering::Relaxed)
+        } else {
+            rng.random_range(0..self.parties)
+        }
+    }
+
+    /// Two different parties.
+    fn pair(&self, rng: &mut StdRng) -> (String, String) {
+        let a = self.party(rng);
+        let mut b = self.party(rng);
+        while b == a {
+            b = self.party(rng);
+        }
+        (party_number(a), party_number(b))
+    }
+}
+
+/// The i-th party, `+86138xxxxxxxx`.
+pub fn party_number(i: u64) -> String {
+    format!("+86138{:08}", i % 100_000_000)
+}
+
+/// A binding a worker holds.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub id: String,
+    pub x: String,
+    pub a: String,
+    pub b: String,
+}
+
+/// Latencies in microseconds, 1 µs to 10 min, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| {
+        // The bounds are constants that hdrhistogram accepts.
+        Histogram::new(3).unwrap_or_else(|_| unreachable!())
+    })
+}
+
+/// One call kind's results.
+#[derive(Debug)]
+pub struct OpStats {
+    pub ok: u64,
+    pub err: u64,
+    pub ok_latency: Histogram<u64>,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        OpStats {
+            ok: 0,
+            err: 0,
+            ok_latency: histogram(),
+        }
+    }
+}
+
+/// Errors of one code.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct ErrStat {
+    pub count: u64,
+    /// How many of them told the caller when to retry.
+    pub with_retry_hint: u64,
+}
+
+/// One worker's results.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub ops: BTreeMap<Op, OpStats>,
+    pub errors: BTreeMap<String, ErrStat>,
+    pub err_latency: Histogram<u64>,
+    /// Bindings held at the end (for the rule check).
+    pub live: Vec<Live>,
+    /// Unbinds that failed: those bindings leave the rule check (their fate is unknown).
+    pub unbind_failed: u64,
+    /// Calls sent after their scheduled time because the worker was still busy.
+    pub late: u64,
+}
+
+impl WorkerStats {
+    fn new() -> Self {
+        WorkerStats {
+            ops: Op::ALL.iter().map(|op| (*op, OpStats::default())).collect(),
+            errors: BTreeMap::new(),
+            err_latency: histogram(),
+            live: Vec::new(),
+            unbind_failed: 0,
+            late: 0,
+        }
+    }
+
+    fn record(&mut self, op: Op, latency: Duration, result: Result<(), OpError>) {
+        let us = (latency.as_micros() as u64).max(1);
+        let stats = self.ops.entry(op).or_default();
+        match result {
+            Ok(()) => {
+                stats.ok += 1;
+                let _ = stats.ok_latency.record(us);
+            }
+            Err(e) => {
+                stats.err += 1;
+                let _ = self.err_latency.record(us);
+                let entry = self
+                    .errors
+                    .entry(format!("{} {}", op.name(), e.code))
+                    .or_default();
+                entry.count += 1;
+                entry.with_retry_hint += u64::from(e.retry_hint);
+            }
+        }
+    }
+}
+
+/// Runs one worker per connection for the plan's warm-up and duration.
+pub async fn run(plan: Arc<Plan>, conns: Vec<Conn>, start: Instant) -> Vec<WorkerStats> {
+    let mut tasks = Vec::with_capacity(conns.len());
+    for (i, conn) in conns.into_iter().enumerate() {
+        let plan = Arc::clone(&plan);
+        tasks.push(tokio::spawn(worker(i, plan, conn, start)));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok(stats) => out.push(stats),
+            Err(e) => tracing::error!(error = %e, "a bench worker failed"),
+        }
+    }
+    out
+}
+
+async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> WorkerStats {
+    let mut rng = StdRng::seed_from_u64(0x5eed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut stats = WorkerStats::new();
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    let n = plan.concurrency as f64;
+    let mut live: Vec<Live> = Vec::new();
+    tokio::time::sleep_until(start.into()).await;
+    for k in 0u64.. {
+        // On a schedule, this worker's k-th call is due at start + (k·N + i) / rate.
+        let t0 = if plan.rate > 0.0 {
+            let due = start + Duration::from_secs_f64((k as f64 * n + i as f64) / plan.rate);
+            if due >= end {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                tokio::time::sleep_until(due.into()).await;
+            } else if now - due > Duration::from_millis(1) {
+                stats.late += 1;
+            }
+            due
+        } else {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            now
+        };
+        let op = plan.mix.choose(&mut rng, !live.is_empty());
+        let result = match op {
+            Op::Bind => {
+                let (a, b) = plan.pair(&mut rng);
+                let area = rng.random_range(0..plan.areas);
+                match conn.bind(&a, &b, area).await {
+                    Ok(bound) => {
+                        live.push(Live {
+                            id: bound.id,
+                            x: bound.x,
+                            a,
+                            b,
+                        });
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Op::Unbind => {
+                let held = live.swap_remove(rng.random_range(0..live.len()));
+                let r = conn.unbind(&held.id).await;
+                if r.is_err() {
+                    stats.unbind_failed += 1;
+                }
+                r
+            }
+            Op::Get => {
+                let id = live[rng.random_range(0..live.len())].id.clone();
+                conn.get(&id).await
+            }
+        };
+        if t0 >= measure_from {
+            stats.record(op, t0.elapsed(), result);
+        }
+    }
+    stats.live = live;
+    stats
+}

@@ -1,0 +1,378 @@
+//! One client connection per worker, for each target: the daemon over gRPC, the simulator over
+//! signed HTTP, or Redis over RESP. Each answers Bind / Unbind / Get the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+
+use super::resp::{self, Reply, Resp};
+use super::spawn::Spawned;
+use super::{BenchArgs, BenchMode, TargetKind, area_code, pool_number};
+use crate::grpc::pb;
+use crate::grpc::pb::binding_service_client::BindingServiceClient;
+use crate::platform::wire::{AxbBindRequest, AxbQuery, AxbUnbind};
+use crate::upstream::{AppClient, AppSettings, Secret};
+
+/// A binding the target acknowledged.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub id: String,
+    pub x: String,
+}
+
+/// A failed call: its code (gRPC code name, platform result code, or a transport class) and
+/// whether it told the caller when to retry.
+#[derive(Debug, Clone)]
+pub struct OpError {
+    pub code: String,
+    pub retry_hint: bool,
+}
+
+impl OpError {
+    fn new(code: impl Into<String>) -> Self {
+        OpError {
+            code: code.into(),
+            retry_hint: false,
+        }
+    }
+}
+
+type Res<T> = Result<T, OpError>;
+
+/// The direct target's X choice: round-robin over each area's numbers, as the daemon's
+/// least-loaded pick spreads equal loads.
+#[derive(Debug)]
+pub struct XRing {
+    by_area: Vec<Vec<String>>,
+    next: AtomicUsize,
+}
+
+impl XRing {
+    fn new(numbers: usize, areas: usize) -> Self {
+        let mut by_area = vec![Vec::new(); areas.max(1)];
+        for i in 0..numbers {
+            by_area[i % areas.max(1)].push(pool_number(i));
+        }
+        XRing {
+            by_area,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self, area: usize) -> Option<String> {
+        let xs = self.by_area.get(area)?;
+        if xs.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(xs[i % xs.len()].clone())
+    }
+}
+
+/// One worker's connection.
+#[derive(Debug)]
+pub enum Conn {
+    Grpc {
+        client: BindingServiceClient<Channel>,
+        app: String,
+        deadline: Duration,
+        request_ids: bool,
+        tag: String,
+        seq: u64,
+        has_b: bool,
+    },
+    Direct {
+        client: Arc<AppClient>,
+        xs: Arc<XRing>,
+    },
+    Redis {
+        conn: Resp,
+        pick: String,
+        release: String,
+        max: String,
+    },
+}
+
+/// Opens `args.concurrency` connections.
+pub async fn connect_all(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(args.concurrency);
+    match args.target {
+        TargetKind::Grpc => {
+            let run = std::process::id();
+            for i in 0..args.concurrency {
+                let endpoint = Endpoint::from_shared(procs.server_url.clone())?
+                    .tcp_nodelay(true)
+                    .connect_timeout(Duration::from_secs(5));
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to {}", procs.server_url))?;
+                conns.push(Conn::Grpc {
+                    client: BindingServiceClient::new(channel),
+                    app: args.app.clone(),
+                    deadline: Duration::from_millis(args.deadline_ms),
+                    request_ids: !args.no_request_id,
+                    tag: format!("bench-{run}-{i}"),
+                    seq: 0,
+                    has_b: args.mode.has_b(),
+                });
+            }
+        }
+        TargetKind::Direct => {
+            let mut settings = AppSettings::new(
+                args.app_key.clone(),
+                Secret::new(args.app_secret.clone()),
+                procs.sim_url.clone(),
+            );
+            let unlimited =
+                std::num::NonZeroU32::new(1_000_000).unwrap_or(std::num::NonZeroU32::MIN);
+            settings.rate_per_second = unlimited;
+            settings.burst = unlimited;
+            settings.timeout = Duration::from_millis(args.deadline_ms);
+            // One client for all workers, as the daemon has one per app.
+            let client = Arc::new(AppClient::new(settings, crate::upstream::http_client()));
+            let xs = Arc::new(XRing::new(args.numbers, args.areas));
+            for _ in 0..args.concurrency {
+                conns.push(Conn::Direct {
+                    client: Arc::clone(&client),
+                    xs: Arc::clone(&xs),
+                });
+            }
+        }
+        TargetKind::Redis => {
+            let numbers: Vec<String> = (0..args.numbers).map(pool_number).collect();
+            resp::prepare(&procs.redis_addr, &numbers)
+                .await
+                .with_context(|| format!("preparing Redis at {}", procs.redis_addr))?;
+            for _ in 0..args.concurrency {
+                let mut conn = Resp::connect(&procs.redis_addr).await?;
+                let pick = conn.load(resp::PICK).await?;
+                let release = conn.load(resp::RELEASE).await?;
+                conns.push(Conn::Redis {
+                    conn,
+                    pick,
+                    release,
+                    max: args.max_bindings_per_x.to_string(),
+                });
+            }
+        }
+    }
+    Ok(conns)
+}
+
+fn grpc_code(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn status_error(status: &tonic::Status) -> OpError {
+    OpError {
+        code: grpc_code(status.code()).to_owned(),
+        retry_hint: status.metadata().get("retry-after-ms").is_some(),
+    }
+}
+
+fn upstream_error(e: &crate::upstream::UpstreamError) -> OpError {
+    let code = match e.code() {
+        Some(code) => format!("platform {code}"),
+        None => format!("{:?}", e.class()),
+    };
+    OpError {
+        code,
+        retry_hint: e.retry_after().is_some(),
+    }
+}
+
+fn redis_error(e: &std::io::Error) -> OpError {
+    OpError::new(format!("io: {}", e.kind()))
+}
+
+/// A gRPC call with its deadline sent as `grpc-timeout` and enforced here too (a server that
+/// hangs past the deadline shows up as CLIENT_TIMEOUT).
+async fn with_deadline<T>(
+    deadline: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Res<T> {
+    match tokio::time::timeout(deadline + Duration::from_millis(250), call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => Err(status_error(&status)),
+        Err(_) => Err(OpError::new("CLIENT_TIMEOUT")),
+    }
+}
+
+fn request<T>(msg: T, deadline: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(deadline);
+    req
+}
+
+impl Conn {
+    /// Binds `a` (and `b`) in area number `area`.
+    pub async fn bind(&mut self, a: &str, b: &str, area: usize) -> Res<Bound> {
+        match self {
+            Conn::Grpc {
+                client,
+                app,
+                deadline,
+                request_ids,
+                tag,
+                seq,
+                has_b,
+            } => {
+                *seq += 1;
+                let msg = pb::BindRequest {
+                    app: app.clone(),
+                    party_a: a.to_owned(),
+                    party_b: if *has_b { b.to_owned() } else { String::new() },
+                    area_code: area_code(area),
+                    request_id: if *request_ids {
+                        format!("{tag}-{seq}")
+                    } else {
+                        String::new()
+                    },
+                    ..Default::default()
+                };
+                let binding =
+                    with_deadline(*deadline, client.bind(request(msg, *deadline))).await?;
+                Ok(Bound {
+                    id: binding.binding_id,
+                    x: binding.x_number,
+                })
+            }
+            Conn::Direct { client, xs } => {
+                let x = xs.pick(area).ok_or_else(|| OpError::new("no number"))?;
+                let req = AxbBindRequest {
+                    caller_num: a.to_owned(),
+                    callee_num: b.to_owned(),
+                    relation_num: Some(x),
+                    area_code: Some(area_code(area)),
+                    ..Default::default()
+                };
+                let resp = client
+                    .axb_bind(&req)
+                    .await
+                    .map_err(|e| upstream_error(&e))?;
+                Ok(Bound {
+                    id: resp.subscription_id,
+                    x: resp.relation_num,
+                })
+            }
+            Conn::Redis {
+                conn, pick, max, ..
+            } => {
+                let reply = conn
+                    .call(&[
+                        b"EVALSHA",
+                        pick.as_bytes(),
+                        b"0",
+                        a.as_bytes(),
+                        b.as_bytes(),
+                        max.as_bytes(),
+                    ])
+                    .await
+                    .map_err(|e| redis_error(&e))?;
+                match reply {
+                    Reply::Array(Some(items)) if items.len() == 2 => {
+                        let id = items[0].text().unwrap_or_default();
+                        let x = items[1].text().unwrap_or_default();
+                        Ok(Bound { id, x })
+                    }
+                    Reply::Bulk(None) | Reply::Array(None) => Err(OpError::new("EXHAUSTED")),
+                    Reply::Error(e) => Err(OpError::new(format!("redis: {e}"))),
+                    other => Err(OpError::new(format!("redis: unexpected {other:?}"))),
+                }
+            }
+        }
+    }
+
+    pub async fn unbind(&mut self, id: &str) -> Res<()> {
+        match self {
+            Conn::Grpc {
+                client, deadline, ..
+            } => {
+                let msg = pb::UnbindRequest {
+                    binding_id: id.to_owned(),
+                    ..Default::default()
+                };
+                with_deadline(*deadline, client.unbind(request(msg, *deadline))).await?;
+                Ok(())
+            }
+            Conn::Direct { client, .. } => client
+                .axb_unbind(&AxbUnbind::Subscription(id.to_owned()))
+                .await
+                .map_err(|e| upstream_error(&e)),
+            Conn::Redis { conn, release, .. } => {
+                let reply = conn
+                    .call(&[b"EVALSHA", release.as_bytes(), b"0", id.as_bytes()])
+                    .await
+                    .map_err(|e| redis_error(&e))?;
+                match reply {
+                    Reply::Int(1) => Ok(()),
+                    Reply::Int(_) => Err(OpError::new("NOT_FOUND")),
+                    other => Err(OpError::new(format!("redis: unexpected {other:?}"))),
+                }
+            }
+        }
+    }
+
+    pub async fn get(&mut self, id: &str) -> Res<()> {
+        match self {
+            Conn::Grpc {
+                client, deadline, ..
+            } => {
+                let msg = pb::GetBindingRequest {
+                    binding_id: id.to_owned(),
+                    ..Default::default()
+                };
+                with_deadline(*deadline, client.get_binding(request(msg, *deadline))).await?;
+                Ok(())
+            }
+            Conn::Direct { client, .. } => client
+                .axb_query(&AxbQuery::Subscription(id.to_owned()))
+                .await
+                .map(|_| ())
+                .map_err(|e| upstream_error(&e)),
+            Conn::Redis { conn, .. } => {
+                let key = format!("xpb:b:{id}");
+                let reply = conn
+                    .call(&[b"HMGET", key.as_bytes(), b"x", b"a", b"b"])
+                    .await
+                    .map_err(|e| redis_error(&e))?;
+                match reply {
+                    Reply::Array(Some(v)) if v.first().is_some_and(|x| x.text().is_some()) => {
+                        Ok(())
+                    }
+                    _ => Err(OpError::new("NOT_FOUND")),
+                }
+            }
+        }
+    }
+}
+
+impl BenchMode {
+    /// For the report.
+    pub fn name(self) -> &'static str {
+        self.as_config()
+    }
+}
