@@ -40,6 +40,8 @@ pub struct AppPool {
     /// Binds in flight per request_id: duplicates wait on the first one's outcome. An entry lives
     /// from the first Bind's start until its outcome is durable.
     pub(super) inflight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    /// Reservations whose Bind is still running here: the resolver leaves them alone.
+    pub(super) in_flight: Mutex<std::collections::HashSet<crate::store::BindingId>>,
     /// Shared by every app and the expiry job: signalled when a deadline is written, so the job
     /// wakes early for a binding that expires before the one it sleeps for.
     pub(super) deadlines: Arc<tokio::sync::Notify>,
@@ -71,6 +73,7 @@ impl AppPool {
             clock,
             index: Mutex::new(index),
             inflight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(Default::default()),
             deadlines,
         })
     }

@@ -86,7 +86,11 @@ impl AppPool {
     ) -> Result<BindingRecord, PoolError> {
         let mut exclude = HashSet::new();
         for _ in 0..MAX_ATTEMPTS {
-            let rec = self.reserve(p, &exclude)?;
+            // Listed as in flight before the reservation exists, so the background resolver
+            // never mistakes it for one whose answer was lost.
+            let id = BindingId::new();
+            let _flight = InFlight::new(&self.in_flight, id);
+            let rec = self.reserve(p, &exclude, id)?;
             self.store.flush().await?;
             let Some(client) = self.client.clone() else {
                 // X mode: the binding lives only here.
@@ -120,6 +124,7 @@ impl AppPool {
         &self,
         p: &BindParams,
         exclude: &HashSet<String>,
+        id: BindingId,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
         let mut index = self.index();
@@ -164,7 +169,7 @@ impl AppPool {
             }
         };
         let rec = BindingRecord {
-            id: BindingId::new(),
+            id,
             app: self.name.clone(),
             mode: self.rules.mode,
             state: BindingState::Pending,
@@ -328,6 +333,25 @@ impl AppPool {
             .filter(|(_, n)| n.area == rec.area_code && n.load == 0)
             .map(|(x, _)| x.clone())
             .collect()
+    }
+}
+
+/// Marks a reservation whose Bind is still running in this process, for as long as it lives.
+pub(super) struct InFlight<'a> {
+    set: &'a std::sync::Mutex<HashSet<BindingId>>,
+    id: BindingId,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(set: &'a std::sync::Mutex<HashSet<BindingId>>, id: BindingId) -> Self {
+        lock(set).insert(id);
+        InFlight { set, id }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.id);
     }
 }
 

@@ -165,7 +165,11 @@ impl AppPool {
         let local = self.store.bindings_on(&self.name, x)?;
         let now = self.clock.now_ms();
 
-        for rec in local.iter().filter(|b| b.state == BindingState::Pending) {
+        let running = super::app::lock(&self.in_flight).clone();
+        for rec in local
+            .iter()
+            .filter(|b| b.state == BindingState::Pending && !running.contains(&b.id))
+        {
             report.pending_resolved += 1;
             if !opts.dry_run {
                 // Resolution failing leaves it pending: an error for this X.

@@ -117,15 +117,18 @@ impl AppPool {
     /// Resolves this app's PENDING reservations and finishes its RELEASING unbinds. Returns how
     /// many remain open (the platform could not be asked).
     pub async fn recover(&self) -> usize {
-        let open: Vec<BindingRecord> = self
-            .store
-            .scan_bindings()
-            .filter_map(Result::ok)
-            .filter(|b| {
-                b.app == self.name
-                    && matches!(b.state, BindingState::Pending | BindingState::Releasing)
-            })
-            .collect();
+        let open: Vec<BindingRecord> = match self.store.open_bindings() {
+            Ok(all) => {
+                let running = super::app::lock(&self.in_flight).clone();
+                all.into_iter()
+                    .filter(|b| b.app == self.name && !running.contains(&b.id))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::error!(app = %self.name, error = %e, "cannot list open bindings");
+                return 1;
+            }
+        };
         let mut left = 0;
         for rec in open {
             let id = rec.id;

@@ -18,6 +18,7 @@ struct Tx<'a> {
     requests: &'a TransactionalTree,
     expiry: &'a TransactionalTree,
     slots: &'a TransactionalTree,
+    open: &'a TransactionalTree,
 }
 
 /// Everything a binding write needs, encoded before the transaction so the closure stays pure.
@@ -27,6 +28,7 @@ struct Write {
     request_key: Option<Vec<u8>>,
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
     slot_key: Option<Vec<u8>>,
+    open: bool,
 }
 
 impl Write {
@@ -43,6 +45,7 @@ impl Write {
             request_key,
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
+            open: is_open(record),
         })
     }
 }
@@ -53,6 +56,14 @@ fn slot_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
         return None;
     }
     keys::slot(&record.app, &record.x, &record.id).ok()
+}
+
+/// Whether a record belongs in the `open` index: an outcome still to be settled.
+fn is_open(record: &BindingRecord) -> bool {
+    matches!(
+        record.state,
+        BindingState::Pending | BindingState::Releasing
+    )
 }
 
 /// The `expiry` key a record should have: only Active bindings with a deadline.
@@ -126,6 +137,11 @@ impl Tx<'_> {
         if let Some(key) = &w.slot_key {
             self.slots.insert(key.as_slice(), &[])?;
         }
+        if w.open {
+            self.open.insert(&keys::binding(&w.id), &[])?;
+        } else if old.is_some_and(is_open) {
+            self.open.remove(&keys::binding(&w.id))?;
+        }
         Ok(())
     }
 }
@@ -139,13 +155,20 @@ impl Store {
     /// three. `f` may run more than once (sled retries on conflict), so it must be pure: read and
     /// write only through the `Tx`, with everything else computed beforehand.
     fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        (&self.bindings, &self.requests, &self.expiry, &self.slots)
-            .transaction(|(bindings, requests, expiry, slots)| {
+        (
+            &self.bindings,
+            &self.requests,
+            &self.expiry,
+            &self.slots,
+            &self.open,
+        )
+            .transaction(|(bindings, requests, expiry, slots, open)| {
                 f(&Tx {
                     bindings,
                     requests,
                     expiry,
                     slots,
+                    open,
                 })
             })
             .map_err(|e| match e {
@@ -209,8 +232,29 @@ impl Store {
             if let Some(key) = slot_key_of(&old) {
                 tx.slots.remove(key)?;
             }
+            if is_open(&old) {
+                tx.open.remove(&keys::binding(id))?;
+            }
             Ok(true)
         })
+    }
+
+    /// Every PENDING or RELEASING binding (one scan of the small `open` index).
+    pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.open.iter() {
+            let (key, _) = entry?;
+            let Some(id) = keys::parse_binding(&key) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::OPEN,
+                    detail: keys::describe(&key),
+                });
+            };
+            if let Some(record) = self.get_binding(&id)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:

@@ -13,6 +13,7 @@
 //! | `numbers`  | str(app) ‖ str(number)              | `NumberRecord`                 |
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
 //! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | empty: bindings holding a slot on X |
+//! | `open`     | id (16 bytes)                       | empty: PENDING and RELEASING bindings |
 //! | `meta`     | ASCII name, e.g. `format`           | per key                        |
 
 use super::records::BindingId;
@@ -22,6 +23,7 @@ pub const REQUESTS: &str = "requests";
 pub const NUMBERS: &str = "numbers";
 pub const EXPIRY: &str = "expiry";
 pub const SLOTS: &str = "slots";
+pub const OPEN: &str = "open";
 pub const META: &str = "meta";
 
 /// `slots` key: a binding that holds a slot on `x`.

@@ -73,6 +73,9 @@ pub struct Store {
     /// `slots` tree: (app, x, id) → empty for bindings holding a slot. Changed only inside
     /// `transact`.
     slots: sled::Tree,
+    /// `open` tree: id → empty for PENDING and RELEASING bindings. Changed only inside
+    /// `transact`.
+    open: sled::Tree,
     /// `meta` tree: format version, job progress.
     meta: sled::Tree,
     /// Handle on the group-commit task: owns the waiter queue; `close` stops it, dropping the
@@ -115,6 +118,7 @@ impl Store {
             numbers: db.open_tree(keys::NUMBERS)?,
             expiry: db.open_tree(keys::EXPIRY)?,
             slots: db.open_tree(keys::SLOTS)?,
+            open: db.open_tree(keys::OPEN)?,
             meta,
             flusher: Flusher::spawn(db.clone()),
             db,

@@ -519,3 +519,36 @@ async fn meta_values_round_trip() {
     store.delete_meta("reconcile/rides").unwrap();
     assert_eq!(store.get_meta("reconcile/rides").unwrap(), None);
 }
+
+#[tokio::test]
+async fn open_index_lists_pending_and_releasing_bindings_only() {
+    let store = Store::open_temporary().unwrap();
+    let open = |store: &Store| -> Vec<BindingId> {
+        store
+            .open_bindings()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect()
+    };
+    let pending = binding(1, BindingState::Pending, None);
+    let active = binding(2, BindingState::Active, None);
+    store.put_binding(&pending).unwrap();
+    store.put_binding(&active).unwrap();
+    assert_eq!(open(&store), [pending.id]);
+    store
+        .put_binding(&BindingRecord {
+            state: BindingState::Active,
+            ..pending.clone()
+        })
+        .unwrap();
+    store
+        .put_binding(&BindingRecord {
+            state: BindingState::Releasing,
+            ..active.clone()
+        })
+        .unwrap();
+    assert_eq!(open(&store), [active.id]);
+    store.delete_binding(&active.id).unwrap();
+    assert!(open(&store).is_empty());
+}
