@@ -12,7 +12,7 @@ use super::params::{AreaStats, BindParams, NumberView};
 use super::rules::Rules;
 use crate::platform::{Mode, number};
 use crate::store::{BindingRecord, NumberRecord, NumberState, Store};
-use crate::upstream::AppClient;
+use crate::upstream::{AppClient, UpstreamError};
 
 /// Everything needed to open an app's pool.
 #[derive(Debug)]
@@ -288,21 +288,49 @@ impl AppPool {
         Ok(records.len() as u32)
     }
 
-    /// Marks a number the platform contradicted: it leaves rotation until reconciled.
-    pub(super) fn flag_number(&self, x: &str, why: &str) {
-        tracing::warn!(app = %self.name, number = x, why, "platform contradicted the index; number set aside for reconciliation");
+    /// Acts on the platform contradicting the index about number `x`: a number the platform
+    /// says is not the app's is marked removed, a blacklisted one frozen (both leave rotation
+    /// for good); any other contradiction sets it aside until reconciliation clears it.
+    pub(super) fn flag_number(&self, x: &str, error: &UpstreamError) {
+        use crate::platform::codes;
+        let (state, needs_reconcile, what) = match error.code() {
+            Some(codes::NUMBER_NOT_APPLIED | codes::AX_ACCOUNT_NOT_EXIST) => (
+                Some(NumberState::Removed),
+                false,
+                "not the app's number on the platform; removed",
+            ),
+            Some(codes::NUMBER_BLACKLISTED) => (
+                Some(NumberState::Frozen),
+                false,
+                "blacklisted on the platform; frozen",
+            ),
+            _ => (
+                None,
+                true,
+                "platform contradicted the index; set aside for reconciliation",
+            ),
+        };
+        tracing::warn!(app = %self.name, number = x, error = %error, "{what}");
         let now = self.clock.now_ms();
         match self.store.get_number(&self.name, x) {
             Ok(Some(r)) => {
                 let record = NumberRecord {
-                    needs_reconcile: true,
+                    state: state.unwrap_or(r.state),
+                    needs_reconcile: needs_reconcile || r.needs_reconcile,
                     updated_at_ms: now,
                     ..r
                 };
                 if let Err(e) = self.store.put_number(&record) {
                     tracing::error!(error = %e, "could not flag number");
                 }
-                self.index().upsert_number(&record, now);
+                let mut index = self.index();
+                if record.state == NumberState::Removed
+                    && index.number(x).is_some_and(|n| n.load == 0)
+                {
+                    index.remove_number(x);
+                } else {
+                    index.upsert_number(&record, now);
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "could not read number"),

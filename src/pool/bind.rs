@@ -100,9 +100,12 @@ impl AppPool {
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
-                Err(e) if retry_elsewhere(&e) && p.x_number.is_none() && !rec.x.is_empty() => {
+                Err(e) if retry_elsewhere(&e) && !rec.x.is_empty() => {
                     self.drop_reservation(&rec)?;
-                    self.flag_number(&rec.x, &e.to_string());
+                    self.flag_number(&rec.x, &e);
+                    if p.x_number.is_some() {
+                        return Err(upstream_error(&e));
+                    }
                     exclude.insert(rec.x.clone());
                 }
                 Err(e) => {

@@ -105,6 +105,7 @@ impl AppPool {
             self.release(&rec, BindingState::Expired).await?;
             return Ok(());
         }
+        let only_yb = self.shares_subscription(&rec);
         let expired = self.transition(&rec.id, BindingState::Expired, |_| {})?;
         self.store.flush().await?;
         if defensive_unbind && let Some(client) = self.client.clone() {
@@ -112,8 +113,11 @@ impl AppPool {
             let id = expired.id;
             let name = self.name.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    with_priority(Priority::Urgent, platform::unbind(&client, &expired)).await
+                if let Err(e) = with_priority(
+                    Priority::Urgent,
+                    platform::unbind(&client, &expired, only_yb),
+                )
+                .await
                 {
                     tracing::debug!(app = %name, %id, error = %e, "defensive unbind after expiry failed");
                 }

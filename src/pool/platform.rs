@@ -251,7 +251,14 @@ async fn find_axyb(
 }
 
 /// Unbinds `rec` on the platform; a binding the platform no longer has counts as unbound.
-pub async fn unbind(client: &AppClient, rec: &BindingRecord) -> Result<(), UpstreamError> {
+///
+/// AXYB: with `only_yb`, just this binding's YB relation goes (its AX subscription carries
+/// other YB relations that are bindings of their own); otherwise the AX with all its YBs.
+pub async fn unbind(
+    client: &AppClient,
+    rec: &BindingRecord,
+    only_yb: bool,
+) -> Result<(), UpstreamError> {
     let Some(id) = rec.subscription_id.clone() else {
         return Ok(());
     };
@@ -263,7 +270,7 @@ pub async fn unbind(client: &AppClient, rec: &BindingRecord) -> Result<(), Upstr
             client
                 .axyb_unbind(&AxybUnbind {
                     subscription_id: id,
-                    y_num: None,
+                    y_num: if only_yb { rec.y.clone() } else { None },
                     b_num: None,
                 })
                 .await

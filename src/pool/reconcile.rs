@@ -182,10 +182,7 @@ impl AppPool {
         }
 
         for r in &remote {
-            match local
-                .iter()
-                .find(|b| b.subscription_id.as_deref() == Some(r.subscription_id.as_str()))
-            {
+            match local.iter().find(|b| same_binding(b, r)) {
                 Some(b) => {
                     if let Some(fixed) = corrected(b, r) {
                         report.fields_corrected += 1;
@@ -209,11 +206,12 @@ impl AppPool {
                         report.orphans_released += 1;
                         if !opts.dry_run {
                             let stray = self.orphan_record(x, r, now);
-                            with_priority(Priority::Background, platform::unbind(&client, &stray))
-                                .await
-                                .map_err(|e| {
-                                    PoolError::unavailable(e.to_string(), e.retry_after())
-                                })?;
+                            with_priority(
+                                Priority::Background,
+                                platform::unbind(&client, &stray, false),
+                            )
+                            .await
+                            .map_err(|e| PoolError::unavailable(e.to_string(), e.retry_after()))?;
                         }
                     }
                 },
@@ -221,10 +219,7 @@ impl AppPool {
         }
 
         for b in &local {
-            let on_platform = b
-                .subscription_id
-                .as_ref()
-                .is_some_and(|s| remote.iter().any(|r| &r.subscription_id == s));
+            let on_platform = remote.iter().any(|r| same_binding(b, r));
             if on_platform || !matches!(b.state, BindingState::Active | BindingState::Releasing) {
                 continue;
             }
@@ -257,6 +252,27 @@ impl AppPool {
                     self.transition(&b.id, to, |_| {})?;
                 }
             }
+        }
+        if !opts.dry_run {
+            self.clear_flag(x)?;
+        }
+        Ok(())
+    }
+
+    /// The number agrees with the platform again: back into rotation if it was set aside.
+    fn clear_flag(&self, x: &str) -> Result<(), PoolError> {
+        let Some(r) = self.store.get_number(&self.name, x)? else {
+            return Ok(());
+        };
+        if r.needs_reconcile {
+            let now = self.clock.now_ms();
+            let record = NumberRecord {
+                needs_reconcile: false,
+                updated_at_ms: now,
+                ..r
+            };
+            self.store.put_number(&record)?;
+            self.index().upsert_number(&record, now);
         }
         Ok(())
     }
@@ -348,6 +364,13 @@ impl AppPool {
         self.index().remove_number(x);
         Ok(())
     }
+}
+
+/// Whether a local binding is this platform binding: the same subscription, and for AXYB the
+/// same Y too (one AX subscription can carry several YB relations, each a binding here).
+fn same_binding(b: &BindingRecord, r: &Remote) -> bool {
+    b.subscription_id.as_deref() == Some(r.subscription_id.as_str())
+        && (b.mode != Mode::Axyb || b.y == r.y)
 }
 
 /// The local record with the platform's parties, extension, Y and deadline, if any differ.

@@ -37,7 +37,11 @@ impl AppPool {
         let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
         self.store.flush().await?;
         if let Some(client) = &self.client {
-            let unbind = with_priority(Priority::Urgent, platform::unbind(client, &releasing));
+            let only_yb = self.shares_subscription(&releasing);
+            let unbind = with_priority(
+                Priority::Urgent,
+                platform::unbind(client, &releasing, only_yb),
+            );
             if let Err(e) = unbind.await {
                 tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
                 return Err(upstream_error(&e));
@@ -46,6 +50,20 @@ impl AppPool {
         let done = self.transition(&rec.id, to, |_| {})?;
         self.store.flush().await?;
         Ok(done)
+    }
+
+    /// AXYB: whether another live binding here rides on the same AX subscription (an adopted
+    /// AX with several YB relations), so that unbinding this one must leave the AX in place.
+    pub(super) fn shares_subscription(&self, rec: &BindingRecord) -> bool {
+        rec.mode == crate::platform::Mode::Axyb
+            && rec.subscription_id.is_some()
+            && self
+                .store
+                .bindings_on(&self.name, &rec.x)
+                .is_ok_and(|on_x| {
+                    on_x.iter()
+                        .any(|b| b.id != rec.id && b.subscription_id == rec.subscription_id)
+                })
     }
 
     fn load(&self, id: &BindingId) -> Result<BindingRecord, PoolError> {

@@ -1,0 +1,1273 @@
+//! Reconciliation against drift made behind the daemon's back (the simulator's own platform API,
+//! its clock and its number controls): the report counts each kind of difference exactly, one
+//! run makes local state equal the platform's, a second run finds nothing, a binding created
+//! while its X is reconciled survives, and the `xpool reconcile` command's output and exit codes.
+//!
+//! Resume of an interrupted run is not tested here: a run cannot be interrupted from outside at a
+//! chosen X (the gRPC call runs in its own task and a shutdown waits for it), so such a test could
+//! not tell a resumed run from a full one.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tonic::Code;
+use tonic::transport::Channel;
+use xpool::grpc::pb;
+use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+use xpool::platform::wire::*;
+
+use crate::common::*;
+
+/// The daemon's default grace (60 s) plus a second.
+const PAST_GRACE_MS: i64 = 61_000;
+
+const AXB_X: [&str; 4] = [
+    "+8617000000001",
+    "+8617000000002",
+    "+8617000000003",
+    "+8617000000004",
+];
+
+async fn reconciler(d: &Daemon) -> ReconcileServiceClient<Channel> {
+    ReconcileServiceClient::connect(d.addr.clone())
+        .await
+        .unwrap()
+}
+
+async fn reconcile(d: &Daemon, app: &str, dry_run: bool) -> pb::ReconcileReport {
+    reconciler(d)
+        .await
+        .reconcile(pb::ReconcileRequest {
+            app: app.into(),
+            numbers: Vec::new(),
+            dry_run,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The counts of a report, for exact comparison.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    xs_checked: u64,
+    orphans_adopted: u64,
+    orphans_released: u64,
+    ghosts_freed: u64,
+    fields_corrected: u64,
+    pending_resolved: u64,
+    numbers_removed: u64,
+}
+
+fn counts(r: &pb::ReconcileReport) -> Counts {
+    Counts {
+        xs_checked: r.xs_checked,
+        orphans_adopted: r.orphans_adopted,
+        orphans_released: r.orphans_released,
+        ghosts_freed: r.ghosts_freed,
+        fields_corrected: r.fields_corrected,
+        pending_resolved: r.pending_resolved,
+        numbers_removed: r.numbers_removed,
+    }
+}
+
+/// A clean run that found and changed nothing.
+#[track_caller]
+fn assert_clean(r: &pb::ReconcileReport, xs: u64) {
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(r),
+        Counts {
+            xs_checked: xs,
+            ..Default::default()
+        },
+        "a second run finds no difference"
+    );
+}
+
+async fn get(d: &Daemon, id: &str) -> pb::Binding {
+    d.bindings()
+        .await
+        .get_binding(pb::GetBindingRequest {
+            binding_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn bind_ok(d: &Daemon, req: pb::BindRequest) -> pb::Binding {
+    d.bindings().await.bind(req).await.unwrap().into_inner()
+}
+
+fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        x_number: x.into(),
+        ..bind(app, a, b)
+    }
+}
+
+fn in_area(app: &str, a: &str, b: Option<&str>, area: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        area_code: area.into(),
+        ..bind(app, a, b)
+    }
+}
+
+/// A Bind that must fail without the daemon asking the platform (the slot is held locally).
+async fn assert_refused_locally(d: &Daemon, app_key: &str, req: pb::BindRequest) -> tonic::Status {
+    let before = d.sim.requests(app_key).await;
+    let err = d
+        .bindings()
+        .await
+        .bind(req.clone())
+        .await
+        .expect_err("the slot is held: the Bind must fail");
+    assert_eq!(
+        d.sim.requests(app_key).await,
+        before,
+        "the daemon asked the platform for a slot it holds: {req:?} → {err:?}"
+    );
+    err
+}
+
+async fn sim_subscriptions(d: &Daemon, app_key: &str) -> BTreeSet<String> {
+    d.sim
+        .bindings(app_key)
+        .await
+        .iter()
+        .map(|b| b["subscriptionId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every ACTIVE local binding's (id, subscription, x, a, b).
+async fn local_active(d: &Daemon, app: &str) -> BTreeSet<(String, String, String, String, String)> {
+    d.list(app, pb::BindingState::Active)
+        .await
+        .into_iter()
+        .map(|b| {
+            (
+                b.binding_id,
+                b.subscription_id,
+                b.x_number,
+                b.party_a,
+                b.party_b,
+            )
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------------
+// Drift per mode
+
+#[tokio::test]
+async fn axb_drift_is_counted_and_repaired() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-axb");
+    // Known to both sides.
+    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let ghost = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    let modified = bind_ok(&d, pinned("rides", &party(5), Some(&party(6)), AXB_X[0])).await;
+    let mut expiring = pinned("rides", &party(7), Some(&party(8)), AXB_X[2]);
+    expiring.ttl_seconds = 600;
+    let expiring = bind_ok(&d, expiring).await;
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+
+    // Behind the daemon's back: two orphans, one unbind, one modify, one expiry.
+    for (a, b, x) in [(11, 12, AXB_X[0]), (13, 14, AXB_X[3])] {
+        sim.axb_bind(&AxbBindRequest {
+            caller_num: party(a),
+            callee_num: party(b),
+            relation_num: Some(x.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    sim.axb_modify(&AxbModifyRequest {
+        subscription_id: modified.subscription_id.clone(),
+        callee_num: Some(party(15)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    d.sim.advance_clock(600).await;
+    d.clock.advance(PAST_GRACE_MS);
+
+    let r = reconcile(&d, "rides", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert!(!r.dry_run);
+    assert_eq!(r.app, "rides");
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            orphans_adopted: 2,
+            ghosts_freed: 2,
+            fields_corrected: 1,
+            ..Default::default()
+        }
+    );
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    assert_eq!(
+        get(&d, &keep.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Released
+    );
+    assert_ne!(
+        get(&d, &expiring.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    let fixed = get(&d, &modified.binding_id).await;
+    assert_eq!(fixed.state(), pb::BindingState::Active);
+    assert_eq!(fixed.party_b, party(15), "the platform's callee wins");
+
+    assert_clean(&reconcile(&d, "rides", false).await, 4);
+
+    // The adopted bindings hold their slots: their parties cannot be put on their Xs again.
+    assert_refused_locally(
+        &d,
+        "k-axb",
+        pinned("rides", &party(11), Some(&party(20)), AXB_X[0]),
+    )
+    .await;
+    assert_refused_locally(
+        &d,
+        "k-axb",
+        pinned("rides", &party(21), Some(&party(14)), AXB_X[3]),
+    )
+    .await;
+    // The corrected binding holds its new callee's slot, and no longer the old one's.
+    assert_refused_locally(
+        &d,
+        "k-axb",
+        pinned("rides", &party(15), Some(&party(22)), AXB_X[0]),
+    )
+    .await;
+    bind_ok(&d, pinned("rides", &party(6), Some(&party(23)), AXB_X[0])).await;
+    // The ghost's slot is free again.
+    bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn ax_drift_is_counted_and_repaired() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-ax");
+    let ghost = bind_ok(&d, in_area("drivers", &party(1), None, "010")).await;
+    let keep = bind_ok(&d, in_area("drivers", &party(2), None, "010")).await;
+    assert_ne!(ghost.x_number, keep.x_number);
+    // 021's only X is taken behind the daemon's back; one of the 010 bindings is unbound.
+    sim.ax_bind(&AxBindRequest {
+        orig_num: party(3),
+        private_num: Some("+8617100000003".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.ax_unbind(&AxSelector::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    d.clock.advance(PAST_GRACE_MS);
+
+    let r = reconcile(&d, "drivers", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 3,
+            orphans_adopted: 1,
+            ghosts_freed: 1,
+            ..Default::default()
+        }
+    );
+    assert_local_equals_sim(&d, "drivers", "k-ax").await;
+    assert_ne!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_eq!(
+        get(&d, &keep.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_clean(&reconcile(&d, "drivers", false).await, 3);
+
+    // The adopted X is held: nothing is free in 021.
+    let err = assert_refused_locally(&d, "k-ax", in_area("drivers", &party(4), None, "021")).await;
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_refused_locally(
+        &d,
+        "k-ax",
+        pinned("drivers", &party(4), None, "+8617100000003"),
+    )
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn axe_drift_is_counted_and_repaired() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-axe");
+    let x1 = "+8617200000001";
+    let x2 = "+8617200000002";
+    let ghost = bind_ok(&d, pinned("stores", &party(1), None, x1)).await;
+    let keep = bind_ok(&d, pinned("stores", &party(2), None, x1)).await;
+    let mut expiring = pinned("stores", &party(3), None, x2);
+    expiring.ttl_seconds = 600;
+    let expiring = bind_ok(&d, expiring).await;
+    assert_local_equals_sim(&d, "stores", "k-axe").await;
+
+    sim.axe_bind(&AxeBindRequest {
+        bind_num: party(4),
+        virtual_num: Some(x2.into()),
+        extend_num: Some("42".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.axe_unbind(&AxeSelector::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    d.sim.advance_clock(600).await;
+    d.clock.advance(PAST_GRACE_MS);
+
+    let r = reconcile(&d, "stores", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 2,
+            orphans_adopted: 1,
+            ghosts_freed: 2,
+            ..Default::default()
+        }
+    );
+    assert_local_equals_sim(&d, "stores", "k-axe").await;
+    assert_eq!(
+        get(&d, &keep.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_ne!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_ne!(
+        get(&d, &expiring.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    let adopted: Vec<_> = d
+        .list("stores", pb::BindingState::Active)
+        .await
+        .into_iter()
+        .filter(|b| b.party_a == party(4))
+        .collect();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(
+        (adopted[0].x_number.as_str(), adopted[0].extension.as_str()),
+        (x2, "42")
+    );
+    assert_clean(&reconcile(&d, "stores", false).await, 2);
+
+    // The adopted extension is held.
+    let mut req = pinned("stores", &party(5), None, x2);
+    req.extension = "42".into();
+    assert_refused_locally(&d, "k-axe", req).await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn axyb_drift_is_counted_and_repaired() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-axyb");
+    let keep = bind_ok(&d, in_area("chat", &party(1), Some(&party(2)), "010")).await;
+    let ghost = bind_ok(&d, in_area("chat", &party(3), Some(&party(4)), "021")).await;
+    let mut expiring = in_area("chat", &party(5), Some(&party(6)), "010");
+    expiring.ttl_seconds = 600;
+    let expiring = bind_ok(&d, expiring).await;
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+
+    // An orphan AX + YB on the other 021 X; the 021 binding unbound; the 010 one expires.
+    let ax = sim
+        .axyb_bind_ax(&AxybAxRequest {
+            orig_num: party(7),
+            area_code: Some("021".into()),
+            area_match_mode: Some(AreaMatch::Strict),
+            duration: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_ne!(ax.relation_number, ghost.x_number);
+    sim.axyb_bind_yb(&AxybYbRequest {
+        orig_num: party(8),
+        subscription_id: ax.subscription_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.axyb_unbind(&AxybUnbind {
+        subscription_id: ghost.subscription_id.clone(),
+        y_num: None,
+        b_num: None,
+    })
+    .await
+    .unwrap();
+    d.sim.advance_clock(600).await;
+    d.clock.advance(PAST_GRACE_MS);
+
+    let r = reconcile(&d, "chat", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            orphans_adopted: 1,
+            ghosts_freed: 2,
+            ..Default::default()
+        }
+    );
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+    assert_eq!(
+        get(&d, &keep.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_ne!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_ne!(
+        get(&d, &expiring.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_clean(&reconcile(&d, "chat", false).await, 4);
+
+    // 021: the freed X serves one more binding; then the adopted X is held, so none is left.
+    let next = bind_ok(&d, in_area("chat", &party(9), Some(&party(10)), "021")).await;
+    assert_eq!(next.x_number, ghost.x_number);
+    let err = assert_refused_locally(
+        &d,
+        "k-axyb",
+        in_area("chat", &party(11), Some(&party(12)), "021"),
+    )
+    .await;
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+    d.stop().await;
+}
+
+/// An AX relation made on the platform with two YB relations under it (two Bs reaching A through
+/// two Ys): both are adopted, and a second run finds them equal to the platform.
+#[tokio::test]
+async fn an_axyb_orphan_with_two_yb_relations_is_adopted_whole() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-axyb");
+    let ax = sim
+        .axyb_bind_ax(&AxybAxRequest {
+            orig_num: party(1),
+            area_code: Some("010".into()),
+            area_match_mode: Some(AreaMatch::Strict),
+            duration: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for b in [2, 3] {
+        sim.axyb_bind_yb(&AxybYbRequest {
+            orig_num: party(b),
+            subscription_id: ax.subscription_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(d.sim.bindings("k-axyb").await.len(), 2);
+    let r = reconcile(&d, "chat", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            orphans_adopted: 2,
+            ..Default::default()
+        }
+    );
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+    let again = reconcile(&d, "chat", false).await;
+    assert_clean(&again, 4);
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+    let bs: BTreeSet<String> = d
+        .list("chat", pb::BindingState::Active)
+        .await
+        .into_iter()
+        .map(|b| b.party_b)
+        .collect();
+    assert_eq!(bs, BTreeSet::from([party(2), party(3)]));
+    d.stop().await;
+}
+
+/// Every app at once (no `app`): the counts add up over the apps, X mode is skipped.
+#[tokio::test]
+async fn a_run_over_all_apps_covers_every_platform_app() {
+    let d = Daemon::start().await;
+    d.sim
+        .client("k-axb")
+        .axb_bind(&AxbBindRequest {
+            caller_num: party(1),
+            callee_num: party(2),
+            relation_num: Some(AXB_X[1].into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    d.sim
+        .client("k-axe")
+        .axe_bind(&AxeBindRequest {
+            bind_num: party(3),
+            virtual_num: Some("+8617200000001".into()),
+            extend_num: Some("05".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = reconcile(&d, "", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(r.app, "");
+    // 4 AXB + 3 AX + 2 AXE + 4 AXYB numbers; the X-mode app has no platform.
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 13,
+            orphans_adopted: 2,
+            ..Default::default()
+        }
+    );
+    for (app, key) in [
+        ("rides", "k-axb"),
+        ("drivers", "k-ax"),
+        ("stores", "k-axe"),
+        ("chat", "k-axyb"),
+    ] {
+        assert_local_equals_sim(&d, app, key).await;
+    }
+    assert_clean(&reconcile(&d, "", false).await, 13);
+    d.stop().await;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Dry run, policy, grace
+
+#[tokio::test]
+async fn a_dry_run_counts_without_changing_anything() {
+    let d = Daemon::start().await;
+    let sim = d.sim.client("k-axb");
+    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let modified = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    sim.axb_bind(&AxbBindRequest {
+        caller_num: party(5),
+        callee_num: party(6),
+        relation_num: Some(AXB_X[2].into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    sim.axb_modify(&AxbModifyRequest {
+        subscription_id: modified.subscription_id.clone(),
+        callee_num: Some(party(7)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    d.clock.advance(PAST_GRACE_MS);
+    let local_before = local_active(&d, "rides").await;
+    let sim_before = d.sim.bindings("k-axb").await;
+
+    let expected = Counts {
+        xs_checked: 4,
+        orphans_adopted: 1,
+        ghosts_freed: 1,
+        fields_corrected: 1,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let dry = reconcile(&d, "rides", true).await;
+        assert!(dry.dry_run);
+        assert!(dry.errors.is_empty(), "errors: {:?}", dry.errors);
+        assert_eq!(counts(&dry), expected);
+        assert_eq!(
+            local_active(&d, "rides").await,
+            local_before,
+            "a dry run changed local state"
+        );
+        assert_eq!(
+            d.sim.bindings("k-axb").await,
+            sim_before,
+            "a dry run changed the platform"
+        );
+    }
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_eq!(get(&d, &modified.binding_id).await.party_b, party(4));
+
+    let real = reconcile(&d, "rides", false).await;
+    assert!(!real.dry_run);
+    assert!(real.errors.is_empty(), "errors: {:?}", real.errors);
+    assert_eq!(counts(&real), expected);
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    assert_clean(&reconcile(&d, "rides", false).await, 4);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
+    let config = format!("{DAEMON_CONFIG}\n[reconcile]\norphan_policy = \"release\"\n");
+    let d = Daemon::start_with(SIM_CONFIG, &config).await;
+    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let sim = d.sim.client("k-axb");
+    for (a, b, x) in [(3, 4, AXB_X[0]), (5, 6, AXB_X[1]), (7, 8, AXB_X[3])] {
+        sim.axb_bind(&AxbBindRequest {
+            caller_num: party(a),
+            callee_num: party(b),
+            relation_num: Some(x.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let ax = d.sim.client("k-ax");
+    ax.ax_bind(&AxBindRequest {
+        orig_num: party(9),
+        private_num: Some("+8617100000002".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let dry = reconcile(&d, "rides", true).await;
+    assert_eq!(dry.orphans_released, 3);
+    assert_eq!(
+        d.sim.bindings("k-axb").await.len(),
+        4,
+        "a dry run releases nothing"
+    );
+
+    let r = reconcile(&d, "rides", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            orphans_released: 3,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        sim_subscriptions(&d, "k-axb").await,
+        BTreeSet::from([keep.subscription_id.clone()]),
+        "only the daemon's own binding is left on the platform"
+    );
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    assert_eq!(d.list("rides", pb::BindingState::Active).await.len(), 1);
+
+    let r = reconcile(&d, "drivers", false).await;
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 3,
+            orphans_released: 1,
+            ..Default::default()
+        }
+    );
+    assert!(d.sim.bindings("k-ax").await.is_empty());
+    assert_local_equals_sim(&d, "drivers", "k-ax").await;
+    assert_clean(&reconcile(&d, "rides", false).await, 4);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
+    let d = Daemon::start().await;
+    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    d.sim
+        .client("k-axb")
+        .axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    // 30 s old (the platform's clock moving does not age it: the daemon's clock counts).
+    d.sim.advance_clock(3600).await;
+    d.clock.advance(30_000);
+    let r = reconcile(&d, "rides", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    // 59 s: still inside.
+    d.clock.advance(29_000);
+    assert_eq!(reconcile(&d, "rides", false).await.ghosts_freed, 0);
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    // 61 s: freed.
+    d.clock.advance(2_000);
+    let r = reconcile(&d, "rides", false).await;
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            ghosts_freed: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Released
+    );
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Never free a live binding
+
+/// Binds on the same Xs run while reconciliations of those Xs run back to back; with
+/// `grace_seconds` as given. Afterwards every acknowledged binding is ACTIVE and on the platform.
+async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
+    let d = Daemon::start_with(SIM_CONFIG, daemon_config).await;
+    // Some drift for the reconciler to act on while the binds run.
+    let sim = d.sim.client("k-axb");
+    for i in 0..4u32 {
+        sim.axb_bind(&AxbBindRequest {
+            caller_num: party(100_000 + 2 * i),
+            callee_num: party(100_001 + 2 * i),
+            relation_num: Some(AXB_X[i as usize].into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut binders = Vec::new();
+    for w in 0..4u32 {
+        let mut c = d.bindings().await;
+        binders.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut failed = Vec::new();
+            let mut i = 0u32;
+            while Instant::now() < deadline {
+                let a = party(w * 10_000 + 2 * i);
+                let b = party(w * 10_000 + 2 * i + 1);
+                let mut req = bind("rides", &a, Some(&b));
+                req.any_area = true;
+                // Half of them pinned, so each X is bound while it is being reconciled.
+                if i.is_multiple_of(2) {
+                    req.x_number = AXB_X[(i as usize / 2 + w as usize) % 4].into();
+                }
+                match c.bind(req).await {
+                    Ok(r) => acked.push(r.into_inner()),
+                    Err(e) => failed.push((a, b, e)),
+                }
+                i += 1;
+            }
+            (acked, failed)
+        }));
+    }
+    let mut rc = reconciler(&d).await;
+    let mut runs = 0;
+    let mut freed = 0;
+    while Instant::now() < deadline {
+        let r = rc
+            .reconcile(pb::ReconcileRequest {
+                app: "rides".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+        freed += r.ghosts_freed;
+        runs += 1;
+    }
+    let mut acked = Vec::new();
+    let mut failed = Vec::new();
+    for t in binders {
+        let (a, f) = t.await.unwrap();
+        acked.extend(a);
+        failed.extend(f);
+    }
+    assert!(runs >= 2, "only {runs} reconciliations ran");
+    assert!(acked.len() >= 20, "only {} binds", acked.len());
+    assert_eq!(freed, 0, "a reconciliation freed live bindings");
+    let on_sim = d.sim.bindings("k-axb").await;
+    // No Bind may fail here (the platform is healthy and every pair is new); a failed Bind must
+    // at least not have left its binding on the platform.
+    let failures: Vec<String> = failed
+        .iter()
+        .map(|(a, b, e)| {
+            let leaked = on_sim
+                .iter()
+                .any(|s| s["a"].as_str() == Some(a) && s["b"].as_str() == Some(b));
+            format!(
+                "({a}, {b}): {:?} {:?}; bound on the platform anyway: {leaked}",
+                e.code(),
+                e.message()
+            )
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} Binds failed while reconciliations ran:\n{}",
+        failures.len(),
+        failures.len() + acked.len(),
+        failures.join("\n")
+    );
+    let on_sim = sim_subscriptions(&d, "k-axb").await;
+    for b in &acked {
+        let now = get(&d, &b.binding_id).await;
+        assert_eq!(
+            now.state(),
+            pb::BindingState::Active,
+            "acknowledged binding {} ({}) left ACTIVE: {now:?}",
+            b.binding_id,
+            b.x_number
+        );
+        assert!(
+            on_sim.contains(&b.subscription_id),
+            "acknowledged binding {} is not on the platform",
+            b.binding_id
+        );
+    }
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    // A last run finds nothing.
+    let last = reconcile(&d, "rides", false).await;
+    assert_clean(&last, 4);
+    // No two ACTIVE bindings share a party on one X (the index was not corrupted).
+    let mut seen = BTreeSet::new();
+    for b in d.list("rides", pb::BindingState::Active).await {
+        for p in [&b.party_a, &b.party_b] {
+            assert!(
+                seen.insert((b.x_number.clone(), p.clone())),
+                "party {p} twice on {}",
+                b.x_number
+            );
+        }
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_binding_created_during_a_reconcile_of_its_x_survives_it() {
+    binds_survive_concurrent_reconciles(DAEMON_CONFIG).await;
+}
+
+/// Without a grace window only the second query protects a young binding.
+#[tokio::test]
+async fn a_binding_created_during_a_reconcile_survives_even_without_grace() {
+    let config = format!("{DAEMON_CONFIG}\n[reconcile]\ngrace_seconds = 0\n");
+    binds_survive_concurrent_reconciles(&config).await;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Numbers the platform took away
+
+async fn total_numbers(d: &Daemon, app: &str) -> u32 {
+    d.pool()
+        .await
+        .get_pool_stats(pb::GetPoolStatsRequest { app: app.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .areas
+        .iter()
+        .map(|a| a.total)
+        .sum()
+}
+
+async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: u32) {
+    let d = Daemon::start().await;
+    // AXB needs a B; the other modes take none.
+    let b_of = |i: u32| (app == "rides").then(|| party(i));
+    let b = bind_ok(&d, pinned(app, &party(1), b_of(2).as_deref(), x)).await;
+    assert_eq!(total_numbers(&d, app).await, total);
+    d.sim
+        .control_post("/sim/numbers", json!({"app_key": app_key, "remove": [x]}))
+        .await;
+    d.clock.advance(PAST_GRACE_MS);
+
+    let r = reconcile(&d, app, false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: xs,
+            numbers_removed: 1,
+            ..Default::default()
+        },
+        "{app}: the removed number {x} is reported"
+    );
+    assert_ne!(
+        get(&d, &b.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_local_equals_sim(&d, app, app_key).await;
+    assert_eq!(
+        total_numbers(&d, app).await,
+        total - 1,
+        "stats drop the removed number"
+    );
+    // Never handed out again: pinned, or by area.
+    assert_refused_locally(&d, app_key, pinned(app, &party(3), b_of(4).as_deref(), x)).await;
+    for i in 0..total + 2 {
+        let mut req = bind(app, &party(10 + 2 * i), b_of(11 + 2 * i).as_deref());
+        req.any_area = true;
+        if let Ok(got) = d.bindings().await.bind(req).await {
+            assert_ne!(
+                got.into_inner().x_number,
+                x,
+                "the removed number was handed out"
+            );
+        }
+    }
+    // A second run neither re-counts it nor finds anything else.
+    assert_clean(&reconcile(&d, app, false).await, xs - 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_axe_number_removed_on_the_platform_is_retired() {
+    removed_number_is_retired("stores", "k-axe", "+8617200000002", 2, 2).await;
+}
+
+/// The AXB query cannot tell "not the app's number" from "no bindings" (the platform answers
+/// 1012007 to both), so reconciliation frees the number's binding as a ghost; the platform's
+/// refusal of the next bind on it (1012001) then retires the number for good.
+#[tokio::test]
+async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused() {
+    let d = Daemon::start().await;
+    let x = AXB_X[1];
+    let b = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), x)).await;
+    d.sim
+        .control_post("/sim/numbers", json!({"app_key": "k-axb", "remove": [x]}))
+        .await;
+    d.clock.advance(PAST_GRACE_MS);
+    let r = reconcile(&d, "rides", false).await;
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(
+        counts(&r),
+        Counts {
+            xs_checked: 4,
+            ghosts_freed: 1,
+            ..Default::default()
+        }
+    );
+    assert_ne!(
+        get(&d, &b.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+
+    let err = d
+        .bindings()
+        .await
+        .bind(pinned("rides", &party(3), Some(&party(4)), x))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        total_numbers(&d, "rides").await,
+        3,
+        "stats drop the removed number"
+    );
+    for i in 0..6 {
+        let mut req = bind("rides", &party(10 + 2 * i), Some(&party(11 + 2 * i)));
+        req.any_area = true;
+        if let Ok(got) = d.bindings().await.bind(req).await {
+            assert_ne!(
+                got.into_inner().x_number,
+                x,
+                "the removed number was handed out"
+            );
+        }
+    }
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}
+
+// ----------------------------------------------------------------------------------------------
+// Status
+
+#[tokio::test]
+async fn get_reconcile_status_shows_the_last_report() {
+    let d = Daemon::start().await;
+    let status = reconciler(&d)
+        .await
+        .get_reconcile_status(pb::GetReconcileStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.running.is_none() && status.last.is_none(),
+        "{status:?}"
+    );
+    d.sim
+        .client("k-axe")
+        .axe_bind(&AxeBindRequest {
+            bind_num: party(1),
+            virtual_num: Some("+8617200000001".into()),
+            extend_num: Some("11".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = reconcile(&d, "stores", false).await;
+    assert_eq!(r.orphans_adopted, 1);
+    assert!(r.started_at.is_some() && r.finished_at.is_some());
+    let status = reconciler(&d)
+        .await
+        .get_reconcile_status(pb::GetReconcileStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.running.is_none(), "{status:?}");
+    assert_eq!(status.last.as_ref(), Some(&r));
+    // A dry run is the last one after it.
+    let dry = reconcile(&d, "rides", true).await;
+    let status = reconciler(&d)
+        .await
+        .get_reconcile_status(pb::GetReconcileStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let last = status.last.unwrap();
+    assert_eq!(last, dry);
+    assert!(last.dry_run);
+    assert_eq!(last.app, "rides");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn reconcile_refuses_unknown_apps_and_numbers_without_an_app() {
+    let d = Daemon::start().await;
+    let mut rc = reconciler(&d).await;
+    let err = rc
+        .reconcile(pb::ReconcileRequest {
+            app: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::NotFound | Code::InvalidArgument),
+        "{err:?}"
+    );
+    assert!(err.message().contains("nope"), "{err:?}");
+    let err = rc
+        .reconcile(pb::ReconcileRequest {
+            numbers: vec![AXB_X[0].into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // With an app, only the named numbers are checked.
+    let r = rc
+        .reconcile(pb::ReconcileRequest {
+            app: "rides".into(),
+            numbers: vec![AXB_X[0].into(), AXB_X[2].into()],
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_clean(&r, 2);
+    d.stop().await;
+}
+
+// ----------------------------------------------------------------------------------------------
+// The `xpool reconcile` command
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn xpool_reconcile(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xpool"))
+            .arg("reconcile")
+            .args(&args)
+            .env("XPOOL_LOG", "warn")
+            .output()
+            .expect("running xpool")
+    })
+    .await
+    .unwrap();
+    Run {
+        code: out.status.code().expect("exited with a code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The number printed on the report line `what`.
+fn line_count(stdout: &str, what: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line {what:?} in:\n{stdout}"))
+}
+
+#[tokio::test]
+async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
+    let d = Daemon::start().await;
+    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let sim = d.sim.client("k-axb");
+    sim.axb_bind(&AxbBindRequest {
+        caller_num: party(3),
+        callee_num: party(4),
+        relation_num: Some(AXB_X[1].into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
+        .await
+        .unwrap();
+    d.clock.advance(PAST_GRACE_MS);
+
+    // Dry run, only two numbers.
+    let run = xpool_reconcile(&[
+        "--server",
+        &d.addr,
+        "--app",
+        "rides",
+        "--number",
+        AXB_X[0],
+        "--number",
+        AXB_X[1],
+        "--dry-run",
+    ])
+    .await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("reconciliation of rides (dry run"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(line_count(&run.stdout, "numbers checked"), 2);
+    assert_eq!(line_count(&run.stdout, "orphans adopted"), 1);
+    assert_eq!(line_count(&run.stdout, "ghosts freed"), 1);
+    assert_eq!(
+        get(&d, &ghost.binding_id).await.state(),
+        pb::BindingState::Active
+    );
+
+    // The real thing.
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("reconciliation of rides\n"),
+        "{}",
+        run.stdout
+    );
+    for (what, n) in [
+        ("numbers checked", 4),
+        ("orphans adopted", 1),
+        ("orphans released", 0),
+        ("ghosts freed", 1),
+        ("fields corrected", 0),
+        ("pending resolved", 0),
+        ("numbers removed", 0),
+        ("errors", 0),
+    ] {
+        assert_eq!(line_count(&run.stdout, what), n, "{what}:\n{}", run.stdout);
+    }
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+
+    // All apps: clean.
+    let run = xpool_reconcile(&["--server", &d.addr]).await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("reconciliation of all apps"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(line_count(&run.stdout, "numbers checked"), 13);
+    assert_eq!(line_count(&run.stdout, "errors"), 0);
+
+    // The daemon cannot be asked: 2.
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "nope"]).await;
+    assert_eq!(
+        run.code, 2,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains("nope"), "{}", run.stderr);
+    let run = xpool_reconcile(&["--server", "http://127.0.0.1:1", "--app", "rides"]).await;
+    assert_eq!(
+        run.code, 2,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+
+    // The platform failing: the run has errors, 1.
+    d.sim
+        .faults(json!({"app_key": "k-axb", "error_rate": 1.0}))
+        .await;
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(line_count(&run.stdout, "errors") > 0, "{}", run.stdout);
+    assert_eq!(line_count(&run.stdout, "ghosts freed"), 0);
+    // The failed run changed nothing; with the platform back, a run is clean again.
+    d.sim.faults(json!({"app_key": "k-axb"})).await;
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    d.stop().await;
+}
