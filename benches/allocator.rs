@@ -1,0 +1,149 @@
+//! Scenario 3 of BENCHMARKS.md: the allocation index alone, whatever the pool size.
+//!
+//! For AX, AXB and AXE, at 1k, 10k and 100k numbers and 0 %, 50 % and 95 % of every slot taken,
+//! it measures `pick` alone and one full cycle (pick, occupy, vacate) for parties that hold
+//! nothing yet. The index is filled through its own `pick` + `occupy`, so its state is the one
+//! the daemon would reach. Slots per X: AX 1; AXB 10 (`max_bindings_per_x = 10`); AXE 10 (4-digit
+//! extensions, capped at 10 per X so 95 % of 100k numbers is 950k bindings rather than 950M).
+//!
+//! Run: `cargo bench --bench allocator` (all), or e.g. `cargo bench --bench allocator -- AXB`.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use xpool::platform::Mode;
+use xpool::pool::{Index, Pick, Rules};
+use xpool::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
+
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+const OCCUPANCY_PCT: [usize; 3] = [0, 50, 95];
+const SLOTS: u32 = 10;
+const AREA: &str = "010";
+
+fn rules(mode: Mode) -> Rules {
+    Rules {
+        mode,
+        max_bindings_per_x: SLOTS,
+        extension_digits: 4,
+        max_extensions_per_x: (mode == Mode::Axe).then_some(SLOTS),
+        cool_down_ms: 0,
+        fallback_areas: Vec::new(),
+    }
+}
+
+fn slots_per_x(mode: Mode) -> usize {
+    if mode == Mode::Ax { 1 } else { SLOTS as usize }
+}
+
+fn record(mode: Mode, pick: &Pick, a: &str, b: Option<&str>) -> BindingRecord {
+    BindingRecord {
+        id: BindingId::new(),
+        app: "bench".into(),
+        mode,
+        state: BindingState::Active,
+        x: pick.x.clone(),
+        extension: pick.extension.clone(),
+        y: None,
+        party_a: a.to_owned(),
+        party_b: b.map(str::to_owned),
+        area_code: pick.area.clone(),
+        subscription_id: None,
+        request_id: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        expires_at_ms: None,
+        released_at_ms: None,
+        ttl_seconds: 0,
+        call_direction: 0,
+        record: false,
+        max_call_minutes: 0,
+        user_data: None,
+        reason: String::new(),
+    }
+}
+
+/// An index of `n` numbers with `pct` % of its slots taken by distinct parties.
+fn build(mode: Mode, n: usize, pct: usize) -> Index {
+    let mut index = Index::new(rules(mode));
+    for i in 0..n {
+        let number = NumberRecord {
+            app: "bench".into(),
+            number: format!("+86170{i:08}"),
+            area_code: AREA.into(),
+            state: NumberState::Active,
+            needs_reconcile: false,
+            updated_at_ms: 0,
+        };
+        index.upsert_number(&number, 0);
+    }
+    let areas = [AREA.to_owned()];
+    let none = HashSet::new();
+    let target = n * slots_per_x(mode) * pct / 100;
+    for k in 0..target {
+        let a = format!("+86138{:08}", 2 * k);
+        let b = (mode == Mode::Axb).then(|| format!("+86138{:08}", 2 * k + 1));
+        let Ok((pick, _)) = index.pick(&areas, &a, b.as_deref(), &none, 0) else {
+            panic!("filling {mode:?} {n}/{pct}%: no slot at binding {k}");
+        };
+        index.occupy(&record(mode, &pick, &a, b.as_deref()), 0);
+    }
+    index
+}
+
+fn allocator(c: &mut Criterion) {
+    let areas = [AREA.to_owned()];
+    let none = HashSet::new();
+    // Parties that hold nothing (the fill used +86138…).
+    let fresh: Vec<(String, String)> = (0..4096)
+        .map(|k| {
+            (
+                format!("+86139{:08}", 2 * k),
+                format!("+86139{:08}", 2 * k + 1),
+            )
+        })
+        .collect();
+    for mode in [Mode::Ax, Mode::Axb, Mode::Axe] {
+        let mut group = c.benchmark_group(format!("{mode:?}").to_uppercase());
+        group
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(30);
+        for n in SIZES {
+            for pct in OCCUPANCY_PCT {
+                let mut index = build(mode, n, pct);
+                let param = format!("{n}/{pct}%");
+                let b_of =
+                    |(a, b): &(String, String)| (a.clone(), (mode == Mode::Axb).then(|| b.clone()));
+                group.bench_with_input(BenchmarkId::new("pick", &param), &(), |bench, ()| {
+                    let mut i = 0;
+                    bench.iter(|| {
+                        let (a, b) = &fresh[i % fresh.len()];
+                        i += 1;
+                        let b = (mode == Mode::Axb).then_some(b.as_str());
+                        black_box(index.pick(&areas, a, b, &none, 0).is_ok())
+                    });
+                });
+                group.bench_with_input(BenchmarkId::new("cycle", &param), &(), |bench, ()| {
+                    let mut i = 0;
+                    bench.iter(|| {
+                        let (a, b) = b_of(&fresh[i % fresh.len()]);
+                        i += 1;
+                        let Ok((pick, _)) = index.pick(&areas, &a, b.as_deref(), &none, 0) else {
+                            panic!("no slot");
+                        };
+                        let rec = record(mode, &pick, &a, b.as_deref());
+                        index.occupy(&rec, 0);
+                        index.vacate(&rec, None, 0);
+                        black_box(rec.x.len())
+                    });
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, allocator);
+criterion_main!(benches);
