@@ -226,3 +226,30 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     assert_eq!(err.code(), Code::FailedPrecondition);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn axyb_and_x_mode_bindings_expire_too() {
+    let d = Daemon::start().await;
+    let mut chat = bind("chat", &party(1), Some(&party(2)));
+    chat.area_code = "010".into();
+    chat.ttl_seconds = 120;
+    let axyb = d.bindings().await.bind(chat).await.unwrap().into_inner();
+    let mut local = bind("local", &party(3), Some(&party(4)));
+    local.ttl_seconds = 120;
+    let x = d
+        .bindings()
+        .await
+        .bind(local.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    d.sim.advance_clock(120).await;
+    d.clock.advance(125_000);
+    wait_state(&d, &axyb.binding_id, pb::BindingState::Expired).await;
+    wait_state(&d, &x.binding_id, pb::BindingState::Expired).await;
+    assert_local_equals_sim(&d, "chat", "k-axyb").await;
+    // The X-mode slot is free again at once (no cool-down for shared numbers).
+    local.x_number = x.x_number.clone();
+    d.bindings().await.bind(local).await.unwrap();
+    d.stop().await;
+}
