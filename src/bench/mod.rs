@@ -228,7 +228,7 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if !(args.duration > 0.0) || args.warmup < 0.0 || args.rate < 0.0 {
+    if !args.duration.is_finite() || args.duration <= 0.0 || args.warmup < 0.0 || args.rate < 0.0 {
         bail!("--duration must be positive, --warmup and --rate not negative");
     }
     if args.spawn && (args.numbers == 0 || args.areas == 0 || args.areas > 90) {
