@@ -57,9 +57,10 @@ async fn detached<T: Send + 'static>(
 #[tonic::async_trait]
 impl BindingService for Bindings {
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Binding>, Status> {
-        // Leave a little of the deadline for the answer itself.
+        // Leave part of the deadline for the platform call and the durable writes after the
+        // wait, so a caller beyond the rate limit hears UNAVAILABLE before its deadline.
         let max_wait = deadline(&req)
-            .map(|d| d.saturating_sub(Duration::from_millis(50)))
+            .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
             .unwrap_or(self.max_wait);
         let params = BindParams::try_from(req.into_inner())?;
         let pool = Arc::clone(&self.pool);

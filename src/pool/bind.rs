@@ -15,7 +15,7 @@ use super::platform::{self, Bound};
 use super::rules::{AreaRule, area_order};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, StoreError};
-use crate::upstream::{ErrorClass, UpstreamError, with_max_wait};
+use crate::upstream::{ErrorClass, UpstreamError, with_max_wait, with_prepaid};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
 const MAX_ATTEMPTS: usize = 3;
@@ -90,13 +90,23 @@ impl AppPool {
             // never mistakes it for one whose answer was lost.
             let id = BindingId::new();
             let _flight = InFlight::new(&self.in_flight, id);
-            let rec = self.reserve(p, &exclude, id)?;
-            self.store.flush().await?;
             let Some(client) = self.client.clone() else {
-                // X mode: the binding lives only here.
-                return self.activate(rec, None).await;
+                // X mode: the binding lives only here, so it is ACTIVE as soon as it is durable.
+                let rec = self.reserve(p, &exclude, id, BindingState::Active)?;
+                self.store.flush().await?;
+                if rec.expires_at_ms.is_some() {
+                    self.deadlines.notify_one();
+                }
+                return Ok(rec);
             };
-            let outcome = with_max_wait(max_wait, platform::bind(&client, &rec)).await;
+            // Wait for the app's rate limit before reserving anything, so a Bind that cannot get
+            // a slot in time costs no write.
+            with_max_wait(max_wait, client.take_slot())
+                .await
+                .map_err(|e| upstream_error(&e))?;
+            let rec = self.reserve(p, &exclude, id, BindingState::Pending)?;
+            self.store.flush().await?;
+            let outcome = with_prepaid(1, platform::bind(&client, &rec)).await;
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
@@ -128,6 +138,7 @@ impl AppPool {
         p: &BindParams,
         exclude: &HashSet<String>,
         id: BindingId,
+        state: BindingState,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
         let mut index = self.index();
@@ -175,7 +186,7 @@ impl AppPool {
             id,
             app: self.name.clone(),
             mode: self.rules.mode,
-            state: BindingState::Pending,
+            state,
             x: pick.x,
             extension: pick.extension,
             y: None,

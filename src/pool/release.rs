@@ -34,18 +34,22 @@ impl AppPool {
         rec: &BindingRecord,
         to: BindingState,
     ) -> Result<BindingRecord, PoolError> {
+        let Some(client) = &self.client else {
+            // X mode: nothing to undo upstream, one durable step.
+            let done = self.transition(&rec.id, to, |_| {})?;
+            self.store.flush().await?;
+            return Ok(done);
+        };
         let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
         self.store.flush().await?;
-        if let Some(client) = &self.client {
-            let only_yb = self.shares_subscription(&releasing);
-            let unbind = with_priority(
-                Priority::Urgent,
-                platform::unbind(client, &releasing, only_yb),
-            );
-            if let Err(e) = unbind.await {
-                tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
-                return Err(upstream_error(&e));
-            }
+        let only_yb = self.shares_subscription(&releasing);
+        let unbind = with_priority(
+            Priority::Urgent,
+            platform::unbind(client, &releasing, only_yb),
+        );
+        if let Err(e) = unbind.await {
+            tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
+            return Err(upstream_error(&e));
         }
         let done = self.transition(&rec.id, to, |_| {})?;
         self.store.flush().await?;

@@ -89,6 +89,25 @@ tokio::task_local! {
     static MAX_WAIT: Duration;
     /// The limiter priority of the current task's calls.
     static PRIORITY: Priority;
+    /// Limiter slots the current task already took with [`AppClient::take_slot`].
+    static PREPAID: std::cell::Cell<u32>;
+}
+
+/// Runs `f` with its first `slots` platform calls using slots already taken with
+/// [`AppClient::take_slot`] instead of waiting for new ones.
+pub async fn with_prepaid<F: std::future::Future>(slots: u32, f: F) -> F::Output {
+    PREPAID.scope(std::cell::Cell::new(slots), f).await
+}
+
+/// Uses one prepaid slot, if the current task has one.
+fn use_prepaid() -> bool {
+    PREPAID
+        .try_with(|left| {
+            let n = left.get();
+            left.set(n.saturating_sub(1));
+            n > 0
+        })
+        .unwrap_or(false)
 }
 
 /// Runs `f` with its platform calls queued at `priority` in the app's limiter.
@@ -150,16 +169,9 @@ impl AppClient {
                 retry_after,
             });
         }
-        let max_wait = MAX_WAIT.try_with(|w| *w).unwrap_or(self.settings.max_wait);
-        let priority = PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal);
-        self.limiter
-            .acquire(max_wait, priority)
-            .await
-            .map_err(|retry_after| UpstreamError::RateLimited {
-                op,
-                app_key: app_key(),
-                retry_after,
-            })?;
+        if !use_prepaid() {
+            self.pace(op).await?;
+        }
         let permit = self
             .breaker
             .admit()
@@ -188,6 +200,35 @@ impl AppClient {
         self.breaker.record(permit, verdict);
         self.log(op, permit, started, &result);
         result
+    }
+
+    /// Takes a limiter slot for a call this task is about to make (see [`with_prepaid`]), so a
+    /// caller can wait for the rate limit before it commits to anything; fails fast while the
+    /// circuit is open.
+    pub async fn take_slot(&self) -> Result<(), UpstreamError> {
+        let op = "take_slot";
+        if let Some(retry_after) = self.breaker.blocked_for() {
+            return Err(UpstreamError::CircuitOpen {
+                op,
+                app_key: self.settings.app_key.clone(),
+                retry_after,
+            });
+        }
+        self.pace(op).await
+    }
+
+    /// Waits for a limiter slot, as long as the task's `max_wait` allows.
+    async fn pace(&self, op: &'static str) -> Result<(), UpstreamError> {
+        let max_wait = MAX_WAIT.try_with(|w| *w).unwrap_or(self.settings.max_wait);
+        let priority = PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal);
+        self.limiter
+            .acquire(max_wait, priority)
+            .await
+            .map_err(|retry_after| UpstreamError::RateLimited {
+                op,
+                app_key: self.settings.app_key.clone(),
+                retry_after,
+            })
     }
 
     fn auth_open_for(&self, code: &str) -> Duration {

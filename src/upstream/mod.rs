@@ -12,7 +12,9 @@ mod ops;
 pub mod result;
 mod secret;
 
-pub use client::{AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait, with_priority};
+pub use client::{
+    AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait, with_prepaid, with_priority,
+};
 pub use error::UpstreamError;
 pub use limiter::Priority;
 pub use result::ErrorClass;
