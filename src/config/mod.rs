@@ -150,6 +150,7 @@ pub struct AppConfig {
     pub app_secret: Secret,
     pub auth_scheme: Scheme,
     pub rate_per_second: u32,
+    /// Calls that may go out at once; default a tenth of `rate_per_second` (at least 1).
     pub burst: u32,
     pub timeout_ms: u64,
     /// Longest a Bind waits for this app's limiter; defaults to `server.max_request_wait_ms`.

@@ -197,7 +197,10 @@ fn resolve_app(
         problems.push(key("app_secret"), message);
     }
     let rate_per_second = raw.rate_per_second.unwrap_or(50);
-    let burst = raw.burst.unwrap_or(rate_per_second);
+    // A tenth of a second's worth by default: calls go out evenly, so a platform limited at the
+    // same rate still has its own burst to absorb network jitter (a full second's burst at
+    // start-up would drain it and turn jitter into flow-control answers).
+    let burst = raw.burst.unwrap_or((rate_per_second / 10).max(1));
     for (name, value) in [("rate_per_second", rate_per_second), ("burst", burst)] {
         if value == 0 {
             problems.push(key(name), "must be at least 1");

@@ -85,7 +85,7 @@ fn the_example_parses_with_defaults() {
     assert_eq!(app.app_key, "k-axb");
     assert_eq!(app.app_secret.expose(), "s-axb");
     assert_eq!(app.auth_scheme, Scheme::Aksk);
-    assert_eq!((app.rate_per_second, app.burst), (100, 100));
+    assert_eq!((app.rate_per_second, app.burst), (100, 10));
     assert_eq!(app.timeout_ms, 10_000);
     assert_eq!(app.max_request_wait_ms, 5000);
     assert_eq!(app.flow_control_backoff_ms, 5000);
@@ -215,7 +215,7 @@ fn env_overrides_an_app_key_by_name() {
     )
     .unwrap();
     let rides = config.app("rides").unwrap();
-    assert_eq!((rides.rate_per_second, rides.burst), (200, 200));
+    assert_eq!((rides.rate_per_second, rides.burst), (200, 20));
     assert_eq!(rides.max_request_wait_ms, 50);
     let food = config.app("food-delivery").unwrap();
     // Strings that look like TOML numbers stay strings where the key wants a string.
