@@ -12,7 +12,7 @@ pub enum StoreError {
     /// longer than 65 535 bytes); `tree` names the tree and `detail` the key and what was wrong.
     #[error("corrupt entry in tree {tree}: {detail}")]
     Corrupt { tree: &'static str, detail: String },
-    /// The store was closed (`Store::close`) or its flusher task is gone.
+    /// The store was closed (`Store::close`) or its flusher thread is gone.
     #[error("store closed")]
     Closed,
     /// A write was refused because it contradicts what is stored (nothing was written).

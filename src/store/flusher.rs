@@ -1,51 +1,55 @@
-//! Group commit: one task owns every `db.flush()`.
+//! Group commit: one thread owns every `db.flush()`.
 //!
-//! Writers that want durability send a waiter (a oneshot sender) and await its answer. The task
-//! takes every waiter already queued, runs ONE blocking `db.flush()` on the blocking pool and
-//! answers them all, so a burst of N writers costs one flush rather than N. A waiter is only
-//! taken before its flush starts, so every answer comes from a flush that began after the
-//! waiter was sent. `sled::Db::flush_async` is never used (it deadlocks under load, sled #1308).
+//! Writers that want durability send a waiter (a oneshot sender) and await its answer. The
+//! flusher thread takes every waiter already queued, runs ONE `db.flush()` and answers them all,
+//! so a burst of N writers costs one flush rather than N. A waiter is only taken before its flush
+//! starts, so every answer comes from a flush that began after the waiter was sent. The flusher
+//! is a dedicated thread rather than a tokio task with `spawn_blocking`: each flush then costs
+//! one thread handoff fewer, which on a small machine is a good part of a flush's CPU.
+//! `sled::Db::flush_async` is never used (it deadlocks under load, sled #1308).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::error::StoreError;
 
 /// How a flush is answered.
 pub type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
-/// Queued waiters beyond this make `flush()` callers wait to enqueue (back-pressure only).
-const QUEUE: usize = 1024;
-
-/// The handle `Store` keeps on its flusher task.
+/// The handle `Store` keeps on its flusher thread.
 #[derive(Debug)]
 pub struct Flusher {
-    /// Sends waiters to the task. `Store` owns it; `close` takes it out (later flushes fail with
-    /// `Closed`), and dropping the `Store` drops it. The task ends once every clone is gone.
-    /// The lock is only held to clone or take the sender, never across `.await`.
+    /// Sends waiters to the thread. `Store` owns it; `close` takes it out (later flushes fail
+    /// with `Closed`), and dropping the `Store` drops it. The thread ends once it is gone and the
+    /// queue is empty. The lock is only held to clone or take the sender, never across `.await`.
     queue: Mutex<Option<mpsc::Sender<Waiter>>>,
-    /// The task itself; `close` takes and awaits it. Dropped with the `Store` (detached: the task
-    /// still answers queued waiters, then ends).
-    task: Mutex<Option<JoinHandle<()>>>,
-    /// `db.flush()` calls made so far, shared with the task.
+    /// The thread itself; `close` takes and joins it. Dropped with the `Store` (detached: the
+    /// thread still answers queued waiters, then ends).
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// `db.flush()` calls made so far, shared with the thread.
     flushes: Arc<AtomicU64>,
 }
 
 impl Flusher {
-    /// Spawns the task on the current tokio runtime.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime.
+    /// Starts the flusher thread.
     pub fn spawn(db: sled::Db) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel();
         let flushes = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(db, rx, Arc::clone(&flushes)));
+        let counter = Arc::clone(&flushes);
+        let thread = std::thread::Builder::new()
+            .name("xpool-flusher".into())
+            .spawn(move || run(&db, &rx, &counter))
+            .ok();
+        if thread.is_none() {
+            tracing::error!("could not start the store flusher thread");
+        }
         Flusher {
-            queue: Mutex::new(Some(tx)),
-            task: Mutex::new(Some(task)),
+            queue: Mutex::new(thread.is_some().then_some(tx)),
+            thread: Mutex::new(thread),
             flushes,
         }
     }
@@ -56,24 +60,25 @@ impl Flusher {
         wait_for_flush(&queue).await
     }
 
-    /// Flushes a last time, stops the task and waits for it. Later `flush` calls fail with
+    /// Flushes a last time, stops the thread and waits for it. Later `flush` calls fail with
     /// `Closed`; closing again is a no-op.
     pub async fn close(&self) -> Result<(), StoreError> {
         let Some(queue) = lock(&self.queue).take() else {
             return Ok(());
         };
-        let task = lock(&self.task).take();
+        let thread = lock(&self.thread).take();
         let result = wait_for_flush(&queue).await;
         drop(queue);
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!(error = %e, "store flusher task failed");
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::warn!("store flusher thread failed");
+            }
         }
         result
     }
 
-    /// How many `db.flush()` calls the task has made.
+    /// How many `db.flush()` calls the thread has made.
     pub fn count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
@@ -86,23 +91,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn wait_for_flush(queue: &mpsc::Sender<Waiter>) -> Result<(), StoreError> {
     let (waiter, answer) = oneshot::channel();
-    queue.send(waiter).await.map_err(|_| StoreError::Closed)?;
+    queue.send(waiter).map_err(|_| StoreError::Closed)?;
     answer.await.map_err(|_| StoreError::Closed)?
 }
 
-/// The task: ends when every sender is dropped and the queue is empty.
-async fn run(db: sled::Db, mut queue: mpsc::Receiver<Waiter>, flushes: Arc<AtomicU64>) {
+/// The thread: ends when every sender is dropped and the queue is empty.
+fn run(db: &sled::Db, queue: &mpsc::Receiver<Waiter>, flushes: &AtomicU64) {
     let mut waiters = Vec::new();
-    while queue.recv_many(&mut waiters, QUEUE).await > 0 {
-        let db = db.clone();
-        let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(Ok(_bytes)) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Sled(e)),
-            Err(e) if e.is_cancelled() => Err(StoreError::Closed),
-            Err(e) => Err(StoreError::Sled(sled::Error::ReportableBug(format!(
-                "db.flush() panicked: {e}"
-            )))),
-        };
+    while let Ok(first) = queue.recv() {
+        waiters.push(first);
+        waiters.extend(queue.try_iter());
+        let result = db.flush().map(|_bytes| ()).map_err(StoreError::Sled);
         flushes.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::warn!(error = %e, waiters = waiters.len(), "store flush failed");

@@ -59,8 +59,8 @@ impl StoreOptions {
 
 /// The open store. `Send + Sync`: share it as `Arc<Store>`.
 pub struct Store {
-    /// The sled database. The `Store` and the flusher task each hold a handle; sled closes when
-    /// both are gone (after `close`, or when the `Store` is dropped and the task has ended).
+    /// The sled database. The `Store` and the flusher thread each hold a handle; sled closes when
+    /// both are gone (after `close`, or when the `Store` is dropped and the thread has ended).
     db: sled::Db,
     /// `bindings` tree: id → `BindingRecord`. Lives as long as the `Store`.
     bindings: sled::Tree,
@@ -78,7 +78,7 @@ pub struct Store {
     open: sled::Tree,
     /// `meta` tree: format version, job progress.
     meta: sled::Tree,
-    /// Handle on the group-commit task: owns the waiter queue; `close` stops it, dropping the
+    /// Handle on the group-commit thread: owns the waiter queue; `close` stops it, dropping the
     /// `Store` lets it finish and end.
     flusher: Flusher,
     path: PathBuf,
@@ -100,10 +100,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating) the store; must be called inside a tokio runtime (spawns the flusher).
-    ///
-    /// # Panics
-    /// Outside a tokio runtime.
+    /// Opens (creating) the store and starts its flusher thread.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(&options.path)
