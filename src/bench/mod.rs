@@ -135,7 +135,7 @@ pub struct BenchArgs {
     /// The daemon app's rate_per_second to the platform (--spawn).
     #[arg(long, default_value_t = 100_000)]
     pub app_rate: u32,
-    /// The daemon app's burst (--spawn); 0 = the rate.
+    /// The daemon app's burst (--spawn); 0 = the daemon's default (a tenth of the rate).
     #[arg(long, default_value_t = 0)]
     pub app_burst: u32,
     /// Simulator fault: latency added to every platform call, ms.

@@ -287,17 +287,18 @@ fn sim_config(args: &BenchArgs) -> String {
 }
 
 fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> String {
+    // 0: leave `burst` to the daemon's default (a tenth of the rate).
     let burst = if args.app_burst == 0 {
-        args.app_rate
+        String::new()
     } else {
-        args.app_burst
+        format!("burst = {}\n", args.app_burst)
     };
     let upstream = if args.mode == BenchMode::X {
         String::new()
     } else {
         format!(
             "base_url = \"{sim_url}\"\napp_key = \"{}\"\napp_secret = \"{}\"\n\
-             rate_per_second = {}\nburst = {burst}\ntimeout_ms = 10000\n",
+             rate_per_second = {}\n{burst}timeout_ms = 10000\n",
             args.app_key, args.app_secret, args.app_rate
         )
     };
