@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the measured scenarios of BENCHMARKS.md (1, 3, 7) and leaves JSON reports in $OUT.
-# Usage: scripts/bench/run.sh [1|3|7 ...]   (default: 1 7 3)
+# Runs the measured scenarios of BENCHMARKS.md (1, 2, 3, 7) and leaves JSON reports in $OUT.
+# Usage: scripts/bench/run.sh [1|2|3|7 ...]   (default: 1 7 3; 2 takes a minute more)
 # Needs: cargo build --release; redis-server for scenario 7 (apt-get install -y redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +26,13 @@ s1() {
     $B bench --spawn --target $t --mode axb --concurrency 32 --duration 15 --warmup 2 \
       --numbers 100 --rate "$half" --label "s1 $t at $half/s" --json "$OUT/s1-$t-$half.json"
   done
+}
+
+s2() {
+  # Rate-limit fidelity: platform at 500/s with 30 ms latency, daemon app at 500/s, 800/s offered.
+  $B bench --spawn --target grpc --mode axb --concurrency 1000 --duration 60 --warmup 2 \
+    --numbers 100 --rate 800 --deadline-ms 1000 --app-rate 500 --sim-latency-ms 30 \
+    --sim-rps-limit 500 --label "s2" --json "$OUT/s2.json"
 }
 
 s3() {
