@@ -50,10 +50,8 @@ impl Pool {
     ) -> Result<Round, PoolError> {
         let started = Instant::now();
         let due = self.store.due_bindings(now_ms, policy.batch_size)?;
-        let mut round = Round {
-            more: due.len() == policy.batch_size,
-            ..Round::default()
-        };
+        let full_batch = due.len() == policy.batch_size;
+        let mut round = Round::default();
         for id in due {
             if started.elapsed() > policy.round_budget {
                 round.more = true;
@@ -84,6 +82,10 @@ impl Pool {
                 }
             }
         }
+        // A full batch may hide more due bindings behind it, unless nothing in it could be acted
+        // on yet (all inside their skew grace): then wait for the earliest of those instead of
+        // reading the same batch again at once.
+        round.more |= full_batch && round.expired > 0;
         if !round.more
             && let Some(next) = self.store.next_deadline_ms()?.filter(|t| *t > now_ms)
         {
