@@ -82,11 +82,27 @@ impl Pool {
     /// Resolves what a crash or a lost answer left open: PENDING reservations are looked up on
     /// the platform, RELEASING bindings are unbound. Returns how many are still unresolved.
     pub async fn recover(&self) -> usize {
-        let mut open = 0;
-        for app in self.apps.values() {
-            open += app.recover().await;
+        // One read of the (small) open index for all apps.
+        let mut by_app: HashMap<String, Vec<BindingRecord>> = HashMap::new();
+        match self.store.open_bindings() {
+            Ok(all) => {
+                for b in all {
+                    by_app.entry(b.app.clone()).or_default().push(b);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list open bindings");
+                return 1;
+            }
         }
-        open
+        let mut left = 0;
+        for (name, open) in by_app {
+            match self.apps.get(&name) {
+                Some(app) => left += app.recover(open).await,
+                None => tracing::warn!(app = %name, "open bindings of an app no longer configured"),
+            }
+        }
+        left
     }
 
     pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
@@ -102,10 +118,6 @@ impl Pool {
     /// Notified when a deadline is written; the expiry job waits on it.
     pub fn deadlines(&self) -> &Arc<tokio::sync::Notify> {
         &self.deadlines
-    }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     pub async fn bind(

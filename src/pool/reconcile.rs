@@ -95,11 +95,8 @@ impl AppPool {
     ) -> Result<(), PoolError> {
         let whole_pool = opts.numbers.is_empty();
         let mut xs: Vec<String> = if whole_pool {
-            let mut all: Vec<String> = self
-                .list_numbers(None)
-                .into_iter()
-                .map(|n| n.number)
-                .collect();
+            // Only the numbers, in order (resume compares with the last one done).
+            let mut all: Vec<String> = self.index().numbers().map(|(x, _)| x.clone()).collect();
             all.sort();
             all
         } else {

@@ -136,21 +136,15 @@ impl AppPool {
         Ok(next)
     }
 
-    /// Resolves this app's PENDING reservations and finishes its RELEASING unbinds. Returns how
-    /// many remain open (the platform could not be asked).
-    pub async fn recover(&self) -> usize {
-        let open: Vec<BindingRecord> = match self.store.open_bindings() {
-            Ok(all) => {
-                let running = super::app::lock(&self.in_flight).clone();
-                all.into_iter()
-                    .filter(|b| b.app == self.name && !running.contains(&b.id))
-                    .collect()
-            }
-            Err(e) => {
-                tracing::error!(app = %self.name, error = %e, "cannot list open bindings");
-                return 1;
-            }
-        };
+    /// Resolves the given PENDING reservations and RELEASING unbinds of this app (those of Binds
+    /// still running here are skipped). Returns how many remain open (the platform could not be
+    /// asked).
+    pub(super) async fn recover(&self, open: Vec<BindingRecord>) -> usize {
+        let running = super::app::lock(&self.in_flight).clone();
+        let open: Vec<BindingRecord> = open
+            .into_iter()
+            .filter(|b| !running.contains(&b.id))
+            .collect();
         let mut left = 0;
         for rec in open {
             let id = rec.id;

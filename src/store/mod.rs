@@ -59,9 +59,6 @@ impl StoreOptions {
 
 /// The open store. `Send + Sync`: share it as `Arc<Store>`.
 pub struct Store {
-    /// The sled database. The `Store` and the flusher thread each hold a handle; sled closes when
-    /// both are gone (after `close`, or when the `Store` is dropped and the thread has ended).
-    db: sled::Db,
     /// `bindings` tree: id → `BindingRecord`. Lives as long as the `Store`.
     bindings: sled::Tree,
     /// `requests` tree: (app, request_id) → id. Changed only inside `transact`.
@@ -78,8 +75,9 @@ pub struct Store {
     open: sled::Tree,
     /// `meta` tree: format version, job progress.
     meta: sled::Tree,
-    /// Handle on the group-commit thread: owns the waiter queue; `close` stops it, dropping the
-    /// `Store` lets it finish and end.
+    /// Handle on the group-commit thread, which owns the sled database handle (the trees hold
+    /// theirs): `close` stops it, dropping the `Store` lets it finish and end; sled closes when
+    /// both it and the trees are gone.
     flusher: Flusher,
     path: PathBuf,
 }
@@ -117,8 +115,7 @@ impl Store {
             slots: db.open_tree(keys::SLOTS)?,
             open: db.open_tree(keys::OPEN)?,
             meta,
-            flusher: Flusher::spawn(db.clone()),
-            db,
+            flusher: Flusher::spawn(db),
             path: options.path.clone(),
         })
     }
@@ -213,11 +210,6 @@ impl Store {
     /// How many `db.flush()` calls the flusher has made (to observe group commit).
     pub fn flush_count(&self) -> u64 {
         self.flusher.count()
-    }
-
-    /// Bytes sled uses on disk (for metrics).
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
     }
 }
 

@@ -88,7 +88,7 @@ async fn axb_spreads_load_and_keeps_parties_unique_per_x() {
         .unwrap()
         .into_inner();
     assert_ne!(one.x_number, two.x_number);
-    // The same pair again cannot share either X: both 010 Xs... one holds them; the other is free.
+    // The same pair again cannot go on the X that already holds it: the other 010 X takes it.
     let three = c
         .bind(area(bind("rides", &party(1), Some(&party(2)))))
         .await
