@@ -1,25 +1,13 @@
-//! Bindings and their two indexes (`requests`, `expiry`), updated together through
+//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`), updated together through
 //! [`Store::transact`].
 
 use std::ops::Bound;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-
+use super::overlay::prefix_range;
 use super::records::{BindingId, BindingRecord, BindingState};
+use super::tx::{Tx, TxResult};
+use super::wal::TreeId;
 use super::{Store, StoreError, codec, keys, too_long};
-
-/// What a transaction closure returns: `Abort(StoreError)` rolls back and surfaces the error.
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
-/// The trees one binding transaction sees.
-struct Tx<'a> {
-    bindings: &'a TransactionalTree,
-    requests: &'a TransactionalTree,
-    expiry: &'a TransactionalTree,
-    slots: &'a TransactionalTree,
-    open: &'a TransactionalTree,
-}
 
 /// Everything a binding write needs, encoded before the transaction so the closure stays pure.
 struct Write {
@@ -85,18 +73,14 @@ impl Tx<'_> {
         let key = keys::binding(id);
         match self.bindings.get(key)? {
             None => Ok(None),
-            Some(value) => codec::decode(keys::BINDINGS, &key, &value)
-                .map(Some)
-                .map_err(ConflictableTransactionError::Abort),
+            Some(value) => codec::decode(keys::BINDINGS, &key, &value).map(Some),
         }
     }
 
     fn request_owner(&self, key: &[u8]) -> TxResult<Option<BindingId>> {
         match self.requests.get(key)? {
             None => Ok(None),
-            Some(value) => codec::decode(keys::REQUESTS, key, &value)
-                .map(Some)
-                .map_err(ConflictableTransactionError::Abort),
+            Some(value) => codec::decode(keys::REQUESTS, key, &value).map(Some),
         }
     }
 
@@ -111,7 +95,7 @@ impl Tx<'_> {
     /// Writes `w` over `old` (the record currently stored under the same id, if any).
     fn apply(&self, w: &Write, old: Option<&BindingRecord>) -> TxResult<()> {
         self.bindings
-            .insert(&keys::binding(&w.id), w.value.as_slice())?;
+            .insert(keys::binding(&w.id), w.value.as_slice())?;
         if let Some(old_key) = old.and_then(request_key_of)
             && w.request_key.as_ref() != Some(&old_key)
         {
@@ -124,10 +108,10 @@ impl Tx<'_> {
         if let Some(old_key) = old.and_then(expiry_key_of)
             && w.expiry_key != Some(old_key)
         {
-            self.expiry.remove(&old_key)?;
+            self.expiry.remove(old_key)?;
         }
         if let Some(key) = &w.expiry_key {
-            self.expiry.insert(key, &[])?;
+            self.expiry.insert(key, [])?;
         }
         if let Some(old_key) = old.and_then(slot_key_of)
             && w.slot_key.as_ref() != Some(&old_key)
@@ -135,48 +119,22 @@ impl Tx<'_> {
             self.slots.remove(old_key)?;
         }
         if let Some(key) = &w.slot_key {
-            self.slots.insert(key.as_slice(), &[])?;
+            self.slots.insert(key.as_slice(), [])?;
         }
         if w.open {
-            self.open.insert(&keys::binding(&w.id), &[])?;
+            self.open.insert(keys::binding(&w.id), [])?;
         } else if old.is_some_and(is_open) {
-            self.open.remove(&keys::binding(&w.id))?;
+            self.open.remove(keys::binding(&w.id))?;
         }
         Ok(())
     }
 }
 
 fn abort<T>(error: StoreError) -> TxResult<T> {
-    Err(ConflictableTransactionError::Abort(error))
+    Err(error)
 }
 
 impl Store {
-    /// The one way to change `bindings`, `requests` and `expiry`: a sled transaction over all
-    /// three. `f` may run more than once (sled retries on conflict), so it must be pure: read and
-    /// write only through the `Tx`, with everything else computed beforehand.
-    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        (
-            &self.bindings,
-            &self.requests,
-            &self.expiry,
-            &self.slots,
-            &self.open,
-        )
-            .transaction(|(bindings, requests, expiry, slots, open)| {
-                f(&Tx {
-                    bindings,
-                    requests,
-                    expiry,
-                    slots,
-                    open,
-                })
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
-    }
-
     /// Creates or replaces the record under its id, and in the same transaction: maps
     /// (app, request_id) to it (dropping the mapping of a request id the old record had, if
     /// that still pointed here), and keeps its `expiry` key present iff it is Active with a
@@ -222,18 +180,18 @@ impl Store {
             let Some(old) = tx.binding(id)? else {
                 return Ok(false);
             };
-            tx.bindings.remove(&keys::binding(id))?;
+            tx.bindings.remove(keys::binding(id))?;
             if let Some(key) = request_key_of(&old) {
                 tx.release_request(&key, id)?;
             }
             if let Some(key) = expiry_key_of(&old) {
-                tx.expiry.remove(&key)?;
+                tx.expiry.remove(key)?;
             }
             if let Some(key) = slot_key_of(&old) {
                 tx.slots.remove(key)?;
             }
             if is_open(&old) {
-                tx.open.remove(&keys::binding(id))?;
+                tx.open.remove(keys::binding(id))?;
             }
             Ok(true)
         })
@@ -242,7 +200,7 @@ impl Store {
     /// Every PENDING or RELEASING binding (one scan of the small `open` index).
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.open.iter() {
+        for entry in self.scan(TreeId::Open, (Bound::Unbounded, Bound::Unbounded)) {
             let (key, _) = entry?;
             let Some(id) = keys::parse_binding(&key) else {
                 return Err(StoreError::Corrupt {
@@ -264,7 +222,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in self.slots.scan_prefix(&prefix) {
+        for entry in self.scan(TreeId::Slots, prefix_range(&prefix)) {
             let (key, _) = entry?;
             let Some(id) = key.get(prefix.len()..).and_then(keys::parse_binding) else {
                 return Err(StoreError::Corrupt {
@@ -281,8 +239,7 @@ impl Store {
 
     pub fn get_binding(&self, id: &BindingId) -> Result<Option<BindingRecord>, StoreError> {
         let key = keys::binding(id);
-        self.bindings
-            .get(key)?
+        self.get(TreeId::Bindings, &key)?
             .map(|value| codec::decode(keys::BINDINGS, &key, &value))
             .transpose()
     }
@@ -296,7 +253,7 @@ impl Store {
         let Ok(key) = keys::request(app, request_id) else {
             return Ok(None);
         };
-        let Some(value) = self.requests.get(&key)? else {
+        let Some(value) = self.get(TreeId::Requests, &key)? else {
             return Ok(None);
         };
         let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
@@ -307,7 +264,8 @@ impl Store {
 
     /// Every binding in id (= creation) order; errors per item.
     pub fn scan_bindings(&self) -> impl Iterator<Item = Result<BindingRecord, StoreError>> + '_ {
-        self.bindings.iter().map(decode_binding)
+        self.scan(TreeId::Bindings, (Bound::Unbounded, Bound::Unbounded))
+            .map(decode_binding)
     }
 
     /// Bindings with id > `after` (exclusive), in id order, that satisfy `keep`, at most `limit`.
@@ -319,14 +277,11 @@ impl Store {
         keep: impl Fn(&BindingRecord) -> bool,
     ) -> Result<Vec<BindingRecord>, StoreError> {
         let start = match after {
-            Some(id) => Bound::Excluded(keys::binding(id)),
+            Some(id) => Bound::Excluded(keys::binding(id).to_vec()),
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for entry in self
-            .bindings
-            .range::<[u8; 16], _>((start, Bound::Unbounded))
-        {
+        for entry in self.scan(TreeId::Bindings, (start, Bound::Unbounded)) {
             if out.len() >= limit {
                 break;
             }
@@ -341,8 +296,8 @@ impl Store {
     /// Active bindings whose deadline is <= `now_ms`, earliest first, at most `limit` (one range
     /// scan of the expiry index).
     pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
-        self.expiry
-            .range(..=keys::expiry_due_bound(now_ms))
+        let due = Bound::Included(keys::expiry_due_bound(now_ms).to_vec());
+        self.scan(TreeId::Expiry, (Bound::Unbounded, due))
             .take(limit)
             .map(|entry| Ok(parse_expiry_key(&entry?.0)?.1))
             .collect()
@@ -350,7 +305,8 @@ impl Store {
 
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
-        match self.expiry.first()? {
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        match self.scan(TreeId::Expiry, all).next().transpose()? {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
         }
@@ -358,7 +314,7 @@ impl Store {
 }
 
 fn decode_binding(
-    entry: sled::Result<(sled::IVec, sled::IVec)>,
+    entry: Result<(sled::IVec, sled::IVec), StoreError>,
 ) -> Result<BindingRecord, StoreError> {
     let (key, value) = entry?;
     codec::decode(keys::BINDINGS, &key, &value)

@@ -2,7 +2,7 @@
 
 /// Everything that can go wrong in the store.
 ///
-/// `Clone` because one group-commit flush answers many waiters with the same outcome.
+/// `Clone` because one group-commit sync answers many waiters with the same outcome.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// sled itself failed (I/O, its own corruption checks, a bug it reports).
@@ -12,6 +12,10 @@ pub enum StoreError {
     /// longer than 65 535 bytes); `tree` names the tree and `detail` the key and what was wrong.
     #[error("corrupt entry in tree {tree}: {detail}")]
     Corrupt { tree: &'static str, detail: String },
+    /// The write-ahead log could not be read or written; `path` names the file or directory.
+    /// Once a write or sync of the log failed, nothing more is acknowledged.
+    #[error("write-ahead log {path}: {detail}")]
+    Log { path: String, detail: String },
     /// The store was closed (`Store::close`) or its flusher thread is gone.
     #[error("store closed")]
     Closed,

@@ -14,7 +14,7 @@
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
 //! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | empty: bindings holding a slot on X |
 //! | `open`     | id (16 bytes)                       | empty: PENDING and RELEASING bindings |
-//! | `meta`     | ASCII name, e.g. `format`           | per key                        |
+//! | `meta`     | ASCII name, e.g. `format`, `job/…`  | per key                        |
 
 use super::records::BindingId;
 

@@ -7,27 +7,32 @@
 //! - `numbers`: every [`NumberRecord`] by (app, number);
 //! - `meta`: the store's format version.
 //!
-//! `bindings`, `requests` and `expiry` change together only, in one sled transaction
-//! (`Store::transact`), so the indexes always agree with the records. The synchronous methods are
-//! short blocking sled calls. Durability is separate: sled writes reach disk on its own timer or
-//! when [`Store::flush`] resolves, which batches concurrent callers into one `db.flush()`
-//! (group commit, see `flusher`).
+//! Every write is one sled transaction through `Store::transact` (see [`tx`]), so the indexes
+//! always agree with the records. The synchronous methods are short blocking sled calls.
+//! Durability is separate: [`Store::flush`] resolves once every write made before it is on disk
+//! in the write-ahead log (group commit, see `wal`); sled itself is flushed in the background
+//! and on close.
 
 mod bindings;
 mod codec;
 mod error;
-mod flusher;
 pub mod keys;
+mod overlay;
 pub mod records;
 #[cfg(test)]
 mod tests;
+mod tx;
+mod wal;
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
 pub use records::*;
 
-use flusher::Flusher;
+use overlay::{Merged, Range};
+use tx::{Trees, Tx, TxResult};
+use wal::{TreeId, Wal};
 
 /// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
@@ -59,28 +64,17 @@ impl StoreOptions {
 
 /// The open store. `Send + Sync`: share it as `Arc<Store>`.
 pub struct Store {
-    /// `bindings` tree: id → `BindingRecord`. Lives as long as the `Store`.
-    bindings: sled::Tree,
-    /// `requests` tree: (app, request_id) → id. Changed only inside `transact`.
-    requests: sled::Tree,
-    /// `numbers` tree: (app, number) → `NumberRecord`.
-    numbers: sled::Tree,
-    /// `expiry` tree: (deadline, id) → empty. Changed only inside `transact`.
-    expiry: sled::Tree,
-    /// `slots` tree: (app, x, id) → empty for bindings holding a slot. Changed only inside
-    /// `transact`.
-    slots: sled::Tree,
-    /// `open` tree: id → empty for PENDING and RELEASING bindings. Changed only inside
-    /// `transact`.
-    open: sled::Tree,
-    /// `meta` tree: format version, job progress.
-    meta: sled::Tree,
-    /// Handle on the group-commit thread, which owns the sled database handle (the trees hold
-    /// theirs): `close` stops it, dropping the `Store` lets it finish and end; sled closes when
-    /// both it and the trees are gone.
-    flusher: Flusher,
+    /// The sled trees; written only through `transact`.
+    trees: Trees,
+    /// The write-ahead log: its lock orders writes, its threads make them durable. `close`
+    /// stops it; dropping the `Store` lets its threads finish and end, and sled closes when
+    /// they and the trees are gone.
+    wal: Wal,
     path: PathBuf,
 }
+
+/// Where the write-ahead log lives, inside the store directory.
+const WAL_DIR: &str = "wal";
 
 /// Job-owned `meta` keys live under `job/`, apart from the store's own `format`.
 fn meta_key(name: &str) -> Vec<u8> {
@@ -91,33 +85,58 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.path)
-            .field("bindings", &self.bindings.len())
-            .field("numbers", &self.numbers.len())
+            .field("bindings", &self.trees.bindings.len())
+            .field("numbers", &self.trees.numbers.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens (creating) the store and starts its flusher thread.
+    /// Opens (creating) the store, replays its write-ahead log and starts the log's threads.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(&options.path)
             .cache_capacity(options.cache_capacity_bytes)
             .temporary(options.temporary)
+            // The write-ahead log's checkpoints flush sled; its own timer would only add work.
+            .flush_every_ms(None)
             .open()?;
-        let meta = db.open_tree(keys::META)?;
-        check_format(&meta)?;
+        let trees = Trees::open(&db)?;
+        check_format(&trees.meta)?;
+        let wal_dir = options.path.join(WAL_DIR);
+        wal::recover(&db, &trees, &wal_dir)?;
         Ok(Store {
-            bindings: db.open_tree(keys::BINDINGS)?,
-            requests: db.open_tree(keys::REQUESTS)?,
-            numbers: db.open_tree(keys::NUMBERS)?,
-            expiry: db.open_tree(keys::EXPIRY)?,
-            slots: db.open_tree(keys::SLOTS)?,
-            open: db.open_tree(keys::OPEN)?,
-            meta,
-            flusher: Flusher::spawn(db),
+            wal: Wal::start(db, &trees, &wal_dir)?,
+            trees,
             path: options.path.clone(),
         })
+    }
+
+    /// The one way to change the trees: `f` runs once under the log's lock, reading through a
+    /// [`Tx`] (its own changes, then pending ones, then sled), and what it changed becomes one
+    /// log record (see `wal`). If `f` fails, nothing is written.
+    fn transact<T>(&self, f: impl FnOnce(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let mut log = self.wal.writer()?;
+        let (out, ops) = self.trees.transact(log.pending(), f)?;
+        if !ops.is_empty() {
+            log.append(ops);
+        }
+        Ok(out)
+    }
+
+    /// The current value of `key`: a pending change if there is one, else sled's.
+    fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        match self.wal.pending_get(tree, key) {
+            Some(value) => Ok(value.map(sled::IVec::from)),
+            None => Ok(self.trees.tree(tree).get(key)?),
+        }
+    }
+
+    /// The current entries of `range` in key order: sled's merged with pending changes. The
+    /// pending ones are read first, so a change applied to sled meanwhile is seen either way.
+    fn scan(&self, tree: TreeId, range: Range) -> Merged<sled::Iter> {
+        let pending = self.wal.pending_range(tree, &range);
+        Merged::new(self.trees.tree(tree).range(range), pending)
     }
 
     /// A throwaway store (sled temporary) for tests: a fresh directory under the system temp
@@ -132,17 +151,17 @@ impl Store {
 
     /// A small named value in `meta` (e.g. a job's progress).
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(meta_key(name))?.map(|v| v.to_vec()))
+        Ok(self.get(TreeId::Meta, &meta_key(name))?.map(|v| v.to_vec()))
     }
 
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(meta_key(name), value)?;
-        Ok(())
+        let key = meta_key(name);
+        self.transact(|tx| tx.meta.insert(&key, value))
     }
 
     pub fn delete_meta(&self, name: &str) -> Result<(), StoreError> {
-        self.meta.remove(meta_key(name))?;
-        Ok(())
+        let key = meta_key(name);
+        self.transact(|tx| tx.meta.remove(&key).map(drop))
     }
 
     /// The sled directory.
@@ -153,9 +172,8 @@ impl Store {
     /// Creates or replaces the number record under (app, number).
     pub fn put_number(&self, record: &NumberRecord) -> Result<(), StoreError> {
         let key = keys::number(&record.app, &record.number).map_err(too_long(keys::NUMBERS))?;
-        self.numbers
-            .insert(key, codec::encode(codec::CURRENT_VERSION, record))?;
-        Ok(())
+        let value = codec::encode(codec::CURRENT_VERSION, record);
+        self.transact(|tx| tx.numbers.insert(&key, &value))
     }
 
     pub fn get_number(&self, app: &str, number: &str) -> Result<Option<NumberRecord>, StoreError> {
@@ -163,8 +181,7 @@ impl Store {
         let Ok(key) = keys::number(app, number) else {
             return Ok(None);
         };
-        self.numbers
-            .get(&key)?
+        self.get(TreeId::Numbers, &key)?
             .map(|value| codec::decode(keys::NUMBERS, &key, &value))
             .transpose()
     }
@@ -174,19 +191,20 @@ impl Store {
         let Ok(key) = keys::number(app, number) else {
             return Ok(false);
         };
-        Ok(self.numbers.remove(key)?.is_some())
+        self.transact(|tx| tx.numbers.remove(&key))
     }
 
     /// All numbers of one app in number order (prefix scan), or of all apps with `None` (grouped
     /// by app). Order is by (byte length, bytes), i.e. numeric for canonical digit strings.
     pub fn numbers(&self, app: Option<&str>) -> Result<Vec<NumberRecord>, StoreError> {
-        let entries = match app {
-            None => self.numbers.iter(),
+        let range = match app {
+            None => (Bound::Unbounded, Bound::Unbounded),
             Some(app) => match keys::number_prefix(app) {
-                Ok(prefix) => self.numbers.scan_prefix(prefix),
+                Ok(prefix) => overlay::prefix_range(&prefix),
                 Err(_) => return Ok(Vec::new()),
             },
         };
+        let entries = self.scan(TreeId::Numbers, range);
         entries
             .map(|entry| {
                 let (key, value) = entry?;
@@ -195,21 +213,22 @@ impl Store {
             .collect()
     }
 
-    /// Durability: resolves after a `db.flush()` that started after this call (group commit).
+    /// Durability: resolves once every write made before this call is on disk (group commit:
+    /// concurrent callers share one log sync).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.flusher.flush().await
+        self.wal.flush().await
     }
 
-    /// Flushes a last time and stops the flusher; later `flush` calls fail with `Closed`.
-    /// Closing twice is a no-op. The synchronous methods keep working (sled still flushes on its
-    /// own timer), but nothing is durable on demand any more.
+    /// Makes every write durable, stops the log's threads, flushes sled and empties the log.
+    /// Later writes and flushes fail with `Closed` (reads keep working); closing twice is a
+    /// no-op.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.flusher.close().await
+        self.wal.close().await
     }
 
-    /// How many `db.flush()` calls the flusher has made (to observe group commit).
+    /// How many log syncs (`fdatasync`) have been made (to observe group commit).
     pub fn flush_count(&self) -> u64 {
-        self.flusher.count()
+        self.wal.syncs()
     }
 }
 

@@ -1,18 +1,20 @@
 //! Store tests on temporary sled databases (key and codec tests live beside their modules,
-//! group-commit tests in `flusher`).
+//! log, group-commit and recovery tests in `wal`).
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::*;
 use crate::platform::Mode;
+use crate::store::wal::TreeId;
 
-fn id(n: u8) -> BindingId {
+pub(super) fn id(n: u8) -> BindingId {
     let mut bytes = [0; 16];
     bytes[15] = n;
     BindingId(bytes)
 }
 
-fn binding(n: u8, state: BindingState, expires_at_ms: Option<i64>) -> BindingRecord {
+pub(super) fn binding(n: u8, state: BindingState, expires_at_ms: Option<i64>) -> BindingRecord {
     BindingRecord {
         id: id(n),
         app: "ride".into(),
@@ -39,7 +41,7 @@ fn binding(n: u8, state: BindingState, expires_at_ms: Option<i64>) -> BindingRec
     }
 }
 
-fn number(app: &str, number: &str) -> NumberRecord {
+pub(super) fn number(app: &str, number: &str) -> NumberRecord {
     NumberRecord {
         app: app.into(),
         number: number.into(),
@@ -50,11 +52,18 @@ fn number(app: &str, number: &str) -> NumberRecord {
     }
 }
 
-fn expiry_keys(store: &Store) -> Vec<(i64, BindingId)> {
+/// The keys of `tree` as readers see them (sled merged with pending writes).
+fn tree_keys(store: &Store, tree: TreeId) -> Vec<Vec<u8>> {
     store
-        .expiry
+        .scan(tree, (Bound::Unbounded, Bound::Unbounded))
+        .map(|e| e.unwrap().0.to_vec())
+        .collect()
+}
+
+fn expiry_keys(store: &Store) -> Vec<(i64, BindingId)> {
+    tree_keys(store, TreeId::Expiry)
         .iter()
-        .map(|e| keys::parse_expiry(&e.unwrap().0).unwrap())
+        .map(|key| keys::parse_expiry(key).unwrap())
         .collect()
 }
 
@@ -77,7 +86,10 @@ async fn put_get_delete() {
     assert!(!store.delete_binding(&rec.id).unwrap());
     assert_eq!(store.get_binding(&rec.id).unwrap(), None);
     assert_eq!(store.binding_by_request("ride", "req-1").unwrap(), None);
-    assert!(store.requests.is_empty() && store.expiry.is_empty());
+    assert!(
+        tree_keys(&store, TreeId::Requests).is_empty()
+            && tree_keys(&store, TreeId::Expiry).is_empty()
+    );
 }
 
 #[tokio::test]
@@ -100,11 +112,11 @@ async fn request_mapping_follows_the_record() {
         store.binding_by_request("ride", "req-9").unwrap(),
         Some(rec.clone())
     );
-    assert_eq!(store.requests.len(), 1);
+    assert_eq!(tree_keys(&store, TreeId::Requests).len(), 1);
 
     rec.request_id = None;
     store.put_binding(&rec).unwrap();
-    assert!(store.requests.is_empty());
+    assert!(tree_keys(&store, TreeId::Requests).is_empty());
 }
 
 #[tokio::test]
@@ -152,8 +164,8 @@ async fn insert_binding_conflicts_write_nothing() {
     let err = store.insert_binding(&same_request).unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
-    assert_eq!(store.bindings.len(), 1);
-    assert_eq!(store.requests.len(), 1);
+    assert_eq!(tree_keys(&store, TreeId::Bindings).len(), 1);
+    assert_eq!(tree_keys(&store, TreeId::Requests).len(), 1);
     assert_eq!(expiry_keys(&store), [(9_000, first.id)]);
     assert_eq!(
         store.binding_by_request("ride", "req-1").unwrap(),
@@ -195,7 +207,7 @@ async fn concurrent_inserts_with_one_request_id_reserve_once() {
         }
     }
     assert_eq!(won, 1);
-    assert_eq!(store.bindings.len(), 1);
+    assert_eq!(tree_keys(&store, TreeId::Bindings).len(), 1);
     let winner = store.binding_by_request("ride", "same").unwrap().unwrap();
     assert_eq!(
         store
@@ -333,6 +345,7 @@ async fn list_bindings_pages_with_after_and_filter() {
 async fn corrupt_values_surface_as_errors() {
     let store = Store::open_temporary().unwrap();
     store
+        .trees
         .bindings
         .insert(keys::binding(&id(1)), &[9, 1, 2][..])
         .unwrap();
@@ -354,7 +367,7 @@ async fn corrupt_values_surface_as_errors() {
         .put_binding(&binding(1, BindingState::Active, Some(1)))
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(store.expiry.is_empty());
+    assert!(tree_keys(&store, TreeId::Expiry).is_empty());
 }
 
 #[tokio::test]
@@ -445,6 +458,7 @@ async fn unknown_store_format_is_refused() {
     {
         let store = Store::open(&options).unwrap();
         store
+            .trees
             .meta
             .insert(keys::META_FORMAT, codec::encode(1, &99u32))
             .unwrap();

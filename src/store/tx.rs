@@ -1,0 +1,163 @@
+//! The store's one write path: a closure that reads and writes through a [`Tx`], whose changes
+//! become one write-ahead-log record.
+//!
+//! Writes are serialized by the log's lock, so a closure runs once, alone, and sees sled, the
+//! changes still pending in the overlay and its own earlier writes, newest first. Nothing it does
+//! touches sled: its changes go to the log and the overlay, and reach sled only after the log
+//! record is on disk.
+
+use std::cell::RefCell;
+
+use sled::IVec;
+
+use super::overlay::Pending;
+use super::wal::{Op, TreeId};
+use super::{StoreError, keys};
+
+/// What a write closure returns; an error writes nothing.
+pub(super) type TxResult<T> = Result<T, StoreError>;
+
+/// The store's sled trees (handles are cheap clones of one database).
+#[derive(Clone)]
+pub(super) struct Trees {
+    /// id → `BindingRecord`.
+    pub bindings: sled::Tree,
+    /// (app, request_id) → id.
+    pub requests: sled::Tree,
+    /// (app, number) → `NumberRecord`.
+    pub numbers: sled::Tree,
+    /// (deadline, id) → empty.
+    pub expiry: sled::Tree,
+    /// (app, x, id) → empty, for bindings holding a slot.
+    pub slots: sled::Tree,
+    /// id → empty, for PENDING and RELEASING bindings.
+    pub open: sled::Tree,
+    /// Format version, job progress.
+    pub meta: sled::Tree,
+}
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> sled::Result<Trees> {
+        Ok(Trees {
+            bindings: db.open_tree(keys::BINDINGS)?,
+            requests: db.open_tree(keys::REQUESTS)?,
+            numbers: db.open_tree(keys::NUMBERS)?,
+            expiry: db.open_tree(keys::EXPIRY)?,
+            slots: db.open_tree(keys::SLOTS)?,
+            open: db.open_tree(keys::OPEN)?,
+            meta: db.open_tree(keys::META)?,
+        })
+    }
+
+    pub fn tree(&self, id: TreeId) -> &sled::Tree {
+        match id {
+            TreeId::Bindings => &self.bindings,
+            TreeId::Requests => &self.requests,
+            TreeId::Numbers => &self.numbers,
+            TreeId::Expiry => &self.expiry,
+            TreeId::Slots => &self.slots,
+            TreeId::Open => &self.open,
+            TreeId::Meta => &self.meta,
+        }
+    }
+
+    /// Applies logged changes to sled, in order (after their record is on disk, and in
+    /// recovery).
+    pub fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        for op in ops {
+            let tree = self.tree(op.tree);
+            match &op.value {
+                Some(value) => _ = tree.insert(op.key.as_slice(), value.as_slice())?,
+                None => _ = tree.remove(&op.key)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` once over a [`Tx`] that reads `pending` changes before sled, and returns its
+    /// result with the changes it made (none if it failed).
+    pub fn transact<T>(
+        &self,
+        pending: &Pending,
+        f: impl FnOnce(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<(T, Vec<Op>), StoreError> {
+        let ops = RefCell::new(Vec::new());
+        let tree = |id| TxTree {
+            trees: self,
+            pending,
+            id,
+            ops: &ops,
+        };
+        let tx = Tx {
+            bindings: tree(TreeId::Bindings),
+            requests: tree(TreeId::Requests),
+            numbers: tree(TreeId::Numbers),
+            expiry: tree(TreeId::Expiry),
+            slots: tree(TreeId::Slots),
+            open: tree(TreeId::Open),
+            meta: tree(TreeId::Meta),
+        };
+        let out = f(&tx)?;
+        Ok((out, ops.into_inner()))
+    }
+}
+
+/// One tree inside a write: reads see the write's own changes, then pending ones, then sled;
+/// writes are recorded as [`Op`]s.
+pub(super) struct TxTree<'a> {
+    trees: &'a Trees,
+    pending: &'a Pending,
+    id: TreeId,
+    ops: &'a RefCell<Vec<Op>>,
+}
+
+impl TxTree<'_> {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> TxResult<Option<IVec>> {
+        let key = key.as_ref();
+        let own = self
+            .ops
+            .borrow()
+            .iter()
+            .rev()
+            .find(|op| op.tree == self.id && op.key == key)
+            .map(|op| op.value.clone());
+        match own.or_else(|| self.pending.get(self.id, key)) {
+            Some(value) => Ok(value.map(IVec::from)),
+            None => Ok(self.trees.tree(self.id).get(key)?),
+        }
+    }
+
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> TxResult<()> {
+        self.record(key.as_ref(), Some(value.as_ref()));
+        Ok(())
+    }
+
+    /// Removes `key`; whether it was there.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> TxResult<bool> {
+        let key = key.as_ref();
+        let present = self.get(key)?.is_some();
+        if present {
+            self.record(key, None);
+        }
+        Ok(present)
+    }
+
+    fn record(&self, key: &[u8], value: Option<&[u8]>) {
+        self.ops.borrow_mut().push(Op {
+            tree: self.id,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        });
+    }
+}
+
+/// Every tree of one write.
+pub(super) struct Tx<'a> {
+    pub bindings: TxTree<'a>,
+    pub requests: TxTree<'a>,
+    pub numbers: TxTree<'a>,
+    pub expiry: TxTree<'a>,
+    pub slots: TxTree<'a>,
+    pub open: TxTree<'a>,
+    pub meta: TxTree<'a>,
+}

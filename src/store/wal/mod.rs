@@ -1,0 +1,463 @@
+//! Durability through a write-ahead log, so that a durable acknowledgement costs one append and
+//! one `fdatasync` on a dedicated thread instead of a sled flush.
+//!
+//! Every store write (`Store::transact`) runs under the log's lock: its closure reads through the
+//! overlay of pending changes (`overlay`), and its changes become one checksummed record with the
+//! next sequence number, appended to an in-memory buffer and added to the overlay. The order of
+//! records is the order of the writes.
+//!
+//! - **Group commit.** [`Wal::flush`] waits until every record appended before the call is on
+//!   disk. The flusher thread takes the whole buffer and every waiter, writes the buffer to the
+//!   current segment file, `fdatasync`s once, applies the records to sled in order, drops them
+//!   from the overlay and answers the waiters. Without waiters it still does so every
+//!   [`BACKGROUND_WRITE_EVERY`].
+//! - **sled is never ahead of the log.** A change reaches sled only after its record is on disk,
+//!   so sled's state after a crash (a prefix of the flusher's writes, as sled recovers) is a prefix
+//!   of the log, and replaying the log from any earlier point onto it gives the log's end state.
+//!   This is why no write needs a sled transaction (each of which costs sled a log-buffer write
+//!   and a `sync_file_range`).
+//! - **Checkpoints.** Every [`CHECKPOINT_EVERY`] the checkpointer notes the last record applied
+//!   to sled, runs `sled::Db::flush` (sled's own timer flush is off) and deletes the full segments
+//!   up to that record. The flusher starts a new segment past [`SEGMENT_BYTES`].
+//! - **Recovery** (`recover`, at open): every record left in the log is applied to sled in order,
+//!   a torn last record is ignored (it was never acknowledged), sled is flushed and the log
+//!   emptied.
+//! - **Close** flushes, stops both threads, flushes sled and deletes the log: a cleanly closed
+//!   store has no log to replay.
+//!
+//! A failed write, sync or apply is sticky: nothing is acknowledged or written after it (the
+//! state of a file whose `fdatasync` failed is unknown), every later call fails with the first
+//! error.
+
+mod record;
+mod recover;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub use record::{Op, TreeId};
+pub(super) use recover::recover;
+
+use super::error::StoreError;
+use super::overlay::{Entries, Pending, Range};
+use super::tx::Trees;
+
+/// How often buffered records are written even when no caller waits for them.
+pub const BACKGROUND_WRITE_EVERY: Duration = Duration::from_millis(200);
+
+/// How often sled is flushed so the log can be trimmed (this bounds the work of a recovery).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Size past which the flusher starts a new segment file.
+pub const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// How a flush is answered.
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+/// The log: its lock (held by writers), its flusher and checkpointer threads.
+pub(super) struct Wal {
+    shared: Arc<Shared>,
+    /// Both threads; `close` (or dropping the `Wal`) marks the log closed, which ends them, and
+    /// joins them.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// For the final checkpoint in `close`.
+    db: sled::Db,
+    /// The segment directory.
+    dir: PathBuf,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the flusher when the first waiter arrives, or on close.
+    flusher_wake: Condvar,
+    /// Wakes the checkpointer early, on close.
+    checkpointer_wake: Condvar,
+    /// `fdatasync` calls made by the flusher.
+    syncs: AtomicU64,
+}
+
+struct State {
+    /// Records appended since the flusher last took the buffer, encoded.
+    buf: Vec<u8>,
+    /// The same records' changes, to apply to sled once they are on disk.
+    records: Vec<(u64, Vec<Op>)>,
+    /// Changes of every record not yet applied to sled, which reads see first.
+    pending: Pending,
+    /// Sequence number of the last record appended.
+    last_seq: u64,
+    /// Every record up to this one is in a synced segment and applied to sled.
+    durable_seq: u64,
+    /// Callers waiting until `durable_seq` reaches the number they carry.
+    waiters: Vec<(u64, Waiter)>,
+    /// Segments the flusher has moved on from, oldest first, with the last sequence number in
+    /// each; the checkpointer deletes them once sled holds that record.
+    full_segments: Vec<(PathBuf, u64)>,
+    /// No more writes; the threads finish and end.
+    closed: bool,
+    /// The first write or sync failure.
+    failed: Option<StoreError>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked (every change is one step).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The right to append: holds the log's lock, so records go in transaction order.
+pub(super) struct Writer<'a>(MutexGuard<'a, State>);
+
+impl Writer<'_> {
+    /// The changes not yet in sled, for the write's reads.
+    pub fn pending(&self) -> &Pending {
+        &self.0.pending
+    }
+
+    /// Appends one write's changes as the next record.
+    pub fn append(&mut self, ops: Vec<Op>) {
+        let state = &mut *self.0;
+        let seq = state.last_seq + 1;
+        record::encode(seq, &ops, &mut state.buf);
+        state.pending.add(seq, &ops);
+        state.records.push((seq, ops));
+        state.last_seq = seq;
+    }
+}
+
+impl Wal {
+    /// Starts the threads over `dir`, whose log `recover` has just emptied into `trees`.
+    pub fn start(db: sled::Db, trees: &Trees, dir: &Path) -> Result<Wal, StoreError> {
+        // The log starts over after every recovery, at record 1.
+        let segment = Segment::create(dir, 1)?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                records: Vec::new(),
+                pending: Pending::default(),
+                last_seq: 0,
+                durable_seq: 0,
+                waiters: Vec::new(),
+                full_segments: Vec::new(),
+                closed: false,
+                failed: None,
+            }),
+            flusher_wake: Condvar::new(),
+            checkpointer_wake: Condvar::new(),
+            syncs: AtomicU64::new(0),
+        });
+        let flusher = {
+            let (shared, dir, trees) = (Arc::clone(&shared), dir.to_path_buf(), trees.clone());
+            std::thread::Builder::new()
+                .name("xpool-wal".into())
+                .spawn(move || run_flusher(&shared, &trees, &dir, segment))
+        };
+        let checkpointer = {
+            let (shared, db) = (Arc::clone(&shared), db.clone());
+            std::thread::Builder::new()
+                .name("xpool-checkpoint".into())
+                .spawn(move || run_checkpointer(&shared, &db, 0))
+        };
+        let threads = [flusher, checkpointer]
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| log_error(dir, "starting its threads", &e))?;
+        Ok(Wal {
+            shared,
+            threads: Mutex::new(threads),
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Takes the log's lock for one write; `Closed` once the store is closed, and the log's
+    /// first failure once it has failed (a write that can never be made durable is refused).
+    pub fn writer(&self) -> Result<Writer<'_>, StoreError> {
+        let state = self.shared.lock();
+        if let Some(e) = &state.failed {
+            return Err(e.clone());
+        }
+        if state.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(Writer(state))
+    }
+
+    /// The pending value of `key` (see [`Pending::get`]).
+    pub fn pending_get(&self, tree: TreeId, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.shared.lock().pending.get(tree, key)
+    }
+
+    /// The pending changes in `range` (see [`Pending::range`]).
+    pub fn pending_range(&self, tree: TreeId, range: &Range) -> Entries {
+        self.shared.lock().pending.range(tree, range)
+    }
+
+    /// Resolves once every record appended before this call is on disk and in sled.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let answer = {
+            let mut state = self.shared.lock();
+            if let Some(e) = &state.failed {
+                return Err(e.clone());
+            }
+            if state.durable_seq >= state.last_seq {
+                return Ok(());
+            }
+            if state.closed {
+                return Err(StoreError::Closed);
+            }
+            let (waiter, answer) = oneshot::channel();
+            let target = state.last_seq;
+            state.waiters.push((target, waiter));
+            // The flusher only sleeps with no waiters, so only the first one needs to wake it.
+            if state.waiters.len() == 1 {
+                self.shared.flusher_wake.notify_one();
+            }
+            answer
+        };
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Makes everything durable, stops both threads, flushes sled and deletes the log. Later
+    /// writes fail with `Closed`; closing again is a no-op.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let flushed = self.flush().await;
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        if threads.is_empty() {
+            return flushed;
+        }
+        self.mark_closed();
+        let (db, dir) = (self.db.clone(), self.dir.clone());
+        let checkpoint = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                if thread.join().is_err() {
+                    tracing::warn!("a write-ahead log thread panicked");
+                }
+            }
+            // Every change is in sled; once sled is on disk the log holds nothing needed.
+            db.flush()?;
+            for path in segment_files(&dir)? {
+                std::fs::remove_file(&path).map_err(|e| log_error(&path, "deleting", &e))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed));
+        flushed.and(checkpoint)
+    }
+
+    /// `fdatasync` calls made so far (to observe group commit).
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    fn mark_closed(&self) {
+        self.shared.lock().closed = true;
+        self.shared.flusher_wake.notify_all();
+        self.shared.checkpointer_wake.notify_all();
+    }
+}
+
+impl Drop for Wal {
+    /// Without `close`: the threads write and sync what is buffered, answer their waiters and
+    /// end; waiting for them means no file of the store is written once the `Store` is gone.
+    fn drop(&mut self) {
+        self.mark_closed();
+        let threads = std::mem::take(
+            self.threads
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The flusher: writes, syncs and applies the buffered records for their waiters until the log
+/// is closed.
+fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment) {
+    let mut batch = Vec::new();
+    loop {
+        let (last, records, waiters, closing, failed) = {
+            let mut state = shared.lock();
+            while state.waiters.is_empty() && !state.closed {
+                let (next, wait) = shared
+                    .flusher_wake
+                    .wait_timeout(state, BACKGROUND_WRITE_EVERY)
+                    .unwrap_or_else(PoisonError::into_inner);
+                state = next;
+                if wait.timed_out() && !state.buf.is_empty() {
+                    break;
+                }
+            }
+            std::mem::swap(&mut batch, &mut state.buf);
+            (
+                state.last_seq,
+                std::mem::take(&mut state.records),
+                std::mem::take(&mut state.waiters),
+                state.closed,
+                state.failed.is_some(),
+            )
+        };
+        let done = if records.is_empty() || failed {
+            Ok(())
+        } else {
+            shared.syncs.fetch_add(1, Ordering::Relaxed);
+            segment
+                .append(&batch)
+                .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+        };
+        batch.clear();
+        let result = {
+            let mut state = shared.lock();
+            match done {
+                Ok(()) if state.failed.is_none() => {
+                    for (seq, ops) in &records {
+                        state.pending.applied(*seq, ops);
+                    }
+                    state.durable_seq = last;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "write-ahead log failed; nothing more is acknowledged");
+                    state.failed = Some(e);
+                }
+            }
+            state.failed.clone().map_or(Ok(()), Err)
+        };
+        for (_, waiter) in waiters {
+            // A waiter that gave up (dropped its receiver) needs no answer.
+            let _ = waiter.send(result.clone());
+        }
+        if closing {
+            return;
+        }
+        if result.is_ok() && segment.len >= SEGMENT_BYTES {
+            match Segment::create(dir, last + 1) {
+                Ok(next) => {
+                    let full = std::mem::replace(&mut segment, next);
+                    shared.lock().full_segments.push((full.path, last));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a new write-ahead log segment");
+                    shared.lock().failed = Some(e);
+                }
+            }
+        }
+    }
+}
+
+/// The checkpointer: flushes sled and trims the log every `CHECKPOINT_EVERY` until closed.
+fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
+    loop {
+        let target = {
+            let state = shared.lock();
+            let (state, _) = shared
+                .checkpointer_wake
+                .wait_timeout_while(state, CHECKPOINT_EVERY, |s| !s.closed)
+                .unwrap_or_else(PoisonError::into_inner);
+            if state.closed {
+                return;
+            }
+            state.durable_seq
+        };
+        if target == checkpointed {
+            continue;
+        }
+        // Every record up to `target` is applied to sled.
+        if let Err(e) = db.flush() {
+            tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
+            continue;
+        }
+        checkpointed = target;
+        let done: Vec<PathBuf> = {
+            let mut state = shared.lock();
+            let keep = state
+                .full_segments
+                .partition_point(|(_, last)| *last <= target);
+            state
+                .full_segments
+                .drain(..keep)
+                .map(|(path, _)| path)
+                .collect()
+        };
+        for path in done {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete a checkpointed log segment");
+            }
+        }
+    }
+}
+
+/// The segment file the flusher appends to.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    /// Bytes written so far, the header included.
+    len: u64,
+}
+
+impl Segment {
+    /// Creates `<first_seq>.wal` in `dir`, durable (with its directory entry) before any record
+    /// goes in it.
+    fn create(dir: &Path, first_seq: u64) -> Result<Segment, StoreError> {
+        let path = dir.join(format!("{first_seq:020}.wal"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| log_error(&path, "creating", &e))?;
+        file.write_all(record::MAGIC)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| File::open(dir)?.sync_all())
+            .map_err(|e| log_error(&path, "creating", &e))?;
+        Ok(Segment {
+            file,
+            path,
+            len: record::MAGIC.len() as u64,
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| log_error(&self.path, "writing", &e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// The segment files in `dir`, oldest first (their names are zero-padded first sequence
+/// numbers).
+fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| log_error(dir, "listing", &e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| log_error(dir, "listing", &e))?.path();
+        if path.extension().is_some_and(|ext| ext == "wal") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn log_error(path: &Path, doing: &str, e: &std::io::Error) -> StoreError {
+    StoreError::Log {
+        path: path.display().to_string(),
+        detail: format!("{doing}: {e}"),
+    }
+}

@@ -1,0 +1,276 @@
+//! Group commit and crash recovery through the write-ahead log.
+//!
+//! A crash is staged by copying files: sled's directory as it was at one moment, with the log as
+//! it was later (sled is never ahead of the log: a change reaches sled only once its record is
+//! on disk).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::record::{self, MAGIC, Op, TreeId};
+use crate::store::tests::{binding, id, number};
+use crate::store::{BindingState, Store, StoreError, StoreOptions};
+
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions::new(dir.join("db"))
+}
+
+/// Copies the files of directory `from` into `to` (created), recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Replaces the store at `dir` with sled's files from `sled_copy` and the log from `wal_copy`.
+fn stage_crash(dir: &Path, sled_copy: &Path, wal_copy: &Path) {
+    let db = dir.join("db");
+    std::fs::remove_dir_all(&db).unwrap();
+    copy_dir(sled_copy, &db);
+    std::fs::remove_dir_all(db.join("wal")).unwrap();
+    copy_dir(wal_copy, &db.join("wal"));
+}
+
+fn log_bytes(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("db").join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len() as usize)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_flushes_share_few_syncs() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    let calls: Vec<_> = (0..200)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store.put_number(&number("ride", &format!("+86138{n:08}")))?;
+                store.flush().await
+            })
+        })
+        .collect();
+    let all = async {
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("flushes hung");
+    assert_eq!(store.numbers(Some("ride")).unwrap().len(), 200);
+    let syncs = store.flush_count();
+    assert!((1..50).contains(&syncs), "{syncs} syncs for 200 waiters");
+}
+
+#[tokio::test]
+async fn flush_syncs_only_what_is_new() {
+    let store = Store::open_temporary().unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.flush_count(), 0, "nothing written, nothing to sync");
+    store.put_number(&number("ride", "+8613")).unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.flush_count(), 1);
+    store.flush().await.unwrap();
+    assert_eq!(store.flush_count(), 1, "already durable");
+    // A write that changes nothing (removing what is absent) is not logged.
+    assert!(!store.delete_number("ride", "+8699").unwrap());
+    store.flush().await.unwrap();
+    assert_eq!(store.flush_count(), 1);
+}
+
+#[tokio::test]
+async fn close_empties_the_log_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path())).unwrap();
+    store
+        .put_binding(&binding(1, BindingState::Active, Some(5_000)))
+        .unwrap();
+    store.flush().await.unwrap();
+    assert!(log_bytes(dir.path()) > MAGIC.len());
+    store.close().await.unwrap();
+    assert_eq!(log_bytes(dir.path()), 0, "a closed store leaves no log");
+    assert!(matches!(
+        store.put_number(&number("ride", "+8613")),
+        Err(StoreError::Closed)
+    ));
+    store.close().await.unwrap();
+    drop(store);
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert!(store.get_binding(&id(1)).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_when_sled_lost_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_then = dir.path().join("sled-then");
+    let wal_later = dir.path().join("wal-later");
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        store.put_number(&number("ride", "+8601")).unwrap();
+        store.close().await.unwrap();
+    }
+    copy_dir(&dir.path().join("db"), &sled_then);
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        store.put_number(&number("ride", "+8602")).unwrap();
+        store
+            .put_binding(&binding(1, BindingState::Active, Some(9_000)))
+            .unwrap();
+        store
+            .put_binding(&binding(2, BindingState::Pending, None))
+            .unwrap();
+        store
+            .put_binding(&binding(1, BindingState::Released, None))
+            .unwrap();
+        store.put_meta("progress", b"x42").unwrap();
+        assert!(store.delete_number("ride", "+8601").unwrap());
+        store.flush().await.unwrap();
+        copy_dir(&dir.path().join("db").join("wal"), &wal_later);
+    }
+    stage_crash(dir.path(), &sled_then, &wal_later);
+
+    let store = Store::open(&options(dir.path())).unwrap();
+    let numbers: Vec<_> = store
+        .numbers(Some("ride"))
+        .unwrap()
+        .into_iter()
+        .map(|n| n.number)
+        .collect();
+    assert_eq!(numbers, ["+8602"]);
+    assert_eq!(
+        store.get_binding(&id(1)).unwrap().unwrap().state,
+        BindingState::Released
+    );
+    assert_eq!(
+        store.due_bindings(i64::MAX, 10).unwrap(),
+        [],
+        "expiry index follows"
+    );
+    assert_eq!(
+        store
+            .open_bindings()
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        [id(2)]
+    );
+    assert_eq!(
+        store.get_meta("progress").unwrap().as_deref(),
+        Some(&b"x42"[..])
+    );
+    // Replayed, flushed into sled and trimmed: a second open replays nothing and agrees.
+    assert_eq!(log_bytes(dir.path()), MAGIC.len());
+    drop(store);
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert_eq!(
+        store.get_binding(&id(1)).unwrap().unwrap().state,
+        BindingState::Released
+    );
+}
+
+#[tokio::test]
+async fn sled_gets_a_write_only_after_its_record_is_on_disk() {
+    let store = Store::open_temporary().unwrap();
+    store
+        .put_binding(&binding(1, BindingState::Active, Some(9_000)))
+        .unwrap();
+    // Readers see the write at once, through the overlay; sled does not have it yet (the
+    // flusher would take it after BACKGROUND_WRITE_EVERY, far longer than these lines take).
+    assert!(store.get_binding(&id(1)).unwrap().is_some());
+    assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), [id(1)]);
+    assert_eq!(store.scan_bindings().count(), 1);
+    assert!(store.trees.bindings.is_empty() && store.trees.expiry.is_empty());
+    store.flush().await.unwrap();
+    assert_eq!(store.trees.bindings.len(), 1, "applied once durable");
+    // A removal pending over sled's entry hides it.
+    assert!(store.delete_binding(&id(1)).unwrap());
+    assert_eq!(store.trees.bindings.len(), 1);
+    assert!(store.get_binding(&id(1)).unwrap().is_none());
+    assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
+    assert_eq!(store.scan_bindings().count(), 0);
+    store.flush().await.unwrap();
+    assert!(store.trees.bindings.is_empty());
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_then = dir.path().join("sled-then");
+    let wal_later = dir.path().join("wal-later");
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        store.close().await.unwrap();
+    }
+    copy_dir(&dir.path().join("db"), &sled_then);
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        store.put_number(&number("ride", "+8601")).unwrap();
+        store.flush().await.unwrap();
+        copy_dir(&dir.path().join("db").join("wal"), &wal_later);
+    }
+    // Half of a further record, as a crash in the middle of its write leaves it.
+    let segment = std::fs::read_dir(&wal_later)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut torn = Vec::new();
+    record::encode(99, &[op(TreeId::Numbers, b"k", Some(b"v"))], &mut torn);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&segment, bytes).unwrap();
+    stage_crash(dir.path(), &sled_then, &wal_later);
+
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert_eq!(store.numbers(Some("ride")).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_gap_in_the_log_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&options(dir.path()))
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let wal = dir.path().join("db").join("wal");
+    let segment = |first: u64| {
+        let mut bytes = MAGIC.to_vec();
+        record::encode(first, &[op(TreeId::Meta, b"job/x", Some(b"1"))], &mut bytes);
+        let path = wal.join(format!("{first:020}.wal"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let (first, third) = (segment(1), segment(3));
+    let err = Store::open(&options(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Log { path, detail } if path.ends_with(".wal") && detail.contains("missing")),
+        "{err:?}"
+    );
+    assert!(
+        first.exists() && third.exists(),
+        "a log that cannot be trusted is kept"
+    );
+    std::fs::remove_file(&third).unwrap();
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert_eq!(store.get_meta("x").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+fn op(tree: TreeId, key: &[u8], value: Option<&[u8]>) -> Op {
+    Op {
+        tree,
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+    }
+}
