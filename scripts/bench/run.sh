@@ -56,12 +56,14 @@ s4() {
 
 s5() {
   # Expiry burst: AXB against the simulator (no limits), 200k bindings preloaded in area 010 with
-  # one shared deadline, 300 Binds/s in area 011 from 10 s before it; the expiry marks them
-  # EXPIRED after the skew grace and unbinds each upstream (defensive_unbind, the default).
-  local preload=200000 expire_in=360
+  # one shared deadline, 300 Binds/s in area 011 from 10 s before it to 50 s after; the expiry
+  # marks them EXPIRED after the skew grace (5 s, the daemon's default) and unbinds each upstream
+  # (defensive_unbind, the default). The watch waits up to 15 min more for the last one to leave.
+  # --preload-expire-in must cover the preload (200k at 650-1900/s) plus 12 s, or the run stops.
+  local preload=200000 expire_in=450
   if small; then preload=2000 expire_in=20; fi
   $B bench --spawn --target grpc --mode axb --numbers 200 --areas 2 --max-bindings-per-x 5000 \
-    --preload $preload --preload-expire-in $expire_in --before-deadline 10 --duration 40 \
+    --preload $preload --preload-expire-in $expire_in --before-deadline 10 --duration 60 \
     --warmup 2 --concurrency 32 --rate 300 --label "s5" --json "$OUT/s5.json"
 }
 

@@ -217,6 +217,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         spawn::Spawned::external(&args)
     };
     let result = run_phases(&args, &mut procs).await;
+    if result.is_err() {
+        procs.keep_dir(); // its logs say what went wrong
+    }
     procs.stop().await;
     let report = result?;
     println!("{}", report.text());

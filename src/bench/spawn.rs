@@ -64,6 +64,11 @@ impl Spawned {
         }
     }
 
+    /// Keeps the directory (logs, configs, store) at the end, e.g. after a failed run.
+    pub fn keep_dir(&mut self) {
+        self.keep = true;
+    }
+
     /// The spawned daemon's pid, if there is one.
     pub fn daemon_pid(&self) -> Option<u32> {
         self.procs
