@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the measured scenarios of BENCHMARKS.md (1, 2, 3, 7) and leaves JSON reports in $OUT.
-# Usage: scripts/bench/run.sh [1|2|3|7 ...]   (default: 1 7 3; 2 takes a minute more)
-# Needs: cargo build --release; redis-server for scenario 7 (apt-get install -y redis-server).
+# Runs the scenarios of BENCHMARKS.md (1–7) and leaves JSON reports in $OUT.
+# Usage: scripts/bench/run.sh [1|2|3|4|5|6|7 ...]   (default: 1 7 3; 2 takes a minute more;
+#   4, 5 and 6 preload 1M / 200k / 500k bindings first and take several minutes each)
+# Needs: cargo build --release (or XPOOL=path/to/xpool); redis-server for scenario 7 (apt-get install -y redis-server).
+# Smaller runs of 4–6 for a try: SIZE=small scripts/bench/run.sh 4 5 6
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-B=./target/release/xpool
+B=${XPOOL:-./target/release/xpool}
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 export XPOOL_LOG=warn NO_COLOR=1
@@ -37,6 +39,42 @@ s2() {
 
 s3() {
   cargo bench --bench allocator 2>&1 | tee "$OUT/s3-criterion.txt" | grep 'time:'
+}
+
+small() { [ "${SIZE:-full}" = small ]; }
+
+s4() {
+  # Memory and start-up: X mode (local only), 100k numbers, 1M live bindings preloaded through
+  # gRPC, 30 s of Bind/Get on top (RSS while serving), then SIGTERM and a restart over the same
+  # store: time from spawn to the first successful Bind, and RSS after it.
+  local numbers=100000 preload=1000000
+  if small; then numbers=2000 preload=20000; fi
+  $B bench --spawn --target grpc --mode x --numbers $numbers --max-bindings-per-x 5000 \
+    --preload $preload --concurrency 32 --duration 30 --warmup 2 --mix bind=50,get=50 \
+    --restart --label "s4" --json "$OUT/s4.json"
+}
+
+s5() {
+  # Expiry burst: AXB against the simulator (no limits), 200k bindings preloaded in area 010 with
+  # one shared deadline, 300 Binds/s in area 011 from 10 s before it to 50 s after; the expiry
+  # marks them EXPIRED after the skew grace (5 s, the daemon's default) and unbinds each upstream
+  # (defensive_unbind, the default). The watch waits up to 15 min more for the last one to leave.
+  # --preload-expire-in must cover the preload (200k at 650-1900/s) plus 12 s, or the run stops.
+  local preload=200000 expire_in=450
+  if small; then preload=2000 expire_in=20; fi
+  $B bench --spawn --target grpc --mode axb --numbers 200 --areas 2 --max-bindings-per-x 5000 \
+    --preload $preload --preload-expire-in $expire_in --before-deadline 10 --duration 60 \
+    --warmup 2 --concurrency 32 --rate 300 --label "s5" --json "$OUT/s5.json"
+}
+
+s6() {
+  # Reconciliation: AXB, 10k numbers × 50 bindings (500k), bound through the daemon so the
+  # simulator and the store agree, then one timed full reconcile and the daemon's RSS around it.
+  local numbers=10000 preload=500000
+  if small; then numbers=200 preload=10000; fi
+  $B bench --spawn --target grpc --mode axb --numbers $numbers --max-bindings-per-x 50 \
+    --preload $preload --concurrency 32 --duration 0 --reconcile --label "s6" \
+    --json "$OUT/s6.json"
 }
 
 s7() {

@@ -109,13 +109,21 @@ pub struct Plan {
     pub rate: f64,
     pub mix: Mix,
     pub parties: u64,
+    /// The measured Binds ask for areas `first_area .. first_area + areas`.
+    pub first_area: usize,
     pub areas: usize,
+    /// ttl_seconds of every measured Bind.
+    pub ttl: u64,
+    /// Keep each Bind's send time and latency (for windows the report draws afterwards).
+    pub keep_samples: bool,
     /// The next never-used party, when `parties` is 0.
     fresh: AtomicU64,
 }
 
 impl Plan {
     pub fn new(args: &BenchArgs, _procs: &Spawned) -> Plan {
+        // An expiry-burst run keeps the first area for the preloaded bindings.
+        let burst = args.preload_expire_in > 0;
         Plan {
             concurrency: args.concurrency,
             warmup: Duration::from_secs_f64(args.warmup),
@@ -123,7 +131,10 @@ impl Plan {
             rate: args.rate,
             mix: args.mix,
             parties: args.parties,
-            areas: args.areas.max(1),
+            first_area: usize::from(burst),
+            areas: (args.areas - usize::from(burst)).max(1),
+            ttl: args.ttl,
+            keep_samples: burst,
             fresh: AtomicU64::new(0),
         }
     }
@@ -137,7 +148,7 @@ impl Plan {
     }
 
     /// Two different parties.
-    fn pair(&self, rng: &mut StdRng) -> (String, String) {
+    pub fn pair(&self, rng: &mut StdRng) -> (String, String) {
         let a = self.party(rng);
         let mut b = self.party(rng);
         while b == a {
@@ -159,6 +170,14 @@ pub struct Live {
     pub x: String,
     pub a: String,
     pub b: String,
+}
+
+/// One Bind as sent: its (scheduled) send time after the run's start, and its outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct BindSample {
+    pub sent_ms: u32,
+    pub latency_us: u32,
+    pub ok: bool,
 }
 
 /// Latencies in microseconds, 1 µs to 10 min, 3 significant digits.
@@ -207,6 +226,8 @@ pub struct WorkerStats {
     pub unbind_failed: u64,
     /// Calls sent after their scheduled time because the worker was still busy.
     pub late: u64,
+    /// Every measured Bind, when the plan keeps samples.
+    pub binds: Vec<BindSample>,
 }
 
 impl WorkerStats {
@@ -218,6 +239,7 @@ impl WorkerStats {
             live: Vec::new(),
             unbind_failed: 0,
             late: 0,
+            binds: Vec::new(),
         }
     }
 
@@ -293,8 +315,8 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
         let result = match op {
             Op::Bind => {
                 let (a, b) = plan.pair(&mut rng);
-                let area = rng.random_range(0..plan.areas);
-                match conn.bind(&a, &b, area).await {
+                let area = plan.first_area + rng.random_range(0..plan.areas);
+                match conn.bind(&a, &b, area, plan.ttl).await {
                     Ok(bound) => {
                         live.push(Live {
                             id: bound.id,
@@ -321,7 +343,15 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
             }
         };
         if t0 >= measure_from {
-            stats.record(op, t0.elapsed(), result);
+            let latency = t0.elapsed();
+            if plan.keep_samples && op == Op::Bind {
+                stats.binds.push(BindSample {
+                    sent_ms: (t0 - start).as_millis() as u32,
+                    latency_us: latency.as_micros().min(u128::from(u32::MAX)) as u32,
+                    ok: result.is_ok(),
+                });
+            }
+            stats.record(op, latency, result);
         }
     }
     stats.live = live;

@@ -18,9 +18,13 @@
 //! errors by code (and whether each carried a retry hint), and a check of the allocation rules
 //! over every binding still live at the end (no party twice on one X, no X over its cap).
 
+mod burst;
 mod load;
+mod preload;
+mod recon;
 mod report;
 mod resp;
+mod restart;
 mod spawn;
 mod target;
 
@@ -106,7 +110,7 @@ pub struct BenchArgs {
     /// Concurrent clients, each with its own connection.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Measured seconds.
+    /// Measured seconds; 0 = no measured load (only --preload, --restart, --reconcile).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Seconds of load before measuring (not counted).
@@ -157,6 +161,45 @@ pub struct BenchArgs {
     /// Keep the spawned processes' directory (configs, store, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+    /// The spawned daemon's store directory (--spawn --target grpc). It is kept at the end, and
+    /// a later run given the same directory starts over the bindings left in it (X mode; an
+    /// upstream app's simulator starts empty).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Lifetime of every measured Bind, seconds (the request's ttl_seconds); 0 = no expiry.
+    #[arg(long, default_value_t = 0)]
+    pub ttl: u64,
+    /// Bindings to create before the warm-up, closed loop over --concurrency clients with new
+    /// parties, through the target's normal Bind path; reported on their own.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u64,
+    /// Give every preloaded binding one shared deadline, this many seconds after the preload
+    /// starts (each Bind's ttl_seconds is the whole seconds left until it, so the deadlines fall
+    /// within one second), and measure the expiry burst: the preload goes to the first area
+    /// (010), the measured Binds to the others (needs --areas 2 or more), the measured window
+    /// is placed to start --before-deadline seconds before the last deadline, and the report
+    /// gives the time from the last deadline until no preloaded binding is ACTIVE, and Bind
+    /// latency before the deadline against during the burst. --target grpc only.
+    #[arg(long, default_value_t = 0)]
+    pub preload_expire_in: u64,
+    /// With --preload-expire-in: measured seconds before the last deadline (the baseline).
+    #[arg(long, default_value_t = 10.0)]
+    pub before_deadline: f64,
+    /// The generated daemon config's `[expiry] skew_grace_seconds`: how long past the deadline
+    /// the daemon waits before marking an AXB/AXE/AXYB binding EXPIRED (AX and its own
+    /// unbind act at the deadline).
+    #[arg(long, default_value_t = 5)]
+    pub skew_grace_seconds: u64,
+    /// After the measured window, stop the spawned daemon with SIGTERM, start it again over
+    /// the same store and config, and report the time from spawn to its first successful
+    /// Bind, and its memory then (--spawn --target grpc).
+    #[arg(long)]
+    pub restart: bool,
+    /// After the measured window, run one full reconciliation of the app (ReconcileService,
+    /// as `xpool reconcile --app`), and report its wall time, its counts and the daemon's RSS
+    /// before, at its peak during, and after (--target grpc, not X mode).
+    #[arg(long)]
+    pub reconcile: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -173,17 +216,69 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         spawn::Spawned::external(&args)
     };
+    let result = run_phases(&args, &mut procs).await;
+    if result.is_err() {
+        procs.keep_dir(); // its logs say what went wrong
+    }
+    procs.stop().await;
+    let report = result?;
+    println!("{}", report.text());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Preload, measured window, then reconciliation and restart, each when asked.
+async fn run_phases(args: &BenchArgs, procs: &mut spawn::Spawned) -> anyhow::Result<Report> {
     if args.sim_latency_ms > 0 || args.sim_rps_limit > 0 {
-        spawn::set_sim_faults(&procs.sim_url, &args)
+        spawn::set_sim_faults(&procs.sim_url, args)
             .await
             .context("setting simulator faults")?;
     }
-    let plan = Arc::new(load::Plan::new(&args, &procs));
-    let conns = target::connect_all(&args, &procs)
-        .await
-        .context("connecting the clients")?;
+    let plan = Arc::new(load::Plan::new(args, procs));
+    let preload = if args.preload > 0 {
+        Some(preload::run(args, procs, &plan).await?)
+    } else {
+        None
+    };
+    let schedule = match &preload {
+        Some(p) if args.preload_expire_in > 0 => Some(burst::schedule(args, p)?),
+        _ => None,
+    };
+    let mut report = measure(args, procs, &plan, schedule).await?;
+    report.preload = preload;
+    if args.reconcile {
+        let run = recon::run(args, procs).await?;
+        eprintln!("{}", run.text());
+        report.reconcile = Some(run);
+    }
+    if args.restart {
+        let run = restart::run(args, procs).await?;
+        eprintln!("{}", run.text());
+        report.restart = Some(run);
+    }
+    Ok(report)
+}
+
+/// The measured window (none with --duration 0), and the expiry burst's watch across it.
+async fn measure(
+    args: &BenchArgs,
+    procs: &spawn::Spawned,
+    plan: &Arc<load::Plan>,
+    schedule: Option<burst::Schedule>,
+) -> anyhow::Result<Report> {
+    let conns = if args.duration > 0.0 {
+        target::connect_all(args, procs, "")
+            .await
+            .context("connecting the clients")?
+    } else {
+        Vec::new()
+    };
     // The simulator's counters are read at the start and the end of the measured window.
-    let start = Instant::now() + Duration::from_millis(20);
+    let start = schedule.map_or_else(|| Instant::now() + Duration::from_millis(20), |s| s.start);
     let window_start = start + plan.warmup;
     let window_end = window_start + plan.duration;
     let sim_window = {
@@ -200,36 +295,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report::SimDelta::between(before, after)
         })
     };
+    let watch = schedule.map(|at| {
+        tokio::spawn(burst::watch(
+            procs.server_url.clone(),
+            args.app.clone(),
+            at,
+            window_end,
+        ))
+    });
     let cpu_before = procs.sample();
     let started = Instant::now();
-    let workers = load::run(Arc::clone(&plan), conns, start).await;
+    let mut workers = load::run(Arc::clone(plan), conns, start).await;
     let wall = started.elapsed();
     let cpu_after = procs.sample();
     let sim = sim_window.await.ok().flatten();
-    let report = Report::build(
-        &args,
-        &plan,
+    let samples: Vec<load::BindSample> = workers
+        .iter_mut()
+        .flat_map(|w| std::mem::take(&mut w.binds))
+        .collect();
+    let mut report = Report::build(
+        args,
+        plan,
         workers,
-        report::Processes::diff(&cpu_before, &cpu_after, &procs),
+        report::Processes::diff(&cpu_before, &cpu_after, procs),
         sim,
         wall,
     );
-    println!("{}", report.text());
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("JSON report written to {}", path.display());
+    if let (Some(at), Some(watch)) = (schedule, watch) {
+        eprintln!("expiry burst: waiting for the last preloaded binding to leave ACTIVE");
+        let seen = watch.await.context("the expiry watch failed")?;
+        report.expiry_burst = Some(burst::BurstReport::build(args, at, &samples, seen));
     }
-    procs.stop().await;
-    Ok(())
+    Ok(report)
 }
 
 fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if !args.duration.is_finite() || args.duration <= 0.0 || args.warmup < 0.0 || args.rate < 0.0 {
-        bail!("--duration must be positive, --warmup and --rate not negative");
+    if !args.duration.is_finite() || args.duration < 0.0 || args.warmup < 0.0 || args.rate < 0.0 {
+        bail!("--duration, --warmup and --rate must not be negative");
+    }
+    if args.duration == 0.0 && args.preload == 0 && !args.restart && !args.reconcile {
+        bail!("--duration 0 measures nothing without --preload, --restart or --reconcile");
     }
     if args.spawn && (args.numbers == 0 || args.areas == 0 || args.areas > 90) {
         bail!("--numbers must be at least 1 and --areas 1 to 90");
@@ -243,6 +351,35 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
         (TargetKind::Redis, BenchMode::X | BenchMode::Axb) => {}
         (TargetKind::Redis, _) => bail!("--target redis implements the A+B allocator (--mode x)"),
         _ => {}
+    }
+    check_phases(args)
+}
+
+/// The options of the preload, expiry-burst, reconcile and restart phases.
+fn check_phases(args: &BenchArgs) -> anyhow::Result<()> {
+    let grpc = args.target == TargetKind::Grpc;
+    if args.ttl > 0 && args.target == TargetKind::Redis {
+        bail!("--ttl: the Redis allocator has no expiry");
+    }
+    if args.preload_expire_in > 0 {
+        if !grpc || args.preload == 0 || args.areas < 2 {
+            bail!(
+                "--preload-expire-in needs --target grpc, --preload N and --areas 2 or more \
+                 (the preload takes the first area, the measured Binds the others)"
+            );
+        }
+        if !(args.before_deadline > 0.0 && args.before_deadline < args.duration) {
+            bail!("--before-deadline must be positive and shorter than --duration");
+        }
+    }
+    if args.restart && !(args.spawn && grpc) {
+        bail!("--restart needs --spawn --target grpc (it restarts the daemon it started)");
+    }
+    if args.reconcile && (!grpc || args.mode == BenchMode::X) {
+        bail!("--reconcile needs --target grpc and an upstream mode (X mode has no platform)");
+    }
+    if args.store.is_some() && !(args.spawn && grpc) {
+        bail!("--store is the spawned daemon's store (--spawn --target grpc)");
     }
     Ok(())
 }
@@ -267,4 +404,53 @@ async fn wait_until(limit: Duration, mut probe: impl AsyncFnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn checked(argv: &[&str]) -> Result<(), String> {
+        let argv = std::iter::once("bench").chain(argv.iter().copied());
+        let cli = <Cli as clap::Parser>::try_parse_from(argv).map_err(|e| e.to_string())?;
+        check(&cli.args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_phase_options_are_checked_before_anything_starts() {
+        let burst = [
+            "--preload",
+            "100",
+            "--preload-expire-in",
+            "30",
+            "--areas",
+            "2",
+            "--duration",
+            "30",
+        ];
+        assert_eq!(checked(&burst), Ok(()));
+        // The preload needs an area of its own, and a window that reaches past the deadline.
+        assert!(checked(&burst[..4]).is_err());
+        // The default --duration (10 s) is not longer than the default --before-deadline.
+        assert!(checked(&burst[..6]).is_err());
+        let window = |before: &'static str| {
+            let mut argv = burst[..6].to_vec();
+            argv.extend(["--duration", "5", "--before-deadline", before]);
+            checked(&argv)
+        };
+        assert_eq!(window("4"), Ok(()));
+        assert!(window("5").is_err());
+        assert!(checked(&["--restart"]).is_err(), "restart needs --spawn");
+        assert_eq!(checked(&["--spawn", "--restart", "--mode", "x"]), Ok(()));
+        assert!(checked(&["--reconcile", "--mode", "x"]).is_err());
+        assert!(checked(&["--duration", "0"]).is_err());
+        assert_eq!(checked(&["--duration", "0", "--reconcile"]), Ok(()));
+        assert!(checked(&["--target", "redis", "--mode", "x", "--ttl", "5"]).is_err());
+    }
 }

@@ -24,7 +24,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
+    pub(super) fn of(h: &Histogram<u64>) -> Latency {
         let ms = |us: u64| us as f64 / 1000.0;
         if h.is_empty() {
             return Latency::default();
@@ -194,6 +194,14 @@ pub struct Report {
     pub rules: RuleCheck,
     pub processes: Vec<ProcReport>,
     pub sim: Option<SimDelta>,
+    /// The bindings created before the warm-up (--preload).
+    pub preload: Option<super::preload::PreloadReport>,
+    /// Their shared deadline and the Binds across it (--preload-expire-in).
+    pub expiry_burst: Option<super::burst::BurstReport>,
+    /// The timed full reconciliation after the window (--reconcile).
+    pub reconcile: Option<super::recon::ReconcileRun>,
+    /// The daemon stopped and started again after the window (--restart).
+    pub restart: Option<super::restart::RestartReport>,
 }
 
 impl Report {
@@ -253,7 +261,11 @@ impl Report {
         let op_report = |ok: u64, err: u64, h: &Histogram<u64>| OpReport {
             ok,
             errors: err,
-            ok_per_s: ok as f64 / window,
+            ok_per_s: if window > 0.0 {
+                ok as f64 / window
+            } else {
+                0.0
+            },
             latency_ms: Latency::of(h),
         };
         let (ok_all, err_all) = per_op
@@ -297,6 +309,10 @@ impl Report {
             rules,
             processes,
             sim,
+            preload: None,
+            expiry_burst: None,
+            reconcile: None,
+            restart: None,
         }
     }
 
@@ -323,6 +339,57 @@ impl Report {
             "   machine: {} CPUs ({}), {} MiB; mix {}",
             self.machine.cpus, self.machine.cpu_model, self.machine.mem_total_mib, self.args.mix
         );
+        if self.window_s > 0.0 {
+            self.calls_text(&mut s);
+        } else {
+            s.push_str("no measured window (--duration 0)\n");
+        }
+        for p in &self.processes {
+            let _ = writeln!(
+                s,
+                "process {:<7} pid {:>7}: cpu {:>7.2} s ({:>6.1} µs/ok call), rss {:>7.1} MiB, peak {:>7.1} MiB{}",
+                p.name,
+                p.pid,
+                p.cpu_s,
+                p.cpu_us_per_call,
+                p.rss_mib,
+                p.peak_rss_mib,
+                p.startup_ms
+                    .map(|ms| format!(", ready {ms} ms after spawn"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(sim) = &self.sim {
+            let codes: Vec<String> = sim
+                .by_code
+                .iter()
+                .map(|(c, n)| format!("{c}: {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "simulator, measured window: {} requests ({:.1}/s) by result code {{{}}}",
+                sim.requests,
+                sim.requests as f64 / self.window_s.max(1e-9),
+                codes.join(", ")
+            );
+        }
+        if let Some(p) = &self.preload {
+            let _ = writeln!(s, "{}", p.text());
+        }
+        if let Some(b) = &self.expiry_burst {
+            s.push_str(&b.text());
+        }
+        if let Some(r) = &self.reconcile {
+            let _ = writeln!(s, "{}", r.text());
+        }
+        if let Some(r) = &self.restart {
+            let _ = writeln!(s, "{}", r.text());
+        }
+        s
+    }
+
+    /// The measured window's calls, errors and rule check.
+    fn calls_text(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "{:<8} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -378,35 +445,5 @@ impl Report {
             },
             if r.broken() { "  RULE BROKEN" } else { "  ok" }
         );
-        for p in &self.processes {
-            let _ = writeln!(
-                s,
-                "process {:<7} pid {:>7}: cpu {:>7.2} s ({:>6.1} µs/ok call), rss {:>7.1} MiB, peak {:>7.1} MiB{}",
-                p.name,
-                p.pid,
-                p.cpu_s,
-                p.cpu_us_per_call,
-                p.rss_mib,
-                p.peak_rss_mib,
-                p.startup_ms
-                    .map(|ms| format!(", ready {ms} ms after spawn"))
-                    .unwrap_or_default()
-            );
-        }
-        if let Some(sim) = &self.sim {
-            let codes: Vec<String> = sim
-                .by_code
-                .iter()
-                .map(|(c, n)| format!("{c}: {n}"))
-                .collect();
-            let _ = writeln!(
-                s,
-                "simulator, measured window: {} requests ({:.1}/s) by result code {{{}}}",
-                sim.requests,
-                sim.requests as f64 / self.window_s,
-                codes.join(", ")
-            );
-        }
-        s
     }
 }

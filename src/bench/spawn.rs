@@ -42,6 +42,8 @@ pub struct Spawned {
     pub has_sim: bool,
     pub procs: Vec<Proc>,
     dir: Option<PathBuf>,
+    /// The spawned daemon's generated config, for a restart.
+    daemon_config: Option<PathBuf>,
     keep: bool,
 }
 
@@ -57,8 +59,63 @@ impl Spawned {
                 || args.sim_rps_limit > 0,
             procs: Vec::new(),
             dir: None,
+            daemon_config: None,
             keep: args.keep,
         }
+    }
+
+    /// Keeps the directory (logs, configs, store) at the end, e.g. after a failed run.
+    pub fn keep_dir(&mut self) {
+        self.keep = true;
+    }
+
+    /// The spawned daemon's pid, if there is one.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.name == "daemon")
+            .map(|p| p.pid)
+    }
+
+    /// Stops the spawned daemon with SIGTERM (its graceful shutdown) and waits for it to exit.
+    /// Returns how long that took and how it exited.
+    pub async fn stop_daemon(&mut self) -> anyhow::Result<(Duration, std::process::ExitStatus)> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "daemon")
+            .context("no spawned daemon to stop")?;
+        let mut proc = self.procs.remove(i);
+        let t0 = Instant::now();
+        // No signal API in the dependencies (and no unsafe code): kill(1) sends it.
+        let sent = Command::new("kill")
+            .args(["-TERM", &proc.pid.to_string()])
+            .status()
+            .await
+            .context("running kill -TERM")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed ({sent})", proc.pid);
+        }
+        match tokio::time::timeout(Duration::from_secs(120), proc.child.wait()).await {
+            Ok(status) => Ok((t0.elapsed(), status.context("waiting for the daemon")?)),
+            Err(_) => {
+                let _ = proc.child.kill().await;
+                bail!("the daemon did not exit within 120 s of SIGTERM (killed)")
+            }
+        }
+    }
+
+    /// Starts the daemon again over the same config and store; it counts as started when
+    /// `ready` first returns true.
+    pub async fn restart_daemon(&mut self, ready: impl AsyncFn() -> bool) -> anyhow::Result<&Proc> {
+        let (Some(dir), Some(config)) = (self.dir.clone(), self.daemon_config.clone()) else {
+            bail!("--restart needs a daemon spawned by this run (--spawn --target grpc)");
+        };
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["serve", "--config"]).arg(&config);
+        let proc = launch("daemon", cmd, &dir, ready).await?;
+        self.procs.push(proc);
+        self.procs.last().context("the daemon just started")
     }
 
     /// CPU and memory of this process (the load generator, first) and of every child.
@@ -102,6 +159,7 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
         has_sim: false,
         procs: Vec::new(),
         dir: Some(dir.clone()),
+        daemon_config: None,
         keep: args.keep,
     };
     let needs_sim = match args.target {
@@ -142,6 +200,7 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
             let proc = launch("daemon", cmd, &dir, async || daemon_ready(&probe_url).await).await?;
             spawned.procs.push(proc);
             spawned.server_url = url;
+            spawned.daemon_config = Some(path);
         }
         TargetKind::Direct => {}
         TargetKind::Redis => {
@@ -195,7 +254,11 @@ async fn launch(
     dir: &Path,
     ready: impl AsyncFn() -> bool,
 ) -> anyhow::Result<Proc> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    // Appended to: a restarted daemon writes after its first run.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))?;
     cmd.env("XPOOL_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -302,13 +365,16 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
             args.app_key, args.app_secret, args.app_rate
         )
     };
+    let store = args.store.clone().unwrap_or_else(|| dir.join("store"));
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n\
          max_request_wait_ms = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
+         [expiry]\nskew_grace_seconds = {}\n\n\
          [[apps]]\nname = \"{}\"\nmode = \"{}\"\n{upstream}max_bindings_per_x = {}\n\
          extension_digits = 4\ncool_down_seconds = 0\n{}",
         args.deadline_ms,
-        dir.join("store").display(),
+        store.display(),
+        args.skew_grace_seconds,
         args.app,
         args.mode.as_config(),
         args.max_bindings_per_x,
@@ -349,7 +415,7 @@ pub async fn sim_stats(sim_url: &str, app_key: &str) -> Option<Value> {
 
 /// Reads /proc/<pid>/stat and /status. Clock ticks are taken as 100 per second (Linux's
 /// USER_HZ on every common platform).
-fn read_proc(pid: &str) -> Sample {
+pub fn read_proc(pid: &str) -> Sample {
     let mut s = Sample::default();
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Fields after the command name, which is in parentheses and may contain spaces.

@@ -21,6 +21,8 @@ use crate::upstream::{AppClient, AppSettings, Secret};
 pub struct Bound {
     pub id: String,
     pub x: String,
+    /// The deadline the target recorded, Unix ms (gRPC only).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A failed call: its code (gRPC code name, platform result code, or a transport class) and
@@ -96,8 +98,13 @@ pub enum Conn {
     },
 }
 
-/// Opens `args.concurrency` connections.
-pub async fn connect_all(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<Vec<Conn>> {
+/// Opens `args.concurrency` connections. `phase` keeps their request ids apart from another
+/// phase's connections (e.g. the preload's).
+pub async fn connect_all(
+    args: &BenchArgs,
+    procs: &Spawned,
+    phase: &str,
+) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(args.concurrency);
     match args.target {
         TargetKind::Grpc => {
@@ -115,7 +122,7 @@ pub async fn connect_all(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<Ve
                     app: args.app.clone(),
                     deadline: Duration::from_millis(args.deadline_ms),
                     request_ids: !args.no_request_id,
-                    tag: format!("bench-{run}-{i}"),
+                    tag: format!("bench-{run}-{phase}{i}"),
                     seq: 0,
                     has_b: args.mode.has_b(),
                 });
@@ -228,8 +235,9 @@ fn request<T>(msg: T, deadline: Duration) -> tonic::Request<T> {
 }
 
 impl Conn {
-    /// Binds `a` (and `b`) in area number `area`.
-    pub async fn bind(&mut self, a: &str, b: &str, area: usize) -> Res<Bound> {
+    /// Binds `a` (and `b`) in area number `area`, for `ttl` seconds (0 = no expiry; the Redis
+    /// allocator has none).
+    pub async fn bind(&mut self, a: &str, b: &str, area: usize, ttl: u64) -> Res<Bound> {
         match self {
             Conn::Grpc {
                 client,
@@ -251,6 +259,7 @@ impl Conn {
                     } else {
                         String::new()
                     },
+                    ttl_seconds: ttl,
                     ..Default::default()
                 };
                 let binding =
@@ -258,6 +267,9 @@ impl Conn {
                 Ok(Bound {
                     id: binding.binding_id,
                     x: binding.x_number,
+                    expires_at_ms: binding
+                        .expires_at
+                        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
                 })
             }
             Conn::Direct { client, xs } => {
@@ -267,6 +279,7 @@ impl Conn {
                     callee_num: b.to_owned(),
                     relation_num: Some(x),
                     area_code: Some(area_code(area)),
+                    duration: (ttl > 0).then_some(ttl),
                     ..Default::default()
                 };
                 let resp = client
@@ -276,6 +289,7 @@ impl Conn {
                 Ok(Bound {
                     id: resp.subscription_id,
                     x: resp.relation_num,
+                    expires_at_ms: None,
                 })
             }
             Conn::Redis {
@@ -296,7 +310,11 @@ impl Conn {
                     Reply::Array(Some(items)) if items.len() == 2 => {
                         let id = items[0].text().unwrap_or_default();
                         let x = items[1].text().unwrap_or_default();
-                        Ok(Bound { id, x })
+                        Ok(Bound {
+                            id,
+                            x,
+                            expires_at_ms: None,
+                        })
                     }
                     Reply::Bulk(None) | Reply::Array(None) => Err(OpError::new("EXHAUSTED")),
                     Reply::Error(e) => Err(OpError::new(format!("redis: {e}"))),
