@@ -60,7 +60,7 @@ s5() {
   # marks them EXPIRED after the skew grace (5 s, the daemon's default) and unbinds each upstream
   # (defensive_unbind, the default). The watch waits up to 15 min more for the last one to leave.
   # --preload-expire-in must cover the preload (200k at 650-1900/s) plus 12 s, or the run stops.
-  local preload=200000 expire_in=450
+  local preload=200000 expire_in=${EXPIRE_IN:-240}
   if small; then preload=2000 expire_in=20; fi
   $B bench --spawn --target grpc --mode axb --numbers 200 --areas 2 --max-bindings-per-x 5000 \
     --preload $preload --preload-expire-in $expire_in --before-deadline 10 --duration 60 \

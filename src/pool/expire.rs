@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::{JoinError, JoinSet};
+
 use super::Pool;
 use super::app::AppPool;
 use super::bind::upstream_error;
@@ -41,6 +43,23 @@ pub struct Round {
     pub next_due_ms: Option<i64>,
 }
 
+/// Bindings one expiry round takes out of service at the same time.
+const EXPIRE_CONCURRENCY: usize = 256;
+
+type Expired = (String, BindingId, Result<(), PoolError>);
+
+impl Round {
+    fn count(&mut self, done: Result<Expired, JoinError>) {
+        match done {
+            Ok((_, _, Ok(()))) => self.expired += 1,
+            Ok((app, id, Err(e))) => {
+                tracing::warn!(%app, %id, error = %e, "expiry failed; retried later");
+            }
+            Err(e) => tracing::warn!(error = %e, "expiry task failed; retried later"),
+        }
+    }
+}
+
 impl Pool {
     /// Expires what is due at `now_ms`, within the policy's batch size and time budget.
     pub async fn expire_round(
@@ -52,6 +71,9 @@ impl Pool {
         let due = self.store.due_bindings(now_ms, policy.batch_size)?;
         let full_batch = due.len() == policy.batch_size;
         let mut round = Round::default();
+        // Bindings are expired concurrently, so that their durable writes share group commits
+        // (one at a time, a burst would be paced by one log sync per binding).
+        let mut running = JoinSet::new();
         for id in due {
             if started.elapsed() > policy.round_budget {
                 round.more = true;
@@ -75,12 +97,19 @@ impl Pool {
                 round.next_due_ms = Some(round.next_due_ms.map_or(acts_at, |t| t.min(acts_at)));
                 continue;
             }
-            match app.expire(rec, policy.defensive_unbind).await {
-                Ok(()) => round.expired += 1,
-                Err(e) => {
-                    tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later")
-                }
+            if running.len() >= EXPIRE_CONCURRENCY
+                && let Some(done) = running.join_next().await
+            {
+                round.count(done);
             }
+            let (app, defensive_unbind) = (Arc::clone(app), policy.defensive_unbind);
+            running.spawn(async move {
+                let result = app.expire(rec, defensive_unbind).await;
+                (app.name().to_owned(), id, result)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            round.count(done);
         }
         // A full batch may hide more due bindings behind it, unless nothing in it could be acted
         // on yet (all inside their skew grace): then wait for the earliest of those instead of
@@ -112,11 +141,12 @@ impl AppPool {
         self.store.flush().await?;
         if defensive_unbind && let Some(client) = self.client.clone() {
             // Best effort: the platform has expired it already, or will; "not found" is success.
+            // Background priority: after a burst of expiries these must not hold up Binds.
             let id = expired.id;
             let name = self.name.clone();
             tokio::spawn(async move {
                 if let Err(e) = with_priority(
-                    Priority::Urgent,
+                    Priority::Background,
                     platform::unbind(&client, &expired, only_yb),
                 )
                 .await
