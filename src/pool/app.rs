@@ -45,6 +45,8 @@ pub struct AppPool {
     /// Shared by every app and the expiry job: signalled when a deadline is written, so the job
     /// wakes early for a binding that expires before the one it sleeps for.
     pub(super) deadlines: Arc<tokio::sync::Notify>,
+    /// Defensive unbinds after expiry, drained in the background (see `cleanup`).
+    pub(super) cleanup: Arc<super::cleanup::Cleanup>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,6 +77,7 @@ impl AppPool {
             inflight: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(Default::default()),
             deadlines,
+            cleanup: Arc::default(),
         })
     }
 

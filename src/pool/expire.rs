@@ -14,11 +14,9 @@ use super::Pool;
 use super::app::AppPool;
 use super::bind::upstream_error;
 use super::error::PoolError;
-use super::platform;
 use crate::platform::Mode;
 use crate::platform::wire::{AxbModifyRequest, AxeModifyRequest, TimeUnit};
 use crate::store::{BindingId, BindingRecord, BindingState};
-use crate::upstream::{Priority, with_priority};
 
 /// How expiry behaves (the `[expiry]` config section).
 #[derive(Debug, Clone)]
@@ -139,21 +137,9 @@ impl AppPool {
         let only_yb = self.shares_subscription(&rec);
         let expired = self.transition(&rec.id, BindingState::Expired, |_| {})?;
         self.store.flush().await?;
-        if defensive_unbind && let Some(client) = self.client.clone() {
+        if defensive_unbind && let Some(client) = &self.client {
             // Best effort: the platform has expired it already, or will; "not found" is success.
-            // Background priority: after a burst of expiries these must not hold up Binds.
-            let id = expired.id;
-            let name = self.name.clone();
-            tokio::spawn(async move {
-                if let Err(e) = with_priority(
-                    Priority::Background,
-                    platform::unbind(&client, &expired, only_yb),
-                )
-                .await
-                {
-                    tracing::debug!(app = %name, %id, error = %e, "defensive unbind after expiry failed");
-                }
-            });
+            self.cleanup.push(&self.name, client, expired, only_yb);
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::ext::{Availability, ExtChoice, ExtSpace};
+use super::parties::PartyXs;
 use super::rules::Rules;
 use crate::platform::Mode;
 use crate::store::{BindingRecord, NumberRecord, NumberState};
@@ -70,7 +71,7 @@ pub struct Index {
     numbers: HashMap<String, Num>,
     areas: BTreeMap<String, Area>,
     /// The Xs each party holds (as A or B; AXE and AX: as A).
-    party_xs: HashMap<String, HashSet<String>>,
+    party_xs: PartyXs,
 }
 
 impl Index {
@@ -79,7 +80,7 @@ impl Index {
             rules,
             numbers: HashMap::new(),
             areas: BTreeMap::new(),
-            party_xs: HashMap::new(),
+            party_xs: PartyXs::default(),
         }
     }
 
@@ -137,10 +138,7 @@ impl Index {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            self.party_xs
-                .entry(p.to_owned())
-                .or_default()
-                .insert(b.x.clone());
+            self.party_xs.insert(p, &b.x);
         }
         if let Some(num) = self.numbers.get_mut(&b.x) {
             num.load += 1;
@@ -163,12 +161,7 @@ impl Index {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            if let Some(xs) = self.party_xs.get_mut(p) {
-                xs.remove(&b.x);
-                if xs.is_empty() {
-                    self.party_xs.remove(p);
-                }
-            }
+            self.party_xs.remove(p, &b.x);
         }
         let until = released_ms.map_or(0, |t| t.saturating_add(self.rules.cool_down_ms));
         if let Some(num) = self.numbers.get_mut(&b.x) {
@@ -209,11 +202,11 @@ impl Index {
 
     /// Xs that `party` holds.
     pub fn xs_of(&self, party: &str) -> usize {
-        self.party_xs.get(party).map_or(0, HashSet::len)
+        self.party_xs.count(party)
     }
 
     fn holds(&self, party: &str, x: &str) -> bool {
-        self.party_xs.get(party).is_some_and(|xs| xs.contains(x))
+        self.party_xs.holds(party, x)
     }
 
     /// Chooses a slot for parties `a` (and `b`) in the first of `areas` that has one, skipping

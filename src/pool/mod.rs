@@ -7,12 +7,14 @@
 
 mod app;
 mod bind;
+mod cleanup;
 pub mod clock;
 mod error;
 mod expire;
 mod ext;
 mod index;
 mod params;
+mod parties;
 mod platform;
 mod reconcile;
 mod release;

@@ -253,3 +253,45 @@ async fn axyb_and_x_mode_bindings_expire_too() {
     d.bindings().await.bind(local).await.unwrap();
     d.stop().await;
 }
+
+#[tokio::test]
+async fn every_expired_binding_gets_its_defensive_unbind_in_the_background() {
+    let d = Daemon::start().await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut req = bind("rides", &party(100 + 2 * i), Some(&party(101 + 2 * i)));
+        req.ttl_seconds = 60;
+        ids.push(
+            d.bindings()
+                .await
+                .bind(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .binding_id,
+        );
+    }
+    let not_found = async |d: &Daemon| {
+        d.sim.stats("k-axb").await["by_code"]["1012007"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = not_found(&d).await;
+    // The platform expires them at the deadline; xpool marks them EXPIRED after the grace and
+    // then unbinds each one anyway, which the platform answers with "not found".
+    d.sim.advance_clock(60).await;
+    d.clock.advance(65_000);
+    for id in &ids {
+        wait_state(&d, id, pb::BindingState::Expired).await;
+    }
+    let mut unbound = 0;
+    for _ in 0..100 {
+        unbound = not_found(&d).await - before;
+        if unbound >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(unbound, 40, "one defensive unbind per expired binding");
+    d.stop().await;
+}

@@ -1,0 +1,114 @@
+//! Defensive unbinds after expiry: best-effort calls that must not compete with Binds.
+//!
+//! The platform expires AXB, AXE and AXYB bindings itself, so the unbind xpool sends after
+//! marking one EXPIRED only makes sure. A burst of expiries (a shared deadline) would otherwise
+//! start one task and one platform call per binding at once, taking the daemon's CPU and the
+//! app's rate from the Binds arriving meanwhile. Here they wait in a bounded queue that one task
+//! drains a few at a time, at background priority. What does not fit in the queue is dropped
+//! (the platform expires those bindings anyway), with a log line saying how many.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::task::JoinSet;
+
+use super::platform;
+use crate::store::BindingRecord;
+use crate::upstream::{AppClient, Priority, with_priority};
+
+/// Unbinds waiting at most; more are dropped.
+const QUEUE_LIMIT: usize = 100_000;
+
+/// Unbinds in flight at once.
+const CONCURRENCY: usize = 8;
+
+/// One app's queue of defensive unbinds.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    /// (expired binding, unbind only its Y-B relation).
+    queue: Mutex<VecDeque<(BindingRecord, bool)>>,
+    /// A drain task is running.
+    draining: AtomicBool,
+    /// Unbinds dropped because the queue was full.
+    dropped: AtomicU64,
+}
+
+impl Cleanup {
+    /// Queues a defensive unbind of `expired` and makes sure a task drains the queue.
+    pub fn push(
+        self: &Arc<Self>,
+        app: &str,
+        client: &Arc<AppClient>,
+        expired: BindingRecord,
+        only_yb: bool,
+    ) {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= QUEUE_LIMIT {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::info!(
+                        app,
+                        dropped,
+                        "defensive unbind queue full; the platform expires those bindings itself"
+                    );
+                }
+                return;
+            }
+            queue.push_back((expired, only_yb));
+        }
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Arc::clone(self).drain(app.to_owned(), Arc::clone(client)));
+        }
+    }
+
+    async fn drain(self: Arc<Self>, app: String, client: Arc<AppClient>) {
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < CONCURRENCY {
+                let Some((expired, only_yb)) = self.pop() else {
+                    break;
+                };
+                let client = Arc::clone(&client);
+                running.spawn(async move {
+                    let id = expired.id;
+                    let result = with_priority(
+                        Priority::Background,
+                        platform::unbind(&client, &expired, only_yb),
+                    )
+                    .await;
+                    (id, result)
+                });
+            }
+            match running.join_next().await {
+                Some(Ok((_, Ok(_)))) => {}
+                Some(Ok((id, Err(e)))) => {
+                    tracing::debug!(%app, %id, error = %e, "defensive unbind after expiry failed");
+                }
+                Some(Err(e)) => tracing::debug!(%app, error = %e, "defensive unbind task failed"),
+                None => {
+                    // Empty and idle: stop, unless a push came in between.
+                    self.draining.store(false, Ordering::Release);
+                    if self.is_empty() || self.draining.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn pop(&self) -> Option<(BindingRecord, bool)> {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
