@@ -98,6 +98,17 @@ impl AppPool {
     }
 
     /// Re-reads one stored binding at start-up.
+    /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`
+    /// settles each touched number once.
+    pub(super) fn begin_restore(&self) {
+        self.index().begin_bulk();
+    }
+
+    pub(super) fn end_restore(&self) {
+        let now = self.clock.now_ms();
+        self.index().end_bulk(now);
+    }
+
     pub(super) fn restore(&self, b: &BindingRecord) {
         let now = self.clock.now_ms();
         let mut index = self.index();

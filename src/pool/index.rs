@@ -72,6 +72,9 @@ pub struct Index {
     areas: BTreeMap<String, Area>,
     /// The Xs each party holds (as A or B; AXE and AX: as A).
     party_xs: PartyXs,
+    /// While restoring at start-up: the Xs whose place in their area is still to be settled,
+    /// once each at the end instead of once per binding (`begin_bulk` / `end_bulk`).
+    deferred: Option<HashSet<String>>,
 }
 
 impl Index {
@@ -81,6 +84,7 @@ impl Index {
             numbers: HashMap::new(),
             areas: BTreeMap::new(),
             party_xs: PartyXs::default(),
+            deferred: None,
         }
     }
 
@@ -356,7 +360,25 @@ impl Index {
     }
 
     /// Re-files a number in its area's sets after any change.
+    /// From now until `end_bulk`, changes leave numbers' places in their areas unsettled.
+    pub fn begin_bulk(&mut self) {
+        self.deferred.get_or_insert_default();
+    }
+
+    /// Settles the place of every number changed since `begin_bulk`.
+    pub fn end_bulk(&mut self, now_ms: i64) {
+        for x in self.deferred.take().unwrap_or_default() {
+            self.refresh(&x, now_ms);
+        }
+    }
+
     fn refresh(&mut self, x: &str, now_ms: i64) {
+        if let Some(deferred) = &mut self.deferred {
+            if !deferred.contains(x) {
+                deferred.insert(x.to_owned());
+            }
+            return;
+        }
         let Some(num) = self.numbers.get_mut(x) else {
             return;
         };

@@ -65,6 +65,9 @@ impl Pool {
                 )?),
             );
         }
+        for app in apps.values() {
+            app.begin_restore();
+        }
         for record in store.scan_bindings() {
             let record = record?;
             match apps.get(&record.app) {
@@ -73,6 +76,9 @@ impl Pool {
                     tracing::warn!(app = %record.app, id = %record.id, "binding of an app no longer configured")
                 }
             }
+        }
+        for app in apps.values() {
+            app.end_restore();
         }
         Ok(Pool {
             store,

@@ -3,8 +3,9 @@
 //! The index keeps one entry per live party, so with a million bindings this map is most of the
 //! daemon's heap. A `HashMap<String, HashSet<String>>` costs about 280 bytes per party (two
 //! string allocations and a hash table for, usually, one X). Here a phone number in canonical
-//! form (`+` and up to 17 digits) packs into a `u64`, and a party holding one X stores it inline:
-//! about 60 bytes per party. Anything else is kept as exact text, so the answers never change.
+//! form (`+` and up to 17 digits) packs into a `u64`, and a party holding one X is one
+//! `u64 → u64` entry: about 20 bytes per party. Anything else is kept as exact text, so the
+//! answers never change.
 
 use std::collections::HashMap;
 
@@ -31,86 +32,89 @@ impl Key {
     }
 }
 
-/// The Xs of one party: nearly always one.
-#[derive(Debug)]
-enum Xs {
-    One(Key),
-    Many(Vec<Key>),
-}
+type Hasher = foldhash::fast::RandomState;
 
-/// party → the Xs it holds.
+/// party → the Xs it holds. A party holds each X at most once (a set).
+///
+/// foldhash rather than SipHash: at start-up this map takes two inserts per live binding, and
+/// SipHash was a large part of the start-up CPU.
 #[derive(Debug, Default)]
 pub struct PartyXs {
-    map: HashMap<Key, Xs>,
+    /// A packed party holding one packed X, the common case: 16 bytes an entry.
+    one: HashMap<u64, u64, Hasher>,
+    /// Every other party: holding several Xs, or with a party or X that does not pack. A party
+    /// is in one of the two maps, never both.
+    many: HashMap<Key, Vec<Key>, Hasher>,
 }
 
 impl PartyXs {
     /// Records that `party` holds `x` (once: holding it again changes nothing).
     pub fn insert(&mut self, party: &str, x: &str) {
-        let x = Key::new(x);
-        match self.map.entry(Key::new(party)) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Xs::One(x));
+        let (party, x) = (Key::new(party), Key::new(x));
+        if let Key::Packed(p) = party {
+            if let Some(&held) = self.one.get(&p) {
+                if x != Key::Packed(held) {
+                    self.one.remove(&p);
+                    self.many.insert(party, vec![Key::Packed(held), x]);
+                }
+                return;
             }
-            std::collections::hash_map::Entry::Occupied(mut slot) => match slot.get_mut() {
-                Xs::One(held) if *held == x => {}
-                Xs::One(held) => {
-                    let held = held.clone();
-                    slot.insert(Xs::Many(vec![held, x]));
-                }
-                Xs::Many(held) => {
-                    if !held.contains(&x) {
-                        held.push(x);
-                    }
-                }
-            },
+            if let Key::Packed(x) = x
+                && !self.many.contains_key(&party)
+            {
+                self.one.insert(p, x);
+                return;
+            }
+        }
+        let held = self.many.entry(party).or_default();
+        if !held.contains(&x) {
+            held.push(x);
         }
     }
 
     /// Records that `party` no longer holds `x`.
     pub fn remove(&mut self, party: &str, x: &str) {
         let (party, x) = (Key::new(party), Key::new(x));
-        let empty = match self.map.get_mut(&party) {
-            None => return,
-            Some(Xs::One(held)) => *held == x,
-            Some(Xs::Many(held)) => {
-                held.retain(|h| *h != x);
-                if let [last] = held.as_slice() {
-                    let last = last.clone();
-                    self.map.insert(party, Xs::One(last));
-                    return;
-                }
-                held.is_empty()
+        if let (Key::Packed(p), Key::Packed(x)) = (&party, &x)
+            && self.one.get(p) == Some(x)
+        {
+            self.one.remove(p);
+            return;
+        }
+        if let Some(held) = self.many.get_mut(&party) {
+            held.retain(|h| *h != x);
+            if held.is_empty() {
+                self.many.remove(&party);
             }
-        };
-        if empty {
-            self.map.remove(&party);
         }
     }
 
     /// How many Xs `party` holds.
     pub fn count(&self, party: &str) -> usize {
-        match self.map.get(&Key::new(party)) {
-            None => 0,
-            Some(Xs::One(_)) => 1,
-            Some(Xs::Many(held)) => held.len(),
+        let party = Key::new(party);
+        if let Key::Packed(p) = party
+            && self.one.contains_key(&p)
+        {
+            return 1;
         }
+        self.many.get(&party).map_or(0, Vec::len)
     }
 
     /// Whether `party` holds `x`.
     pub fn holds(&self, party: &str, x: &str) -> bool {
-        let x = Key::new(x);
-        match self.map.get(&Key::new(party)) {
-            None => false,
-            Some(Xs::One(held)) => *held == x,
-            Some(Xs::Many(held)) => held.contains(&x),
+        let (party, x) = (Key::new(party), Key::new(x));
+        if let (Key::Packed(p), Key::Packed(x)) = (&party, &x)
+            && self.one.get(p) == Some(x)
+        {
+            return true;
         }
+        self.many.get(&party).is_some_and(|held| held.contains(&x))
     }
 
     /// Parties holding at least one X.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.one.len() + self.many.len()
     }
 }
 
@@ -166,5 +170,14 @@ mod tests {
         assert_eq!((xs.count("+861"), xs.len()), (0, 0));
         xs.insert("party-as-text", "+8670001");
         assert!(xs.holds("party-as-text", "+8670001"));
+        // A party that held several Xs and is down to none starts over as a one-X party.
+        xs.insert("+863", "+8670001");
+        xs.insert("+863", "+8670002");
+        xs.remove("+863", "+8670001");
+        xs.remove("+863", "+8670002");
+        assert_eq!(xs.count("+863"), 0);
+        xs.insert("+863", "+8670005");
+        assert!(xs.holds("+863", "+8670005") && !xs.holds("+863", "+8670002"));
+        assert_eq!(xs.len(), 2);
     }
 }

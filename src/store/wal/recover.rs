@@ -23,6 +23,7 @@ pub(in crate::store) fn recover(
     std::fs::create_dir_all(dir).map_err(|e| log_error(dir, "creating", &e))?;
     let segments = segment_files(dir)?;
     let mut last: Option<u64> = None;
+    let mut replayed = 0u64;
     for (i, path) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let bytes = std::fs::read(path).map_err(|e| log_error(path, "reading", &e))?;
@@ -48,6 +49,7 @@ pub(in crate::store) fn recover(
                     }
                     trees.apply(&record.ops)?;
                     last = Some(record.seq);
+                    replayed += 1;
                 }
                 Next::Bad(why) if is_last => {
                     tracing::warn!(
@@ -69,7 +71,7 @@ pub(in crate::store) fn recover(
         std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
     }
     if let Some(last) = last {
-        tracing::info!(last_record = last, "replayed the write-ahead log");
+        tracing::info!(replayed, last_record = last, "replayed the write-ahead log");
     }
     Ok(())
 }
