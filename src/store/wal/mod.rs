@@ -57,8 +57,11 @@ pub const BACKGROUND_WRITE_EVERY: Duration = Duration::from_millis(200);
 /// How often sled is flushed so the log can be trimmed (this bounds the work of a recovery).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Size past which the flusher starts a new segment file.
+/// Size past which the flusher starts a new segment file (tiny in tests, so they rotate).
+#[cfg(not(test))]
 pub const SEGMENT_BYTES: u64 = 32 << 20;
+#[cfg(test)]
+pub const SEGMENT_BYTES: u64 = 4 << 10;
 
 /// How a flush is answered.
 type Waiter = oneshot::Sender<Result<(), StoreError>>;

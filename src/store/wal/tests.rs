@@ -267,6 +267,54 @@ async fn a_gap_in_the_log_refuses_to_open() {
     assert_eq!(store.get_meta("x").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
+#[tokio::test]
+async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("db").join("wal");
+    let segments = || std::fs::read_dir(&wal).unwrap().count();
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        for n in 0..200u8 {
+            store
+                .put_binding(&binding(n, BindingState::Active, Some(9_000)))
+                .unwrap();
+            store.flush().await.unwrap();
+        }
+        assert!(
+            segments() > 3,
+            "{} segments of {} bytes",
+            segments(),
+            super::SEGMENT_BYTES
+        );
+        // The checkpointer flushes sled and deletes the full segments it covers.
+        let trimmed = async {
+            while segments() > 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(super::CHECKPOINT_EVERY * 5, trimmed)
+            .await
+            .expect("full segments were never trimmed");
+        for n in 0..200u8 {
+            store
+                .put_binding(&binding(n, BindingState::Released, None))
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        // Dropped without `close`: the log (several segments again) is what recovery reads.
+    }
+    assert!(segments() > 1);
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert_eq!(segments(), 1, "recovery empties the log into sled");
+    assert_eq!(store.scan_bindings().count(), 200);
+    assert!(
+        store
+            .scan_bindings()
+            .all(|b| b.unwrap().state == BindingState::Released)
+    );
+    assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
+}
+
 fn op(tree: TreeId, key: &[u8], value: Option<&[u8]>) -> Op {
     Op {
         tree,
