@@ -4,14 +4,16 @@
 //! - `bindings`: every [`BindingRecord`] by id (UUID v7, so creation order);
 //! - `requests`: (app, request_id) → binding id, for idempotent Binds;
 //! - `expiry`: (deadline, id) for Active bindings with a deadline, earliest first;
+//! - `slots`: (app, x, id) for bindings holding a slot; `open`: PENDING and RELEASING ids;
 //! - `numbers`: every [`NumberRecord`] by (app, number);
-//! - `meta`: the store's format version.
+//! - `meta`: the store's format version and job progress.
 //!
-//! Every write is one sled transaction through `Store::transact` (see [`tx`]), so the indexes
-//! always agree with the records. The synchronous methods are short blocking sled calls.
-//! Durability is separate: [`Store::flush`] resolves once every write made before it is on disk
-//! in the write-ahead log (group commit, see `wal`); sled itself is flushed in the background
-//! and on close.
+//! Every write goes through `Store::transact` (see `tx`) and becomes one write-ahead-log record,
+//! so a record and its index entries change together, in crashes too. Reads see every write at
+//! once (through the log's overlay of changes not yet in sled). The synchronous methods are
+//! short blocking calls. Durability is separate: [`Store::flush`] resolves once every write made
+//! before it is on disk in the log (group commit, see `wal`); sled gets the changes after that,
+//! and is flushed in the background and on close.
 
 mod bindings;
 mod codec;
