@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: with a million live bindings the daemon's RSS under glibc
-/// was 1.6 GiB serving against 1.0 GiB right after a restart (per-thread arenas holding freed
-/// memory); see BENCHMARKS.md, scenario 4.
+/// was 1.6 GiB serving against 1.0 GiB right after a restart, most likely freed memory held in
+/// per-thread arenas; see BENCHMARKS.md, scenario 4.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,10 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
 
+use super::app::lock;
 use super::platform;
 use crate::store::BindingRecord;
 use crate::upstream::{AppClient, Priority, with_priority};
@@ -44,7 +45,7 @@ impl Cleanup {
         only_yb: bool,
     ) {
         {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queue = lock(&self.queue);
             if queue.len() >= QUEUE_LIMIT {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -99,16 +100,10 @@ impl Cleanup {
     }
 
     fn pop(&self) -> Option<(BindingRecord, bool)> {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+        lock(&self.queue).pop_front()
     }
 
     fn is_empty(&self) -> bool {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        lock(&self.queue).is_empty()
     }
 }

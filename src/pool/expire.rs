@@ -44,15 +44,12 @@ pub struct Round {
 /// Bindings one expiry round takes out of service at the same time.
 const EXPIRE_CONCURRENCY: usize = 256;
 
-type Expired = (String, BindingId, Result<(), PoolError>);
-
 impl Round {
-    fn count(&mut self, done: Result<Expired, JoinError>) {
+    /// Counts one finished expiry task (which logged its own failure).
+    fn count(&mut self, done: Result<bool, JoinError>) {
         match done {
-            Ok((_, _, Ok(()))) => self.expired += 1,
-            Ok((app, id, Err(e))) => {
-                tracing::warn!(%app, %id, error = %e, "expiry failed; retried later");
-            }
+            Ok(true) => self.expired += 1,
+            Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "expiry task failed; retried later"),
         }
     }
@@ -103,7 +100,10 @@ impl Pool {
             let (app, defensive_unbind) = (Arc::clone(app), policy.defensive_unbind);
             running.spawn(async move {
                 let result = app.expire(rec, defensive_unbind).await;
-                (app.name().to_owned(), id, result)
+                if let Err(e) = &result {
+                    tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
+                }
+                result.is_ok()
             });
         }
         while let Some(done) = running.join_next().await {

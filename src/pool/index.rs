@@ -246,11 +246,16 @@ impl Index {
         exclude: &HashSet<String>,
     ) -> Option<String> {
         let area = self.areas.get(area)?;
+        // Each party is looked up once, not once per candidate X.
+        let held_a = self.party_xs.held(a);
+        let held_b = b.map(|b| self.party_xs.held(b));
         area.eligible
             .iter()
             .map(|(_, x)| x)
             .find(|x| {
-                !exclude.contains(*x) && !self.holds(a, x) && b.is_none_or(|b| !self.holds(b, x))
+                !exclude.contains(*x)
+                    && !held_a.contains(x)
+                    && held_b.as_ref().is_none_or(|held| !held.contains(x))
             })
             .cloned()
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 /// A phone number packed into a `u64` when it is `+` and 1–17 digits, else its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+pub enum Key {
     /// digits as a number × 32 + digit count (the count keeps leading zeros apart).
     Packed(u64),
     Text(Box<str>),
@@ -89,32 +89,55 @@ impl PartyXs {
         }
     }
 
-    /// How many Xs `party` holds.
-    pub fn count(&self, party: &str) -> usize {
+    /// What `party` holds, looked up once for any number of `contains` checks.
+    pub fn held(&self, party: &str) -> Held<'_> {
         let party = Key::new(party);
         if let Key::Packed(p) = party
-            && self.one.contains_key(&p)
+            && let Some(&x) = self.one.get(&p)
         {
-            return 1;
+            return Held::One(x);
         }
-        self.many.get(&party).map_or(0, Vec::len)
+        self.many
+            .get(&party)
+            .map_or(Held::Nothing, |xs| Held::Many(xs))
+    }
+
+    /// How many Xs `party` holds.
+    pub fn count(&self, party: &str) -> usize {
+        match self.held(party) {
+            Held::Nothing => 0,
+            Held::One(_) => 1,
+            Held::Many(xs) => xs.len(),
+        }
     }
 
     /// Whether `party` holds `x`.
     pub fn holds(&self, party: &str, x: &str) -> bool {
-        let (party, x) = (Key::new(party), Key::new(x));
-        if let (Key::Packed(p), Key::Packed(x)) = (&party, &x)
-            && self.one.get(p) == Some(x)
-        {
-            return true;
-        }
-        self.many.get(&party).is_some_and(|held| held.contains(&x))
+        self.held(party).contains(x)
     }
 
     /// Parties holding at least one X.
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.one.len() + self.many.len()
+    }
+}
+
+/// The Xs of one party (see [`PartyXs::held`]).
+pub enum Held<'a> {
+    Nothing,
+    One(u64),
+    Many(&'a [Key]),
+}
+
+impl Held<'_> {
+    /// Whether `x` is among them (a party holding nothing costs no packing of `x`).
+    pub fn contains(&self, x: &str) -> bool {
+        match self {
+            Held::Nothing => false,
+            Held::One(held) => Key::pack(x) == Some(*held),
+            Held::Many(held) => held.contains(&Key::new(x)),
+        }
     }
 }
 
