@@ -11,7 +11,7 @@ use super::index::Index;
 use super::params::{AreaStats, BindParams, NumberView};
 use super::rules::Rules;
 use crate::platform::{Mode, number};
-use crate::store::{BindingRecord, NumberRecord, NumberState, Store};
+use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
 use crate::upstream::{AppClient, UpstreamError};
 
 /// Everything needed to open an app's pool.
@@ -95,6 +95,25 @@ impl AppPool {
 
     pub(super) fn index(&self) -> MutexGuard<'_, Index> {
         lock(&self.index)
+    }
+
+    /// The one way the pool writes: under the index lock, `tx` runs as a store transaction (it
+    /// may read the index) and `then` brings the index in step with what it returned; after the
+    /// lock is released, the write is awaited until durable. Concurrent writers of the app are
+    /// thus ordered the same in the index and in the store, and nothing is answered before it
+    /// is on disk.
+    pub(super) async fn write<T: Send>(
+        &self,
+        tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
+        then: impl FnOnce(&mut Index, &T),
+    ) -> Result<T, PoolError> {
+        let staged = {
+            let mut index = self.index();
+            let staged = self.store.stage(|t| tx(t, &mut index))?;
+            then(&mut index, staged.value());
+            staged
+        };
+        Ok(staged.await?)
     }
 
     /// Re-reads one stored binding at start-up.
@@ -211,39 +230,51 @@ impl AppPool {
             }
         }
         let now = self.clock.now_ms();
-        for (n, area) in numbers {
-            let existing = self.store.get_number(&self.name, n)?;
-            let record = match existing {
-                Some(r) if r.area_code == *area && r.state != NumberState::Removed => continue,
-                Some(r) => {
-                    updated += 1;
-                    NumberRecord {
-                        area_code: area.clone(),
-                        state: if r.state == NumberState::Removed {
-                            NumberState::Active
-                        } else {
-                            r.state
-                        },
-                        updated_at_ms: now,
-                        ..r
-                    }
+        self.write(
+            |tx, _| {
+                let mut changed = Vec::new();
+                for (n, area) in numbers {
+                    let record = match tx.get_number(&self.name, n)? {
+                        Some(r) if r.area_code == *area && r.state != NumberState::Removed => {
+                            continue;
+                        }
+                        Some(r) => {
+                            updated += 1;
+                            NumberRecord {
+                                area_code: area.clone(),
+                                state: if r.state == NumberState::Removed {
+                                    NumberState::Active
+                                } else {
+                                    r.state
+                                },
+                                updated_at_ms: now,
+                                ..r
+                            }
+                        }
+                        None => {
+                            added += 1;
+                            NumberRecord {
+                                app: self.name.clone(),
+                                number: n.clone(),
+                                area_code: area.clone(),
+                                state: NumberState::Active,
+                                needs_reconcile: false,
+                                updated_at_ms: now,
+                            }
+                        }
+                    };
+                    tx.put_number(&record)?;
+                    changed.push(record);
                 }
-                None => {
-                    added += 1;
-                    NumberRecord {
-                        app: self.name.clone(),
-                        number: n.clone(),
-                        area_code: area.clone(),
-                        state: NumberState::Active,
-                        needs_reconcile: false,
-                        updated_at_ms: now,
-                    }
+                Ok(changed)
+            },
+            |index, changed| {
+                for record in changed {
+                    index.upsert_number(record, now);
                 }
-            };
-            self.store.put_number(&record)?;
-            self.index().upsert_number(&record, now);
-        }
-        self.store.flush().await?;
+            },
+        )
+        .await?;
         Ok((added, updated))
     }
 
@@ -254,58 +285,59 @@ impl AppPool {
 
     /// Removes numbers that hold no live binding; refuses (changing nothing) otherwise.
     pub async fn remove_numbers(&self, numbers: &[String]) -> Result<u32, PoolError> {
-        {
-            let index = self.index();
-            for n in numbers {
-                if let Some(num) = index.number(n)
-                    && (num.load > 0 || num.y_load > 0)
-                {
-                    return Err(PoolError::FailedPrecondition(format!(
-                        "{n} still carries {} live binding(s); drain it and unbind them first",
-                        num.load + num.y_load
-                    )));
-                }
-            }
-        }
         self.set_state(numbers, NumberState::Removed).await
     }
 
+    /// Moves `numbers` to `state` in one transaction, the index with it. Every number must be
+    /// the app's; to be removed, one must carry no live binding (checked under the index lock,
+    /// so no Bind can take it meanwhile).
     async fn set_state(&self, numbers: &[String], state: NumberState) -> Result<u32, PoolError> {
-        let mut records = Vec::new();
-        for n in numbers {
-            match self.store.get_number(&self.name, n)? {
-                Some(r) if r.state != NumberState::Removed => records.push(r),
-                _ => {
-                    return Err(PoolError::NotFound(format!(
-                        "{n} is not a number of app {}",
-                        self.name
-                    )));
-                }
-            }
-        }
         let now = self.clock.now_ms();
-        for r in &records {
-            let record = NumberRecord {
-                state,
-                updated_at_ms: now,
-                ..r.clone()
-            };
-            self.store.put_number(&record)?;
-            let mut index = self.index();
-            if state == NumberState::Removed {
-                index.remove_number(&record.number);
-            } else {
-                index.upsert_number(&record, now);
-            }
-        }
-        self.store.flush().await?;
-        Ok(records.len() as u32)
+        let changed = self
+            .write(
+                |tx, index| {
+                    if state == NumberState::Removed {
+                        refuse_if_carrying(index, numbers)?;
+                    }
+                    let mut changed = Vec::with_capacity(numbers.len());
+                    for n in numbers {
+                        let Some(r) = tx
+                            .get_number(&self.name, n)?
+                            .filter(|r| r.state != NumberState::Removed)
+                        else {
+                            return Err(PoolError::NotFound(format!(
+                                "{n} is not a number of app {}",
+                                self.name
+                            )));
+                        };
+                        let record = NumberRecord {
+                            state,
+                            updated_at_ms: now,
+                            ..r
+                        };
+                        tx.put_number(&record)?;
+                        changed.push(record);
+                    }
+                    Ok(changed)
+                },
+                |index, changed| {
+                    for record in changed {
+                        if state == NumberState::Removed {
+                            index.remove_number(&record.number);
+                        } else {
+                            index.upsert_number(record, now);
+                        }
+                    }
+                },
+            )
+            .await?;
+        Ok(changed.len() as u32)
     }
 
     /// Acts on the platform contradicting the index about number `x`: a number the platform
     /// says is not the app's is marked removed, a blacklisted one frozen (both leave rotation
     /// for good); any other contradiction sets it aside until reconciliation clears it.
-    pub(super) fn flag_number(&self, x: &str, error: &UpstreamError) {
+    pub(super) async fn flag_number(&self, x: &str, error: &UpstreamError) {
         use crate::platform::codes;
         let (state, needs_reconcile, what) = match error.code() {
             Some(codes::NUMBER_NOT_APPLIED | codes::AX_ACCOUNT_NOT_EXIST) => (
@@ -326,28 +358,35 @@ impl AppPool {
         };
         tracing::warn!(app = %self.name, number = x, error = %error, "{what}");
         let now = self.clock.now_ms();
-        match self.store.get_number(&self.name, x) {
-            Ok(Some(r)) => {
-                let record = NumberRecord {
-                    state: state.unwrap_or(r.state),
-                    needs_reconcile: needs_reconcile || r.needs_reconcile,
-                    updated_at_ms: now,
-                    ..r
-                };
-                if let Err(e) = self.store.put_number(&record) {
-                    tracing::error!(error = %e, "could not flag number");
-                }
-                let mut index = self.index();
-                if record.state == NumberState::Removed
-                    && index.number(x).is_some_and(|n| n.load == 0)
-                {
-                    index.remove_number(x);
-                } else {
-                    index.upsert_number(&record, now);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not read number"),
+        let flagged = self
+            .write(
+                |tx, _| {
+                    let Some(r) = tx.get_number(&self.name, x)? else {
+                        return Ok(None);
+                    };
+                    let record = NumberRecord {
+                        state: state.unwrap_or(r.state),
+                        needs_reconcile: needs_reconcile || r.needs_reconcile,
+                        updated_at_ms: now,
+                        ..r
+                    };
+                    tx.put_number(&record)?;
+                    Ok(Some(record))
+                },
+                |index, record| {
+                    let Some(record) = record else { return };
+                    if record.state == NumberState::Removed
+                        && index.number(x).is_some_and(|n| n.load == 0)
+                    {
+                        index.remove_number(x);
+                    } else {
+                        index.upsert_number(record, now);
+                    }
+                },
+            )
+            .await;
+        if let Err(e) = flagged {
+            tracing::error!(app = %self.name, number = x, error = %e, "could not flag number");
         }
     }
 
@@ -409,4 +448,19 @@ impl AppPool {
         out.sort_by(|a, b| a.area_code.cmp(&b.area_code));
         out
     }
+}
+
+/// Refuses to remove numbers that still carry live bindings (changing nothing).
+fn refuse_if_carrying(index: &Index, numbers: &[String]) -> Result<(), PoolError> {
+    for n in numbers {
+        if let Some(num) = index.number(n)
+            && (num.load > 0 || num.y_load > 0)
+        {
+            return Err(PoolError::FailedPrecondition(format!(
+                "{n} still carries {} live binding(s); drain it and unbind them first",
+                num.load + num.y_load
+            )));
+        }
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::app::{AppPool, Shared, lock};
 use super::error::PoolError;
 use super::ext::ExtChoice;
-use super::index::{NoPick, Pick};
+use super::index::{Index, NoPick, Pick};
 use super::params::BindParams;
 use super::platform::{self, Bound};
 use super::rules::{AreaRule, area_order};
@@ -92,8 +92,7 @@ impl AppPool {
             let _flight = InFlight::new(&self.in_flight, id);
             let Some(client) = self.client.clone() else {
                 // X mode: the binding lives only here, so it is ACTIVE as soon as it is durable.
-                let rec = self.reserve(p, &exclude, id, BindingState::Active)?;
-                self.store.flush().await?;
+                let rec = self.reserve(p, &exclude, id, BindingState::Active).await?;
                 if rec.expires_at_ms.is_some() {
                     self.deadlines.notify_one();
                 }
@@ -104,22 +103,21 @@ impl AppPool {
             with_max_wait(max_wait, client.take_slot())
                 .await
                 .map_err(|e| upstream_error(&e))?;
-            let rec = self.reserve(p, &exclude, id, BindingState::Pending)?;
-            self.store.flush().await?;
+            let rec = self.reserve(p, &exclude, id, BindingState::Pending).await?;
             let outcome = with_prepaid(1, platform::bind(&client, &rec)).await;
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
                 Err(e) if retry_elsewhere(&e) && !rec.x.is_empty() => {
-                    self.drop_reservation(&rec)?;
-                    self.flag_number(&rec.x, &e);
+                    self.drop_reservation(&rec).await?;
+                    self.flag_number(&rec.x, &e).await;
                     if p.x_number.is_some() {
                         return Err(upstream_error(&e));
                     }
                     exclude.insert(rec.x.clone());
                 }
                 Err(e) => {
-                    self.drop_reservation(&rec)?;
+                    self.drop_reservation(&rec).await?;
                     return Err(upstream_error(&e));
                 }
             }
@@ -132,8 +130,8 @@ impl AppPool {
         ))
     }
 
-    /// Picks a slot and writes the PENDING reservation (not yet flushed).
-    fn reserve(
+    /// Picks a slot and writes the reservation in `state`, durably.
+    async fn reserve(
         &self,
         p: &BindParams,
         exclude: &HashSet<String>,
@@ -141,7 +139,30 @@ impl AppPool {
         state: BindingState,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
-        let mut index = self.index();
+        self.write(
+            |tx, index| {
+                let rec = self.reservation(index, p, exclude, id, state, now)?;
+                match tx.insert_binding(&rec) {
+                    Ok(()) => Ok(rec),
+                    Err(StoreError::Conflict(why)) => Err(PoolError::FailedPrecondition(why)),
+                    Err(e) => Err(e.into()),
+                }
+            },
+            |index, rec| index.occupy(rec, now),
+        )
+        .await
+    }
+
+    /// The reservation a Bind would make now: the slot the rules pick, not yet written.
+    fn reservation(
+        &self,
+        index: &mut Index,
+        p: &BindParams,
+        exclude: &HashSet<String>,
+        id: BindingId,
+        state: BindingState,
+        now: i64,
+    ) -> Result<BindingRecord, PoolError> {
         let (pick, reason) = match &p.x_number {
             Some(x) => {
                 let pick = index
@@ -163,7 +184,7 @@ impl AppPool {
                     });
                 let names: Vec<String> = order.iter().map(|(a, _)| a.clone()).collect();
                 if self.rules.mode == Mode::Axyb {
-                    self.axyb_area(&mut index, &order, now)?
+                    self.axyb_area(index, &order, now)?
                 } else {
                     match index.pick(&names, &p.party_a, p.party_b.as_deref(), exclude, now) {
                         Ok((pick, i)) => {
@@ -207,19 +228,13 @@ impl AppPool {
             user_data: p.user_data.clone(),
             reason,
         };
-        match self.store.insert_binding(&rec) {
-            Ok(()) => {}
-            Err(StoreError::Conflict(why)) => return Err(PoolError::FailedPrecondition(why)),
-            Err(e) => return Err(e.into()),
-        }
-        index.occupy(&rec, now);
         Ok(rec)
     }
 
     /// AXYB: the platform picks X in an area; choose the first area with headroom.
     fn axyb_area(
         &self,
-        index: &mut super::index::Index,
+        index: &mut Index,
         order: &[(String, AreaRule)],
         now: i64,
     ) -> Result<(Pick, String), PoolError> {
@@ -251,59 +266,71 @@ impl AppPool {
         rec: BindingRecord,
         bound: Option<Bound>,
     ) -> Result<BindingRecord, PoolError> {
-        let active = {
-            let now = self.clock.now_ms();
-            let mut index = self.index();
-            let current = self
-                .store
-                .get_binding(&rec.id)?
-                .ok_or_else(|| PoolError::NotFound(format!("binding {} was dropped", rec.id)))?;
-            if current.state != BindingState::Pending {
-                return Ok(current);
-            }
-            let mut active = BindingRecord {
-                state: BindingState::Active,
-                updated_at_ms: now,
-                ..current
-            };
-            if let Some(b) = bound {
-                let late_slot = active.x.is_empty();
-                active.subscription_id =
-                    (!b.subscription_id.is_empty()).then_some(b.subscription_id);
-                active.x = b.x;
-                active.y = b.y;
-                if late_slot {
-                    // AXYB: the platform chose the numbers; they count as used from now on.
-                    if let Some(num) = index.number(&active.x) {
-                        active.area_code = num.area.clone();
+        let now = self.clock.now_ms();
+        let (binding, activated) = self
+            .write(
+                |tx, index| {
+                    let current = tx.get_binding(&rec.id)?.ok_or_else(|| {
+                        PoolError::NotFound(format!("binding {} was dropped", rec.id))
+                    })?;
+                    if current.state != BindingState::Pending {
+                        return Ok((current, None));
                     }
-                    index.occupy(&active, now);
-                }
-            }
-            self.store.put_binding(&active)?;
-            active
-        };
-        self.store.flush().await?;
-        if active.expires_at_ms.is_some() {
+                    let mut active = BindingRecord {
+                        state: BindingState::Active,
+                        updated_at_ms: now,
+                        ..current
+                    };
+                    let mut late_slot = false;
+                    if let Some(b) = bound {
+                        late_slot = active.x.is_empty();
+                        active.subscription_id =
+                            (!b.subscription_id.is_empty()).then_some(b.subscription_id);
+                        active.x = b.x;
+                        active.y = b.y;
+                        if late_slot && let Some(num) = index.number(&active.x) {
+                            active.area_code = num.area.clone();
+                        }
+                    }
+                    tx.put_binding(&active)?;
+                    Ok((active, Some(late_slot)))
+                },
+                |index, (active, activated)| {
+                    // AXYB: the platform chose the numbers; they count as used from now on.
+                    if *activated == Some(true) {
+                        index.occupy(active, now);
+                    }
+                },
+            )
+            .await?;
+        if activated.is_some() && binding.expires_at_ms.is_some() {
             self.deadlines.notify_one();
         }
-        Ok(active)
+        Ok(binding)
     }
 
     /// Drops a reservation the platform definitely did not carry out, if it is still PENDING
-    /// (re-read under the index lock: a concurrent Unbind may have settled it already).
-    pub(super) fn drop_reservation(&self, rec: &BindingRecord) -> Result<(), PoolError> {
+    /// (a concurrent Unbind may have settled it already).
+    pub(super) async fn drop_reservation(&self, rec: &BindingRecord) -> Result<(), PoolError> {
         let now = self.clock.now_ms();
-        let mut index = self.index();
-        let Some(current) = self.store.get_binding(&rec.id)? else {
-            return Ok(());
-        };
-        if current.state == BindingState::Pending
-            && self.store.delete_binding(&rec.id)?
-            && !current.x.is_empty()
-        {
-            index.vacate(&current, None, now);
-        }
+        self.write(
+            |tx, _| {
+                let Some(current) = tx.get_binding(&rec.id)? else {
+                    return Ok(None);
+                };
+                let dropped =
+                    current.state == BindingState::Pending && tx.delete_binding(&rec.id)?;
+                Ok(dropped.then_some(current))
+            },
+            |index, dropped| {
+                if let Some(current) = dropped
+                    && !current.x.is_empty()
+                {
+                    index.vacate(current, None, now);
+                }
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -317,8 +344,7 @@ impl AppPool {
         match platform::find(&client, &rec, &candidates).await {
             Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
             Ok(None) => {
-                self.drop_reservation(&rec)?;
-                self.store.flush().await?;
+                self.drop_reservation(&rec).await?;
                 Err(PoolError::unavailable(
                     "the platform did not answer the bind and does not have it; try again",
                     Some(Duration::from_secs(1)),

@@ -135,8 +135,9 @@ impl AppPool {
             return Ok(());
         }
         let only_yb = self.shares_subscription(&rec);
-        let expired = self.transition(&rec.id, BindingState::Expired, |_| {})?;
-        self.store.flush().await?;
+        let expired = self
+            .transition(&rec.id, BindingState::Expired, |_| {})
+            .await?;
         if defensive_unbind && let Some(client) = &self.client {
             // Best effort: the platform has expired it already, or will; "not found" is success.
             self.cleanup.push(&self.name, client, expired, only_yb);
@@ -200,12 +201,13 @@ impl AppPool {
             result.map_err(|e| upstream_error(&e))?;
         }
         let now = self.clock.now_ms();
-        let updated = self.transition_in_place(&id, |b| {
-            b.ttl_seconds = ttl_seconds;
-            b.expires_at_ms =
-                (ttl_seconds > 0).then(|| now.saturating_add(ttl_seconds as i64 * 1000));
-        })?;
-        self.store.flush().await?;
+        let updated = self
+            .transition_in_place(&id, |b| {
+                b.ttl_seconds = ttl_seconds;
+                b.expires_at_ms =
+                    (ttl_seconds > 0).then(|| now.saturating_add(ttl_seconds as i64 * 1000));
+            })
+            .await?;
         self.deadlines.notify_one();
         Ok(updated)
     }

@@ -121,13 +121,13 @@ impl AppPool {
             merge(&mut super::app::lock(report), delta);
             if whole_pool && !opts.dry_run {
                 self.store
-                    .put_meta(&progress_key(&self.name), x.as_bytes())?;
+                    .put_meta(&progress_key(&self.name), x.as_bytes())
+                    .await?;
             }
         }
         if whole_pool && !opts.dry_run {
-            self.store.delete_meta(&progress_key(&self.name))?;
+            self.store.delete_meta(&progress_key(&self.name)).await?;
         }
-        self.store.flush().await?;
         Ok(())
     }
 
@@ -151,7 +151,7 @@ impl AppPool {
             Err(e) if e.class() == ErrorClass::NumberUnusable => {
                 report.numbers_removed += 1;
                 if !opts.dry_run {
-                    self.retire_number(x)?;
+                    self.retire_number(x).await?;
                 }
                 return Ok(());
             }
@@ -184,7 +184,7 @@ impl AppPool {
                     if let Some(fixed) = corrected(b, r) {
                         report.fields_corrected += 1;
                         if !opts.dry_run {
-                            self.correct(b, &fixed)?;
+                            self.correct(b, &fixed).await?;
                         }
                     }
                 }
@@ -196,7 +196,7 @@ impl AppPool {
                     OrphanPolicy::Adopt => {
                         report.orphans_adopted += 1;
                         if !opts.dry_run {
-                            self.adopt(x, r, now)?;
+                            self.adopt(x, r, now).await?;
                         }
                     }
                     OrphanPolicy::Release => {
@@ -246,31 +246,39 @@ impl AppPool {
                     } else {
                         BindingState::Released
                     };
-                    self.transition(&b.id, to, |_| {})?;
+                    self.transition(&b.id, to, |_| {}).await?;
                 }
             }
         }
         if !opts.dry_run {
-            self.clear_flag(x)?;
+            self.clear_flag(x).await?;
         }
         Ok(())
     }
 
     /// The number agrees with the platform again: back into rotation if it was set aside.
-    fn clear_flag(&self, x: &str) -> Result<(), PoolError> {
-        let Some(r) = self.store.get_number(&self.name, x)? else {
-            return Ok(());
-        };
-        if r.needs_reconcile {
-            let now = self.clock.now_ms();
-            let record = NumberRecord {
-                needs_reconcile: false,
-                updated_at_ms: now,
-                ..r
-            };
-            self.store.put_number(&record)?;
-            self.index().upsert_number(&record, now);
-        }
+    async fn clear_flag(&self, x: &str) -> Result<(), PoolError> {
+        let now = self.clock.now_ms();
+        self.write(
+            |tx, _| {
+                let Some(r) = tx.get_number(&self.name, x)?.filter(|r| r.needs_reconcile) else {
+                    return Ok(None);
+                };
+                let record = NumberRecord {
+                    needs_reconcile: false,
+                    updated_at_ms: now,
+                    ..r
+                };
+                tx.put_number(&record)?;
+                Ok(Some(record))
+            },
+            |index, record| {
+                if let Some(record) = record {
+                    index.upsert_number(record, now);
+                }
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -313,11 +321,13 @@ impl AppPool {
         }
     }
 
-    fn adopt(&self, x: &str, r: &Remote, now: i64) -> Result<(), PoolError> {
+    async fn adopt(&self, x: &str, r: &Remote, now: i64) -> Result<(), PoolError> {
         let rec = self.orphan_record(x, r, now);
-        let mut index = self.index();
-        self.store.insert_binding(&rec)?;
-        index.occupy(&rec, now);
+        self.write(
+            |tx, _| Ok(tx.insert_binding(&rec)?),
+            |index, ()| index.occupy(&rec, now),
+        )
+        .await?;
         if rec.expires_at_ms.is_some() {
             self.deadlines.notify_one();
         }
@@ -325,41 +335,51 @@ impl AppPool {
     }
 
     /// Applies the platform's values to a local binding, re-filing its slot if parties moved.
-    fn correct(&self, b: &BindingRecord, fixed: &BindingRecord) -> Result<(), PoolError> {
+    async fn correct(&self, b: &BindingRecord, fixed: &BindingRecord) -> Result<(), PoolError> {
         let now = self.clock.now_ms();
-        let mut index = self.index();
-        let Some(current) = self.store.get_binding(&b.id)? else {
-            return Ok(());
-        };
-        if current != *b {
-            return Ok(()); // changed meanwhile; the next run looks again
-        }
-        self.store.put_binding(fixed)?;
-        if current.state.holds_slot() {
-            index.vacate(&current, None, now);
-            index.occupy(fixed, now);
-        }
+        self.write(
+            |tx, _| {
+                let current = tx.get_binding(&b.id)?;
+                if current.as_ref() != Some(b) {
+                    return Ok(false); // changed meanwhile; the next run looks again
+                }
+                tx.put_binding(fixed)?;
+                Ok(b.state.holds_slot())
+            },
+            |index, &refile| {
+                if refile {
+                    index.vacate(b, None, now);
+                    index.occupy(fixed, now);
+                }
+            },
+        )
+        .await?;
         Ok(())
     }
 
     /// A number the platform says is not the app's: out of rotation for good, its local
     /// bindings freed (they cannot exist upstream).
-    fn retire_number(&self, x: &str) -> Result<(), PoolError> {
+    async fn retire_number(&self, x: &str) -> Result<(), PoolError> {
         tracing::warn!(app = %self.name, number = x, "the platform does not know this number; marking it removed");
         for b in self.store.bindings_on(&self.name, x)? {
-            self.transition(&b.id, BindingState::Released, |_| {})?;
+            self.transition(&b.id, BindingState::Released, |_| {})
+                .await?;
         }
         let now = self.clock.now_ms();
-        if let Some(r) = self.store.get_number(&self.name, x)? {
-            let record = NumberRecord {
-                state: NumberState::Removed,
-                updated_at_ms: now,
-                ..r
-            };
-            self.store.put_number(&record)?;
-        }
-        self.index().remove_number(x);
-        Ok(())
+        self.write(
+            |tx, _| {
+                if let Some(r) = tx.get_number(&self.name, x)? {
+                    tx.put_number(&NumberRecord {
+                        state: NumberState::Removed,
+                        updated_at_ms: now,
+                        ..r
+                    })?;
+                }
+                Ok(())
+            },
+            |index, ()| index.remove_number(x),
+        )
+        .await
     }
 }
 

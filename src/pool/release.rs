@@ -36,12 +36,11 @@ impl AppPool {
     ) -> Result<BindingRecord, PoolError> {
         let Some(client) = &self.client else {
             // X mode: nothing to undo upstream, one durable step.
-            let done = self.transition(&rec.id, to, |_| {})?;
-            self.store.flush().await?;
-            return Ok(done);
+            return self.transition(&rec.id, to, |_| {}).await;
         };
-        let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
-        self.store.flush().await?;
+        let releasing = self
+            .transition(&rec.id, BindingState::Releasing, |_| {})
+            .await?;
         let only_yb = self.shares_subscription(&releasing);
         let unbind = with_priority(
             Priority::Urgent,
@@ -51,9 +50,7 @@ impl AppPool {
             tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
             return Err(upstream_error(&e));
         }
-        let done = self.transition(&rec.id, to, |_| {})?;
-        self.store.flush().await?;
-        Ok(done)
+        self.transition(&rec.id, to, |_| {}).await
     }
 
     /// AXYB: whether another live binding here rides on the same AX subscription (an adopted
@@ -76,64 +73,77 @@ impl AppPool {
             .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))
     }
 
-    /// Moves a binding to `to` under the index lock, so that concurrent transitions of one
-    /// binding take effect once: the slot is given back exactly when the binding stops holding it.
-    pub(super) fn transition(
+    /// Moves a binding to `to`, durably, in step with the index (see [`AppPool::write`]), so
+    /// that concurrent transitions of one binding take effect once: the slot is given back
+    /// exactly when the binding stops holding it.
+    pub(super) async fn transition(
         &self,
         id: &BindingId,
         to: BindingState,
-        edit: impl FnOnce(&mut BindingRecord),
+        edit: impl FnOnce(&mut BindingRecord) + Send,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
-        let mut index = self.index();
-        let current = self
-            .store
-            .get_binding(id)?
-            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
-        if current.state == to || !current.state.holds_slot() {
-            return Ok(current);
-        }
-        let mut next = BindingRecord {
-            state: to,
-            updated_at_ms: now,
-            ..current.clone()
-        };
-        if !to.holds_slot() {
-            next.released_at_ms = Some(now);
-        }
-        edit(&mut next);
-        self.store.put_binding(&next)?;
-        if !to.holds_slot() {
-            index.vacate(&current, Some(now), now);
-        }
+        let (next, vacated) = self
+            .write(
+                |tx, _| {
+                    let current = tx
+                        .get_binding(id)?
+                        .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+                    if current.state == to || !current.state.holds_slot() {
+                        return Ok((current, None));
+                    }
+                    let mut next = BindingRecord {
+                        state: to,
+                        updated_at_ms: now,
+                        ..current.clone()
+                    };
+                    if !to.holds_slot() {
+                        next.released_at_ms = Some(now);
+                    }
+                    edit(&mut next);
+                    tx.put_binding(&next)?;
+                    Ok((next, (!to.holds_slot()).then_some(current)))
+                },
+                |index, (_, vacated)| {
+                    if let Some(current) = vacated {
+                        index.vacate(current, Some(now), now);
+                    }
+                },
+            )
+            .await?;
+        drop(vacated);
         Ok(next)
     }
 
     /// Edits an ACTIVE binding without changing its state (the store moves its expiry entry in
     /// the same transaction).
-    pub(super) fn transition_in_place(
+    pub(super) async fn transition_in_place(
         &self,
         id: &BindingId,
-        edit: impl FnOnce(&mut BindingRecord),
+        edit: impl FnOnce(&mut BindingRecord) + Send,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
-        let _index = self.index();
-        let current = self
-            .store
-            .get_binding(id)?
-            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
-        if current.state != BindingState::Active {
-            return Err(PoolError::FailedPrecondition(format!(
-                "binding {id} is no longer active"
-            )));
-        }
-        let mut next = BindingRecord {
-            updated_at_ms: now,
-            ..current
-        };
-        edit(&mut next);
-        self.store.put_binding(&next)?;
-        Ok(next)
+        self.write(
+            |tx, _| {
+                let current = tx
+                    .get_binding(id)?
+                    .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+                if current.state != BindingState::Active {
+                    return Err(PoolError::FailedPrecondition(format!(
+                        "binding {id} is no longer active"
+                    )));
+                }
+                let mut next = BindingRecord {
+                    updated_at_ms: now,
+                    ..current
+                };
+                edit(&mut next);
+                tx.put_binding(&next)?;
+                Ok(next)
+            },
+            |_, _| {},
+        )
+        .await
     }
 
     /// Resolves the given PENDING reservations and RELEASING unbinds of this app (those of Binds

@@ -1,12 +1,10 @@
-//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`), updated together through
-//! [`Store::transact`].
+//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`), updated together in one
+//! transaction ([`Tx`]).
 
 use std::ops::Bound;
 
-use super::overlay::prefix_range;
 use super::records::{BindingId, BindingRecord, BindingState};
-use super::tx::{Tx, TxResult};
-use super::wal::TreeId;
+use super::wal::{TreeId, Tx, TxResult};
 use super::{Store, StoreError, codec, keys, too_long};
 
 /// Everything a binding write needs, encoded before the transaction so the closure stays pure.
@@ -69,7 +67,8 @@ fn request_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
 }
 
 impl Tx<'_> {
-    fn binding(&self, id: &BindingId) -> TxResult<Option<BindingRecord>> {
+    /// The binding under `id`, as this transaction sees it.
+    pub fn get_binding(&self, id: &BindingId) -> TxResult<Option<BindingRecord>> {
         let key = keys::binding(id);
         match self.bindings.get(key)? {
             None => Ok(None),
@@ -130,77 +129,83 @@ impl Tx<'_> {
     }
 }
 
-fn abort<T>(error: StoreError) -> TxResult<T> {
-    Err(error)
-}
-
-impl Store {
+impl Tx<'_> {
     /// Creates or replaces the record under its id, and in the same transaction: maps
     /// (app, request_id) to it (dropping the mapping of a request id the old record had, if
     /// that still pointed here), and keeps its `expiry` key present iff it is Active with a
     /// deadline.
-    pub fn put_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+    pub fn put_binding(&self, record: &BindingRecord) -> TxResult<()> {
         let write = Write::new(record)?;
-        self.transact(|tx| {
-            let old = tx.binding(&write.id)?;
-            tx.apply(&write, old.as_ref())
-        })
+        let old = self.get_binding(&write.id)?;
+        self.apply(&write, old.as_ref())
     }
 
     /// Like `put_binding`, but fails with `StoreError::Conflict` (writing nothing) if
     /// (app, request_id) already maps to another id, or if the id already exists. Used for new
     /// reservations so two concurrent Binds with one request_id cannot both reserve.
-    pub fn insert_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+    pub fn insert_binding(&self, record: &BindingRecord) -> TxResult<()> {
         let write = Write::new(record)?;
-        self.transact(|tx| {
-            if tx.binding(&write.id)?.is_some() {
-                return abort(StoreError::Conflict(format!(
-                    "binding {} already exists",
-                    write.id
-                )));
-            }
-            if let Some(key) = &write.request_key
-                && let Some(owner) = tx.request_owner(key)?
-                && owner != write.id
-            {
-                return abort(StoreError::Conflict(format!(
-                    "request_id {:?} of app {:?} already belongs to binding {owner}",
-                    record.request_id.as_deref().unwrap_or_default(),
-                    record.app
-                )));
-            }
-            tx.apply(&write, None)
-        })
+        if self.get_binding(&write.id)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "binding {} already exists",
+                write.id
+            )));
+        }
+        if let Some(key) = &write.request_key
+            && let Some(owner) = self.request_owner(key)?
+            && owner != write.id
+        {
+            return Err(StoreError::Conflict(format!(
+                "request_id {:?} of app {:?} already belongs to binding {owner}",
+                record.request_id.as_deref().unwrap_or_default(),
+                record.app
+            )));
+        }
+        self.apply(&write, None)
     }
 
-    /// Removes the record, its request mapping and its expiry key, in one transaction.
-    /// `Ok(false)` if absent.
-    pub fn delete_binding(&self, id: &BindingId) -> Result<bool, StoreError> {
-        self.transact(|tx| {
-            let Some(old) = tx.binding(id)? else {
-                return Ok(false);
-            };
-            tx.bindings.remove(keys::binding(id))?;
-            if let Some(key) = request_key_of(&old) {
-                tx.release_request(&key, id)?;
-            }
-            if let Some(key) = expiry_key_of(&old) {
-                tx.expiry.remove(key)?;
-            }
-            if let Some(key) = slot_key_of(&old) {
-                tx.slots.remove(key)?;
-            }
-            if is_open(&old) {
-                tx.open.remove(keys::binding(id))?;
-            }
-            Ok(true)
-        })
+    /// Removes the record, its request mapping and its index entries. `Ok(false)` if absent.
+    pub fn delete_binding(&self, id: &BindingId) -> TxResult<bool> {
+        let Some(old) = self.get_binding(id)? else {
+            return Ok(false);
+        };
+        self.bindings.remove(keys::binding(id))?;
+        if let Some(key) = request_key_of(&old) {
+            self.release_request(&key, id)?;
+        }
+        if let Some(key) = expiry_key_of(&old) {
+            self.expiry.remove(key)?;
+        }
+        if let Some(key) = slot_key_of(&old) {
+            self.slots.remove(key)?;
+        }
+        if is_open(&old) {
+            self.open.remove(keys::binding(id))?;
+        }
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// [`Tx::put_binding`] as its own transaction, durable on return.
+    pub async fn put_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+        self.commit(|tx| tx.put_binding(record)).await
+    }
+
+    /// [`Tx::insert_binding`] as its own transaction, durable on return.
+    pub async fn insert_binding(&self, record: &BindingRecord) -> Result<(), StoreError> {
+        self.commit(|tx| tx.insert_binding(record)).await
+    }
+
+    /// [`Tx::delete_binding`] as its own transaction, durable on return.
+    pub async fn delete_binding(&self, id: &BindingId) -> Result<bool, StoreError> {
+        self.commit(|tx| tx.delete_binding(id)).await
     }
 
     /// Every PENDING or RELEASING binding (one scan of the small `open` index).
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.scan(TreeId::Open, (Bound::Unbounded, Bound::Unbounded)) {
+        for entry in self.trees.open.iter() {
             let (key, _) = entry?;
             let Some(id) = keys::parse_binding(&key) else {
                 return Err(StoreError::Corrupt {
@@ -222,7 +227,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in self.scan(TreeId::Slots, prefix_range(&prefix)) {
+        for entry in self.trees.slots.scan_prefix(&prefix) {
             let (key, _) = entry?;
             let Some(id) = key.get(prefix.len()..).and_then(keys::parse_binding) else {
                 return Err(StoreError::Corrupt {
@@ -264,8 +269,7 @@ impl Store {
 
     /// Every binding in id (= creation) order; errors per item.
     pub fn scan_bindings(&self) -> impl Iterator<Item = Result<BindingRecord, StoreError>> + '_ {
-        self.scan(TreeId::Bindings, (Bound::Unbounded, Bound::Unbounded))
-            .map(decode_binding)
+        self.trees.bindings.iter().map(decode_binding)
     }
 
     /// Bindings with id > `after` (exclusive), in id order, that satisfy `keep`, at most `limit`.
@@ -281,7 +285,7 @@ impl Store {
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for entry in self.scan(TreeId::Bindings, (start, Bound::Unbounded)) {
+        for entry in self.trees.bindings.range((start, Bound::Unbounded)) {
             if out.len() >= limit {
                 break;
             }
@@ -296,8 +300,10 @@ impl Store {
     /// Active bindings whose deadline is <= `now_ms`, earliest first, at most `limit` (one range
     /// scan of the expiry index).
     pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
-        let due = Bound::Included(keys::expiry_due_bound(now_ms).to_vec());
-        self.scan(TreeId::Expiry, (Bound::Unbounded, due))
+        let due = keys::expiry_due_bound(now_ms);
+        self.trees
+            .expiry
+            .range(..=due)
             .take(limit)
             .map(|entry| Ok(parse_expiry_key(&entry?.0)?.1))
             .collect()
@@ -305,8 +311,7 @@ impl Store {
 
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
-        let all = (Bound::Unbounded, Bound::Unbounded);
-        match self.scan(TreeId::Expiry, all).next().transpose()? {
+        match self.trees.expiry.first()? {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
         }
@@ -314,7 +319,7 @@ impl Store {
 }
 
 fn decode_binding(
-    entry: Result<(sled::IVec, sled::IVec), StoreError>,
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
 ) -> Result<BindingRecord, StoreError> {
     let (key, value) = entry?;
     codec::decode(keys::BINDINGS, &key, &value)

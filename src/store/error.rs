@@ -16,6 +16,12 @@ pub enum StoreError {
     /// Once a write or sync of the log failed, nothing more is acknowledged.
     #[error("write-ahead log {path}: {detail}")]
     Log { path: String, detail: String },
+    /// Another process (or a store of this one not yet closed) holds the store's lock.
+    #[error(
+        "the store at {path} is in use by another process (is another xpool running on it?); \
+         stop it, or point this one at another store.path"
+    )]
+    Locked { path: String },
     /// The store was closed (`Store::close`) or its flusher thread is gone.
     #[error("store closed")]
     Closed,

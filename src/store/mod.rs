@@ -8,33 +8,36 @@
 //! - `numbers`: every [`NumberRecord`] by (app, number);
 //! - `meta`: the store's format version and job progress.
 //!
-//! Every write goes through `Store::transact` (see `tx`) and becomes one write-ahead-log record,
-//! so a record and its index entries change together, in crashes too. Reads see every write at
-//! once (through the log's overlay of changes not yet in sled). The synchronous methods are
-//! short blocking calls. Durability is separate: [`Store::flush`] resolves once every write made
-//! before it is on disk in the log (group commit, see `wal`); sled gets the changes after that,
-//! and is flushed in the background and on close.
+//! Every write is a transaction ([`Tx`]) that becomes one write-ahead-log record, so a record
+//! and its index entries change together, in crashes too. There are two ways to write, and
+//! neither acknowledges anything before it is durable:
+//! - [`Store::commit`] runs a transaction and resolves once it is on disk (group commit: writers
+//!   that wait together share one `fdatasync`, see `wal`);
+//! - [`Store::stage`] runs it and hands back a [`Staged`] write, for callers that must order the
+//!   change with their own in-memory state under their own lock; awaiting it makes it durable.
+//!
+//! Plain reads (`get_*`, scans) read sled, which holds exactly the durable changes, and take no
+//! lock of the log's: a read never sees a write that a crash could take back. A transaction
+//! reads what every earlier transaction wrote, durable or not, so read-modify-write belongs in
+//! one. The synchronous methods are short blocking calls.
 
 mod bindings;
 mod codec;
 mod error;
 pub mod keys;
-mod overlay;
 pub mod records;
 #[cfg(test)]
 mod tests;
-mod tx;
 mod wal;
 
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use error::StoreError;
 pub use records::*;
+pub use wal::{Staged, Tx};
 
-use overlay::{Merged, Range};
-use tx::{Trees, Tx, TxResult};
-use wal::{TreeId, Wal};
+use wal::{TreeId, Trees, TxResult, Wal};
 
 /// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
@@ -93,16 +96,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long `Store::open` waits for sled's lock: a store this process closed a moment ago is
+/// released only when sled's own threads let go of it (sled issues #1234, #1289); another
+/// daemon holding it keeps it, and is reported once this has passed.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 impl Store {
-    /// Opens (creating) the store, replays its write-ahead log and starts the log's threads.
+    /// Opens (creating) the store, checks and replays its write-ahead log and starts the log's
+    /// threads. On failure everything opened is released again.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .temporary(options.temporary)
-            // The write-ahead log's checkpoints flush sled; its own timer would only add work.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_sled(options)?;
         let trees = Trees::open(&db)?;
         check_format(&trees.meta)?;
         let wal_dir = options.path.join(WAL_DIR);
@@ -114,31 +117,28 @@ impl Store {
         })
     }
 
-    /// The one way to change the trees: `f` runs once under the log's lock, reading through a
-    /// [`Tx`] (its own changes, then pending ones, then sled), and what it changed becomes one
-    /// log record (see `wal`). If `f` fails, nothing is written.
-    fn transact<T>(&self, f: impl FnOnce(&Tx<'_>) -> TxResult<T>) -> Result<T, StoreError> {
-        let mut log = self.wal.writer()?;
-        let (out, ops) = self.trees.transact(log.pending(), f)?;
-        if !ops.is_empty() {
-            log.append(ops);
-        }
-        Ok(out)
+    /// Runs `f` as one transaction and resolves once what it wrote is durable, with what it
+    /// returned. If `f` fails, nothing is written.
+    pub async fn commit<T: Send, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        Ok(self.stage(f)?.durable().await?)
     }
 
-    /// The current value of `key`: a pending change if there is one, else sled's.
+    /// Runs `f` as one transaction and returns the write staged: decided and ordered after
+    /// every earlier one, durable once awaited. For callers that keep in-memory state in step
+    /// with the store under a lock of their own: stage under it, await after releasing it.
+    pub fn stage<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<Staged<'_, T>, E> {
+        self.wal.stage(&self.trees, f)
+    }
+
+    /// The durable value of `key`.
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        match self.wal.pending_get(tree, key) {
-            Some(value) => Ok(value.map(sled::IVec::from)),
-            None => Ok(self.trees.tree(tree).get(key)?),
-        }
-    }
-
-    /// The current entries of `range` in key order: sled's merged with pending changes. The
-    /// pending ones are read first, so a change applied to sled meanwhile is seen either way.
-    fn scan(&self, tree: TreeId, range: Range) -> Merged<sled::Iter> {
-        let pending = self.wal.pending_range(tree, &range);
-        Merged::new(self.trees.tree(tree).range(range), pending)
+        Ok(self.trees.tree(tree).get(key)?)
     }
 
     /// A throwaway store (sled temporary) for tests: a fresh directory under the system temp
@@ -156,14 +156,12 @@ impl Store {
         Ok(self.get(TreeId::Meta, &meta_key(name))?.map(|v| v.to_vec()))
     }
 
-    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let key = meta_key(name);
-        self.transact(|tx| tx.meta.insert(&key, value))
+    pub async fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.commit(|tx| tx.put_meta(name, value)).await
     }
 
-    pub fn delete_meta(&self, name: &str) -> Result<(), StoreError> {
-        let key = meta_key(name);
-        self.transact(|tx| tx.meta.remove(&key).map(drop))
+    pub async fn delete_meta(&self, name: &str) -> Result<(), StoreError> {
+        self.commit(|tx| tx.delete_meta(name)).await
     }
 
     /// The sled directory.
@@ -172,10 +170,8 @@ impl Store {
     }
 
     /// Creates or replaces the number record under (app, number).
-    pub fn put_number(&self, record: &NumberRecord) -> Result<(), StoreError> {
-        let key = keys::number(&record.app, &record.number).map_err(too_long(keys::NUMBERS))?;
-        let value = codec::encode(codec::CURRENT_VERSION, record);
-        self.transact(|tx| tx.numbers.insert(&key, &value))
+    pub async fn put_number(&self, record: &NumberRecord) -> Result<(), StoreError> {
+        self.commit(|tx| tx.put_number(record)).await
     }
 
     pub fn get_number(&self, app: &str, number: &str) -> Result<Option<NumberRecord>, StoreError> {
@@ -189,25 +185,23 @@ impl Store {
     }
 
     /// Removes the number record; `Ok(false)` if there was none.
-    pub fn delete_number(&self, app: &str, number: &str) -> Result<bool, StoreError> {
-        let Ok(key) = keys::number(app, number) else {
-            return Ok(false);
-        };
-        self.transact(|tx| tx.numbers.remove(&key))
+    pub async fn delete_number(&self, app: &str, number: &str) -> Result<bool, StoreError> {
+        self.commit(|tx| tx.delete_number(app, number)).await
     }
 
     /// All numbers of one app in number order (prefix scan), or of all apps with `None` (grouped
     /// by app). Order is by (byte length, bytes), i.e. numeric for canonical digit strings.
     pub fn numbers(&self, app: Option<&str>) -> Result<Vec<NumberRecord>, StoreError> {
-        let range = match app {
-            None => (Bound::Unbounded, Bound::Unbounded),
+        let prefix = match app {
+            None => Vec::new(),
             Some(app) => match keys::number_prefix(app) {
-                Ok(prefix) => overlay::prefix_range(&prefix),
+                Ok(prefix) => prefix,
                 Err(_) => return Ok(Vec::new()),
             },
         };
-        let entries = self.scan(TreeId::Numbers, range);
-        entries
+        self.trees
+            .numbers
+            .scan_prefix(prefix)
             .map(|entry| {
                 let (key, value) = entry?;
                 codec::decode(keys::NUMBERS, &key, &value)
@@ -215,23 +209,85 @@ impl Store {
             .collect()
     }
 
-    /// Durability: resolves once every write made before this call is on disk (group commit:
-    /// concurrent callers share one log sync).
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.wal.flush().await
-    }
-
     /// Makes every write durable, stops the log's threads, flushes sled and empties the log.
-    /// Later writes and flushes fail with `Closed` (reads keep working); closing twice is a
-    /// no-op.
+    /// Later writes fail with `Closed` (reads keep working); closing twice is a no-op.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.wal.close().await
     }
 
     /// How many log syncs (`fdatasync`) have been made (to observe group commit).
-    pub fn flush_count(&self) -> u64 {
+    pub fn sync_count(&self) -> u64 {
         self.wal.syncs()
     }
+}
+
+impl Tx<'_> {
+    pub fn get_meta(&self, name: &str) -> TxResult<Option<Vec<u8>>> {
+        Ok(self.meta.get(meta_key(name))?.map(|v| v.to_vec()))
+    }
+
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> TxResult<()> {
+        self.meta.insert(meta_key(name), value)
+    }
+
+    pub fn delete_meta(&self, name: &str) -> TxResult<()> {
+        self.meta.remove(meta_key(name)).map(drop)
+    }
+
+    /// The number record under (app, number), as this transaction sees it.
+    pub fn get_number(&self, app: &str, number: &str) -> TxResult<Option<NumberRecord>> {
+        let Ok(key) = keys::number(app, number) else {
+            return Ok(None);
+        };
+        self.numbers
+            .get(&key)?
+            .map(|value| codec::decode(keys::NUMBERS, &key, &value))
+            .transpose()
+    }
+
+    /// Creates or replaces the number record under (app, number).
+    pub fn put_number(&self, record: &NumberRecord) -> TxResult<()> {
+        let key = keys::number(&record.app, &record.number).map_err(too_long(keys::NUMBERS))?;
+        self.numbers
+            .insert(&key, codec::encode(codec::CURRENT_VERSION, record))
+    }
+
+    /// Removes the number record; `Ok(false)` if there was none.
+    pub fn delete_number(&self, app: &str, number: &str) -> TxResult<bool> {
+        let Ok(key) = keys::number(app, number) else {
+            return Ok(false);
+        };
+        self.numbers.remove(&key)
+    }
+}
+
+/// Opens sled at the options' path, waiting up to [`LOCK_WAIT`] for its lock.
+fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(&options.path)
+        .cache_capacity(options.cache_capacity_bytes)
+        .temporary(options.temporary)
+        // The write-ahead log's checkpoints flush sled; its own timer would only add work.
+        .flush_every_ms(None);
+    let start = Instant::now();
+    loop {
+        match config.open() {
+            Err(e) if is_lock_held(&e) => {
+                if start.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Locked {
+                        path: options.path.display().to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// Whether sled refused to open because another handle holds its file lock.
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
 /// Checks (or, on a new store, writes) the format version in `meta`.

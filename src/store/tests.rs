@@ -1,7 +1,6 @@
 //! Store tests on temporary sled databases (key and codec tests live beside their modules,
 //! log, group-commit and recovery tests in `wal`).
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use super::*;
@@ -52,10 +51,12 @@ pub(super) fn number(app: &str, number: &str) -> NumberRecord {
     }
 }
 
-/// The keys of `tree` as readers see them (sled merged with pending writes).
+/// The keys of `tree` as readers see them (the durable ones).
 fn tree_keys(store: &Store, tree: TreeId) -> Vec<Vec<u8>> {
     store
-        .scan(tree, (Bound::Unbounded, Bound::Unbounded))
+        .trees
+        .tree(tree)
+        .iter()
         .map(|e| e.unwrap().0.to_vec())
         .collect()
 }
@@ -79,11 +80,11 @@ async fn put_get_delete() {
     let store = Store::open_temporary().unwrap();
     let rec = binding(1, BindingState::Active, Some(5_000));
     assert_eq!(store.get_binding(&rec.id).unwrap(), None);
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(store.get_binding(&rec.id).unwrap(), Some(rec.clone()));
 
-    assert!(store.delete_binding(&rec.id).unwrap());
-    assert!(!store.delete_binding(&rec.id).unwrap());
+    assert!(store.delete_binding(&rec.id).await.unwrap());
+    assert!(!store.delete_binding(&rec.id).await.unwrap());
     assert_eq!(store.get_binding(&rec.id).unwrap(), None);
     assert_eq!(store.binding_by_request("ride", "req-1").unwrap(), None);
     assert!(
@@ -96,7 +97,7 @@ async fn put_get_delete() {
 async fn request_mapping_follows_the_record() {
     let store = Store::open_temporary().unwrap();
     let mut rec = binding(1, BindingState::Pending, None);
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(
         store.binding_by_request("ride", "req-1").unwrap(),
         Some(rec.clone())
@@ -106,7 +107,7 @@ async fn request_mapping_follows_the_record() {
 
     // A changed request id moves the mapping.
     rec.request_id = Some("req-9".into());
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(store.binding_by_request("ride", "req-1").unwrap(), None);
     assert_eq!(
         store.binding_by_request("ride", "req-9").unwrap(),
@@ -115,7 +116,7 @@ async fn request_mapping_follows_the_record() {
     assert_eq!(tree_keys(&store, TreeId::Requests).len(), 1);
 
     rec.request_id = None;
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert!(tree_keys(&store, TreeId::Requests).is_empty());
 }
 
@@ -123,19 +124,19 @@ async fn request_mapping_follows_the_record() {
 async fn put_takes_over_a_request_id_and_delete_keeps_the_new_owner() {
     let store = Store::open_temporary().unwrap();
     let old = binding(1, BindingState::Released, None);
-    store.put_binding(&old).unwrap();
+    store.put_binding(&old).await.unwrap();
     let new = BindingRecord {
         request_id: old.request_id.clone(),
         ..binding(2, BindingState::Active, None)
     };
-    store.put_binding(&new).unwrap();
+    store.put_binding(&new).await.unwrap();
     assert_eq!(
         store.binding_by_request("ride", "req-1").unwrap(),
         Some(new.clone())
     );
 
     // Deleting the old binding must not drop the mapping it no longer owns.
-    assert!(store.delete_binding(&old.id).unwrap());
+    assert!(store.delete_binding(&old.id).await.unwrap());
     assert_eq!(
         store.binding_by_request("ride", "req-1").unwrap(),
         Some(new)
@@ -146,14 +147,14 @@ async fn put_takes_over_a_request_id_and_delete_keeps_the_new_owner() {
 async fn insert_binding_conflicts_write_nothing() {
     let store = Store::open_temporary().unwrap();
     let first = binding(1, BindingState::Active, Some(9_000));
-    store.insert_binding(&first).unwrap();
+    store.insert_binding(&first).await.unwrap();
 
     // Same id again.
     let same_id = BindingRecord {
         request_id: Some("other".into()),
         ..first.clone()
     };
-    let err = store.insert_binding(&same_id).unwrap_err();
+    let err = store.insert_binding(&same_id).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     // Another id with the same (app, request_id).
@@ -161,7 +162,7 @@ async fn insert_binding_conflicts_write_nothing() {
         request_id: first.request_id.clone(),
         ..binding(2, BindingState::Active, Some(1_000))
     };
-    let err = store.insert_binding(&same_request).unwrap_err();
+    let err = store.insert_binding(&same_request).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     assert_eq!(tree_keys(&store, TreeId::Bindings).len(), 1);
@@ -178,7 +179,7 @@ async fn insert_binding_conflicts_write_nothing() {
         app: "rides".into(),
         ..same_request
     };
-    store.insert_binding(&other_app).unwrap();
+    store.insert_binding(&other_app).await.unwrap();
     assert_eq!(
         store.binding_by_request("rides", "req-1").unwrap(),
         Some(other_app)
@@ -195,7 +196,7 @@ async fn concurrent_inserts_with_one_request_id_reserve_once() {
                 request_id: Some("same".into()),
                 ..binding(n, BindingState::Pending, None)
             };
-            tokio::task::spawn_blocking(move || store.insert_binding(&rec))
+            tokio::spawn(async move { store.insert_binding(&rec).await })
         })
         .collect();
     let mut won = 0;
@@ -222,23 +223,23 @@ async fn concurrent_inserts_with_one_request_id_reserve_once() {
 async fn expiry_index_follows_state_and_deadline() {
     let store = Store::open_temporary().unwrap();
     let mut rec = binding(1, BindingState::Pending, Some(5_000));
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(expiry_keys(&store), [], "only Active bindings expire");
 
     rec.state = BindingState::Active;
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(expiry_keys(&store), [(5_000, rec.id)]);
 
     rec.expires_at_ms = Some(7_000);
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(expiry_keys(&store), [(7_000, rec.id)], "old deadline gone");
 
     rec.expires_at_ms = None;
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(expiry_keys(&store), []);
 
     rec.expires_at_ms = Some(-3);
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(
         expiry_keys(&store),
         [(0, rec.id)],
@@ -246,12 +247,12 @@ async fn expiry_index_follows_state_and_deadline() {
     );
 
     rec.state = BindingState::Released;
-    store.put_binding(&rec).unwrap();
+    store.put_binding(&rec).await.unwrap();
     assert_eq!(expiry_keys(&store), []);
 
     rec.state = BindingState::Active;
-    store.put_binding(&rec).unwrap();
-    assert!(store.delete_binding(&rec.id).unwrap());
+    store.put_binding(&rec).await.unwrap();
+    assert!(store.delete_binding(&rec.id).await.unwrap());
     assert_eq!(expiry_keys(&store), []);
 }
 
@@ -264,13 +265,16 @@ async fn due_bindings_earliest_first_with_limit() {
     for (n, deadline) in [(1, 3_000), (2, 1_000), (3, 2_000), (4, 2_000), (5, 9_000)] {
         store
             .put_binding(&binding(n, BindingState::Active, Some(deadline)))
+            .await
             .unwrap();
     }
     store
         .put_binding(&binding(6, BindingState::Releasing, Some(10)))
+        .await
         .unwrap();
     store
         .put_binding(&binding(7, BindingState::Active, None))
+        .await
         .unwrap();
 
     assert_eq!(store.next_deadline_ms().unwrap(), Some(1_000));
@@ -290,6 +294,7 @@ async fn due_bindings_earliest_first_with_limit() {
 
     store
         .put_binding(&binding(2, BindingState::Expired, Some(1_000)))
+        .await
         .unwrap();
     assert_eq!(store.next_deadline_ms().unwrap(), Some(2_000));
 }
@@ -303,7 +308,7 @@ async fn list_bindings_pages_with_after_and_filter() {
         } else {
             BindingState::Released
         };
-        store.put_binding(&binding(n, state, None)).unwrap();
+        store.put_binding(&binding(n, state, None)).await.unwrap();
     }
     let all = |_: &BindingRecord| true;
     let ids = |v: Vec<BindingRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
@@ -365,6 +370,7 @@ async fn corrupt_values_surface_as_errors() {
     // A transaction that must read the old record aborts rather than guessing its indexes.
     let err = store
         .put_binding(&binding(1, BindingState::Active, Some(1)))
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert!(tree_keys(&store, TreeId::Expiry).is_empty());
@@ -379,7 +385,7 @@ async fn numbers_by_app_do_not_leak_across_prefixes() {
         ("ride", "+8612"),
         ("r", "+869"),
     ] {
-        store.put_number(&number(app, n)).unwrap();
+        store.put_number(&number(app, n)).await.unwrap();
     }
     let listed = |app| -> Vec<(String, String)> {
         store
@@ -400,11 +406,11 @@ async fn numbers_by_app_do_not_leak_across_prefixes() {
 
     let mut frozen = number("ride", "+8613");
     frozen.state = NumberState::Frozen;
-    store.put_number(&frozen).unwrap();
+    store.put_number(&frozen).await.unwrap();
     assert_eq!(store.get_number("ride", "+8613").unwrap(), Some(frozen));
     assert_eq!(store.get_number("rides", "+8613").unwrap(), None);
-    assert!(store.delete_number("ride", "+8613").unwrap());
-    assert!(!store.delete_number("ride", "+8613").unwrap());
+    assert!(store.delete_number("ride", "+8613").await.unwrap());
+    assert!(!store.delete_number("ride", "+8613").await.unwrap());
     assert_eq!(listed(Some("ride")), [pair("ride", "+8612")]);
 }
 
@@ -412,14 +418,14 @@ async fn numbers_by_app_do_not_leak_across_prefixes() {
 async fn unencodable_keys_are_errors_on_write_and_absent_on_read() {
     let store = Store::open_temporary().unwrap();
     let long = "x".repeat(70_000);
-    assert!(store.put_number(&number(&long, "1")).is_err());
+    assert!(store.put_number(&number(&long, "1")).await.is_err());
     assert_eq!(store.get_number(&long, "1").unwrap(), None);
     assert_eq!(store.numbers(Some(&long)).unwrap(), []);
     let rec = BindingRecord {
         request_id: Some(long.clone()),
         ..binding(1, BindingState::Active, None)
     };
-    assert!(store.put_binding(&rec).is_err());
+    assert!(store.put_binding(&rec).await.is_err());
     assert_eq!(store.get_binding(&rec.id).unwrap(), None, "nothing written");
     assert_eq!(store.binding_by_request("ride", &long).unwrap(), None);
 }
@@ -432,9 +438,8 @@ async fn flushed_data_survives_reopen() {
     {
         let store = Store::open(&options).unwrap();
         assert_eq!(store.path(), options.path);
-        store.insert_binding(&rec).unwrap();
-        store.put_number(&number("ride", "+8613")).unwrap();
-        store.flush().await.unwrap();
+        store.insert_binding(&rec).await.unwrap();
+        store.put_number(&number("ride", "+8613")).await.unwrap();
         store.close().await.unwrap();
     }
     let store = Store::open(&options).unwrap();
@@ -489,7 +494,7 @@ async fn slots_index_lists_the_bindings_holding_each_x() {
     let mut c = binding(3, BindingState::Active, None);
     c.x = "+8617000000002".into();
     for r in [&a, &b, &c] {
-        store.put_binding(r).unwrap();
+        store.put_binding(r).await.unwrap();
     }
     assert_eq!(on(&store, "+8617000000001"), [a.id, b.id]);
     assert_eq!(on(&store, "+8617000000002"), [c.id]);
@@ -499,16 +504,18 @@ async fn slots_index_lists_the_bindings_holding_each_x() {
             state: BindingState::Released,
             ..a.clone()
         })
+        .await
         .unwrap();
     store
         .put_binding(&BindingRecord {
             x: "+8617000000002".into(),
             ..b.clone()
         })
+        .await
         .unwrap();
     assert!(on(&store, "+8617000000001").is_empty());
     assert_eq!(on(&store, "+8617000000002"), [b.id, c.id]);
-    store.delete_binding(&c.id).unwrap();
+    store.delete_binding(&c.id).await.unwrap();
     assert_eq!(on(&store, "+8617000000002"), [b.id]);
     // Another app's X of the same number is another key.
     assert!(
@@ -525,12 +532,13 @@ async fn meta_values_round_trip() {
     assert_eq!(store.get_meta("reconcile/rides").unwrap(), None);
     store
         .put_meta("reconcile/rides", b"+8617000000001")
+        .await
         .unwrap();
     assert_eq!(
         store.get_meta("reconcile/rides").unwrap().as_deref(),
         Some(&b"+8617000000001"[..])
     );
-    store.delete_meta("reconcile/rides").unwrap();
+    store.delete_meta("reconcile/rides").await.unwrap();
     assert_eq!(store.get_meta("reconcile/rides").unwrap(), None);
 }
 
@@ -547,22 +555,24 @@ async fn open_index_lists_pending_and_releasing_bindings_only() {
     };
     let pending = binding(1, BindingState::Pending, None);
     let active = binding(2, BindingState::Active, None);
-    store.put_binding(&pending).unwrap();
-    store.put_binding(&active).unwrap();
+    store.put_binding(&pending).await.unwrap();
+    store.put_binding(&active).await.unwrap();
     assert_eq!(open(&store), [pending.id]);
     store
         .put_binding(&BindingRecord {
             state: BindingState::Active,
             ..pending.clone()
         })
+        .await
         .unwrap();
     store
         .put_binding(&BindingRecord {
             state: BindingState::Releasing,
             ..active.clone()
         })
+        .await
         .unwrap();
     assert_eq!(open(&store), [active.id]);
-    store.delete_binding(&active.id).unwrap();
+    store.delete_binding(&active.id).await.unwrap();
     assert!(open(&store).is_empty());
 }

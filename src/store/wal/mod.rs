@@ -1,42 +1,49 @@
 //! Durability through a write-ahead log, so that a durable acknowledgement costs one append and
 //! one `fdatasync` on a dedicated thread instead of a sled flush.
 //!
-//! Every store write (`Store::transact`) runs under the log's lock: its closure reads through the
-//! overlay of pending changes (`overlay`), and its changes become one checksummed record with the
-//! next sequence number, appended to an in-memory buffer and added to the overlay. The order of
-//! records is the order of the writes.
+//! Every store write runs as a transaction ([`Tx`], `tx`) under the log's lock: its closure reads
+//! through the overlay of pending changes (`overlay`), and its changes become one checksummed
+//! record (`record`) with the next sequence number, appended to an in-memory buffer and added to
+//! the overlay. The order of records is the order of the writes. The write is [`Staged`]; awaiting
+//! it resolves once the record is on disk and applied to sled.
 //!
-//! - **Group commit.** [`Wal::flush`] waits until every record appended before the call is on
-//!   disk. The flusher thread takes the whole buffer and every waiter, writes the buffer to the
-//!   current segment file, `fdatasync`s once, applies the records to sled in order, drops them
-//!   from the overlay and answers the waiters. Without waiters it still does so every
+//! - **Group commit.** The flusher thread takes the whole buffer and every waiter, writes the
+//!   buffer to the current segment file, `fdatasync`s once, applies the records to sled in order,
+//!   drops them from the overlay and answers the waiters. Without waiters it still does so every
 //!   [`BACKGROUND_WRITE_EVERY`].
-//! - **sled is never ahead of the log.** A change reaches sled only after its record is on disk,
-//!   so sled's state after a crash (a prefix of the flusher's writes, as sled recovers) is a prefix
-//!   of the log, and replaying the log from any earlier point onto it gives the log's end state.
-//!   This is why no write needs a sled transaction (each of which costs sled a log-buffer write
-//!   and a `sync_file_range`).
+//! - **Reads see durable state.** sled holds exactly the changes whose records are on disk, so a
+//!   read of sled (the store's plain reads, which take no lock here) never sees a change that a
+//!   crash could still take back. Only transactions read the overlay.
+//! - **sled is never ahead of the log.** sled's state after a crash (a prefix of the flusher's
+//!   writes, as sled recovers) is a prefix of the log, and replaying the log from any earlier
+//!   point onto it gives the log's end state. This is why no write needs a sled transaction
+//!   (each of which costs sled a log-buffer write and a `sync_file_range`).
 //! - **Checkpoints.** Every [`CHECKPOINT_EVERY`] the checkpointer notes the last record applied
 //!   to sled, runs `sled::Db::flush` (sled's own timer flush is off) and deletes the full segments
 //!   up to that record. The flusher starts a new segment past [`SEGMENT_BYTES`].
-//! - **Recovery** (`recover`, at open): every record left in the log is applied to sled in order,
-//!   a torn last record is ignored (it was never acknowledged), sled is flushed and the log
-//!   emptied.
+//! - **Recovery** (`recover`, at open) reads and checks every segment first, and only if the
+//!   whole log is sound applies it to sled, flushes sled and empties the log.
 //! - **Close** flushes, stops both threads, flushes sled and deletes the log: a cleanly closed
 //!   store has no log to replay.
+//!
+//! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `record`.
 //!
 //! A failed write, sync or apply is sticky: nothing is acknowledged or written after it (the
 //! state of a file whose `fdatasync` failed is unknown), every later call fails with the first
 //! error.
 
+mod overlay;
 mod record;
 mod recover;
 #[cfg(test)]
 mod tests;
+mod tx;
 
 use std::fs::{File, OpenOptions};
+use std::future::{Future, IntoFuture};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -44,15 +51,21 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-pub use record::{Op, TreeId};
+pub(super) use record::TreeId;
 pub(super) use recover::recover;
+pub use tx::Tx;
+pub(super) use tx::{Trees, TxResult};
 
 use super::error::StoreError;
-use super::overlay::{Entries, Pending, Range};
-use super::tx::Trees;
+use overlay::Pending;
+use record::Op;
 
-/// How often buffered records are written even when no caller waits for them.
+/// How often buffered records are written even when no caller waits for them (a staged write
+/// that was dropped); never in unit tests, which look at staged writes before they are durable.
+#[cfg(not(test))]
 pub const BACKGROUND_WRITE_EVERY: Duration = Duration::from_millis(200);
+#[cfg(test)]
+pub const BACKGROUND_WRITE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How often sled is flushed so the log can be trimmed (this bounds the work of a recovery).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -93,7 +106,7 @@ struct State {
     buf: Vec<u8>,
     /// The same records' changes, to apply to sled once they are on disk.
     records: Vec<(u64, Vec<Op>)>,
-    /// Changes of every record not yet applied to sled, which reads see first.
+    /// Changes of every record not yet applied to sled, which transactions see first.
     pending: Pending,
     /// Sequence number of the last record appended.
     last_seq: u64,
@@ -117,23 +130,48 @@ impl Shared {
     }
 }
 
-/// The right to append: holds the log's lock, so records go in transaction order.
-pub(super) struct Writer<'a>(MutexGuard<'a, State>);
+/// A write whose record is in the log's buffer: its outcome is known, its durability is not.
+/// Awaiting it (or [`Staged::durable`]) resolves once the record, and every record before it, is
+/// on disk and in sled; only then may the write be acknowledged. Dropping it does not undo the
+/// write, which becomes durable with the next sync.
+#[must_use = "a staged write is not durable until it is awaited"]
+pub struct Staged<'a, T> {
+    value: T,
+    /// The record that must be durable: this write's, or for a transaction that changed
+    /// nothing, the last one it may have read.
+    seq: u64,
+    wal: &'a Wal,
+}
 
-impl Writer<'_> {
-    /// The changes not yet in sled, for the write's reads.
-    pub fn pending(&self) -> &Pending {
-        &self.0.pending
+impl<T: std::fmt::Debug> std::fmt::Debug for Staged<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("value", &self.value)
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl<'a, T> Staged<'a, T> {
+    /// What the transaction returned. It is decided, but not yet durable: use it to order
+    /// in-memory state with the write, never to answer a caller.
+    pub fn value(&self) -> &T {
+        &self.value
     }
 
-    /// Appends one write's changes as the next record.
-    pub fn append(&mut self, ops: Vec<Op>) {
-        let state = &mut *self.0;
-        let seq = state.last_seq + 1;
-        record::encode(seq, &ops, &mut state.buf);
-        state.pending.add(seq, &ops);
-        state.records.push((seq, ops));
-        state.last_seq = seq;
+    /// Waits until the write is durable and returns what the transaction returned.
+    pub async fn durable(self) -> Result<T, StoreError> {
+        self.wal.wait_durable(self.seq).await?;
+        Ok(self.value)
+    }
+}
+
+impl<'a, T: Send + 'a> IntoFuture for Staged<'a, T> {
+    type Output = Result<T, StoreError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.durable())
     }
 }
 
@@ -182,45 +220,53 @@ impl Wal {
         })
     }
 
-    /// Takes the log's lock for one write; `Closed` once the store is closed, and the log's
-    /// first failure once it has failed (a write that can never be made durable is refused).
-    pub fn writer(&self) -> Result<Writer<'_>, StoreError> {
-        let state = self.shared.lock();
+    /// Runs `f` as the next transaction under the log's lock and appends what it changed as one
+    /// record. Fails with `Closed` once the store is closed, and with the log's first failure
+    /// once it has failed (a write that can never be made durable is refused). If `f` fails,
+    /// nothing is written.
+    pub fn stage<T, E: From<StoreError>>(
+        &self,
+        trees: &Trees,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<Staged<'_, T>, E> {
+        let mut state = self.shared.lock();
         if let Some(e) = &state.failed {
-            return Err(e.clone());
+            return Err(e.clone().into());
         }
         if state.closed {
-            return Err(StoreError::Closed);
+            return Err(StoreError::Closed.into());
         }
-        Ok(Writer(state))
+        let (value, ops) = trees.transact(&state.pending, f)?;
+        if !ops.is_empty() {
+            let state = &mut *state;
+            let seq = state.last_seq + 1;
+            record::encode(seq, &ops, &mut state.buf);
+            state.pending.add(seq, &ops);
+            state.records.push((seq, ops));
+            state.last_seq = seq;
+        }
+        Ok(Staged {
+            value,
+            seq: state.last_seq,
+            wal: self,
+        })
     }
 
-    /// The pending value of `key` (see [`Pending::get`]).
-    pub fn pending_get(&self, tree: TreeId, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        self.shared.lock().pending.get(tree, key)
-    }
-
-    /// The pending changes in `range` (see [`Pending::range`]).
-    pub fn pending_range(&self, tree: TreeId, range: &Range) -> Entries {
-        self.shared.lock().pending.range(tree, range)
-    }
-
-    /// Resolves once every record appended before this call is on disk and in sled.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    /// Resolves once record `seq` and every one before it is on disk and in sled.
+    async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
         let answer = {
             let mut state = self.shared.lock();
             if let Some(e) = &state.failed {
                 return Err(e.clone());
             }
-            if state.durable_seq >= state.last_seq {
+            if state.durable_seq >= seq {
                 return Ok(());
             }
             if state.closed {
                 return Err(StoreError::Closed);
             }
             let (waiter, answer) = oneshot::channel();
-            let target = state.last_seq;
-            state.waiters.push((target, waiter));
+            state.waiters.push((seq, waiter));
             // The flusher only sleeps with no waiters, so only the first one needs to wake it.
             if state.waiters.len() == 1 {
                 self.shared.flusher_wake.notify_one();
@@ -228,6 +274,12 @@ impl Wal {
             answer
         };
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Resolves once every record appended so far is durable.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let last = self.shared.lock().last_seq;
+        self.wait_durable(last).await
     }
 
     /// Makes everything durable, stops both threads, flushes sled and deletes the log. Later

@@ -103,6 +103,14 @@ pub enum Next {
     Bad(&'static str),
 }
 
+/// The length of the record starting at `bytes` according to its header (header included), or
+/// `None` if not even the header is whole. Used to tell a torn tail from damage.
+pub fn claimed_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.first_chunk::<HEADER>()?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    Some(HEADER.saturating_add(len))
+}
+
 /// Reads the record at `*pos` in `segment` (which starts after [`MAGIC`]).
 pub fn read(segment: &[u8], pos: &mut usize) -> Next {
     let rest = &segment[*pos..];

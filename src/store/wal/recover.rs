@@ -1,20 +1,22 @@
-//! Recovery at open: bring sled up to the last intact log record, then empty the log.
+//! Recovery at open: check the whole log, then bring sled up to its last record and empty it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::record::{self, MAGIC, Next};
+use super::record::{self, MAGIC, Next, Record};
+use super::tx::Trees;
 use super::{log_error, segment_files};
 use crate::store::StoreError;
-use crate::store::tx::Trees;
 
 /// Applies every record in the log at `dir` to sled, in order, flushes sled and deletes the log.
 ///
 /// sled is never ahead of the log (a change reaches sled only after its record is on disk), and
 /// the log keeps every record from some point sled's flushed state has reached, so replaying all
-/// of it gives the state at the last record. A record cut short at the end of the last segment
-/// is a write the crash interrupted; it was never acknowledged and is ignored. Anything else
-/// unreadable, or a gap in the sequence numbers, is an error naming the file: the store does not
-/// open on a log it cannot trust, and the log is left as it is.
+/// of it gives the state at the last record.
+///
+/// Every segment is read and checked before anything is applied: a log that is refused has
+/// changed nothing. The one damage accepted is a torn tail, a last record that a crash cut
+/// short: it was never acknowledged. Anything else unreadable, or a gap in the sequence numbers,
+/// is an error naming the file and the offset, and the log is left as it is.
 pub(in crate::store) fn recover(
     db: &sled::Db,
     trees: &Trees,
@@ -22,8 +24,27 @@ pub(in crate::store) fn recover(
 ) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| log_error(dir, "creating", &e))?;
     let segments = segment_files(dir)?;
-    let mut last: Option<u64> = None;
-    let mut replayed = 0u64;
+    let records = read_log(&segments)?;
+    for record in &records {
+        trees.apply(&record.ops)?;
+    }
+    db.flush()?;
+    for path in &segments {
+        std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
+    }
+    if let Some(last) = records.last() {
+        tracing::info!(
+            replayed = records.len(),
+            last_record = last.seq,
+            "replayed the write-ahead log"
+        );
+    }
+    Ok(())
+}
+
+/// Every intact record of the log, in order, or the first reason not to trust it.
+fn read_log(segments: &[PathBuf]) -> Result<Vec<Record>, StoreError> {
+    let mut records: Vec<Record> = Vec::new();
     for (i, path) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let bytes = std::fs::read(path).map_err(|e| log_error(path, "reading", &e))?;
@@ -38,20 +59,20 @@ pub(in crate::store) fn recover(
             match record::read(&bytes, &mut pos) {
                 Next::End => break,
                 Next::Record(record) => {
-                    if let Some(previous) = last
-                        && record.seq != previous + 1
+                    if let Some(previous) = records.last()
+                        && record.seq != previous.seq + 1
                     {
                         let why = format!(
-                            "record {} follows {previous}: records are missing",
-                            record.seq
+                            "record {} follows {}: records are missing",
+                            record.seq, previous.seq
                         );
                         return Err(corrupt(path, pos, &why));
                     }
-                    trees.apply(&record.ops)?;
-                    last = Some(record.seq);
-                    replayed += 1;
+                    records.push(record);
                 }
-                Next::Bad(why) if is_last => {
+                Next::Bad(why)
+                    if is_last && is_torn_tail(&bytes, pos, next_seq(&records, path)) =>
+                {
                     tracing::warn!(
                         path = %path.display(),
                         offset = pos,
@@ -66,19 +87,55 @@ pub(in crate::store) fn recover(
             }
         }
     }
-    db.flush()?;
-    for path in &segments {
-        std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
+    Ok(records)
+}
+
+/// Whether the unreadable bytes at `pos` can only be a last write cut short: the record they
+/// start runs to the end of the file, or everything past its claimed end is zeros (space the
+/// file system allocated but the crash left unwritten), and no intact later record follows.
+/// A bad record followed by more data is damage, not a torn write.
+fn is_torn_tail(segment: &[u8], pos: usize, next: Option<u64>) -> bool {
+    let rest = &segment[pos..];
+    let ends_the_file = match record::claimed_len(rest) {
+        None => true, // not even a whole header
+        Some(claimed) => rest
+            .get(claimed..)
+            .is_none_or(|after| after.iter().all(|&b| b == 0)),
+    };
+    ends_the_file && !next.is_some_and(|next| intact_record_follows(segment, pos, next))
+}
+
+/// Whether an intact record numbered `next` or a little later starts anywhere after `pos` (a
+/// damaged length field can make a torn tail of the rest of the file). Only offsets where such a
+/// sequence number stands are tried, so this stays linear.
+fn intact_record_follows(segment: &[u8], pos: usize, next: u64) -> bool {
+    const SEQ_AT: usize = 8; // a record's seq follows its 8-byte header
+    let wanted: Vec<[u8; 8]> = (next..next + 4).map(u64::to_le_bytes).collect();
+    (pos + 1..segment.len().saturating_sub(SEQ_AT + 8)).any(|start| {
+        let seq = &segment[start + SEQ_AT..start + SEQ_AT + 8];
+        wanted.iter().any(|w| w == seq) && {
+            let mut at = start;
+            matches!(record::read(segment, &mut at), Next::Record(r) if r.seq >= next)
+        }
+    })
+}
+
+/// The sequence number the next record must carry: one past the last read, or for the first
+/// record, the one the segment's name gives.
+fn next_seq(records: &[Record], path: &Path) -> Option<u64> {
+    match records.last() {
+        Some(last) => Some(last.seq + 1),
+        None => path.file_stem()?.to_str()?.parse().ok(),
     }
-    if let Some(last) = last {
-        tracing::info!(replayed, last_record = last, "replayed the write-ahead log");
-    }
-    Ok(())
 }
 
 fn corrupt(path: &Path, offset: usize, why: &str) -> StoreError {
     StoreError::Log {
         path: path.display().to_string(),
-        detail: format!("at byte {offset}: {why}"),
+        detail: format!(
+            "at byte {offset}: {why}; the store did not open and changed nothing. This is not \
+             a write cut short by a crash: keep the directory as it is and restore it from a \
+             backup, or move the damaged segment away knowingly (the changes in it are lost)"
+        ),
     }
 }

@@ -11,15 +11,15 @@ use std::cell::RefCell;
 use sled::IVec;
 
 use super::overlay::Pending;
-use super::wal::{Op, TreeId};
-use super::{StoreError, keys};
+use super::record::{Op, TreeId};
+use crate::store::{StoreError, keys};
 
-/// What a write closure returns; an error writes nothing.
-pub(super) type TxResult<T> = Result<T, StoreError>;
+/// What a read or write inside a transaction returns.
+pub(in crate::store) type TxResult<T> = Result<T, StoreError>;
 
 /// The store's sled trees (handles are cheap clones of one database).
 #[derive(Clone)]
-pub(super) struct Trees {
+pub(in crate::store) struct Trees {
     /// id → `BindingRecord`.
     pub bindings: sled::Tree,
     /// (app, request_id) → id.
@@ -37,7 +37,7 @@ pub(super) struct Trees {
 }
 
 impl Trees {
-    pub fn open(db: &sled::Db) -> sled::Result<Trees> {
+    pub(in crate::store) fn open(db: &sled::Db) -> sled::Result<Trees> {
         Ok(Trees {
             bindings: db.open_tree(keys::BINDINGS)?,
             requests: db.open_tree(keys::REQUESTS)?,
@@ -63,7 +63,7 @@ impl Trees {
 
     /// Applies logged changes to sled, in order (after their record is on disk, and in
     /// recovery).
-    pub fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+    pub(super) fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
         for op in ops {
             let tree = self.tree(op.tree);
             match &op.value {
@@ -76,11 +76,11 @@ impl Trees {
 
     /// Runs `f` once over a [`Tx`] that reads `pending` changes before sled, and returns its
     /// result with the changes it made (none if it failed).
-    pub fn transact<T>(
+    pub(super) fn transact<T, E>(
         &self,
         pending: &Pending,
-        f: impl FnOnce(&Tx<'_>) -> TxResult<T>,
-    ) -> Result<(T, Vec<Op>), StoreError> {
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<(T, Vec<Op>), E> {
         let ops = RefCell::new(Vec::new());
         let tree = |id| TxTree {
             trees: self,
@@ -104,7 +104,7 @@ impl Trees {
 
 /// One tree inside a write: reads see the write's own changes, then pending ones, then sled;
 /// writes are recorded as [`Op`]s.
-pub(super) struct TxTree<'a> {
+pub(in crate::store) struct TxTree<'a> {
     trees: &'a Trees,
     pending: &'a Pending,
     id: TreeId,
@@ -121,7 +121,10 @@ impl TxTree<'_> {
             .rev()
             .find(|op| op.tree == self.id && op.key == key)
             .map(|op| op.value.clone());
-        match own.or_else(|| self.pending.get(self.id, key)) {
+        if let Some(value) = own {
+            return Ok(value.map(IVec::from));
+        }
+        match self.pending.get(self.id, key) {
             Some(value) => Ok(value.map(IVec::from)),
             None => Ok(self.trees.tree(self.id).get(key)?),
         }
@@ -151,13 +154,23 @@ impl TxTree<'_> {
     }
 }
 
-/// Every tree of one write.
-pub(super) struct Tx<'a> {
-    pub bindings: TxTree<'a>,
-    pub requests: TxTree<'a>,
-    pub numbers: TxTree<'a>,
-    pub expiry: TxTree<'a>,
-    pub slots: TxTree<'a>,
-    pub open: TxTree<'a>,
-    pub meta: TxTree<'a>,
+/// One transaction: it runs alone, under the log's lock, and sees every change made before it
+/// (durable or not) and its own. Its typed reads and writes are defined beside the data they
+/// touch (`store/bindings.rs`, `store/mod.rs`); what it writes becomes one log record.
+pub struct Tx<'a> {
+    pub(in crate::store) bindings: TxTree<'a>,
+    pub(in crate::store) requests: TxTree<'a>,
+    pub(in crate::store) numbers: TxTree<'a>,
+    pub(in crate::store) expiry: TxTree<'a>,
+    pub(in crate::store) slots: TxTree<'a>,
+    pub(in crate::store) open: TxTree<'a>,
+    pub(in crate::store) meta: TxTree<'a>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("changes", &self.bindings.ops.borrow().len())
+            .finish()
+    }
 }

@@ -1,0 +1,87 @@
+//! Changes that are logged but not yet in sled, for the transactions that run meanwhile.
+//!
+//! A change reaches sled only after its log record is on disk, so that sled never holds a change
+//! the log could lose. Until then it sits here, and a transaction (which runs under the log's
+//! lock, see `tx`) reads it before sled: the next write must see the one before it, durable or
+//! not, or it would undo it. Plain reads of the store never look here: they see durable state.
+
+use std::collections::BTreeMap;
+
+use super::record::{Op, TreeId};
+
+/// The latest pending change of one key: the record that made it, and the value (`None`: removed).
+type Change = (u64, Option<Vec<u8>>);
+
+/// Per tree, the newest change of each key not yet applied to sled.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    trees: [BTreeMap<Vec<u8>, Change>; TreeId::COUNT],
+}
+
+impl Pending {
+    /// Records the changes of record `seq`.
+    pub fn add(&mut self, seq: u64, ops: &[Op]) {
+        for op in ops {
+            self.trees[op.tree as usize].insert(op.key.clone(), (seq, op.value.clone()));
+        }
+    }
+
+    /// Forgets the changes of record `seq`, now in sled, unless a later record changed the key
+    /// again.
+    pub fn applied(&mut self, seq: u64, ops: &[Op]) {
+        for op in ops {
+            let tree = &mut self.trees[op.tree as usize];
+            if tree.get(&op.key).is_some_and(|(at, _)| *at <= seq) {
+                tree.remove(&op.key);
+            }
+        }
+    }
+
+    /// The pending value of `key`: `None` if nothing is pending, `Some(None)` if it was removed.
+    pub fn get(&self, tree: TreeId, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.trees[tree as usize]
+            .get(key)
+            .map(|(_, value)| value.as_deref())
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.trees.iter().all(BTreeMap::is_empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(key: &[u8], value: Option<&[u8]>) -> Op {
+        Op {
+            tree: TreeId::Slots,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn the_newest_change_wins_and_removals_show() {
+        let mut pending = Pending::default();
+        pending.add(1, &[op(b"b", Some(b"old")), op(b"c", Some(b"3"))]);
+        pending.add(2, &[op(b"b", Some(b"new")), op(b"c", None)]);
+        assert_eq!(pending.get(TreeId::Slots, b"b"), Some(Some(&b"new"[..])));
+        assert_eq!(pending.get(TreeId::Slots, b"c"), Some(None));
+        assert_eq!(pending.get(TreeId::Slots, b"a"), None);
+        assert_eq!(pending.get(TreeId::Bindings, b"b"), None, "trees are apart");
+    }
+
+    #[test]
+    fn applied_forgets_only_what_no_later_record_changed() {
+        let mut pending = Pending::default();
+        pending.add(1, &[op(b"a", Some(b"1")), op(b"b", Some(b"1"))]);
+        pending.add(2, &[op(b"b", Some(b"2"))]);
+        pending.applied(1, &[op(b"a", Some(b"1")), op(b"b", Some(b"1"))]);
+        assert_eq!(pending.get(TreeId::Slots, b"a"), None);
+        assert_eq!(pending.get(TreeId::Slots, b"b"), Some(Some(&b"2"[..])));
+        pending.applied(2, &[op(b"b", Some(b"2"))]);
+        assert!(pending.is_empty());
+    }
+}
