@@ -204,20 +204,7 @@ impl Store {
 
     /// Every PENDING or RELEASING binding (one scan of the small `open` index).
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.trees.open.iter() {
-            let (key, _) = entry?;
-            let Some(id) = keys::parse_binding(&key) else {
-                return Err(StoreError::Corrupt {
-                    tree: keys::OPEN,
-                    detail: keys::describe(&key),
-                });
-            };
-            if let Some(record) = self.get_binding(&id)? {
-                out.push(record);
-            }
-        }
-        Ok(out)
+        self.indexed(keys::OPEN, self.trees.open.iter(), 0)
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:
@@ -226,12 +213,27 @@ impl Store {
         let Ok(prefix) = keys::slot_prefix(app, x) else {
             return Ok(Vec::new());
         };
+        self.indexed(
+            keys::SLOTS,
+            self.trees.slots.scan_prefix(&prefix),
+            prefix.len(),
+        )
+    }
+
+    /// The bindings an index scan names: each key ends in a binding id after `skip` bytes. An
+    /// entry whose binding is gone (a scan racing the apply of a removal) is skipped.
+    fn indexed(
+        &self,
+        tree: &'static str,
+        entries: sled::Iter,
+        skip: usize,
+    ) -> Result<Vec<BindingRecord>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.trees.slots.scan_prefix(&prefix) {
+        for entry in entries {
             let (key, _) = entry?;
-            let Some(id) = key.get(prefix.len()..).and_then(keys::parse_binding) else {
+            let Some(id) = key.get(skip..).and_then(keys::parse_binding) else {
                 return Err(StoreError::Corrupt {
-                    tree: keys::SLOTS,
+                    tree,
                     detail: keys::describe(&key),
                 });
             };

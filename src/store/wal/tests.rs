@@ -123,13 +123,7 @@ async fn a_failed_transaction_writes_nothing() {
         .await;
     assert!(matches!(failed, Err(StoreError::Conflict(_))));
     store.put_number(&number("ride", "+8602")).await.unwrap();
-    let numbers: Vec<_> = store
-        .numbers(Some("ride"))
-        .unwrap()
-        .into_iter()
-        .map(|n| n.number)
-        .collect();
-    assert_eq!(numbers, ["+8602"]);
+    assert_eq!(number_names(&store, "ride"), ["+8602"]);
 }
 
 #[tokio::test]
@@ -186,13 +180,7 @@ async fn acknowledged_writes_survive_when_sled_lost_them() {
     stage_crash(dir.path(), &sled_then, &wal_later);
 
     let store = Store::open(&options(dir.path())).unwrap();
-    let numbers: Vec<_> = store
-        .numbers(Some("ride"))
-        .unwrap()
-        .into_iter()
-        .map(|n| n.number)
-        .collect();
-    assert_eq!(numbers, ["+8602"]);
+    assert_eq!(number_names(&store, "ride"), ["+8602"]);
     assert_eq!(
         store.get_binding(&id(1)).unwrap().unwrap().state,
         BindingState::Released
@@ -227,13 +215,9 @@ async fn acknowledged_writes_survive_when_sled_lost_them() {
 
 #[tokio::test]
 async fn a_torn_last_record_is_ignored() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = closed_store().await;
     let sled_then = dir.path().join("sled-then");
     let wal_later = dir.path().join("wal-later");
-    {
-        let store = Store::open(&options(dir.path())).unwrap();
-        store.close().await.unwrap();
-    }
     copy_dir(&dir.path().join("db"), &sled_then);
     {
         let store = Store::open(&options(dir.path())).unwrap();
@@ -260,12 +244,7 @@ async fn a_torn_last_record_is_ignored() {
 
 #[tokio::test]
 async fn a_gap_in_the_log_refuses_to_open() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open(&options(dir.path()))
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
+    let dir = closed_store().await;
     let wal = dir.path().join("db").join("wal");
     let segment = |first: u64, key: &[u8]| {
         let mut bytes = MAGIC.to_vec();
@@ -321,12 +300,7 @@ fn damaged_log(dir: &Path, damage: impl FnOnce(&mut Vec<u8>, usize)) -> std::pat
 
 #[tokio::test]
 async fn a_damaged_record_with_intact_ones_after_it_is_corruption_not_a_torn_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open(&options(dir.path()))
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
+    let dir = closed_store().await;
     // One flipped byte inside record 2's payload; record 3 follows intact.
     let path = damaged_log(dir.path(), |bytes, second| bytes[second + 20] ^= 0x01);
     let before = std::fs::read(&path).unwrap();
@@ -344,12 +318,7 @@ async fn a_damaged_record_with_intact_ones_after_it_is_corruption_not_a_torn_tai
 
 #[tokio::test]
 async fn a_damaged_length_that_swallows_later_records_is_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    Store::open(&options(dir.path()))
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
+    let dir = closed_store().await;
     // Record 2's length made huge: it seems to run past the end, but record 3 is intact in it.
     damaged_log(dir.path(), |bytes, second| bytes[second + 2] = 0x40);
     assert!(matches!(
@@ -361,12 +330,7 @@ async fn a_damaged_length_that_swallows_later_records_is_corruption() {
 #[tokio::test]
 async fn a_last_record_cut_short_or_followed_by_zeros_is_a_torn_tail() {
     for (what, cut) in [("cut short", true), ("zeros after", false)] {
-        let dir = tempfile::tempdir().unwrap();
-        Store::open(&options(dir.path()))
-            .unwrap()
-            .close()
-            .await
-            .unwrap();
+        let dir = closed_store().await;
         damaged_log(dir.path(), |bytes, _| {
             if cut {
                 bytes.truncate(bytes.len() - 3);
@@ -452,6 +416,23 @@ async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
             .all(|b| b.unwrap().state == BindingState::Released)
     );
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
+}
+
+/// The numbers of `app` in the store's durable state.
+fn number_names(store: &Store, app: &str) -> Vec<String> {
+    let numbers = store.numbers(Some(app)).unwrap();
+    numbers.into_iter().map(|n| n.number).collect()
+}
+
+/// A directory holding a new, cleanly closed store (no log to replay).
+async fn closed_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&options(dir.path()))
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    dir
 }
 
 fn op(tree: TreeId, key: &[u8], value: Option<&[u8]>) -> Op {
