@@ -16,6 +16,11 @@ pub enum StoreError {
     /// Once a write or sync of the log failed, nothing more is acknowledged.
     #[error("write-ahead log {path}: {detail}")]
     Log { path: String, detail: String },
+    /// The store's files say acknowledged writes may be lost (the database behind its log, the
+    /// log gone after an unclean stop, sled's files damaged): it does not open, and says why and
+    /// what to do.
+    #[error("the store at {path} does not open: {why}")]
+    Refused { path: String, why: String },
     /// Another process (or a store of this one not yet closed) holds the store's lock.
     #[error(
         "the store at {path} is in use by another process (is another xpool running on it?); \

@@ -41,6 +41,12 @@ pub fn slot_prefix(app: &str, x: &str) -> Result<Vec<u8>, KeyTooLong> {
 /// `meta` key holding the on-disk format version of the whole store.
 pub const META_FORMAT: &[u8] = b"format";
 
+/// `meta` key: the write-ahead log's last record applied to this database (u64 big-endian).
+pub const META_WAL_APPLIED: &[u8] = b"wal/applied";
+
+/// `meta` key: whether the log was closed cleanly (one byte, 1 = clean; absent = clean).
+pub const META_WAL_CLEAN: &[u8] = b"wal/clean";
+
 /// Length of an `expiry` key: 8-byte deadline, 16-byte id.
 pub const EXPIRY_KEY_LEN: usize = 8 + 16;
 

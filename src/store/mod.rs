@@ -109,9 +109,9 @@ impl Store {
         let trees = Trees::open(&db)?;
         check_format(&trees.meta)?;
         let wal_dir = options.path.join(WAL_DIR);
-        wal::recover(&db, &trees, &wal_dir)?;
+        let applied = wal::recover(&db, &trees, &wal_dir)?;
         Ok(Store {
-            wal: Wal::start(db, &trees, &wal_dir)?,
+            wal: Wal::start(db, &trees, &wal_dir, applied)?,
             trees,
             path: options.path.clone(),
         })
@@ -279,6 +279,14 @@ fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
                     });
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(sled::Error::Corruption { .. }) => {
+                return Err(StoreError::Refused {
+                    path: options.path.display().to_string(),
+                    why: "sled's database files are damaged (sled read corrupted data); restore \
+                          the directory from a backup"
+                        .into(),
+                });
             }
             opened => return Ok(opened?),
         }

@@ -32,6 +32,7 @@
 //! state of a file whose `fdatasync` failed is unknown), every later call fails with the first
 //! error.
 
+mod mark;
 mod overlay;
 mod record;
 mod recover;
@@ -57,6 +58,7 @@ pub use tx::Tx;
 pub(super) use tx::{Trees, TxResult};
 
 use super::error::StoreError;
+use mark::Mark;
 use overlay::Pending;
 use record::Op;
 
@@ -176,17 +178,24 @@ impl<'a, T: Send + 'a> IntoFuture for Staged<'a, T> {
 }
 
 impl Wal {
-    /// Starts the threads over `dir`, whose log `recover` has just emptied into `trees`.
-    pub fn start(db: sled::Db, trees: &Trees, dir: &Path) -> Result<Wal, StoreError> {
-        // The log starts over after every recovery, at record 1.
-        let segment = Segment::create(dir, 1)?;
+    /// Starts the threads over `dir`, whose log `recover` has just emptied into `trees` up to
+    /// record `applied`; the log goes on from the record after it, and is marked open (not
+    /// clean) once its first segment exists.
+    pub fn start(db: sled::Db, trees: &Trees, dir: &Path, applied: u64) -> Result<Wal, StoreError> {
+        let segment = Segment::create(dir, applied + 1)?;
+        Mark {
+            applied,
+            clean: false,
+        }
+        .write(&trees.meta)?;
+        db.flush()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 buf: Vec::new(),
                 records: Vec::new(),
                 pending: Pending::default(),
-                last_seq: 0,
-                durable_seq: 0,
+                last_seq: applied,
+                durable_seq: applied,
                 waiters: Vec::new(),
                 full_segments: Vec::new(),
                 closed: false,
@@ -206,7 +215,7 @@ impl Wal {
             let (shared, db) = (Arc::clone(&shared), db.clone());
             std::thread::Builder::new()
                 .name("xpool-checkpoint".into())
-                .spawn(move || run_checkpointer(&shared, &db, 0))
+                .spawn(move || run_checkpointer(&shared, &db, applied))
         };
         let threads = [flusher, checkpointer]
             .into_iter()
@@ -292,14 +301,27 @@ impl Wal {
             return flushed;
         }
         self.mark_closed();
-        let (db, dir) = (self.db.clone(), self.dir.clone());
+        let (db, dir, shared) = (self.db.clone(), self.dir.clone(), Arc::clone(&self.shared));
         let checkpoint = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 if thread.join().is_err() {
                     tracing::warn!("a write-ahead log thread panicked");
                 }
             }
+            let state = shared.lock();
+            if let Some(e) = &state.failed {
+                // The log is what recovery needs to judge what happened: keep it.
+                return Err(e.clone());
+            }
+            let applied = state.durable_seq;
+            drop(state);
             // Every change is in sled; once sled is on disk the log holds nothing needed.
+            let meta = db.open_tree(crate::store::keys::META)?;
+            Mark {
+                applied,
+                clean: true,
+            }
+            .write(&meta)?;
             db.flush()?;
             for path in segment_files(&dir)? {
                 std::fs::remove_file(&path).map_err(|e| log_error(&path, "deleting", &e))?;
@@ -372,6 +394,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             segment
                 .append(&batch)
                 .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+                .and_then(|()| mark::note_applied(&trees.meta, last))
         };
         batch.clear();
         let result = {
@@ -510,7 +533,7 @@ fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(files)
 }
 
-fn log_error(path: &Path, doing: &str, e: &std::io::Error) -> StoreError {
+fn log_error(path: &Path, doing: &str, e: &dyn std::fmt::Display) -> StoreError {
     StoreError::Log {
         path: path.display().to_string(),
         detail: format!("{doing}: {e}"),

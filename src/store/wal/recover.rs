@@ -2,32 +2,75 @@
 
 use std::path::{Path, PathBuf};
 
+use super::mark::Mark;
 use super::record::{self, MAGIC, Next, Record};
 use super::tx::Trees;
 use super::{log_error, segment_files};
 use crate::store::StoreError;
 
-/// Applies every record in the log at `dir` to sled, in order, flushes sled and deletes the log.
+/// Applies every record in the log at `dir` to sled, in order, flushes sled, marks the log
+/// clean and deletes it. Returns the last record applied: the log goes on after it.
 ///
 /// sled is never ahead of the log (a change reaches sled only after its record is on disk), and
 /// the log keeps every record from some point sled's flushed state has reached, so replaying all
-/// of it gives the state at the last record.
+/// of it gives the state at the last record. Replaying a record sled already holds writes the
+/// same values again: nothing sled holds is rolled back.
 ///
 /// Every segment is read and checked before anything is applied: a log that is refused has
 /// changed nothing. The one damage accepted is a torn tail, a last record that a crash cut
-/// short: it was never acknowledged. Anything else unreadable, or a gap in the sequence numbers,
-/// is an error naming the file and the offset, and the log is left as it is.
+/// short: it was never acknowledged. Anything else unreadable, a gap in the record numbers, a
+/// log that starts past sled's high-water mark, or no log at all after an unclean stop is an
+/// error naming the file, and the store is left as it is.
 pub(in crate::store) fn recover(
     db: &sled::Db,
     trees: &Trees,
     dir: &Path,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| log_error(dir, "creating", &e))?;
+    let mark = Mark::read(&trees.meta)?;
     let segments = segment_files(dir)?;
+    if segments.is_empty() && !mark.clean {
+        return Err(refused(
+            dir,
+            "it was not closed cleanly and its write-ahead log is gone, so writes acknowledged \
+             after its last checkpoint may be lost. Put the log's files back, or restore the \
+             store from a backup"
+                .into(),
+        ));
+    }
     let records = read_log(&segments)?;
+    let first = records
+        .first()
+        .map(|r| r.seq)
+        .or_else(|| segments.first().and_then(|path| first_seq(path)));
+    if let Some(first) = first
+        && first > mark.applied + 1
+    {
+        return Err(refused(
+            dir,
+            format!(
+                "its database holds the write-ahead log's records up to {} but the log ({}) \
+                 starts at record {first}: records {}..={} are missing (the database lost data \
+                 it had saved, or log segments were deleted), so acknowledged writes may be \
+                 lost. Restore the store from a backup",
+                mark.applied,
+                segments[0].display(),
+                mark.applied + 1,
+                first - 1
+            ),
+        ));
+    }
     for record in &records {
         trees.apply(&record.ops)?;
     }
+    let applied = records
+        .last()
+        .map_or(mark.applied, |r| r.seq.max(mark.applied));
+    Mark {
+        applied,
+        clean: true,
+    }
+    .write(&trees.meta)?;
     db.flush()?;
     for path in &segments {
         std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
@@ -39,7 +82,12 @@ pub(in crate::store) fn recover(
             "replayed the write-ahead log"
         );
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// The first record number a segment's name gives.
+pub(super) fn first_seq(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
 }
 
 /// Every intact record of the log, in order, or the first reason not to trust it.
@@ -125,7 +173,16 @@ fn intact_record_follows(segment: &[u8], pos: usize, next: u64) -> bool {
 fn next_seq(records: &[Record], path: &Path) -> Option<u64> {
     match records.last() {
         Some(last) => Some(last.seq + 1),
-        None => path.file_stem()?.to_str()?.parse().ok(),
+        None => first_seq(path),
+    }
+}
+
+/// The store's directory is the one above the log's.
+fn refused(dir: &Path, why: String) -> StoreError {
+    let store = dir.parent().unwrap_or(dir);
+    StoreError::Refused {
+        path: store.display().to_string(),
+        why,
     }
 }
 

@@ -263,15 +263,88 @@ async fn a_gap_in_the_log_refuses_to_open() {
         first.exists() && third.exists(),
         "a log that cannot be trusted is kept"
     );
-    // The refused open applied nothing: with the first segment gone, only the third replays.
-    std::fs::remove_file(&first).unwrap();
-    let store = Store::open(&options(dir.path())).unwrap();
+    // The refused open applied nothing.
     assert_eq!(
-        store.get_meta("x").unwrap(),
+        sled_meta(dir.path(), b"job/x"),
         None,
         "nothing of a refused log applied"
     );
-    assert_eq!(store.get_meta("y").unwrap().as_deref(), Some(&b"1"[..]));
+    std::fs::remove_file(&third).unwrap();
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert_eq!(store.get_meta("x").unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+/// A `meta` value as sled itself holds it (the store's own open would replay the log first).
+fn sled_meta(dir: &Path, key: &[u8]) -> Option<Vec<u8>> {
+    let db = (0..100)
+        .find_map(|_| {
+            sled::open(dir.join("db"))
+                .inspect_err(|_| std::thread::sleep(Duration::from_millis(20)))
+                .ok()
+        })
+        .expect("sled opens once the refused store let go of it");
+    let value = db.open_tree("meta").unwrap().get(key).unwrap();
+    value.map(|v| v.to_vec())
+}
+
+#[tokio::test]
+async fn a_log_deleted_after_an_unclean_stop_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        store.put_number(&number("ride", "+8601")).await.unwrap();
+        // Dropped without `close`, as a crash leaves it; then the log is deleted.
+    }
+    let wal = dir.path().join("db").join("wal");
+    std::fs::remove_dir_all(&wal).unwrap();
+    let err = Store::open(&options(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused { why, .. } if why.contains("not closed cleanly")),
+        "{err:?}"
+    );
+    // After a clean close the log is empty by design, and its absence is no loss.
+    let dir = closed_store().await;
+    std::fs::remove_dir_all(dir.path().join("db").join("wal")).unwrap();
+    Store::open(&options(dir.path())).unwrap();
+}
+
+#[tokio::test]
+async fn a_database_behind_the_log_refuses_to_open() {
+    let dir = closed_store().await;
+    let sled_then = dir.path().join("sled-then");
+    copy_dir(&dir.path().join("db"), &sled_then);
+    let wal_later = dir.path().join("wal-later");
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        for n in 0..200u8 {
+            store
+                .put_binding(&binding(n, BindingState::Active, Some(9_000)))
+                .await
+                .unwrap();
+        }
+        // Wait until a checkpoint trimmed the first segments: the log no longer covers what an
+        // older copy of the database lacks.
+        let first_kept = || {
+            let files = super::segment_files(&dir.path().join("db").join("wal")).unwrap();
+            super::recover::first_seq(&files[0]).unwrap()
+        };
+        let trimmed = async {
+            while first_kept() == 1 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(super::CHECKPOINT_EVERY * 5, trimmed)
+            .await
+            .expect("no checkpoint trimmed the log");
+        copy_dir(&dir.path().join("db").join("wal"), &wal_later);
+    }
+    // The database as it was before those writes (as if sled lost them), with the later log.
+    stage_crash(dir.path(), &sled_then, &wal_later);
+    let err = Store::open(&options(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused { why, .. } if why.contains("are missing")),
+        "{err:?}"
+    );
 }
 
 /// A log at `dir` whose one segment holds records 1..=3, each setting meta `job/<n>`, with
