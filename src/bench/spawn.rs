@@ -367,7 +367,7 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
     };
     let store = args.store.clone().unwrap_or_else(|| dir.join("store"));
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_delay_seconds = 0\nshutdown_grace_seconds = 2\n\
          max_request_wait_ms = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
          [expiry]\nskew_grace_seconds = {}\n\n\
          [[apps]]\nname = \"{}\"\nmode = \"{}\"\n{upstream}max_bindings_per_x = {}\n\

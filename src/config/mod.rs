@@ -46,7 +46,11 @@ pub struct Config {
 pub struct ServerConfig {
     #[serde(deserialize_with = "source::de_socket_addr")]
     pub listen: SocketAddr,
-    /// How long in-flight requests may run after shutdown starts.
+    /// How long health reports NOT_SERVING after SIGTERM while calls are still accepted, so
+    /// load balancers move traffic away before new calls are refused.
+    pub shutdown_delay_seconds: u64,
+    /// How long in-flight requests may run once new calls are refused; background tasks get
+    /// as long again to stop.
     pub shutdown_grace_seconds: u64,
     /// Longest a Bind waits for the app's rate limiter when the caller set no deadline; the
     /// default for every app's `max_request_wait_ms`.
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            shutdown_delay_seconds: 2,
             shutdown_grace_seconds: 10,
             max_request_wait_ms: 5000,
         }

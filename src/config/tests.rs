@@ -68,6 +68,7 @@ fn the_example_parses_with_defaults() {
         config.server.listen,
         "127.0.0.1:50051".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(config.server.shutdown_delay_seconds, 2);
     assert_eq!(config.server.shutdown_grace_seconds, 10);
     assert_eq!(config.server.max_request_wait_ms, 5000);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
@@ -117,6 +118,7 @@ fn every_key_can_be_set_in_the_file() {
     let text = r#"
 [server]
 listen = "[::1]:7000"
+shutdown_delay_seconds = 0
 shutdown_grace_seconds = 3
 max_request_wait_ms = 250
 [store]
@@ -152,6 +154,7 @@ max_extensions_per_x = 99
 "#;
     let config = parse(text).unwrap();
     assert_eq!(config.server.listen.port(), 7000);
+    assert_eq!(config.server.shutdown_delay_seconds, 0);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Release);
     assert!(!config.expiry.defensive_unbind);
     let app = config.app("parcels_2").unwrap();

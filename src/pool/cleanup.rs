@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use super::app::lock;
 use super::platform;
@@ -25,8 +26,10 @@ const QUEUE_LIMIT: usize = 100_000;
 const CONCURRENCY: usize = 8;
 
 /// One app's queue of defensive unbinds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cleanup {
+    /// Where the drain task runs, so shutdown waits for it.
+    tasks: TaskTracker,
     /// (expired binding, unbind only its Y-B relation).
     queue: Mutex<VecDeque<(BindingRecord, bool)>>,
     /// A drain task is running.
@@ -36,6 +39,15 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    pub fn new(tasks: TaskTracker) -> Self {
+        Cleanup {
+            tasks,
+            queue: Mutex::default(),
+            draining: AtomicBool::default(),
+            dropped: AtomicU64::default(),
+        }
+    }
+
     /// Queues a defensive unbind of `expired` and makes sure a task drains the queue.
     pub fn push(
         self: &Arc<Self>,
@@ -60,7 +72,8 @@ impl Cleanup {
             queue.push_back((expired, only_yb));
         }
         if !self.draining.swap(true, Ordering::AcqRel) {
-            tokio::spawn(Arc::clone(self).drain(app.to_owned(), Arc::clone(client)));
+            self.tasks
+                .spawn(Arc::clone(self).drain(app.to_owned(), Arc::clone(client)));
         }
     }
 
