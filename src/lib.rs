@@ -1,22 +1,23 @@
 //! xpool: a daemon that owns a pool of Huawei Cloud PrivateNumber numbers and hands out masked
 //! numbers over gRPC.
 //!
-//! `platform` is the wire contract, `upstream` the client that calls the platform, `sim` a local
-//! simulator of the platform, `store` the sled store, `pool` allocation and the binding
-//! lifecycle, `jobs` background work, `grpc` the API, and `daemon` start-up and shutdown.
-//! [`run`] starts it all.
+//! `platform` is the wire contract (crate `xpool-platform`, shared with the simulator in
+//! `xpool-sim`), `upstream` the client that calls the platform, `store` the sled store, `pool`
+//! allocation and the binding lifecycle, `jobs` background work, `grpc` the API, and `daemon`
+//! start-up and shutdown. [`run`] starts it all. The simulator and the load generator are not
+//! part of this library: the binary (`src/main.rs`, `src/cli/`) composes them.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod config;
 pub mod daemon;
 pub mod grpc;
 pub mod jobs;
-pub mod platform;
 pub mod pool;
-pub mod sim;
 pub mod store;
 pub mod upstream;
+
+/// The platform's wire contract, shared with the simulator (crate `xpool-platform`).
+pub use xpool_platform as platform;
 
 use std::future::Future;
 use std::sync::Arc;

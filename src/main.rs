@@ -1,13 +1,14 @@
-//! The `xpool` binary: parses the command line, starts tracing and hands over to the library.
+//! The `xpool` binary: parses the command line, starts tracing and hands over to the daemon
+//! library. It also composes what the library leaves out (see [`cli`]): the embedded default's
+//! in-process simulator, signal handling, and the load generator.
 
-use std::future::Future;
+mod cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc's malloc: with a million live bindings the daemon's RSS under glibc
@@ -54,7 +55,7 @@ enum Command {
     },
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
-    Bench(Box<xpool::bench::BenchArgs>),
+    Bench(Box<cli::bench::BenchArgs>),
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -76,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => run_serve(config).await,
+            Command::Serve { config } => cli::serve::run(config).await,
             Command::Reconcile {
                 server,
                 app,
@@ -87,70 +88,9 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
             Command::Sim { listen, config } => run_sim(listen, config).await,
-            Command::Bench(args) => xpool::bench::run(*args).await,
+            Command::Bench(args) => cli::bench::run(*args).await,
         }
     })
-}
-
-async fn run_serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let signals = Signals::install()?;
-    let mut config = match &path {
-        Some(path) => xpool::config::Config::load(path, std::env::vars())?,
-        None => xpool::config::Config::embedded_default(std::env::vars())?,
-    };
-    let sim_stop = CancellationToken::new();
-    let sim = match config.embedded_sim.take() {
-        Some(sim_config) => Some(start_embedded_sim(&mut config, sim_config, &sim_stop).await?),
-        None => None,
-    };
-    let served = serve(config, signals).await;
-    sim_stop.cancel();
-    if let Some(sim) = sim {
-        let _ = sim.await;
-    }
-    served
-}
-
-/// Builds and recovers first, and only then binds the port: until the daemon can answer,
-/// nothing listens, so probes fail fast instead of hanging.
-async fn serve(config: xpool::config::Config, signals: Signals) -> anyhow::Result<()> {
-    let listen = config.server.listen;
-    let daemon = xpool::Daemon::build(config, Arc::new(xpool::pool::SystemClock)).await?;
-    daemon.recover().await;
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            let closed = daemon.close().await;
-            let bound = anyhow::Error::new(e).context(format!("binding {listen} (server.listen)"));
-            return closed.and(Err(bound));
-        }
-    };
-    daemon.run(listener, signals.shutdown()).await
-}
-
-/// Starts the simulator of the embedded default on a free port and points the apps at it.
-async fn start_embedded_sim(
-    config: &mut xpool::config::Config,
-    sim_config: xpool::sim::SimConfig,
-    stop: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the embedded simulator")?;
-    let addr = listener.local_addr()?;
-    config.point_at_embedded_sim(&format!("http://{addr}"));
-    tracing::info!(
-        %addr,
-        "no config given: running the embedded default with the platform simulator in-process \
-         and demo apps {}; pass --config FILE for a real platform",
-        config.apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-    );
-    let stop = stop.clone().cancelled_owned();
-    Ok(tokio::spawn(async move {
-        if let Err(e) = xpool::sim::serve(sim_config, listener, stop).await {
-            tracing::error!(error = %e, "embedded simulator failed");
-        }
-    }))
 }
 
 /// Returns the process exit code: 0 clean, 1 the run had errors, 2 the call failed.
@@ -214,62 +154,12 @@ async fn run_reconcile(
 }
 
 async fn run_sim(listen: SocketAddr, config: PathBuf) -> anyhow::Result<()> {
-    let config = xpool::sim::SimConfig::load(&config)
+    let config = xpool_sim::SimConfig::load(&config)
         .with_context(|| format!("loading simulator config {}", config.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    xpool::sim::serve(config, listener, Signals::install()?.shutdown()).await?;
+    xpool_sim::serve(config, listener, cli::serve::Signals::install()?.shutdown()).await?;
     tracing::info!("platform simulator stopped");
     Ok(())
-}
-
-/// The process's signals, installed before anything starts, so that none of them ends the
-/// daemon with its default action (SIGHUP used to exit with 129, skipping the drain).
-struct Signals {
-    shutdown: CancellationToken,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Signals> {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).context("installing SIGTERM")?;
-            let mut int = signal(SignalKind::interrupt()).context("installing SIGINT")?;
-            let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP")?;
-            tokio::spawn(async move {
-                loop {
-                    let name = tokio::select! {
-                        _ = term.recv() => "SIGTERM",
-                        _ = int.recv() => "SIGINT",
-                        _ = hup.recv() => {
-                            tracing::info!(
-                                "SIGHUP received: nothing to reload (the log level comes from \
-                                 XPOOL_LOG, the rest needs a restart); still running"
-                            );
-                            continue;
-                        }
-                    };
-                    tracing::info!(signal = name, "shutdown signal received");
-                    token.cancel();
-                }
-            });
-        }
-        #[cfg(not(unix))]
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("shutdown signal received");
-                token.cancel();
-            }
-        });
-        Ok(Signals { shutdown })
-    }
-
-    /// Completes on SIGTERM or SIGINT.
-    fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.shutdown.clone().cancelled_owned()
-    }
 }

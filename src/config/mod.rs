@@ -36,8 +36,6 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub expiry: ExpiryConfig,
     pub reconcile: ReconcileConfig,
-    /// Set for the embedded default: run this simulator in-process and point every app at it.
-    pub embedded_sim: Option<crate::sim::SimConfig>,
 }
 
 /// `[server]`: the gRPC listener and request handling.
@@ -232,7 +230,7 @@ impl Config {
 
     /// The embedded default a newcomer meets with no config at all: store `./xpool-data`,
     /// listen `127.0.0.1:50051`, one demo app per mode (`demo-ax` … `demo-x`, numbers in areas
-    /// 010 and 021) served by an in-process simulator whose apps match. Every app's base URL is
+    /// 010 and 021), for a simulator the binary runs in-process. Every app's base URL is
     /// [`EMBEDDED_SIM_URL`] until [`Config::point_at_embedded_sim`] sets the real address.
     /// Env overrides apply too.
     pub fn embedded_default(

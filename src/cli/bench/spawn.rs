@@ -297,7 +297,7 @@ async fn launch(
 }
 
 async fn daemon_ready(url: &str) -> bool {
-    use crate::grpc::pb;
+    use xpool::grpc::pb;
     let Ok(mut client) =
         pb::binding_service_client::BindingServiceClient::connect(url.to_owned()).await
     else {
@@ -383,7 +383,7 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
 }
 
 fn http() -> reqwest::Client {
-    crate::upstream::http_client()
+    xpool::upstream::http_client()
 }
 
 /// Sets the simulator's latency and rate-limit faults for the app.
