@@ -33,6 +33,9 @@ pub struct Daemon {
     pool: Arc<Pool>,
     expiry: jobs::Expiry,
     reconciler: Arc<jobs::Reconciler>,
+    /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
+    /// minutes, and every step is crash-safe); a child of `cancel`.
+    stop_reconciling: CancellationToken,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -51,7 +54,8 @@ impl Daemon {
         );
         tracing::info!(path = %config.store.path.display(), "store open");
         let tasks = TaskTracker::new();
-        let pool = match open_pool(&config, &store, &clock, &tasks).await {
+        let cancel = CancellationToken::new();
+        let pool = match open_pool(&config, &store, &clock, &tasks, &cancel).await {
             Ok(pool) => pool,
             Err(e) => {
                 if let Err(close) = store.close().await {
@@ -60,7 +64,6 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let cancel = CancellationToken::new();
         let expiry = jobs::Expiry {
             pool: Arc::clone(&pool),
             clock: Arc::clone(&clock),
@@ -71,6 +74,7 @@ impl Daemon {
                 round_budget: Duration::from_millis(config.expiry.round_budget_ms),
             },
         };
+        let stop_reconciling = cancel.child_token();
         let reconciler = Arc::new(jobs::Reconciler::new(
             Arc::clone(&pool),
             clock,
@@ -79,7 +83,7 @@ impl Daemon {
                 config::OrphanPolicy::Adopt => pool::OrphanPolicy::Adopt,
                 config::OrphanPolicy::Release => pool::OrphanPolicy::Release,
             },
-            cancel.clone(),
+            stop_reconciling.clone(),
         ));
         Ok(Daemon {
             config,
@@ -87,6 +91,7 @@ impl Daemon {
             pool,
             expiry,
             reconciler,
+            stop_reconciling,
             cancel,
             tasks,
         })
@@ -158,19 +163,25 @@ async fn open_pool(
     store: &Arc<Store>,
     clock: &Arc<dyn Clock>,
     tasks: &TaskTracker,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<Arc<Pool>> {
     let http = upstream::http_client();
     let setups = config
         .apps
         .iter()
-        .map(|app| app_setup(app, &http, tasks))
+        .map(|app| app_setup(app, &http, tasks, cancel))
         .collect();
     let pool = Pool::open(Arc::clone(store), setups, clock)?;
     add_configured_numbers(&pool, config).await?;
     Ok(Arc::new(pool))
 }
 
-fn app_setup(app: &AppConfig, http: &reqwest::Client, tasks: &TaskTracker) -> AppSetup {
+fn app_setup(
+    app: &AppConfig,
+    http: &reqwest::Client,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> AppSetup {
     let rules = Rules {
         mode: app.mode,
         max_bindings_per_x: app.max_bindings_per_x,
@@ -187,6 +198,7 @@ fn app_setup(app: &AppConfig, http: &reqwest::Client, tasks: &TaskTracker) -> Ap
         rules,
         client,
         tasks: tasks.clone(),
+        cancel: cancel.clone(),
     }
 }
 

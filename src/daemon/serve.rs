@@ -76,8 +76,8 @@ impl Daemon {
                 TcpIncoming::from(listener),
                 stop_serving.clone().cancelled_owned(),
             );
-        let mut server = self.tasks.spawn(server);
         tracing::info!(%addr, "gRPC server listening");
+        let mut server = self.tasks.spawn(server);
 
         tokio::select! {
             () = shutdown => {}
@@ -101,6 +101,7 @@ impl Daemon {
         }
         tracing::info!("refusing new calls, draining in-flight requests");
         stop_serving.cancel();
+        self.stop_reconciling.cancel();
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         match tokio::time::timeout(grace, &mut server).await {
             Ok(result) => result??,

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::app::lock;
@@ -30,6 +31,8 @@ const CONCURRENCY: usize = 8;
 pub struct Cleanup {
     /// Where the drain task runs, so shutdown waits for it.
     tasks: TaskTracker,
+    /// Shutdown: the drain stops (what is left is best-effort anyway).
+    cancel: CancellationToken,
     /// (expired binding, unbind only its Y-B relation).
     queue: Mutex<VecDeque<(BindingRecord, bool)>>,
     /// A drain task is running.
@@ -39,9 +42,10 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
-    pub fn new(tasks: TaskTracker) -> Self {
+    pub fn new(tasks: TaskTracker, cancel: CancellationToken) -> Self {
         Cleanup {
             tasks,
+            cancel,
             queue: Mutex::default(),
             draining: AtomicBool::default(),
             dropped: AtomicU64::default(),
@@ -95,7 +99,11 @@ impl Cleanup {
                     (id, result)
                 });
             }
-            match running.join_next().await {
+            let next = tokio::select! {
+                next = running.join_next() => next,
+                () = self.cancel.cancelled() => return,
+            };
+            match next {
                 Some(Ok((_, Ok(_)))) => {}
                 Some(Ok((id, Err(e)))) => {
                     tracing::debug!(%app, %id, error = %e, "defensive unbind after expiry failed");

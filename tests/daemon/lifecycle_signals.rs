@@ -267,3 +267,85 @@ async fn the_port_opens_only_after_recovery() {
     second.signal("TERM");
     assert!(second.exit_status().await.success());
 }
+
+/// A reconciliation in flight (here waiting on a platform that never answers) stops when
+/// shutdown begins: the caller gets its report with the reason, and the daemon exits long
+/// before the grace period or the call timeout.
+#[tokio::test]
+async fn a_running_reconciliation_stops_at_shutdown() {
+    use tokio_util::sync::CancellationToken;
+    use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nshutdown_delay_seconds = 0\nshutdown_grace_seconds = 30\n\
+         [store]\npath = \"{}\"\n\
+         [[apps]]\nname = \"rides\"\nmode = \"AXB\"\nbase_url = \"http://{}\"\n\
+         app_key = \"k\"\napp_secret = \"s\"\ntimeout_ms = 60000\n\
+         numbers = [{{ number = \"+8617000000001\", area_code = \"010\" }}]\n",
+        dir.path().join("store").display(),
+        silent.local_addr().unwrap(),
+    );
+    let config = xpool::config::Config::from_toml_str(&text, "test config", Vec::new()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(xpool::run(
+        config,
+        listener,
+        shutdown.clone().cancelled_owned(),
+    ));
+
+    let channel = Channel::from_shared(addr).unwrap().connect().await.unwrap();
+    let mut client = ReconcileServiceClient::new(channel);
+    let mut status = client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .reconcile(pb::ReconcileRequest {
+                app: "rides".into(),
+                ..Default::default()
+            })
+            .await
+    });
+    let waiting = Instant::now();
+    loop {
+        let now = status
+            .get_reconcile_status(pb::GetReconcileStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if now.running.is_some() {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < PATIENCE,
+            "the reconciliation never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !call.is_finished(),
+        "the reconciliation did not wait on the platform"
+    );
+
+    let stopping = Instant::now();
+    shutdown.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the reconciliation stops at shutdown")
+        .unwrap()
+        .expect("the caller still gets the report")
+        .into_inner();
+    assert!(
+        report.errors.iter().any(|e| e.contains("shutting down")),
+        "{report:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops long before its grace period")
+        .unwrap()
+        .unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+}
