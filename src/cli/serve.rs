@@ -50,6 +50,7 @@ async fn serve(config: Config, signals: Signals) -> anyhow::Result<()> {
 
 /// The process's signals, installed before anything starts, so that none of them ends the
 /// daemon with its default action (SIGHUP used to exit with 129, skipping the drain).
+#[derive(Debug)]
 pub struct Signals {
     shutdown: CancellationToken,
 }
