@@ -37,6 +37,10 @@ async fn serve(config: Config, signals: Signals) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let daemon = xpool::Daemon::build(config, Arc::new(xpool::pool::SystemClock)).await?;
     daemon.recover().await;
+    if signals.shutdown.is_cancelled() {
+        tracing::info!("shutdown requested during start-up: not serving");
+        return daemon.close().await;
+    }
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
