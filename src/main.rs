@@ -1,4 +1,8 @@
-//! The `xpool` binary: parses the command line, starts tracing and hands over to the library.
+//! The `xpool` binary: parses the command line, starts tracing and hands over to the daemon
+//! library. It also composes what the library leaves out (see [`cli`]): the embedded default's
+//! in-process simulator, signal handling, and the load generator.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,7 +55,7 @@ enum Command {
     },
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
-    Bench(Box<xpool::bench::BenchArgs>),
+    Bench(Box<cli::bench::BenchArgs>),
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -73,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => run_serve(config).await,
+            Command::Serve { config } => cli::serve::run(config).await,
             Command::Reconcile {
                 server,
                 app,
@@ -84,21 +88,9 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
             Command::Sim { listen, config } => run_sim(listen, config).await,
-            Command::Bench(args) => xpool::bench::run(*args).await,
+            Command::Bench(args) => cli::bench::run(*args).await,
         }
     })
-}
-
-async fn run_serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = match &path {
-        Some(path) => xpool::config::Config::load(path, std::env::vars())?,
-        None => xpool::config::Config::embedded_default(std::env::vars())?,
-    };
-    let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen} (server.listen)"))?;
-    xpool::run(config, listener, shutdown_signal()).await
 }
 
 /// Returns the process exit code: 0 clean, 1 the run had errors, 2 the call failed.
@@ -162,37 +154,12 @@ async fn run_reconcile(
 }
 
 async fn run_sim(listen: SocketAddr, config: PathBuf) -> anyhow::Result<()> {
-    let config = xpool::sim::SimConfig::load(&config)
+    let config = xpool_sim::SimConfig::load(&config)
         .with_context(|| format!("loading simulator config {}", config.display()))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    xpool::sim::serve(config, listener, shutdown_signal()).await?;
+    xpool_sim::serve(config, listener, cli::serve::Signals::install()?.shutdown()).await?;
     tracing::info!("platform simulator stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown signal received");
 }

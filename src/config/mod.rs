@@ -36,8 +36,6 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub expiry: ExpiryConfig,
     pub reconcile: ReconcileConfig,
-    /// Set for the embedded default: run this simulator in-process and point every app at it.
-    pub embedded_sim: Option<crate::sim::SimConfig>,
 }
 
 /// `[server]`: the gRPC listener and request handling.
@@ -46,7 +44,11 @@ pub struct Config {
 pub struct ServerConfig {
     #[serde(deserialize_with = "source::de_socket_addr")]
     pub listen: SocketAddr,
-    /// How long in-flight requests may run after shutdown starts.
+    /// How long health reports NOT_SERVING after SIGTERM while calls are still accepted, so
+    /// load balancers move traffic away before new calls are refused.
+    pub shutdown_delay_seconds: u64,
+    /// How long in-flight requests may run once new calls are refused; background tasks get
+    /// as long again to stop.
     pub shutdown_grace_seconds: u64,
     /// Longest a Bind waits for the app's rate limiter when the caller set no deadline; the
     /// default for every app's `max_request_wait_ms`.
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            shutdown_delay_seconds: 2,
             shutdown_grace_seconds: 10,
             max_request_wait_ms: 5000,
         }
@@ -227,7 +230,7 @@ impl Config {
 
     /// The embedded default a newcomer meets with no config at all: store `./xpool-data`,
     /// listen `127.0.0.1:50051`, one demo app per mode (`demo-ax` … `demo-x`, numbers in areas
-    /// 010 and 021) served by an in-process simulator whose apps match. Every app's base URL is
+    /// 010 and 021), for a simulator the binary runs in-process. Every app's base URL is
     /// [`EMBEDDED_SIM_URL`] until [`Config::point_at_embedded_sim`] sets the real address.
     /// Env overrides apply too.
     pub fn embedded_default(

@@ -93,7 +93,6 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         apps,
         expiry,
         reconcile,
-        embedded_sim: None,
     }
 }
 

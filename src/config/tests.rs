@@ -68,6 +68,7 @@ fn the_example_parses_with_defaults() {
         config.server.listen,
         "127.0.0.1:50051".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(config.server.shutdown_delay_seconds, 2);
     assert_eq!(config.server.shutdown_grace_seconds, 10);
     assert_eq!(config.server.max_request_wait_ms, 5000);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
@@ -77,7 +78,6 @@ fn the_example_parses_with_defaults() {
     assert_eq!(config.reconcile.interval_seconds, 0);
     assert_eq!(config.reconcile.grace_seconds, 60);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Adopt);
-    assert!(config.embedded_sim.is_none());
 
     let app = config.app("rides").unwrap();
     assert_eq!(app.mode, Mode::Axb);
@@ -117,6 +117,7 @@ fn every_key_can_be_set_in_the_file() {
     let text = r#"
 [server]
 listen = "[::1]:7000"
+shutdown_delay_seconds = 0
 shutdown_grace_seconds = 3
 max_request_wait_ms = 250
 [store]
@@ -152,6 +153,7 @@ max_extensions_per_x = 99
 "#;
     let config = parse(text).unwrap();
     assert_eq!(config.server.listen.port(), 7000);
+    assert_eq!(config.server.shutdown_delay_seconds, 0);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Release);
     assert!(!config.expiry.defensive_unbind);
     let app = config.app("parcels_2").unwrap();
@@ -320,14 +322,11 @@ fn load_reads_a_file_and_names_it() {
 }
 
 #[test]
-fn the_embedded_default_has_one_simulated_app_per_mode() {
+fn the_embedded_default_has_one_demo_app_per_mode() {
     let mut config = Config::embedded_default(Vec::new()).unwrap();
     assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
-    let sim = config.embedded_sim.clone().unwrap();
-    sim.validate().unwrap();
     assert_eq!(config.apps.len(), Mode::ALL.len());
-    assert_eq!(sim.apps.len(), Mode::ALL.len());
     for mode in Mode::ALL {
         let name = format!("demo-{}", mode.as_str().to_ascii_lowercase());
         let app = config.app(&name).unwrap();
@@ -336,20 +335,6 @@ fn the_embedded_default_has_one_simulated_app_per_mode() {
         let areas: std::collections::HashSet<_> =
             app.numbers.iter().map(|n| n.area_code.as_str()).collect();
         assert_eq!(areas, ["010", "021"].into());
-        let simulated = sim.apps.iter().find(|s| s.app_key == app.app_key).unwrap();
-        assert_eq!(simulated.mode, mode);
-        assert_eq!(simulated.app_secret, app.app_secret.expose());
-        let sim_numbers: Vec<_> = simulated
-            .numbers
-            .iter()
-            .map(|n| (&n.number, &n.area_code))
-            .collect();
-        let app_numbers: Vec<_> = app
-            .numbers
-            .iter()
-            .map(|n| (&n.number, &n.area_code))
-            .collect();
-        assert_eq!(sim_numbers, app_numbers);
     }
     config.point_at_embedded_sim("http://127.0.0.1:40123/");
     assert!(
@@ -368,8 +353,7 @@ fn env_overrides_apply_to_the_embedded_default() {
     ]))
     .unwrap();
     assert_eq!(config.server.listen.port(), 6000);
-    let sim = config.embedded_sim.unwrap();
-    let axe = sim.apps.iter().find(|a| a.mode == Mode::Axe).unwrap();
+    let axe = config.app("demo-axe").unwrap();
     assert_eq!(axe.extension_digits, 2);
     let message = error_of(Config::embedded_default(vars(&[(
         "XPOOL__APPS__RIDES__BURST",

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::convert::{MAX_TTL_SECONDS, binding_key, state_filter};
@@ -17,11 +18,17 @@ pub struct Bindings {
     pool: Arc<Pool>,
     /// Longest a Bind waits for its app's rate limiter when the caller set no deadline.
     max_wait: Duration,
+    /// The daemon's tasks: shutdown waits for pool work whose caller hung up.
+    tasks: TaskTracker,
 }
 
 impl Bindings {
-    pub fn new(pool: Arc<Pool>, max_wait: Duration) -> Self {
-        Bindings { pool, max_wait }
+    pub fn new(pool: Arc<Pool>, max_wait: Duration, tasks: TaskTracker) -> Self {
+        Bindings {
+            pool,
+            max_wait,
+            tasks,
+        }
     }
 }
 
@@ -43,9 +50,10 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
 
 /// Runs pool work on its own task, so a caller hanging up cannot cut a two-phase change short.
 async fn detached<T: Send + 'static>(
+    tasks: &TaskTracker,
     work: impl std::future::Future<Output = Result<T, crate::pool::PoolError>> + Send + 'static,
 ) -> Result<T, Status> {
-    match tokio::spawn(work).await {
+    match tasks.spawn(work).await {
         Ok(result) => result.map_err(Status::from),
         Err(e) => {
             tracing::error!(error = %e, "binding task failed");
@@ -64,7 +72,11 @@ impl BindingService for Bindings {
             .unwrap_or(self.max_wait);
         let params = BindParams::try_from(req.into_inner())?;
         let pool = Arc::clone(&self.pool);
-        let binding = detached(async move { pool.bind(params, max_wait).await }).await?;
+        let binding = detached(
+            &self.tasks,
+            async move { pool.bind(params, max_wait).await },
+        )
+        .await?;
         Ok(Response::new(binding.into()))
     }
 
@@ -79,7 +91,7 @@ impl BindingService for Bindings {
         } = req.into_inner();
         let key = binding_key(&binding_id, request_id, app)?;
         let pool = Arc::clone(&self.pool);
-        let binding = detached(async move { pool.unbind(&key).await }).await?;
+        let binding = detached(&self.tasks, async move { pool.unbind(&key).await }).await?;
         Ok(Response::new(binding.into()))
     }
 
@@ -103,7 +115,10 @@ impl BindingService for Bindings {
             )));
         }
         let pool = Arc::clone(&self.pool);
-        let binding = detached(async move { pool.update_ttl(id, ttl_seconds).await }).await?;
+        let binding = detached(&self.tasks, async move {
+            pool.update_ttl(id, ttl_seconds).await
+        })
+        .await?;
         Ok(Response::new(binding.into()))
     }
 

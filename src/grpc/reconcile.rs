@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
@@ -12,11 +13,13 @@ use crate::jobs::{Reconciler, Scoped};
 #[derive(Debug)]
 pub struct Reconcile {
     reconciler: Arc<Reconciler>,
+    /// The daemon's tasks: shutdown waits for (and cancels) a run whose caller hung up.
+    tasks: TaskTracker,
 }
 
 impl Reconcile {
-    pub fn new(reconciler: Arc<Reconciler>) -> Self {
-        Reconcile { reconciler }
+    pub fn new(reconciler: Arc<Reconciler>, tasks: TaskTracker) -> Self {
+        Reconcile { reconciler, tasks }
     }
 }
 
@@ -53,7 +56,9 @@ impl ReconcileService for Reconcile {
         let reconciler = Arc::clone(&self.reconciler);
         let scope = app.clone().unwrap_or_default();
         // Its own task: a caller hanging up does not cut a run short.
-        let result = tokio::spawn(async move { reconciler.run_once(app, numbers, dry_run).await })
+        let result = self
+            .tasks
+            .spawn(async move { reconciler.run_once(app, numbers, dry_run).await })
             .await
             .map_err(|_| Status::internal("reconciliation task failed"))?;
         Ok(Response::new(report(Scoped {

@@ -12,7 +12,7 @@ use crate::pool::{Clock, ExpiryPolicy, Pool};
 /// Longest sleep between checks, so a moved wall clock is noticed soon.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Expiry {
     pub pool: Arc<Pool>,
     pub clock: Arc<dyn Clock>,

@@ -31,6 +31,8 @@ pub struct Reconciler {
     /// Held for the length of a run: reconciliations never overlap.
     run_lock: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
+    /// The daemon's shutdown: a running reconciliation stops at its next await.
+    cancel: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -43,6 +45,7 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         grace: Duration,
         policy: OrphanPolicy,
+        cancel: CancellationToken,
     ) -> Self {
         Reconciler {
             pool,
@@ -51,6 +54,7 @@ impl Reconciler {
             policy,
             run_lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(Status::default()),
+            cancel,
         }
     }
 
@@ -81,7 +85,14 @@ impl Reconciler {
             grace_ms: self.grace_ms,
             orphan_policy: self.policy,
         };
-        let result = self.pool.reconcile(&opts, &report).await;
+        // Every step is crash-safe, so stopping between two awaits is like a crash there.
+        let result = tokio::select! {
+            result = self.pool.reconcile(&opts, &report) => result,
+            () = self.cancel.cancelled() => Err(PoolError::unavailable(
+                "stopped: the daemon is shutting down",
+                None,
+            )),
+        };
         let mut finished = lock(&report).clone();
         if let Err(e) = &result {
             finished.errors.push(e.to_string());
@@ -117,8 +128,9 @@ impl Reconciler {
         (running, status.last.clone())
     }
 
-    /// Reconciles every app every `every`.
-    pub async fn run(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
+    /// Reconciles every app every `every` until the daemon shuts down.
+    pub async fn run(self: Arc<Self>, every: Duration) {
+        let cancel = self.cancel.clone();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

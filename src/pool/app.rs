@@ -21,6 +21,10 @@ pub struct AppSetup {
     pub rules: Rules,
     /// `None` for X mode, which has no platform API.
     pub client: Option<Arc<AppClient>>,
+    /// The daemon's tasks and its shutdown, for the background work the pool starts
+    /// (defensive unbinds).
+    pub tasks: tokio_util::task::TaskTracker,
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// The outcome of an idempotent Bind, shared with concurrent duplicates.
@@ -77,7 +81,7 @@ impl AppPool {
             inflight: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(Default::default()),
             deadlines,
-            cleanup: Arc::default(),
+            cleanup: Arc::new(super::cleanup::Cleanup::new(setup.tasks, setup.cancel)),
         })
     }
 

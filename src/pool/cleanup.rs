@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::app::lock;
 use super::platform;
@@ -25,8 +27,12 @@ const QUEUE_LIMIT: usize = 100_000;
 const CONCURRENCY: usize = 8;
 
 /// One app's queue of defensive unbinds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cleanup {
+    /// Where the drain task runs, so shutdown waits for it.
+    tasks: TaskTracker,
+    /// Shutdown: the drain stops (what is left is best-effort anyway).
+    cancel: CancellationToken,
     /// (expired binding, unbind only its Y-B relation).
     queue: Mutex<VecDeque<(BindingRecord, bool)>>,
     /// A drain task is running.
@@ -36,6 +42,16 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    pub fn new(tasks: TaskTracker, cancel: CancellationToken) -> Self {
+        Cleanup {
+            tasks,
+            cancel,
+            queue: Mutex::default(),
+            draining: AtomicBool::default(),
+            dropped: AtomicU64::default(),
+        }
+    }
+
     /// Queues a defensive unbind of `expired` and makes sure a task drains the queue.
     pub fn push(
         self: &Arc<Self>,
@@ -60,7 +76,8 @@ impl Cleanup {
             queue.push_back((expired, only_yb));
         }
         if !self.draining.swap(true, Ordering::AcqRel) {
-            tokio::spawn(Arc::clone(self).drain(app.to_owned(), Arc::clone(client)));
+            self.tasks
+                .spawn(Arc::clone(self).drain(app.to_owned(), Arc::clone(client)));
         }
     }
 
@@ -82,7 +99,11 @@ impl Cleanup {
                     (id, result)
                 });
             }
-            match running.join_next().await {
+            let next = tokio::select! {
+                next = running.join_next() => next,
+                () = self.cancel.cancelled() => return,
+            };
+            match next {
                 Some(Ok((_, Ok(_)))) => {}
                 Some(Ok((id, Err(e)))) => {
                     tracing::debug!(%app, %id, error = %e, "defensive unbind after expiry failed");

@@ -64,6 +64,7 @@ numbers = [
 pub const DAEMON_CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:0"
+shutdown_delay_seconds = 0
 shutdown_grace_seconds = 5
 
 [store]

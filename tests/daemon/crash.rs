@@ -101,6 +101,7 @@ numbers = [
 const DAEMON_CONFIG: &str = r#"
 [server]
 listen = "{LISTEN}"
+shutdown_delay_seconds = 0
 shutdown_grace_seconds = 5
 
 [store]

@@ -13,5 +13,6 @@ mod crash;
 mod expiry;
 mod faults;
 mod input;
+mod lifecycle_signals;
 mod modes;
 mod reconcile;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use xpool::platform::auth::{self, Scheme};
-use xpool::sim::{SimConfig, serve};
 use xpool::upstream::{AppClient, AppSettings, ErrorClass, Secret, UpstreamError, http_client};
+use xpool_sim::{SimConfig, serve};
 
 /// The simulator config most tests use: one app per mode.
 pub const CONFIG: &str = r#"

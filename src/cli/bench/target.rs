@@ -11,10 +11,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::resp::{self, Reply, Resp};
 use super::spawn::Spawned;
 use super::{BenchArgs, BenchMode, TargetKind, area_code, pool_number};
-use crate::grpc::pb;
-use crate::grpc::pb::binding_service_client::BindingServiceClient;
-use crate::platform::wire::{AxbBindRequest, AxbQuery, AxbUnbind};
-use crate::upstream::{AppClient, AppSettings, Secret};
+use xpool::grpc::pb;
+use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::platform::wire::{AxbBindRequest, AxbQuery, AxbUnbind};
+use xpool::upstream::{AppClient, AppSettings, Secret};
 
 /// A binding the target acknowledged.
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ pub async fn connect_all(
             settings.burst = unlimited;
             settings.timeout = Duration::from_millis(args.deadline_ms);
             // One client for all workers, as the daemon has one per app.
-            let client = Arc::new(AppClient::new(settings, crate::upstream::http_client()));
+            let client = Arc::new(AppClient::new(settings, xpool::upstream::http_client()));
             let xs = Arc::new(XRing::new(args.numbers, args.areas));
             for _ in 0..args.concurrency {
                 conns.push(Conn::Direct {
@@ -200,7 +200,7 @@ fn status_error(status: &tonic::Status) -> OpError {
     }
 }
 
-fn upstream_error(e: &crate::upstream::UpstreamError) -> OpError {
+fn upstream_error(e: &xpool::upstream::UpstreamError) -> OpError {
     let code = match e.code() {
         Some(code) => format!("platform {code}"),
         None => format!("{:?}", e.class()),

@@ -16,7 +16,7 @@ use super::faults::{FaultState, Stats};
 use super::guard::IpGuard;
 use super::reply::Fail;
 use super::{ax, axb, axe, axyb};
-use crate::platform::{Mode, codes};
+use xpool_platform::{Mode, codes};
 
 /// Locks a mutex, ignoring poisoning (no simulator lock guards a broken invariant on panic).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

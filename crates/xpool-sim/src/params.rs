@@ -11,7 +11,7 @@ use axum::http::Uri;
 use serde_json::{Map, Value};
 
 use super::reply::Fail;
-use crate::platform::number::{is_area_code, is_global, is_valid_user_data};
+use xpool_platform::number::{is_area_code, is_global, is_valid_user_data};
 
 /// The parameters of one request.
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,7 @@
 //! It authenticates like the platform (AKSK and WSSE UsernameTokens, clock skew, an IP blacklist
 //! after repeated failures), keeps each app's bindings in memory with the platform's limits and
 //! expiry, and answers with the platform's result codes and JSON shapes from
-//! [`crate::platform::wire`]. Unauthenticated controls under `/sim/` let tests inspect bindings,
+//! [`xpool_platform::wire`]. Unauthenticated controls under `/sim/` let tests inspect bindings,
 //! move the binding clock, inject faults, read per-app statistics and change numbers.
 
 mod auth;

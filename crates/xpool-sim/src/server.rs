@@ -21,7 +21,7 @@ use super::controls;
 use super::params::Params;
 use super::reply::{Fail, Outcome, render};
 use super::state::{App, AppState, Bindings, Ctx, Sim, lock};
-use crate::platform::{Mode, codes, paths};
+use xpool_platform::{Mode, codes, paths};
 
 /// A binding endpoint of the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::platform::Mode;
-use crate::platform::number::{is_area_code, is_global};
+use xpool_platform::Mode;
+use xpool_platform::number::{is_area_code, is_global};
 
 /// Why a simulator configuration was rejected.
 #[derive(Debug, thiserror::Error)]

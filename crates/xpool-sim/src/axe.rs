@@ -12,9 +12,9 @@ use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
     BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
-use crate::platform::number::is_extension;
-use crate::platform::wire::{AxeBindResponse, AxeQueryV1Response, AxeRecord, TimeUnit};
-use crate::platform::{Mode, codes};
+use xpool_platform::number::is_extension;
+use xpool_platform::wire::{AxeBindResponse, AxeQueryV1Response, AxeRecord, TimeUnit};
+use xpool_platform::{Mode, codes};
 
 /// Longest accepted lifetime (100 years), so expiry instants stay representable.
 const MAX_LIFETIME_SECONDS: u64 = 100 * 365 * 86_400;

@@ -10,9 +10,9 @@ use super::axb::check_pass_through;
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{BindingView, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
-use crate::platform::time::format_subscribe_time;
-use crate::platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
-use crate::platform::{Mode, codes};
+use xpool_platform::time::format_subscribe_time;
+use xpool_platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
+use xpool_platform::{Mode, codes};
 
 /// Most Xs one A may hold.
 const MAX_X_PER_A: usize = 5;

@@ -16,8 +16,8 @@ use super::load::{BindSample, histogram};
 use super::preload::{PreloadReport, now_ms};
 use super::report::Latency;
 use super::{BenchArgs, area_code};
-use crate::grpc::pb;
-use crate::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::grpc::pb;
+use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 
 /// How often the live count is read.
 const POLL: Duration = Duration::from_millis(100);

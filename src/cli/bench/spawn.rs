@@ -297,7 +297,7 @@ async fn launch(
 }
 
 async fn daemon_ready(url: &str) -> bool {
-    use crate::grpc::pb;
+    use xpool::grpc::pb;
     let Ok(mut client) =
         pb::binding_service_client::BindingServiceClient::connect(url.to_owned()).await
     else {
@@ -367,7 +367,7 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
     };
     let store = args.store.clone().unwrap_or_else(|| dir.join("store"));
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_seconds = 2\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_delay_seconds = 0\nshutdown_grace_seconds = 2\n\
          max_request_wait_ms = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
          [expiry]\nskew_grace_seconds = {}\n\n\
          [[apps]]\nname = \"{}\"\nmode = \"{}\"\n{upstream}max_bindings_per_x = {}\n\
@@ -383,7 +383,7 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
 }
 
 fn http() -> reqwest::Client {
-    crate::upstream::http_client()
+    xpool::upstream::http_client()
 }
 
 /// Sets the simulator's latency and rate-limit faults for the app.

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::BenchArgs;
 use super::spawn::{Spawned, read_proc};
-use crate::grpc::pb;
-use crate::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+use xpool::grpc::pb;
+use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
 /// Errors the report lists one by one (the rest are counted).
 const ERRORS_LISTED: usize = 5;

@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 use time::OffsetDateTime;
 
 use super::reply::Fail;
-use crate::platform::auth::{Scheme, digest, is_valid_nonce};
-use crate::platform::codes;
-use crate::platform::time::parse_created;
+use xpool_platform::auth::{Scheme, digest, is_valid_nonce};
+use xpool_platform::codes;
+use xpool_platform::time::parse_created;
 
 /// The UsernameToken attributes of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,9 +165,9 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::auth::token;
-    use crate::platform::time::format_created;
     use axum::http::HeaderValue;
+    use xpool_platform::auth::token;
+    use xpool_platform::time::format_created;
 
     fn code_of(result: Result<Scheme, Fail>) -> &'static str {
         result.map(|_| "ok").unwrap_or_else(|f| f.code)

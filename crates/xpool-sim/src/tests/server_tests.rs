@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::platform::auth::{Scheme, new_nonce, token};
-use crate::platform::paths;
-use crate::platform::time::format_created;
-use crate::sim::{SimConfig, serve};
+use crate::{SimConfig, serve};
+use xpool_platform::auth::{Scheme, new_nonce, token};
+use xpool_platform::paths;
+use xpool_platform::time::format_created;
 
 const CONFIG: &str = r#"
 [[apps]]

@@ -7,7 +7,7 @@ use rand::Rng as _;
 use serde::Serialize;
 
 use super::reply::Fail;
-use crate::platform::codes;
+use xpool_platform::codes;
 
 /// The faults injected into one app's authenticated requests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -11,9 +11,9 @@ use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
     BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
-use crate::platform::time::format_subscribe_time;
-use crate::platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
-use crate::platform::{Mode, codes};
+use xpool_platform::time::format_subscribe_time;
+use xpool_platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
+use xpool_platform::{Mode, codes};
 
 const MAX_DURATION_SECONDS: u64 = 7_776_000;
 const MAX_CALL_MINUTES: u64 = 1440;

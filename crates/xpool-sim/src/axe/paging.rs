@@ -3,11 +3,11 @@
 use std::ops::Bound;
 
 use super::{AxeState, DEFAULT_LIMIT, selector};
-use crate::platform::codes;
-use crate::platform::wire::{AxeCount, AxeCountResponse, AxeQueryV2Response};
-use crate::sim::params::Params;
-use crate::sim::reply::{Fail, Outcome, ok};
-use crate::sim::state::Ctx;
+use crate::params::Params;
+use crate::reply::{Fail, Outcome, ok};
+use crate::state::Ctx;
+use xpool_platform::codes;
+use xpool_platform::wire::{AxeCount, AxeCountResponse, AxeQueryV2Response};
 
 impl AxeState {
     pub(super) fn query_v2(&self, ctx: Ctx<'_>, p: &Params) -> Outcome {

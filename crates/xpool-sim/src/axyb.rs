@@ -11,9 +11,9 @@ use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
     BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
-use crate::platform::time::format_subscribe_time;
-use crate::platform::wire::{AxybBindResponse, AxybQueryResponse, AxybRecord};
-use crate::platform::{Mode, codes};
+use xpool_platform::time::format_subscribe_time;
+use xpool_platform::wire::{AxybBindResponse, AxybQueryResponse, AxybRecord};
+use xpool_platform::{Mode, codes};
 
 const MAX_X_PER_A: usize = 5;
 const DEFAULT_DURATION: u64 = 7200;

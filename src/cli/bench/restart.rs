@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::load::party_number;
 use super::spawn::{Spawned, read_proc};
 use super::{BenchArgs, area_code};
-use crate::grpc::pb;
-use crate::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::grpc::pb;
+use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 
 /// Parties of the probe Binds: far above the preload's and the load's, which count up from 0.
 const PROBE_PARTIES: u64 = 99_000_000;

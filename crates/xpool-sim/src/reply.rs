@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::platform::codes;
+use xpool_platform::codes;
 
 /// A failed platform call: what the simulator answers instead of success.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,104 @@
+//! `xpool serve`: signals first, then the embedded simulator if there is no config, then the
+//! daemon — built and recovered before its port is bound.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use xpool::config::Config;
+
+use super::embedded;
+
+/// `xpool serve`: the daemon with `--config FILE`, or the embedded default with its simulator.
+pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
+    let (mut config, sim_config) = match &path {
+        Some(path) => (Config::load(path, std::env::vars())?, None),
+        None => embedded::config(std::env::vars())?,
+    };
+    let sim_stop = CancellationToken::new();
+    let sim = match sim_config {
+        Some(sim_config) => Some(embedded::start_sim(&mut config, sim_config, &sim_stop).await?),
+        None => None,
+    };
+    let served = serve(config, signals).await;
+    sim_stop.cancel();
+    if let Some(sim) = sim {
+        let _ = sim.await;
+    }
+    served
+}
+
+/// Builds and recovers first, and only then binds the port: until the daemon can answer,
+/// nothing listens, so probes fail fast instead of hanging.
+async fn serve(config: Config, signals: Signals) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let daemon = xpool::Daemon::build(config, Arc::new(xpool::pool::SystemClock)).await?;
+    daemon.recover().await;
+    if signals.shutdown.is_cancelled() {
+        tracing::info!("shutdown requested during start-up: not serving");
+        return daemon.close().await;
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            let closed = daemon.close().await;
+            let bound = anyhow::Error::new(e).context(format!("binding {listen} (server.listen)"));
+            return closed.and(Err(bound));
+        }
+    };
+    daemon.run(listener, signals.shutdown()).await
+}
+
+/// The process's signals, installed before anything starts, so that none of them ends the
+/// daemon with its default action (SIGHUP used to exit with 129, skipping the drain).
+#[derive(Debug)]
+pub struct Signals {
+    shutdown: CancellationToken,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).context("installing SIGTERM")?;
+            let mut int = signal(SignalKind::interrupt()).context("installing SIGINT")?;
+            let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP")?;
+            tokio::spawn(async move {
+                loop {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                        _ = hup.recv() => {
+                            tracing::info!(
+                                "SIGHUP received: nothing to reload (the log level comes from \
+                                 XPOOL_LOG, the rest needs a restart); still running"
+                            );
+                            continue;
+                        }
+                    };
+                    tracing::info!(signal = name, "shutdown signal received");
+                    token.cancel();
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("shutdown signal received");
+                token.cancel();
+            }
+        });
+        Ok(Signals { shutdown })
+    }
+
+    /// Completes on SIGTERM or SIGINT.
+    pub fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shutdown.clone().cancelled_owned()
+    }
+}

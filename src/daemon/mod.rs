@@ -1,0 +1,226 @@
+//! The daemon's life: [`Daemon::build`] opens the store and wires the parts without starting
+//! anything, [`Daemon::recover`] settles what the last run left open, and [`Daemon::run`] serves
+//! until shutdown, then stops every task it started and closes the store.
+
+mod serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, AppConfig, Config};
+use crate::jobs;
+use crate::pool::{self, AppSetup, Clock, ExpiryPolicy, Pool, Rules};
+use crate::store::{Store, StoreOptions};
+use crate::upstream::{self, AppClient};
+
+/// How long start-up spends expiring bindings whose deadline passed while the daemon was down;
+/// the expiry job takes over the rest.
+const CATCH_UP_BUDGET: Duration = Duration::from_secs(5);
+
+/// How often bindings left pending are retried in the background.
+const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+
+/// A daemon that is wired but not yet serving. Every task it starts runs on its
+/// [`TaskTracker`] and stops on its [`CancellationToken`].
+#[derive(Debug)]
+pub struct Daemon {
+    config: Config,
+    store: Arc<Store>,
+    pool: Arc<Pool>,
+    expiry: jobs::Expiry,
+    reconciler: Arc<jobs::Reconciler>,
+    /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
+    /// minutes, and every step is crash-safe); a child of `cancel`.
+    stop_reconciling: CancellationToken,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Daemon {
+    /// Opens the store and the pool, adds the configured numbers and wires the jobs; starts
+    /// no task and binds nothing. On an error the store is closed again.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
+        let store = Arc::new(
+            Store::open(&StoreOptions {
+                path: config.store.path.clone(),
+                cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+                temporary: false,
+            })
+            .with_context(|| format!("opening the store at {}", config.store.path.display()))?,
+        );
+        tracing::info!(path = %config.store.path.display(), "store open");
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let pool = match open_pool(&config, &store, &clock, &tasks, &cancel).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                if let Err(close) = store.close().await {
+                    tracing::warn!(error = %close, "closing the store after a failed start");
+                }
+                return Err(e);
+            }
+        };
+        let expiry = jobs::Expiry {
+            pool: Arc::clone(&pool),
+            clock: Arc::clone(&clock),
+            policy: ExpiryPolicy {
+                skew_grace_ms: (config.expiry.skew_grace_seconds as i64).saturating_mul(1000),
+                defensive_unbind: config.expiry.defensive_unbind,
+                batch_size: config.expiry.batch_size,
+                round_budget: Duration::from_millis(config.expiry.round_budget_ms),
+            },
+        };
+        let stop_reconciling = cancel.child_token();
+        let reconciler = Arc::new(jobs::Reconciler::new(
+            Arc::clone(&pool),
+            clock,
+            Duration::from_secs(config.reconcile.grace_seconds),
+            match config.reconcile.orphan_policy {
+                config::OrphanPolicy::Adopt => pool::OrphanPolicy::Adopt,
+                config::OrphanPolicy::Release => pool::OrphanPolicy::Release,
+            },
+            stop_reconciling.clone(),
+        ));
+        Ok(Daemon {
+            config,
+            store,
+            pool,
+            expiry,
+            reconciler,
+            stop_reconciling,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Resolves the bindings a previous run left pending and expires those whose deadline
+    /// passed while the daemon was down. Call it before binding the gRPC port, so nothing is
+    /// listening (and no probe hangs) until the daemon can answer.
+    pub async fn recover(&self) {
+        let open = self.pool.recover().await;
+        if open > 0 {
+            tracing::warn!(
+                open,
+                "some bindings could not be resolved at start-up; retrying in the background"
+            );
+        }
+        let overdue = self.expiry.catch_up(CATCH_UP_BUDGET).await;
+        if overdue > 0 {
+            tracing::info!(
+                overdue,
+                "expired bindings whose deadline passed while stopped"
+            );
+        }
+    }
+
+    /// Starts the background jobs on the daemon's tracker.
+    fn start_jobs(&self) {
+        self.tasks
+            .spawn(self.expiry.clone().run(self.cancel.clone()));
+        if self.config.reconcile.interval_seconds > 0 {
+            let every = Duration::from_secs(self.config.reconcile.interval_seconds);
+            self.tasks.spawn(Arc::clone(&self.reconciler).run(every));
+        }
+        let resolver = jobs::Resolver {
+            pool: Arc::clone(&self.pool),
+            every: RESOLVE_EVERY,
+        };
+        self.tasks.spawn(resolver.run(self.cancel.clone()));
+    }
+
+    /// Closes a daemon that will not serve (e.g. its port could not be bound).
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.stop(Duration::from_secs(
+            self.config.server.shutdown_grace_seconds,
+        ))
+        .await
+    }
+
+    /// Cancels every task, waits for them at most `bound`, and closes the store.
+    async fn stop(&self, bound: Duration) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(bound, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?bound,
+                tasks = self.tasks.len(),
+                "background tasks did not stop in time; closing the store anyway"
+            );
+        }
+        self.store.close().await.context("flushing the store")
+    }
+}
+
+async fn open_pool(
+    config: &Config,
+    store: &Arc<Store>,
+    clock: &Arc<dyn Clock>,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<Pool>> {
+    let http = upstream::http_client();
+    let setups = config
+        .apps
+        .iter()
+        .map(|app| app_setup(app, &http, tasks, cancel))
+        .collect();
+    let pool = Pool::open(Arc::clone(store), setups, clock)?;
+    add_configured_numbers(&pool, config).await?;
+    Ok(Arc::new(pool))
+}
+
+fn app_setup(
+    app: &AppConfig,
+    http: &reqwest::Client,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> AppSetup {
+    let rules = Rules {
+        mode: app.mode,
+        max_bindings_per_x: app.max_bindings_per_x,
+        extension_digits: app.extension_digits,
+        max_extensions_per_x: app.max_extensions_per_x,
+        cool_down_ms: (app.cool_down_seconds as i64).saturating_mul(1000),
+        fallback_areas: app.fallback_areas.clone(),
+    };
+    let client = app
+        .has_upstream()
+        .then(|| Arc::new(AppClient::new(app.upstream_settings(), http.clone())));
+    AppSetup {
+        name: app.name.clone(),
+        rules,
+        client,
+        tasks: tasks.clone(),
+        cancel: cancel.clone(),
+    }
+}
+
+/// Numbers listed in the config join their app's pool at start-up.
+async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<()> {
+    for app in &config.apps {
+        let numbers: Vec<(String, String)> = app
+            .numbers
+            .iter()
+            .map(|n| (n.number.clone(), n.area_code.clone()))
+            .collect();
+        if numbers.is_empty() {
+            continue;
+        }
+        let (added, updated) = pool
+            .app(&app.name)?
+            .add_numbers(&numbers)
+            .await
+            .with_context(|| format!("adding the configured numbers of app {}", app.name))?;
+        if added + updated > 0 {
+            tracing::info!(app = %app.name, added, updated, "configured numbers added");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Serving gRPC until shutdown, and the shutdown sequence: health NOT_SERVING for
+//! `server.shutdown_delay_seconds` while calls are still served, then new calls refused and
+//! in-flight ones given `server.shutdown_grace_seconds`, then every task stopped (bounded) and
+//! the store closed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
+
+use super::Daemon;
+use crate::grpc;
+use crate::grpc::pb::binding_service_server::BindingServiceServer;
+use crate::grpc::pb::pool_service_server::PoolServiceServer;
+use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
+
+impl Daemon {
+    /// Serves on `listener` until `shutdown` completes or the server fails, then stops every
+    /// task the daemon started (at most the grace period) and closes the store — also when
+    /// serving failed part-way.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
+        let served = self.serve(listener, shutdown).await;
+        let stopped = self.stop(grace).await;
+        if stopped.is_ok() {
+            tracing::info!("stopped");
+        }
+        served.and(stopped)
+    }
+
+    async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_all(&health, tonic_health::ServingStatus::Serving).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let max_wait = Duration::from_millis(self.config.server.max_request_wait_ms);
+
+        self.start_jobs();
+        let addr = listener.local_addr()?;
+        let stop_serving = CancellationToken::new();
+        let server = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(BindingServiceServer::new(grpc::binding::Bindings::new(
+                Arc::clone(&self.pool),
+                max_wait,
+                self.tasks.clone(),
+            )))
+            .add_service(PoolServiceServer::new(grpc::pool::Numbers::new(
+                Arc::clone(&self.pool),
+            )))
+            .add_service(ReconcileServiceServer::new(
+                grpc::reconcile::Reconcile::new(Arc::clone(&self.reconciler), self.tasks.clone()),
+            ))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener),
+                stop_serving.clone().cancelled_owned(),
+            );
+        tracing::info!(%addr, "gRPC server listening");
+        let mut server = self.tasks.spawn(server);
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                result??;
+                anyhow::bail!("the gRPC server stopped unexpectedly");
+            }
+        }
+        let delay = Duration::from_secs(self.config.server.shutdown_delay_seconds);
+        tracing::info!(
+            ?delay,
+            "shutting down: health NOT_SERVING, still serving calls"
+        );
+        set_all(&health, tonic_health::ServingStatus::NotServing).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            result = &mut server => {
+                result??;
+                anyhow::bail!("the gRPC server stopped unexpectedly");
+            }
+        }
+        tracing::info!("refusing new calls, draining in-flight requests");
+        stop_serving.cancel();
+        self.stop_reconciling.cancel();
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(result) => result??,
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "in-flight requests did not finish within the grace period"
+                );
+                server.abort();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets every service and the server as a whole (`""`, what load balancers and Kubernetes
+/// probes ask about).
+async fn set_all(health: &HealthReporter, status: tonic_health::ServingStatus) {
+    for service in [
+        "",
+        <BindingServiceServer<grpc::binding::Bindings> as tonic::server::NamedService>::NAME,
+        <PoolServiceServer<grpc::pool::Numbers> as tonic::server::NamedService>::NAME,
+        <ReconcileServiceServer<grpc::reconcile::Reconcile> as tonic::server::NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}
