@@ -15,7 +15,7 @@ use super::platform::{self, Bound};
 use super::rules::{AreaRule, area_order};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, StoreError};
-use crate::upstream::{ErrorClass, UpstreamError, with_max_wait, with_prepaid};
+use crate::upstream::{CallOpts, ErrorClass, UpstreamError};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
 const MAX_ATTEMPTS: usize = 3;
@@ -101,12 +101,14 @@ impl AppPool {
             };
             // Wait for the app's rate limit before reserving anything, so a Bind that cannot get
             // a slot in time costs no write.
-            with_max_wait(max_wait, client.take_slot())
+            let slot = client
+                .with_opts(CallOpts::max_wait(max_wait))
+                .take_slot()
                 .await
                 .map_err(|e| upstream_error(&e))?;
             let rec = self.reserve(p, &exclude, id, BindingState::Pending)?;
             self.store.flush().await?;
-            let outcome = with_prepaid(1, platform::bind(&client, &rec)).await;
+            let outcome = platform::bind(&client, &rec, CallOpts::prepaid(slot)).await;
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
@@ -314,7 +316,7 @@ impl AppPool {
             return self.activate(rec, None).await;
         };
         let candidates = self.axyb_candidates(&rec);
-        match platform::find(&client, &rec, &candidates).await {
+        match platform::find(&client, &rec, &candidates, CallOpts::default()).await {
             Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
             Ok(None) => {
                 self.drop_reservation(&rec)?;

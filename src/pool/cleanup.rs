@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::app::lock;
 use super::platform;
 use crate::store::BindingRecord;
-use crate::upstream::{AppClient, Priority, with_priority};
+use crate::upstream::{AppClient, CallOpts, Priority};
 
 /// Unbinds waiting at most; more are dropped.
 const QUEUE_LIMIT: usize = 100_000;
@@ -74,11 +74,8 @@ impl Cleanup {
                 let client = Arc::clone(&client);
                 running.spawn(async move {
                     let id = expired.id;
-                    let result = with_priority(
-                        Priority::Background,
-                        platform::unbind(&client, &expired, only_yb),
-                    )
-                    .await;
+                    let background = CallOpts::priority(Priority::Background);
+                    let result = platform::unbind(&client, &expired, only_yb, background).await;
                     (id, result)
                 });
             }

@@ -4,7 +4,7 @@
 use crate::platform::Mode;
 use crate::platform::wire::*;
 use crate::store::BindingRecord;
-use crate::upstream::{AppClient, ErrorClass, UpstreamError};
+use crate::upstream::{AppClient, CallOpts, ErrorClass, UpstreamError};
 
 /// What the platform holds for a binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,13 @@ fn lifetime(ttl: u64) -> Option<u64> {
     (ttl > 0).then_some(ttl)
 }
 
-/// Binds `rec` on the platform (both steps for AXYB).
-pub async fn bind(client: &AppClient, rec: &BindingRecord) -> Result<Bound, UpstreamError> {
+/// Binds `rec` on the platform (both steps for AXYB), its calls made with `opts`.
+pub async fn bind(
+    client: &AppClient,
+    rec: &BindingRecord,
+    opts: CallOpts,
+) -> Result<Bound, UpstreamError> {
+    let client = &client.with_opts(opts);
     let user_data = rec.user_data.clone();
     let record_flag = rec.record.then_some(true);
     let max_duration = (rec.max_call_minutes > 0).then_some(u64::from(rec.max_call_minutes));
@@ -131,7 +136,9 @@ pub async fn find(
     client: &AppClient,
     rec: &BindingRecord,
     candidates: &[String],
+    opts: CallOpts,
 ) -> Result<Option<Bound>, UpstreamError> {
+    let client = &client.with_opts(opts);
     let found = match rec.mode {
         Mode::Axb => {
             let q = AxbQuery::RelationNum {
@@ -258,7 +265,9 @@ pub async fn unbind(
     client: &AppClient,
     rec: &BindingRecord,
     only_yb: bool,
+    opts: CallOpts,
 ) -> Result<(), UpstreamError> {
+    let client = &client.with_opts(opts);
     let Some(id) = rec.subscription_id.clone() else {
         return Ok(());
     };
@@ -315,7 +324,9 @@ pub async fn list_on(
     client: &AppClient,
     mode: Mode,
     x: &str,
+    opts: CallOpts,
 ) -> Result<Vec<Remote>, UpstreamError> {
+    let client = &client.with_opts(opts);
     let mut out = Vec::new();
     match mode {
         Mode::Axb => {

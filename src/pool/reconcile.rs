@@ -15,7 +15,7 @@ use super::error::PoolError;
 use super::platform::{self, Remote};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
-use crate::upstream::{ErrorClass, Priority, with_priority};
+use crate::upstream::{CallOpts, ErrorClass, Priority};
 
 /// What to do with a binding the platform has and xpool does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,12 +141,8 @@ impl AppPool {
             .client
             .clone()
             .ok_or_else(|| PoolError::Internal("no platform client".into()))?;
-        let remote = match with_priority(
-            Priority::Background,
-            platform::list_on(&client, self.rules.mode, x),
-        )
-        .await
-        {
+        let background = || CallOpts::priority(Priority::Background);
+        let remote = match platform::list_on(&client, self.rules.mode, x, background()).await {
             Ok(remote) => remote,
             Err(e) if e.class() == ErrorClass::NumberUnusable => {
                 report.numbers_removed += 1;
@@ -203,12 +199,11 @@ impl AppPool {
                         report.orphans_released += 1;
                         if !opts.dry_run {
                             let stray = self.orphan_record(x, r, now);
-                            with_priority(
-                                Priority::Background,
-                                platform::unbind(&client, &stray, false),
-                            )
-                            .await
-                            .map_err(|e| PoolError::unavailable(e.to_string(), e.retry_after()))?;
+                            platform::unbind(&client, &stray, false, background())
+                                .await
+                                .map_err(|e| {
+                                    PoolError::unavailable(e.to_string(), e.retry_after())
+                                })?;
                         }
                     }
                 },
@@ -225,18 +220,17 @@ impl AppPool {
                 continue;
             }
             // Ask again about this one binding before freeing anything.
-            let gone =
-                match with_priority(Priority::Background, platform::find(&client, b, &[])).await {
-                    Ok(found) => {
-                        found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
-                    }
-                    Err(e) => {
-                        report
-                            .errors
-                            .push(format!("binding {}: second check failed: {e}", b.id));
-                        false
-                    }
-                };
+            let gone = match platform::find(&client, b, &[], background()).await {
+                Ok(found) => {
+                    found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
+                }
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("binding {}: second check failed: {e}", b.id));
+                    false
+                }
+            };
             if gone {
                 report.ghosts_freed += 1;
                 if !opts.dry_run {

@@ -5,7 +5,7 @@ use super::bind::upstream_error;
 use super::error::PoolError;
 use super::platform;
 use crate::store::{BindingId, BindingRecord, BindingState};
-use crate::upstream::{Priority, with_priority};
+use crate::upstream::{CallOpts, Priority};
 
 impl AppPool {
     /// Releases a binding: RELEASING (durable), unbind on the platform, RELEASED (durable), slot
@@ -43,9 +43,11 @@ impl AppPool {
         let releasing = self.transition(&rec.id, BindingState::Releasing, |_| {})?;
         self.store.flush().await?;
         let only_yb = self.shares_subscription(&releasing);
-        let unbind = with_priority(
-            Priority::Urgent,
-            platform::unbind(client, &releasing, only_yb),
+        let unbind = platform::unbind(
+            client,
+            &releasing,
+            only_yb,
+            CallOpts::priority(Priority::Urgent),
         );
         if let Err(e) = unbind.await {
             tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");

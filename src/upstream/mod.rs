@@ -12,9 +12,7 @@ mod ops;
 pub mod result;
 mod secret;
 
-pub use client::{
-    AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait, with_prepaid, with_priority,
-};
+pub use client::{AppClient, AppSettings, CallOpts, IP_BLACKLIST, Slot, http_client};
 pub use error::UpstreamError;
 pub use limiter::Priority;
 pub use result::ErrorClass;
