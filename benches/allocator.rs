@@ -13,9 +13,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use xpool::alloc::{Index, Number, NumberState, Occupant, Pick, Rules};
 use xpool::platform::Mode;
-use xpool::pool::{Index, Pick, Rules};
-use xpool::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const OCCUPANCY_PCT: [usize; 3] = [0, 50, 95];
@@ -37,30 +36,14 @@ fn slots_per_x(mode: Mode) -> usize {
     if mode == Mode::Ax { 1 } else { SLOTS as usize }
 }
 
-fn record(mode: Mode, pick: &Pick, a: &str, b: Option<&str>) -> BindingRecord {
-    BindingRecord {
-        id: BindingId::new(),
-        app: "bench".into(),
-        mode,
-        state: BindingState::Active,
-        x: pick.x.clone(),
-        extension: pick.extension.clone(),
+/// The slot a binding of `a` (and `b`) takes with `pick`.
+fn occupant<'a>(pick: &'a Pick, a: &'a str, b: Option<&'a str>) -> Occupant<'a> {
+    Occupant {
+        x: &pick.x,
+        extension: pick.extension.as_deref(),
         y: None,
-        party_a: a.to_owned(),
-        party_b: b.map(str::to_owned),
-        area_code: pick.area.clone(),
-        subscription_id: None,
-        request_id: None,
-        created_at_ms: 0,
-        updated_at_ms: 0,
-        expires_at_ms: None,
-        released_at_ms: None,
-        ttl_seconds: 0,
-        call_direction: 0,
-        record: false,
-        max_call_minutes: 0,
-        user_data: None,
-        reason: String::new(),
+        party_a: a,
+        party_b: b,
     }
 }
 
@@ -68,13 +51,12 @@ fn record(mode: Mode, pick: &Pick, a: &str, b: Option<&str>) -> BindingRecord {
 fn build(mode: Mode, n: usize, pct: usize) -> Index {
     let mut index = Index::new(rules(mode));
     for i in 0..n {
-        let number = NumberRecord {
-            app: "bench".into(),
-            number: format!("+86170{i:08}"),
-            area_code: AREA.into(),
+        let number = format!("+86170{i:08}");
+        let number = Number {
+            number: &number,
+            area_code: AREA,
             state: NumberState::Active,
-            needs_reconcile: false,
-            updated_at_ms: 0,
+            suspect: false,
         };
         index.upsert_number(&number, 0);
     }
@@ -87,7 +69,7 @@ fn build(mode: Mode, n: usize, pct: usize) -> Index {
         let Ok((pick, _)) = index.pick(&areas, &a, b.as_deref(), &none, 0) else {
             panic!("filling {mode:?} {n}/{pct}%: no slot at binding {k}");
         };
-        index.occupy(&record(mode, &pick, &a, b.as_deref()), 0);
+        index.occupy(&occupant(&pick, &a, b.as_deref()), 0);
     }
     index
 }
@@ -133,10 +115,10 @@ fn allocator(c: &mut Criterion) {
                         let Ok((pick, _)) = index.pick(&areas, &a, b.as_deref(), &none, 0) else {
                             panic!("no slot");
                         };
-                        let rec = record(mode, &pick, &a, b.as_deref());
-                        index.occupy(&rec, 0);
-                        index.vacate(&rec, None, 0);
-                        black_box(rec.x.len())
+                        let slot = occupant(&pick, &a, b.as_deref());
+                        index.occupy(&slot, 0);
+                        index.vacate(&slot, None, 0);
+                        black_box(slot.x.len())
                     });
                 });
             }

@@ -2,16 +2,18 @@
 //! numbers over gRPC.
 //!
 //! `platform` is the wire contract, `upstream` the client that calls the platform, `sim` a local
-//! simulator of the platform, `store` the sled store, `pool` allocation and the binding
-//! lifecycle, `jobs` background work, and `grpc` the API. [`run`] starts it all.
+//! simulator of the platform, `store` the sled store, `alloc` the pure allocation rules,
+//! `lifecycle` the binding lifecycle, `jobs` background work, and `grpc` the API. [`run`]
+//! starts it all.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod bench;
 pub mod config;
 pub mod grpc;
 pub mod jobs;
+pub mod lifecycle;
 pub mod platform;
-pub mod pool;
 pub mod sim;
 pub mod store;
 pub mod upstream;
@@ -31,7 +33,7 @@ use crate::config::{AppConfig, Config};
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
 use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
-use crate::pool::{AppSetup, Clock, ExpiryPolicy, Pool, Rules, SystemClock};
+use crate::lifecycle::{AppSetup, Clock, ExpiryPolicy, Pool, Rules, SystemClock};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::AppClient;
 
@@ -120,13 +122,13 @@ pub async fn run_with_clock(
         );
     }
     tasks.spawn(expiry.run(cancel.clone()));
-    let reconciler = Arc::new(jobs::Reconciler::new(
+    let reconciler = Arc::new(lifecycle::Reconciler::new(
         Arc::clone(&pool),
         Arc::clone(&clock),
         Duration::from_secs(config.reconcile.grace_seconds),
         match config.reconcile.orphan_policy {
-            config::OrphanPolicy::Adopt => pool::OrphanPolicy::Adopt,
-            config::OrphanPolicy::Release => pool::OrphanPolicy::Release,
+            config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
+            config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
         },
     ));
     if config.reconcile.interval_seconds > 0 {

@@ -9,10 +9,12 @@
 
 use std::sync::Arc;
 
-use super::Pool;
-use super::app::AppPool;
-use super::error::PoolError;
-use super::platform::{self, Remote};
+use super::AppPool;
+use crate::lifecycle::Pool;
+use crate::lifecycle::error::PoolError;
+use crate::lifecycle::inflight::lock;
+use crate::lifecycle::records;
+use crate::lifecycle::upstream_calls::{self, Remote, reason};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
 use crate::upstream::{CallOpts, ErrorClass, Priority};
@@ -118,7 +120,7 @@ impl AppPool {
                     .push(format!("app {} number {x}: {e}", self.name));
             }
             delta.xs_checked = 1;
-            merge(&mut super::app::lock(report), delta);
+            merge(&mut lock(report), delta);
             if whole_pool && !opts.dry_run {
                 self.store
                     .put_meta(&progress_key(&self.name), x.as_bytes())?;
@@ -142,7 +144,8 @@ impl AppPool {
             .clone()
             .ok_or_else(|| PoolError::Internal("no platform client".into()))?;
         let background = || CallOpts::priority(Priority::Background);
-        let remote = match platform::list_on(&client, self.rules.mode, x, background()).await {
+        let remote = match upstream_calls::list_on(&client, self.rules.mode, x, background()).await
+        {
             Ok(remote) => remote,
             Err(e) if e.class() == ErrorClass::NumberUnusable => {
                 report.numbers_removed += 1;
@@ -151,14 +154,14 @@ impl AppPool {
                 }
                 return Ok(());
             }
-            Err(e) => return Err(PoolError::unavailable(e.to_string(), e.retry_after())),
+            Err(e) => return Err(self.unreachable(&e)),
         };
         // Read local state after the platform's answer, so a bind that finished in between is
         // seen on both sides.
         let local = self.store.bindings_on(&self.name, x)?;
         let now = self.clock.now_ms();
 
-        let running = super::app::lock(&self.in_flight).clone();
+        let running = self.inflight.reservations();
         for rec in local
             .iter()
             .filter(|b| b.state == BindingState::Pending && !running.contains(&b.id))
@@ -199,7 +202,7 @@ impl AppPool {
                         report.orphans_released += 1;
                         if !opts.dry_run {
                             let stray = self.orphan_record(x, r, now);
-                            platform::unbind(&client, &stray, false, background())
+                            upstream_calls::unbind(&client, &stray, false, background())
                                 .await
                                 .map_err(|e| {
                                     PoolError::unavailable(e.to_string(), e.retry_after())
@@ -220,7 +223,7 @@ impl AppPool {
                 continue;
             }
             // Ask again about this one binding before freeing anything.
-            let gone = match platform::find(&client, b, &[], background()).await {
+            let gone = match upstream_calls::find(&client, b, &[], background()).await {
                 Ok(found) => {
                     found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
                 }
@@ -263,9 +266,15 @@ impl AppPool {
                 ..r
             };
             self.store.put_number(&record)?;
-            self.index().upsert_number(&record, now);
+            self.index().upsert_number(&records::number(&record), now);
         }
         Ok(())
+    }
+
+    /// A platform call of the reconciliation failed: the caller learns why, the log the details.
+    fn unreachable(&self, e: &crate::upstream::UpstreamError) -> PoolError {
+        tracing::warn!(app = %self.name, error = %e, "platform call of a reconciliation failed");
+        PoolError::unavailable(reason(e), e.retry_after())
     }
 
     fn still_pending(&self, id: &BindingId) -> bool {
@@ -311,7 +320,7 @@ impl AppPool {
         let rec = self.orphan_record(x, r, now);
         let mut index = self.index();
         self.store.insert_binding(&rec)?;
-        index.occupy(&rec, now);
+        index.occupy(&records::occupant(&rec), now);
         if rec.expires_at_ms.is_some() {
             self.deadlines.notify_one();
         }
@@ -330,8 +339,8 @@ impl AppPool {
         }
         self.store.put_binding(fixed)?;
         if current.state.holds_slot() {
-            index.vacate(&current, None, now);
-            index.occupy(fixed, now);
+            index.vacate(&records::occupant(&current), None, now);
+            index.occupy(&records::occupant(fixed), now);
         }
         Ok(())
     }

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
 
-use super::app::lock;
-use super::platform;
+use super::inflight::lock;
+use super::upstream_calls;
 use crate::store::BindingRecord;
 use crate::upstream::{AppClient, CallOpts, Priority};
 
@@ -75,7 +75,8 @@ impl Cleanup {
                 running.spawn(async move {
                     let id = expired.id;
                     let background = CallOpts::priority(Priority::Background);
-                    let result = platform::unbind(&client, &expired, only_yb, background).await;
+                    let result =
+                        upstream_calls::unbind(&client, &expired, only_yb, background).await;
                     (id, result)
                 });
             }

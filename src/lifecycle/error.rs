@@ -1,10 +1,12 @@
 //! Errors of the pool: what went wrong for the caller, in domain terms. `grpc::status` maps
-//! them to gRPC codes, once.
+//! them to gRPC codes, once. Messages are for callers: internal details (store errors, the
+//! platform's own text, app keys) are logged where they happen and kept as the source only.
 
 use std::time::Duration;
 
 use crate::store::StoreError;
 
+/// What went wrong for the caller.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PoolError {
     #[error("{field}: {message}")]
@@ -28,6 +30,9 @@ pub enum PoolError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store failed; the details are in the source (and the log), not in the message.
+    #[error("storage failure")]
+    Storage(#[source] StoreError),
 }
 
 fn areas(tried: &[String]) -> String {
@@ -49,6 +54,7 @@ pub fn quoted(value: &str) -> String {
 }
 
 impl PoolError {
+    /// INVALID_ARGUMENT naming `field`.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         PoolError::InvalidArgument {
             field,
@@ -56,6 +62,7 @@ impl PoolError {
         }
     }
 
+    /// UNAVAILABLE with a retry hint.
     pub fn unavailable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
         PoolError::Unavailable {
             message: message.into(),
@@ -65,8 +72,9 @@ impl PoolError {
 }
 
 impl From<StoreError> for PoolError {
+    /// Logs the store's error once, here, and keeps it as the source.
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
-        PoolError::Internal("storage failure".to_owned())
+        PoolError::Storage(e)
     }
 }

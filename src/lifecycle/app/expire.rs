@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{JoinError, JoinSet};
 
-use super::Pool;
-use super::app::AppPool;
-use super::bind::upstream_error;
-use super::error::PoolError;
+use super::AppPool;
+use crate::lifecycle::Pool;
+use crate::lifecycle::error::PoolError;
 use crate::platform::Mode;
 use crate::platform::wire::{AxbModifyRequest, AxeModifyRequest, TimeUnit};
 use crate::store::{BindingId, BindingRecord, BindingState};
@@ -146,7 +145,7 @@ impl AppPool {
 
     /// Gives an ACTIVE binding a new lifetime counted from now (0 = none), on the platform where
     /// the mode allows it, and moves its deadline in the store.
-    pub async fn update_ttl(
+    pub(in crate::lifecycle) async fn update_ttl(
         &self,
         id: BindingId,
         ttl_seconds: u64,
@@ -160,21 +159,14 @@ impl AppPool {
                 format!("binding {id} is {:?}, not active", rec.state).to_lowercase(),
             ));
         }
-        match rec.mode {
-            Mode::Axyb => {
-                return Err(PoolError::FailedPrecondition(
-                    "AXYB bindings cannot be modified on the platform; unbind and bind again"
-                        .into(),
-                ));
-            }
-            Mode::Axe if !ttl_seconds.is_multiple_of(60) => {
-                return Err(PoolError::invalid(
-                    "ttl_seconds",
-                    "AXE lifetimes are whole minutes (a multiple of 60)",
-                ));
-            }
-            _ => {}
+        if rec.mode == Mode::Axyb {
+            return Err(PoolError::FailedPrecondition(
+                "AXYB bindings cannot be modified on the platform; unbind and bind again".into(),
+            ));
         }
+        self.rules
+            .check_ttl(ttl_seconds)
+            .map_err(|why| PoolError::invalid("ttl_seconds", why))?;
         if let (Some(client), Some(sub)) = (&self.client, rec.subscription_id.clone()) {
             let result = match rec.mode {
                 Mode::Axb => {
@@ -197,7 +189,7 @@ impl AppPool {
                 // AX bindings have no lifetime on the platform: the deadline is ours alone.
                 _ => Ok(()),
             };
-            result.map_err(|e| upstream_error(&e))?;
+            result.map_err(|e| self.upstream_error(&e))?;
         }
         let now = self.clock.now_ms();
         let updated = self.transition_in_place(&id, |b| {

@@ -1,0 +1,169 @@
+//! One app's pool: its rules, allocation index, platform client and Binds in flight. The
+//! lifecycle steps are in the submodules, each an `impl AppPool` over these private fields.
+
+mod bind;
+mod expire;
+mod numbers;
+mod reconcile;
+mod release;
+
+pub use expire::{ExpiryPolicy, Round};
+pub use reconcile::{OrphanPolicy, ReconcileOptions, ReconcileReport};
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::cleanup::Cleanup;
+use super::clock::Clock;
+use super::error::PoolError;
+use super::inflight::{InFlight, lock};
+use super::records;
+use crate::alloc::{Index, Rules};
+use crate::platform::Mode;
+use crate::store::{BindingRecord, NumberRecord, NumberState, Store};
+use crate::upstream::{AppClient, UpstreamError};
+
+/// Everything needed to open an app's pool.
+#[derive(Debug)]
+pub struct AppSetup {
+    pub name: String,
+    pub rules: Rules,
+    /// `None` for X mode, which has no platform API.
+    pub client: Option<Arc<AppClient>>,
+}
+
+/// One app's pool.
+#[derive(Debug)]
+pub struct AppPool {
+    name: String,
+    rules: Rules,
+    /// `None` for X mode.
+    client: Option<Arc<AppClient>>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// The allocation index. Held only for in-memory work and short store writes, never across
+    /// an `.await`.
+    index: Mutex<Index>,
+    /// Binds running here: idempotent duplicates and reservations the resolver must skip.
+    inflight: InFlight,
+    /// Shared by every app and the expiry job: signalled when a deadline is written, so the job
+    /// wakes early for a binding that expires before the one it sleeps for.
+    deadlines: Arc<tokio::sync::Notify>,
+    /// Defensive unbinds after expiry, drained in the background (see `cleanup`).
+    cleanup: Arc<Cleanup>,
+}
+
+impl AppPool {
+    pub(super) fn new(
+        setup: AppSetup,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        deadlines: Arc<tokio::sync::Notify>,
+    ) -> Result<Self, PoolError> {
+        let mut index = Index::new(setup.rules.clone());
+        let now = clock.now_ms();
+        for n in store.numbers(Some(&setup.name))? {
+            if n.state != NumberState::Removed {
+                index.upsert_number(&records::number(&n), now);
+            }
+        }
+        Ok(AppPool {
+            name: setup.name,
+            rules: setup.rules,
+            client: setup.client,
+            store,
+            clock,
+            index: Mutex::new(index),
+            inflight: InFlight::default(),
+            deadlines,
+            cleanup: Arc::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.rules.mode
+    }
+
+    /// The app's platform client; `None` in X mode.
+    pub fn client(&self) -> Option<&Arc<AppClient>> {
+        self.client.as_ref()
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`
+    /// settles each touched number once.
+    pub(super) fn begin_restore(&self) {
+        self.index().begin_bulk();
+    }
+
+    pub(super) fn end_restore(&self) {
+        let now = self.clock.now_ms();
+        self.index().end_bulk(now);
+    }
+
+    /// Re-reads one stored binding at start-up.
+    pub(super) fn restore(&self, b: &BindingRecord) {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        if b.state.holds_slot() {
+            index.occupy(&records::occupant(b), now);
+        } else if let Some(released) = b.released_at_ms {
+            index.cool(&records::occupant(b), released, now);
+        }
+    }
+
+    /// Acts on the platform contradicting the index about number `x`: a number the platform
+    /// says is not the app's is marked removed, a blacklisted one frozen (both leave rotation
+    /// for good); any other contradiction sets it aside until reconciliation clears it.
+    fn flag_number(&self, x: &str, error: &UpstreamError) {
+        use crate::platform::codes;
+        let (state, needs_reconcile, what) = match error.code() {
+            Some(codes::NUMBER_NOT_APPLIED | codes::AX_ACCOUNT_NOT_EXIST) => (
+                Some(NumberState::Removed),
+                false,
+                "not the app's number on the platform; removed",
+            ),
+            Some(codes::NUMBER_BLACKLISTED) => (
+                Some(NumberState::Frozen),
+                false,
+                "blacklisted on the platform; frozen",
+            ),
+            _ => (
+                None,
+                true,
+                "platform contradicted the index; set aside for reconciliation",
+            ),
+        };
+        tracing::warn!(app = %self.name, number = x, error = %error, "{what}");
+        let now = self.clock.now_ms();
+        match self.store.get_number(&self.name, x) {
+            Ok(Some(r)) => {
+                let record = NumberRecord {
+                    state: state.unwrap_or(r.state),
+                    needs_reconcile: needs_reconcile || r.needs_reconcile,
+                    updated_at_ms: now,
+                    ..r
+                };
+                if let Err(e) = self.store.put_number(&record) {
+                    tracing::error!(error = %e, "could not flag number");
+                }
+                let mut index = self.index();
+                if record.state == NumberState::Removed
+                    && index.number(x).is_some_and(|n| n.load == 0)
+                {
+                    index.remove_number(x);
+                } else {
+                    index.upsert_number(&records::number(&record), now);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not read number"),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Runs reconciliations one at a time — on demand (gRPC, the `xpool reconcile` command) and on
+//! a schedule (`jobs::reconcile`) — and keeps the running and the last report for status calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::inflight::lock;
+use super::{Clock, OrphanPolicy, Pool, PoolError, ReconcileOptions, ReconcileReport};
+
+/// A report and the app it covered (empty: all apps).
+#[derive(Debug, Clone, Default)]
+pub struct Scoped {
+    pub app: String,
+    pub report: ReconcileReport,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    /// The running reconciliation's live counts.
+    running: Option<(String, Arc<Mutex<ReconcileReport>>)>,
+    last: Option<Scoped>,
+}
+
+/// Reconciliations of one pool, one at a time.
+#[derive(Debug)]
+pub struct Reconciler {
+    pool: Arc<Pool>,
+    clock: Arc<dyn Clock>,
+    grace_ms: i64,
+    policy: OrphanPolicy,
+    /// Held for the length of a run: reconciliations never overlap.
+    run_lock: tokio::sync::Mutex<()>,
+    status: Mutex<Status>,
+}
+
+impl Reconciler {
+    /// Runs over `pool`; a local binding younger than `grace` is never freed as a ghost.
+    pub fn new(
+        pool: Arc<Pool>,
+        clock: Arc<dyn Clock>,
+        grace: Duration,
+        policy: OrphanPolicy,
+    ) -> Self {
+        Reconciler {
+            pool,
+            clock,
+            grace_ms: grace.as_millis() as i64,
+            policy,
+            run_lock: tokio::sync::Mutex::new(()),
+            status: Mutex::new(Status::default()),
+        }
+    }
+
+    /// Reconciles `app` (all apps when `None`), only `numbers` when given.
+    pub async fn run_once(
+        &self,
+        app: Option<String>,
+        numbers: Vec<String>,
+        dry_run: bool,
+    ) -> Result<ReconcileReport, PoolError> {
+        if let Some(name) = &app {
+            self.pool.app(name)?;
+        } else if !numbers.is_empty() {
+            return Err(PoolError::invalid("numbers", "give app with numbers"));
+        }
+        let _running = self.run_lock.lock().await;
+        let report = Arc::new(Mutex::new(ReconcileReport {
+            dry_run,
+            started_at_ms: self.clock.now_ms(),
+            ..Default::default()
+        }));
+        let scope = app.clone().unwrap_or_default();
+        lock(&self.status).running = Some((scope.clone(), Arc::clone(&report)));
+        let opts = ReconcileOptions {
+            app,
+            numbers,
+            dry_run,
+            grace_ms: self.grace_ms,
+            orphan_policy: self.policy,
+        };
+        let result = self.pool.reconcile(&opts, &report).await;
+        let mut finished = lock(&report).clone();
+        if let Err(e) = &result {
+            finished.errors.push(e.to_string());
+        }
+        finished.finished_at_ms = Some(self.clock.now_ms());
+        let mut status = lock(&self.status);
+        status.running = None;
+        status.last = Some(Scoped {
+            app: scope,
+            report: finished.clone(),
+        });
+        tracing::info!(
+            xs = finished.xs_checked,
+            adopted = finished.orphans_adopted,
+            released = finished.orphans_released,
+            ghosts = finished.ghosts_freed,
+            corrected = finished.fields_corrected,
+            pending = finished.pending_resolved,
+            errors = finished.errors.len(),
+            dry_run,
+            "reconciliation finished"
+        );
+        Ok(finished)
+    }
+
+    /// The running reconciliation (counts so far) and the last finished one.
+    pub fn status(&self) -> (Option<Scoped>, Option<Scoped>) {
+        let status = lock(&self.status);
+        let running = status.running.as_ref().map(|(app, r)| Scoped {
+            app: app.clone(),
+            report: lock(r).clone(),
+        });
+        (running, status.last.clone())
+    }
+}
