@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
 
-use super::inflight::lock;
+use super::lock;
 use super::upstream_calls;
 use crate::store::BindingRecord;
 use crate::upstream::{AppClient, CallOpts, Priority};

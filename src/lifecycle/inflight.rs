@@ -2,19 +2,16 @@
 //! for the first one's outcome, and the resolver leaves their reservations alone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use tokio::sync::watch;
 
 use super::error::PoolError;
+use super::lock;
 use crate::store::{BindingId, BindingRecord};
 
 /// The outcome of an idempotent Bind, shared with concurrent duplicates.
 type Shared = Option<Result<BindingRecord, PoolError>>;
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One app's Binds in flight.
 #[derive(Debug, Default)]

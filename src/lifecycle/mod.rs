@@ -10,7 +10,8 @@
 //! - `mod.rs`: [`Pool`], the facade over every app.
 //! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
 //! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
-//! - `reconciler`: on-demand reconciliation runs and their status.
+//! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
+//! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
 //! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
 //! - `upstream_calls`: the adapter to `crate::upstream`.
 
@@ -19,6 +20,7 @@ mod binding;
 mod cleanup;
 pub mod clock;
 mod error;
+mod expiry;
 mod inflight;
 mod params;
 mod reconciler;
@@ -26,19 +28,24 @@ mod records;
 mod upstream_calls;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
-pub use app::{
-    AppPool, AppSetup, ExpiryPolicy, OrphanPolicy, ReconcileOptions, ReconcileReport, Round,
-};
+pub use app::{AppPool, AppSetup};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
+pub use expiry::{ExpiryPolicy, Round};
 pub use params::{BindParams, BindingKey, ListFilter};
-pub use reconciler::{Reconciler, Scoped};
+pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
 
 use crate::store::{self, BindingRecord, Store};
+
+/// Locks `m`, through a panic of an earlier holder (every critical section leaves its data
+/// consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Every app's pool, over one store.
 #[derive(Debug)]

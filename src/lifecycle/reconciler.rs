@@ -4,8 +4,74 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::inflight::lock;
-use super::{Clock, OrphanPolicy, Pool, PoolError, ReconcileOptions, ReconcileReport};
+use super::{AppPool, Clock, Pool, PoolError, lock};
+use crate::platform::Mode;
+
+/// What to do with a binding the platform has and xpool does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrphanPolicy {
+    /// Record it as ACTIVE, so its slot is never handed out.
+    #[default]
+    Adopt,
+    /// Unbind it on the platform.
+    Release,
+}
+
+/// One reconciliation request.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Only this app (all when `None`).
+    pub app: Option<String>,
+    /// Only these Xs (all of each app's numbers when empty).
+    pub numbers: Vec<String>,
+    /// Count the differences, change nothing.
+    pub dry_run: bool,
+    /// A local binding younger than this is never freed as a ghost.
+    pub grace_ms: i64,
+    pub orphan_policy: OrphanPolicy,
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub dry_run: bool,
+    pub xs_checked: u64,
+    pub orphans_adopted: u64,
+    pub orphans_released: u64,
+    pub ghosts_freed: u64,
+    pub fields_corrected: u64,
+    pub pending_resolved: u64,
+    pub numbers_removed: u64,
+    pub errors: Vec<String>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+impl Pool {
+    /// Reconciles the apps and numbers `opts` names. `report` is updated as it goes, so a
+    /// status call can show a running reconciliation.
+    pub async fn reconcile(
+        &self,
+        opts: &ReconcileOptions,
+        report: &std::sync::Mutex<ReconcileReport>,
+    ) -> Result<(), PoolError> {
+        let apps: Vec<Arc<AppPool>> = match &opts.app {
+            Some(name) => vec![Arc::clone(self.app(name)?)],
+            None => {
+                let mut all: Vec<_> = self.apps().cloned().collect();
+                all.sort_by(|a, b| a.name().cmp(b.name()));
+                all
+            }
+        };
+        for app in apps {
+            if app.mode() == Mode::X || app.client().is_none() {
+                continue; // X mode: the platform has no bindings to compare with.
+            }
+            app.reconcile(opts, report).await?;
+        }
+        Ok(())
+    }
+}
 
 /// A report and the app it covered (empty: all apps).
 #[derive(Debug, Clone, Default)]
@@ -113,4 +179,16 @@ impl Reconciler {
         });
         (running, status.last.clone())
     }
+}
+
+/// Adds one X's counts to the run's.
+pub(super) fn merge(total: &mut ReconcileReport, d: ReconcileReport) {
+    total.xs_checked += d.xs_checked;
+    total.orphans_adopted += d.orphans_adopted;
+    total.orphans_released += d.orphans_released;
+    total.ghosts_freed += d.ghosts_freed;
+    total.fields_corrected += d.fields_corrected;
+    total.pending_resolved += d.pending_resolved;
+    total.numbers_removed += d.numbers_removed;
+    total.errors.extend(d.errors);
 }

@@ -7,15 +7,13 @@ mod numbers;
 mod reconcile;
 mod release;
 
-pub use expire::{ExpiryPolicy, Round};
-pub use reconcile::{OrphanPolicy, ReconcileOptions, ReconcileReport};
-
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::cleanup::Cleanup;
 use super::clock::Clock;
 use super::error::PoolError;
-use super::inflight::{InFlight, lock};
+use super::inflight::InFlight;
+use super::lock;
 use super::records;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;

@@ -1,4 +1,5 @@
-//! Reconciliation: make the local index agree with the platform, one X at a time.
+//! Reconciling one app with the platform, one X at a time (see `lifecycle::reconciler` for the
+//! runs and what they report).
 //!
 //! For each X the platform's bindings on it are queried (paged) and compared with the local
 //! bindings holding a slot on it: a platform-only binding (orphan) is adopted, or released by
@@ -7,90 +8,21 @@
 //! reservations are resolved. A binding created while its X is being reconciled is young, so it
 //! is never freed. Progress is kept in the store, so an interrupted run resumes.
 
-use std::sync::Arc;
-
 use super::AppPool;
-use crate::lifecycle::Pool;
 use crate::lifecycle::error::PoolError;
-use crate::lifecycle::inflight::lock;
-use crate::lifecycle::records;
+use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
 use crate::lifecycle::upstream_calls::{self, Remote, reason};
+use crate::lifecycle::{lock, records};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
 use crate::upstream::{CallOpts, ErrorClass, Priority};
-
-/// What to do with a binding the platform has and xpool does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OrphanPolicy {
-    /// Record it as ACTIVE, so its slot is never handed out.
-    #[default]
-    Adopt,
-    /// Unbind it on the platform.
-    Release,
-}
-
-/// One reconciliation request.
-#[derive(Debug, Clone, Default)]
-pub struct ReconcileOptions {
-    /// Only this app (all when `None`).
-    pub app: Option<String>,
-    /// Only these Xs (all of each app's numbers when empty).
-    pub numbers: Vec<String>,
-    /// Count the differences, change nothing.
-    pub dry_run: bool,
-    /// A local binding younger than this is never freed as a ghost.
-    pub grace_ms: i64,
-    pub orphan_policy: OrphanPolicy,
-}
-
-/// What a reconciliation found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
-    pub dry_run: bool,
-    pub xs_checked: u64,
-    pub orphans_adopted: u64,
-    pub orphans_released: u64,
-    pub ghosts_freed: u64,
-    pub fields_corrected: u64,
-    pub pending_resolved: u64,
-    pub numbers_removed: u64,
-    pub errors: Vec<String>,
-    pub started_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
-}
 
 fn progress_key(app: &str) -> String {
     format!("reconcile/{app}")
 }
 
-impl Pool {
-    /// Reconciles the apps and numbers `opts` names. `report` is updated as it goes, so a
-    /// status call can show a running reconciliation.
-    pub async fn reconcile(
-        &self,
-        opts: &ReconcileOptions,
-        report: &std::sync::Mutex<ReconcileReport>,
-    ) -> Result<(), PoolError> {
-        let apps: Vec<Arc<AppPool>> = match &opts.app {
-            Some(name) => vec![Arc::clone(self.app(name)?)],
-            None => {
-                let mut all: Vec<_> = self.apps().cloned().collect();
-                all.sort_by(|a, b| a.name().cmp(b.name()));
-                all
-            }
-        };
-        for app in apps {
-            if app.mode() == Mode::X || app.client().is_none() {
-                continue; // X mode: the platform has no bindings to compare with.
-            }
-            app.reconcile(opts, report).await?;
-        }
-        Ok(())
-    }
-}
-
 impl AppPool {
-    async fn reconcile(
+    pub(in crate::lifecycle) async fn reconcile(
         &self,
         opts: &ReconcileOptions,
         report: &std::sync::Mutex<ReconcileReport>,
@@ -204,9 +136,7 @@ impl AppPool {
                             let stray = self.orphan_record(x, r, now);
                             upstream_calls::unbind(&client, &stray, false, background())
                                 .await
-                                .map_err(|e| {
-                                    PoolError::unavailable(e.to_string(), e.retry_after())
-                                })?;
+                                .map_err(|e| self.unreachable(&e))?;
                         }
                     }
                 },
@@ -228,9 +158,11 @@ impl AppPool {
                     found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
                 }
                 Err(e) => {
+                    tracing::warn!(app = %self.name, id = %b.id, error = %e, "second check failed");
+                    let why = reason(&e);
                     report
                         .errors
-                        .push(format!("binding {}: second check failed: {e}", b.id));
+                        .push(format!("binding {}: second check failed: {why}", b.id));
                     false
                 }
             };
@@ -395,15 +327,4 @@ fn corrected(b: &BindingRecord, r: &Remote) -> Option<BindingRecord> {
         }
     }
     (fixed != *b).then_some(fixed)
-}
-
-fn merge(total: &mut ReconcileReport, d: ReconcileReport) {
-    total.xs_checked += d.xs_checked;
-    total.orphans_adopted += d.orphans_adopted;
-    total.orphans_released += d.orphans_released;
-    total.ghosts_freed += d.ghosts_freed;
-    total.fields_corrected += d.fields_corrected;
-    total.pending_resolved += d.pending_resolved;
-    total.numbers_removed += d.numbers_removed;
-    total.errors.extend(d.errors);
 }
