@@ -54,3 +54,6 @@ pub struct Occupant<'a> {
     pub party_a: &'a str,
     pub party_b: Option<&'a str>,
 }
+
+#[cfg(test)]
+mod tests;
