@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::store::StoreError;
+use crate::upstream::{ErrorClass, UpstreamError};
 
 /// What went wrong for the caller.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,5 +77,52 @@ impl From<StoreError> for PoolError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         PoolError::Storage(e)
+    }
+}
+
+impl PoolError {
+    /// What a definite platform refusal means for the caller: the kind, and a [`reason`] with
+    /// the platform's result code. The caller of this logs the details.
+    pub fn from_upstream(e: &UpstreamError) -> Self {
+        let message = reason(e);
+        match e.class() {
+            ErrorClass::RetryLater | ErrorClass::Auth => {
+                PoolError::unavailable(message, e.retry_after().or(Some(Duration::from_secs(1))))
+            }
+            ErrorClass::InvalidRequest => PoolError::invalid("request", message),
+            ErrorClass::NotFound => PoolError::NotFound(message),
+            ErrorClass::Exhausted => PoolError::Exhausted {
+                tried: Vec::new(),
+                free_elsewhere: 0,
+            },
+            ErrorClass::Taken
+            | ErrorClass::PartyConflict
+            | ErrorClass::PartyLimit
+            | ErrorClass::NumberUnusable
+            | ErrorClass::Config
+            | ErrorClass::AccountFrozen => PoolError::FailedPrecondition(message),
+            ErrorClass::Unknown => PoolError::Internal(message),
+        }
+    }
+}
+
+/// What a failed call means, in words a caller may see: no operation, app key or platform
+/// text, only the platform's result code when it answered one.
+pub fn reason(e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Platform { class, code, .. } => {
+            format!("the platform refused the call: {class} (result code {code})")
+        }
+        UpstreamError::Http { class, status, .. } => {
+            format!("the platform refused the call: {class} (HTTP {status})")
+        }
+        UpstreamError::CircuitOpen { .. } => {
+            "the platform rejected the app's credentials; its calls are paused".to_owned()
+        }
+        UpstreamError::RateLimited { .. } => "the app's platform rate limit is reached".to_owned(),
+        UpstreamError::Timeout { .. } | UpstreamError::Transport { .. } => {
+            "the platform did not answer".to_owned()
+        }
+        UpstreamError::Decode { .. } => "the platform's answer could not be read".to_owned(),
     }
 }

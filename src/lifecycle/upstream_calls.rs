@@ -290,27 +290,6 @@ pub async fn unbind(
     not_found_is_none(result).map(|_| ())
 }
 
-/// What a failed call means, in words a caller may see: no operation, app key or platform
-/// text, only the platform's result code when it answered one.
-pub fn reason(e: &UpstreamError) -> String {
-    match e {
-        UpstreamError::Platform { class, code, .. } => {
-            format!("the platform refused the call: {class} (result code {code})")
-        }
-        UpstreamError::Http { class, status, .. } => {
-            format!("the platform refused the call: {class} (HTTP {status})")
-        }
-        UpstreamError::CircuitOpen { .. } => {
-            "the platform rejected the app's credentials; its calls are paused".to_owned()
-        }
-        UpstreamError::RateLimited { .. } => "the app's platform rate limit is reached".to_owned(),
-        UpstreamError::Timeout { .. } | UpstreamError::Transport { .. } => {
-            "the platform did not answer".to_owned()
-        }
-        UpstreamError::Decode { .. } => "the platform's answer could not be read".to_owned(),
-    }
-}
-
 /// Reads a platform "no such record" as an empty answer.
 fn not_found_is_none<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, UpstreamError> {
     match result {

@@ -2,7 +2,9 @@
 //! stops an app at once when its credentials are rejected, and classifies every result.
 //!
 //! `AppClient` holds one app's settings, limiter and circuit; `ops` adds one typed method per
-//! platform operation; `result` decides what each result code means for the caller.
+//! platform operation; `result` decides what each result code means for the caller. How a call
+//! waits for the limiter (priority, longest wait, a slot taken ahead) is a [`CallOpts`] value
+//! given to [`AppClient::with_opts`], never ambient task state.
 
 mod breaker;
 mod client;

@@ -368,31 +368,3 @@ fn no_pick(e: NoPick, free_elsewhere: u64) -> PoolError {
         NoPick::Pinned(why) => PoolError::FailedPrecondition(why),
     }
 }
-
-impl AppPool {
-    /// What a definite platform refusal means for the caller: the kind and a reason with the
-    /// platform's result code. The details (operation, app key, platform text) are logged here,
-    /// once, and not passed on.
-    pub(super) fn upstream_error(&self, e: &UpstreamError) -> PoolError {
-        tracing::warn!(app = %self.name, error = %e, "platform call failed");
-        let message = upstream_calls::reason(e);
-        match e.class() {
-            ErrorClass::RetryLater | ErrorClass::Auth => {
-                PoolError::unavailable(message, e.retry_after().or(Some(Duration::from_secs(1))))
-            }
-            ErrorClass::InvalidRequest => PoolError::invalid("request", message),
-            ErrorClass::NotFound => PoolError::NotFound(message),
-            ErrorClass::Exhausted => PoolError::Exhausted {
-                tried: Vec::new(),
-                free_elsewhere: 0,
-            },
-            ErrorClass::Taken
-            | ErrorClass::PartyConflict
-            | ErrorClass::PartyLimit
-            | ErrorClass::NumberUnusable
-            | ErrorClass::Config
-            | ErrorClass::AccountFrozen => PoolError::FailedPrecondition(message),
-            ErrorClass::Unknown => PoolError::Internal(message),
-        }
-    }
-}

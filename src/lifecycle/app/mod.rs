@@ -164,4 +164,11 @@ impl AppPool {
             Err(e) => tracing::error!(error = %e, "could not read number"),
         }
     }
+
+    /// A failed platform call, for the caller: the details are logged here, once, and only
+    /// the reason and result code go on.
+    fn upstream_error(&self, e: &UpstreamError) -> PoolError {
+        tracing::warn!(app = %self.name, error = %e, "platform call failed");
+        PoolError::from_upstream(e)
+    }
 }

@@ -10,8 +10,9 @@
 
 use super::AppPool;
 use crate::lifecycle::error::PoolError;
+use crate::lifecycle::error::reason;
 use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
-use crate::lifecycle::upstream_calls::{self, Remote, reason};
+use crate::lifecycle::upstream_calls::{self, Remote};
 use crate::lifecycle::{lock, records};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
