@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{AppPool, Clock, Pool, PoolError, lock};
-use crate::platform::Mode;
 
 /// What to do with a binding the platform has and xpool does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +63,7 @@ impl Pool {
             }
         };
         for app in apps {
-            if app.mode() == Mode::X || app.client().is_none() {
+            if !app.on_platform() {
                 continue; // X mode: the platform has no bindings to compare with.
             }
             app.reconcile(opts, report).await?;

@@ -421,3 +421,33 @@ impl AppClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_per_second() -> AppClient {
+        let mut settings = AppSettings::new("key", Secret::new("secret"), "http://127.0.0.1:9");
+        settings.rate_per_second = NonZeroU32::MIN;
+        settings.burst = NonZeroU32::MIN;
+        AppClient::new(settings, http_client())
+    }
+
+    #[tokio::test]
+    async fn handles_share_the_limiter_and_spend_a_prepaid_slot_once() {
+        let client = one_per_second();
+        let slot = client.take_slot().await.expect("the first slot is free");
+        let hurried = client.with_opts(CallOpts::max_wait(Duration::ZERO));
+        assert!(
+            matches!(
+                hurried.take_slot().await,
+                Err(UpstreamError::RateLimited { .. })
+            ),
+            "a handle shares its app's limiter"
+        );
+        let prepaid = client.with_opts(CallOpts::prepaid(slot));
+        assert!(prepaid.use_permit());
+        assert!(!prepaid.use_permit(), "a slot pays for one call");
+        assert!(!client.use_permit());
+    }
+}

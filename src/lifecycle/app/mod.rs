@@ -77,17 +77,19 @@ impl AppPool {
         })
     }
 
+    /// The app's configured name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The app's binding mode.
     pub fn mode(&self) -> Mode {
         self.rules.mode
     }
 
-    /// The app's platform client; `None` in X mode.
-    pub fn client(&self) -> Option<&Arc<AppClient>> {
-        self.client.as_ref()
+    /// Whether the platform holds this app's bindings (not X mode).
+    pub(in crate::lifecycle) fn on_platform(&self) -> bool {
+        self.rules.mode != Mode::X && self.client.is_some()
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
