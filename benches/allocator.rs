@@ -36,17 +36,6 @@ fn slots_per_x(mode: Mode) -> usize {
     if mode == Mode::Ax { 1 } else { SLOTS as usize }
 }
 
-/// The slot a binding of `a` (and `b`) takes with `pick`.
-fn occupant<'a>(pick: &'a Pick, a: &'a str, b: Option<&'a str>) -> Occupant<'a> {
-    Occupant {
-        x: &pick.x,
-        extension: pick.extension.as_deref(),
-        y: None,
-        party_a: a,
-        party_b: b,
-    }
-}
-
 /// What the daemon builds for a new binding before it occupies the slot: the same allocations
 /// as its stored record (a fresh UUID v7 id and owned strings), so a cycle costs what it did
 /// when the index took the record itself.
@@ -108,7 +97,7 @@ fn build(mode: Mode, n: usize, pct: usize) -> Index {
         let Ok((pick, _)) = index.pick(&areas, &a, b.as_deref(), &none, 0) else {
             panic!("filling {mode:?} {n}/{pct}%: no slot at binding {k}");
         };
-        index.occupy(&occupant(&pick, &a, b.as_deref()), 0);
+        index.occupy(&pick.occupant(&a, b.as_deref()), 0);
     }
     index
 }

@@ -53,6 +53,19 @@ pub struct Pick {
     pub ext_choice: Option<ExtChoice>,
 }
 
+impl Pick {
+    /// The slot a binding of `party_a` (and `party_b`) holds once it takes this pick.
+    pub fn occupant<'a>(&'a self, party_a: &'a str, party_b: Option<&'a str>) -> Occupant<'a> {
+        Occupant {
+            x: &self.x,
+            extension: self.extension.as_deref(),
+            y: None,
+            party_a,
+            party_b,
+        }
+    }
+}
+
 /// Why a pick found nothing in the areas it was allowed to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoPick {

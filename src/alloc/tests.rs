@@ -39,29 +39,19 @@ fn pick(index: &mut Index, a: &str, b: Option<&str>, now: i64) -> Result<Pick, N
         .map(|(pick, _)| pick)
 }
 
-fn occupant<'a>(pick: &'a Pick, a: &'a str, b: Option<&'a str>) -> Occupant<'a> {
-    Occupant {
-        x: &pick.x,
-        extension: pick.extension.as_deref(),
-        y: None,
-        party_a: a,
-        party_b: b,
-    }
-}
-
 #[test]
 fn axb_spreads_load_and_keeps_each_party_once_per_x() {
     let mut ix = index(Mode::Axb, &["+8610001", "+8610002"]);
     let first = pick(&mut ix, "+861", Some("+862"), 0).unwrap();
     assert_eq!(first.x, "+8610001");
-    ix.occupy(&occupant(&first, "+861", Some("+862")), 0);
+    ix.occupy(&first.occupant("+861", Some("+862")), 0);
     let second = pick(&mut ix, "+863", Some("+864"), 0).unwrap();
     assert_eq!(second.x, "+8610002", "least-loaded X first");
-    ix.occupy(&occupant(&second, "+863", Some("+864")), 0);
+    ix.occupy(&second.occupant("+863", Some("+864")), 0);
     // +861 is on the first X already: the second is the only one left for it.
     let third = pick(&mut ix, "+861", Some("+865"), 0).unwrap();
     assert_eq!(third.x, "+8610002");
-    ix.occupy(&occupant(&third, "+861", Some("+865")), 0);
+    ix.occupy(&third.occupant("+861", Some("+865")), 0);
     // The second X is full, the first carries +861.
     assert_eq!(
         pick(&mut ix, "+861", Some("+866"), 0),
@@ -69,7 +59,7 @@ fn axb_spreads_load_and_keeps_each_party_once_per_x() {
             tried: vec![AREA.to_owned()]
         })
     );
-    ix.vacate(&occupant(&first, "+861", Some("+862")), None, 0);
+    ix.vacate(&first.occupant("+861", Some("+862")), None, 0);
     assert_eq!(
         pick(&mut ix, "+861", Some("+866"), 0).unwrap().x,
         "+8610001"
@@ -80,9 +70,9 @@ fn axb_spreads_load_and_keeps_each_party_once_per_x() {
 fn an_ax_number_rests_for_its_cool_down_after_release() {
     let mut ix = index(Mode::Ax, &["+8610001"]);
     let taken = pick(&mut ix, "+861", None, 0).unwrap();
-    ix.occupy(&occupant(&taken, "+861", None), 0);
+    ix.occupy(&taken.occupant("+861", None), 0);
     assert!(pick(&mut ix, "+862", None, 0).is_err());
-    ix.vacate(&occupant(&taken, "+861", None), Some(0), 0);
+    ix.vacate(&taken.occupant("+861", None), Some(0), 0);
     assert!(pick(&mut ix, "+862", None, 999).is_err(), "still cooling");
     assert_eq!(ix.number_views(None, 999)[0].cooling, 1);
     assert_eq!(pick(&mut ix, "+862", None, 1_000).unwrap().x, "+8610001");
@@ -96,7 +86,7 @@ fn an_ax_party_holds_at_most_five_numbers() {
     let mut ix = index(Mode::Ax, &xs);
     for _ in 0..MAX_XS_PER_A {
         let p = pick(&mut ix, "+861", None, 0).unwrap();
-        ix.occupy(&occupant(&p, "+861", None), 0);
+        ix.occupy(&p.occupant("+861", None), 0);
     }
     assert_eq!(
         pick(&mut ix, "+861", None, 0),
@@ -110,7 +100,7 @@ fn a_pinned_axe_extension_is_given_once() {
     let mut ix = index(Mode::Axe, &["+8610001"]);
     let pinned = ix.pinned("+8610001", Some("3"), "+861", None, 0).unwrap();
     assert_eq!(pinned.extension.as_deref(), Some("3"));
-    ix.occupy(&occupant(&pinned, "+861", None), 0);
+    ix.occupy(&pinned.occupant("+861", None), 0);
     assert!(matches!(
         ix.pinned("+8610001", Some("3"), "+862", None, 0),
         Err(NoPick::Pinned(_))
