@@ -2,17 +2,18 @@
 //! numbers over gRPC.
 //!
 //! `platform` is the wire contract (crate `xpool-platform`, shared with the simulator in
-//! `xpool-sim`), `upstream` the client that calls the platform, `store` the sled store, `pool`
-//! allocation and the binding lifecycle, `jobs` background work, `grpc` the API, and `daemon`
-//! start-up and shutdown. [`run`] starts it all. The simulator and the load generator are not
+//! `xpool-sim`), `upstream` the client that calls the platform, `store` the sled store, `alloc`
+//! the pure allocation rules, `lifecycle` the binding lifecycle (two-phase bind, release, expiry,
+//! reconciliation), `jobs` background work, `grpc` the API, and `daemon` start-up and shutdown. [`run`] starts it all. The simulator and the load generator are not
 //! part of this library: the binary (`src/main.rs`, `src/cli/`) composes them.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod config;
 pub mod daemon;
 pub mod grpc;
 pub mod jobs;
-pub mod pool;
+pub mod lifecycle;
 pub mod store;
 pub mod upstream;
 
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 pub use crate::daemon::Daemon;
-use crate::pool::{Clock, SystemClock};
+use crate::lifecycle::{Clock, SystemClock};
 
 /// Builds the daemon, recovers, and serves on `listener` until `shutdown` completes: health goes
 /// NOT_SERVING, in-flight requests get the configured grace period, background jobs stop, and

@@ -35,7 +35,7 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 /// nothing listens, so probes fail fast instead of hanging.
 async fn serve(config: Config, signals: Signals) -> anyhow::Result<()> {
     let listen = config.server.listen;
-    let daemon = xpool::Daemon::build(config, Arc::new(xpool::pool::SystemClock)).await?;
+    let daemon = xpool::Daemon::build(config, Arc::new(xpool::lifecycle::SystemClock)).await?;
     daemon.recover().await;
     if signals.shutdown.is_cancelled() {
         tracing::info!("shutdown requested during start-up: not serving");

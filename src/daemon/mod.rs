@@ -11,9 +11,10 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alloc::Rules;
 use crate::config::{self, AppConfig, Config};
 use crate::jobs;
-use crate::pool::{self, AppSetup, Clock, ExpiryPolicy, Pool, Rules};
+use crate::lifecycle::{self, AppSetup, Clock, ExpiryPolicy, Pool};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::{self, AppClient};
 
@@ -32,7 +33,7 @@ pub struct Daemon {
     store: Arc<Store>,
     pool: Arc<Pool>,
     expiry: jobs::Expiry,
-    reconciler: Arc<jobs::Reconciler>,
+    reconciler: Arc<lifecycle::Reconciler>,
     /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
     /// minutes, and every step is crash-safe); a child of `cancel`.
     stop_reconciling: CancellationToken,
@@ -75,13 +76,13 @@ impl Daemon {
             },
         };
         let stop_reconciling = cancel.child_token();
-        let reconciler = Arc::new(jobs::Reconciler::new(
+        let reconciler = Arc::new(lifecycle::Reconciler::new(
             Arc::clone(&pool),
             clock,
             Duration::from_secs(config.reconcile.grace_seconds),
             match config.reconcile.orphan_policy {
-                config::OrphanPolicy::Adopt => pool::OrphanPolicy::Adopt,
-                config::OrphanPolicy::Release => pool::OrphanPolicy::Release,
+                config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
+                config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
             },
             stop_reconciling.clone(),
         ));

@@ -6,11 +6,10 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert::{MAX_TTL_SECONDS, binding_key, state_filter};
+use super::convert::{self, binding_key, state_filter};
 use super::pb;
 use super::pb::binding_service_server::BindingService;
-use crate::pool::{BindParams, ListFilter, Pool, quoted};
-use crate::store::BindingId;
+use crate::lifecycle::{BindParams, ListFilter, Pool, PoolError};
 
 /// The binding API.
 #[derive(Debug)]
@@ -51,7 +50,7 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
 /// Runs pool work on its own task, so a caller hanging up cannot cut a two-phase change short.
 async fn detached<T: Send + 'static>(
     tasks: &TaskTracker,
-    work: impl std::future::Future<Output = Result<T, crate::pool::PoolError>> + Send + 'static,
+    work: impl std::future::Future<Output = Result<T, PoolError>> + Send + 'static,
 ) -> Result<T, Status> {
     match tasks.spawn(work).await {
         Ok(result) => result.map_err(Status::from),
@@ -103,17 +102,7 @@ impl BindingService for Bindings {
             binding_id,
             ttl_seconds,
         } = req.into_inner();
-        let id = BindingId::parse(&binding_id).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "binding_id: {} is not a binding id",
-                quoted(&binding_id)
-            ))
-        })?;
-        if ttl_seconds > MAX_TTL_SECONDS {
-            return Err(Status::invalid_argument(format!(
-                "ttl_seconds: at most {MAX_TTL_SECONDS} (90 days)"
-            )));
-        }
+        let id = convert::binding_id("binding_id", &binding_id)?;
         let pool = Arc::clone(&self.pool);
         let binding = detached(&self.tasks, async move {
             pool.update_ttl(id, ttl_seconds).await
@@ -155,15 +144,11 @@ impl BindingService for Bindings {
         };
         let after = match page_token.as_str() {
             "" => None,
-            token => Some(BindingId::parse(token).ok_or_else(|| {
+            token => Some(convert::binding_id("page_token", token).map_err(|_| {
                 Status::invalid_argument("page_token: not a token from ListBindings")
             })?),
         };
-        let limit = match page_size {
-            0 => 100,
-            n if n > 1000 => return Err(Status::invalid_argument("page_size: at most 1000")),
-            n => n as usize,
-        };
+        let limit = convert::page_size(page_size)?;
         let (page, next) = self.pool.list(&filter, after, limit)?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.into_iter().map(Into::into).collect(),

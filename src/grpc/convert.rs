@@ -4,12 +4,11 @@
 use prost_types::Timestamp;
 
 use super::pb;
+use crate::lifecycle::{
+    BindParams, Binding, BindingId, BindingKey, BindingState, NumberState, PoolError, quoted,
+};
 use crate::platform::{Mode, number};
-use crate::pool::{BindParams, BindingKey, PoolError, quoted};
-use crate::store::{BindingId, BindingRecord, BindingState, NumberState};
 
-/// Longest lifetime of a binding: the platform's 90 days.
-pub const MAX_TTL_SECONDS: u64 = 7_776_000;
 /// Longest single call the platform allows, in minutes.
 pub const MAX_CALL_MINUTES: u32 = 1_440;
 
@@ -73,12 +72,6 @@ impl TryFrom<pb::BindRequest> for BindParams {
                 format!("{} is not an area code (2–6 digits)", quoted(&area_code)),
             ));
         }
-        if ttl_seconds > MAX_TTL_SECONDS {
-            return Err(invalid(
-                "ttl_seconds",
-                format!("at most {MAX_TTL_SECONDS} (90 days)"),
-            ));
-        }
         if request_id.len() > 128 || !request_id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
                 "request_id",
@@ -134,6 +127,21 @@ impl TryFrom<pb::BindRequest> for BindParams {
     }
 }
 
+/// A binding id from a request's `field`.
+pub fn binding_id(field: &'static str, value: &str) -> Result<BindingId, PoolError> {
+    BindingId::parse(value)
+        .ok_or_else(|| invalid(field, format!("{} is not a binding id", quoted(value))))
+}
+
+/// The page size of a List call: 0 asks for the default of 100, at most 1000.
+pub fn page_size(page_size: u32) -> Result<usize, PoolError> {
+    match page_size {
+        0 => Ok(100),
+        n if n > 1000 => Err(invalid("page_size", "at most 1000")),
+        n => Ok(n as usize),
+    }
+}
+
 /// A binding named by id, or by app + request_id.
 pub fn binding_key(
     binding_id: &str,
@@ -141,14 +149,7 @@ pub fn binding_key(
     app: String,
 ) -> Result<BindingKey, PoolError> {
     match (binding_id.is_empty(), request_id.is_empty()) {
-        (false, true) => BindingId::parse(binding_id)
-            .map(BindingKey::Id)
-            .ok_or_else(|| {
-                invalid(
-                    "binding_id",
-                    format!("{} is not a binding id", quoted(binding_id)),
-                )
-            }),
+        (false, true) => self::binding_id("binding_id", binding_id).map(BindingKey::Id),
         (true, false) if app.is_empty() => Err(invalid("app", "required with request_id")),
         (true, false) => Ok(BindingKey::Request { app, request_id }),
         (false, false) => Err(invalid(
@@ -207,34 +208,58 @@ pub fn number_state(s: NumberState) -> pb::NumberState {
     }
 }
 
-impl From<BindingRecord> for pb::Binding {
-    fn from(b: BindingRecord) -> pb::Binding {
-        let call_direction = match b.call_direction {
+impl From<Binding> for pb::Binding {
+    fn from(b: Binding) -> pb::Binding {
+        let Binding {
+            id,
+            app,
+            mode: m,
+            state: s,
+            x,
+            extension,
+            y,
+            party_a,
+            party_b,
+            area_code,
+            subscription_id,
+            request_id,
+            created_at_ms,
+            updated_at_ms,
+            expires_at_ms,
+            released_at_ms: _,
+            ttl_seconds: _,
+            call_direction,
+            record,
+            max_call_minutes,
+            user_data,
+            reason,
+        } = b;
+        let call_direction = match call_direction {
             1 => pb::CallDirection::AToBOnly,
             2 => pb::CallDirection::BToAOnly,
             _ => pb::CallDirection::Both,
         };
         pb::Binding {
-            binding_id: b.id.to_string(),
-            app: b.app,
-            mode: mode(b.mode).into(),
-            state: state(b.state).into(),
-            x_number: b.x,
-            extension: b.extension.unwrap_or_default(),
-            y_number: b.y.unwrap_or_default(),
-            party_a: b.party_a,
-            party_b: b.party_b.unwrap_or_default(),
-            area_code: b.area_code,
-            subscription_id: b.subscription_id.unwrap_or_default(),
-            created_at: Some(timestamp(b.created_at_ms)),
-            expires_at: b.expires_at_ms.map(timestamp),
-            user_data: b.user_data.unwrap_or_default(),
-            reason: b.reason,
-            request_id: b.request_id.unwrap_or_default(),
+            binding_id: id.to_string(),
+            app,
+            mode: mode(m).into(),
+            state: state(s).into(),
+            x_number: x,
+            extension: extension.unwrap_or_default(),
+            y_number: y.unwrap_or_default(),
+            party_a,
+            party_b: party_b.unwrap_or_default(),
+            area_code,
+            subscription_id: subscription_id.unwrap_or_default(),
+            created_at: Some(timestamp(created_at_ms)),
+            expires_at: expires_at_ms.map(timestamp),
+            user_data: user_data.unwrap_or_default(),
+            reason,
+            request_id: request_id.unwrap_or_default(),
             call_direction: call_direction.into(),
-            record: b.record,
-            max_call_minutes: b.max_call_minutes,
-            updated_at: Some(timestamp(b.updated_at_ms)),
+            record,
+            max_call_minutes,
+            updated_at: Some(timestamp(updated_at_ms)),
         }
     }
 }

@@ -15,4 +15,4 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("xpool_descriptor");
 }
 
-pub use convert::{MAX_CALL_MINUTES, MAX_TTL_SECONDS};
+pub use convert::MAX_CALL_MINUTES;

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::number_state;
+use super::convert::{self, number_state};
 use super::pb;
 use super::pb::pool_service_server::PoolService;
-use crate::pool::Pool;
+use crate::lifecycle::Pool;
 
 /// The pool admin API.
 #[derive(Debug)]
@@ -79,11 +79,7 @@ impl PoolService for Numbers {
             page_token,
         } = req.into_inner();
         required("app", &app)?;
-        let limit = match page_size {
-            0 => 100,
-            n if n > 1000 => return Err(Status::invalid_argument("page_size: at most 1000")),
-            n => n as usize,
-        };
+        let limit = convert::page_size(page_size)?;
         let all = self
             .pool
             .app(&app)?

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::pb;
 use super::pb::reconcile_service_server::ReconcileService;
-use crate::jobs::{Reconciler, Scoped};
+use crate::lifecycle::{Reconciler, Scoped};
 
 #[derive(Debug)]
 pub struct Reconcile {

@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 
-use crate::pool::PoolError;
+use crate::lifecycle::PoolError;
 
 /// Status messages travel in a header; keep them well below HTTP/2 header limits.
 const MAX_MESSAGE: usize = 1024;
@@ -38,7 +38,7 @@ impl From<PoolError> for Status {
                 }
                 status
             }
-            PoolError::Internal(_) => Status::internal(message),
+            PoolError::Internal(_) | PoolError::Storage(_) => Status::internal(message),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::{Clock, ExpiryPolicy, Pool};
+use crate::lifecycle::{Clock, ExpiryPolicy, Pool};
 
 /// Longest sleep between checks, so a moved wall clock is noticed soon.
 const MAX_SLEEP: Duration = Duration::from_secs(1);

@@ -6,5 +6,4 @@ mod reconcile;
 mod resolver;
 
 pub use expiry::Expiry;
-pub use reconcile::{Reconciler, Scoped};
 pub use resolver::Resolver;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::Pool;
+use crate::lifecycle::Pool;
 
 #[derive(Debug)]
 pub struct Resolver {

@@ -1,6 +1,7 @@
 //! The HTTP core of the client: pacing, the circuit, signing, sending and decoding.
 
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -64,13 +65,72 @@ impl AppSettings {
 }
 
 /// A client for one platform application: its own limiter and circuit, shared HTTP pool.
+///
+/// A handle made with [`AppClient::with_opts`] shares the app's limiter and circuit and makes
+/// its calls with its own [`CallOpts`].
 #[derive(Debug)]
 pub struct AppClient {
+    app: Arc<App>,
+    /// How this handle's calls wait for the app's limiter.
+    priority: Priority,
+    max_wait: Option<Duration>,
+    /// A slot taken with [`AppClient::take_slot`], spent by this handle's next call.
+    permit: Mutex<Option<Slot>>,
+}
+
+/// What every handle of one app shares.
+#[derive(Debug)]
+struct App {
     settings: AppSettings,
     http: reqwest::Client,
     limiter: Limiter,
     breaker: Breaker,
 }
+
+/// How a platform call waits for its app's rate limiter. Passed explicitly (see
+/// [`AppClient::with_opts`]), so it survives any hand-over between tasks.
+#[derive(Debug, Default)]
+pub struct CallOpts {
+    /// Where the call queues among the app's waiting calls.
+    pub priority: Priority,
+    /// The longest the call may wait for a slot (e.g. from the caller's gRPC deadline); `None`
+    /// is the app's configured `max_wait`.
+    pub max_wait: Option<Duration>,
+    /// A slot already taken with [`AppClient::take_slot`]: the first call uses it instead of
+    /// waiting for a new one.
+    pub permit: Option<Slot>,
+}
+
+impl CallOpts {
+    /// Calls queued at `priority`.
+    pub fn priority(priority: Priority) -> Self {
+        CallOpts {
+            priority,
+            ..CallOpts::default()
+        }
+    }
+
+    /// Calls waiting at most `max_wait` for a slot.
+    pub fn max_wait(max_wait: Duration) -> Self {
+        CallOpts {
+            max_wait: Some(max_wait),
+            ..CallOpts::default()
+        }
+    }
+
+    /// The first call uses `permit` instead of waiting.
+    pub fn prepaid(permit: Slot) -> Self {
+        CallOpts {
+            permit: Some(permit),
+            ..CallOpts::default()
+        }
+    }
+}
+
+/// One limiter slot, taken ahead of the call that spends it.
+#[derive(Debug)]
+#[must_use = "a slot not spent on a call is lost"]
+pub struct Slot(());
 
 /// An HTTP client suitable for the platform: rustls, no proxy lookups, no pooled keep-alive
 /// reliance (the platform closes connections itself).
@@ -82,43 +142,6 @@ pub fn http_client() -> reqwest::Client {
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
-}
-
-tokio::task_local! {
-    /// The longest the calls of the current task may wait for a limiter slot.
-    static MAX_WAIT: Duration;
-    /// The limiter priority of the current task's calls.
-    static PRIORITY: Priority;
-    /// Limiter slots the current task already took with [`AppClient::take_slot`].
-    static PREPAID: std::cell::Cell<u32>;
-}
-
-/// Runs `f` with its first `slots` platform calls using slots already taken with
-/// [`AppClient::take_slot`] instead of waiting for new ones.
-pub async fn with_prepaid<F: std::future::Future>(slots: u32, f: F) -> F::Output {
-    PREPAID.scope(std::cell::Cell::new(slots), f).await
-}
-
-/// Uses one prepaid slot, if the current task has one.
-fn use_prepaid() -> bool {
-    PREPAID
-        .try_with(|left| {
-            let n = left.get();
-            left.set(n.saturating_sub(1));
-            n > 0
-        })
-        .unwrap_or(false)
-}
-
-/// Runs `f` with its platform calls queued at `priority` in the app's limiter.
-pub async fn with_priority<F: std::future::Future>(priority: Priority, f: F) -> F::Output {
-    PRIORITY.scope(priority, f).await
-}
-
-/// Runs `f` with its platform calls waiting at most `max_wait` for a limiter slot (e.g. the
-/// caller's gRPC deadline) instead of the app's configured `max_wait`.
-pub async fn with_max_wait<F: std::future::Future>(max_wait: Duration, f: F) -> F::Output {
-    MAX_WAIT.scope(max_wait, f).await
 }
 
 /// One endpoint call, described for logs and errors.
@@ -133,25 +156,55 @@ pub(crate) struct Call<'a, B> {
 impl AppClient {
     pub fn new(settings: AppSettings, http: reqwest::Client) -> Self {
         let limiter = Limiter::new(settings.rate_per_second, settings.burst);
-        AppClient {
+        let app = App {
             settings,
             http,
             limiter,
             breaker: Breaker::default(),
+        };
+        AppClient {
+            app: Arc::new(app),
+            priority: Priority::default(),
+            max_wait: None,
+            permit: Mutex::new(None),
+        }
+    }
+
+    /// A handle on the same app (limiter, circuit, connections) whose calls use `opts`.
+    pub fn with_opts(&self, opts: CallOpts) -> AppClient {
+        let CallOpts {
+            priority,
+            max_wait,
+            permit,
+        } = opts;
+        AppClient {
+            app: Arc::clone(&self.app),
+            priority,
+            max_wait,
+            permit: Mutex::new(permit),
         }
     }
 
     pub fn settings(&self) -> &AppSettings {
-        &self.settings
+        &self.app.settings
     }
 
     pub fn app_key(&self) -> &str {
-        &self.settings.app_key
+        &self.app.settings.app_key
     }
 
     /// True unless an authentication failure has opened the circuit.
     pub fn circuit_closed(&self) -> bool {
-        self.breaker.is_closed()
+        self.app.breaker.is_closed()
+    }
+
+    /// Spends this handle's prepaid slot, if it still has one.
+    fn use_permit(&self) -> bool {
+        self.permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some()
     }
 
     /// Sends one call and decodes a success answer as `T`.
@@ -160,26 +213,27 @@ impl AppClient {
         call: Call<'_, B>,
     ) -> Result<T, UpstreamError> {
         let op = call.op;
-        let app_key = || self.settings.app_key.clone();
+        let app_key = || self.app.settings.app_key.clone();
         // Fail fast while the circuit is open, before waiting for a slot.
-        if let Some(retry_after) = self.breaker.blocked_for() {
+        if let Some(retry_after) = self.app.breaker.blocked_for() {
             return Err(UpstreamError::CircuitOpen {
                 op,
                 app_key: app_key(),
                 retry_after,
             });
         }
-        if !use_prepaid() {
+        if !self.use_permit() {
             self.pace(op).await?;
         }
-        let permit = self
-            .breaker
-            .admit()
-            .map_err(|retry_after| UpstreamError::CircuitOpen {
-                op,
-                app_key: app_key(),
-                retry_after,
-            })?;
+        let permit =
+            self.app
+                .breaker
+                .admit()
+                .map_err(|retry_after| UpstreamError::CircuitOpen {
+                    op,
+                    app_key: app_key(),
+                    retry_after,
+                })?;
 
         let started = Instant::now();
         let result = self.send(&call).await;
@@ -193,49 +247,49 @@ impl AppClient {
             Err(UpstreamError::Http {
                 class: ErrorClass::Auth,
                 ..
-            }) => Verdict::AuthFailed(self.settings.auth_cool_off),
+            }) => Verdict::AuthFailed(self.app.settings.auth_cool_off),
             Err(UpstreamError::Platform { .. }) => Verdict::Authenticated,
             Err(_) => Verdict::NoAnswer,
         };
-        self.breaker.record(permit, verdict);
+        self.app.breaker.record(permit, verdict);
         self.log(op, permit, started, &result);
         result
     }
 
-    /// Takes a limiter slot for a call this task is about to make (see [`with_prepaid`]), so a
-    /// caller can wait for the rate limit before it commits to anything; fails fast while the
-    /// circuit is open.
-    pub async fn take_slot(&self) -> Result<(), UpstreamError> {
+    /// Takes a limiter slot (waiting as this handle's options allow) for a call about to be
+    /// made with [`CallOpts::prepaid`], so a caller can wait for the rate limit before it
+    /// commits to anything; fails fast while the circuit is open.
+    pub async fn take_slot(&self) -> Result<Slot, UpstreamError> {
         let op = "take_slot";
-        if let Some(retry_after) = self.breaker.blocked_for() {
+        if let Some(retry_after) = self.app.breaker.blocked_for() {
             return Err(UpstreamError::CircuitOpen {
                 op,
-                app_key: self.settings.app_key.clone(),
+                app_key: self.app.settings.app_key.clone(),
                 retry_after,
             });
         }
-        self.pace(op).await
+        self.pace(op).await.map(|()| Slot(()))
     }
 
-    /// Waits for a limiter slot, as long as the task's `max_wait` allows.
+    /// Waits for a limiter slot, as long as this handle's `max_wait` allows.
     async fn pace(&self, op: &'static str) -> Result<(), UpstreamError> {
-        let max_wait = MAX_WAIT.try_with(|w| *w).unwrap_or(self.settings.max_wait);
-        let priority = PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal);
-        self.limiter
-            .acquire(max_wait, priority)
+        let max_wait = self.max_wait.unwrap_or(self.app.settings.max_wait);
+        self.app
+            .limiter
+            .acquire(max_wait, self.priority)
             .await
             .map_err(|retry_after| UpstreamError::RateLimited {
                 op,
-                app_key: self.settings.app_key.clone(),
+                app_key: self.app.settings.app_key.clone(),
                 retry_after,
             })
     }
 
     fn auth_open_for(&self, code: &str) -> Duration {
         if code == codes::IP_BLACKLISTED {
-            self.settings.auth_cool_off.max(IP_BLACKLIST)
+            self.app.settings.auth_cool_off.max(IP_BLACKLIST)
         } else {
-            self.settings.auth_cool_off
+            self.app.settings.auth_cool_off
         }
     }
 
@@ -246,7 +300,7 @@ impl AppClient {
         started: Instant,
         result: &Result<T, UpstreamError>,
     ) {
-        let app = self.settings.app_key.as_str();
+        let app = self.app.settings.app_key.as_str();
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(_) => tracing::debug!(
@@ -269,7 +323,7 @@ impl AppClient {
         call: &Call<'_, B>,
     ) -> Result<T, UpstreamError> {
         let op = call.op;
-        let s = &self.settings;
+        let s = &self.app.settings;
         let nonce = auth::new_nonce();
         let created = time::format_created(::time::OffsetDateTime::now_utc());
         let token = auth::token(
@@ -280,6 +334,7 @@ impl AppClient {
             &created,
         );
         let mut request = self
+            .app
             .http
             .request(call.method.clone(), format!("{}{}", s.base_url, call.path))
             .query(&call.query)
@@ -332,8 +387,10 @@ impl AppClient {
         let class = classify(status_code, &envelope.resultcode, &envelope.resultdesc);
         let retry_after = (class == ErrorClass::RetryLater).then(|| {
             if envelope.resultcode == codes::INVALID_DIGEST_OR_FLOW_CONTROL {
-                self.limiter.pause(self.settings.flow_control_backoff);
-                self.settings.flow_control_backoff
+                self.app
+                    .limiter
+                    .pause(self.app.settings.flow_control_backoff);
+                self.app.settings.flow_control_backoff
             } else {
                 Duration::from_secs(1)
             }
@@ -352,7 +409,7 @@ impl AppClient {
         if e.is_timeout() {
             UpstreamError::Timeout {
                 op,
-                timeout: self.settings.timeout,
+                timeout: self.app.settings.timeout,
             }
         } else {
             let maybe_sent = !e.is_connect();
@@ -362,5 +419,35 @@ impl AppClient {
                 maybe_sent,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_per_second() -> AppClient {
+        let mut settings = AppSettings::new("key", Secret::new("secret"), "http://127.0.0.1:9");
+        settings.rate_per_second = NonZeroU32::MIN;
+        settings.burst = NonZeroU32::MIN;
+        AppClient::new(settings, http_client())
+    }
+
+    #[tokio::test]
+    async fn handles_share_the_limiter_and_spend_a_prepaid_slot_once() {
+        let client = one_per_second();
+        let slot = client.take_slot().await.expect("the first slot is free");
+        let hurried = client.with_opts(CallOpts::max_wait(Duration::ZERO));
+        assert!(
+            matches!(
+                hurried.take_slot().await,
+                Err(UpstreamError::RateLimited { .. })
+            ),
+            "a handle shares its app's limiter"
+        );
+        let prepaid = client.with_opts(CallOpts::prepaid(slot));
+        assert!(prepaid.use_permit());
+        assert!(!prepaid.use_permit(), "a slot pays for one call");
+        assert!(!client.use_permit());
     }
 }

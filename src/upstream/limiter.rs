@@ -15,9 +15,10 @@ use governor::{Quota, RateLimiter};
 
 /// Which calls go first when several wait for the app's limiter: unbinds (and expiry) before
 /// binds, binds before reconciliation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
     Background = 0,
+    #[default]
     Normal = 1,
     Urgent = 2,
 }

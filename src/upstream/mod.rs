@@ -2,7 +2,9 @@
 //! stops an app at once when its credentials are rejected, and classifies every result.
 //!
 //! `AppClient` holds one app's settings, limiter and circuit; `ops` adds one typed method per
-//! platform operation; `result` decides what each result code means for the caller.
+//! platform operation; `result` decides what each result code means for the caller. How a call
+//! waits for the limiter (priority, longest wait, a slot taken ahead) is a [`CallOpts`] value
+//! given to [`AppClient::with_opts`], never ambient task state.
 
 mod breaker;
 mod client;
@@ -12,9 +14,7 @@ mod ops;
 pub mod result;
 mod secret;
 
-pub use client::{
-    AppClient, AppSettings, IP_BLACKLIST, http_client, with_max_wait, with_prepaid, with_priority,
-};
+pub use client::{AppClient, AppSettings, CallOpts, IP_BLACKLIST, Slot, http_client};
 pub use error::UpstreamError;
 pub use limiter::Priority;
 pub use result::ErrorClass;

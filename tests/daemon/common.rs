@@ -10,7 +10,7 @@ use xpool::config::Config;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
-use xpool::pool::OffsetClock;
+use xpool::lifecycle::OffsetClock;
 
 use crate::sim::Sim;
 

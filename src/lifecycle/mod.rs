@@ -1,38 +1,51 @@
-//! Allocation: each app's pool of numbers, the rules that pick a free slot, and the two-phase
-//! bind and unbind that keep the local index, the store and the platform in step.
+//! The life of a binding: the two-phase bind, release, expiry, reconciliation with the
+//! platform and the defensive clean-up after expiry. It keeps the allocation index (`alloc`),
+//! the store and the platform (`upstream`, through `upstream_calls`) in step, and speaks only
+//! domain types ([`Binding`], [`BindingId`], [`BindingState`], [`NumberState`]) to its callers.
 //!
 //! A Bind reserves a slot under the app's index lock, makes the reservation durable (PENDING),
 //! calls the platform without any lock held, and records the answer (ACTIVE, or the reservation
 //! dropped). An answer that never came is resolved by asking the platform, never by guessing.
+//!
+//! - `mod.rs`: [`Pool`], the facade over every app.
+//! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
+//! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
+//! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
+//! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
+//! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
+//! - `upstream_calls`: the adapter to `crate::upstream`.
 
 mod app;
-mod bind;
+mod binding;
 mod cleanup;
 pub mod clock;
 mod error;
-mod expire;
-mod ext;
-mod index;
+mod expiry;
+mod inflight;
 mod params;
-mod parties;
-mod platform;
-mod reconcile;
-mod release;
-mod rules;
+mod reconciler;
+mod records;
+mod upstream_calls;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
 pub use app::{AppPool, AppSetup};
+pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
-pub use expire::{ExpiryPolicy, Round};
-pub use index::{Index, NoPick, Pick};
-pub use params::{AreaStats, BindParams, BindingKey, ListFilter, NumberView};
-pub use reconcile::{OrphanPolicy, ReconcileOptions, ReconcileReport};
-pub use rules::Rules;
+pub use expiry::{ExpiryPolicy, Round};
+pub use params::{BindParams, BindingKey, ListFilter};
+pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
 
-use crate::store::{BindingId, BindingRecord, Store};
+use crate::store::{self, BindingRecord, Store};
+
+/// Locks `m`, through a panic of an earlier holder (every critical section leaves its data
+/// consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Every app's pool, over one store.
 #[derive(Debug)]
@@ -113,12 +126,14 @@ impl Pool {
         left
     }
 
+    /// The pool of app `name`.
     pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
         self.apps
             .get(name)
             .ok_or_else(|| PoolError::invalid("app", format!("unknown app {}", quoted(name))))
     }
 
+    /// Every app's pool.
     pub fn apps(&self) -> impl Iterator<Item = &Arc<AppPool>> {
         self.apps.values()
     }
@@ -128,31 +143,38 @@ impl Pool {
         &self.deadlines
     }
 
+    /// Binds per the app's rules, waiting at most `max_wait` for the app's rate limit. With a
+    /// request_id, a repeated or concurrent Bind returns the same binding.
     pub async fn bind(
         &self,
         params: BindParams,
         max_wait: std::time::Duration,
-    ) -> Result<BindingRecord, PoolError> {
-        self.app(&params.app)?.bind(params, max_wait).await
+    ) -> Result<Binding, PoolError> {
+        let app = self.app(&params.app)?;
+        Ok(app.bind(params, max_wait).await?.into())
     }
 
-    pub async fn unbind(&self, key: &BindingKey) -> Result<BindingRecord, PoolError> {
-        let record = self.get(key)?;
-        self.app(&record.app)?.unbind(record.id).await
+    /// Releases a binding; a released or expired one is returned unchanged.
+    pub async fn unbind(&self, key: &BindingKey) -> Result<Binding, PoolError> {
+        let record = self.record(key)?;
+        Ok(self.app(&record.app)?.unbind(record.id).await?.into())
     }
 
-    pub async fn update_ttl(
-        &self,
-        id: BindingId,
-        ttl_seconds: u64,
-    ) -> Result<BindingRecord, PoolError> {
-        let record = self.get(&BindingKey::Id(id))?;
-        self.app(&record.app)?.update_ttl(id, ttl_seconds).await
+    /// Gives an ACTIVE binding a new lifetime counted from now (0 = none).
+    pub async fn update_ttl(&self, id: BindingId, ttl_seconds: u64) -> Result<Binding, PoolError> {
+        let record = self.record(&BindingKey::Id(id))?;
+        let app = self.app(&record.app)?;
+        Ok(app.update_ttl(record.id, ttl_seconds).await?.into())
     }
 
-    pub fn get(&self, key: &BindingKey) -> Result<BindingRecord, PoolError> {
+    /// The binding `key` names.
+    pub fn get(&self, key: &BindingKey) -> Result<Binding, PoolError> {
+        self.record(key).map(Binding::from)
+    }
+
+    fn record(&self, key: &BindingKey) -> Result<BindingRecord, PoolError> {
         let found = match key {
-            BindingKey::Id(id) => self.store.get_binding(id)?,
+            BindingKey::Id(id) => self.store.get_binding(&store::BindingId::from(*id))?,
             BindingKey::Request { app, request_id } => {
                 self.app(app)?;
                 self.store.binding_by_request(app, request_id)?
@@ -178,7 +200,7 @@ impl Pool {
         filter: &ListFilter,
         after: Option<BindingId>,
         limit: usize,
-    ) -> Result<(Vec<BindingRecord>, Option<BindingId>), PoolError> {
+    ) -> Result<(Vec<Binding>, Option<BindingId>), PoolError> {
         if let Some(app) = &filter.app {
             self.app(app)?;
         }
@@ -189,11 +211,14 @@ impl Pool {
                     .as_ref()
                     .is_none_or(|p| &b.party_a == p || b.party_b.as_ref() == Some(p))
                 && filter.x_number.as_ref().is_none_or(|x| &b.x == x)
-                && filter.state.is_none_or(|s| b.state == s)
+                && filter
+                    .state
+                    .is_none_or(|s| BindingState::from(b.state) == s)
         };
+        let after = after.map(store::BindingId::from);
         let page = self.store.list_bindings(after.as_ref(), limit + 1, keep)?;
         let more = page.len() > limit;
-        let page: Vec<_> = page.into_iter().take(limit).collect();
+        let page: Vec<Binding> = page.into_iter().take(limit).map(Binding::from).collect();
         let next = if more {
             page.last().map(|b| b.id)
         } else {

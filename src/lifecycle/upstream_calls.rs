@@ -1,10 +1,11 @@
-//! The pool's view of the platform: one bind, one lookup and one unbind per mode, over the
-//! typed client. "Not found" on an unbind counts as done.
+//! The lifecycle's calls to the platform, over the typed client in `crate::upstream`: one
+//! bind, one lookup, one listing and one unbind per mode, each with explicit [`CallOpts`].
+//! "Not found" on an unbind counts as done.
 
 use crate::platform::Mode;
 use crate::platform::wire::*;
 use crate::store::BindingRecord;
-use crate::upstream::{AppClient, ErrorClass, UpstreamError};
+use crate::upstream::{AppClient, CallOpts, ErrorClass, UpstreamError};
 
 /// What the platform holds for a binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +19,13 @@ fn lifetime(ttl: u64) -> Option<u64> {
     (ttl > 0).then_some(ttl)
 }
 
-/// Binds `rec` on the platform (both steps for AXYB).
-pub async fn bind(client: &AppClient, rec: &BindingRecord) -> Result<Bound, UpstreamError> {
+/// Binds `rec` on the platform (both steps for AXYB), its calls made with `opts`.
+pub async fn bind(
+    client: &AppClient,
+    rec: &BindingRecord,
+    opts: CallOpts,
+) -> Result<Bound, UpstreamError> {
+    let client = &client.with_opts(opts);
     let user_data = rec.user_data.clone();
     let record_flag = rec.record.then_some(true);
     let max_duration = (rec.max_call_minutes > 0).then_some(u64::from(rec.max_call_minutes));
@@ -131,7 +137,9 @@ pub async fn find(
     client: &AppClient,
     rec: &BindingRecord,
     candidates: &[String],
+    opts: CallOpts,
 ) -> Result<Option<Bound>, UpstreamError> {
+    let client = &client.with_opts(opts);
     let found = match rec.mode {
         Mode::Axb => {
             let q = AxbQuery::RelationNum {
@@ -258,7 +266,9 @@ pub async fn unbind(
     client: &AppClient,
     rec: &BindingRecord,
     only_yb: bool,
+    opts: CallOpts,
 ) -> Result<(), UpstreamError> {
+    let client = &client.with_opts(opts);
     let Some(id) = rec.subscription_id.clone() else {
         return Ok(());
     };
@@ -315,7 +325,9 @@ pub async fn list_on(
     client: &AppClient,
     mode: Mode,
     x: &str,
+    opts: CallOpts,
 ) -> Result<Vec<Remote>, UpstreamError> {
+    let client = &client.with_opts(opts);
     let mut out = Vec::new();
     match mode {
         Mode::Axb => {

@@ -1,6 +1,9 @@
-//! An app's allocation rules, and the order in which areas are tried.
+//! An app's allocation rules, the order in which areas are tried, and the lifetime rules.
 
 use crate::platform::Mode;
+
+/// Longest lifetime of a binding: the platform's 90 days.
+pub const MAX_TTL_SECONDS: u64 = 7_776_000;
 
 /// What the index needs to know about an app.
 #[derive(Debug, Clone)]
@@ -15,6 +18,25 @@ pub struct Rules {
     pub cool_down_ms: i64,
     /// Areas tried after the requested one, in order.
     pub fallback_areas: Vec<String>,
+}
+
+impl Rules {
+    /// Whether a binding of this app may live `ttl_seconds` (0 = no deadline); the message
+    /// says why not. Bind and UpdateBinding both ask here.
+    pub fn check_ttl(&self, ttl_seconds: u64) -> Result<(), String> {
+        if ttl_seconds > MAX_TTL_SECONDS {
+            return Err(format!("at most {MAX_TTL_SECONDS} (90 days)"));
+        }
+        match self.mode {
+            Mode::Axe if !ttl_seconds.is_multiple_of(60) => {
+                Err("AXE lifetimes are whole minutes (a multiple of 60)".into())
+            }
+            Mode::Axyb if ttl_seconds != 0 && ttl_seconds < 60 => {
+                Err("AXYB lifetimes are 0 (none) or at least 60 s".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Why an area is on the list, for the binding's `reason`.

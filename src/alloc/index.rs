@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::ext::{Availability, ExtChoice, ExtSpace};
 use super::parties::PartyXs;
 use super::rules::Rules;
+use super::{Number, NumberState, Occupant};
 use crate::platform::Mode;
-use crate::store::{BindingRecord, NumberRecord, NumberState};
 
 /// At most this many Xs per A in AX and AXYB (platform rule 1011003).
 pub const MAX_XS_PER_A: usize = 5;
@@ -51,6 +51,19 @@ pub struct Pick {
     pub extension: Option<String>,
     /// How the extension was chosen (AXE).
     pub ext_choice: Option<ExtChoice>,
+}
+
+impl Pick {
+    /// The slot a binding of `party_a` (and `party_b`) holds once it takes this pick.
+    pub fn occupant<'a>(&'a self, party_a: &'a str, party_b: Option<&'a str>) -> Occupant<'a> {
+        Occupant {
+            x: &self.x,
+            extension: self.extension.as_deref(),
+            y: None,
+            party_a,
+            party_b,
+        }
+    }
 }
 
 /// Why a pick found nothing in the areas it was allowed to use.
@@ -97,29 +110,29 @@ impl Index {
     }
 
     /// Adds a number or updates its area and state.
-    pub fn upsert_number(&mut self, record: &NumberRecord, now_ms: i64) {
+    pub fn upsert_number(&mut self, record: &Number<'_>, now_ms: i64) {
         let rules = &self.rules;
         let num = self
             .numbers
-            .entry(record.number.clone())
+            .entry(record.number.to_owned())
             .or_insert_with(|| Num {
-                area: record.area_code.clone(),
+                area: record.area_code.to_owned(),
                 state: record.state,
                 load: 0,
                 cool_until_ms: 0,
                 ext: (rules.mode == Mode::Axe)
                     .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x)),
                 y_load: 0,
-                suspect: record.needs_reconcile,
+                suspect: record.suspect,
                 eligible_key: None,
                 cooling_key: None,
             });
         let old_area = num.area.clone();
-        Self::unlist(&mut self.areas, &record.number, num, &old_area);
-        num.area = record.area_code.clone();
+        Self::unlist(&mut self.areas, record.number, num, &old_area);
+        record.area_code.clone_into(&mut num.area);
         num.state = record.state;
-        num.suspect = record.needs_reconcile;
-        self.refresh(&record.number, now_ms);
+        num.suspect = record.suspect;
+        self.refresh(record.number, now_ms);
     }
 
     /// Forgets a number entirely (it holds no live binding).
@@ -132,8 +145,8 @@ impl Index {
 
     /// Takes the slot of a binding that holds one (a new reservation, or a record re-read at
     /// start-up).
-    pub fn occupy(&mut self, b: &BindingRecord, now_ms: i64) {
-        if let Some(y) = &b.y
+    pub fn occupy(&mut self, b: &Occupant<'_>, now_ms: i64) {
+        if let Some(y) = b.y
             && let Some(num) = self.numbers.get_mut(y)
         {
             num.y_load += 1;
@@ -142,38 +155,35 @@ impl Index {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            self.party_xs.insert(p, &b.x);
+            self.party_xs.insert(p, b.x);
         }
-        if let Some(num) = self.numbers.get_mut(&b.x) {
+        if let Some(num) = self.numbers.get_mut(b.x) {
             num.load += 1;
-            if let (Some(space), Some(e)) = (num.ext.as_mut(), b.extension.as_deref())
+            if let (Some(space), Some(e)) = (num.ext.as_mut(), b.extension)
                 && let Ok(e) = e.parse()
             {
                 space.occupy(e);
             }
         }
-        self.refresh(&b.x.clone(), now_ms);
+        self.refresh(b.x, now_ms);
     }
 
     /// Gives a binding's slot back. With `released_ms`, the slot cools down from then (AX
     /// numbers, AXE extensions); without, it was never used and is free at once.
-    pub fn vacate(&mut self, b: &BindingRecord, released_ms: Option<i64>, now_ms: i64) {
-        if let Some(num) = b.y.as_ref().and_then(|y| self.numbers.get_mut(y)) {
+    pub fn vacate(&mut self, b: &Occupant<'_>, released_ms: Option<i64>, now_ms: i64) {
+        if let Some(num) = b.y.and_then(|y| self.numbers.get_mut(y)) {
             num.y_load = num.y_load.saturating_sub(1);
         }
         if b.x.is_empty() {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            self.party_xs.remove(p, &b.x);
+            self.party_xs.remove(p, b.x);
         }
         let until = released_ms.map_or(0, |t| t.saturating_add(self.rules.cool_down_ms));
-        if let Some(num) = self.numbers.get_mut(&b.x) {
+        if let Some(num) = self.numbers.get_mut(b.x) {
             num.load = num.load.saturating_sub(1);
-            match (
-                &mut num.ext,
-                b.extension.as_deref().and_then(|e| e.parse().ok()),
-            ) {
+            match (&mut num.ext, b.extension.and_then(|e| e.parse().ok())) {
                 (Some(space), Some(e)) => space.release(e, until),
                 _ if self.rules.mode == Mode::Ax => {
                     num.cool_until_ms = num.cool_until_ms.max(until)
@@ -181,27 +191,24 @@ impl Index {
                 _ => {}
             }
         }
-        self.refresh(&b.x.clone(), now_ms);
+        self.refresh(b.x, now_ms);
     }
 
     /// Records the cool-down of a binding released before a restart.
-    pub fn cool(&mut self, b: &BindingRecord, released_ms: i64, now_ms: i64) {
+    pub fn cool(&mut self, b: &Occupant<'_>, released_ms: i64, now_ms: i64) {
         let until = released_ms.saturating_add(self.rules.cool_down_ms);
         if until <= now_ms {
             return;
         }
-        let Some(num) = self.numbers.get_mut(&b.x) else {
+        let Some(num) = self.numbers.get_mut(b.x) else {
             return;
         };
-        match (
-            &mut num.ext,
-            b.extension.as_deref().and_then(|e| e.parse().ok()),
-        ) {
+        match (&mut num.ext, b.extension.and_then(|e| e.parse().ok())) {
             (Some(space), Some(e)) => space.cool(e, until),
             _ if self.rules.mode == Mode::Ax => num.cool_until_ms = num.cool_until_ms.max(until),
             _ => {}
         }
-        self.refresh(&b.x.clone(), now_ms);
+        self.refresh(b.x, now_ms);
     }
 
     /// Xs that `party` holds.
@@ -438,12 +445,9 @@ enum Place {
 }
 
 /// The parties whose presence on X the mode restricts.
-fn parties(b: &BindingRecord, mode: Mode) -> Vec<&str> {
+fn parties<'a>(b: &Occupant<'a>, mode: Mode) -> Vec<&'a str> {
     match mode {
-        Mode::Axb | Mode::X => [Some(b.party_a.as_str()), b.party_b.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect(),
-        Mode::Ax | Mode::Axe | Mode::Axyb => vec![b.party_a.as_str()],
+        Mode::Axb | Mode::X => [Some(b.party_a), b.party_b].into_iter().flatten().collect(),
+        Mode::Ax | Mode::Axe | Mode::Axyb => vec![b.party_a],
     }
 }

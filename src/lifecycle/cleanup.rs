@@ -15,10 +15,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::app::lock;
-use super::platform;
+use super::lock;
+use super::upstream_calls;
 use crate::store::BindingRecord;
-use crate::upstream::{AppClient, Priority, with_priority};
+use crate::upstream::{AppClient, CallOpts, Priority};
 
 /// Unbinds waiting at most; more are dropped.
 const QUEUE_LIMIT: usize = 100_000;
@@ -91,11 +91,9 @@ impl Cleanup {
                 let client = Arc::clone(&client);
                 running.spawn(async move {
                     let id = expired.id;
-                    let result = with_priority(
-                        Priority::Background,
-                        platform::unbind(&client, &expired, only_yb),
-                    )
-                    .await;
+                    let background = CallOpts::priority(Priority::Background);
+                    let result =
+                        upstream_calls::unbind(&client, &expired, only_yb, background).await;
                     (id, result)
                 });
             }

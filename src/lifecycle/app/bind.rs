@@ -4,18 +4,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
-use super::app::{AppPool, Shared, lock};
-use super::error::PoolError;
-use super::ext::ExtChoice;
-use super::index::{Index, NoPick, Pick};
-use super::params::BindParams;
-use super::platform::{self, Bound};
-use super::rules::{AreaRule, area_order};
+use super::AppPool;
+use crate::alloc::{AreaRule, ExtChoice, Index, MAX_XS_PER_A, NoPick, Pick, area_order};
+use crate::lifecycle::error::{PoolError, quoted};
+use crate::lifecycle::inflight::{self, Joined};
+use crate::lifecycle::params::BindParams;
+use crate::lifecycle::records;
+use crate::lifecycle::upstream_calls::{self, Bound};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, StoreError};
-use crate::upstream::{ErrorClass, UpstreamError, with_max_wait, with_prepaid};
+use crate::upstream::{CallOpts, ErrorClass, UpstreamError};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
 const MAX_ATTEMPTS: usize = 3;
@@ -23,39 +21,24 @@ const MAX_ATTEMPTS: usize = 3;
 impl AppPool {
     /// Binds per the app's rules. With a request_id, a repeated or concurrent Bind returns the
     /// same binding without a second platform call.
-    pub async fn bind(
+    pub(in crate::lifecycle) async fn bind(
         self: &Arc<Self>,
         p: BindParams,
         max_wait: Duration,
     ) -> Result<BindingRecord, PoolError> {
-        self.validate(&p)?;
+        p.check(&self.name, &self.rules, &self.index())?;
         let Some(request_id) = p.request_id.clone() else {
             return self.bind_new(&p, max_wait).await;
         };
-        let sender = match self.join_inflight(&request_id)? {
-            Joined::Wait(rx) => return wait_shared(rx).await,
+        let stored = || Ok(self.store.binding_by_request(&self.name, &request_id)?);
+        let sender = match self.inflight.join(&request_id, stored)? {
+            Joined::Wait(rx) => return inflight::wait(rx).await,
             Joined::Existing(existing) => return self.settle_existing(*existing, &p).await,
             Joined::First(tx) => tx,
         };
         let result = self.bind_new(&p, max_wait).await;
-        sender.send_replace(Some(result.clone()));
-        lock(&self.inflight).remove(&request_id);
+        self.inflight.finish(&request_id, sender, &result);
         result
-    }
-
-    /// Registers a Bind with `request_id`, or finds the one that came first. Checked under the
-    /// in-flight lock: the first Bind is either still listed there, or its record is stored.
-    fn join_inflight(&self, request_id: &str) -> Result<Joined, PoolError> {
-        let mut inflight = lock(&self.inflight);
-        if let Some(rx) = inflight.get(request_id) {
-            return Ok(Joined::Wait(rx.clone()));
-        }
-        if let Some(existing) = self.store.binding_by_request(&self.name, request_id)? {
-            return Ok(Joined::Existing(Box::new(existing)));
-        }
-        let (tx, rx) = watch::channel(None);
-        inflight.insert(request_id.to_owned(), rx);
-        Ok(Joined::First(tx))
     }
 
     /// A Bind whose request_id is already known: the same request returns the same binding; a
@@ -69,7 +52,7 @@ impl AppPool {
         if !same {
             return Err(PoolError::FailedPrecondition(format!(
                 "request_id {} was already used for binding {} with other parties",
-                super::error::quoted(p.request_id.as_deref().unwrap_or_default()),
+                quoted(p.request_id.as_deref().unwrap_or_default()),
                 existing.id
             )));
         }
@@ -89,7 +72,7 @@ impl AppPool {
             // Listed as in flight before the reservation exists, so the background resolver
             // never mistakes it for one whose answer was lost.
             let id = BindingId::new();
-            let _flight = InFlight::new(&self.in_flight, id);
+            let _running = self.inflight.running(id);
             let Some(client) = self.client.clone() else {
                 // X mode: the binding lives only here, so it is ACTIVE as soon as it is durable.
                 let rec = self.reserve(p, &exclude, id, BindingState::Active).await?;
@@ -100,11 +83,13 @@ impl AppPool {
             };
             // Wait for the app's rate limit before reserving anything, so a Bind that cannot get
             // a slot in time costs no write.
-            with_max_wait(max_wait, client.take_slot())
+            let slot = client
+                .with_opts(CallOpts::max_wait(max_wait))
+                .take_slot()
                 .await
-                .map_err(|e| upstream_error(&e))?;
+                .map_err(|e| self.upstream_error(&e))?;
             let rec = self.reserve(p, &exclude, id, BindingState::Pending).await?;
-            let outcome = with_prepaid(1, platform::bind(&client, &rec)).await;
+            let outcome = upstream_calls::bind(&client, &rec, CallOpts::prepaid(slot)).await;
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
@@ -112,13 +97,13 @@ impl AppPool {
                     self.drop_reservation(&rec).await?;
                     self.flag_number(&rec.x, &e).await;
                     if p.x_number.is_some() {
-                        return Err(upstream_error(&e));
+                        return Err(self.upstream_error(&e));
                     }
                     exclude.insert(rec.x.clone());
                 }
                 Err(e) => {
                     self.drop_reservation(&rec).await?;
-                    return Err(upstream_error(&e));
+                    return Err(self.upstream_error(&e));
                 }
             }
         }
@@ -148,7 +133,7 @@ impl AppPool {
                     Err(e) => Err(e.into()),
                 }
             },
-            |index, rec| index.occupy(rec, now),
+            |index, rec| index.occupy(&records::occupant(rec), now),
         )
         .await
     }
@@ -298,7 +283,7 @@ impl AppPool {
                 |index, (active, activated)| {
                     // AXYB: the platform chose the numbers; they count as used from now on.
                     if *activated == Some(true) {
-                        index.occupy(active, now);
+                        index.occupy(&records::occupant(active), now);
                     }
                 },
             )
@@ -326,7 +311,7 @@ impl AppPool {
                 if let Some(current) = dropped
                     && !current.x.is_empty()
                 {
-                    index.vacate(current, None, now);
+                    index.vacate(&records::occupant(current), None, now);
                 }
             },
         )
@@ -341,7 +326,7 @@ impl AppPool {
             return self.activate(rec, None).await;
         };
         let candidates = self.axyb_candidates(&rec);
-        match platform::find(&client, &rec, &candidates).await {
+        match upstream_calls::find(&client, &rec, &candidates, CallOpts::default()).await {
             Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
             Ok(None) => {
                 self.drop_reservation(&rec).await?;
@@ -376,49 +361,6 @@ impl AppPool {
     }
 }
 
-/// Marks a reservation whose Bind is still running in this process, for as long as it lives.
-pub(super) struct InFlight<'a> {
-    set: &'a std::sync::Mutex<HashSet<BindingId>>,
-    id: BindingId,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(set: &'a std::sync::Mutex<HashSet<BindingId>>, id: BindingId) -> Self {
-        lock(set).insert(id);
-        InFlight { set, id }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        lock(self.set).remove(&self.id);
-    }
-}
-
-enum Joined {
-    /// Another Bind with this request_id is in flight: wait for its outcome.
-    Wait(watch::Receiver<Shared>),
-    /// A Bind with this request_id already finished (or left a reservation).
-    Existing(Box<BindingRecord>),
-    /// This is the first: publish the outcome through the sender.
-    First(watch::Sender<Shared>),
-}
-
-async fn wait_shared(mut rx: watch::Receiver<Shared>) -> Result<BindingRecord, PoolError> {
-    loop {
-        if let Some(result) = rx.borrow_and_update().clone() {
-            return result;
-        }
-        if rx.changed().await.is_err() {
-            return rx.borrow().clone().unwrap_or_else(|| {
-                Err(PoolError::Internal(
-                    "a concurrent Bind with this request_id was abandoned".into(),
-                ))
-            });
-        }
-    }
-}
-
 /// Whether another number may succeed where this one failed.
 fn retry_elsewhere(e: &UpstreamError) -> bool {
     matches!(
@@ -447,31 +389,8 @@ fn no_pick(e: NoPick, free_elsewhere: u64) -> PoolError {
         },
         NoPick::PartyLimit(a) => PoolError::FailedPrecondition(format!(
             "party_a {a} already holds {} numbers, the most the platform allows",
-            super::index::MAX_XS_PER_A
+            MAX_XS_PER_A
         )),
         NoPick::Pinned(why) => PoolError::FailedPrecondition(why),
-    }
-}
-
-/// What a definite platform refusal means for the caller.
-pub(super) fn upstream_error(e: &UpstreamError) -> PoolError {
-    let message = e.to_string();
-    match e.class() {
-        ErrorClass::RetryLater | ErrorClass::Auth => {
-            PoolError::unavailable(message, e.retry_after().or(Some(Duration::from_secs(1))))
-        }
-        ErrorClass::InvalidRequest => PoolError::invalid("request", message),
-        ErrorClass::NotFound => PoolError::NotFound(message),
-        ErrorClass::Exhausted => PoolError::Exhausted {
-            tried: Vec::new(),
-            free_elsewhere: 0,
-        },
-        ErrorClass::Taken
-        | ErrorClass::PartyConflict
-        | ErrorClass::PartyLimit
-        | ErrorClass::NumberUnusable
-        | ErrorClass::Config
-        | ErrorClass::AccountFrozen => PoolError::FailedPrecondition(message),
-        ErrorClass::Unknown => PoolError::Internal(message),
     }
 }

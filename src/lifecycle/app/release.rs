@@ -1,16 +1,18 @@
 //! Unbind, and the recovery of what a crash or a lost answer left open.
 
-use super::app::AppPool;
-use super::bind::upstream_error;
-use super::error::PoolError;
-use super::platform;
+use super::AppPool;
+use crate::lifecycle::error::PoolError;
+use crate::lifecycle::{records, upstream_calls};
 use crate::store::{BindingId, BindingRecord, BindingState};
-use crate::upstream::{Priority, with_priority};
+use crate::upstream::{CallOpts, Priority};
 
 impl AppPool {
     /// Releases a binding: RELEASING (durable), unbind on the platform, RELEASED (durable), slot
     /// back into cool-down. Unbinding a released or expired binding returns it unchanged.
-    pub async fn unbind(&self, id: BindingId) -> Result<BindingRecord, PoolError> {
+    pub(in crate::lifecycle) async fn unbind(
+        &self,
+        id: BindingId,
+    ) -> Result<BindingRecord, PoolError> {
         let rec = self.load(&id)?;
         let rec = match rec.state {
             BindingState::Released | BindingState::Expired => return Ok(rec),
@@ -42,13 +44,15 @@ impl AppPool {
             .transition(&rec.id, BindingState::Releasing, |_| {})
             .await?;
         let only_yb = self.shares_subscription(&releasing);
-        let unbind = with_priority(
-            Priority::Urgent,
-            platform::unbind(client, &releasing, only_yb),
+        let unbind = upstream_calls::unbind(
+            client,
+            &releasing,
+            only_yb,
+            CallOpts::priority(Priority::Urgent),
         );
         if let Err(e) = unbind.await {
-            tracing::warn!(app = %self.name, id = %rec.id, error = %e, "unbind failed; the binding stays RELEASING");
-            return Err(upstream_error(&e));
+            tracing::info!(app = %self.name, id = %rec.id, "unbind failed; the binding stays RELEASING");
+            return Err(self.upstream_error(&e));
         }
         self.transition(&rec.id, to, |_| {}).await
     }
@@ -83,7 +87,7 @@ impl AppPool {
         edit: impl FnOnce(&mut BindingRecord) + Send,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
-        let (next, vacated) = self
+        let (next, _vacated) = self
             .write(
                 |tx, _| {
                     let current = tx
@@ -106,12 +110,11 @@ impl AppPool {
                 },
                 |index, (_, vacated)| {
                     if let Some(current) = vacated {
-                        index.vacate(current, Some(now), now);
+                        index.vacate(&records::occupant(current), Some(now), now);
                     }
                 },
             )
             .await?;
-        drop(vacated);
         Ok(next)
     }
 
@@ -149,8 +152,8 @@ impl AppPool {
     /// Resolves the given PENDING reservations and RELEASING unbinds of this app (those of Binds
     /// still running here are skipped). Returns how many remain open (the platform could not be
     /// asked).
-    pub(super) async fn recover(&self, open: Vec<BindingRecord>) -> usize {
-        let running = super::app::lock(&self.in_flight).clone();
+    pub(in crate::lifecycle) async fn recover(&self, open: Vec<BindingRecord>) -> usize {
+        let running = self.inflight.reservations();
         let open: Vec<BindingRecord> = open
             .into_iter()
             .filter(|b| !running.contains(&b.id))

@@ -1,4 +1,5 @@
-//! Reconciliation: make the local index agree with the platform, one X at a time.
+//! Reconciling one app with the platform, one X at a time (see `lifecycle::reconciler` for the
+//! runs and what they report).
 //!
 //! For each X the platform's bindings on it are queried (paged) and compared with the local
 //! bindings holding a slot on it: a platform-only binding (orphan) is adopted, or released by
@@ -7,88 +8,22 @@
 //! reservations are resolved. A binding created while its X is being reconciled is young, so it
 //! is never freed. Progress is kept in the store, so an interrupted run resumes.
 
-use std::sync::Arc;
-
-use super::Pool;
-use super::app::AppPool;
-use super::error::PoolError;
-use super::platform::{self, Remote};
+use super::AppPool;
+use crate::lifecycle::error::PoolError;
+use crate::lifecycle::error::reason;
+use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
+use crate::lifecycle::upstream_calls::{self, Remote};
+use crate::lifecycle::{lock, records};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
-use crate::upstream::{ErrorClass, Priority, with_priority};
-
-/// What to do with a binding the platform has and xpool does not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OrphanPolicy {
-    /// Record it as ACTIVE, so its slot is never handed out.
-    #[default]
-    Adopt,
-    /// Unbind it on the platform.
-    Release,
-}
-
-/// One reconciliation request.
-#[derive(Debug, Clone, Default)]
-pub struct ReconcileOptions {
-    /// Only this app (all when `None`).
-    pub app: Option<String>,
-    /// Only these Xs (all of each app's numbers when empty).
-    pub numbers: Vec<String>,
-    /// Count the differences, change nothing.
-    pub dry_run: bool,
-    /// A local binding younger than this is never freed as a ghost.
-    pub grace_ms: i64,
-    pub orphan_policy: OrphanPolicy,
-}
-
-/// What a reconciliation found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
-    pub dry_run: bool,
-    pub xs_checked: u64,
-    pub orphans_adopted: u64,
-    pub orphans_released: u64,
-    pub ghosts_freed: u64,
-    pub fields_corrected: u64,
-    pub pending_resolved: u64,
-    pub numbers_removed: u64,
-    pub errors: Vec<String>,
-    pub started_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
-}
+use crate::upstream::{CallOpts, ErrorClass, Priority};
 
 fn progress_key(app: &str) -> String {
     format!("reconcile/{app}")
 }
 
-impl Pool {
-    /// Reconciles the apps and numbers `opts` names. `report` is updated as it goes, so a
-    /// status call can show a running reconciliation.
-    pub async fn reconcile(
-        &self,
-        opts: &ReconcileOptions,
-        report: &std::sync::Mutex<ReconcileReport>,
-    ) -> Result<(), PoolError> {
-        let apps: Vec<Arc<AppPool>> = match &opts.app {
-            Some(name) => vec![Arc::clone(self.app(name)?)],
-            None => {
-                let mut all: Vec<_> = self.apps().cloned().collect();
-                all.sort_by(|a, b| a.name().cmp(b.name()));
-                all
-            }
-        };
-        for app in apps {
-            if app.mode() == Mode::X || app.client().is_none() {
-                continue; // X mode: the platform has no bindings to compare with.
-            }
-            app.reconcile(opts, report).await?;
-        }
-        Ok(())
-    }
-}
-
 impl AppPool {
-    async fn reconcile(
+    pub(in crate::lifecycle) async fn reconcile(
         &self,
         opts: &ReconcileOptions,
         report: &std::sync::Mutex<ReconcileReport>,
@@ -118,11 +53,14 @@ impl AppPool {
                     .push(format!("app {} number {x}: {e}", self.name));
             }
             delta.xs_checked = 1;
-            merge(&mut super::app::lock(report), delta);
+            merge(&mut lock(report), delta);
             if whole_pool && !opts.dry_run {
-                self.store
-                    .put_meta(&progress_key(&self.name), x.as_bytes())
-                    .await?;
+                // Only a hint where to resume: it becomes durable with the next write that is
+                // awaited (this run's, or anyone's), and losing it redoes a few numbers.
+                let progress = self
+                    .store
+                    .stage(|tx| tx.put_meta(&progress_key(&self.name), x.as_bytes()))?;
+                drop(progress);
             }
         }
         if whole_pool && !opts.dry_run {
@@ -141,11 +79,8 @@ impl AppPool {
             .client
             .clone()
             .ok_or_else(|| PoolError::Internal("no platform client".into()))?;
-        let remote = match with_priority(
-            Priority::Background,
-            platform::list_on(&client, self.rules.mode, x),
-        )
-        .await
+        let background = || CallOpts::priority(Priority::Background);
+        let remote = match upstream_calls::list_on(&client, self.rules.mode, x, background()).await
         {
             Ok(remote) => remote,
             Err(e) if e.class() == ErrorClass::NumberUnusable => {
@@ -155,14 +90,14 @@ impl AppPool {
                 }
                 return Ok(());
             }
-            Err(e) => return Err(PoolError::unavailable(e.to_string(), e.retry_after())),
+            Err(e) => return Err(self.unreachable(&e)),
         };
         // Read local state after the platform's answer, so a bind that finished in between is
         // seen on both sides.
         let local = self.store.bindings_on(&self.name, x)?;
         let now = self.clock.now_ms();
 
-        let running = super::app::lock(&self.in_flight).clone();
+        let running = self.inflight.reservations();
         for rec in local
             .iter()
             .filter(|b| b.state == BindingState::Pending && !running.contains(&b.id))
@@ -203,12 +138,9 @@ impl AppPool {
                         report.orphans_released += 1;
                         if !opts.dry_run {
                             let stray = self.orphan_record(x, r, now);
-                            with_priority(
-                                Priority::Background,
-                                platform::unbind(&client, &stray, false),
-                            )
-                            .await
-                            .map_err(|e| PoolError::unavailable(e.to_string(), e.retry_after()))?;
+                            upstream_calls::unbind(&client, &stray, false, background())
+                                .await
+                                .map_err(|e| self.unreachable(&e))?;
                         }
                     }
                 },
@@ -225,18 +157,19 @@ impl AppPool {
                 continue;
             }
             // Ask again about this one binding before freeing anything.
-            let gone =
-                match with_priority(Priority::Background, platform::find(&client, b, &[])).await {
-                    Ok(found) => {
-                        found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
-                    }
-                    Err(e) => {
-                        report
-                            .errors
-                            .push(format!("binding {}: second check failed: {e}", b.id));
-                        false
-                    }
-                };
+            let gone = match upstream_calls::find(&client, b, &[], background()).await {
+                Ok(found) => {
+                    found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
+                }
+                Err(e) => {
+                    tracing::warn!(app = %self.name, id = %b.id, error = %e, "second check failed");
+                    let why = reason(&e);
+                    report
+                        .errors
+                        .push(format!("binding {}: second check failed: {why}", b.id));
+                    false
+                }
+            };
             if gone {
                 report.ghosts_freed += 1;
                 if !opts.dry_run {
@@ -274,12 +207,18 @@ impl AppPool {
             },
             |index, record| {
                 if let Some(record) = record {
-                    index.upsert_number(record, now);
+                    index.upsert_number(&records::number(record), now);
                 }
             },
         )
         .await?;
         Ok(())
+    }
+
+    /// A platform call of the reconciliation failed: the caller learns why, the log the details.
+    fn unreachable(&self, e: &crate::upstream::UpstreamError) -> PoolError {
+        tracing::warn!(app = %self.name, error = %e, "platform call of a reconciliation failed");
+        PoolError::unavailable(reason(e), e.retry_after())
     }
 
     fn still_pending(&self, id: &BindingId) -> bool {
@@ -325,7 +264,7 @@ impl AppPool {
         let rec = self.orphan_record(x, r, now);
         self.write(
             |tx, _| Ok(tx.insert_binding(&rec)?),
-            |index, ()| index.occupy(&rec, now),
+            |index, ()| index.occupy(&records::occupant(&rec), now),
         )
         .await?;
         if rec.expires_at_ms.is_some() {
@@ -339,8 +278,7 @@ impl AppPool {
         let now = self.clock.now_ms();
         self.write(
             |tx, _| {
-                let current = tx.get_binding(&b.id)?;
-                if current.as_ref() != Some(b) {
+                if tx.get_binding(&b.id)?.as_ref() != Some(b) {
                     return Ok(false); // changed meanwhile; the next run looks again
                 }
                 tx.put_binding(fixed)?;
@@ -348,8 +286,8 @@ impl AppPool {
             },
             |index, &refile| {
                 if refile {
-                    index.vacate(b, None, now);
-                    index.occupy(fixed, now);
+                    index.vacate(&records::occupant(b), None, now);
+                    index.occupy(&records::occupant(fixed), now);
                 }
             },
         )
@@ -412,15 +350,4 @@ fn corrected(b: &BindingRecord, r: &Remote) -> Option<BindingRecord> {
         }
     }
     (fixed != *b).then_some(fixed)
-}
-
-fn merge(total: &mut ReconcileReport, d: ReconcileReport) {
-    total.xs_checked += d.xs_checked;
-    total.orphans_adopted += d.orphans_adopted;
-    total.orphans_released += d.orphans_released;
-    total.ghosts_freed += d.ghosts_freed;
-    total.fields_corrected += d.fields_corrected;
-    total.pending_resolved += d.pending_resolved;
-    total.numbers_removed += d.numbers_removed;
-    total.errors.extend(d.errors);
 }

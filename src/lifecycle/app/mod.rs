@@ -1,0 +1,206 @@
+//! One app's pool: its rules, allocation index, platform client and Binds in flight. The
+//! lifecycle steps are in the submodules, each an `impl AppPool` over these private fields.
+
+mod bind;
+mod expire;
+mod numbers;
+mod reconcile;
+mod release;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::cleanup::Cleanup;
+use super::clock::Clock;
+use super::error::PoolError;
+use super::inflight::InFlight;
+use super::lock;
+use super::records;
+use crate::alloc::{Index, Rules};
+use crate::platform::Mode;
+use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
+use crate::upstream::{AppClient, UpstreamError};
+
+/// Everything needed to open an app's pool.
+#[derive(Debug)]
+pub struct AppSetup {
+    pub name: String,
+    pub rules: Rules,
+    /// `None` for X mode, which has no platform API.
+    pub client: Option<Arc<AppClient>>,
+    /// The daemon's tasks and its shutdown, for the background work the pool starts
+    /// (defensive unbinds).
+    pub tasks: tokio_util::task::TaskTracker,
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// One app's pool.
+#[derive(Debug)]
+pub struct AppPool {
+    name: String,
+    rules: Rules,
+    /// `None` for X mode.
+    client: Option<Arc<AppClient>>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// The allocation index. Held only for in-memory work and short store writes, never across
+    /// an `.await`.
+    index: Mutex<Index>,
+    /// Binds running here: idempotent duplicates and reservations the resolver must skip.
+    inflight: InFlight,
+    /// Shared by every app and the expiry job: signalled when a deadline is written, so the job
+    /// wakes early for a binding that expires before the one it sleeps for.
+    deadlines: Arc<tokio::sync::Notify>,
+    /// Defensive unbinds after expiry, drained in the background (see `cleanup`).
+    cleanup: Arc<Cleanup>,
+}
+
+impl AppPool {
+    pub(super) fn new(
+        setup: AppSetup,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        deadlines: Arc<tokio::sync::Notify>,
+    ) -> Result<Self, PoolError> {
+        let mut index = Index::new(setup.rules.clone());
+        let now = clock.now_ms();
+        for n in store.numbers(Some(&setup.name))? {
+            if n.state != NumberState::Removed {
+                index.upsert_number(&records::number(&n), now);
+            }
+        }
+        Ok(AppPool {
+            name: setup.name,
+            rules: setup.rules,
+            client: setup.client,
+            store,
+            clock,
+            index: Mutex::new(index),
+            inflight: InFlight::default(),
+            deadlines,
+            cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
+        })
+    }
+
+    /// The app's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The app's binding mode.
+    pub fn mode(&self) -> Mode {
+        self.rules.mode
+    }
+
+    /// Whether the platform holds this app's bindings (not X mode).
+    pub(in crate::lifecycle) fn on_platform(&self) -> bool {
+        self.rules.mode != Mode::X && self.client.is_some()
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+
+    /// The one way the pool writes: under the index lock, `tx` runs as a store transaction (it
+    /// may read and use the index) and `then` brings the index in step with what it returned;
+    /// after the lock is released, the write is awaited until durable. Concurrent writers of
+    /// the app are thus ordered the same in the index and in the store, and nothing is answered
+    /// before it is on disk.
+    async fn write<T: Send>(
+        &self,
+        tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
+        then: impl FnOnce(&mut Index, &T),
+    ) -> Result<T, PoolError> {
+        let staged = {
+            let mut index = self.index();
+            let staged = self.store.stage(|t| tx(t, &mut index))?;
+            then(&mut index, staged.value());
+            staged
+        };
+        Ok(staged.await?)
+    }
+
+    /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`
+    /// settles each touched number once.
+    pub(super) fn begin_restore(&self) {
+        self.index().begin_bulk();
+    }
+
+    pub(super) fn end_restore(&self) {
+        let now = self.clock.now_ms();
+        self.index().end_bulk(now);
+    }
+
+    /// Re-reads one stored binding at start-up.
+    pub(super) fn restore(&self, b: &BindingRecord) {
+        let now = self.clock.now_ms();
+        let mut index = self.index();
+        if b.state.holds_slot() {
+            index.occupy(&records::occupant(b), now);
+        } else if let Some(released) = b.released_at_ms {
+            index.cool(&records::occupant(b), released, now);
+        }
+    }
+
+    /// Acts on the platform contradicting the index about number `x`: a number the platform
+    /// says is not the app's is marked removed, a blacklisted one frozen (both leave rotation
+    /// for good); any other contradiction sets it aside until reconciliation clears it.
+    async fn flag_number(&self, x: &str, error: &UpstreamError) {
+        use crate::platform::codes;
+        let (state, needs_reconcile, what) = match error.code() {
+            Some(codes::NUMBER_NOT_APPLIED | codes::AX_ACCOUNT_NOT_EXIST) => (
+                Some(NumberState::Removed),
+                false,
+                "not the app's number on the platform; removed",
+            ),
+            Some(codes::NUMBER_BLACKLISTED) => (
+                Some(NumberState::Frozen),
+                false,
+                "blacklisted on the platform; frozen",
+            ),
+            _ => (
+                None,
+                true,
+                "platform contradicted the index; set aside for reconciliation",
+            ),
+        };
+        tracing::warn!(app = %self.name, number = x, error = %error, "{what}");
+        let now = self.clock.now_ms();
+        let flagged = self
+            .write(
+                |tx, _| {
+                    let Some(r) = tx.get_number(&self.name, x)? else {
+                        return Ok(None);
+                    };
+                    let record = NumberRecord {
+                        state: state.unwrap_or(r.state),
+                        needs_reconcile: needs_reconcile || r.needs_reconcile,
+                        updated_at_ms: now,
+                        ..r
+                    };
+                    tx.put_number(&record)?;
+                    Ok(Some(record))
+                },
+                |index, record| {
+                    let Some(record) = record else { return };
+                    if record.state == NumberState::Removed
+                        && index.number(x).is_some_and(|n| n.load == 0)
+                    {
+                        index.remove_number(x);
+                    } else {
+                        index.upsert_number(&records::number(record), now);
+                    }
+                },
+            )
+            .await;
+        if let Err(e) = flagged {
+            tracing::error!(app = %self.name, number = x, error = %e, "could not flag number");
+        }
+    }
+
+    /// A failed platform call, for the caller: the details are logged here, once, and only
+    /// the reason and result code go on.
+    fn upstream_error(&self, e: &UpstreamError) -> PoolError {
+        tracing::warn!(app = %self.name, error = %e, "platform call failed");
+        PoolError::from_upstream(e)
+    }
+}

@@ -1,0 +1,106 @@
+//! The Binds of one app still running in this process: duplicates of an idempotent Bind wait
+//! for the first one's outcome, and the resolver leaves their reservations alone.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::error::PoolError;
+use super::lock;
+use crate::store::{BindingId, BindingRecord};
+
+/// The outcome of an idempotent Bind, shared with concurrent duplicates.
+type Shared = Option<Result<BindingRecord, PoolError>>;
+
+/// One app's Binds in flight.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    /// Binds in flight per request_id: duplicates wait on the first one's outcome. An entry
+    /// lives from the first Bind's start until its outcome is durable.
+    by_request: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    /// Reservations whose Bind is still running here.
+    reservations: Mutex<HashSet<BindingId>>,
+}
+
+/// What a Bind with a request_id found when it joined.
+pub(super) enum Joined {
+    /// Another Bind with this request_id is in flight: wait for its outcome.
+    Wait(watch::Receiver<Shared>),
+    /// A Bind with this request_id already finished (or left a reservation).
+    Existing(Box<BindingRecord>),
+    /// This is the first: publish the outcome with [`InFlight::finish`].
+    First(watch::Sender<Shared>),
+}
+
+impl InFlight {
+    /// Registers a Bind with `request_id`, or finds the one that came first. `stored` is
+    /// asked under the lock: the first Bind is either still listed here, or its record is stored.
+    pub(super) fn join(
+        &self,
+        request_id: &str,
+        stored: impl FnOnce() -> Result<Option<BindingRecord>, PoolError>,
+    ) -> Result<Joined, PoolError> {
+        let mut by_request = lock(&self.by_request);
+        if let Some(rx) = by_request.get(request_id) {
+            return Ok(Joined::Wait(rx.clone()));
+        }
+        if let Some(existing) = stored()? {
+            return Ok(Joined::Existing(Box::new(existing)));
+        }
+        let (tx, rx) = watch::channel(None);
+        by_request.insert(request_id.to_owned(), rx);
+        Ok(Joined::First(tx))
+    }
+
+    /// Publishes the first Bind's outcome to its duplicates and forgets the request_id.
+    pub(super) fn finish(
+        &self,
+        request_id: &str,
+        sender: watch::Sender<Shared>,
+        result: &Result<BindingRecord, PoolError>,
+    ) {
+        sender.send_replace(Some(result.clone()));
+        lock(&self.by_request).remove(request_id);
+        drop(sender);
+    }
+
+    /// Lists reservation `id` as running here for as long as the guard lives.
+    pub(super) fn running(&self, id: BindingId) -> Running<'_> {
+        lock(&self.reservations).insert(id);
+        Running { set: self, id }
+    }
+
+    /// The reservations running here now.
+    pub(super) fn reservations(&self) -> HashSet<BindingId> {
+        lock(&self.reservations).clone()
+    }
+}
+
+/// Waits for the outcome of the first Bind with the same request_id.
+pub(super) async fn wait(mut rx: watch::Receiver<Shared>) -> Result<BindingRecord, PoolError> {
+    loop {
+        if let Some(result) = rx.borrow_and_update().clone() {
+            return result;
+        }
+        if rx.changed().await.is_err() {
+            return rx.borrow().clone().unwrap_or_else(|| {
+                Err(PoolError::Internal(
+                    "a concurrent Bind with this request_id was abandoned".into(),
+                ))
+            });
+        }
+    }
+}
+
+/// Marks a reservation whose Bind is still running in this process, for as long as it lives.
+pub(super) struct Running<'a> {
+    set: &'a InFlight,
+    id: BindingId,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.set.reservations).remove(&self.id);
+    }
+}

@@ -1,0 +1,92 @@
+//! Between the store's records and the domain's types: the only place that knows both.
+
+use super::binding::{Binding, BindingId, BindingState};
+use crate::alloc::{Number, NumberState, Occupant};
+use crate::store;
+
+/// The slot a stored binding holds, for the index.
+pub(super) fn occupant(b: &store::BindingRecord) -> Occupant<'_> {
+    Occupant {
+        x: &b.x,
+        extension: b.extension.as_deref(),
+        y: b.y.as_deref(),
+        party_a: &b.party_a,
+        party_b: b.party_b.as_deref(),
+    }
+}
+
+/// A stored number, for the index.
+pub(super) fn number(r: &store::NumberRecord) -> Number<'_> {
+    Number {
+        number: &r.number,
+        area_code: &r.area_code,
+        state: r.state.into(),
+        suspect: r.needs_reconcile,
+    }
+}
+
+impl From<store::BindingId> for BindingId {
+    fn from(id: store::BindingId) -> Self {
+        BindingId(id.0)
+    }
+}
+
+impl From<BindingId> for store::BindingId {
+    fn from(id: BindingId) -> Self {
+        store::BindingId(id.0)
+    }
+}
+
+impl From<store::BindingState> for BindingState {
+    fn from(s: store::BindingState) -> Self {
+        match s {
+            store::BindingState::Pending => BindingState::Pending,
+            store::BindingState::Active => BindingState::Active,
+            store::BindingState::Releasing => BindingState::Releasing,
+            store::BindingState::Released => BindingState::Released,
+            store::BindingState::Expired => BindingState::Expired,
+        }
+    }
+}
+
+impl From<store::NumberState> for NumberState {
+    fn from(s: store::NumberState) -> Self {
+        match s {
+            store::NumberState::Active => NumberState::Active,
+            store::NumberState::Draining => NumberState::Draining,
+            store::NumberState::Frozen => NumberState::Frozen,
+            store::NumberState::Removed => NumberState::Removed,
+        }
+    }
+}
+
+/// The domain's view of a stored binding. Fields the store adds stay internal until `Binding`
+/// names them (and then this does not compile until they are filled in).
+impl From<store::BindingRecord> for Binding {
+    fn from(r: store::BindingRecord) -> Self {
+        Binding {
+            id: r.id.into(),
+            state: r.state.into(),
+            app: r.app,
+            mode: r.mode,
+            x: r.x,
+            extension: r.extension,
+            y: r.y,
+            party_a: r.party_a,
+            party_b: r.party_b,
+            area_code: r.area_code,
+            subscription_id: r.subscription_id,
+            request_id: r.request_id,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+            expires_at_ms: r.expires_at_ms,
+            released_at_ms: r.released_at_ms,
+            ttl_seconds: r.ttl_seconds,
+            call_direction: r.call_direction,
+            record: r.record,
+            max_call_minutes: r.max_call_minutes,
+            user_data: r.user_data,
+            reason: r.reason,
+        }
+    }
+}
