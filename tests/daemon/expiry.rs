@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::Code;
 use xpool::grpc::pb;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Polls the binding until it has left ACTIVE, for at most a few seconds of real time.
 async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding {
@@ -53,10 +53,16 @@ async fn axb_bindings_expire_after_the_deadline_plus_grace() {
         .await
         .unwrap()
         .into_inner();
+    // An AX binding due at the same deadline (no skew grace: xpool unbinds it itself). Once it
+    // has expired, a round has run past the AXB deadline, within the grace.
+    let mut witness = bind("drivers", &party(5), None);
+    witness.ttl_seconds = 120;
+    witness.any_area = true;
+    let witness = d.bindings().await.bind(witness).await.unwrap().into_inner();
     // The platform expires it at its own deadline.
     d.sim.advance_clock(120).await;
     d.clock.advance(120_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_state(&d, &witness.binding_id, pb::BindingState::Expired).await;
     assert_eq!(
         state_of(&d, &b.binding_id).await,
         pb::BindingState::Active,
@@ -189,10 +195,15 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
         .into_inner();
     let new_life = u.expires_at.unwrap().seconds - u.updated_at.unwrap().seconds;
     assert_eq!(new_life, 600);
+    // A binding left at the old deadline, bound later: once it has expired, a round has run
+    // past the old deadline (and its grace).
+    let mut witness = bind("rides", &party(3), Some(&party(4)));
+    witness.ttl_seconds = 60;
+    let witness = d.bindings().await.bind(witness).await.unwrap().into_inner();
     // The platform's timer restarted too: past the old deadline it still has the binding.
     d.sim.advance_clock(120).await;
     d.clock.advance(125_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_state(&d, &witness.binding_id, pb::BindingState::Expired).await;
     assert_eq!(state_of(&d, &b.binding_id).await, pb::BindingState::Active);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     // 0 removes the deadline.

@@ -3,7 +3,7 @@
 use tonic::Code;
 use xpool::grpc::pb;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn axb_bind_get_list_unbind_round_trip() {

@@ -10,14 +10,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::platform::wire::*;
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
 use xpool::grpc::pb;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
-use xpool::platform::wire::*;
 
-use crate::common::*;
+use crate::support::*;
 
 /// The daemon's default grace (60 s) plus a second.
 const PAST_GRACE_MS: i64 = 61_000;
@@ -633,8 +633,8 @@ async fn a_dry_run_counts_without_changing_anything() {
 
 #[tokio::test]
 async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
-    let config = format!("{DAEMON_CONFIG}\n[reconcile]\norphan_policy = \"release\"\n");
-    let d = Daemon::start_with(SIM_CONFIG, &config).await;
+    let setup = Setup::standard().daemon_section("[reconcile]\norphan_policy = \"release\"\n");
+    let d = Daemon::start_with(setup).await;
     let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
     let sim = d.sim.client("k-axb");
     for (a, b, x) in [(3, 4, AXB_X[0]), (5, 6, AXB_X[1]), (7, 8, AXB_X[3])] {
@@ -753,8 +753,8 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
 
 /// Binds on the same Xs run while reconciliations of those Xs run back to back; with
 /// `grace_seconds` as given. Afterwards every acknowledged binding is ACTIVE and on the platform.
-async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
-    let d = Daemon::start_with(SIM_CONFIG, daemon_config).await;
+async fn binds_survive_concurrent_reconciles(setup: Setup) {
+    let d = Daemon::start_with(setup).await;
     // Some drift for the reconciler to act on while the binds run.
     let sim = d.sim.client("k-axb");
     for i in 0..4u32 {
@@ -878,14 +878,14 @@ async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
 
 #[tokio::test]
 async fn a_binding_created_during_a_reconcile_of_its_x_survives_it() {
-    binds_survive_concurrent_reconciles(DAEMON_CONFIG).await;
+    binds_survive_concurrent_reconciles(Setup::standard()).await;
 }
 
 /// Without a grace window only the second query protects a young binding.
 #[tokio::test]
 async fn a_binding_created_during_a_reconcile_survives_even_without_grace() {
-    let config = format!("{DAEMON_CONFIG}\n[reconcile]\ngrace_seconds = 0\n");
-    binds_survive_concurrent_reconciles(&config).await;
+    let config = Setup::standard().daemon_section("[reconcile]\ngrace_seconds = 0\n");
+    binds_survive_concurrent_reconciles(config).await;
 }
 
 // ----------------------------------------------------------------------------------------------

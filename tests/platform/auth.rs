@@ -4,10 +4,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::platform::auth::{self, Scheme};
+use crate::support::platform::wire::*;
+use crate::support::platform::{codes, paths};
 use reqwest::Method;
-use xpool::platform::auth::{self, Scheme};
-use xpool::platform::wire::*;
-use xpool::platform::{codes, paths};
 use xpool::upstream::{ErrorClass, Secret, UpstreamError};
 
 use crate::common::*;
@@ -44,7 +44,7 @@ async fn send(sim: &Sim, headers: &[(&str, String)]) -> (u16, String) {
 
 fn token_without(scheme: Scheme, skip: &str) -> String {
     let nonce = auth::new_nonce();
-    let created = xpool::platform::time::format_created(time::OffsetDateTime::now_utc());
+    let created = crate::support::platform::time::format_created(time::OffsetDateTime::now_utc());
     let digest = auth::digest(scheme, "s-axb", &nonce, &created);
     let attrs = [
         ("Username", "k-axb".to_owned()),
@@ -63,7 +63,8 @@ fn token_without(scheme: Scheme, skip: &str) -> String {
 
 #[tokio::test]
 async fn malformed_headers_get_their_documented_codes() {
-    let sim = Sim::start_with(&CONFIG.replace("max_failures = 5", "max_failures = 1000")).await;
+    let sim =
+        Sim::start_with(&Setup::platform().sim_section("[auth]\nmax_failures = 1000\n")).await;
     let good_auth = Scheme::Aksk.authorization();
     let good_token = token_without(Scheme::Aksk, "");
     let authz = |v: &str| ("Authorization", v.to_owned());
@@ -197,7 +198,8 @@ async fn malformed_headers_get_their_documented_codes() {
 
 #[tokio::test]
 async fn bad_digest_skew_and_unknown_key() {
-    let sim = Sim::start_with(&CONFIG.replace("max_failures = 5", "max_failures = 1000")).await;
+    let sim =
+        Sim::start_with(&Setup::platform().sim_section("[auth]\nmax_failures = 1000\n")).await;
     let mut wrong = sim.settings("k-axb");
     wrong.app_secret = Secret::new("not-the-secret");
     let e = expect_code(
@@ -213,7 +215,7 @@ async fn bad_digest_skew_and_unknown_key() {
     // Created eleven minutes ago (the simulator allows ten).
     let nonce = auth::new_nonce();
     let old = time::OffsetDateTime::now_utc() - time::Duration::minutes(11);
-    let created = xpool::platform::time::format_created(old);
+    let created = crate::support::platform::time::format_created(old);
     let headers = [
         ("Authorization", Scheme::Aksk.authorization()),
         (
@@ -321,10 +323,7 @@ impl Write for Captured {
 #[tokio::test]
 async fn secrets_never_reach_logs_or_errors() {
     const SECRET: &str = "SUPER-SECRET-VALUE-4711";
-    let config = CONFIG.replace(
-        "app_secret = \"s-ax\"",
-        &format!("app_secret = \"{SECRET}\""),
-    );
+    let config = Setup::platform().app("drivers", |a| a.sim("app_secret", SECRET));
     let logs = Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()

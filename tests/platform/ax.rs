@@ -1,7 +1,7 @@
 //! AX (binding-api.md §2.2, §4.3).
 
-use xpool::platform::codes;
-use xpool::platform::wire::*;
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;

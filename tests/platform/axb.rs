@@ -1,7 +1,7 @@
 //! AXB (binding-api.md §2.1, §4.2).
 
-use xpool::platform::codes;
-use xpool::platform::wire::*;
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;
@@ -283,7 +283,7 @@ async fn modify_with_duration_restarts_the_timer() {
 
 #[tokio::test]
 async fn query_by_x_pages_with_the_documented_defaults() {
-    let config = CONFIG.replace("max_bindings_per_x = 3", "max_bindings_per_x = 5000");
+    let config = Setup::platform().app("rides", |a| a.both("max_bindings_per_x", 5000));
     let sim = Sim::start_with(&config).await;
     let c = sim.client("k-axb");
     let mut ids = Vec::new();

@@ -1,7 +1,7 @@
 //! AXE (binding-api.md §2.3, §4.4). The test app has 1-digit extensions: 1..=9 per X.
 
-use xpool::platform::codes;
-use xpool::platform::wire::*;
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;
@@ -206,7 +206,7 @@ async fn area_code_choice_and_parameter_rules() {
 
 #[tokio::test]
 async fn v2_query_pages_with_a_cursor_and_count_query_counts() {
-    let config = CONFIG.replace("extension_digits = 1", "extension_digits = 3");
+    let config = Setup::platform().app("stores", |a| a.both("extension_digits", 3));
     let sim = Sim::start_with(&config).await;
     let c = sim.client("k-axe");
     let mut ids = Vec::new();

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::support::platform::wire::*;
 use proptest::prelude::*;
-use xpool::platform::wire::*;
 use xpool::upstream::{AppClient, ErrorClass};
 
 use crate::common::*;

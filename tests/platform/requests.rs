@@ -1,10 +1,10 @@
 //! Bad input gets the platform's answer, never a panic or a hang; mode, frozen-account and
 //! recording rules; parameter validation naming the parameter (binding-api.md §4.1).
 
+use crate::support::platform::wire::*;
+use crate::support::platform::{codes, paths};
 use reqwest::Method;
 use serde_json::json;
-use xpool::platform::wire::*;
-use xpool::platform::{codes, paths};
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;

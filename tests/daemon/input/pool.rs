@@ -1,0 +1,142 @@
+//! The pool service (ListNumbers, GetPoolStats, drain) with bad input.
+
+use tonic::Code;
+use xpool::grpc::pb;
+
+use super::*;
+
+#[tokio::test]
+async fn bad_pool_service_requests_are_refused_and_change_nothing() {
+    let d = Daemon::start().await;
+    let mut c = d.pool().await;
+    let before = snapshot(&d).await;
+    let spec = |number: &str, area: &str| pb::NumberSpec {
+        number: number.into(),
+        area_code: area.into(),
+    };
+    let good = spec("+8617000000099", "010");
+
+    let add = |app: &str, numbers: Vec<pb::NumberSpec>| pb::AddNumbersRequest {
+        app: app.into(),
+        numbers,
+    };
+    let add_cases: Vec<(&str, pb::AddNumbersRequest, &str)> = vec![
+        ("AddNumbers, empty app", add("", vec![good.clone()]), "app"),
+        (
+            "AddNumbers, unknown app",
+            add("nope", vec![good.clone()]),
+            "app",
+        ),
+        ("AddNumbers, no numbers", add("rides", vec![]), "numbers"),
+        (
+            "AddNumbers, number without +",
+            add("rides", vec![spec("8617000000099", "010")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, number with letters",
+            add("rides", vec![spec("+86170000000ab", "010")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, empty number",
+            add("rides", vec![spec("", "010")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, area with letters",
+            add("rides", vec![spec("+8617000000099", "01x")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, empty area",
+            add("rides", vec![spec("+8617000000099", "")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, area of 7 digits",
+            add("rides", vec![spec("+8617000000099", "0101010")]),
+            "numbers",
+        ),
+        // All or nothing: the good number before the bad one is not added either.
+        (
+            "AddNumbers, good then bad",
+            add("rides", vec![good.clone(), spec("+86170000000ab", "010")]),
+            "numbers",
+        ),
+        (
+            "AddNumbers, good then bad area",
+            add(
+                "local",
+                vec![spec("+8617400000099", "021"), spec("+8617400000098", "x")],
+            ),
+            "numbers",
+        ),
+    ];
+    for (case, req, field) in add_cases {
+        assert_rejected(c.add_numbers(req).await, Code::InvalidArgument, field, case);
+        assert_unchanged(&d, &before, case).await;
+    }
+
+    for app in ["", "nope"] {
+        let case = format!("app {app:?}");
+        assert_rejected(
+            c.drain_numbers(pb::DrainNumbersRequest {
+                app: app.into(),
+                numbers: vec!["+8617000000001".into()],
+            })
+            .await,
+            Code::InvalidArgument,
+            "app",
+            &format!("DrainNumbers, {case}"),
+        );
+        assert_rejected(
+            c.remove_numbers(pb::RemoveNumbersRequest {
+                app: app.into(),
+                numbers: vec!["+8617000000001".into()],
+            })
+            .await,
+            Code::InvalidArgument,
+            "app",
+            &format!("RemoveNumbers, {case}"),
+        );
+        assert_rejected(
+            c.list_numbers(pb::ListNumbersRequest {
+                app: app.into(),
+                ..Default::default()
+            })
+            .await,
+            Code::InvalidArgument,
+            "app",
+            &format!("ListNumbers, {case}"),
+        );
+        assert_rejected(
+            c.get_pool_stats(pb::GetPoolStatsRequest { app: app.into() })
+                .await,
+            Code::InvalidArgument,
+            "app",
+            &format!("GetPoolStats, {case}"),
+        );
+        assert_unchanged(&d, &before, &case).await;
+    }
+    assert_rejected(
+        c.list_numbers(pb::ListNumbersRequest {
+            app: "rides".into(),
+            page_size: 1001,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "page_size",
+        "ListNumbers, page_size 1001",
+    );
+
+    // The good number alone is added: the refusals above were about the bad ones.
+    let added = c
+        .add_numbers(add("rides", vec![good]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((added.added, added.updated), (1, 0));
+    d.stop().await;
+}

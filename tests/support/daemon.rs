@@ -1,0 +1,142 @@
+//! A daemon (`xpool::run_with_clock`) in this process, on a listener bound to 127.0.0.1:0 and
+//! handed over, over a temporary store, talking to its own simulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use xpool::config::Config;
+use xpool::grpc::pb;
+use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::pool::OffsetClock;
+
+use super::grpc::{list_bindings, wait_serving};
+use super::setup::Setup;
+use super::sim::Sim;
+
+/// Start-up (store open and recovery) until health says SERVING.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running daemon; dropping it shuts it down.
+#[derive(Debug)]
+pub struct Daemon {
+    pub sim: Arc<Sim>,
+    pub addr: String,
+    pub clock: Arc<OffsetClock>,
+    pub dir: Arc<tempfile::TempDir>,
+    pub setup: Setup,
+    /// Cancelled on drop or stop: the daemon's shutdown signal.
+    shutdown: CancellationToken,
+    /// The daemon's `run`; taken by [`Daemon::stop`].
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Daemon {
+    /// A simulator and a daemon with [`Setup::standard`].
+    pub async fn start() -> Daemon {
+        Daemon::start_with(Setup::standard()).await
+    }
+
+    /// A simulator and a daemon, both from `setup`.
+    pub async fn start_with(setup: Setup) -> Daemon {
+        let sim = Arc::new(Sim::start_with(&setup).await);
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Daemon::launch(sim, dir, setup, Arc::new(OffsetClock::default())).await
+    }
+
+    async fn launch(
+        sim: Arc<Sim>,
+        dir: Arc<tempfile::TempDir>,
+        setup: Setup,
+        clock: Arc<OffsetClock>,
+    ) -> Daemon {
+        let text = setup.daemon_toml("127.0.0.1:0", &sim.base_url, &dir.path().join("store"));
+        let config =
+            Config::from_toml_str(&text, "test config", Vec::new()).expect("valid daemon config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(xpool::run_with_clock(
+            config,
+            listener,
+            shutdown.clone().cancelled_owned(),
+            clock.clone(),
+        ));
+        let mut daemon = Daemon {
+            sim,
+            addr,
+            clock,
+            dir,
+            setup,
+            shutdown,
+            task: Some(task),
+        };
+        let task = daemon.task.as_ref().unwrap();
+        let ready = wait_serving(&daemon.addr, START_TIMEOUT, || {
+            task.is_finished().then_some(())
+        })
+        .await;
+        if ready.is_err() {
+            let result = daemon.task.take().unwrap().await;
+            panic!("the daemon exited during start-up: {result:?}");
+        }
+        daemon
+    }
+
+    /// Shuts down cleanly (the store is flushed) and starts again on the same store.
+    pub async fn restart(self) -> Daemon {
+        self.restart_after(|| {}).await
+    }
+
+    /// Shuts down, runs `meanwhile` while it is down, and starts again on the same store.
+    pub async fn restart_after(mut self, meanwhile: impl FnOnce()) -> Daemon {
+        let (sim, dir, setup, clock) = (
+            self.sim.clone(),
+            self.dir.clone(),
+            self.setup.clone(),
+            self.clock.clone(),
+        );
+        self.stop_inner().await;
+        meanwhile();
+        Daemon::launch(sim, dir, setup, clock).await
+    }
+
+    /// Shuts down and waits for a clean exit within the grace period.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("daemon stops within its grace period")
+                .unwrap()
+                .expect("daemon stops cleanly");
+        }
+    }
+
+    pub async fn bindings(&self) -> BindingServiceClient<Channel> {
+        BindingServiceClient::connect(self.addr.clone())
+            .await
+            .unwrap()
+    }
+
+    pub async fn pool(&self) -> PoolServiceClient<Channel> {
+        PoolServiceClient::connect(self.addr.clone()).await.unwrap()
+    }
+
+    /// Every binding the daemon reports in `state` for `app`.
+    pub async fn list(&self, app: &str, state: pb::BindingState) -> Vec<pb::Binding> {
+        list_bindings(&mut self.bindings().await, app, state).await
+    }
+}
