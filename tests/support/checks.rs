@@ -68,6 +68,15 @@ pub async fn assert_local_equals_sim(d: &Daemon, app: &str, app_key: &str) {
     );
 }
 
+/// [`assert_local_equals_sim`] for every app of the daemon's setup that has a platform side.
+pub async fn assert_all_local_equals_sim(d: &Daemon) {
+    for app in &d.setup.apps {
+        if let Some(key) = &app.key {
+            assert_local_equals_sim(d, &app.name, key).await;
+        }
+    }
+}
+
 /// Awaits `f` for at most [`PHASE`].
 pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PHASE, f)
