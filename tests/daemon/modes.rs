@@ -26,14 +26,7 @@ async fn axb_bind_get_list_unbind_round_trip() {
     assert_eq!(b.expires_at.unwrap().seconds - created, 3600);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
-    let got = c
-        .get_binding(pb::GetBindingRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get(&b.binding_id).await;
     assert_eq!(got, b);
     let by_party = c
         .list_bindings(pb::ListBindingsRequest {
@@ -142,13 +135,7 @@ async fn repeated_request_ids_return_the_same_binding() {
     for t in tasks {
         ids.insert(t.await.unwrap().unwrap().binding_id);
     }
-    let later = d
-        .bindings()
-        .await
-        .bind(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let later = d.bind_ok(req.clone()).await;
     ids.insert(later.binding_id.clone());
     assert_eq!(ids.len(), 1, "one binding for one request_id: {ids:?}");
     assert_eq!(d.sim.bindings("k-axb").await.len(), 1);
@@ -380,14 +367,7 @@ async fn bindings_survive_a_restart_and_slots_stay_taken() {
     let b = c.bind(req).await.unwrap().into_inner();
     let d = d.restart().await;
     let mut c = d.bindings().await;
-    let got = c
-        .get_binding(pb::GetBindingRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get(&b.binding_id).await;
     assert_eq!(got, b);
     let mut again = bind("drivers", &party(2), None);
     again.area_code = "021".into();

@@ -82,12 +82,12 @@ fn assert_report(r: &pb::ReconcileReport, want: pb::ReconcileReport) {
 }
 
 async fn assert_state(d: &Daemon, b: &pb::Binding, want: pb::BindingState) {
-    assert_eq!(get(d, &b.binding_id).await.state(), want, "{b:?}");
+    assert_eq!(d.get(&b.binding_id).await.state(), want, "{b:?}");
 }
 
 async fn assert_not_active(d: &Daemon, b: &pb::Binding) {
     assert_ne!(
-        get(d, &b.binding_id).await.state(),
+        d.get(&b.binding_id).await.state(),
         pb::BindingState::Active,
         "{b:?}"
     );
@@ -158,22 +158,6 @@ async fn expire_and_repair(
     r
 }
 
-async fn get(d: &Daemon, id: &str) -> pb::Binding {
-    d.bindings()
-        .await
-        .get_binding(pb::GetBindingRequest {
-            binding_id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn bind_ok(d: &Daemon, req: pb::BindRequest) -> pb::Binding {
-    d.bindings().await.bind(req).await.unwrap().into_inner()
-}
-
 fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
     pb::BindRequest {
         x_number: x.into(),
@@ -239,12 +223,18 @@ async fn axb_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-axb");
     // Known to both sides.
-    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let ghost = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
-    let modified = bind_ok(&d, pinned("rides", &party(5), Some(&party(6)), AXB_X[0])).await;
+    let keep = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
+        .await;
+    let ghost = d
+        .bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
+        .await;
+    let modified = d
+        .bind_ok(pinned("rides", &party(5), Some(&party(6)), AXB_X[0]))
+        .await;
     let mut expiring = pinned("rides", &party(7), Some(&party(8)), AXB_X[2]);
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
     // Behind the daemon's back: two orphans, one unbind, one modify, one expiry.
@@ -277,7 +267,7 @@ async fn axb_drift_is_counted_and_repaired() {
     assert!(!r.dry_run);
     assert_eq!(r.app, "rides");
     assert_state(&d, &ghost, pb::BindingState::Released).await;
-    let fixed = get(&d, &modified.binding_id).await;
+    let fixed = d.get(&modified.binding_id).await;
     assert_eq!(fixed.state(), pb::BindingState::Active);
     assert_eq!(fixed.party_b, party(15), "the platform's callee wins");
 
@@ -301,9 +291,11 @@ async fn axb_drift_is_counted_and_repaired() {
         pinned("rides", &party(15), Some(&party(22)), AXB_X[0]),
     )
     .await;
-    bind_ok(&d, pinned("rides", &party(6), Some(&party(23)), AXB_X[0])).await;
+    d.bind_ok(pinned("rides", &party(6), Some(&party(23)), AXB_X[0]))
+        .await;
     // The ghost's slot is free again.
-    bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    d.bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
+        .await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
 }
@@ -312,8 +304,8 @@ async fn axb_drift_is_counted_and_repaired() {
 async fn ax_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-ax");
-    let ghost = bind_ok(&d, in_area("drivers", &party(1), None, "010")).await;
-    let keep = bind_ok(&d, in_area("drivers", &party(2), None, "010")).await;
+    let ghost = d.bind_ok(in_area("drivers", &party(1), None, "010")).await;
+    let keep = d.bind_ok(in_area("drivers", &party(2), None, "010")).await;
     assert_ne!(ghost.x_number, keep.x_number);
     // 021's only X is taken behind the daemon's back; one of the 010 bindings is unbound.
     sim.ax_bind(&AxBindRequest {
@@ -353,11 +345,11 @@ async fn axe_drift_is_counted_and_repaired() {
     let sim = d.sim.client("k-axe");
     let x1 = "+8617200000001";
     let x2 = "+8617200000002";
-    let ghost = bind_ok(&d, pinned("stores", &party(1), None, x1)).await;
-    let keep = bind_ok(&d, pinned("stores", &party(2), None, x1)).await;
+    let ghost = d.bind_ok(pinned("stores", &party(1), None, x1)).await;
+    let keep = d.bind_ok(pinned("stores", &party(2), None, x1)).await;
     let mut expiring = pinned("stores", &party(3), None, x2);
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "stores", "k-axe").await;
 
     sim.axe_bind(&AxeBindRequest {
@@ -402,11 +394,15 @@ async fn axe_drift_is_counted_and_repaired() {
 async fn axyb_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-axyb");
-    let keep = bind_ok(&d, in_area("chat", &party(1), Some(&party(2)), "010")).await;
-    let ghost = bind_ok(&d, in_area("chat", &party(3), Some(&party(4)), "021")).await;
+    let keep = d
+        .bind_ok(in_area("chat", &party(1), Some(&party(2)), "010"))
+        .await;
+    let ghost = d
+        .bind_ok(in_area("chat", &party(3), Some(&party(4)), "021"))
+        .await;
     let mut expiring = in_area("chat", &party(5), Some(&party(6)), "010");
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
 
     // An orphan AX + YB on the other 021 X; the 021 binding unbound; the 010 one expires.
@@ -430,7 +426,9 @@ async fn axyb_drift_is_counted_and_repaired() {
     .await;
 
     // 021: the freed X serves one more binding; then the adopted X is held, so none is left.
-    let next = bind_ok(&d, in_area("chat", &party(9), Some(&party(10)), "021")).await;
+    let next = d
+        .bind_ok(in_area("chat", &party(9), Some(&party(10)), "021"))
+        .await;
     assert_eq!(next.x_number, ghost.x_number);
     let err = assert_refused_locally(
         &d,
@@ -501,8 +499,12 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
 async fn a_dry_run_counts_without_changing_anything() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-axb");
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let modified = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    let ghost = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
+        .await;
+    let modified = d
+        .bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
+        .await;
     orphan_axb(&d, 5, 6, AXB_X[2]).await;
     sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
         .await
@@ -541,7 +543,7 @@ async fn a_dry_run_counts_without_changing_anything() {
         );
     }
     assert_state(&d, &ghost, pb::BindingState::Active).await;
-    assert_eq!(get(&d, &modified.binding_id).await.party_b, party(4));
+    assert_eq!(d.get(&modified.binding_id).await.party_b, party(4));
 
     let real = reconcile(&d, "rides", false).await;
     assert!(!real.dry_run);
@@ -556,7 +558,9 @@ async fn a_dry_run_counts_without_changing_anything() {
 async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     let setup = Setup::standard().daemon_section("[reconcile]\norphan_policy = \"release\"\n");
     let d = Daemon::start_with(setup).await;
-    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let keep = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
+        .await;
     for (a, b, x) in [(3, 4, AXB_X[0]), (5, 6, AXB_X[1]), (7, 8, AXB_X[3])] {
         orphan_axb(&d, a, b, x).await;
     }
@@ -598,7 +602,9 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
 #[tokio::test]
 async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let d = Daemon::start().await;
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let ghost = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
+        .await;
     d.sim
         .client("k-axb")
         .axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
@@ -711,7 +717,7 @@ async fn binds_survive_concurrent_reconciles(setup: Setup) {
     );
     let on_sim = sim_subscriptions(&d, "k-axb").await;
     for b in &acked {
-        let now = get(&d, &b.binding_id).await;
+        let now = d.get(&b.binding_id).await;
         assert_eq!(
             now.state(),
             pb::BindingState::Active,
@@ -775,7 +781,9 @@ async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, t
     let d = Daemon::start().await;
     // AXB needs a B; the other modes take none.
     let b_of = |i: u32| (app == "rides").then(|| party(i));
-    let b = bind_ok(&d, pinned(app, &party(1), b_of(2).as_deref(), x)).await;
+    let b = d
+        .bind_ok(pinned(app, &party(1), b_of(2).as_deref(), x))
+        .await;
     assert_eq!(total_numbers(&d, app).await, total);
     d.sim
         .control_post("/sim/numbers", json!({"app_key": app_key, "remove": [x]}))
@@ -826,7 +834,9 @@ async fn an_axe_number_removed_on_the_platform_is_retired() {
 async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused() {
     let d = Daemon::start().await;
     let x = AXB_X[1];
-    let b = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), x)).await;
+    let b = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), x))
+        .await;
     d.sim
         .control_post("/sim/numbers", json!({"app_key": "k-axb", "remove": [x]}))
         .await;
@@ -1001,7 +1011,9 @@ fn line_count(stdout: &str, what: &str) -> u64 {
 #[tokio::test]
 async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     let d = Daemon::start().await;
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
+    let ghost = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
+        .await;
     let sim = d.sim.client("k-axb");
     orphan_axb(&d, 3, 4, AXB_X[1]).await;
     sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))

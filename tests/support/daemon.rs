@@ -135,6 +135,31 @@ impl Daemon {
         PoolServiceClient::connect(self.addr.clone()).await.unwrap()
     }
 
+    /// Binds, which must succeed.
+    pub async fn bind_ok(&self, req: pb::BindRequest) -> pb::Binding {
+        let result = self.bindings().await.bind(req.clone()).await;
+        result
+            .unwrap_or_else(|s| panic!("Bind {req:?} failed: {s:?}"))
+            .into_inner()
+    }
+
+    /// The binding with this id, which must exist.
+    pub async fn get(&self, binding_id: &str) -> pb::Binding {
+        let req = pb::GetBindingRequest {
+            binding_id: binding_id.into(),
+            ..Default::default()
+        };
+        let result = self.bindings().await.get_binding(req).await;
+        result
+            .unwrap_or_else(|s| panic!("GetBinding {binding_id} failed: {s:?}"))
+            .into_inner()
+    }
+
+    /// The state of the binding with this id.
+    pub async fn state(&self, binding_id: &str) -> pb::BindingState {
+        self.get(binding_id).await.state()
+    }
+
     /// Every binding the daemon reports in `state` for `app`.
     pub async fn list(&self, app: &str, state: pb::BindingState) -> Vec<pb::Binding> {
         list_bindings(&mut self.bindings().await, app, state).await

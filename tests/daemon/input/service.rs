@@ -294,14 +294,7 @@ async fn clean_shutdown_keeps_the_bindings_for_the_next_start() {
     );
     let mut c = d.bindings().await;
     for b in &made {
-        let got = c
-            .get_binding(pb::GetBindingRequest {
-                binding_id: b.binding_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let got = d.get(&b.binding_id).await;
         assert_eq!(&got, b);
         let by_request = c
             .get_binding(pb::GetBindingRequest {
