@@ -74,6 +74,22 @@ async fn unbind_all(d: &Daemon, ids: Vec<String>) {
     .await;
 }
 
+/// Every error code seen is one of `allowed`.
+#[track_caller]
+fn assert_only(errors: &HashMap<Code, usize>, allowed: &[Code]) {
+    assert!(
+        errors.keys().all(|c| allowed.contains(c)),
+        "errors: {errors:?}"
+    );
+}
+
+/// Unbinds every other binding of `acked` concurrently; returns the others.
+async fn unbind_every_other(d: &Daemon, acked: &[pb::Binding]) -> Vec<pb::Binding> {
+    let (gone, kept): (Vec<_>, Vec<_>) = acked.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    unbind_all(d, gone.iter().map(|(_, b)| b.binding_id.clone()).collect()).await;
+    kept.into_iter().map(|(_, b)| b.clone()).collect()
+}
+
 /// The platform answered every call with success: the daemon never offered it a slot that the
 /// platform's rules refuse.
 async fn assert_platform_never_refused(d: &Daemon, app_key: &str) {
@@ -96,51 +112,35 @@ async fn axb_thousand_concurrent_binds_keep_the_rules_and_match_the_platform() {
         })
         .collect();
     let (acked, errors) = bind_all(&d, reqs).await;
-    assert!(
-        errors.keys().all(|c| *c == Code::ResourceExhausted),
-        "errors: {errors:?}"
-    );
+    assert_only(&errors, &[Code::ResourceExhausted]);
     // 6 Xs × 10: the pool fills up; the rest are told it is exhausted.
     assert!(acked.len() >= 40, "only {} bindings", acked.len());
     assert!(acked.len() <= 6 * AXB_CAP);
     for b in &acked {
         assert_eq!(b.state(), pb::BindingState::Active);
     }
-    assert_acknowledged_live(&d, "k-axb", &acked).await;
     assert_eq!(d.sim.bindings("k-axb").await.len(), acked.len());
     assert_axb_rules(&d, "rides", "k-axb", AXB_CAP).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    assert_counts_match(&d, "rides", "k-axb").await;
+    assert_in_step(&d, "rides", "k-axb", &acked).await;
     assert_platform_never_refused(&d, "k-axb").await;
 
     // Unbind every other binding concurrently; then bind again into the freed room.
-    let (gone, kept): (Vec<_>, Vec<_>) = acked.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    unbind_all(&d, gone.iter().map(|(_, b)| b.binding_id.clone()).collect()).await;
-    let kept: Vec<pb::Binding> = kept.into_iter().map(|(_, b)| b.clone()).collect();
-    assert_acknowledged_live(&d, "k-axb", &kept).await;
+    let kept = unbind_every_other(&d, &acked).await;
     assert_eq!(d.sim.bindings("k-axb").await.len(), kept.len());
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    assert_counts_match(&d, "rides", "k-axb").await;
+    assert_in_step(&d, "rides", "k-axb", &kept).await;
 
     let reqs: Vec<pb::BindRequest> = (0..300)
         .map(|_| {
             let (a, b) = rng.pair(30);
-            let mut r = bind("rides", &party(a), Some(&party(b)));
-            r.any_area = true;
-            r
+            bind_any("rides", &party(a), Some(&party(b)))
         })
         .collect();
     let (again, errors) = bind_all(&d, reqs).await;
-    assert!(
-        errors.keys().all(|c| *c == Code::ResourceExhausted),
-        "errors: {errors:?}"
-    );
+    assert_only(&errors, &[Code::ResourceExhausted]);
     assert!(!again.is_empty());
     let all: Vec<pb::Binding> = kept.into_iter().chain(again).collect();
-    assert_acknowledged_live(&d, "k-axb", &all).await;
     assert_axb_rules(&d, "rides", "k-axb", AXB_CAP).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    assert_counts_match(&d, "rides", "k-axb").await;
+    assert_in_step(&d, "rides", "k-axb", &all).await;
     // Unbinds answered "0" too: nothing was unbound twice upstream.
     assert_platform_never_refused(&d, "k-axb").await;
     d.stop().await;
@@ -152,39 +152,23 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
     let mut rng = Rng(0x5eed_0002);
     // 4 As competing for 8 Xs: each A may hold at most 5.
     let reqs: Vec<pb::BindRequest> = (0..200)
-        .map(|_| {
-            let mut r = bind("drivers", &party(rng.below(4)), None);
-            r.any_area = true;
-            r
-        })
+        .map(|_| bind_any("drivers", &party(rng.below(4)), None))
         .collect();
     let (acked, errors) = bind_all(&d, reqs).await;
-    assert!(
-        errors
-            .keys()
-            .all(|c| matches!(c, Code::ResourceExhausted | Code::FailedPrecondition)),
-        "errors: {errors:?}"
+    assert_only(
+        &errors,
+        &[Code::ResourceExhausted, Code::FailedPrecondition],
     );
     assert_eq!(acked.len(), 8, "every X is handed out once");
-    assert_acknowledged_live(&d, "k-ax", &acked).await;
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    assert_counts_match(&d, "drivers", "k-ax").await;
+    assert_in_step(&d, "drivers", "k-ax", &acked).await;
     assert_platform_never_refused(&d, "k-ax").await;
 
-    let (gone, kept): (Vec<_>, Vec<_>) = acked.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    unbind_all(&d, gone.iter().map(|(_, b)| b.binding_id.clone()).collect()).await;
-    let kept: Vec<pb::Binding> = kept.into_iter().map(|(_, b)| b.clone()).collect();
-    assert_acknowledged_live(&d, "k-ax", &kept).await;
-    assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    assert_counts_match(&d, "drivers", "k-ax").await;
+    let kept = unbind_every_other(&d, &acked).await;
+    assert_in_step(&d, "drivers", "k-ax", &kept).await;
     // The released Xs cool down: nothing is handed out now, then all four after 60 s.
     let reqs: Vec<pb::BindRequest> = (0..40)
-        .map(|i| {
-            let mut r = bind("drivers", &party(10 + i % 8), None);
-            r.any_area = true;
-            r
-        })
+        .map(|i| bind_any("drivers", &party(10 + i % 8), None))
         .collect();
     let (none, _) = bind_all(&d, reqs.clone()).await;
     assert!(none.is_empty(), "cooling Xs handed out: {none:?}");
@@ -192,8 +176,7 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
     let (again, _) = bind_all(&d, reqs).await;
     assert_eq!(again.len(), 4);
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    assert_counts_match(&d, "drivers", "k-ax").await;
+    assert_in_step(&d, "drivers", "k-ax", &again).await;
     assert_platform_never_refused(&d, "k-ax").await;
     d.stop().await;
 }
@@ -203,46 +186,26 @@ async fn axe_concurrent_binds_keep_extensions_and_parties_unique_per_x() {
     let d = Daemon::start_with(Setup::small_pools()).await;
     let mut rng = Rng(0x5eed_0003);
     let reqs: Vec<pb::BindRequest> = (0..200)
-        .map(|_| {
-            let mut r = bind("stores", &party(rng.below(12)), None);
-            r.any_area = true;
-            r
-        })
+        .map(|_| bind_any("stores", &party(rng.below(12)), None))
         .collect();
     let (acked, errors) = bind_all(&d, reqs).await;
-    assert!(
-        errors.keys().all(|c| *c == Code::ResourceExhausted),
-        "errors: {errors:?}"
-    );
+    assert_only(&errors, &[Code::ResourceExhausted]);
     assert!(acked.len() >= 20, "only {} bindings", acked.len());
-    assert_acknowledged_live(&d, "k-axe", &acked).await;
     assert_axe_rules(&d, "stores", "k-axe").await;
-    assert_local_equals_sim(&d, "stores", "k-axe").await;
-    assert_counts_match(&d, "stores", "k-axe").await;
+    assert_in_step(&d, "stores", "k-axe", &acked).await;
     assert_platform_never_refused(&d, "k-axe").await;
 
-    let (gone, kept): (Vec<_>, Vec<_>) = acked.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    unbind_all(&d, gone.iter().map(|(_, b)| b.binding_id.clone()).collect()).await;
-    let kept: Vec<pb::Binding> = kept.into_iter().map(|(_, b)| b.clone()).collect();
+    let kept = unbind_every_other(&d, &acked).await;
     assert_acknowledged_live(&d, "k-axe", &kept).await;
     d.clock.advance(60_000);
     let reqs: Vec<pb::BindRequest> = (0..100)
-        .map(|_| {
-            let mut r = bind("stores", &party(rng.below(12)), None);
-            r.any_area = true;
-            r
-        })
+        .map(|_| bind_any("stores", &party(rng.below(12)), None))
         .collect();
     let (again, errors) = bind_all(&d, reqs).await;
-    assert!(
-        errors.keys().all(|c| *c == Code::ResourceExhausted),
-        "errors: {errors:?}"
-    );
+    assert_only(&errors, &[Code::ResourceExhausted]);
     let all: Vec<pb::Binding> = kept.into_iter().chain(again).collect();
-    assert_acknowledged_live(&d, "k-axe", &all).await;
     assert_axe_rules(&d, "stores", "k-axe").await;
-    assert_local_equals_sim(&d, "stores", "k-axe").await;
-    assert_counts_match(&d, "stores", "k-axe").await;
+    assert_in_step(&d, "stores", "k-axe", &all).await;
     assert_platform_never_refused(&d, "k-axe").await;
     d.stop().await;
 }
@@ -387,11 +350,7 @@ async fn concurrent_binds_and_unbinds_never_free_a_slot_twice() {
     assert_counts_match(&d, "drivers", "k-ax").await;
     assert_counts_match(&d, "rides", "k-axb").await;
     let reqs: Vec<pb::BindRequest> = (0..8)
-        .map(|i| {
-            let mut r = bind("drivers", &party(100 + i), None);
-            r.any_area = true;
-            r
-        })
+        .map(|i| bind_any("drivers", &party(100 + i), None))
         .collect();
     let (all, errors) = bind_all(&d, reqs).await;
     assert_eq!(all.len(), 8, "errors: {errors:?}");

@@ -169,29 +169,17 @@ async fn settle_in_background(d: &Daemon, app: &str) {
     }
 }
 
-async fn assert_consistent(d: &Daemon, app: &str, app_key: &str, kept: &[pb::Binding]) {
-    assert_acknowledged_live(d, app_key, kept).await;
-    assert_local_equals_sim(d, app, app_key).await;
-    assert_counts_match(d, app, app_key).await;
-}
-
 fn axb_req(rng: &mut Rng) -> pb::BindRequest {
     let (a, b) = rng.pair(40);
-    let mut r = bind("rides", &party(a), Some(&party(b)));
-    r.any_area = true;
-    r
+    bind_any("rides", &party(a), Some(&party(b)))
 }
 
 fn ax_req(rng: &mut Rng) -> pb::BindRequest {
-    let mut r = bind("drivers", &party(rng.below(6)), None);
-    r.any_area = true;
-    r
+    bind_any("drivers", &party(rng.below(6)), None)
 }
 
 fn axe_req(rng: &mut Rng) -> pb::BindRequest {
-    let mut r = bind("stores", &party(rng.below(12)), None);
-    r.any_area = true;
-    r
+    bind_any("stores", &party(rng.below(12)), None)
 }
 
 /// AXB under one kind of fault: run, clear, restart (start-up recovery), compare.
@@ -201,7 +189,7 @@ async fn axb_under(faults: serde_json::Value) -> Outcome {
     let out = run_ops(&d, 200, axb_req).await;
     clear_faults(&d, "k-axb").await;
     let d = within("restart", d.restart()).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     assert_axb_rules(&d, "rides", "k-axb", 50).await;
     // Afterwards the pool works normally.
     let mut fresh = 1000;
@@ -211,7 +199,7 @@ async fn axb_under(faults: serde_json::Value) -> Outcome {
     })
     .await;
     assert_eq!(more.binds_ok, 20, "{more:?}");
-    assert_consistent(&d, "rides", "k-axb", &more.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &more.kept).await;
     d.stop().await;
     eprintln!("{faults}: {out:?}");
     out
@@ -249,7 +237,7 @@ async fn axb_mixed_faults_settle_through_the_background_resolver() {
     clear_faults(&d, "k-axb").await;
     // No restart: the resolver (every 5 s) closes what the lost answers left open.
     within("background resolution", settle_in_background(&d, "rides")).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     assert_axb_rules(&d, "rides", "k-axb", 50).await;
     assert!(out.binds_ok > 0, "{out:?}");
     d.stop().await;
@@ -269,9 +257,9 @@ async fn ax_and_axe_mixed_faults_leave_no_trace() {
     clear_faults(&d, "k-ax").await;
     clear_faults(&d, "k-axe").await;
     let d = within("restart", d.restart()).await;
-    assert_consistent(&d, "drivers", "k-ax", &ax.kept).await;
+    assert_in_step(&d, "drivers", "k-ax", &ax.kept).await;
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_consistent(&d, "stores", "k-axe", &axe.kept).await;
+    assert_in_step(&d, "stores", "k-axe", &axe.kept).await;
     assert_axe_rules(&d, "stores", "k-axe").await;
     assert!(ax.binds_ok > 0 && axe.binds_ok > 0, "{ax:?} {axe:?}");
     d.stop().await;
@@ -303,7 +291,7 @@ async fn a_daemon_within_the_platform_rate_never_meets_flow_control() {
     );
     // About (24 binds + ~12 unbinds) / 8 per s: paced, not rejected.
     assert!(took >= Duration::from_secs(2), "{took:?}");
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     d.stop().await;
 }
 
@@ -327,7 +315,7 @@ async fn a_daemon_above_the_platform_rate_gets_retry_hints_not_hangs() {
     clear_faults(&d, "k-axb").await;
     // Refused binds left nothing behind; refused unbinds are finished by the resolver.
     within("background resolution", settle_in_background(&d, "rides")).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     d.stop().await;
 }
 
@@ -431,7 +419,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
         assert_retry_hint(s);
     }
     // The slot is held once, by `first`, as on the platform.
-    assert_consistent(&d, "rides", "k-axb", std::slice::from_ref(&first)).await;
+    assert_in_step(&d, "rides", "k-axb", std::slice::from_ref(&first)).await;
     let later = c
         .get_binding(pb::GetBindingRequest {
             binding_id: pending.binding_id.clone(),

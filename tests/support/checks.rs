@@ -68,6 +68,14 @@ pub async fn assert_local_equals_sim(d: &Daemon, app: &str, app_key: &str) {
     );
 }
 
+/// The daemon and the platform agree on `app`: every binding of `acked` is live upstream, the
+/// ACTIVE sets are equal and the pool's counts match.
+pub async fn assert_in_step(d: &Daemon, app: &str, app_key: &str, acked: &[pb::Binding]) {
+    assert_acknowledged_live(d, app_key, acked).await;
+    assert_local_equals_sim(d, app, app_key).await;
+    assert_counts_match(d, app, app_key).await;
+}
+
 /// [`assert_local_equals_sim`] for every app of the daemon's setup that has a platform side.
 pub async fn assert_all_local_equals_sim(d: &Daemon) {
     for app in &d.setup.apps {

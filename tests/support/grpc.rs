@@ -135,3 +135,11 @@ pub fn bind(app: &str, a: &str, b: Option<&str>) -> pb::BindRequest {
         ..Default::default()
     }
 }
+
+/// [`bind`] that takes any area when the requested one (if any) is full.
+pub fn bind_any(app: &str, a: &str, b: Option<&str>) -> pb::BindRequest {
+    pb::BindRequest {
+        any_area: true,
+        ..bind(app, a, b)
+    }
+}
