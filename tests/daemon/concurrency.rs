@@ -324,15 +324,7 @@ async fn concurrent_binds_and_unbinds_never_free_a_slot_twice() {
     assert_axb_rules(&d, "rides", "k-axb", AXB_CAP).await;
     assert_ax_rules(&d, "drivers", "k-ax").await;
     // Every AX number is either bound or free again: none leaked, none counted free twice.
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "drivers".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("drivers").await;
     for a in &stats.areas {
         assert_eq!(a.bound + a.free, a.total, "{a:?}");
     }

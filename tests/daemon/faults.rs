@@ -357,15 +357,7 @@ async fn a_wrong_secret_fails_fast_after_the_first_attempt() {
     for state in [pb::BindingState::Pending, pb::BindingState::Active] {
         assert!(d.list("rides", state).await.is_empty(), "{state:?}");
     }
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "rides".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("rides").await;
     assert!(stats.areas.iter().all(|a| a.bound == 0), "{stats:?}");
     d.stop().await;
 }

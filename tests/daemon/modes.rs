@@ -191,15 +191,7 @@ async fn ax_numbers_cool_down_before_reuse() {
     // Released, but cooling down for 60 s.
     let err = c.bind(in_021(2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "drivers".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("drivers").await;
     let a021 = stats.areas.iter().find(|a| a.area_code == "021").unwrap();
     assert_eq!((a021.total, a021.free, a021.cooling_down), (1, 0, 1));
     d.clock.advance(60_000);
@@ -442,15 +434,7 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
     assert_eq!(listed.numbers.len(), 2, "{listed:?}");
     // Added numbers persist across a restart.
     let d = d.restart().await;
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "local".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("local").await;
     assert_eq!(stats.areas.iter().map(|a| a.total).sum::<u32>(), 2);
     d.stop().await;
 }

@@ -765,16 +765,7 @@ async fn a_binding_created_during_a_reconcile_survives_even_without_grace() {
 // Numbers the platform took away
 
 async fn total_numbers(d: &Daemon, app: &str) -> u32 {
-    d.pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest { app: app.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .areas
-        .iter()
-        .map(|a| a.total)
-        .sum()
+    d.pool_stats(app).await.areas.iter().map(|a| a.total).sum()
 }
 
 async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: u32) {

@@ -154,26 +154,45 @@ pub async fn assert_acknowledged_live(d: &Daemon, app_key: &str, acked: &[pb::Bi
     }
 }
 
+/// The fields `F` of every live binding, on the platform (`app_key`) and in the daemon's ACTIVE
+/// list (`app`), for rules that must hold on both sides. Fields: x, a, b, extension.
+async fn both_sides<const F: usize>(
+    d: &Daemon,
+    app: &str,
+    app_key: &str,
+    fields: [&str; F],
+) -> [(&'static str, Vec<[String; F]>); 2] {
+    let local_field = |b: &pb::Binding, k: &str| match k {
+        "x" => b.x_number.clone(),
+        "a" => b.party_a.clone(),
+        "b" => b.party_b.clone(),
+        "extension" => b.extension.clone(),
+        _ => panic!("no field {k}"),
+    };
+    let remote = d.sim.bindings(app_key).await;
+    let local = d.list(app, pb::BindingState::Active).await;
+    [
+        (
+            "platform",
+            remote.iter().map(|b| fields.map(|k| text(b, k))).collect(),
+        ),
+        (
+            "daemon",
+            local
+                .iter()
+                .map(|b| fields.map(|k| local_field(b, k)))
+                .collect(),
+        ),
+    ]
+}
+
 /// AXB: on each X every party appears at most once (either role) and at most `cap` bindings,
 /// on the platform and in the daemon's ACTIVE list.
 pub async fn assert_axb_rules(d: &Daemon, app: &str, app_key: &str, cap: usize) {
-    let remote: Vec<(String, String, String)> = d
-        .sim
-        .bindings(app_key)
-        .await
-        .iter()
-        .map(|b| (text(b, "x"), text(b, "a"), text(b, "b")))
-        .collect();
-    let local: Vec<(String, String, String)> = d
-        .list(app, pb::BindingState::Active)
-        .await
-        .into_iter()
-        .map(|b| (b.x_number, b.party_a, b.party_b))
-        .collect();
-    for (side, all) in [("platform", remote), ("daemon", local)] {
+    for (side, all) in both_sides(d, app, app_key, ["x", "a", "b"]).await {
         let mut parties: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-        for (x, a, b) in &all {
+        for [x, a, b] in &all {
             assert_ne!(a, b, "{side}: A = B on {x}");
             let on_x = parties.entry(x).or_default();
             assert!(on_x.insert(a), "{side}: party {a} twice on {x}");
@@ -188,23 +207,10 @@ pub async fn assert_axb_rules(d: &Daemon, app: &str, app_key: &str, cap: usize) 
 
 /// AX: one A per X, at most five Xs per A (platform and daemon).
 pub async fn assert_ax_rules(d: &Daemon, app: &str, app_key: &str) {
-    let remote: Vec<(String, String)> = d
-        .sim
-        .bindings(app_key)
-        .await
-        .iter()
-        .map(|b| (text(b, "x"), text(b, "a")))
-        .collect();
-    let local: Vec<(String, String)> = d
-        .list(app, pb::BindingState::Active)
-        .await
-        .into_iter()
-        .map(|b| (b.x_number, b.party_a))
-        .collect();
-    for (side, all) in [("platform", remote), ("daemon", local)] {
+    for (side, all) in both_sides(d, app, app_key, ["x", "a"]).await {
         let mut xs = BTreeSet::new();
         let mut per_a: BTreeMap<&str, usize> = BTreeMap::new();
-        for (x, a) in &all {
+        for [x, a] in &all {
             assert!(xs.insert(x), "{side}: X {x} bound twice");
             *per_a.entry(a).or_default() += 1;
         }
@@ -216,23 +222,10 @@ pub async fn assert_ax_rules(d: &Daemon, app: &str, app_key: &str) {
 
 /// AXE: extensions unique per X, one A at most once per X (platform and daemon).
 pub async fn assert_axe_rules(d: &Daemon, app: &str, app_key: &str) {
-    let remote: Vec<(String, String, String)> = d
-        .sim
-        .bindings(app_key)
-        .await
-        .iter()
-        .map(|b| (text(b, "x"), text(b, "extension"), text(b, "a")))
-        .collect();
-    let local: Vec<(String, String, String)> = d
-        .list(app, pb::BindingState::Active)
-        .await
-        .into_iter()
-        .map(|b| (b.x_number, b.extension, b.party_a))
-        .collect();
-    for (side, all) in [("platform", remote), ("daemon", local)] {
+    for (side, all) in both_sides(d, app, app_key, ["x", "extension", "a"]).await {
         let mut slots = BTreeSet::new();
         let mut parties = BTreeSet::new();
-        for (x, e, a) in &all {
+        for [x, e, a] in &all {
             assert_eq!(e.len(), 1, "{side}: extension {e:?} on {x}");
             assert!(slots.insert((x, e)), "{side}: {x} ext {e} bound twice");
             assert!(parties.insert((x, a)), "{side}: A {a} twice on {x}");
@@ -262,13 +255,7 @@ pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
     for x in by_x.keys() {
         assert!(listed.contains(x), "{app}: live binding on unknown X {x}");
     }
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest { app: app.into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats(app).await;
     for a in &stats.areas {
         let expected = bound_per_area.get(&a.area_code).copied().unwrap_or(0);
         assert_eq!(

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use xpool::config::Config;
 use xpool::grpc::pb;
@@ -13,6 +12,7 @@ use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::pool::OffsetClock;
 
 use super::grpc::{list_bindings, wait_serving};
+use super::running::Running;
 use super::setup::Setup;
 use super::sim::Sim;
 
@@ -27,16 +27,8 @@ pub struct Daemon {
     pub clock: Arc<OffsetClock>,
     pub dir: Arc<tempfile::TempDir>,
     pub setup: Setup,
-    /// Cancelled on drop or stop: the daemon's shutdown signal.
-    shutdown: CancellationToken,
-    /// The daemon's `run`; taken by [`Daemon::stop`].
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// The daemon's `run`; shut down on drop.
+    server: Running<anyhow::Error>,
 }
 
 impl Daemon {
@@ -63,32 +55,24 @@ impl Daemon {
             Config::from_toml_str(&text, "test config", Vec::new()).expect("valid daemon config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(xpool::run_with_clock(
-            config,
-            listener,
-            shutdown.clone().cancelled_owned(),
-            clock.clone(),
-        ));
-        let mut daemon = Daemon {
+        let run_clock = clock.clone();
+        let mut server =
+            Running::spawn(|shutdown| xpool::run_with_clock(config, listener, shutdown, run_clock));
+        let ready = wait_serving(&addr, START_TIMEOUT, || server.is_finished().then_some(())).await;
+        if ready.is_err() {
+            panic!(
+                "the daemon exited during start-up: {:?}",
+                server.exit().await
+            );
+        }
+        Daemon {
             sim,
             addr,
             clock,
             dir,
             setup,
-            shutdown,
-            task: Some(task),
-        };
-        let task = daemon.task.as_ref().unwrap();
-        let ready = wait_serving(&daemon.addr, START_TIMEOUT, || {
-            task.is_finished().then_some(())
-        })
-        .await;
-        if ready.is_err() {
-            let result = daemon.task.take().unwrap().await;
-            panic!("the daemon exited during start-up: {result:?}");
+            server,
         }
-        daemon
     }
 
     /// Shuts down cleanly (the store is flushed) and starts again on the same store.
@@ -115,14 +99,9 @@ impl Daemon {
     }
 
     async fn stop_inner(&mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("daemon stops within its grace period")
-                .unwrap()
-                .expect("daemon stops cleanly");
-        }
+        self.server
+            .stop(Duration::from_secs(15), "the daemon")
+            .await;
     }
 
     pub async fn bindings(&self) -> BindingServiceClient<Channel> {
@@ -158,6 +137,17 @@ impl Daemon {
     /// The state of the binding with this id.
     pub async fn state(&self, binding_id: &str) -> pb::BindingState {
         self.get(binding_id).await.state()
+    }
+
+    /// GetPoolStats of `app`, which must succeed.
+    pub async fn pool_stats(&self, app: &str) -> pb::GetPoolStatsResponse {
+        let req = pb::GetPoolStatsRequest { app: app.into() };
+        self.pool()
+            .await
+            .get_pool_stats(req)
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// Every binding the daemon reports in `state` for `app`.

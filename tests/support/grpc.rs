@@ -70,33 +70,46 @@ pub async fn rpc<T>(
         .map(tonic::Response::into_inner)
 }
 
+/// Every item of a paged listing: `page(token)` answers one page and the next token.
+async fn all_pages<T, F>(mut page: impl FnMut(String) -> F) -> Vec<T>
+where
+    F: Future<Output = (Vec<T>, String)>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await;
+        out.extend(items);
+        if next.is_empty() {
+            return out;
+        }
+        token = next;
+    }
+}
+
 /// Every binding of `app` in `state` (UNSPECIFIED: all), across pages.
 pub async fn list_bindings(
     client: &mut BindingServiceClient<Channel>,
     app: &str,
     state: pb::BindingState,
 ) -> Vec<pb::Binding> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(
-            "ListBindings",
-            client.list_bindings(pb::ListBindingsRequest {
-                app: app.into(),
-                state: state.into(),
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        out.extend(page.bindings);
-        if page.next_page_token.is_empty() {
-            return out;
+    all_pages(|page_token| {
+        let mut client = client.clone();
+        let req = pb::ListBindingsRequest {
+            app: app.into(),
+            state: state.into(),
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let page = rpc("ListBindings", client.list_bindings(req))
+                .await
+                .unwrap();
+            (page.bindings, page.next_page_token)
         }
-        token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 /// Every number of `app`, across pages.
@@ -104,26 +117,20 @@ pub async fn list_numbers(
     client: &mut PoolServiceClient<Channel>,
     app: &str,
 ) -> Vec<pb::NumberInfo> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(
-            "ListNumbers",
-            client.list_numbers(pb::ListNumbersRequest {
-                app: app.into(),
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        out.extend(page.numbers);
-        if page.next_page_token.is_empty() {
-            return out;
+    all_pages(|page_token| {
+        let mut client = client.clone();
+        let req = pb::ListNumbersRequest {
+            app: app.into(),
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        async move {
+            let page = rpc("ListNumbers", client.list_numbers(req)).await.unwrap();
+            (page.numbers, page.next_page_token)
         }
-        token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 /// A Bind request for `app` with the given parties.

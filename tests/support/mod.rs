@@ -8,6 +8,8 @@
 pub use xpool::platform;
 pub use xpool::sim as simulator;
 
+mod running;
+
 pub mod checks;
 pub mod daemon;
 pub mod grpc;

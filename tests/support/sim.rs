@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use xpool::upstream::{AppClient, AppSettings, Secret, http_client};
 
 use super::platform;
 use super::platform::auth::{self, Scheme};
+use super::running::Running;
 use super::setup::Setup;
 use super::simulator::{SimConfig, serve};
 
@@ -17,14 +17,7 @@ use super::simulator::{SimConfig, serve};
 pub struct Sim {
     pub base_url: String,
     http: reqwest::Client,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    server: Running<std::io::Error>,
 }
 
 impl Sim {
@@ -38,26 +31,18 @@ impl Sim {
         let config = SimConfig::from_toml_str(&setup.sim_toml()).expect("valid simulator config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(config, listener, shutdown.clone().cancelled_owned()));
         Sim {
             base_url,
             http: http_client(),
-            shutdown,
-            task: Some(task),
+            server: Running::spawn(|shutdown| serve(config, listener, shutdown)),
         }
     }
 
     /// Shuts the simulator down and waits until it has stopped.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("simulator stops promptly")
-                .unwrap()
-                .unwrap();
-        }
+        self.server
+            .stop(Duration::from_secs(10), "the simulator")
+            .await;
     }
 
     /// Settings for an app of the setup, whose secret is the key with `s-` for `k-`.
