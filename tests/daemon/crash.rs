@@ -80,39 +80,32 @@ struct AppSpec {
     areas: &'static [&'static str],
 }
 
+impl AppSpec {
+    const fn new(
+        name: &'static str,
+        key: &'static str,
+        mode: pb::Mode,
+        parties_a: (u32, u32),
+        parties_b: Option<(u32, u32)>,
+        areas: &'static [&'static str],
+    ) -> AppSpec {
+        AppSpec {
+            name,
+            key,
+            mode,
+            parties_a,
+            parties_b,
+            areas,
+        }
+    }
+}
+
+#[rustfmt::skip]
 const APPS: [AppSpec; 4] = [
-    AppSpec {
-        name: "rides",
-        key: "k-axb",
-        mode: pb::Mode::Axb,
-        parties_a: (100, 8),
-        parties_b: Some((100, 8)),
-        areas: &["010", "021", ""],
-    },
-    AppSpec {
-        name: "drivers",
-        key: "k-ax",
-        mode: pb::Mode::Ax,
-        parties_a: (200, 6),
-        parties_b: None,
-        areas: &["010", "021", ""],
-    },
-    AppSpec {
-        name: "stores",
-        key: "k-axe",
-        mode: pb::Mode::Axe,
-        parties_a: (300, 6),
-        parties_b: None,
-        areas: &["010", ""],
-    },
-    AppSpec {
-        name: "chat",
-        key: "k-axyb",
-        mode: pb::Mode::Axyb,
-        parties_a: (400, 6),
-        parties_b: Some((410, 6)),
-        areas: &["010", "021"],
-    },
+    AppSpec::new("rides",   "k-axb",  pb::Mode::Axb,  (100, 8), Some((100, 8)), &["010", "021", ""]),
+    AppSpec::new("drivers", "k-ax",   pb::Mode::Ax,   (200, 6), None,           &["010", "021", ""]),
+    AppSpec::new("stores",  "k-axe",  pb::Mode::Axe,  (300, 6), None,           &["010", ""]),
+    AppSpec::new("chat",    "k-axyb", pb::Mode::Axyb, (400, 6), Some((410, 6)), &["010", "021"]),
 ];
 
 /// AXB: bindings per X (`max_bindings_per_x` above).

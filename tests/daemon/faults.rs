@@ -395,14 +395,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
     })
     .await;
     clear_faults(&d, "k-axb").await;
-    let released = c
-        .unbind(pb::UnbindRequest {
-            binding_id: pending.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let released = d.unbind_ok(&pending.binding_id).await;
     assert_eq!(released.state(), pb::BindingState::Released);
     assert_eq!(d.sim.bindings("k-axb").await.len(), 1);
 

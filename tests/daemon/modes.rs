@@ -38,25 +38,11 @@ async fn axb_bind_get_list_unbind_round_trip() {
         .into_inner();
     assert_eq!(by_party.bindings, std::slice::from_ref(&b));
 
-    let released = c
-        .unbind(pb::UnbindRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let released = d.unbind_ok(&b.binding_id).await;
     assert_eq!(released.state(), pb::BindingState::Released);
     assert!(d.sim.bindings("k-axb").await.is_empty());
     // Unbinding again returns the released binding, changing nothing.
-    let again = c
-        .unbind(pb::UnbindRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = d.unbind_ok(&b.binding_id).await;
     assert_eq!(again.state(), pb::BindingState::Released);
     d.stop().await;
 }

@@ -107,6 +107,48 @@ async fn orphan_axb(d: &Daemon, a: u32, b: u32, x: &str) {
         .unwrap();
 }
 
+/// Binds A and B on X of the AXB app.
+async fn bind_axb(d: &Daemon, a: u32, b: u32, x: &str) -> pb::Binding {
+    d.bind_ok(pinned("rides", &party(a), Some(&party(b)), x))
+        .await
+}
+
+/// Unbinds an AXB binding on the platform behind the daemon's back.
+async fn unbind_axb_behind(d: &Daemon, b: &pb::Binding) {
+    d.sim
+        .client("k-axb")
+        .axb_unbind(&AxbUnbind::Subscription(b.subscription_id.clone()))
+        .await
+        .unwrap();
+}
+
+/// Gives an AXB binding callee B on the platform behind the daemon's back.
+async fn modify_axb_behind(d: &Daemon, binding: &pb::Binding, b: u32) {
+    d.sim
+        .client("k-axb")
+        .axb_modify(&AxbModifyRequest {
+            subscription_id: binding.subscription_id.clone(),
+            callee_num: Some(party(b)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// An AXE binding of A on X with extension `ext`, made behind the daemon's back.
+async fn orphan_axe(d: &Daemon, a: u32, x: &str, ext: &str) {
+    d.sim
+        .client("k-axe")
+        .axe_bind(&AxeBindRequest {
+            bind_num: party(a),
+            virtual_num: Some(x.into()),
+            extend_num: Some(ext.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 /// An AXYB AX relation of A in `area` made on the platform behind the daemon's back.
 async fn orphan_axyb_ax(d: &Daemon, a: u32, area: &str) -> AxybBindResponse {
     d.sim
@@ -221,17 +263,10 @@ async fn local_active(d: &Daemon, app: &str) -> BTreeSet<(String, String, String
 #[tokio::test]
 async fn axb_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
-    let sim = d.sim.client("k-axb");
     // Known to both sides.
-    let keep = d
-        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
-        .await;
-    let ghost = d
-        .bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
-        .await;
-    let modified = d
-        .bind_ok(pinned("rides", &party(5), Some(&party(6)), AXB_X[0]))
-        .await;
+    let keep = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let ghost = bind_axb(&d, 3, 4, AXB_X[1]).await;
+    let modified = bind_axb(&d, 5, 6, AXB_X[0]).await;
     let mut expiring = pinned("rides", &party(7), Some(&party(8)), AXB_X[2]);
     expiring.ttl_seconds = 600;
     let expiring = d.bind_ok(expiring).await;
@@ -241,16 +276,8 @@ async fn axb_drift_is_counted_and_repaired() {
     for (a, b, x) in [(11, 12, AXB_X[0]), (13, 14, AXB_X[3])] {
         orphan_axb(&d, a, b, x).await;
     }
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
-    sim.axb_modify(&AxbModifyRequest {
-        subscription_id: modified.subscription_id.clone(),
-        callee_num: Some(party(15)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    unbind_axb_behind(&d, &ghost).await;
+    modify_axb_behind(&d, &modified, 15).await;
     let r = expire_and_repair(
         &d,
         ("rides", "k-axb"),
@@ -291,11 +318,9 @@ async fn axb_drift_is_counted_and_repaired() {
         pinned("rides", &party(15), Some(&party(22)), AXB_X[0]),
     )
     .await;
-    d.bind_ok(pinned("rides", &party(6), Some(&party(23)), AXB_X[0]))
-        .await;
+    bind_axb(&d, 6, 23, AXB_X[0]).await;
     // The ghost's slot is free again.
-    d.bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
-        .await;
+    bind_axb(&d, 3, 4, AXB_X[1]).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
 }
@@ -352,14 +377,7 @@ async fn axe_drift_is_counted_and_repaired() {
     let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "stores", "k-axe").await;
 
-    sim.axe_bind(&AxeBindRequest {
-        bind_num: party(4),
-        virtual_num: Some(x2.into()),
-        extend_num: Some("42".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    orphan_axe(&d, 4, x2, "42").await;
     sim.axe_unbind(&AxeSelector::Subscription(ghost.subscription_id.clone()))
         .await
         .unwrap();
@@ -472,16 +490,7 @@ async fn an_axyb_orphan_with_two_yb_relations_is_adopted_whole() {
 async fn a_run_over_all_apps_covers_every_platform_app() {
     let d = Daemon::start().await;
     orphan_axb(&d, 1, 2, AXB_X[1]).await;
-    d.sim
-        .client("k-axe")
-        .axe_bind(&AxeBindRequest {
-            bind_num: party(3),
-            virtual_num: Some("+8617200000001".into()),
-            extend_num: Some("05".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    orphan_axe(&d, 3, "+8617200000001", "05").await;
     let r = reconcile(&d, "", false).await;
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     assert_eq!(r.app, "");
@@ -498,24 +507,11 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
 #[tokio::test]
 async fn a_dry_run_counts_without_changing_anything() {
     let d = Daemon::start().await;
-    let sim = d.sim.client("k-axb");
-    let ghost = d
-        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
-        .await;
-    let modified = d
-        .bind_ok(pinned("rides", &party(3), Some(&party(4)), AXB_X[1]))
-        .await;
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let modified = bind_axb(&d, 3, 4, AXB_X[1]).await;
     orphan_axb(&d, 5, 6, AXB_X[2]).await;
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
-    sim.axb_modify(&AxbModifyRequest {
-        subscription_id: modified.subscription_id.clone(),
-        callee_num: Some(party(7)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    unbind_axb_behind(&d, &ghost).await;
+    modify_axb_behind(&d, &modified, 7).await;
     d.clock.advance(PAST_GRACE_MS);
     let local_before = local_active(&d, "rides").await;
     let sim_before = d.sim.bindings("k-axb").await;
@@ -558,9 +554,7 @@ async fn a_dry_run_counts_without_changing_anything() {
 async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     let setup = Setup::standard().daemon_section("[reconcile]\norphan_policy = \"release\"\n");
     let d = Daemon::start_with(setup).await;
-    let keep = d
-        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
-        .await;
+    let keep = bind_axb(&d, 1, 2, AXB_X[0]).await;
     for (a, b, x) in [(3, 4, AXB_X[0]), (5, 6, AXB_X[1]), (7, 8, AXB_X[3])] {
         orphan_axb(&d, a, b, x).await;
     }
@@ -602,14 +596,8 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
 #[tokio::test]
 async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let d = Daemon::start().await;
-    let ghost = d
-        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
-        .await;
-    d.sim
-        .client("k-axb")
-        .axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    unbind_axb_behind(&d, &ghost).await;
     // 30 s old (the platform's clock moving does not age it: the daemon's clock counts).
     d.sim.advance_clock(3600).await;
     d.clock.advance(30_000);
@@ -666,18 +654,10 @@ async fn binds_survive_concurrent_reconciles(setup: Setup) {
             (acked, failed)
         }));
     }
-    let mut rc = reconciler(&d).await;
     let mut runs = 0;
     let mut freed = 0;
     while Instant::now() < deadline {
-        let r = rc
-            .reconcile(pb::ReconcileRequest {
-                app: "rides".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = reconcile(&d, "rides", false).await;
         assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
         freed += r.ghosts_freed;
         runs += 1;
@@ -880,16 +860,7 @@ async fn get_reconcile_status_shows_the_last_report() {
         status.running.is_none() && status.last.is_none(),
         "{status:?}"
     );
-    d.sim
-        .client("k-axe")
-        .axe_bind(&AxeBindRequest {
-            bind_num: party(1),
-            virtual_num: Some("+8617200000001".into()),
-            extend_num: Some("11".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    orphan_axe(&d, 1, "+8617200000001", "11").await;
     let r = reconcile(&d, "stores", false).await;
     assert_eq!(r.orphans_adopted, 1);
     assert!(r.started_at.is_some() && r.finished_at.is_some());
@@ -1002,14 +973,9 @@ fn line_count(stdout: &str, what: &str) -> u64 {
 #[tokio::test]
 async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     let d = Daemon::start().await;
-    let ghost = d
-        .bind_ok(pinned("rides", &party(1), Some(&party(2)), AXB_X[0]))
-        .await;
-    let sim = d.sim.client("k-axb");
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
     orphan_axb(&d, 3, 4, AXB_X[1]).await;
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
+    unbind_axb_behind(&d, &ghost).await;
     d.clock.advance(PAST_GRACE_MS);
 
     // Dry run, only two numbers.

@@ -122,6 +122,18 @@ impl Daemon {
             .into_inner()
     }
 
+    /// Unbinds by binding id, which must succeed.
+    pub async fn unbind_ok(&self, binding_id: &str) -> pb::Binding {
+        let req = pb::UnbindRequest {
+            binding_id: binding_id.into(),
+            ..Default::default()
+        };
+        let result = self.bindings().await.unbind(req).await;
+        result
+            .unwrap_or_else(|s| panic!("Unbind {binding_id} failed: {s:?}"))
+            .into_inner()
+    }
+
     /// The binding with this id, which must exist.
     pub async fn get(&self, binding_id: &str) -> pb::Binding {
         let req = pb::GetBindingRequest {

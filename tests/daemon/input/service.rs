@@ -316,14 +316,7 @@ async fn clean_shutdown_keeps_the_bindings_for_the_next_start() {
     assert_eq!(again.binding_id, made[0].binding_id);
     assert_all_local_equals_sim(&d).await;
     // And it still works: unbind one of the old bindings.
-    let released = c
-        .unbind(pb::UnbindRequest {
-            binding_id: made[0].binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let released = d.unbind_ok(&made[0].binding_id).await;
     assert_eq!(released.state(), pb::BindingState::Released);
     d.stop().await;
 }
