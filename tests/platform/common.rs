@@ -44,6 +44,16 @@ pub async fn raw_result(resp: reqwest::Response) -> (u16, String, String) {
     )
 }
 
+/// A raw signed GET of `path_and_query` as `app_key`: status, result code and description.
+pub async fn raw_get(sim: &Sim, path_and_query: &str, app_key: &str) -> (u16, String, String) {
+    raw_send(sim.raw(reqwest::Method::GET, path_and_query, app_key)).await
+}
+
+/// Sends a raw request: status, result code and description.
+pub async fn raw_send(req: reqwest::RequestBuilder) -> (u16, String, String) {
+    raw_result(req.send().await.unwrap()).await
+}
+
 pub const A1: &str = "+8613800000001";
 pub const A2: &str = "+8613800000002";
 pub const A3: &str = "+8613800000003";

@@ -116,10 +116,8 @@ impl Daemon {
 
     /// Binds, which must succeed.
     pub async fn bind_ok(&self, req: pb::BindRequest) -> pb::Binding {
-        let result = self.bindings().await.bind(req.clone()).await;
-        result
-            .unwrap_or_else(|s| panic!("Bind {req:?} failed: {s:?}"))
-            .into_inner()
+        let what = format!("Bind {req:?}");
+        must(&what, self.bindings().await.bind(req).await)
     }
 
     /// Unbinds by binding id, which must succeed.
@@ -128,10 +126,7 @@ impl Daemon {
             binding_id: binding_id.into(),
             ..Default::default()
         };
-        let result = self.bindings().await.unbind(req).await;
-        result
-            .unwrap_or_else(|s| panic!("Unbind {binding_id} failed: {s:?}"))
-            .into_inner()
+        must(binding_id, self.bindings().await.unbind(req).await)
     }
 
     /// The binding with this id, which must exist.
@@ -140,10 +135,7 @@ impl Daemon {
             binding_id: binding_id.into(),
             ..Default::default()
         };
-        let result = self.bindings().await.get_binding(req).await;
-        result
-            .unwrap_or_else(|s| panic!("GetBinding {binding_id} failed: {s:?}"))
-            .into_inner()
+        must(binding_id, self.bindings().await.get_binding(req).await)
     }
 
     /// The state of the binding with this id.
@@ -154,16 +146,20 @@ impl Daemon {
     /// GetPoolStats of `app`, which must succeed.
     pub async fn pool_stats(&self, app: &str) -> pb::GetPoolStatsResponse {
         let req = pb::GetPoolStatsRequest { app: app.into() };
-        self.pool()
-            .await
-            .get_pool_stats(req)
-            .await
-            .unwrap()
-            .into_inner()
+        must(app, self.pool().await.get_pool_stats(req).await)
     }
 
     /// Every binding the daemon reports in `state` for `app`.
     pub async fn list(&self, app: &str, state: pb::BindingState) -> Vec<pb::Binding> {
         list_bindings(&mut self.bindings().await, app, state).await
+    }
+}
+
+/// The answer of a call that must succeed; `what` names it otherwise.
+#[track_caller]
+fn must<T>(what: &str, result: Result<tonic::Response<T>, tonic::Status>) -> T {
+    match result {
+        Ok(r) => r.into_inner(),
+        Err(s) => panic!("{what}: {s:?}"),
     }
 }
