@@ -76,9 +76,9 @@ fn assert_clean(r: &pb::ReconcileReport, xs: u64) {
 
 /// The report has no errors and exactly these counts.
 #[track_caller]
-fn assert_report(r: &pb::ReconcileReport, want: pb::ReconcileReport) {
+fn assert_report(r: &pb::ReconcileReport, want: &pb::ReconcileReport) {
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(counts(r), want);
+    assert_eq!(&counts(r), want);
 }
 
 async fn assert_state(d: &Daemon, b: &pb::Binding, want: pb::BindingState) {
@@ -190,7 +190,7 @@ async fn expire_and_repair(
     d.sim.advance_clock(600).await;
     d.clock.advance(PAST_GRACE_MS);
     let r = reconcile(d, app, false).await;
-    assert_report(&r, want.clone());
+    assert_report(&r, &want);
     assert_local_equals_sim(d, app, key).await;
     assert_state(d, keep, pb::BindingState::Active).await;
     for b in gone {
@@ -346,7 +346,7 @@ async fn ax_drift_is_counted_and_repaired() {
     d.clock.advance(PAST_GRACE_MS);
 
     let r = reconcile(&d, "drivers", false).await;
-    assert_report(&r, counts!(3, orphans_adopted = 1, ghosts_freed = 1));
+    assert_report(&r, &counts!(3, orphans_adopted = 1, ghosts_freed = 1));
     assert_local_equals_sim(&d, "drivers", "k-ax").await;
     assert_not_active(&d, &ghost).await;
     assert_state(&d, &keep, pb::BindingState::Active).await;
@@ -470,7 +470,7 @@ async fn an_axyb_orphan_with_two_yb_relations_is_adopted_whole() {
     }
     assert_eq!(d.sim.bindings("k-axyb").await.len(), 2);
     let r = reconcile(&d, "chat", false).await;
-    assert_report(&r, counts!(4, orphans_adopted = 2));
+    assert_report(&r, &counts!(4, orphans_adopted = 2));
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
     let again = reconcile(&d, "chat", false).await;
     assert_clean(&again, 4);
@@ -495,7 +495,7 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     assert_eq!(r.app, "");
     // 4 AXB + 3 AX + 2 AXE + 4 AXYB numbers; the X-mode app has no platform.
-    assert_report(&r, counts!(13, orphans_adopted = 2));
+    assert_report(&r, &counts!(13, orphans_adopted = 2));
     assert_all_local_equals_sim(&d).await;
     assert_clean(&reconcile(&d, "", false).await, 13);
     d.stop().await;
@@ -576,7 +576,7 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     );
 
     let r = reconcile(&d, "rides", false).await;
-    assert_report(&r, counts!(4, orphans_released = 3));
+    assert_report(&r, &counts!(4, orphans_released = 3));
     assert_eq!(
         sim_subscriptions(&d, "k-axb").await,
         BTreeSet::from([keep.subscription_id.clone()]),
@@ -586,7 +586,7 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     assert_eq!(d.list("rides", pb::BindingState::Active).await.len(), 1);
 
     let r = reconcile(&d, "drivers", false).await;
-    assert_report(&r, counts!(3, orphans_released = 1));
+    assert_report(&r, &counts!(3, orphans_released = 1));
     assert!(d.sim.bindings("k-ax").await.is_empty());
     assert_local_equals_sim(&d, "drivers", "k-ax").await;
     assert_clean(&reconcile(&d, "rides", false).await, 4);
@@ -602,7 +602,7 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     d.sim.advance_clock(3600).await;
     d.clock.advance(30_000);
     let r = reconcile(&d, "rides", false).await;
-    assert_report(&r, counts!(4));
+    assert_report(&r, &counts!(4));
     assert_state(&d, &ghost, pb::BindingState::Active).await;
     // 59 s: still inside.
     d.clock.advance(29_000);
@@ -611,7 +611,7 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     // 61 s: freed.
     d.clock.advance(2_000);
     let r = reconcile(&d, "rides", false).await;
-    assert_report(&r, counts!(4, ghosts_freed = 1));
+    assert_report(&r, &counts!(4, ghosts_freed = 1));
     assert_state(&d, &ghost, pb::BindingState::Released).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
@@ -813,7 +813,7 @@ async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused
         .await;
     d.clock.advance(PAST_GRACE_MS);
     let r = reconcile(&d, "rides", false).await;
-    assert_report(&r, counts!(4, ghosts_freed = 1));
+    assert_report(&r, &counts!(4, ghosts_freed = 1));
     assert_not_active(&d, &b).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
