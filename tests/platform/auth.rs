@@ -68,122 +68,46 @@ async fn malformed_headers_get_their_documented_codes() {
     let good_auth = Scheme::Aksk.authorization();
     let good_token = token_without(Scheme::Aksk, "");
     let authz = |v: &str| ("Authorization", v.to_owned());
-    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+    // A good X-AKSK under an Authorization header with one thing wrong.
+    #[rustfmt::skip]
+    let bad_authorization = [
+        (r#"AKSK profile="UsernameToken",type="Appkey""#, codes::AUTH_MISSING_REALM),
+        (r#"AKSK realm="SDP",type="Appkey""#, codes::AUTH_MISSING_PROFILE),
+        (r#"AKSK realm="XYZ",profile="UsernameToken",type="Appkey""#, codes::AUTH_BAD_REALM),
+        (r#"AKSK realm="SDP",profile="Other",type="Appkey""#, codes::AUTH_BAD_PROFILE),
+        (r#"AKSK realm="SDP",profile="UsernameToken",type="User""#, codes::AUTH_BAD_TYPE),
+        (r#"AKSK realm="SDP",profile="UsernameToken""#, codes::AUTH_MISSING_TYPE),
+        (r#"Basic realm="SDP",profile="UsernameToken",type="Appkey""#, codes::AUTH_MISSING_WSSE),
+    ];
+    // A good Authorization header with a token missing one part: (part, AKSK code, WSSE code).
+    #[rustfmt::skip]
+    let missing_part = [
+        ("Username", codes::AKSK_MISSING_USERNAME, codes::WSSE_MISSING_USERNAME),
+        ("Nonce", codes::AKSK_MISSING_NONCE, codes::WSSE_MISSING_NONCE),
+        ("Created", codes::AKSK_MISSING_CREATED, codes::WSSE_MISSING_CREATED),
+        ("PasswordDigest", codes::AKSK_MISSING_DIGEST, codes::WSSE_MISSING_DIGEST),
+    ];
+    let wsse_auth = Scheme::Wsse.authorization();
+    let mut cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (
             vec![("X-AKSK", good_token.clone())],
             codes::AUTH_MISSING_AUTHORIZATION,
         ),
-        (
-            vec![
-                authz(r#"AKSK profile="UsernameToken",type="Appkey""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_MISSING_REALM,
-        ),
-        (
-            vec![
-                authz(r#"AKSK realm="SDP",type="Appkey""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_MISSING_PROFILE,
-        ),
-        (
-            vec![
-                authz(r#"AKSK realm="XYZ",profile="UsernameToken",type="Appkey""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_BAD_REALM,
-        ),
-        (
-            vec![
-                authz(r#"AKSK realm="SDP",profile="Other",type="Appkey""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_BAD_PROFILE,
-        ),
-        (
-            vec![
-                authz(r#"AKSK realm="SDP",profile="UsernameToken",type="User""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_BAD_TYPE,
-        ),
-        (
-            vec![
-                authz(r#"AKSK realm="SDP",profile="UsernameToken""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_MISSING_TYPE,
-        ),
-        (
-            vec![
-                authz(r#"Basic realm="SDP",profile="UsernameToken",type="Appkey""#),
-                ("X-AKSK", good_token.clone()),
-            ],
-            codes::AUTH_MISSING_WSSE,
-        ),
         (vec![authz(&good_auth)], codes::AKSK_MISSING_HEADER),
-        (
-            vec![
-                authz(&good_auth),
-                ("X-AKSK", token_without(Scheme::Aksk, "Username")),
-            ],
-            codes::AKSK_MISSING_USERNAME,
-        ),
-        (
-            vec![
-                authz(&good_auth),
-                ("X-AKSK", token_without(Scheme::Aksk, "Nonce")),
-            ],
-            codes::AKSK_MISSING_NONCE,
-        ),
-        (
-            vec![
-                authz(&good_auth),
-                ("X-AKSK", token_without(Scheme::Aksk, "Created")),
-            ],
-            codes::AKSK_MISSING_CREATED,
-        ),
-        (
-            vec![
-                authz(&good_auth),
-                ("X-AKSK", token_without(Scheme::Aksk, "PasswordDigest")),
-            ],
-            codes::AKSK_MISSING_DIGEST,
-        ),
-        (
-            vec![authz(&Scheme::Wsse.authorization())],
-            codes::WSSE_MISSING_HEADER,
-        ),
-        (
-            vec![
-                authz(&Scheme::Wsse.authorization()),
-                ("X-WSSE", token_without(Scheme::Wsse, "Username")),
-            ],
-            codes::WSSE_MISSING_USERNAME,
-        ),
-        (
-            vec![
-                authz(&Scheme::Wsse.authorization()),
-                ("X-WSSE", token_without(Scheme::Wsse, "Nonce")),
-            ],
-            codes::WSSE_MISSING_NONCE,
-        ),
-        (
-            vec![
-                authz(&Scheme::Wsse.authorization()),
-                ("X-WSSE", token_without(Scheme::Wsse, "Created")),
-            ],
-            codes::WSSE_MISSING_CREATED,
-        ),
-        (
-            vec![
-                authz(&Scheme::Wsse.authorization()),
-                ("X-WSSE", token_without(Scheme::Wsse, "PasswordDigest")),
-            ],
-            codes::WSSE_MISSING_DIGEST,
-        ),
+        (vec![authz(&wsse_auth)], codes::WSSE_MISSING_HEADER),
     ];
+    for (authorization, code) in bad_authorization {
+        cases.push((
+            vec![authz(authorization), ("X-AKSK", good_token.clone())],
+            code,
+        ));
+    }
+    for (part, aksk, wsse) in missing_part {
+        let aksk_token = token_without(Scheme::Aksk, part);
+        cases.push((vec![authz(&good_auth), ("X-AKSK", aksk_token)], aksk));
+        let wsse_token = token_without(Scheme::Wsse, part);
+        cases.push((vec![authz(&wsse_auth), ("X-WSSE", wsse_token)], wsse));
+    }
     for (headers, want) in cases {
         assert_eq!(
             send(&sim, &headers).await,

@@ -20,62 +20,47 @@ async fn bad_pool_service_requests_are_refused_and_change_nothing() {
         app: app.into(),
         numbers,
     };
-    let add_cases: Vec<(&str, pb::AddNumbersRequest, &str)> = vec![
-        ("AddNumbers, empty app", add("", vec![good.clone()]), "app"),
-        (
-            "AddNumbers, unknown app",
-            add("nope", vec![good.clone()]),
-            "app",
-        ),
-        ("AddNumbers, no numbers", add("rides", vec![]), "numbers"),
-        (
-            "AddNumbers, number without +",
-            add("rides", vec![spec("8617000000099", "010")]),
-            "numbers",
-        ),
-        (
-            "AddNumbers, number with letters",
-            add("rides", vec![spec("+86170000000ab", "010")]),
-            "numbers",
-        ),
-        (
-            "AddNumbers, empty number",
-            add("rides", vec![spec("", "010")]),
-            "numbers",
-        ),
-        (
-            "AddNumbers, area with letters",
-            add("rides", vec![spec("+8617000000099", "01x")]),
-            "numbers",
-        ),
-        (
-            "AddNumbers, empty area",
-            add("rides", vec![spec("+8617000000099", "")]),
-            "numbers",
-        ),
-        (
-            "AddNumbers, area of 7 digits",
-            add("rides", vec![spec("+8617000000099", "0101010")]),
-            "numbers",
-        ),
+    // One bad number or area at a time: (case, number, area).
+    let bad_specs = [
+        ("number without +", "8617000000099", "010"),
+        ("number with letters", "+86170000000ab", "010"),
+        ("empty number", "", "010"),
+        ("area with letters", "+8617000000099", "01x"),
+        ("empty area", "+8617000000099", ""),
+        ("area of 7 digits", "+8617000000099", "0101010"),
+    ];
+    let mut add_cases: Vec<(String, pb::AddNumbersRequest, &str)> = bad_specs
+        .iter()
+        .map(|(case, n, a)| (case.to_string(), add("rides", vec![spec(n, a)]), "numbers"))
+        .collect();
+    add_cases.extend([
+        ("empty app".into(), add("", vec![good.clone()]), "app"),
+        ("unknown app".into(), add("nope", vec![good.clone()]), "app"),
+        ("no numbers".into(), add("rides", vec![]), "numbers"),
         // All or nothing: the good number before the bad one is not added either.
         (
-            "AddNumbers, good then bad",
+            "good then bad".into(),
             add("rides", vec![good.clone(), spec("+86170000000ab", "010")]),
             "numbers",
         ),
         (
-            "AddNumbers, good then bad area",
+            "good then bad area".into(),
             add(
                 "local",
                 vec![spec("+8617400000099", "021"), spec("+8617400000098", "x")],
             ),
             "numbers",
         ),
-    ];
+    ]);
     for (case, req, field) in add_cases {
-        assert_rejected(c.add_numbers(req).await, Code::InvalidArgument, field, case);
-        assert_unchanged(&d, &before, case).await;
+        let case = format!("AddNumbers, {case}");
+        assert_rejected(
+            c.add_numbers(req).await,
+            Code::InvalidArgument,
+            field,
+            &case,
+        );
+        assert_unchanged(&d, &before, &case).await;
     }
 
     for app in ["", "nope"] {
