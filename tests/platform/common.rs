@@ -18,6 +18,18 @@ pub fn expect_code<T: std::fmt::Debug>(
     }
 }
 
+/// Asserts a platform error with this result code and this class; returns it.
+#[track_caller]
+pub fn expect_refusal<T: std::fmt::Debug>(
+    result: Result<T, UpstreamError>,
+    code: &str,
+    class: ErrorClass,
+) -> UpstreamError {
+    let e = expect_code(result, code);
+    assert_eq!(e.class(), class, "{e}");
+    e
+}
+
 #[track_caller]
 pub fn expect_class<T: std::fmt::Debug>(
     result: Result<T, UpstreamError>,
