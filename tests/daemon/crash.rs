@@ -67,34 +67,35 @@ fn setup() -> Setup {
         })
 }
 
-/// How the load uses one app of [`setup`].
+type Str = &'static str;
+/// `(first, n)`: `party(first..first + n)`.
+type Parties = (u32, u32);
+
+/// How the load uses one app of [`setup`] (its platform key comes from the setup).
 #[derive(Debug)]
 struct AppSpec {
-    name: &'static str,
-    key: &'static str,
+    name: Str,
     mode: pb::Mode,
-    /// Parties A (and B) are drawn from `party(a..a+n)` (and `party(b..b+n)`).
-    parties_a: (u32, u32),
-    parties_b: Option<(u32, u32)>,
+    /// Party A (and B) are drawn from these.
+    parties_a: Parties,
+    parties_b: Option<Parties>,
     /// Areas a Bind asks for; "" for none.
-    areas: &'static [&'static str],
+    areas: &'static [Str],
 }
 
 impl AppSpec {
     const fn new(
-        name: &'static str,
-        key: &'static str,
+        name: Str,
         mode: pb::Mode,
-        parties_a: (u32, u32),
-        parties_b: Option<(u32, u32)>,
-        areas: &'static [&'static str],
-    ) -> AppSpec {
+        a: Parties,
+        b: Option<Parties>,
+        areas: &'static [Str],
+    ) -> Self {
         AppSpec {
             name,
-            key,
             mode,
-            parties_a,
-            parties_b,
+            parties_a: a,
+            parties_b: b,
             areas,
         }
     }
@@ -102,10 +103,10 @@ impl AppSpec {
 
 #[rustfmt::skip]
 const APPS: [AppSpec; 4] = [
-    AppSpec::new("rides",   "k-axb",  pb::Mode::Axb,  (100, 8), Some((100, 8)), &["010", "021", ""]),
-    AppSpec::new("drivers", "k-ax",   pb::Mode::Ax,   (200, 6), None,           &["010", "021", ""]),
-    AppSpec::new("stores",  "k-axe",  pb::Mode::Axe,  (300, 6), None,           &["010", ""]),
-    AppSpec::new("chat",    "k-axyb", pb::Mode::Axyb, (400, 6), Some((410, 6)), &["010", "021"]),
+    AppSpec::new("rides",   pb::Mode::Axb,  (100, 8), Some((100, 8)), &["010", "021", ""]),
+    AppSpec::new("drivers", pb::Mode::Ax,   (200, 6), None,           &["010", "021", ""]),
+    AppSpec::new("stores",  pb::Mode::Axe,  (300, 6), None,           &["010", ""]),
+    AppSpec::new("chat",    pb::Mode::Axyb, (400, 6), Some((410, 6)), &["010", "021"]),
 ];
 
 /// AXB: bindings per X (`max_bindings_per_x` above).
@@ -312,6 +313,23 @@ struct History {
 }
 
 impl History {
+    /// Tracks `b` from now on.
+    fn track(&mut self, app: usize, b: pb::Binding) {
+        let t = Tracked {
+            app,
+            binding: b,
+            unbind_sent: false,
+            released: false,
+        };
+        self.bindings.insert(t.binding.binding_id.clone(), t);
+    }
+
+    /// A binding the daemon just made: its slot must be free, then it is tracked.
+    fn acked(&mut self, app: usize, b: pb::Binding) {
+        self.check_new_slot(app, &b);
+        self.track(app, b);
+    }
+
     /// A slot the daemon just handed out must not be held by a binding the test knows is live.
     fn check_new_slot(&mut self, app: usize, new: &pb::Binding) {
         let live: Vec<&pb::Binding> = self
@@ -512,20 +530,11 @@ async fn worker(
                     h.violations
                         .push(format!("Bind {req:?} answered {b:?}, not ACTIVE"));
                 }
-                h.check_new_slot(app, &b);
                 if let Some(r) = h.requests.get_mut(&(app, request_id)) {
                     r.acked = Some(b.binding_id.clone());
                 }
                 h.binds_acked += 1;
-                h.bindings.insert(
-                    b.binding_id.clone(),
-                    Tracked {
-                        app,
-                        binding: b,
-                        unbind_sent: false,
-                        released: false,
-                    },
-                );
+                h.acked(app, b);
             }
             Ok(Err(_)) if killed => {
                 h.interrupted += 1;
@@ -642,15 +651,7 @@ async fn check(
             for b in &active {
                 if !h.bindings.contains_key(&b.binding_id) {
                     adopted += 1;
-                    h.bindings.insert(
-                        b.binding_id.clone(),
-                        Tracked {
-                            app,
-                            binding: (*b).clone(),
-                            unbind_sent: false,
-                            released: false,
-                        },
-                    );
+                    h.track(app, (*b).clone());
                 }
             }
             h.adopted += adopted;
@@ -658,7 +659,8 @@ async fn check(
 
         // (3) Local ACTIVE equals the platform's live bindings.
         let local: BTreeSet<Slot> = active.iter().map(|b| slot(b)).collect();
-        let remote = sim_slots(sim, spec.key).await;
+        let key = setup.get(name).key.as_deref().expect("a platform app");
+        let remote = sim_slots(sim, key).await;
         assert_eq!(
             local,
             remote,
@@ -798,16 +800,7 @@ async fn check(
                             pb::BindingState::Active,
                             "{label}: {name}: {b:?}"
                         );
-                        h.check_new_slot(app, &b);
-                        h.bindings.insert(
-                            b.binding_id.clone(),
-                            Tracked {
-                                app,
-                                binding: b.clone(),
-                                unbind_sent: false,
-                                released: false,
-                            },
-                        );
+                        h.acked(app, b.clone());
                     }
                     h.requests.get_mut(&(app, rid)).unwrap().acked = Some(b.binding_id);
                 }
@@ -849,16 +842,7 @@ async fn check(
                     panic!("{label}: {name}: a fresh Bind got a held slot: {problem}");
                 }
                 let mut h = lock(hist);
-                h.check_new_slot(app, &b);
-                h.bindings.insert(
-                    b.binding_id.clone(),
-                    Tracked {
-                        app,
-                        binding: b,
-                        unbind_sent: false,
-                        released: false,
-                    },
-                );
+                h.acked(app, b);
             }
             Err(s) if s.code() == Code::ResourceExhausted => {}
             Err(s) => panic!("{label}: {name}: fresh Bind {req:?}: {s:?}"),
@@ -898,7 +882,8 @@ async fn crash_rounds() {
     let setup = setup();
     let sim = Sim::start_with(&setup).await;
     for spec in &APPS {
-        sim.faults(json!({ "app_key": spec.key, "latency_ms": SIM_LATENCY_MS }))
+        let key = setup.get(spec.name).key.as_deref();
+        sim.faults(json!({ "app_key": key, "latency_ms": SIM_LATENCY_MS }))
             .await;
     }
     let dir = tempfile::tempdir().unwrap();
