@@ -32,15 +32,15 @@ use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 
-use crate::common::party;
-use crate::sim::Sim;
+use crate::support::{
+    RPC_TIMEOUT, Setup, Sim, Slot, list_bindings, list_numbers, party, rpc, sim_slots, slot,
+    wait_serving,
+};
 
 /// Kill-and-restart rounds.
 const ROUNDS: usize = 10;
 /// Concurrent load tasks per round.
 const WORKERS: usize = 6;
-/// Every RPC of the test; a hang fails instead of blocking CI.
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Start-up (store open + recovery) until health says SERVING.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// `shutdown_grace_seconds` below, plus slack for draining and flushing.
@@ -51,192 +51,62 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 const SIM_LATENCY_MS: u64 = 5;
 
 /// Small pools, so conflicts, exhaustion and cool-downs happen under load.
-const SIM_CONFIG: &str = r#"
-[[apps]]
-app_key = "k-axb"
-app_secret = "s-axb"
-mode = "AXB"
-max_bindings_per_x = 3
-numbers = [
-  { number = "+8617000000001", area_code = "010" },
-  { number = "+8617000000002", area_code = "010" },
-  { number = "+8617000000003", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-ax"
-app_secret = "s-ax"
-mode = "AX"
-numbers = [
-  { number = "+8617100000001", area_code = "010" },
-  { number = "+8617100000002", area_code = "010" },
-  { number = "+8617100000003", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-axe"
-app_secret = "s-axe"
-mode = "AXE"
-extension_digits = 1
-numbers = [
-  { number = "+8617200000001", area_code = "010" },
-  { number = "+8617200000002", area_code = "010" },
-]
-
-[[apps]]
-app_key = "k-axyb"
-app_secret = "s-axyb"
-mode = "AXYB"
-numbers = [
-  { number = "+8617300000001", area_code = "010" },
-  { number = "+8617300000002", area_code = "010" },
-  { number = "+8617300000003", area_code = "010" },
-  { number = "+8617300000004", area_code = "021" },
-  { number = "+8617300000005", area_code = "021" },
-  { number = "+8617300000006", area_code = "021" },
-]
-"#;
-
-/// `{LISTEN}`, `{SIM}` and `{STORE}` are filled in.
-const DAEMON_CONFIG: &str = r#"
-[server]
-listen = "{LISTEN}"
-shutdown_delay_seconds = 0
-shutdown_grace_seconds = 5
-
-[store]
-path = "{STORE}"
-
-[[apps]]
-name = "rides"
-mode = "AXB"
-base_url = "{SIM}"
-app_key = "k-axb"
-app_secret = "s-axb"
-rate_per_second = 10000
-timeout_ms = 2000
-max_bindings_per_x = 3
-fallback_areas = ["021"]
-numbers = [
-  { number = "+8617000000001", area_code = "010" },
-  { number = "+8617000000002", area_code = "010" },
-  { number = "+8617000000003", area_code = "021" },
-]
-
-[[apps]]
-name = "drivers"
-mode = "AX"
-base_url = "{SIM}"
-app_key = "k-ax"
-app_secret = "s-ax"
-rate_per_second = 10000
-timeout_ms = 2000
-cool_down_seconds = 1
-numbers = [
-  { number = "+8617100000001", area_code = "010" },
-  { number = "+8617100000002", area_code = "010" },
-  { number = "+8617100000003", area_code = "021" },
-]
-
-[[apps]]
-name = "stores"
-mode = "AXE"
-base_url = "{SIM}"
-app_key = "k-axe"
-app_secret = "s-axe"
-rate_per_second = 10000
-timeout_ms = 2000
-extension_digits = 1
-cool_down_seconds = 1
-numbers = [
-  { number = "+8617200000001", area_code = "010" },
-  { number = "+8617200000002", area_code = "010" },
-]
-
-[[apps]]
-name = "chat"
-mode = "AXYB"
-base_url = "{SIM}"
-app_key = "k-axyb"
-app_secret = "s-axyb"
-rate_per_second = 10000
-timeout_ms = 2000
-numbers = [
-  { number = "+8617300000001", area_code = "010" },
-  { number = "+8617300000002", area_code = "010" },
-  { number = "+8617300000003", area_code = "010" },
-  { number = "+8617300000004", area_code = "021" },
-  { number = "+8617300000005", area_code = "021" },
-  { number = "+8617300000006", area_code = "021" },
-]
-"#;
-
-/// One app of the configs above.
-#[derive(Debug)]
-struct AppSpec {
-    name: &'static str,
-    key: &'static str,
-    mode: pb::Mode,
-    numbers: &'static [(&'static str, &'static str)],
-    /// Parties A (and B) are drawn from `party(a..a+n)` (and `party(b..b+n)`).
-    parties_a: (u32, u32),
-    parties_b: Option<(u32, u32)>,
-    /// Areas a Bind asks for; "" for none.
-    areas: &'static [&'static str],
+fn setup() -> Setup {
+    Setup::standard()
+        .only(&["rides", "drivers", "stores", "chat"])
+        .app("rides", |a| {
+            a.both("max_bindings_per_x", AXB_MAX_PER_X as i64)
+                .renumber(8617000000001, &["010", "010", "021"])
+        })
+        .app("drivers", |a| a.daemon("cool_down_seconds", 1))
+        .app("stores", |a| {
+            a.both("extension_digits", 1).daemon("cool_down_seconds", 1)
+        })
+        .app("chat", |a| {
+            a.renumber(8617300000001, &["010", "010", "010", "021", "021", "021"])
+        })
 }
 
+type Str = &'static str;
+/// `(first, n)`: `party(first..first + n)`.
+type Parties = (u32, u32);
+
+/// How the load uses one app of [`setup`] (its platform key comes from the setup).
+#[derive(Debug)]
+struct AppSpec {
+    name: Str,
+    mode: pb::Mode,
+    /// Party A (and B) are drawn from these.
+    parties_a: Parties,
+    parties_b: Option<Parties>,
+    /// Areas a Bind asks for; "" for none.
+    areas: &'static [Str],
+}
+
+impl AppSpec {
+    const fn new(
+        name: Str,
+        mode: pb::Mode,
+        a: Parties,
+        b: Option<Parties>,
+        areas: &'static [Str],
+    ) -> Self {
+        AppSpec {
+            name,
+            mode,
+            parties_a: a,
+            parties_b: b,
+            areas,
+        }
+    }
+}
+
+#[rustfmt::skip]
 const APPS: [AppSpec; 4] = [
-    AppSpec {
-        name: "rides",
-        key: "k-axb",
-        mode: pb::Mode::Axb,
-        numbers: &[
-            ("+8617000000001", "010"),
-            ("+8617000000002", "010"),
-            ("+8617000000003", "021"),
-        ],
-        parties_a: (100, 8),
-        parties_b: Some((100, 8)),
-        areas: &["010", "021", ""],
-    },
-    AppSpec {
-        name: "drivers",
-        key: "k-ax",
-        mode: pb::Mode::Ax,
-        numbers: &[
-            ("+8617100000001", "010"),
-            ("+8617100000002", "010"),
-            ("+8617100000003", "021"),
-        ],
-        parties_a: (200, 6),
-        parties_b: None,
-        areas: &["010", "021", ""],
-    },
-    AppSpec {
-        name: "stores",
-        key: "k-axe",
-        mode: pb::Mode::Axe,
-        numbers: &[("+8617200000001", "010"), ("+8617200000002", "010")],
-        parties_a: (300, 6),
-        parties_b: None,
-        areas: &["010", ""],
-    },
-    AppSpec {
-        name: "chat",
-        key: "k-axyb",
-        mode: pb::Mode::Axyb,
-        numbers: &[
-            ("+8617300000001", "010"),
-            ("+8617300000002", "010"),
-            ("+8617300000003", "010"),
-            ("+8617300000004", "021"),
-            ("+8617300000005", "021"),
-            ("+8617300000006", "021"),
-        ],
-        parties_a: (400, 6),
-        parties_b: Some((410, 6)),
-        areas: &["010", "021"],
-    },
+    AppSpec::new("rides",   pb::Mode::Axb,  (100, 8), Some((100, 8)), &["010", "021", ""]),
+    AppSpec::new("drivers", pb::Mode::Ax,   (200, 6), None,           &["010", "021", ""]),
+    AppSpec::new("stores",  pb::Mode::Axe,  (300, 6), None,           &["010", ""]),
+    AppSpec::new("chat",    pb::Mode::Axyb, (400, 6), Some((410, 6)), &["010", "021"]),
 ];
 
 /// AXB: bindings per X (`max_bindings_per_x` above).
@@ -259,106 +129,79 @@ struct Child {
     log: PathBuf,
 }
 
-/// A port that was free a moment ago (the child may lose a race for it; [`spawn`] retries).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `xpool serve` over the store in `dir` and waits until it serves.
-async fn spawn(dir: &Path, sim_url: &str, incarnation: usize) -> Child {
+/// Starts `xpool serve` over the store in `dir` and waits until it serves. The child binds
+/// 127.0.0.1:0 itself and the test reads the bound address from its log, so no port is picked
+/// by the test and nobody can take it in between.
+async fn spawn(dir: &Path, setup: &Setup, sim_url: &str, incarnation: usize) -> Child {
     let config = dir.join("xpool.toml");
-    for attempt in 0..5 {
-        let port = free_port();
-        let text = DAEMON_CONFIG
-            .replace("{LISTEN}", &format!("127.0.0.1:{port}"))
-            .replace("{SIM}", sim_url)
-            .replace("{STORE}", &dir.join("store").display().to_string());
-        std::fs::write(&config, text).unwrap();
-        let log = dir.join(format!("daemon-{incarnation:02}-{attempt}.log"));
-        let out = File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"));
-        cmd.args(["serve", "--config"])
-            .arg(&config)
-            .env("XPOOL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("XPOOL__") {
-                cmd.env_remove(key);
-            }
-        }
-        let proc = cmd.spawn().expect("spawning the xpool binary");
-        let pid = proc.id().expect("a running child has a pid");
-        let mut child = Child {
-            proc,
-            pid,
-            addr: format!("http://127.0.0.1:{port}"),
-            log: log.clone(),
-        };
-        match child.wait_serving().await {
-            Ok(()) => return child,
-            Err(status) => {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                if text.contains("server.listen") {
-                    // Lost the port to someone else: pick another.
-                    continue;
-                }
-                panic!("daemon #{incarnation} exited during start-up ({status}):\n{text}");
-            }
+    let text = setup.daemon_toml("127.0.0.1:0", sim_url, &dir.join("store"));
+    std::fs::write(&config, text).unwrap();
+    let log = dir.join(format!("daemon-{incarnation:02}.log"));
+    let out = File::create(&log).unwrap();
+    let err = out.try_clone().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"));
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .env("XPOOL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("XPOOL__") {
+            cmd.env_remove(key);
         }
     }
-    panic!("daemon #{incarnation}: no free port after 5 attempts");
+    let mut proc = cmd.spawn().expect("spawning the xpool binary");
+    let pid = proc.id().expect("a running child has a pid");
+    let exited = |proc: &mut tokio::process::Child| -> Option<String> {
+        let status = proc.try_wait().unwrap()?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        Some(format!(
+            "daemon #{incarnation} exited during start-up ({status}):\n{text}"
+        ))
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    let addr = loop {
+        if let Some(why) = exited(&mut proc) {
+            panic!("{why}");
+        }
+        if let Some(addr) = listening_addr(&log) {
+            break addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon #{incarnation} logged no listening address within {START_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if let Err(why) = wait_serving(&addr, left, || exited(&mut proc)).await {
+        panic!("{why}");
+    }
+    Child {
+        proc,
+        pid,
+        addr,
+        log,
+    }
+}
+
+/// `http://127.0.0.1:PORT` from the daemon's "gRPC server listening" log line, once written.
+fn listening_addr(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("gRPC") && l.contains("listening"))?;
+    let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+    let port: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
 }
 
 impl Child {
-    /// Waits until health reports the binding service SERVING, which `run` does only after
-    /// `pool.recover()`. `Err` if the child exited first.
-    async fn wait_serving(&mut self) -> Result<(), std::process::ExitStatus> {
-        use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::health_client::HealthClient;
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.proc.try_wait().unwrap() {
-                return Err(status);
-            }
-            let probe = async {
-                let channel = Channel::from_shared(self.addr.clone())
-                    .unwrap()
-                    .connect()
-                    .await
-                    .ok()?;
-                let mut health = HealthClient::new(channel);
-                let status = health
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: "xpool.v1.BindingService".into(),
-                    })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .status();
-                Some(status)
-            };
-            if let Ok(Some(ServingStatus::Serving)) =
-                tokio::time::timeout(Duration::from_secs(2), probe).await
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "daemon (pid {}) did not serve within {START_TIMEOUT:?}; log {}",
-            self.pid,
-            self.log.display()
-        );
-    }
-
     async fn channel(&self) -> Channel {
         tokio::time::timeout(
             RPC_TIMEOUT,
@@ -470,6 +313,23 @@ struct History {
 }
 
 impl History {
+    /// Tracks `b` from now on.
+    fn track(&mut self, app: usize, b: pb::Binding) {
+        let t = Tracked {
+            app,
+            binding: b,
+            unbind_sent: false,
+            released: false,
+        };
+        self.bindings.insert(t.binding.binding_id.clone(), t);
+    }
+
+    /// A binding the daemon just made: its slot must be free, then it is tracked.
+    fn acked(&mut self, app: usize, b: pb::Binding) {
+        self.check_new_slot(app, &b);
+        self.track(app, b);
+    }
+
     /// A slot the daemon just handed out must not be held by a binding the test knows is live.
     fn check_new_slot(&mut self, app: usize, new: &pb::Binding) {
         let live: Vec<&pb::Binding> = self
@@ -670,20 +530,11 @@ async fn worker(
                     h.violations
                         .push(format!("Bind {req:?} answered {b:?}, not ACTIVE"));
                 }
-                h.check_new_slot(app, &b);
                 if let Some(r) = h.requests.get_mut(&(app, request_id)) {
                     r.acked = Some(b.binding_id.clone());
                 }
                 h.binds_acked += 1;
-                h.bindings.insert(
-                    b.binding_id.clone(),
-                    Tracked {
-                        app,
-                        binding: b,
-                        unbind_sent: false,
-                        released: false,
-                    },
-                );
+                h.acked(app, b);
             }
             Ok(Err(_)) if killed => {
                 h.interrupted += 1;
@@ -713,82 +564,15 @@ async fn worker(
 // ------------------------------------------------------------------------------------------------
 // The checks after a start-up.
 
-async fn rpc<T>(
-    what: &str,
-    f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    tokio::time::timeout(RPC_TIMEOUT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for {RPC_TIMEOUT:?}"))
-        .map(tonic::Response::into_inner)
-}
-
-async fn list_bindings(
-    client: &mut BindingServiceClient<Channel>,
-    app: &str,
-    state: pb::BindingState,
-) -> Vec<pb::Binding> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(
-            "ListBindings",
-            client.list_bindings(pb::ListBindingsRequest {
-                app: app.into(),
-                state: state.into(),
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        out.extend(page.bindings);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
-}
-
-async fn list_numbers(client: &mut PoolServiceClient<Channel>, app: &str) -> Vec<pb::NumberInfo> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = rpc(
-            "ListNumbers",
-            client.list_numbers(pb::ListNumbersRequest {
-                app: app.into(),
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            }),
-        )
-        .await
-        .unwrap();
-        out.extend(page.numbers);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
-}
-
-type Slot = (String, String, String, String, String, String);
-
-fn slot(b: &pb::Binding) -> Slot {
-    (
-        b.subscription_id.clone(),
-        b.x_number.clone(),
-        b.party_a.clone(),
-        b.party_b.clone(),
-        b.y_number.clone(),
-        b.extension.clone(),
-    )
-}
-
 /// Every invariant of a freshly started daemon; `label` names the start-up in messages.
-async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, probe: &mut u32) {
+async fn check(
+    child: &Child,
+    sim: &Sim,
+    setup: &Setup,
+    hist: &Mutex<History>,
+    label: &str,
+    probe: &mut u32,
+) {
     let channel = child.channel().await;
     let mut bindings = BindingServiceClient::new(channel.clone());
     let mut pool = PoolServiceClient::new(channel);
@@ -867,15 +651,7 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
             for b in &active {
                 if !h.bindings.contains_key(&b.binding_id) {
                     adopted += 1;
-                    h.bindings.insert(
-                        b.binding_id.clone(),
-                        Tracked {
-                            app,
-                            binding: (*b).clone(),
-                            unbind_sent: false,
-                            released: false,
-                        },
-                    );
+                    h.track(app, (*b).clone());
                 }
             }
             h.adopted += adopted;
@@ -883,27 +659,8 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
 
         // (3) Local ACTIVE equals the platform's live bindings.
         let local: BTreeSet<Slot> = active.iter().map(|b| slot(b)).collect();
-        let text = |v: &serde_json::Value, k: &str| {
-            v.get(k)
-                .and_then(|s| s.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let remote: BTreeSet<Slot> = sim
-            .bindings(spec.key)
-            .await
-            .iter()
-            .map(|b| {
-                (
-                    text(b, "subscriptionId"),
-                    text(b, "x"),
-                    text(b, "a"),
-                    text(b, "b"),
-                    text(b, "y"),
-                    text(b, "extension"),
-                )
-            })
-            .collect();
+        let key = setup.get(name).key.as_deref().expect("a platform app");
+        let remote = sim_slots(sim, key).await;
         assert_eq!(
             local,
             remote,
@@ -928,7 +685,8 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
         }
         let numbers = list_numbers(&mut pool, name).await;
         let listed: BTreeSet<&str> = numbers.iter().map(|n| n.number.as_str()).collect();
-        let configured: BTreeSet<&str> = spec.numbers.iter().map(|(n, _)| *n).collect();
+        let owned = setup.get(name).owned();
+        let configured: BTreeSet<&str> = owned.iter().map(|(n, _)| *n).collect();
         assert_eq!(listed, configured, "{label}: {name}: ListNumbers");
         for n in &numbers {
             let held = per_x.get(n.number.as_str()).copied().unwrap_or(0);
@@ -952,9 +710,9 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
         )
         .await
         .unwrap();
-        let area_of: HashMap<&str, &str> = spec.numbers.iter().copied().collect();
+        let area_of: HashMap<&str, &str> = owned.iter().copied().collect();
         let mut expected: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
-        for (n, area) in spec.numbers {
+        for (n, area) in &owned {
             let e = expected.entry(area).or_default();
             e.0 += 1;
             e.1 += u32::from(per_x.contains_key(n));
@@ -1042,16 +800,7 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
                             pb::BindingState::Active,
                             "{label}: {name}: {b:?}"
                         );
-                        h.check_new_slot(app, &b);
-                        h.bindings.insert(
-                            b.binding_id.clone(),
-                            Tracked {
-                                app,
-                                binding: b.clone(),
-                                unbind_sent: false,
-                                released: false,
-                            },
-                        );
+                        h.acked(app, b.clone());
                     }
                     h.requests.get_mut(&(app, rid)).unwrap().acked = Some(b.binding_id);
                 }
@@ -1093,16 +842,7 @@ async fn check(child: &Child, sim: &Sim, hist: &Mutex<History>, label: &str, pro
                     panic!("{label}: {name}: a fresh Bind got a held slot: {problem}");
                 }
                 let mut h = lock(hist);
-                h.check_new_slot(app, &b);
-                h.bindings.insert(
-                    b.binding_id.clone(),
-                    Tracked {
-                        app,
-                        binding: b,
-                        unbind_sent: false,
-                        released: false,
-                    },
-                );
+                h.acked(app, b);
             }
             Err(s) if s.code() == Code::ResourceExhausted => {}
             Err(s) => panic!("{label}: {name}: fresh Bind {req:?}: {s:?}"),
@@ -1139,9 +879,11 @@ async fn crash_rounds() {
     println!("crash test seed: XPOOL_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let sim = Sim::start_with(SIM_CONFIG).await;
+    let setup = setup();
+    let sim = Sim::start_with(&setup).await;
     for spec in &APPS {
-        sim.faults(json!({ "app_key": spec.key, "latency_ms": SIM_LATENCY_MS }))
+        let key = setup.get(spec.name).key.as_deref();
+        sim.faults(json!({ "app_key": key, "latency_ms": SIM_LATENCY_MS }))
             .await;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1149,8 +891,8 @@ async fn crash_rounds() {
     let hist = Arc::new(Mutex::new(History::default()));
     let mut probe = 0u32;
 
-    let mut child = spawn(dir.path(), &sim.base_url, 0).await;
-    check(&child, &sim, &hist, "first start", &mut probe).await;
+    let mut child = spawn(dir.path(), &setup, &sim.base_url, 0).await;
+    check(&child, &sim, &setup, &hist, "first start", &mut probe).await;
     for round in 1..=ROUNDS {
         let channel = child.channel().await;
         let stop = Arc::new(AtomicBool::new(false));
@@ -1178,10 +920,11 @@ async fn crash_rounds() {
         // Let the platform finish what the dead daemon had already sent: a request that lands
         // after start-up looked for it would be a platform-side race, not a daemon fault.
         tokio::time::sleep(Duration::from_millis(SIM_LATENCY_MS * 10 + 50)).await;
-        child = spawn(dir.path(), &sim.base_url, round).await;
+        child = spawn(dir.path(), &setup, &sim.base_url, round).await;
         check(
             &child,
             &sim,
+            &setup,
             &hist,
             &format!("restart after kill #{round}"),
             &mut probe,
@@ -1192,8 +935,16 @@ async fn crash_rounds() {
     // A clean stop: SIGTERM, exit 0 within the grace period, and the next start-up is clean too.
     let status = child.sigterm().await;
     assert!(status.success(), "SIGTERM: the daemon exited with {status}");
-    child = spawn(dir.path(), &sim.base_url, ROUNDS + 1).await;
-    check(&child, &sim, &hist, "start after SIGTERM", &mut probe).await;
+    child = spawn(dir.path(), &setup, &sim.base_url, ROUNDS + 1).await;
+    check(
+        &child,
+        &sim,
+        &setup,
+        &hist,
+        "start after SIGTERM",
+        &mut probe,
+    )
+    .await;
     let log = child.log.clone();
     let status = child.sigterm().await;
     assert!(status.success(), "SIGTERM: the daemon exited with {status}");
@@ -1209,11 +960,7 @@ async fn crash_rounds() {
             std::fs::read_dir(dir.path())
                 .unwrap()
                 .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("daemon-{r:02}-"))
-                })
+                .filter(|e| e.file_name().to_string_lossy() == format!("daemon-{r:02}.log"))
                 .map(|e| {
                     std::fs::read_to_string(e.path())
                         .unwrap_or_default()

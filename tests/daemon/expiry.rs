@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::Code;
 use xpool::grpc::pb;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Polls the binding until it has left ACTIVE, for at most a few seconds of real time.
 async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding {
@@ -26,48 +26,31 @@ async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding
     panic!("binding {id} never reached {want:?}");
 }
 
-async fn state_of(d: &Daemon, id: &str) -> pb::BindingState {
-    let get = pb::GetBindingRequest {
-        binding_id: id.into(),
-        ..Default::default()
-    };
-    d.bindings()
-        .await
-        .get_binding(get)
-        .await
-        .unwrap()
-        .into_inner()
-        .state()
-}
-
 #[tokio::test]
 async fn axb_bindings_expire_after_the_deadline_plus_grace() {
     let d = Daemon::start().await;
     let mut req = bind("rides", &party(1), Some(&party(2)));
     req.ttl_seconds = 120;
-    let b = d.bindings().await.bind(req).await.unwrap().into_inner();
-    let forever = d
-        .bindings()
-        .await
-        .bind(bind("rides", &party(3), Some(&party(4))))
-        .await
-        .unwrap()
-        .into_inner();
+    let b = d.bind_ok(req).await;
+    let forever = d.bind_ok(bind("rides", &party(3), Some(&party(4)))).await;
+    // An AX binding due at the same deadline (no skew grace: xpool unbinds it itself). Once it
+    // has expired, a round has run past the AXB deadline, within the grace.
+    let mut witness = bind("drivers", &party(5), None);
+    witness.ttl_seconds = 120;
+    witness.any_area = true;
+    let witness = d.bind_ok(witness).await;
     // The platform expires it at its own deadline.
     d.sim.advance_clock(120).await;
     d.clock.advance(120_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_state(&d, &witness.binding_id, pb::BindingState::Expired).await;
     assert_eq!(
-        state_of(&d, &b.binding_id).await,
+        d.state(&b.binding_id).await,
         pb::BindingState::Active,
         "inside the skew grace"
     );
     d.clock.advance(5_000);
     wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
-    assert_eq!(
-        state_of(&d, &forever.binding_id).await,
-        pb::BindingState::Active
-    );
+    assert_eq!(d.state(&forever.binding_id).await, pb::BindingState::Active);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
 }
@@ -78,13 +61,7 @@ async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
     let mut req = bind("drivers", &party(1), None);
     req.area_code = "021".into();
     req.ttl_seconds = 60;
-    let b = d
-        .bindings()
-        .await
-        .bind(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let b = d.bind_ok(req.clone()).await;
     d.clock.advance(60_000);
     wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
     assert!(
@@ -103,7 +80,7 @@ async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
         Code::ResourceExhausted
     );
     d.clock.advance(60_000);
-    let again = d.bindings().await.bind(req).await.unwrap().into_inner();
+    let again = d.bind_ok(req).await;
     assert_eq!(again.x_number, b.x_number);
     d.stop().await;
 }
@@ -115,13 +92,7 @@ async fn axe_extensions_come_back_after_expiry_and_cool_down() {
     req.x_number = "+8617200000001".into();
     req.extension = "07".into();
     req.ttl_seconds = 60;
-    let b = d
-        .bindings()
-        .await
-        .bind(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let b = d.bind_ok(req.clone()).await;
     d.sim.advance_clock(60).await;
     d.clock.advance(65_000);
     wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
@@ -141,15 +112,7 @@ async fn a_restarted_daemon_expires_overdue_bindings_at_start_up() {
     for i in 0..5 {
         let mut req = bind("rides", &party(2 * i), Some(&party(2 * i + 1)));
         req.ttl_seconds = 60;
-        ids.push(
-            d.bindings()
-                .await
-                .bind(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .binding_id,
-        );
+        ids.push(d.bind_ok(req).await.binding_id);
     }
     let d = {
         let sim = d.sim.clone();
@@ -164,7 +127,7 @@ async fn a_restarted_daemon_expires_overdue_bindings_at_start_up() {
     };
     // Start-up expired them before serving: no waiting needed.
     for id in &ids {
-        assert_eq!(state_of(&d, id).await, pb::BindingState::Expired);
+        assert_eq!(d.state(id).await, pb::BindingState::Expired);
     }
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
@@ -175,7 +138,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     let d = Daemon::start().await;
     let mut req = bind("rides", &party(1), Some(&party(2)));
     req.ttl_seconds = 60;
-    let b = d.bindings().await.bind(req).await.unwrap().into_inner();
+    let b = d.bind_ok(req).await;
     let update = pb::UpdateBindingRequest {
         binding_id: b.binding_id.clone(),
         ttl_seconds: 600,
@@ -189,11 +152,16 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
         .into_inner();
     let new_life = u.expires_at.unwrap().seconds - u.updated_at.unwrap().seconds;
     assert_eq!(new_life, 600);
+    // A binding left at the old deadline, bound later: once it has expired, a round has run
+    // past the old deadline (and its grace).
+    let mut witness = bind("rides", &party(3), Some(&party(4)));
+    witness.ttl_seconds = 60;
+    let witness = d.bind_ok(witness).await;
     // The platform's timer restarted too: past the old deadline it still has the binding.
     d.sim.advance_clock(120).await;
     d.clock.advance(125_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(state_of(&d, &b.binding_id).await, pb::BindingState::Active);
+    wait_state(&d, &witness.binding_id, pb::BindingState::Expired).await;
+    assert_eq!(d.state(&b.binding_id).await, pb::BindingState::Active);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     // 0 removes the deadline.
     let forever = pb::UpdateBindingRequest {
@@ -213,7 +181,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     // AXYB bindings have no modify API.
     let mut axyb = bind("chat", &party(5), Some(&party(6)));
     axyb.area_code = "010".into();
-    let y = d.bindings().await.bind(axyb).await.unwrap().into_inner();
+    let y = d.bind_ok(axyb).await;
     let err = d
         .bindings()
         .await
@@ -233,16 +201,10 @@ async fn axyb_and_x_mode_bindings_expire_too() {
     let mut chat = bind("chat", &party(1), Some(&party(2)));
     chat.area_code = "010".into();
     chat.ttl_seconds = 120;
-    let axyb = d.bindings().await.bind(chat).await.unwrap().into_inner();
+    let axyb = d.bind_ok(chat).await;
     let mut local = bind("local", &party(3), Some(&party(4)));
     local.ttl_seconds = 120;
-    let x = d
-        .bindings()
-        .await
-        .bind(local.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let x = d.bind_ok(local.clone()).await;
     d.sim.advance_clock(120).await;
     d.clock.advance(125_000);
     wait_state(&d, &axyb.binding_id, pb::BindingState::Expired).await;
@@ -261,15 +223,7 @@ async fn every_expired_binding_gets_its_defensive_unbind_in_the_background() {
     for i in 0..40 {
         let mut req = bind("rides", &party(100 + 2 * i), Some(&party(101 + 2 * i)));
         req.ttl_seconds = 60;
-        ids.push(
-            d.bindings()
-                .await
-                .bind(req)
-                .await
-                .unwrap()
-                .into_inner()
-                .binding_id,
-        );
+        ids.push(d.bind_ok(req).await.binding_id);
     }
     let not_found = async |d: &Daemon| {
         d.sim.stats("k-axb").await["by_code"]["1012007"]

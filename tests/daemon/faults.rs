@@ -9,132 +9,18 @@ use serde_json::json;
 use tonic::{Code, Status};
 use xpool::grpc::pb;
 
-use crate::common::*;
-use crate::concurrency::{
-    Rng, assert_acknowledged_live, assert_ax_rules, assert_axb_rules, assert_axe_rules,
-    assert_counts_match, clients, within,
-};
+use crate::support::*;
 
-const SIM: &str = r#"
-[[apps]]
-app_key = "k-axb"
-app_secret = "s-axb"
-mode = "AXB"
-max_bindings_per_x = 50
-numbers = [
-  { number = "+8617000000001", area_code = "010" },
-  { number = "+8617000000002", area_code = "010" },
-  { number = "+8617000000003", area_code = "021" },
-  { number = "+8617000000004", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-ax"
-app_secret = "s-ax"
-mode = "AX"
-numbers = [
-  { number = "+8617100000001", area_code = "010" },
-  { number = "+8617100000002", area_code = "010" },
-  { number = "+8617100000003", area_code = "010" },
-  { number = "+8617100000004", area_code = "010" },
-  { number = "+8617100000005", area_code = "021" },
-  { number = "+8617100000006", area_code = "021" },
-  { number = "+8617100000007", area_code = "021" },
-  { number = "+8617100000008", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-axe"
-app_secret = "s-axe"
-mode = "AXE"
-extension_digits = 1
-numbers = [
-  { number = "+8617200000001", area_code = "010" },
-  { number = "+8617200000002", area_code = "010" },
-  { number = "+8617200000003", area_code = "021" },
-]
-"#;
-
-/// `{RATE}`, `{BURST}`, `{TIMEOUT}`, `{WAIT}` and `{SECRET}` (of the AXB app) are filled in.
-const DAEMON: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-shutdown_delay_seconds = 0
-shutdown_grace_seconds = 5
-max_request_wait_ms = {WAIT}
-
-[store]
-path = "{STORE}"
-
-[[apps]]
-name = "rides"
-mode = "AXB"
-base_url = "{SIM}"
-app_key = "k-axb"
-app_secret = "{SECRET}"
-rate_per_second = {RATE}
-burst = {BURST}
-timeout_ms = {TIMEOUT}
-max_request_wait_ms = {WAIT}
-flow_control_backoff_ms = 100
-max_bindings_per_x = 50
-numbers = [
-  { number = "+8617000000001", area_code = "010" },
-  { number = "+8617000000002", area_code = "010" },
-  { number = "+8617000000003", area_code = "021" },
-  { number = "+8617000000004", area_code = "021" },
-]
-
-[[apps]]
-name = "drivers"
-mode = "AX"
-base_url = "{SIM}"
-app_key = "k-ax"
-app_secret = "s-ax"
-rate_per_second = 10000
-timeout_ms = {TIMEOUT}
-max_request_wait_ms = {WAIT}
-flow_control_backoff_ms = 100
-cool_down_seconds = 0
-numbers = [
-  { number = "+8617100000001", area_code = "010" },
-  { number = "+8617100000002", area_code = "010" },
-  { number = "+8617100000003", area_code = "010" },
-  { number = "+8617100000004", area_code = "010" },
-  { number = "+8617100000005", area_code = "021" },
-  { number = "+8617100000006", area_code = "021" },
-  { number = "+8617100000007", area_code = "021" },
-  { number = "+8617100000008", area_code = "021" },
-]
-
-[[apps]]
-name = "stores"
-mode = "AXE"
-base_url = "{SIM}"
-app_key = "k-axe"
-app_secret = "s-axe"
-rate_per_second = 10000
-timeout_ms = {TIMEOUT}
-max_request_wait_ms = {WAIT}
-flow_control_backoff_ms = 100
-extension_digits = 1
-cool_down_seconds = 0
-numbers = [
-  { number = "+8617200000001", area_code = "010" },
-  { number = "+8617200000002", area_code = "010" },
-  { number = "+8617200000003", area_code = "021" },
-]
-"#;
-
-struct Setup {
+/// The daemon's limits towards the platform (the AXB app's rate, burst and secret).
+struct Limits {
     rate: u32,
     burst: u32,
-    timeout_ms: u64,
-    wait_ms: u64,
+    timeout_ms: u32,
+    wait_ms: u32,
     secret: &'static str,
 }
 
-const FAST: Setup = Setup {
+const FAST: Limits = Limits {
     rate: 10_000,
     burst: 10_000,
     timeout_ms: 300,
@@ -142,14 +28,26 @@ const FAST: Setup = Setup {
     secret: "s-axb",
 };
 
-async fn start(s: Setup) -> Daemon {
-    let config = DAEMON
-        .replace("{RATE}", &s.rate.to_string())
-        .replace("{BURST}", &s.burst.to_string())
-        .replace("{TIMEOUT}", &s.timeout_ms.to_string())
-        .replace("{WAIT}", &s.wait_ms.to_string())
-        .replace("{SECRET}", s.secret);
-    Daemon::start_with(SIM, &config).await
+/// [`Setup::small_pools`] with AXB on 4 Xs of at most 50 bindings, no cool-down, and `l`.
+async fn start(l: Limits) -> Daemon {
+    let upstream = |a: App| {
+        a.daemon("timeout_ms", l.timeout_ms)
+            .daemon("max_request_wait_ms", l.wait_ms)
+            .daemon("flow_control_backoff_ms", 100)
+    };
+    let setup = Setup::small_pools()
+        .server("max_request_wait_ms", l.wait_ms)
+        .app("rides", |a| {
+            upstream(a)
+                .both("max_bindings_per_x", 50)
+                .daemon("app_secret", l.secret)
+                .daemon("rate_per_second", l.rate)
+                .daemon("burst", l.burst)
+                .renumber(8617000000001, &["010", "010", "021", "021"])
+        })
+        .app("drivers", |a| upstream(a).daemon("cool_down_seconds", 0))
+        .app("stores", |a| upstream(a).daemon("cool_down_seconds", 0));
+    Daemon::start_with(setup).await
 }
 
 async fn set_faults(d: &Daemon, app_key: &str, faults: serde_json::Value) {
@@ -271,29 +169,17 @@ async fn settle_in_background(d: &Daemon, app: &str) {
     }
 }
 
-async fn assert_consistent(d: &Daemon, app: &str, app_key: &str, kept: &[pb::Binding]) {
-    assert_acknowledged_live(d, app_key, kept).await;
-    assert_local_equals_sim(d, app, app_key).await;
-    assert_counts_match(d, app, app_key).await;
-}
-
 fn axb_req(rng: &mut Rng) -> pb::BindRequest {
     let (a, b) = rng.pair(40);
-    let mut r = bind("rides", &party(a), Some(&party(b)));
-    r.any_area = true;
-    r
+    bind_any("rides", &party(a), Some(&party(b)))
 }
 
 fn ax_req(rng: &mut Rng) -> pb::BindRequest {
-    let mut r = bind("drivers", &party(rng.below(6)), None);
-    r.any_area = true;
-    r
+    bind_any("drivers", &party(rng.below(6)), None)
 }
 
 fn axe_req(rng: &mut Rng) -> pb::BindRequest {
-    let mut r = bind("stores", &party(rng.below(12)), None);
-    r.any_area = true;
-    r
+    bind_any("stores", &party(rng.below(12)), None)
 }
 
 /// AXB under one kind of fault: run, clear, restart (start-up recovery), compare.
@@ -303,7 +189,7 @@ async fn axb_under(faults: serde_json::Value) -> Outcome {
     let out = run_ops(&d, 200, axb_req).await;
     clear_faults(&d, "k-axb").await;
     let d = within("restart", d.restart()).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     assert_axb_rules(&d, "rides", "k-axb", 50).await;
     // Afterwards the pool works normally.
     let mut fresh = 1000;
@@ -313,7 +199,7 @@ async fn axb_under(faults: serde_json::Value) -> Outcome {
     })
     .await;
     assert_eq!(more.binds_ok, 20, "{more:?}");
-    assert_consistent(&d, "rides", "k-axb", &more.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &more.kept).await;
     d.stop().await;
     eprintln!("{faults}: {out:?}");
     out
@@ -351,7 +237,7 @@ async fn axb_mixed_faults_settle_through_the_background_resolver() {
     clear_faults(&d, "k-axb").await;
     // No restart: the resolver (every 5 s) closes what the lost answers left open.
     within("background resolution", settle_in_background(&d, "rides")).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     assert_axb_rules(&d, "rides", "k-axb", 50).await;
     assert!(out.binds_ok > 0, "{out:?}");
     d.stop().await;
@@ -371,9 +257,9 @@ async fn ax_and_axe_mixed_faults_leave_no_trace() {
     clear_faults(&d, "k-ax").await;
     clear_faults(&d, "k-axe").await;
     let d = within("restart", d.restart()).await;
-    assert_consistent(&d, "drivers", "k-ax", &ax.kept).await;
+    assert_in_step(&d, "drivers", "k-ax", &ax.kept).await;
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_consistent(&d, "stores", "k-axe", &axe.kept).await;
+    assert_in_step(&d, "stores", "k-axe", &axe.kept).await;
     assert_axe_rules(&d, "stores", "k-axe").await;
     assert!(ax.binds_ok > 0 && axe.binds_ok > 0, "{ax:?} {axe:?}");
     d.stop().await;
@@ -382,7 +268,7 @@ async fn ax_and_axe_mixed_faults_leave_no_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_within_the_platform_rate_never_meets_flow_control() {
     // The platform allows 10 calls/s; the daemon paces itself at 8/s without bursts.
-    let d = start(Setup {
+    let d = start(Limits {
         rate: 8,
         burst: 1,
         wait_ms: 10_000,
@@ -405,7 +291,7 @@ async fn a_daemon_within_the_platform_rate_never_meets_flow_control() {
     );
     // About (24 binds + ~12 unbinds) / 8 per s: paced, not rejected.
     assert!(took >= Duration::from_secs(2), "{took:?}");
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     d.stop().await;
 }
 
@@ -429,13 +315,13 @@ async fn a_daemon_above_the_platform_rate_gets_retry_hints_not_hangs() {
     clear_faults(&d, "k-axb").await;
     // Refused binds left nothing behind; refused unbinds are finished by the resolver.
     within("background resolution", settle_in_background(&d, "rides")).await;
-    assert_consistent(&d, "rides", "k-axb", &out.kept).await;
+    assert_in_step(&d, "rides", "k-axb", &out.kept).await;
     d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_fails_fast_after_the_first_attempt() {
-    let d = start(Setup {
+    let d = start(Limits {
         secret: "not-the-secret",
         ..FAST
     })
@@ -471,15 +357,7 @@ async fn a_wrong_secret_fails_fast_after_the_first_attempt() {
     for state in [pb::BindingState::Pending, pb::BindingState::Active] {
         assert!(d.list("rides", state).await.is_empty(), "{state:?}");
     }
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "rides".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("rides").await;
     assert!(stats.areas.iter().all(|a| a.bound == 0), "{stats:?}");
     d.stop().await;
 }
@@ -489,7 +367,7 @@ async fn a_wrong_secret_fails_fast_after_the_first_attempt() {
 /// for the binding, it must not release the slot a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
-    let d = start(Setup {
+    let d = start(Limits {
         timeout_ms: 1500,
         ..FAST
     })
@@ -517,14 +395,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
     })
     .await;
     clear_faults(&d, "k-axb").await;
-    let released = c
-        .unbind(pb::UnbindRequest {
-            binding_id: pending.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let released = d.unbind_ok(&pending.binding_id).await;
     assert_eq!(released.state(), pb::BindingState::Released);
     assert_eq!(d.sim.bindings("k-axb").await.len(), 1);
 
@@ -533,7 +404,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
         assert_retry_hint(s);
     }
     // The slot is held once, by `first`, as on the platform.
-    assert_consistent(&d, "rides", "k-axb", std::slice::from_ref(&first)).await;
+    assert_in_step(&d, "rides", "k-axb", std::slice::from_ref(&first)).await;
     let later = c
         .get_binding(pb::GetBindingRequest {
             binding_id: pending.binding_id.clone(),

@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../platform/common.rs"]
+#[path = "../support/mod.rs"]
 #[allow(dead_code)]
-mod sim;
+mod support;
 
-mod common;
 mod concurrency;
 mod crash;
 mod expiry;

@@ -3,7 +3,7 @@
 use tonic::Code;
 use xpool::grpc::pb;
 
-use crate::common::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn axb_bind_get_list_unbind_round_trip() {
@@ -26,14 +26,7 @@ async fn axb_bind_get_list_unbind_round_trip() {
     assert_eq!(b.expires_at.unwrap().seconds - created, 3600);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
-    let got = c
-        .get_binding(pb::GetBindingRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get(&b.binding_id).await;
     assert_eq!(got, b);
     let by_party = c
         .list_bindings(pb::ListBindingsRequest {
@@ -45,25 +38,11 @@ async fn axb_bind_get_list_unbind_round_trip() {
         .into_inner();
     assert_eq!(by_party.bindings, std::slice::from_ref(&b));
 
-    let released = c
-        .unbind(pb::UnbindRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let released = d.unbind_ok(&b.binding_id).await;
     assert_eq!(released.state(), pb::BindingState::Released);
     assert!(d.sim.bindings("k-axb").await.is_empty());
     // Unbinding again returns the released binding, changing nothing.
-    let again = c
-        .unbind(pb::UnbindRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = d.unbind_ok(&b.binding_id).await;
     assert_eq!(again.state(), pb::BindingState::Released);
     d.stop().await;
 }
@@ -142,13 +121,7 @@ async fn repeated_request_ids_return_the_same_binding() {
     for t in tasks {
         ids.insert(t.await.unwrap().unwrap().binding_id);
     }
-    let later = d
-        .bindings()
-        .await
-        .bind(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let later = d.bind_ok(req.clone()).await;
     ids.insert(later.binding_id.clone());
     assert_eq!(ids.len(), 1, "one binding for one request_id: {ids:?}");
     assert_eq!(d.sim.bindings("k-axb").await.len(), 1);
@@ -204,15 +177,7 @@ async fn ax_numbers_cool_down_before_reuse() {
     // Released, but cooling down for 60 s.
     let err = c.bind(in_021(2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "drivers".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("drivers").await;
     let a021 = stats.areas.iter().find(|a| a.area_code == "021").unwrap();
     assert_eq!((a021.total, a021.free, a021.cooling_down), (1, 0, 1));
     d.clock.advance(60_000);
@@ -380,14 +345,7 @@ async fn bindings_survive_a_restart_and_slots_stay_taken() {
     let b = c.bind(req).await.unwrap().into_inner();
     let d = d.restart().await;
     let mut c = d.bindings().await;
-    let got = c
-        .get_binding(pb::GetBindingRequest {
-            binding_id: b.binding_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get(&b.binding_id).await;
     assert_eq!(got, b);
     let mut again = bind("drivers", &party(2), None);
     again.area_code = "021".into();
@@ -462,15 +420,7 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
     assert_eq!(listed.numbers.len(), 2, "{listed:?}");
     // Added numbers persist across a restart.
     let d = d.restart().await;
-    let stats = d
-        .pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest {
-            app: "local".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = d.pool_stats("local").await;
     assert_eq!(stats.areas.iter().map(|a| a.total).sum::<u32>(), 2);
     d.stop().await;
 }

@@ -10,14 +10,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::platform::wire::*;
 use serde_json::json;
 use tonic::Code;
 use tonic::transport::Channel;
 use xpool::grpc::pb;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
-use xpool::platform::wire::*;
 
-use crate::common::*;
+use crate::support::*;
 
 /// The daemon's default grace (60 s) plus a second.
 const PAST_GRACE_MS: i64 = 61_000;
@@ -48,58 +48,156 @@ async fn reconcile(d: &Daemon, app: &str, dry_run: bool) -> pb::ReconcileReport 
         .into_inner()
 }
 
-/// The counts of a report, for exact comparison.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Counts {
-    xs_checked: u64,
-    orphans_adopted: u64,
-    orphans_released: u64,
-    ghosts_freed: u64,
-    fields_corrected: u64,
-    pending_resolved: u64,
-    numbers_removed: u64,
+/// The counts of a report (no app, mode, errors or times), for exact comparison.
+fn counts(r: &pb::ReconcileReport) -> pb::ReconcileReport {
+    pb::ReconcileReport {
+        app: String::new(),
+        dry_run: false,
+        errors: Vec::new(),
+        started_at: None,
+        finished_at: None,
+        ..r.clone()
+    }
 }
 
-fn counts(r: &pb::ReconcileReport) -> Counts {
-    Counts {
-        xs_checked: r.xs_checked,
-        orphans_adopted: r.orphans_adopted,
-        orphans_released: r.orphans_released,
-        ghosts_freed: r.ghosts_freed,
-        fields_corrected: r.fields_corrected,
-        pending_resolved: r.pending_resolved,
-        numbers_removed: r.numbers_removed,
-    }
+/// A report's counts: `xs_checked` and the named findings; the rest zero.
+macro_rules! counts {
+    ($xs:expr $(, $field:ident = $n:expr)* $(,)?) => {
+        pb::ReconcileReport { xs_checked: $xs, $($field: $n,)* ..Default::default() }
+    };
 }
 
 /// A clean run that found and changed nothing.
 #[track_caller]
 fn assert_clean(r: &pb::ReconcileReport, xs: u64) {
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(r),
-        Counts {
-            xs_checked: xs,
-            ..Default::default()
-        },
-        "a second run finds no difference"
+    assert_eq!(counts(r), counts!(xs), "a second run finds no difference");
+}
+
+/// The report has no errors and exactly these counts.
+#[track_caller]
+fn assert_report(r: &pb::ReconcileReport, want: &pb::ReconcileReport) {
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_eq!(&counts(r), want);
+}
+
+async fn assert_state(d: &Daemon, b: &pb::Binding, want: pb::BindingState) {
+    assert_eq!(d.get(&b.binding_id).await.state(), want, "{b:?}");
+}
+
+async fn assert_not_active(d: &Daemon, b: &pb::Binding) {
+    assert_ne!(
+        d.get(&b.binding_id).await.state(),
+        pb::BindingState::Active,
+        "{b:?}"
     );
 }
 
-async fn get(d: &Daemon, id: &str) -> pb::Binding {
-    d.bindings()
+/// An AXB binding of A and B on X made on the platform behind the daemon's back.
+async fn orphan_axb(d: &Daemon, a: u32, b: u32, x: &str) {
+    d.sim
+        .client("k-axb")
+        .axb_bind(&AxbBindRequest {
+            caller_num: party(a),
+            callee_num: party(b),
+            relation_num: Some(x.into()),
+            ..Default::default()
+        })
         .await
-        .get_binding(pb::GetBindingRequest {
-            binding_id: id.into(),
+        .unwrap();
+}
+
+/// Binds A and B on X of the AXB app.
+async fn bind_axb(d: &Daemon, a: u32, b: u32, x: &str) -> pb::Binding {
+    d.bind_ok(pinned("rides", &party(a), Some(&party(b)), x))
+        .await
+}
+
+/// Unbinds an AXB binding on the platform behind the daemon's back.
+async fn unbind_axb_behind(d: &Daemon, b: &pb::Binding) {
+    d.sim
+        .client("k-axb")
+        .axb_unbind(&AxbUnbind::Subscription(b.subscription_id.clone()))
+        .await
+        .unwrap();
+}
+
+/// Gives an AXB binding callee B on the platform behind the daemon's back.
+async fn modify_axb_behind(d: &Daemon, binding: &pb::Binding, b: u32) {
+    d.sim
+        .client("k-axb")
+        .axb_modify(&AxbModifyRequest {
+            subscription_id: binding.subscription_id.clone(),
+            callee_num: Some(party(b)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// An AXE binding of A on X with extension `ext`, made behind the daemon's back.
+async fn orphan_axe(d: &Daemon, a: u32, x: &str, ext: &str) {
+    d.sim
+        .client("k-axe")
+        .axe_bind(&AxeBindRequest {
+            bind_num: party(a),
+            virtual_num: Some(x.into()),
+            extend_num: Some(ext.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// An AXYB AX relation of A in `area` made on the platform behind the daemon's back.
+async fn orphan_axyb_ax(d: &Daemon, a: u32, area: &str) -> AxybBindResponse {
+    d.sim
+        .client("k-axyb")
+        .axyb_bind_ax(&AxybAxRequest {
+            orig_num: party(a),
+            area_code: Some(area.into()),
+            area_match_mode: Some(AreaMatch::Strict),
+            duration: Some(0),
             ..Default::default()
         })
         .await
         .unwrap()
-        .into_inner()
 }
 
-async fn bind_ok(d: &Daemon, req: pb::BindRequest) -> pb::Binding {
-    d.bindings().await.bind(req).await.unwrap().into_inner()
+/// A YB relation of B under the AX relation `ax`, behind the daemon's back.
+async fn orphan_axyb_yb(d: &Daemon, ax: &AxybBindResponse, b: u32) {
+    d.sim
+        .client("k-axyb")
+        .axyb_bind_yb(&AxybYbRequest {
+            orig_num: party(b),
+            subscription_id: ax.subscription_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Lets the 600 s deadlines pass on both sides (and ghosts age past the grace), reconciles
+/// `app`, and checks that the report counts `want`, local state equals the platform's, `keep`
+/// is ACTIVE, each of `gone` is not, and a second run is clean.
+async fn expire_and_repair(
+    d: &Daemon,
+    (app, key): (&str, &str),
+    want: pb::ReconcileReport,
+    keep: &pb::Binding,
+    gone: [&pb::Binding; 2],
+) -> pb::ReconcileReport {
+    d.sim.advance_clock(600).await;
+    d.clock.advance(PAST_GRACE_MS);
+    let r = reconcile(d, app, false).await;
+    assert_report(&r, &want);
+    assert_local_equals_sim(d, app, key).await;
+    assert_state(d, keep, pb::BindingState::Active).await;
+    for b in gone {
+        assert_not_active(d, b).await;
+    }
+    assert_clean(&reconcile(d, app, false).await, want.xs_checked);
+    r
 }
 
 fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
@@ -165,72 +263,40 @@ async fn local_active(d: &Daemon, app: &str) -> BTreeSet<(String, String, String
 #[tokio::test]
 async fn axb_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
-    let sim = d.sim.client("k-axb");
     // Known to both sides.
-    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let ghost = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
-    let modified = bind_ok(&d, pinned("rides", &party(5), Some(&party(6)), AXB_X[0])).await;
+    let keep = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let ghost = bind_axb(&d, 3, 4, AXB_X[1]).await;
+    let modified = bind_axb(&d, 5, 6, AXB_X[0]).await;
     let mut expiring = pinned("rides", &party(7), Some(&party(8)), AXB_X[2]);
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
     // Behind the daemon's back: two orphans, one unbind, one modify, one expiry.
     for (a, b, x) in [(11, 12, AXB_X[0]), (13, 14, AXB_X[3])] {
-        sim.axb_bind(&AxbBindRequest {
-            caller_num: party(a),
-            callee_num: party(b),
-            relation_num: Some(x.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        orphan_axb(&d, a, b, x).await;
     }
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
-    sim.axb_modify(&AxbModifyRequest {
-        subscription_id: modified.subscription_id.clone(),
-        callee_num: Some(party(15)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    d.sim.advance_clock(600).await;
-    d.clock.advance(PAST_GRACE_MS);
-
-    let r = reconcile(&d, "rides", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    unbind_axb_behind(&d, &ghost).await;
+    modify_axb_behind(&d, &modified, 15).await;
+    let r = expire_and_repair(
+        &d,
+        ("rides", "k-axb"),
+        counts!(
+            4,
+            orphans_adopted = 2,
+            ghosts_freed = 2,
+            fields_corrected = 1
+        ),
+        &keep,
+        [&ghost, &expiring],
+    )
+    .await;
     assert!(!r.dry_run);
     assert_eq!(r.app, "rides");
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            orphans_adopted: 2,
-            ghosts_freed: 2,
-            fields_corrected: 1,
-            ..Default::default()
-        }
-    );
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    assert_eq!(
-        get(&d, &keep.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Released
-    );
-    assert_ne!(
-        get(&d, &expiring.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    let fixed = get(&d, &modified.binding_id).await;
+    assert_state(&d, &ghost, pb::BindingState::Released).await;
+    let fixed = d.get(&modified.binding_id).await;
     assert_eq!(fixed.state(), pb::BindingState::Active);
     assert_eq!(fixed.party_b, party(15), "the platform's callee wins");
-
-    assert_clean(&reconcile(&d, "rides", false).await, 4);
 
     // The adopted bindings hold their slots: their parties cannot be put on their Xs again.
     assert_refused_locally(
@@ -252,9 +318,9 @@ async fn axb_drift_is_counted_and_repaired() {
         pinned("rides", &party(15), Some(&party(22)), AXB_X[0]),
     )
     .await;
-    bind_ok(&d, pinned("rides", &party(6), Some(&party(23)), AXB_X[0])).await;
+    bind_axb(&d, 6, 23, AXB_X[0]).await;
     // The ghost's slot is free again.
-    bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
+    bind_axb(&d, 3, 4, AXB_X[1]).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
 }
@@ -263,8 +329,8 @@ async fn axb_drift_is_counted_and_repaired() {
 async fn ax_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-ax");
-    let ghost = bind_ok(&d, in_area("drivers", &party(1), None, "010")).await;
-    let keep = bind_ok(&d, in_area("drivers", &party(2), None, "010")).await;
+    let ghost = d.bind_ok(in_area("drivers", &party(1), None, "010")).await;
+    let keep = d.bind_ok(in_area("drivers", &party(2), None, "010")).await;
     assert_ne!(ghost.x_number, keep.x_number);
     // 021's only X is taken behind the daemon's back; one of the 010 bindings is unbound.
     sim.ax_bind(&AxBindRequest {
@@ -280,25 +346,10 @@ async fn ax_drift_is_counted_and_repaired() {
     d.clock.advance(PAST_GRACE_MS);
 
     let r = reconcile(&d, "drivers", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 3,
-            orphans_adopted: 1,
-            ghosts_freed: 1,
-            ..Default::default()
-        }
-    );
+    assert_report(&r, &counts!(3, orphans_adopted = 1, ghosts_freed = 1));
     assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    assert_ne!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_eq!(
-        get(&d, &keep.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_not_active(&d, &ghost).await;
+    assert_state(&d, &keep, pb::BindingState::Active).await;
     assert_clean(&reconcile(&d, "drivers", false).await, 3);
 
     // The adopted X is held: nothing is free in 021.
@@ -319,51 +370,25 @@ async fn axe_drift_is_counted_and_repaired() {
     let sim = d.sim.client("k-axe");
     let x1 = "+8617200000001";
     let x2 = "+8617200000002";
-    let ghost = bind_ok(&d, pinned("stores", &party(1), None, x1)).await;
-    let keep = bind_ok(&d, pinned("stores", &party(2), None, x1)).await;
+    let ghost = d.bind_ok(pinned("stores", &party(1), None, x1)).await;
+    let keep = d.bind_ok(pinned("stores", &party(2), None, x1)).await;
     let mut expiring = pinned("stores", &party(3), None, x2);
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "stores", "k-axe").await;
 
-    sim.axe_bind(&AxeBindRequest {
-        bind_num: party(4),
-        virtual_num: Some(x2.into()),
-        extend_num: Some("42".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    orphan_axe(&d, 4, x2, "42").await;
     sim.axe_unbind(&AxeSelector::Subscription(ghost.subscription_id.clone()))
         .await
         .unwrap();
-    d.sim.advance_clock(600).await;
-    d.clock.advance(PAST_GRACE_MS);
-
-    let r = reconcile(&d, "stores", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 2,
-            orphans_adopted: 1,
-            ghosts_freed: 2,
-            ..Default::default()
-        }
-    );
-    assert_local_equals_sim(&d, "stores", "k-axe").await;
-    assert_eq!(
-        get(&d, &keep.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_ne!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_ne!(
-        get(&d, &expiring.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    expire_and_repair(
+        &d,
+        ("stores", "k-axe"),
+        counts!(2, orphans_adopted = 1, ghosts_freed = 2),
+        &keep,
+        [&ghost, &expiring],
+    )
+    .await;
     let adopted: Vec<_> = d
         .list("stores", pb::BindingState::Active)
         .await
@@ -375,7 +400,6 @@ async fn axe_drift_is_counted_and_repaired() {
         (adopted[0].x_number.as_str(), adopted[0].extension.as_str()),
         (x2, "42")
     );
-    assert_clean(&reconcile(&d, "stores", false).await, 2);
 
     // The adopted extension is held.
     let mut req = pinned("stores", &party(5), None, x2);
@@ -388,32 +412,21 @@ async fn axe_drift_is_counted_and_repaired() {
 async fn axyb_drift_is_counted_and_repaired() {
     let d = Daemon::start().await;
     let sim = d.sim.client("k-axyb");
-    let keep = bind_ok(&d, in_area("chat", &party(1), Some(&party(2)), "010")).await;
-    let ghost = bind_ok(&d, in_area("chat", &party(3), Some(&party(4)), "021")).await;
+    let keep = d
+        .bind_ok(in_area("chat", &party(1), Some(&party(2)), "010"))
+        .await;
+    let ghost = d
+        .bind_ok(in_area("chat", &party(3), Some(&party(4)), "021"))
+        .await;
     let mut expiring = in_area("chat", &party(5), Some(&party(6)), "010");
     expiring.ttl_seconds = 600;
-    let expiring = bind_ok(&d, expiring).await;
+    let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
 
     // An orphan AX + YB on the other 021 X; the 021 binding unbound; the 010 one expires.
-    let ax = sim
-        .axyb_bind_ax(&AxybAxRequest {
-            orig_num: party(7),
-            area_code: Some("021".into()),
-            area_match_mode: Some(AreaMatch::Strict),
-            duration: Some(0),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let ax = orphan_axyb_ax(&d, 7, "021").await;
     assert_ne!(ax.relation_number, ghost.x_number);
-    sim.axyb_bind_yb(&AxybYbRequest {
-        orig_num: party(8),
-        subscription_id: ax.subscription_id.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    orphan_axyb_yb(&d, &ax, 8).await;
     sim.axyb_unbind(&AxybUnbind {
         subscription_id: ghost.subscription_id.clone(),
         y_num: None,
@@ -421,37 +434,19 @@ async fn axyb_drift_is_counted_and_repaired() {
     })
     .await
     .unwrap();
-    d.sim.advance_clock(600).await;
-    d.clock.advance(PAST_GRACE_MS);
-
-    let r = reconcile(&d, "chat", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            orphans_adopted: 1,
-            ghosts_freed: 2,
-            ..Default::default()
-        }
-    );
-    assert_local_equals_sim(&d, "chat", "k-axyb").await;
-    assert_eq!(
-        get(&d, &keep.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_ne!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_ne!(
-        get(&d, &expiring.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_clean(&reconcile(&d, "chat", false).await, 4);
+    expire_and_repair(
+        &d,
+        ("chat", "k-axyb"),
+        counts!(4, orphans_adopted = 1, ghosts_freed = 2),
+        &keep,
+        [&ghost, &expiring],
+    )
+    .await;
 
     // 021: the freed X serves one more binding; then the adopted X is held, so none is left.
-    let next = bind_ok(&d, in_area("chat", &party(9), Some(&party(10)), "021")).await;
+    let next = d
+        .bind_ok(in_area("chat", &party(9), Some(&party(10)), "021"))
+        .await;
     assert_eq!(next.x_number, ghost.x_number);
     let err = assert_refused_locally(
         &d,
@@ -469,37 +464,13 @@ async fn axyb_drift_is_counted_and_repaired() {
 #[tokio::test]
 async fn an_axyb_orphan_with_two_yb_relations_is_adopted_whole() {
     let d = Daemon::start().await;
-    let sim = d.sim.client("k-axyb");
-    let ax = sim
-        .axyb_bind_ax(&AxybAxRequest {
-            orig_num: party(1),
-            area_code: Some("010".into()),
-            area_match_mode: Some(AreaMatch::Strict),
-            duration: Some(0),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let ax = orphan_axyb_ax(&d, 1, "010").await;
     for b in [2, 3] {
-        sim.axyb_bind_yb(&AxybYbRequest {
-            orig_num: party(b),
-            subscription_id: ax.subscription_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        orphan_axyb_yb(&d, &ax, b).await;
     }
     assert_eq!(d.sim.bindings("k-axyb").await.len(), 2);
     let r = reconcile(&d, "chat", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            orphans_adopted: 2,
-            ..Default::default()
-        }
-    );
+    assert_report(&r, &counts!(4, orphans_adopted = 2));
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
     let again = reconcile(&d, "chat", false).await;
     assert_clean(&again, 4);
@@ -518,46 +489,14 @@ async fn an_axyb_orphan_with_two_yb_relations_is_adopted_whole() {
 #[tokio::test]
 async fn a_run_over_all_apps_covers_every_platform_app() {
     let d = Daemon::start().await;
-    d.sim
-        .client("k-axb")
-        .axb_bind(&AxbBindRequest {
-            caller_num: party(1),
-            callee_num: party(2),
-            relation_num: Some(AXB_X[1].into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    d.sim
-        .client("k-axe")
-        .axe_bind(&AxeBindRequest {
-            bind_num: party(3),
-            virtual_num: Some("+8617200000001".into()),
-            extend_num: Some("05".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    orphan_axb(&d, 1, 2, AXB_X[1]).await;
+    orphan_axe(&d, 3, "+8617200000001", "05").await;
     let r = reconcile(&d, "", false).await;
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     assert_eq!(r.app, "");
     // 4 AXB + 3 AX + 2 AXE + 4 AXYB numbers; the X-mode app has no platform.
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 13,
-            orphans_adopted: 2,
-            ..Default::default()
-        }
-    );
-    for (app, key) in [
-        ("rides", "k-axb"),
-        ("drivers", "k-ax"),
-        ("stores", "k-axe"),
-        ("chat", "k-axyb"),
-    ] {
-        assert_local_equals_sim(&d, app, key).await;
-    }
+    assert_report(&r, &counts!(13, orphans_adopted = 2));
+    assert_all_local_equals_sim(&d).await;
     assert_clean(&reconcile(&d, "", false).await, 13);
     d.stop().await;
 }
@@ -568,38 +507,21 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
 #[tokio::test]
 async fn a_dry_run_counts_without_changing_anything() {
     let d = Daemon::start().await;
-    let sim = d.sim.client("k-axb");
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let modified = bind_ok(&d, pinned("rides", &party(3), Some(&party(4)), AXB_X[1])).await;
-    sim.axb_bind(&AxbBindRequest {
-        caller_num: party(5),
-        callee_num: party(6),
-        relation_num: Some(AXB_X[2].into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
-    sim.axb_modify(&AxbModifyRequest {
-        subscription_id: modified.subscription_id.clone(),
-        callee_num: Some(party(7)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let modified = bind_axb(&d, 3, 4, AXB_X[1]).await;
+    orphan_axb(&d, 5, 6, AXB_X[2]).await;
+    unbind_axb_behind(&d, &ghost).await;
+    modify_axb_behind(&d, &modified, 7).await;
     d.clock.advance(PAST_GRACE_MS);
     let local_before = local_active(&d, "rides").await;
     let sim_before = d.sim.bindings("k-axb").await;
 
-    let expected = Counts {
-        xs_checked: 4,
-        orphans_adopted: 1,
-        ghosts_freed: 1,
-        fields_corrected: 1,
-        ..Default::default()
-    };
+    let expected = counts!(
+        4,
+        orphans_adopted = 1,
+        ghosts_freed = 1,
+        fields_corrected = 1
+    );
     for _ in 0..2 {
         let dry = reconcile(&d, "rides", true).await;
         assert!(dry.dry_run);
@@ -616,11 +538,8 @@ async fn a_dry_run_counts_without_changing_anything() {
             "a dry run changed the platform"
         );
     }
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
-    assert_eq!(get(&d, &modified.binding_id).await.party_b, party(4));
+    assert_state(&d, &ghost, pb::BindingState::Active).await;
+    assert_eq!(d.get(&modified.binding_id).await.party_b, party(4));
 
     let real = reconcile(&d, "rides", false).await;
     assert!(!real.dry_run);
@@ -633,19 +552,11 @@ async fn a_dry_run_counts_without_changing_anything() {
 
 #[tokio::test]
 async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
-    let config = format!("{DAEMON_CONFIG}\n[reconcile]\norphan_policy = \"release\"\n");
-    let d = Daemon::start_with(SIM_CONFIG, &config).await;
-    let keep = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let sim = d.sim.client("k-axb");
+    let setup = Setup::standard().daemon_section("[reconcile]\norphan_policy = \"release\"\n");
+    let d = Daemon::start_with(setup).await;
+    let keep = bind_axb(&d, 1, 2, AXB_X[0]).await;
     for (a, b, x) in [(3, 4, AXB_X[0]), (5, 6, AXB_X[1]), (7, 8, AXB_X[3])] {
-        sim.axb_bind(&AxbBindRequest {
-            caller_num: party(a),
-            callee_num: party(b),
-            relation_num: Some(x.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        orphan_axb(&d, a, b, x).await;
     }
     let ax = d.sim.client("k-ax");
     ax.ax_bind(&AxBindRequest {
@@ -665,15 +576,7 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     );
 
     let r = reconcile(&d, "rides", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            orphans_released: 3,
-            ..Default::default()
-        }
-    );
+    assert_report(&r, &counts!(4, orphans_released = 3));
     assert_eq!(
         sim_subscriptions(&d, "k-axb").await,
         BTreeSet::from([keep.subscription_id.clone()]),
@@ -683,14 +586,7 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     assert_eq!(d.list("rides", pb::BindingState::Active).await.len(), 1);
 
     let r = reconcile(&d, "drivers", false).await;
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 3,
-            orphans_released: 1,
-            ..Default::default()
-        }
-    );
+    assert_report(&r, &counts!(3, orphans_released = 1));
     assert!(d.sim.bindings("k-ax").await.is_empty());
     assert_local_equals_sim(&d, "drivers", "k-ax").await;
     assert_clean(&reconcile(&d, "rides", false).await, 4);
@@ -700,50 +596,23 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
 #[tokio::test]
 async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let d = Daemon::start().await;
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    d.sim
-        .client("k-axb")
-        .axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    unbind_axb_behind(&d, &ghost).await;
     // 30 s old (the platform's clock moving does not age it: the daemon's clock counts).
     d.sim.advance_clock(3600).await;
     d.clock.advance(30_000);
     let r = reconcile(&d, "rides", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_report(&r, &counts!(4));
+    assert_state(&d, &ghost, pb::BindingState::Active).await;
     // 59 s: still inside.
     d.clock.advance(29_000);
     assert_eq!(reconcile(&d, "rides", false).await.ghosts_freed, 0);
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_state(&d, &ghost, pb::BindingState::Active).await;
     // 61 s: freed.
     d.clock.advance(2_000);
     let r = reconcile(&d, "rides", false).await;
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            ghosts_freed: 1,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Released
-    );
+    assert_report(&r, &counts!(4, ghosts_freed = 1));
+    assert_state(&d, &ghost, pb::BindingState::Released).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     d.stop().await;
 }
@@ -753,19 +622,11 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
 
 /// Binds on the same Xs run while reconciliations of those Xs run back to back; with
 /// `grace_seconds` as given. Afterwards every acknowledged binding is ACTIVE and on the platform.
-async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
-    let d = Daemon::start_with(SIM_CONFIG, daemon_config).await;
+async fn binds_survive_concurrent_reconciles(setup: Setup) {
+    let d = Daemon::start_with(setup).await;
     // Some drift for the reconciler to act on while the binds run.
-    let sim = d.sim.client("k-axb");
     for i in 0..4u32 {
-        sim.axb_bind(&AxbBindRequest {
-            caller_num: party(100_000 + 2 * i),
-            callee_num: party(100_001 + 2 * i),
-            relation_num: Some(AXB_X[i as usize].into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        orphan_axb(&d, 100_000 + 2 * i, 100_001 + 2 * i, AXB_X[i as usize]).await;
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut binders = Vec::new();
@@ -793,18 +654,10 @@ async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
             (acked, failed)
         }));
     }
-    let mut rc = reconciler(&d).await;
     let mut runs = 0;
     let mut freed = 0;
     while Instant::now() < deadline {
-        let r = rc
-            .reconcile(pb::ReconcileRequest {
-                app: "rides".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = reconcile(&d, "rides", false).await;
         assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
         freed += r.ghosts_freed;
         runs += 1;
@@ -844,7 +697,7 @@ async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
     );
     let on_sim = sim_subscriptions(&d, "k-axb").await;
     for b in &acked {
-        let now = get(&d, &b.binding_id).await;
+        let now = d.get(&b.binding_id).await;
         assert_eq!(
             now.state(),
             pb::BindingState::Active,
@@ -878,37 +731,30 @@ async fn binds_survive_concurrent_reconciles(daemon_config: &str) {
 
 #[tokio::test]
 async fn a_binding_created_during_a_reconcile_of_its_x_survives_it() {
-    binds_survive_concurrent_reconciles(DAEMON_CONFIG).await;
+    binds_survive_concurrent_reconciles(Setup::standard()).await;
 }
 
 /// Without a grace window only the second query protects a young binding.
 #[tokio::test]
 async fn a_binding_created_during_a_reconcile_survives_even_without_grace() {
-    let config = format!("{DAEMON_CONFIG}\n[reconcile]\ngrace_seconds = 0\n");
-    binds_survive_concurrent_reconciles(&config).await;
+    let config = Setup::standard().daemon_section("[reconcile]\ngrace_seconds = 0\n");
+    binds_survive_concurrent_reconciles(config).await;
 }
 
 // ----------------------------------------------------------------------------------------------
 // Numbers the platform took away
 
 async fn total_numbers(d: &Daemon, app: &str) -> u32 {
-    d.pool()
-        .await
-        .get_pool_stats(pb::GetPoolStatsRequest { app: app.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .areas
-        .iter()
-        .map(|a| a.total)
-        .sum()
+    d.pool_stats(app).await.areas.iter().map(|a| a.total).sum()
 }
 
 async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: u32) {
     let d = Daemon::start().await;
     // AXB needs a B; the other modes take none.
     let b_of = |i: u32| (app == "rides").then(|| party(i));
-    let b = bind_ok(&d, pinned(app, &party(1), b_of(2).as_deref(), x)).await;
+    let b = d
+        .bind_ok(pinned(app, &party(1), b_of(2).as_deref(), x))
+        .await;
     assert_eq!(total_numbers(&d, app).await, total);
     d.sim
         .control_post("/sim/numbers", json!({"app_key": app_key, "remove": [x]}))
@@ -919,17 +765,10 @@ async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, t
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     assert_eq!(
         counts(&r),
-        Counts {
-            xs_checked: xs,
-            numbers_removed: 1,
-            ..Default::default()
-        },
+        counts!(xs, numbers_removed = 1),
         "{app}: the removed number {x} is reported"
     );
-    assert_ne!(
-        get(&d, &b.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_not_active(&d, &b).await;
     assert_local_equals_sim(&d, app, app_key).await;
     assert_eq!(
         total_numbers(&d, app).await,
@@ -966,25 +805,16 @@ async fn an_axe_number_removed_on_the_platform_is_retired() {
 async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused() {
     let d = Daemon::start().await;
     let x = AXB_X[1];
-    let b = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), x)).await;
+    let b = d
+        .bind_ok(pinned("rides", &party(1), Some(&party(2)), x))
+        .await;
     d.sim
         .control_post("/sim/numbers", json!({"app_key": "k-axb", "remove": [x]}))
         .await;
     d.clock.advance(PAST_GRACE_MS);
     let r = reconcile(&d, "rides", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
-    assert_eq!(
-        counts(&r),
-        Counts {
-            xs_checked: 4,
-            ghosts_freed: 1,
-            ..Default::default()
-        }
-    );
-    assert_ne!(
-        get(&d, &b.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_report(&r, &counts!(4, ghosts_freed = 1));
+    assert_not_active(&d, &b).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
     let err = d
@@ -1030,16 +860,7 @@ async fn get_reconcile_status_shows_the_last_report() {
         status.running.is_none() && status.last.is_none(),
         "{status:?}"
     );
-    d.sim
-        .client("k-axe")
-        .axe_bind(&AxeBindRequest {
-            bind_num: party(1),
-            virtual_num: Some("+8617200000001".into()),
-            extend_num: Some("11".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    orphan_axe(&d, 1, "+8617200000001", "11").await;
     let r = reconcile(&d, "stores", false).await;
     assert_eq!(r.orphans_adopted, 1);
     assert!(r.started_at.is_some() && r.finished_at.is_some());
@@ -1113,7 +934,8 @@ struct Run {
     stderr: String,
 }
 
-async fn xpool_reconcile(args: &[&str]) -> Run {
+/// Runs `xpool reconcile ARGS`, which must exit with `code`.
+async fn xpool_reconcile(args: &[&str], code: i32) -> Run {
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_xpool"))
@@ -1125,11 +947,17 @@ async fn xpool_reconcile(args: &[&str]) -> Run {
     })
     .await
     .unwrap();
-    Run {
+    let run = Run {
         code: out.status.code().expect("exited with a code"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    };
+    assert_eq!(
+        run.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
 }
 
 /// The number printed on the report line `what`.
@@ -1145,23 +973,13 @@ fn line_count(stdout: &str, what: &str) -> u64 {
 #[tokio::test]
 async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     let d = Daemon::start().await;
-    let ghost = bind_ok(&d, pinned("rides", &party(1), Some(&party(2)), AXB_X[0])).await;
-    let sim = d.sim.client("k-axb");
-    sim.axb_bind(&AxbBindRequest {
-        caller_num: party(3),
-        callee_num: party(4),
-        relation_num: Some(AXB_X[1].into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    sim.axb_unbind(&AxbUnbind::Subscription(ghost.subscription_id.clone()))
-        .await
-        .unwrap();
+    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    orphan_axb(&d, 3, 4, AXB_X[1]).await;
+    unbind_axb_behind(&d, &ghost).await;
     d.clock.advance(PAST_GRACE_MS);
 
     // Dry run, only two numbers.
-    let run = xpool_reconcile(&[
+    let args = &[
         "--server",
         &d.addr,
         "--app",
@@ -1171,13 +989,8 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
         "--number",
         AXB_X[1],
         "--dry-run",
-    ])
-    .await;
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    ];
+    let run = xpool_reconcile(args, 0).await;
     assert!(
         run.stdout.contains("reconciliation of rides (dry run"),
         "{}",
@@ -1186,18 +999,10 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     assert_eq!(line_count(&run.stdout, "numbers checked"), 2);
     assert_eq!(line_count(&run.stdout, "orphans adopted"), 1);
     assert_eq!(line_count(&run.stdout, "ghosts freed"), 1);
-    assert_eq!(
-        get(&d, &ghost.binding_id).await.state(),
-        pb::BindingState::Active
-    );
+    assert_state(&d, &ghost, pb::BindingState::Active).await;
 
     // The real thing.
-    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"], 0).await;
     assert!(
         run.stdout.contains("reconciliation of rides\n"),
         "{}",
@@ -1218,12 +1023,7 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
     // All apps: clean.
-    let run = xpool_reconcile(&["--server", &d.addr]).await;
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = xpool_reconcile(&["--server", &d.addr], 0).await;
     assert!(
         run.stdout.contains("reconciliation of all apps"),
         "{}",
@@ -1233,41 +1033,21 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     assert_eq!(line_count(&run.stdout, "errors"), 0);
 
     // The daemon cannot be asked: 2.
-    let run = xpool_reconcile(&["--server", &d.addr, "--app", "nope"]).await;
-    assert_eq!(
-        run.code, 2,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "nope"], 2).await;
     assert!(run.stderr.contains("nope"), "{}", run.stderr);
-    let run = xpool_reconcile(&["--server", "http://127.0.0.1:1", "--app", "rides"]).await;
-    assert_eq!(
-        run.code, 2,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = xpool_reconcile(&["--server", "http://127.0.0.1:1", "--app", "rides"], 2).await;
     assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
 
     // The platform failing: the run has errors, 1.
     d.sim
         .faults(json!({"app_key": "k-axb", "error_rate": 1.0}))
         .await;
-    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
-    assert_eq!(
-        run.code, 1,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"], 1).await;
     assert!(line_count(&run.stdout, "errors") > 0, "{}", run.stdout);
     assert_eq!(line_count(&run.stdout, "ghosts freed"), 0);
     // The failed run changed nothing; with the platform back, a run is clean again.
     d.sim.faults(json!({"app_key": "k-axb"})).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
-    let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"]).await;
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    xpool_reconcile(&["--server", &d.addr, "--app", "rides"], 0).await;
     d.stop().await;
 }

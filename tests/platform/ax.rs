@@ -1,7 +1,7 @@
 //! AX (binding-api.md §2.2, §4.3).
 
-use xpool::platform::codes;
-use xpool::platform::wire::*;
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;
@@ -125,8 +125,11 @@ async fn an_x_holds_one_a() {
     let sim = Sim::start().await;
     let c = sim.client("k-ax");
     c.ax_bind(&on(A1, X[0])).await.unwrap();
-    let e = expect_code(c.ax_bind(&on(A2, X[0])).await, codes::AX_NUMBER_ALLOCATED);
-    assert_eq!(e.class(), ErrorClass::Taken);
+    expect_refusal(
+        c.ax_bind(&on(A2, X[0])).await,
+        codes::AX_NUMBER_ALLOCATED,
+        ErrorClass::Taken,
+    );
 }
 
 #[tokio::test]
@@ -136,8 +139,11 @@ async fn an_a_holds_at_most_five_xs() {
     for x in &X[..5] {
         c.ax_bind(&on(A1, x)).await.unwrap();
     }
-    let e = expect_code(c.ax_bind(&on(A1, X[5])).await, codes::AX_TOO_MANY_NUMBERS);
-    assert_eq!(e.class(), ErrorClass::PartyLimit);
+    expect_refusal(
+        c.ax_bind(&on(A1, X[5])).await,
+        codes::AX_TOO_MANY_NUMBERS,
+        ErrorClass::PartyLimit,
+    );
     // Moving a sixth X to A by modify is refused the same way.
     let other = c.ax_bind(&on(A2, X[5])).await.unwrap();
     let modify = AxModifyRequest {
@@ -160,11 +166,11 @@ async fn an_a_holds_at_most_five_xs() {
 async fn foreign_numbers_are_refused() {
     let sim = Sim::start().await;
     let c = sim.client("k-ax");
-    let e = expect_code(
+    expect_refusal(
         c.ax_bind(&on(A1, "+8617999999999")).await,
         codes::AX_ACCOUNT_NOT_EXIST,
+        ErrorClass::NumberUnusable,
     );
-    assert_eq!(e.class(), ErrorClass::NumberUnusable);
 }
 
 #[tokio::test]
@@ -177,11 +183,11 @@ async fn the_platform_picks_an_idle_x_in_the_area() {
     got.sort();
     assert_eq!(got, [X[0], X[1]]);
     // 010 is full: strict fails with 1011002, non-strict goes elsewhere.
-    let e = expect_code(
+    expect_refusal(
         c.ax_bind(&in_area(A3, "010")).await,
         codes::AX_INSUFFICIENT_NUMBERS,
+        ErrorClass::Exhausted,
     );
-    assert_eq!(e.class(), ErrorClass::Exhausted);
     let loose = AxBindRequest {
         area_match_mode: Some(AreaMatch::Loose),
         ..in_area(A3, "010")

@@ -1,7 +1,7 @@
 //! AXYB (binding-api.md §2.4, §4.5).
 
-use xpool::platform::codes;
-use xpool::platform::wire::*;
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use xpool::upstream::ErrorClass;
 
 use crate::common::*;
@@ -88,8 +88,11 @@ async fn ax_step_yb_step_query_unbind_round_trip() {
     };
     c.axyb_unbind(&all).await.unwrap();
     assert!(sim.bindings("k-axyb").await.is_empty());
-    let e = expect_code(c.axyb_unbind(&all).await, codes::RECORD_NOT_EXIST);
-    assert_eq!(e.class(), ErrorClass::NotFound);
+    expect_refusal(
+        c.axyb_unbind(&all).await,
+        codes::RECORD_NOT_EXIST,
+        ErrorClass::NotFound,
+    );
     expect_code(
         c.axyb_query(&AxybQuery::Subscription(x.subscription_id))
             .await,
@@ -111,11 +114,11 @@ async fn unbinding_the_ax_removes_its_ybs_and_b_selects_one_yb() {
         codes::NUMBER_ALREADY_BOUND,
     );
     // Both Ys are in use by this AX, and X itself cannot be its Y: no Y left.
-    let e = expect_code(
+    expect_refusal(
         c.axyb_bind_yb(&yb(A4, &x.subscription_id)).await,
         codes::INSUFFICIENT_NUMBERS,
+        ErrorClass::Exhausted,
     );
-    assert_eq!(e.class(), ErrorClass::Exhausted);
 
     let by_b = AxybUnbind {
         subscription_id: x.subscription_id.clone(),
@@ -138,24 +141,19 @@ async fn unbinding_the_ax_removes_its_ybs_and_b_selects_one_yb() {
 
 #[tokio::test]
 async fn x_holds_one_a_and_a_holds_at_most_five() {
-    let config = CONFIG.replace(
-        r#"  { number = "+8617300000003", area_code = "021" },"#,
-        r#"  { number = "+8617300000003", area_code = "021" },
-  { number = "+8617300000004", area_code = "021" },
-  { number = "+8617300000005", area_code = "021" },
-  { number = "+8617300000006", area_code = "021" },
-  { number = "+8617300000007", area_code = "021" },"#,
-    );
+    let config = Setup::platform().app("chat", |a| {
+        a.numbers(8617300000004, &["021", "021", "021", "021"])
+    });
     let sim = Sim::start_with(&config).await;
     let c = sim.client("k-axyb");
     // 010 has two numbers: two As get them, a third finds none (strict).
     c.axyb_bind_ax(&ax(A1, "010")).await.unwrap();
     c.axyb_bind_ax(&ax(A2, "010")).await.unwrap();
-    let e = expect_code(
+    expect_refusal(
         c.axyb_bind_ax(&ax(A3, "010")).await,
         codes::AX_INSUFFICIENT_NUMBERS,
+        ErrorClass::Exhausted,
     );
-    assert_eq!(e.class(), ErrorClass::Exhausted);
     // One A, five Xs at most.
     let loose = |a: &str| AxybAxRequest {
         area_match_mode: Some(AreaMatch::Loose),
@@ -211,10 +209,7 @@ async fn durations_out_of_range_are_invalid() {
 
 #[tokio::test]
 async fn a_y_carries_at_most_max_relations_per_y() {
-    let config = CONFIG.replace(
-        "app_key = \"k-axyb\"",
-        "app_key = \"k-axyb\"\nmax_relations_per_y = 1",
-    );
+    let config = Setup::platform().app("chat", |a| a.sim("max_relations_per_y", 1));
     let sim = Sim::start_with(&config).await;
     let c = sim.client("k-axyb");
     let first = c.axyb_bind_ax(&ax(A1, "021")).await.unwrap(); // X = N[2]

@@ -1,233 +1,10 @@
-//! A simulator on 127.0.0.1:0 for one test, and clients of its apps.
+//! What only the platform tests need on top of [`crate::support`]: result-code assertions and
+//! party numbers.
 
-use std::sync::Arc;
-use std::time::Duration;
+use serde_json::Value;
+use xpool::upstream::{ErrorClass, UpstreamError};
 
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use xpool::platform::auth::{self, Scheme};
-use xpool::upstream::{AppClient, AppSettings, ErrorClass, Secret, UpstreamError, http_client};
-use xpool_sim::{SimConfig, serve};
-
-/// The simulator config most tests use: one app per mode.
-pub const CONFIG: &str = r#"
-[[apps]]
-app_key = "k-axb"
-app_secret = "s-axb"
-mode = "AXB"
-max_bindings_per_x = 3
-numbers = [
-  { number = "+8617000000001", area_code = "010" },
-  { number = "+8617000000002", area_code = "010" },
-  { number = "+8617000000003", area_code = "021" },
-  { number = "+8617000000009", area_code = "0755", blacklisted = true },
-]
-
-[[apps]]
-app_key = "k-ax"
-app_secret = "s-ax"
-mode = "AX"
-numbers = [
-  { number = "+8617100000001", area_code = "010" },
-  { number = "+8617100000002", area_code = "010" },
-  { number = "+8617100000003", area_code = "021" },
-  { number = "+8617100000004", area_code = "021" },
-  { number = "+8617100000005", area_code = "021" },
-  { number = "+8617100000006", area_code = "0755" },
-]
-
-[[apps]]
-app_key = "k-axe"
-app_secret = "s-axe"
-mode = "AXE"
-extension_digits = 1
-numbers = [
-  { number = "+8617200000001", area_code = "010" },
-  { number = "+8617200000002", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-axyb"
-app_secret = "s-axyb"
-mode = "AXYB"
-numbers = [
-  { number = "+8617300000001", area_code = "010" },
-  { number = "+8617300000002", area_code = "010" },
-  { number = "+8617300000003", area_code = "021" },
-]
-
-[[apps]]
-app_key = "k-frozen"
-app_secret = "s-frozen"
-mode = "AXB"
-frozen = true
-numbers = [ { number = "+8617400000001", area_code = "010" } ]
-
-[[apps]]
-app_key = "k-norec"
-app_secret = "s-norec"
-mode = "AXB"
-recording_enabled = false
-numbers = [ { number = "+8617500000001", area_code = "010" } ]
-
-[auth]
-max_failures = 5
-"#;
-
-/// A running simulator; it shuts down when dropped.
-pub struct Sim {
-    pub base_url: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Sim {
-    pub async fn start() -> Sim {
-        Sim::start_with(CONFIG).await
-    }
-
-    pub async fn start_with(config: &str) -> Sim {
-        let config = SimConfig::from_toml_str(config).expect("valid simulator config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(config, listener, shutdown.clone().cancelled_owned()));
-        Sim {
-            base_url,
-            http: http_client(),
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    /// Shuts the simulator down and waits until it has stopped.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("simulator stops promptly")
-                .unwrap()
-                .unwrap();
-        }
-    }
-
-    /// Settings for an app of [`CONFIG`], whose secret is the key with `s-` for `k-`.
-    pub fn settings(&self, app_key: &str) -> AppSettings {
-        let secret = app_key.replacen("k-", "s-", 1);
-        let mut s = AppSettings::new(app_key, Secret::new(secret), &self.base_url);
-        s.timeout = Duration::from_secs(5);
-        s.rate_per_second = std::num::NonZeroU32::new(10_000).unwrap();
-        s.burst = s.rate_per_second;
-        s
-    }
-
-    pub fn client(&self, app_key: &str) -> Arc<AppClient> {
-        Arc::new(AppClient::new(self.settings(app_key), http_client()))
-    }
-
-    pub fn client_with(&self, settings: AppSettings) -> Arc<AppClient> {
-        Arc::new(AppClient::new(settings, http_client()))
-    }
-
-    /// `GET /sim/bindings?app_key=…`: every live binding of the app.
-    pub async fn bindings(&self, app_key: &str) -> Vec<Value> {
-        let v: Value = self
-            .control_get(&format!("/sim/bindings?app_key={app_key}"))
-            .await;
-        v["bindings"].as_array().expect("bindings array").clone()
-    }
-
-    pub async fn advance_clock(&self, seconds: u64) {
-        self.control_post("/sim/clock", json!({ "advance_seconds": seconds }))
-            .await;
-    }
-
-    pub async fn faults(&self, body: Value) {
-        self.control_post("/sim/faults", body).await;
-    }
-
-    /// `GET /sim/stats`: requests that authenticated as the app, by result code.
-    pub async fn stats(&self, app_key: &str) -> Value {
-        self.control_get(&format!("/sim/stats?app_key={app_key}"))
-            .await
-    }
-
-    pub async fn requests(&self, app_key: &str) -> u64 {
-        self.stats(app_key).await["requests"]
-            .as_u64()
-            .expect("requests count")
-    }
-
-    pub async fn control_get(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    pub async fn control_post(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    /// A raw signed JSON request, for what the typed client never sends.
-    pub fn raw(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        app_key: &str,
-    ) -> reqwest::RequestBuilder {
-        self.signed(method, path_and_query, app_key)
-            .header("Content-Type", "application/json;charset=UTF-8")
-    }
-
-    /// A raw signed request without a content type.
-    pub fn signed(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-        app_key: &str,
-    ) -> reqwest::RequestBuilder {
-        let secret = app_key.replacen("k-", "s-", 1);
-        let nonce = auth::new_nonce();
-        let created = xpool::platform::time::format_created(time::OffsetDateTime::now_utc());
-        self.http
-            .request(method, format!("{}{path_and_query}", self.base_url))
-            .header("Authorization", Scheme::Aksk.authorization())
-            .header(
-                "X-AKSK",
-                auth::token(Scheme::Aksk, app_key, &secret, &nonce, &created),
-            )
-    }
-
-    pub fn unsigned(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-    ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path_and_query}", self.base_url))
-    }
-}
+pub use crate::support::{Setup, Sim};
 
 /// Asserts a platform error with this result code; returns it.
 #[track_caller]
@@ -239,6 +16,18 @@ pub fn expect_code<T: std::fmt::Debug>(
         Err(e) if e.code() == Some(code) => e,
         other => panic!("expected result code {code}, got {other:?}"),
     }
+}
+
+/// Asserts a platform error with this result code and this class; returns it.
+#[track_caller]
+pub fn expect_refusal<T: std::fmt::Debug>(
+    result: Result<T, UpstreamError>,
+    code: &str,
+    class: ErrorClass,
+) -> UpstreamError {
+    let e = expect_code(result, code);
+    assert_eq!(e.class(), class, "{e}");
+    e
 }
 
 #[track_caller]
@@ -265,6 +54,16 @@ pub async fn raw_result(resp: reqwest::Response) -> (u16, String, String) {
         code,
         v["resultdesc"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// A raw signed GET of `path_and_query` as `app_key`: status, result code and description.
+pub async fn raw_get(sim: &Sim, path_and_query: &str, app_key: &str) -> (u16, String, String) {
+    raw_send(sim.raw(reqwest::Method::GET, path_and_query, app_key)).await
+}
+
+/// Sends a raw request: status, result code and description.
+pub async fn raw_send(req: reqwest::RequestBuilder) -> (u16, String, String) {
+    raw_result(req.send().await.unwrap()).await
 }
 
 pub const A1: &str = "+8613800000001";

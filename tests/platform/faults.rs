@@ -3,9 +3,9 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::support::platform::codes;
+use crate::support::platform::wire::*;
 use serde_json::json;
-use xpool::platform::codes;
-use xpool::platform::wire::*;
 use xpool::upstream::{ErrorClass, UpstreamError};
 
 use crate::common::*;
@@ -135,7 +135,7 @@ async fn a_lost_response_leaves_a_committed_binding_to_be_found_by_query() {
 #[tokio::test]
 async fn the_request_rate_limit_answers_flow_control_and_the_limiter_stays_below_it() {
     let sim =
-        Sim::start_with(&CONFIG.replace("max_bindings_per_x = 3", "max_bindings_per_x = 5000"))
+        Sim::start_with(&Setup::platform().app("rides", |a| a.both("max_bindings_per_x", 5000)))
             .await;
     sim.faults(json!({"app_key": "k-axb", "rps_limit": 10}))
         .await;

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::support::platform::wire::*;
 use proptest::prelude::*;
-use xpool::platform::wire::*;
-use xpool::upstream::{AppClient, ErrorClass};
+use xpool::upstream::{AppClient, ErrorClass, UpstreamError};
 
 use crate::common::*;
 
@@ -149,10 +149,7 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
                 return;
             };
             let result = axb.axb_unbind(&AxbUnbind::Subscription(id.clone())).await;
-            match m.axb.remove(&id) {
-                Some(_) => result.expect("unbind of a live binding"),
-                None => assert_eq!(result.unwrap_err().class(), ErrorClass::NotFound),
-            }
+            expect_unbind(result, m.axb.remove(&id).is_some(), "AXB");
         }
         Op::AxbUnbindX { x } => {
             let x = AXB_X[x];
@@ -263,10 +260,7 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
                 return;
             };
             let result = axe.axe_unbind(&AxeSelector::Subscription(id.clone())).await;
-            match m.axe.remove(&id) {
-                Some(_) => result.expect("unbind of a live AXE binding"),
-                None => assert_eq!(result.unwrap_err().class(), ErrorClass::NotFound),
-            }
+            expect_unbind(result, m.axe.remove(&id).is_some(), "AXE");
         }
         Op::Advance { n } => {
             let secs = 60 * u64::from(n) + 7;
@@ -363,5 +357,15 @@ proptest! {
             }
             sim.stop().await;
         });
+    }
+}
+
+/// An unbind by subscription succeeds if the model had the binding, else answers not found.
+#[track_caller]
+fn expect_unbind<T: std::fmt::Debug>(result: Result<T, UpstreamError>, was_live: bool, mode: &str) {
+    if was_live {
+        result.unwrap_or_else(|e| panic!("unbind of a live {mode} binding: {e}"));
+    } else {
+        assert_eq!(result.unwrap_err().class(), ErrorClass::NotFound);
     }
 }

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
 mod common;
 
 mod auth;

@@ -1,0 +1,386 @@
+//! Bind: one bad field at a time, and the same requests without it.
+
+use tonic::Code;
+use xpool::grpc::pb;
+
+use super::*;
+
+/// (case, request, field): each request is a valid one with one thing wrong.
+fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
+    vec![
+        // Parties.
+        (
+            "party_a missing",
+            with(axb(), |r| r.party_a.clear()),
+            "party_a",
+        ),
+        (
+            "party_a without +",
+            with(axb(), |r| r.party_a = "8613900000001".into()),
+            "party_a",
+        ),
+        (
+            "party_a with letters",
+            with(axb(), |r| r.party_a = "+86139abc00001".into()),
+            "party_a",
+        ),
+        (
+            "party_a with a dash",
+            with(axb(), |r| r.party_a = "+86-13900000001".into()),
+            "party_a",
+        ),
+        (
+            "party_a too long (16 digits)",
+            with(axb(), |r| r.party_a = "+8613900000000123".into()),
+            "party_a",
+        ),
+        (
+            "party_a too short (7 digits)",
+            with(axb(), |r| r.party_a = "+8613900".into()),
+            "party_a",
+        ),
+        (
+            "party_a country code 0",
+            with(axb(), |r| r.party_a = "+0613900000001".into()),
+            "party_a",
+        ),
+        (
+            "party_a with a space for +",
+            with(axb(), |r| r.party_a = " 8613900000001".into()),
+            "party_a",
+        ),
+        (
+            "party_b same as party_a",
+            with(axb(), |r| r.party_b = r.party_a.clone()),
+            "party_b",
+        ),
+        (
+            "party_b same as party_a (AXYB)",
+            with(axyb(), |r| r.party_b = r.party_a.clone()),
+            "party_b",
+        ),
+        (
+            "party_b without +",
+            with(axb(), |r| r.party_b = "13900000002".into()),
+            "party_b",
+        ),
+        (
+            "party_b with letters",
+            with(axb(), |r| r.party_b = "+86139zz000002".into()),
+            "party_b",
+        ),
+        (
+            "party_b for AX",
+            with(ax(), |r| r.party_b = party(2)),
+            "party_b",
+        ),
+        (
+            "party_b for AXE",
+            with(axe(), |r| r.party_b = party(2)),
+            "party_b",
+        ),
+        (
+            "party_b missing for AXB",
+            with(axb(), |r| r.party_b.clear()),
+            "party_b",
+        ),
+        (
+            "party_b missing for AXYB",
+            with(axyb(), |r| r.party_b.clear()),
+            "party_b",
+        ),
+        (
+            "party_b missing for X",
+            with(x_mode(), |r| r.party_b.clear()),
+            "party_b",
+        ),
+        // App.
+        ("unknown app", with(axb(), |r| r.app = "nope".into()), "app"),
+        ("empty app", with(axb(), |r| r.app.clear()), "app"),
+        (
+            "app differing in case",
+            with(axb(), |r| r.app = "Rides".into()),
+            "app",
+        ),
+        // Area.
+        (
+            "area_code with letters",
+            with(axb(), |r| r.area_code = "01a".into()),
+            "area_code",
+        ),
+        (
+            "area_code of one digit",
+            with(axb(), |r| r.area_code = "0".into()),
+            "area_code",
+        ),
+        (
+            "area_code of 7 digits",
+            with(axb(), |r| r.area_code = "0101010".into()),
+            "area_code",
+        ),
+        (
+            "area_code with a +",
+            with(axb(), |r| r.area_code = "+86".into()),
+            "area_code",
+        ),
+        // Ranges.
+        (
+            "ttl_seconds over 90 days",
+            with(axb(), |r| r.ttl_seconds = 7_776_001),
+            "ttl_seconds",
+        ),
+        (
+            "ttl_seconds u64::MAX",
+            with(axb(), |r| r.ttl_seconds = u64::MAX),
+            "ttl_seconds",
+        ),
+        (
+            "ttl_seconds over 90 days (AX)",
+            with(ax(), |r| r.ttl_seconds = 7_776_001),
+            "ttl_seconds",
+        ),
+        (
+            "AXE ttl not whole minutes",
+            with(axe(), |r| r.ttl_seconds = 90),
+            "ttl_seconds",
+        ),
+        (
+            "AXE ttl under a minute",
+            with(axe(), |r| r.ttl_seconds = 59),
+            "ttl_seconds",
+        ),
+        (
+            "AXYB ttl under a minute",
+            with(axyb(), |r| r.ttl_seconds = 30),
+            "ttl_seconds",
+        ),
+        (
+            "max_call_minutes over 1440",
+            with(axb(), |r| r.max_call_minutes = 1441),
+            "max_call_minutes",
+        ),
+        (
+            "max_call_minutes u32::MAX",
+            with(ax(), |r| r.max_call_minutes = u32::MAX),
+            "max_call_minutes",
+        ),
+        // User data.
+        (
+            "user_data of 257 characters",
+            with(axb(), |r| r.user_data = "u".repeat(257)),
+            "user_data",
+        ),
+        (
+            "user_data with {",
+            with(axb(), |r| r.user_data = "order{42".into()),
+            "user_data",
+        ),
+        (
+            "user_data with }",
+            with(axb(), |r| r.user_data = "order}42".into()),
+            "user_data",
+        ),
+        (
+            "user_data with CJK",
+            with(axb(), |r| r.user_data = "订单42".into()),
+            "user_data",
+        ),
+        (
+            "user_data with hangul",
+            with(axb(), |r| r.user_data = "주문".into()),
+            "user_data",
+        ),
+        (
+            "user_data with fullwidth",
+            with(axb(), |r| r.user_data = "ＡＢ".into()),
+            "user_data",
+        ),
+        (
+            "user_data of 257 CJK-free multibyte chars",
+            with(axb(), |r| r.user_data = "é".repeat(257)),
+            "user_data",
+        ),
+        // Extension and pins.
+        (
+            "extension on AXB",
+            with(axb(), |r| {
+                r.x_number = "+8617000000001".into();
+                r.extension = "12".into()
+            }),
+            "extension",
+        ),
+        (
+            "extension on AX",
+            with(ax(), |r| {
+                r.x_number = "+8617100000001".into();
+                r.extension = "12".into()
+            }),
+            "extension",
+        ),
+        (
+            "extension on X",
+            with(x_mode(), |r| {
+                r.x_number = "+8617400000001".into();
+                r.extension = "12".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension of 3 digits",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "123".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension of 1 digit",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "1".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension all zeros",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "00".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension with letters",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "1a".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension of 5 digits",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "12345".into()
+            }),
+            "extension",
+        ),
+        (
+            "AXE extension without x_number",
+            with(axe(), |r| r.extension = "12".into()),
+            "extension",
+        ),
+        (
+            "x_number without +",
+            with(axb(), |r| r.x_number = "8617000000001".into()),
+            "x_number",
+        ),
+        (
+            "x_number with letters",
+            with(axb(), |r| r.x_number = "+86170000000x1".into()),
+            "x_number",
+        ),
+        (
+            "x_number not in the app's pool",
+            with(axb(), |r| r.x_number = "+8617999999999".into()),
+            "x_number",
+        ),
+        (
+            "x_number of another app",
+            with(axb(), |r| r.x_number = "+8617100000001".into()),
+            "x_number",
+        ),
+        (
+            "x_number not in the AXE pool",
+            with(axe(), |r| {
+                r.x_number = "+8617999999999".into();
+                r.extension = "12".into()
+            }),
+            "x_number",
+        ),
+        (
+            "x_number for AXYB",
+            with(axyb(), |r| r.x_number = "+8617300000001".into()),
+            "x_number",
+        ),
+        // Enums and the idempotency key.
+        (
+            "call_direction 4",
+            with(axb(), |r| r.call_direction = 4),
+            "call_direction",
+        ),
+        (
+            "call_direction -1",
+            with(axb(), |r| r.call_direction = -1),
+            "call_direction",
+        ),
+        (
+            "call_direction i32::MAX",
+            with(ax(), |r| r.call_direction = i32::MAX),
+            "call_direction",
+        ),
+        (
+            "request_id of 129 characters",
+            with(axb(), |r| r.request_id = "r".repeat(129)),
+            "request_id",
+        ),
+        (
+            "request_id non-ASCII",
+            with(axb(), |r| r.request_id = "订单-1".into()),
+            "request_id",
+        ),
+        (
+            "request_id with a space",
+            with(axb(), |r| r.request_id = "order 1".into()),
+            "request_id",
+        ),
+        (
+            "request_id with a control character",
+            with(axb(), |r| r.request_id = "order\n1".into()),
+            "request_id",
+        ),
+    ]
+}
+
+// One test per validation rule -----------------------------------------------------------------
+
+#[tokio::test]
+async fn every_bad_bind_is_invalid_argument_naming_the_field_and_changes_nothing() {
+    let d = Daemon::start().await;
+    let mut c = d.bindings().await;
+    let before = snapshot(&d).await;
+    assert!(before.local.is_empty());
+    for (case, req, field) in bad_binds() {
+        assert_rejected(c.bind(req).await, Code::InvalidArgument, field, case);
+        assert_unchanged(&d, &before, case).await;
+    }
+    // The same requests with nothing wrong are accepted: each rejection above was about its
+    // field. The limits themselves are allowed.
+    let boundary = with(axb(), |r| {
+        r.ttl_seconds = 7_776_000;
+        r.max_call_minutes = 1_440;
+        r.user_data = "u".repeat(256);
+        r.request_id = "r".repeat(128);
+        r.call_direction = pb::CallDirection::BToAOnly.into();
+        r.area_code = "010".into();
+    });
+    for (case, req) in [
+        ("AXB at the limits", boundary),
+        ("AX", with(ax(), |r| r.user_data = "é".repeat(256))),
+        (
+            "AXE pinned",
+            with(axe(), |r| {
+                r.x_number = "+8617200000001".into();
+                r.extension = "12".into();
+                r.ttl_seconds = 120;
+            }),
+        ),
+        ("AXYB", axyb()),
+        ("X", x_mode()),
+    ] {
+        let b = c.bind(req).await;
+        assert!(b.is_ok(), "{case}: a valid request was refused: {b:?}");
+    }
+    assert_eq!(d.list("", pb::BindingState::Active).await.len(), 5);
+    d.stop().await;
+}

@@ -1,0 +1,215 @@
+//! Unbind and GetBinding with bad or unknown ids.
+
+use tonic::Code;
+use xpool::grpc::pb;
+
+use super::*;
+
+#[tokio::test]
+async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
+    let d = Daemon::start().await;
+    let mut c = d.bindings().await;
+    let live = c
+        .bind(with(axb(), |r| r.request_id = "order-1".into()))
+        .await
+        .unwrap()
+        .into_inner();
+    let before = snapshot(&d).await;
+    assert_eq!(before.local.len(), 1);
+    assert_eq!(before.sim_bindings[0].len(), 1);
+
+    let unknown_id = "0190a3c4-0000-7000-8000-000000000000";
+    type Key = (&'static str, String, String, String, Code, &'static str);
+    let cases: Vec<Key> = vec![
+        (
+            "neither id",
+            "".into(),
+            "".into(),
+            "".into(),
+            Code::InvalidArgument,
+            "binding_id",
+        ),
+        (
+            "neither id, app only",
+            "".into(),
+            "".into(),
+            "rides".into(),
+            Code::InvalidArgument,
+            "binding_id",
+        ),
+        (
+            "both ids",
+            live.binding_id.clone(),
+            "order-1".into(),
+            "rides".into(),
+            Code::InvalidArgument,
+            "binding_id",
+        ),
+        (
+            "malformed binding_id",
+            "not-a-binding".into(),
+            "".into(),
+            "".into(),
+            Code::InvalidArgument,
+            "binding_id",
+        ),
+        (
+            "binding_id with a trailing char",
+            format!("{}x", live.binding_id),
+            "".into(),
+            "".into(),
+            Code::InvalidArgument,
+            "binding_id",
+        ),
+        (
+            "request_id without app",
+            "".into(),
+            "order-1".into(),
+            "".into(),
+            Code::InvalidArgument,
+            "app",
+        ),
+        (
+            "request_id with an unknown app",
+            "".into(),
+            "order-1".into(),
+            "nope".into(),
+            Code::InvalidArgument,
+            "app",
+        ),
+    ];
+    for (case, binding_id, request_id, app, code, field) in cases {
+        let unbind = c
+            .unbind(pb::UnbindRequest {
+                binding_id: binding_id.clone(),
+                request_id: request_id.clone(),
+                app: app.clone(),
+            })
+            .await;
+        assert_rejected(unbind, code, field, &format!("Unbind, {case}"));
+        assert_unchanged(&d, &before, &format!("Unbind, {case}")).await;
+        let get = c
+            .get_binding(pb::GetBindingRequest {
+                binding_id,
+                request_id,
+                app,
+            })
+            .await;
+        assert_rejected(get, code, field, &format!("GetBinding, {case}"));
+    }
+
+    // Well-formed but unknown: NOT_FOUND, naming what was looked up.
+    let not_found: Vec<(&str, pb::UnbindRequest)> = vec![
+        (
+            "unknown binding_id",
+            pb::UnbindRequest {
+                binding_id: unknown_id.into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "unknown request_id",
+            pb::UnbindRequest {
+                request_id: "order-2".into(),
+                app: "rides".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "request_id of another app",
+            pb::UnbindRequest {
+                request_id: "order-1".into(),
+                app: "drivers".into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (case, req) in not_found {
+        let pb::UnbindRequest {
+            binding_id,
+            request_id,
+            app,
+        } = req.clone();
+        for (what, result) in [
+            ("Unbind", c.unbind(req).await),
+            (
+                "GetBinding",
+                c.get_binding(pb::GetBindingRequest {
+                    binding_id: binding_id.clone(),
+                    request_id: request_id.clone(),
+                    app,
+                })
+                .await,
+            ),
+        ] {
+            let err = result.expect_err(case);
+            assert_eq!(err.code(), Code::NotFound, "{what}, {case}: {err:?}");
+            let named = if binding_id.is_empty() {
+                "request_id"
+            } else {
+                unknown_id
+            };
+            assert!(
+                err.message().contains(named),
+                "{what}, {case}: {:?}",
+                err.message()
+            );
+        }
+        assert_unchanged(&d, &before, case).await;
+    }
+
+    // UpdateBinding: a malformed id, a lifetime past 90 days, an unknown id.
+    let update = |binding_id: &str, ttl_seconds: u64| pb::UpdateBindingRequest {
+        binding_id: binding_id.into(),
+        ttl_seconds,
+    };
+    let cases = [
+        ("UpdateBinding, no binding_id", update("", 60), "binding_id"),
+        (
+            "UpdateBinding, malformed binding_id",
+            update("nope", 60),
+            "binding_id",
+        ),
+        (
+            "UpdateBinding, ttl over 90 days",
+            update(&live.binding_id, 7_776_001),
+            "ttl_seconds",
+        ),
+        (
+            "UpdateBinding, ttl u64::MAX",
+            update(&live.binding_id, u64::MAX),
+            "ttl_seconds",
+        ),
+    ];
+    for (case, req, field) in cases {
+        assert_rejected(
+            c.update_binding(req).await,
+            Code::InvalidArgument,
+            field,
+            case,
+        );
+        assert_unchanged(&d, &before, case).await;
+    }
+    let err = c.update_binding(update(unknown_id, 60)).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "UpdateBinding, unknown id: {err:?}"
+    );
+    assert!(err.message().contains(unknown_id), "{err:?}");
+    assert_unchanged(&d, &before, "UpdateBinding, unknown id").await;
+
+    // The live binding is untouched and still found both ways.
+    let got = c
+        .get_binding(pb::GetBindingRequest {
+            request_id: "order-1".into(),
+            app: "rides".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, live);
+    assert_local_equals_sim(&d, "rides", "k-axb").await;
+    d.stop().await;
+}

@@ -1,0 +1,117 @@
+//! The pool service (ListNumbers, GetPoolStats, drain) with bad input.
+
+use tonic::Code;
+use xpool::grpc::pb;
+
+use super::*;
+
+#[tokio::test]
+async fn bad_pool_service_requests_are_refused_and_change_nothing() {
+    let d = Daemon::start().await;
+    let mut c = d.pool().await;
+    let before = snapshot(&d).await;
+    let spec = |number: &str, area: &str| pb::NumberSpec {
+        number: number.into(),
+        area_code: area.into(),
+    };
+    let good = spec("+8617000000099", "010");
+
+    let add = |app: &str, numbers: Vec<pb::NumberSpec>| pb::AddNumbersRequest {
+        app: app.into(),
+        numbers,
+    };
+    // One bad number or area at a time: (case, number, area).
+    let bad_specs = [
+        ("number without +", "8617000000099", "010"),
+        ("number with letters", "+86170000000ab", "010"),
+        ("empty number", "", "010"),
+        ("area with letters", "+8617000000099", "01x"),
+        ("empty area", "+8617000000099", ""),
+        ("area of 7 digits", "+8617000000099", "0101010"),
+    ];
+    let mut add_cases: Vec<(String, pb::AddNumbersRequest, &str)> = bad_specs
+        .iter()
+        .map(|(case, n, a)| (case.to_string(), add("rides", vec![spec(n, a)]), "numbers"))
+        .collect();
+    add_cases.extend([
+        ("empty app".into(), add("", vec![good.clone()]), "app"),
+        ("unknown app".into(), add("nope", vec![good.clone()]), "app"),
+        ("no numbers".into(), add("rides", vec![]), "numbers"),
+        // All or nothing: the good number before the bad one is not added either.
+        (
+            "good then bad".into(),
+            add("rides", vec![good.clone(), spec("+86170000000ab", "010")]),
+            "numbers",
+        ),
+        (
+            "good then bad area".into(),
+            add(
+                "local",
+                vec![spec("+8617400000099", "021"), spec("+8617400000098", "x")],
+            ),
+            "numbers",
+        ),
+    ]);
+    for (case, req, field) in add_cases {
+        let case = format!("AddNumbers, {case}");
+        assert_rejected(
+            c.add_numbers(req).await,
+            Code::InvalidArgument,
+            field,
+            &case,
+        );
+        assert_unchanged(&d, &before, &case).await;
+    }
+
+    for app in ["", "nope"] {
+        let case = format!("app {app:?}");
+        let numbers = vec!["+8617000000001".to_owned()];
+        let refused = |what: &str, result: Result<(), Status>| {
+            let result = result.map(tonic::Response::new);
+            assert_rejected(
+                result,
+                Code::InvalidArgument,
+                "app",
+                &format!("{what}, {case}"),
+            );
+        };
+        let drain = pb::DrainNumbersRequest {
+            app: app.into(),
+            numbers: numbers.clone(),
+        };
+        refused("DrainNumbers", c.drain_numbers(drain).await.map(drop));
+        let remove = pb::RemoveNumbersRequest {
+            app: app.into(),
+            numbers,
+        };
+        refused("RemoveNumbers", c.remove_numbers(remove).await.map(drop));
+        let list = pb::ListNumbersRequest {
+            app: app.into(),
+            ..Default::default()
+        };
+        refused("ListNumbers", c.list_numbers(list).await.map(drop));
+        let stats = pb::GetPoolStatsRequest { app: app.into() };
+        refused("GetPoolStats", c.get_pool_stats(stats).await.map(drop));
+        assert_unchanged(&d, &before, &case).await;
+    }
+    assert_rejected(
+        c.list_numbers(pb::ListNumbersRequest {
+            app: "rides".into(),
+            page_size: 1001,
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "page_size",
+        "ListNumbers, page_size 1001",
+    );
+
+    // The good number alone is added: the refusals above were about the bad ones.
+    let added = c
+        .add_numbers(add("rides", vec![good]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((added.added, added.updated), (1, 0));
+    d.stop().await;
+}

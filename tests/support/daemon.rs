@@ -1,0 +1,165 @@
+//! A daemon (`xpool::run_with_clock`) in this process, on a listener bound to 127.0.0.1:0 and
+//! handed over, over a temporary store, talking to its own simulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use xpool::config::Config;
+use xpool::grpc::pb;
+use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::lifecycle::OffsetClock;
+
+use super::grpc::{list_bindings, wait_serving};
+use super::running::Running;
+use super::setup::Setup;
+use super::sim::Sim;
+
+/// Start-up (store open and recovery) until health says SERVING.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running daemon; dropping it shuts it down.
+#[derive(Debug)]
+pub struct Daemon {
+    pub sim: Arc<Sim>,
+    pub addr: String,
+    pub clock: Arc<OffsetClock>,
+    pub dir: Arc<tempfile::TempDir>,
+    pub setup: Setup,
+    /// The daemon's `run`; shut down on drop.
+    server: Running<anyhow::Error>,
+}
+
+impl Daemon {
+    /// A simulator and a daemon with [`Setup::standard`].
+    pub async fn start() -> Daemon {
+        Daemon::start_with(Setup::standard()).await
+    }
+
+    /// A simulator and a daemon, both from `setup`.
+    pub async fn start_with(setup: Setup) -> Daemon {
+        let sim = Arc::new(Sim::start_with(&setup).await);
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Daemon::launch(sim, dir, setup, Arc::new(OffsetClock::default())).await
+    }
+
+    async fn launch(
+        sim: Arc<Sim>,
+        dir: Arc<tempfile::TempDir>,
+        setup: Setup,
+        clock: Arc<OffsetClock>,
+    ) -> Daemon {
+        let text = setup.daemon_toml("127.0.0.1:0", &sim.base_url, &dir.path().join("store"));
+        let config =
+            Config::from_toml_str(&text, "test config", Vec::new()).expect("valid daemon config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let run_clock = clock.clone();
+        let mut server =
+            Running::spawn(|shutdown| xpool::run_with_clock(config, listener, shutdown, run_clock));
+        let ready = wait_serving(&addr, START_TIMEOUT, || server.is_finished().then_some(())).await;
+        if ready.is_err() {
+            panic!(
+                "the daemon exited during start-up: {:?}",
+                server.exit().await
+            );
+        }
+        Daemon {
+            sim,
+            addr,
+            clock,
+            dir,
+            setup,
+            server,
+        }
+    }
+
+    /// Shuts down cleanly (the store is flushed) and starts again on the same store.
+    pub async fn restart(self) -> Daemon {
+        self.restart_after(|| {}).await
+    }
+
+    /// Shuts down, runs `meanwhile` while it is down, and starts again on the same store.
+    pub async fn restart_after(mut self, meanwhile: impl FnOnce()) -> Daemon {
+        let (sim, dir, setup, clock) = (
+            self.sim.clone(),
+            self.dir.clone(),
+            self.setup.clone(),
+            self.clock.clone(),
+        );
+        self.stop_inner().await;
+        meanwhile();
+        Daemon::launch(sim, dir, setup, clock).await
+    }
+
+    /// Shuts down and waits for a clean exit within the grace period.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        self.server
+            .stop(Duration::from_secs(15), "the daemon")
+            .await;
+    }
+
+    pub async fn bindings(&self) -> BindingServiceClient<Channel> {
+        BindingServiceClient::connect(self.addr.clone())
+            .await
+            .unwrap()
+    }
+
+    pub async fn pool(&self) -> PoolServiceClient<Channel> {
+        PoolServiceClient::connect(self.addr.clone()).await.unwrap()
+    }
+
+    /// Binds, which must succeed.
+    pub async fn bind_ok(&self, req: pb::BindRequest) -> pb::Binding {
+        let what = format!("Bind {req:?}");
+        must(&what, self.bindings().await.bind(req).await)
+    }
+
+    /// Unbinds by binding id, which must succeed.
+    pub async fn unbind_ok(&self, binding_id: &str) -> pb::Binding {
+        let req = pb::UnbindRequest {
+            binding_id: binding_id.into(),
+            ..Default::default()
+        };
+        must(binding_id, self.bindings().await.unbind(req).await)
+    }
+
+    /// The binding with this id, which must exist.
+    pub async fn get(&self, binding_id: &str) -> pb::Binding {
+        let req = pb::GetBindingRequest {
+            binding_id: binding_id.into(),
+            ..Default::default()
+        };
+        must(binding_id, self.bindings().await.get_binding(req).await)
+    }
+
+    /// The state of the binding with this id.
+    pub async fn state(&self, binding_id: &str) -> pb::BindingState {
+        self.get(binding_id).await.state()
+    }
+
+    /// GetPoolStats of `app`, which must succeed.
+    pub async fn pool_stats(&self, app: &str) -> pb::GetPoolStatsResponse {
+        let req = pb::GetPoolStatsRequest { app: app.into() };
+        must(app, self.pool().await.get_pool_stats(req).await)
+    }
+
+    /// Every binding the daemon reports in `state` for `app`.
+    pub async fn list(&self, app: &str, state: pb::BindingState) -> Vec<pb::Binding> {
+        list_bindings(&mut self.bindings().await, app, state).await
+    }
+}
+
+/// The answer of a call that must succeed; `what` names it otherwise.
+#[track_caller]
+fn must<T>(what: &str, result: Result<tonic::Response<T>, tonic::Status>) -> T {
+    match result {
+        Ok(r) => r.into_inner(),
+        Err(s) => panic!("{what}: {s:?}"),
+    }
+}
