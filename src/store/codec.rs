@@ -122,16 +122,7 @@ mod tests {
     fn garbage_is_corrupt_not_a_panic() {
         for bytes in [&[][..], &[1], &[1, 0xff, 0xff, 0xff], &[0; 3]] {
             let err = decode::<BindingRecord>("bindings", b"k", bytes).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    StoreError::Corrupt {
-                        tree: "bindings",
-                        ..
-                    }
-                ),
-                "{err:?}"
-            );
+            assert!(crate::store::tests::corrupt_in(&err, "bindings"), "{err:?}");
         }
         let mut trailing = encode(CURRENT_VERSION, &BindingId([1; 16]));
         trailing.push(0);

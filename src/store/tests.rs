@@ -61,6 +61,19 @@ fn tree_keys(store: &Store, tree: TreeId) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Stores binding `n` in `state` with `deadline`, as its own transaction.
+pub(super) async fn put(store: &Store, n: u8, state: BindingState, deadline: Option<i64>) {
+    store
+        .put_binding(&binding(n, state, deadline))
+        .await
+        .unwrap();
+}
+
+/// Whether `err` reports a corrupt entry of `tree`.
+pub(super) fn corrupt_in(err: &StoreError, tree: &str) -> bool {
+    matches!(err, StoreError::Corrupt { tree: t, .. } if *t == tree)
+}
+
 fn expiry_keys(store: &Store) -> Vec<(i64, BindingId)> {
     tree_keys(store, TreeId::Expiry)
         .iter()
@@ -263,19 +276,10 @@ async fn due_bindings_earliest_first_with_limit() {
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
     // Ids deliberately out of deadline order.
     for (n, deadline) in [(1, 3_000), (2, 1_000), (3, 2_000), (4, 2_000), (5, 9_000)] {
-        store
-            .put_binding(&binding(n, BindingState::Active, Some(deadline)))
-            .await
-            .unwrap();
+        put(&store, n, BindingState::Active, Some(deadline)).await;
     }
-    store
-        .put_binding(&binding(6, BindingState::Releasing, Some(10)))
-        .await
-        .unwrap();
-    store
-        .put_binding(&binding(7, BindingState::Active, None))
-        .await
-        .unwrap();
+    put(&store, 6, BindingState::Releasing, Some(10)).await;
+    put(&store, 7, BindingState::Active, None).await;
 
     assert_eq!(store.next_deadline_ms().unwrap(), Some(1_000));
     assert_eq!(store.due_bindings(999, 10).unwrap(), []);
@@ -292,10 +296,7 @@ async fn due_bindings_earliest_first_with_limit() {
     assert_eq!(store.due_bindings(i64::MAX, 0).unwrap(), []);
     assert_eq!(store.due_bindings(-1, 10).unwrap(), []);
 
-    store
-        .put_binding(&binding(2, BindingState::Expired, Some(1_000)))
-        .await
-        .unwrap();
+    put(&store, 2, BindingState::Expired, Some(1_000)).await;
     assert_eq!(store.next_deadline_ms().unwrap(), Some(2_000));
 }
 
@@ -355,16 +356,7 @@ async fn corrupt_values_surface_as_errors() {
         .insert(keys::binding(&id(1)), &[9, 1, 2][..])
         .unwrap();
     let err = store.get_binding(&id(1)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Corrupt {
-                tree: "bindings",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(corrupt_in(&err, "bindings"), "{err:?}");
     assert!(store.scan_bindings().next().unwrap().is_err());
     assert!(store.list_bindings(None, 10, |_| true).is_err());
     // A transaction that must read the old record aborts rather than guessing its indexes.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{self, MAGIC, Op, TreeId};
-use crate::store::tests::{binding, id, number};
+use crate::store::tests::{binding, id, number, put};
 use crate::store::{BindingState, Store, StoreError, StoreOptions};
 
 fn options(dir: &Path) -> StoreOptions {
@@ -130,10 +130,7 @@ async fn a_failed_transaction_writes_nothing() {
 async fn close_empties_the_log_and_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&options(dir.path())).unwrap();
-    store
-        .put_binding(&binding(1, BindingState::Active, Some(5_000)))
-        .await
-        .unwrap();
+    put(&store, 1, BindingState::Active, Some(5_000)).await;
     assert!(log_bytes(dir.path()) > MAGIC.len());
     store.close().await.unwrap();
     assert_eq!(log_bytes(dir.path()), 0, "a closed store leaves no log");
@@ -161,18 +158,9 @@ async fn acknowledged_writes_survive_when_sled_lost_them() {
     {
         let store = Store::open(&options(dir.path())).unwrap();
         store.put_number(&number("ride", "+8602")).await.unwrap();
-        store
-            .put_binding(&binding(1, BindingState::Active, Some(9_000)))
-            .await
-            .unwrap();
-        store
-            .put_binding(&binding(2, BindingState::Pending, None))
-            .await
-            .unwrap();
-        store
-            .put_binding(&binding(1, BindingState::Released, None))
-            .await
-            .unwrap();
+        put(&store, 1, BindingState::Active, Some(9_000)).await;
+        put(&store, 2, BindingState::Pending, None).await;
+        put(&store, 1, BindingState::Released, None).await;
         store.put_meta("progress", b"x42").await.unwrap();
         assert!(store.delete_number("ride", "+8601").await.unwrap());
         copy_dir(&dir.path().join("db").join("wal"), &wal_later);
@@ -316,12 +304,7 @@ async fn a_database_behind_the_log_refuses_to_open() {
     let wal_later = dir.path().join("wal-later");
     {
         let store = Store::open(&options(dir.path())).unwrap();
-        for n in 0..200u8 {
-            store
-                .put_binding(&binding(n, BindingState::Active, Some(9_000)))
-                .await
-                .unwrap();
-        }
+        put_active_bindings(&store, 200).await;
         // Wait until a checkpoint trimmed the first segments: the log no longer covers what an
         // older copy of the database lacks.
         let first_kept = || {
@@ -450,12 +433,7 @@ async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
     let segments = || std::fs::read_dir(&wal).unwrap().count();
     {
         let store = Store::open(&options(dir.path())).unwrap();
-        for n in 0..200u8 {
-            store
-                .put_binding(&binding(n, BindingState::Active, Some(9_000)))
-                .await
-                .unwrap();
-        }
+        put_active_bindings(&store, 200).await;
         assert!(
             segments() > 3,
             "{} segments of {} bytes",
@@ -472,10 +450,7 @@ async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
             .await
             .expect("full segments were never trimmed");
         for n in 0..200u8 {
-            store
-                .put_binding(&binding(n, BindingState::Released, None))
-                .await
-                .unwrap();
+            put(&store, n, BindingState::Released, None).await;
         }
         // Dropped without `close`: the log (several segments again) is what recovery reads.
     }
@@ -489,6 +464,14 @@ async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
             .all(|b| b.unwrap().state == BindingState::Released)
     );
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
+}
+
+/// Writes `count` ACTIVE bindings, one transaction each (enough to rotate log segments).
+async fn put_active_bindings(store: &Store, count: u8) {
+    for n in 0..count {
+        let rec = binding(n, BindingState::Active, Some(9_000));
+        store.put_binding(&rec).await.unwrap();
+    }
 }
 
 /// The numbers of `app` in the store's durable state.
