@@ -101,6 +101,9 @@ struct Shared {
     checkpointer_wake: Condvar,
     /// `fdatasync` calls made by the flusher.
     syncs: AtomicU64,
+    /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
+    #[cfg(test)]
+    checkpoints_paused: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -204,6 +207,8 @@ impl Wal {
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
             syncs: AtomicU64::new(0),
+            #[cfg(test)]
+            checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
         });
         let flusher = {
             let (shared, dir, trees) = (Arc::clone(&shared), dir.to_path_buf(), trees.clone());
@@ -333,6 +338,12 @@ impl Wal {
         flushed.and(checkpoint)
     }
 
+    /// Tests: no checkpoint trims the log from now on (one already running may still finish).
+    #[cfg(test)]
+    pub fn pause_checkpoints(&self) {
+        self.shared.checkpoints_paused.store(true, Ordering::SeqCst);
+    }
+
     /// `fdatasync` calls made so far (to observe group commit).
     pub fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
@@ -450,6 +461,10 @@ fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
             }
             state.durable_seq
         };
+        #[cfg(test)]
+        if shared.checkpoints_paused.load(Ordering::SeqCst) {
+            continue;
+        }
         if target == checkpointed {
             continue;
         }
