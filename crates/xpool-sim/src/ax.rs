@@ -3,20 +3,17 @@
 
 use std::collections::HashMap;
 
-use axum::http::Method;
 use time::OffsetDateTime;
 
 use super::axb::check_pass_through;
+use super::limits::{MAX_CALL_MINUTES, MAX_X_PER_A};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
-use super::state::{BindingView, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
+use super::state::{BindingView, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
 use xpool_platform::{Mode, codes};
 
-/// Most Xs one A may hold.
-const MAX_X_PER_A: usize = 5;
-const MAX_CALL_MINUTES: u64 = 1440;
 const MAX_CALLEE_SECONDS: u64 = 259_200;
 
 /// Every AX binding of one app.
@@ -44,17 +41,7 @@ struct Binding {
     seq: u64,
 }
 
-impl AxState {
-    /// Answers one AX binding request.
-    pub fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
-        match *method {
-            Method::POST => self.bind(ctx, p),
-            Method::PUT => self.modify(ctx, p),
-            Method::DELETE => self.unbind(p),
-            _ => self.query(p),
-        }
-    }
-
+impl Crud for AxState {
     fn bind(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let a = p.req_number("origNum")?;
         let x = p.number("privateNum")?;
@@ -188,7 +175,9 @@ impl AxState {
             .collect();
         ok(&AxQueryResponse { private_num_list })
     }
+}
 
+impl AxState {
     /// `PUT /rest/caas/privatenumber/calleenumber/v1.0` (§2.2.5).
     pub fn set_callee(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let id = p.str("subscriptionId")?;
@@ -270,16 +259,8 @@ impl AxState {
         self.bindings
             .values()
             .map(|b| BindingView {
-                subscription_id: b.id.clone(),
-                mode: Mode::Ax,
-                x: b.x.clone(),
-                a: Some(b.a.clone()),
-                b: None,
-                y: None,
-                extension: None,
                 callee: b.temp_callee.clone(),
-                expires_at: None,
-                order: b.seq,
+                ..BindingView::new(Mode::Ax, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
     }

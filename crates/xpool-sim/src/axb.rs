@@ -3,20 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::http::Method;
 use time::OffsetDateTime;
 
+use super::limits::{MAX_CALL_MINUTES, MAX_DURATION_SECONDS};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
-    BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
+    BindingView, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
 use xpool_platform::{Mode, codes};
-
-const MAX_DURATION_SECONDS: u64 = 7_776_000;
-const MAX_CALL_MINUTES: u64 = 1440;
 
 /// Every live AXB binding of one app.
 #[derive(Debug, Default)]
@@ -53,17 +50,7 @@ struct Binding {
     seq: u64,
 }
 
-impl AxbState {
-    /// Answers one AXB request.
-    pub fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
-        match *method {
-            Method::POST => self.bind(ctx, p),
-            Method::PUT => self.modify(ctx, p),
-            Method::DELETE => self.unbind(p),
-            _ => self.query(p),
-        }
-    }
-
+impl Crud for AxbState {
     fn bind(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let a = p.req_number("callerNum")?;
         let b = p.req_number("calleeNum")?;
@@ -247,7 +234,9 @@ impl AxbState {
             .collect();
         answer(slot.order.len() as u64, records)
     }
+}
 
+impl AxbState {
     fn insert(&mut self, mut binding: Binding) {
         binding.expiry_key = binding
             .expires_at
@@ -300,16 +289,9 @@ impl AxbState {
         self.bindings
             .values()
             .map(|b| BindingView {
-                subscription_id: b.id.clone(),
-                mode: Mode::Axb,
-                x: b.x.clone(),
-                a: Some(b.a.clone()),
                 b: Some(b.b.clone()),
-                y: None,
-                extension: None,
-                callee: None,
                 expires_at: b.expires_at.map(rfc3339),
-                order: b.seq,
+                ..BindingView::new(Mode::Axb, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
     }
