@@ -9,7 +9,9 @@ use super::axb::check_pass_through;
 use super::limits::{MAX_CALL_MINUTES, MAX_X_PER_A};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
-use super::state::{BindingView, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
+use super::state::{
+    BindingView, CallTerms, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339,
+};
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
 use xpool_platform::{Mode, codes};
@@ -32,9 +34,7 @@ struct Binding {
     id: String,
     x: String,
     a: String,
-    record_flag: bool,
-    max_duration: u64,
-    user_data: Option<String>,
+    terms: CallTerms,
     subscribe_time: OffsetDateTime,
     /// The last temporary callee: who A reaches by dialling X, until when.
     temp_callee: Option<TempCallee>,
@@ -87,9 +87,11 @@ impl Crud for AxState {
             id: new_subscription_id(),
             x,
             a,
-            record_flag: record_flag.unwrap_or(false),
-            max_duration,
-            user_data,
+            terms: CallTerms {
+                record_flag: record_flag.unwrap_or(false),
+                max_duration,
+                user_data,
+            },
             subscribe_time: ctx.now,
             temp_callee: None,
             seq: self.seq,
@@ -125,15 +127,7 @@ impl Crud for AxState {
             }
             binding.a = a;
         }
-        if let Some(v) = max_duration {
-            binding.max_duration = v;
-        }
-        if let Some(v) = record_flag {
-            binding.record_flag = v;
-        }
-        if user_data.is_some() {
-            binding.user_data = user_data;
-        }
+        binding.terms.update(record_flag, max_duration, user_data);
         binding.subscribe_time = ctx.now;
         self.remove(&id);
         self.insert(binding);
@@ -274,9 +268,9 @@ impl Binding {
             private_num_type: Some(PRIVATE_NUM_TYPE.to_owned()),
             subscribe_time: Some(format_subscribe_time(self.subscribe_time)),
             subscription_id: Some(self.id.clone()),
-            record_flag: Some(self.record_flag),
-            max_duration: Some(self.max_duration),
-            user_data: self.user_data.clone(),
+            record_flag: Some(self.terms.record_flag),
+            max_duration: Some(self.terms.max_duration),
+            user_data: self.terms.user_data.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::limits::{MAX_CALL_MINUTES, MAX_DURATION_SECONDS};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
-    BindingView, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
+    BindingView, CallTerms, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
@@ -41,9 +41,7 @@ struct Binding {
     b: String,
     call_direction: u64,
     duration: u64,
-    max_duration: u64,
-    record_flag: bool,
-    user_data: Option<String>,
+    terms: CallTerms,
     subscribe_time: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
     expiry_key: Option<ExpiryKey>,
@@ -101,9 +99,11 @@ impl Crud for AxbState {
             b,
             call_direction,
             duration,
-            max_duration,
-            record_flag: record_flag.unwrap_or(false),
-            user_data,
+            terms: CallTerms {
+                record_flag: record_flag.unwrap_or(false),
+                max_duration,
+                user_data,
+            },
             subscribe_time: ctx.now,
             expires_at: expiry(ctx.now, duration),
             expiry_key: None,
@@ -159,15 +159,7 @@ impl Crud for AxbState {
             binding.duration = d;
             binding.expires_at = expiry(ctx.now, d);
         }
-        if let Some(v) = max_duration {
-            binding.max_duration = v;
-        }
-        if let Some(v) = record_flag {
-            binding.record_flag = v;
-        }
-        if user_data.is_some() {
-            binding.user_data = user_data;
-        }
+        binding.terms.update(record_flag, max_duration, user_data);
         binding.subscribe_time = ctx.now;
         self.insert(binding);
         done()
@@ -312,10 +304,10 @@ impl Binding {
             callee_num: self.b.clone(),
             call_direction: Some(self.call_direction),
             duration: Some(self.duration),
-            max_duration: Some(self.max_duration),
-            record_flag: Some(self.record_flag),
+            max_duration: Some(self.terms.max_duration),
+            record_flag: Some(self.terms.record_flag),
             subscribe_time: Some(format_subscribe_time(self.subscribe_time)),
-            user_data: self.user_data.clone(),
+            user_data: self.terms.user_data.clone(),
         }
     }
 }

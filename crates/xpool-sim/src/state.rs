@@ -221,6 +221,35 @@ impl BindingView {
     }
 }
 
+/// What an AX or AXB binding keeps of `recordFlag`, `maxDuration` and `userData`.
+#[derive(Debug, Clone)]
+pub(crate) struct CallTerms {
+    pub record_flag: bool,
+    /// Longest call, minutes (0: no limit).
+    pub max_duration: u64,
+    pub user_data: Option<String>,
+}
+
+impl CallTerms {
+    /// Applies the fields a modify request gave.
+    pub fn update(
+        &mut self,
+        record_flag: Option<bool>,
+        max_duration: Option<u64>,
+        user_data: Option<String>,
+    ) {
+        if let Some(v) = record_flag {
+            self.record_flag = v;
+        }
+        if let Some(v) = max_duration {
+            self.max_duration = v;
+        }
+        if user_data.is_some() {
+            self.user_data = user_data;
+        }
+    }
+}
+
 /// An AX binding's temporary callee and when it lapses (RFC 3339, binding clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct TempCallee {
