@@ -214,36 +214,20 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let aksk = [
-            ("Username", "1023034"),
-            ("Nonce", "1023035"),
-            ("Created", "1023036"),
+        // The code for a missing Username, Nonce, Created and PasswordDigest, per scheme.
+        let cases = [
+            (Scheme::Aksk, ["1023034", "1023035", "1023036", "1023037"]),
+            (Scheme::Wsse, ["1023027", "1023028", "1023029", "1023030"]),
         ];
-        for (attr, code) in aksk {
-            assert_eq!(
-                parse_token(Scheme::Aksk, &drop(attr)).unwrap_err().code,
-                code
-            );
+        for (scheme, codes) in cases {
+            for (attr, code) in ["Username", "Nonce", "Created", "Digest"]
+                .into_iter()
+                .zip(codes)
+            {
+                let got = parse_token(scheme, &drop(attr)).unwrap_err().code;
+                assert_eq!(got, code, "{scheme:?} without {attr}");
+            }
         }
-        assert_eq!(
-            parse_token(Scheme::Aksk, &drop("Digest")).unwrap_err().code,
-            "1023037"
-        );
-        let wsse = [
-            ("Username", "1023027"),
-            ("Nonce", "1023028"),
-            ("Created", "1023029"),
-        ];
-        for (attr, code) in wsse {
-            assert_eq!(
-                parse_token(Scheme::Wsse, &drop(attr)).unwrap_err().code,
-                code
-            );
-        }
-        assert_eq!(
-            parse_token(Scheme::Wsse, &drop("Digest")).unwrap_err().code,
-            "1023030"
-        );
     }
 
     #[test]

@@ -3,20 +3,19 @@
 
 use std::collections::HashMap;
 
-use axum::http::Method;
 use time::OffsetDateTime;
 
 use super::axb::check_pass_through;
+use super::limits::{MAX_CALL_MINUTES, MAX_X_PER_A};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
-use super::state::{BindingView, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
+use super::state::{
+    BindingView, CallTerms, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339,
+};
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
 use xpool_platform::{Mode, codes};
 
-/// Most Xs one A may hold.
-const MAX_X_PER_A: usize = 5;
-const MAX_CALL_MINUTES: u64 = 1440;
 const MAX_CALLEE_SECONDS: u64 = 259_200;
 
 /// Every AX binding of one app.
@@ -35,26 +34,14 @@ struct Binding {
     id: String,
     x: String,
     a: String,
-    record_flag: bool,
-    max_duration: u64,
-    user_data: Option<String>,
+    terms: CallTerms,
     subscribe_time: OffsetDateTime,
     /// The last temporary callee: who A reaches by dialling X, until when.
     temp_callee: Option<TempCallee>,
     seq: u64,
 }
 
-impl AxState {
-    /// Answers one AX binding request.
-    pub fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
-        match *method {
-            Method::POST => self.bind(ctx, p),
-            Method::PUT => self.modify(ctx, p),
-            Method::DELETE => self.unbind(p),
-            _ => self.query(p),
-        }
-    }
-
+impl Crud for AxState {
     fn bind(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let a = p.req_number("origNum")?;
         let x = p.number("privateNum")?;
@@ -100,9 +87,11 @@ impl AxState {
             id: new_subscription_id(),
             x,
             a,
-            record_flag: record_flag.unwrap_or(false),
-            max_duration,
-            user_data,
+            terms: CallTerms {
+                record_flag: record_flag.unwrap_or(false),
+                max_duration,
+                user_data,
+            },
             subscribe_time: ctx.now,
             temp_callee: None,
             seq: self.seq,
@@ -138,15 +127,7 @@ impl AxState {
             }
             binding.a = a;
         }
-        if let Some(v) = max_duration {
-            binding.max_duration = v;
-        }
-        if let Some(v) = record_flag {
-            binding.record_flag = v;
-        }
-        if user_data.is_some() {
-            binding.user_data = user_data;
-        }
+        binding.terms.update(record_flag, max_duration, user_data);
         binding.subscribe_time = ctx.now;
         self.remove(&id);
         self.insert(binding);
@@ -188,7 +169,9 @@ impl AxState {
             .collect();
         ok(&AxQueryResponse { private_num_list })
     }
+}
 
+impl AxState {
     /// `PUT /rest/caas/privatenumber/calleenumber/v1.0` (§2.2.5).
     pub fn set_callee(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let id = p.str("subscriptionId")?;
@@ -270,16 +253,8 @@ impl AxState {
         self.bindings
             .values()
             .map(|b| BindingView {
-                subscription_id: b.id.clone(),
-                mode: Mode::Ax,
-                x: b.x.clone(),
-                a: Some(b.a.clone()),
-                b: None,
-                y: None,
-                extension: None,
                 callee: b.temp_callee.clone(),
-                expires_at: None,
-                order: b.seq,
+                ..BindingView::new(Mode::Ax, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
     }
@@ -293,9 +268,9 @@ impl Binding {
             private_num_type: Some(PRIVATE_NUM_TYPE.to_owned()),
             subscribe_time: Some(format_subscribe_time(self.subscribe_time)),
             subscription_id: Some(self.id.clone()),
-            record_flag: Some(self.record_flag),
-            max_duration: Some(self.max_duration),
-            user_data: self.user_data.clone(),
+            record_flag: Some(self.terms.record_flag),
+            max_duration: Some(self.terms.max_duration),
+            user_data: self.terms.user_data.clone(),
         }
     }
 }

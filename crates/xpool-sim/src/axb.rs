@@ -3,20 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::http::Method;
 use time::OffsetDateTime;
 
+use super::limits::{MAX_CALL_MINUTES, MAX_DURATION_SECONDS};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
-    BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
+    BindingView, CallTerms, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
 use xpool_platform::{Mode, codes};
-
-const MAX_DURATION_SECONDS: u64 = 7_776_000;
-const MAX_CALL_MINUTES: u64 = 1440;
 
 /// Every live AXB binding of one app.
 #[derive(Debug, Default)]
@@ -44,26 +41,14 @@ struct Binding {
     b: String,
     call_direction: u64,
     duration: u64,
-    max_duration: u64,
-    record_flag: bool,
-    user_data: Option<String>,
+    terms: CallTerms,
     subscribe_time: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
     expiry_key: Option<ExpiryKey>,
     seq: u64,
 }
 
-impl AxbState {
-    /// Answers one AXB request.
-    pub fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
-        match *method {
-            Method::POST => self.bind(ctx, p),
-            Method::PUT => self.modify(ctx, p),
-            Method::DELETE => self.unbind(p),
-            _ => self.query(p),
-        }
-    }
-
+impl Crud for AxbState {
     fn bind(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome {
         let a = p.req_number("callerNum")?;
         let b = p.req_number("calleeNum")?;
@@ -114,9 +99,11 @@ impl AxbState {
             b,
             call_direction,
             duration,
-            max_duration,
-            record_flag: record_flag.unwrap_or(false),
-            user_data,
+            terms: CallTerms {
+                record_flag: record_flag.unwrap_or(false),
+                max_duration,
+                user_data,
+            },
             subscribe_time: ctx.now,
             expires_at: expiry(ctx.now, duration),
             expiry_key: None,
@@ -172,15 +159,7 @@ impl AxbState {
             binding.duration = d;
             binding.expires_at = expiry(ctx.now, d);
         }
-        if let Some(v) = max_duration {
-            binding.max_duration = v;
-        }
-        if let Some(v) = record_flag {
-            binding.record_flag = v;
-        }
-        if user_data.is_some() {
-            binding.user_data = user_data;
-        }
+        binding.terms.update(record_flag, max_duration, user_data);
         binding.subscribe_time = ctx.now;
         self.insert(binding);
         done()
@@ -247,7 +226,9 @@ impl AxbState {
             .collect();
         answer(slot.order.len() as u64, records)
     }
+}
 
+impl AxbState {
     fn insert(&mut self, mut binding: Binding) {
         binding.expiry_key = binding
             .expires_at
@@ -300,16 +281,9 @@ impl AxbState {
         self.bindings
             .values()
             .map(|b| BindingView {
-                subscription_id: b.id.clone(),
-                mode: Mode::Axb,
-                x: b.x.clone(),
-                a: Some(b.a.clone()),
                 b: Some(b.b.clone()),
-                y: None,
-                extension: None,
-                callee: None,
                 expires_at: b.expires_at.map(rfc3339),
-                order: b.seq,
+                ..BindingView::new(Mode::Axb, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
     }
@@ -330,10 +304,10 @@ impl Binding {
             callee_num: self.b.clone(),
             call_direction: Some(self.call_direction),
             duration: Some(self.duration),
-            max_duration: Some(self.max_duration),
-            record_flag: Some(self.record_flag),
+            max_duration: Some(self.terms.max_duration),
+            record_flag: Some(self.terms.record_flag),
             subscribe_time: Some(format_subscribe_time(self.subscribe_time)),
-            user_data: self.user_data.clone(),
+            user_data: self.terms.user_data.clone(),
         }
     }
 }

@@ -367,16 +367,9 @@ impl AxeState {
         self.bindings
             .values()
             .map(|b| BindingView {
-                subscription_id: b.id.clone(),
-                mode: Mode::Axe,
-                x: b.x.clone(),
-                a: Some(b.a.clone()),
-                b: None,
-                y: None,
                 extension: Some(format_extension(b.ext, self.digits)),
-                callee: None,
                 expires_at: b.expires_at.map(rfc3339),
-                order: b.seq,
+                ..BindingView::new(Mode::Axe, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
     }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::http::Method;
 use time::OffsetDateTime;
 
+use super::limits::{MAX_DURATION_SECONDS, MAX_X_PER_A};
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
@@ -15,9 +16,7 @@ use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxybBindResponse, AxybQueryResponse, AxybRecord};
 use xpool_platform::{Mode, codes};
 
-const MAX_X_PER_A: usize = 5;
 const DEFAULT_DURATION: u64 = 7200;
-const MAX_DURATION: u64 = 7_776_000;
 
 /// Every live AXYB relation of one app.
 #[derive(Debug, Default)]
@@ -71,7 +70,7 @@ struct Yb {
 /// A lifetime parameter: 0 (never / tied to the AX) or 60..=7776000 seconds.
 fn lifetime(p: &Params, name: &str) -> Result<Option<u64>, Fail> {
     match p.u64(name)? {
-        Some(d) if d != 0 && !(60..=MAX_DURATION).contains(&d) => Err(Fail::invalid(name)),
+        Some(d) if d != 0 && !(60..=MAX_DURATION_SECONDS).contains(&d) => Err(Fail::invalid(name)),
         d => Ok(d),
     }
 }
@@ -319,16 +318,8 @@ impl AxybState {
         let mut views = Vec::new();
         for ax in self.axs.values() {
             let view = BindingView {
-                subscription_id: ax.id.clone(),
-                mode: Mode::Axyb,
-                x: ax.x.clone(),
-                a: Some(ax.a.clone()),
-                b: None,
-                y: None,
-                extension: None,
-                callee: None,
                 expires_at: ax.expires_at.map(rfc3339),
-                order: ax.seq,
+                ..BindingView::new(Mode::Axyb, &ax.id, &ax.x, &ax.a, ax.seq)
             };
             if ax.ybs.is_empty() {
                 views.push(view);

@@ -16,6 +16,7 @@ mod config;
 mod controls;
 mod faults;
 mod guard;
+mod limits;
 mod params;
 mod reply;
 mod server;

@@ -20,7 +20,7 @@ use super::config::SimAppConfig;
 use super::controls;
 use super::params::Params;
 use super::reply::{Fail, Outcome, render};
-use super::state::{App, AppState, Bindings, Ctx, Sim, lock};
+use super::state::{App, AppState, Bindings, Crud, Ctx, Sim, lock};
 use xpool_platform::{Mode, codes, paths};
 
 /// A binding endpoint of the platform.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use axum::http::Method;
 use rand::seq::IndexedRandom as _;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -14,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::config::{SimAppConfig, SimConfig, SimNumber};
 use super::faults::{FaultState, Stats};
 use super::guard::IpGuard;
-use super::reply::Fail;
+use super::params::Params;
+use super::reply::{Fail, Outcome};
 use super::{ax, axb, axe, axyb};
 use xpool_platform::{Mode, codes};
 
@@ -201,6 +203,53 @@ pub(crate) struct BindingView {
     pub order: u64,
 }
 
+impl BindingView {
+    /// The view of binding `id` of `a` on `x`: no B, Y, extension, callee or expiry.
+    pub fn new(mode: Mode, id: &str, x: &str, a: &str, order: u64) -> Self {
+        BindingView {
+            subscription_id: id.to_owned(),
+            mode,
+            x: x.to_owned(),
+            a: Some(a.to_owned()),
+            b: None,
+            y: None,
+            extension: None,
+            callee: None,
+            expires_at: None,
+            order,
+        }
+    }
+}
+
+/// What an AX or AXB binding keeps of `recordFlag`, `maxDuration` and `userData`.
+#[derive(Debug, Clone)]
+pub(crate) struct CallTerms {
+    pub record_flag: bool,
+    /// Longest call, minutes (0: no limit).
+    pub max_duration: u64,
+    pub user_data: Option<String>,
+}
+
+impl CallTerms {
+    /// Applies the fields a modify request gave.
+    pub fn update(
+        &mut self,
+        record_flag: Option<bool>,
+        max_duration: Option<u64>,
+        user_data: Option<String>,
+    ) {
+        if let Some(v) = record_flag {
+            self.record_flag = v;
+        }
+        if let Some(v) = max_duration {
+            self.max_duration = v;
+        }
+        if user_data.is_some() {
+            self.user_data = user_data;
+        }
+    }
+}
+
 /// An AX binding's temporary callee and when it lapses (RFC 3339, binding clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct TempCallee {
@@ -358,6 +407,25 @@ pub(crate) fn expiry(now: OffsetDateTime, seconds: u64) -> Option<OffsetDateTime
 /// A fresh subscriptionId.
 pub(crate) fn new_subscription_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A mode whose one endpoint maps POST, PUT, DELETE and anything else to bind, modify, unbind
+/// and query.
+pub(crate) trait Crud {
+    fn bind(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome;
+    fn modify(&mut self, ctx: Ctx<'_>, p: &Params) -> Outcome;
+    fn unbind(&mut self, p: &Params) -> Outcome;
+    fn query(&self, p: &Params) -> Outcome;
+
+    /// Answers one request to the mode's endpoint.
+    fn handle(&mut self, ctx: Ctx<'_>, method: &Method, p: &Params) -> Outcome {
+        match *method {
+            Method::POST => self.bind(ctx, p),
+            Method::PUT => self.modify(ctx, p),
+            Method::DELETE => self.unbind(p),
+            _ => self.query(p),
+        }
+    }
 }
 
 /// What a mode's handler may read besides its own tables.

@@ -61,6 +61,15 @@ impl Harness {
         }
     }
 
+    /// Asserts that the call answers `code`: "0" for success, a result code, or a code and
+    /// its description.
+    fn expect(&mut self, ep: Endpoint, method: &Method, params: Value, code: &str) {
+        let shown = params.to_string();
+        let got = self.code(ep, method, params);
+        let matches = got == code || got.starts_with(&format!("{code} "));
+        assert!(matches, "{method} {shown}: {got}, expected {code}");
+    }
+
     fn advance(&mut self, seconds: i64) {
         self.now += time::Duration::seconds(seconds);
     }
@@ -72,6 +81,19 @@ const X3: &str = "+8617000000003";
 
 fn a(i: u32) -> String {
     format!("+86138{i:08}")
+}
+
+/// `base` with the fields of `extra` added.
+fn with(mut base: Value, extra: Value) -> Value {
+    let Value::Object(extra) = extra else {
+        panic!("the extra fields are not an object");
+    };
+    base.as_object_mut().unwrap().extend(extra);
+    base
+}
+
+fn by_id(id: &Value) -> Value {
+    json!({ "subscriptionId": id })
 }
 
 fn list_len(answer: &Map<String, Value>, field: &str) -> usize {
@@ -87,11 +109,11 @@ fn axb_paging_defaults_and_bounds() {
         ids.push(h.ok(Endpoint::Axb, &Method::POST, bind)["subscriptionId"].clone());
     }
     let page = |h: &mut Harness, extra: Value| {
-        let mut q = json!({"relationNum": X1});
-        q.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        h.ok(Endpoint::Axb, &Method::GET, q)
+        h.ok(
+            Endpoint::Axb,
+            &Method::GET,
+            with(json!({"relationNum": X1}), extra),
+        )
     };
     let first = page(&mut h, json!({}));
     assert_eq!(first["totalCount"], 60);
@@ -122,89 +144,54 @@ fn axb_paging_defaults_and_bounds() {
     let one = page(&mut h, json!({"callerNum": a(4)}));
     assert_eq!(one["relationNumList"][0]["subscriptionId"], ids[2]);
     let bad = json!({"relationNum": X1, "callerNum": a(5)});
-    assert!(
-        h.code(Endpoint::Axb, &Method::GET, bad)
-            .starts_with("1012007")
-    );
+    h.expect(Endpoint::Axb, &Method::GET, bad, "1012007");
     let empty = json!({"relationNum": X2});
-    assert!(
-        h.code(Endpoint::Axb, &Method::GET, empty)
-            .starts_with("1012007")
-    );
+    h.expect(Endpoint::Axb, &Method::GET, empty, "1012007");
 }
 
 #[test]
 fn axb_binding_rules() {
     let mut h = Harness::new("AXB", "max_bindings_per_x = 2", &[(X1, "010"), (X2, "021")]);
     let bind = |caller: u32, callee: u32, extra: Value| {
-        let mut body = json!({"callerNum": a(caller), "calleeNum": a(callee)});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        body
+        with(
+            json!({"callerNum": a(caller), "calleeNum": a(callee)}),
+            extra,
+        )
     };
-    assert_eq!(
-        h.code(
-            Endpoint::Axb,
-            &Method::POST,
-            bind(1, 2, json!({"relationNum": X1}))
+    let on_x1 = || json!({"relationNum": X1});
+    let first = [
+        (bind(1, 2, on_x1()), "0"),
+        (bind(2, 3, on_x1()), "1012010"),
+        (
+            bind(5, 6, json!({"relationNum": "+8617000000099"})),
+            "1012001",
         ),
-        "0"
-    );
-    let reused = bind(2, 3, json!({"relationNum": X1}));
-    assert!(
-        h.code(Endpoint::Axb, &Method::POST, reused)
-            .starts_with("1012010")
-    );
-    let foreign = bind(5, 6, json!({"relationNum": "+8617000000099"}));
-    assert!(
-        h.code(Endpoint::Axb, &Method::POST, foreign)
-            .starts_with("1012001")
-    );
-    // Strict: the only 010 number already holds A.
-    let strict = bind(1, 7, json!({"areaCode": "010"}));
-    assert!(
-        h.code(Endpoint::Axb, &Method::POST, strict)
-            .starts_with("1012008")
-    );
-    let loose = h.ok(
-        Endpoint::Axb,
-        &Method::POST,
-        bind(1, 7, json!({"areaCode": "010", "areaMatchMode": "1"})),
-    );
-    assert_eq!(loose["relationNum"], X2);
-    assert_eq!(
-        h.code(
-            Endpoint::Axb,
-            &Method::POST,
-            bind(3, 4, json!({"relationNum": X1}))
+        // Strict: the only 010 number already holds A.
+        (bind(1, 7, json!({"areaCode": "010"})), "1012008"),
+    ];
+    for (body, code) in first {
+        h.expect(Endpoint::Axb, &Method::POST, body, code);
+    }
+    let loose = bind(1, 7, json!({"areaCode": "010", "areaMatchMode": "1"}));
+    assert_eq!(h.ok(Endpoint::Axb, &Method::POST, loose)["relationNum"], X2);
+    let then = [
+        (bind(3, 4, on_x1()), "0"),
+        (bind(8, 9, on_x1()), "1012009"),
+        (
+            bind(8, 9, json!({"relationNum": " 8617000000001"})),
+            "1010002 Invalid request. relationNum",
         ),
-        "0"
-    );
-    let full = bind(8, 9, json!({"relationNum": X1}));
-    assert!(
-        h.code(Endpoint::Axb, &Method::POST, full)
-            .starts_with("1012009")
-    );
-    let plus_as_space = bind(8, 9, json!({"relationNum": " 8617000000001"}));
-    assert_eq!(
-        h.code(Endpoint::Axb, &Method::POST, plus_as_space),
-        "1010002 Invalid request. relationNum"
-    );
-    let long = bind(8, 9, json!({"duration": 7_776_001}));
-    assert_eq!(
-        h.code(Endpoint::Axb, &Method::POST, long),
-        "1010002 Invalid request. duration"
-    );
+        (
+            bind(8, 9, json!({"duration": 7_776_001})),
+            "1010002 Invalid request. duration",
+        ),
+    ];
+    for (body, code) in then {
+        h.expect(Endpoint::Axb, &Method::POST, body, code);
+    }
     // Unbind by X removes every binding on it.
-    assert_eq!(
-        h.code(Endpoint::Axb, &Method::DELETE, json!({"relationNum": X1})),
-        "0"
-    );
-    assert!(
-        h.code(Endpoint::Axb, &Method::DELETE, json!({"relationNum": X1}))
-            .starts_with("1012007")
-    );
+    h.expect(Endpoint::Axb, &Method::DELETE, on_x1(), "0");
+    h.expect(Endpoint::Axb, &Method::DELETE, on_x1(), "1012007");
 }
 
 #[test]
@@ -222,35 +209,25 @@ fn axb_modify_rechecks_uniqueness_and_restarts_the_timer() {
         json!({"callerNum": a(3), "calleeNum": a(4), "relationNum": X1}),
     );
     let clash = json!({"subscriptionId": id, "calleeNum": a(3)});
-    assert!(
-        h.code(Endpoint::Axb, &Method::PUT, clash)
-            .starts_with("1012010")
+    h.expect(Endpoint::Axb, &Method::PUT, clash, "1012010");
+    h.advance(90);
+    h.expect(
+        Endpoint::Axb,
+        &Method::PUT,
+        json!({"subscriptionId": id, "duration": "100", "calleeNum": a(5)}),
+        "0",
     );
     h.advance(90);
-    assert_eq!(
-        h.code(
-            Endpoint::Axb,
-            &Method::PUT,
-            json!({"subscriptionId": id, "duration": "100", "calleeNum": a(5)})
-        ),
-        "0"
-    );
-    h.advance(90);
-    let got = h.ok(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}));
+    let got = h.ok(Endpoint::Axb, &Method::GET, by_id(&id));
     assert_eq!(got["relationNumList"][0]["calleeNum"], a(5));
     assert_eq!(got["relationNumList"][0]["duration"], 100);
     h.advance(10);
-    assert!(
-        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}))
-            .starts_with("1012007")
-    );
-    assert!(
-        h.code(
-            Endpoint::Axb,
-            &Method::PUT,
-            json!({"subscriptionId": "nope"})
-        )
-        .starts_with("1012007")
+    h.expect(Endpoint::Axb, &Method::GET, by_id(&id), "1012007");
+    h.expect(
+        Endpoint::Axb,
+        &Method::PUT,
+        json!({"subscriptionId": "nope"}),
+        "1012007",
     );
 }
 
@@ -260,27 +237,11 @@ fn expired_bindings_behave_as_unbound() {
     let bind = json!({"callerNum": a(1), "calleeNum": a(2), "relationNum": X1, "duration": 60});
     let id = h.ok(Endpoint::Axb, &Method::POST, bind.clone())["subscriptionId"].clone();
     h.advance(59);
-    assert_eq!(
-        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id})),
-        "0"
-    );
-    assert!(
-        h.code(Endpoint::Axb, &Method::POST, bind.clone())
-            .starts_with("1012010")
-    );
+    h.expect(Endpoint::Axb, &Method::GET, by_id(&id), "0");
+    h.expect(Endpoint::Axb, &Method::POST, bind.clone(), "1012010");
     h.advance(1);
-    assert!(
-        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": id}))
-            .starts_with("1012007")
-    );
-    assert!(
-        h.code(
-            Endpoint::Axb,
-            &Method::DELETE,
-            json!({"subscriptionId": id})
-        )
-        .starts_with("1012007")
-    );
+    h.expect(Endpoint::Axb, &Method::GET, by_id(&id), "1012007");
+    h.expect(Endpoint::Axb, &Method::DELETE, by_id(&id), "1012007");
     assert_eq!(
         h.code(Endpoint::Axb, &Method::POST, bind),
         "0",
@@ -298,12 +259,9 @@ fn ax_limits_and_lookups() {
     let mut h = Harness::new("AX", "", &numbers);
     let by_area = json!({"origNum": a(1), "areaCode": "010", "privateNumType": "mobile-virtual"});
     for _ in 0..5 {
-        assert_eq!(h.code(Endpoint::Ax, &Method::POST, by_area.clone()), "0");
+        h.expect(Endpoint::Ax, &Method::POST, by_area.clone(), "0");
     }
-    assert!(
-        h.code(Endpoint::Ax, &Method::POST, by_area)
-            .starts_with("1011003")
-    );
+    h.expect(Endpoint::Ax, &Method::POST, by_area, "1011003");
     let listed = h.ok(Endpoint::Ax, &Method::GET, json!({"origNum": a(1)}));
     assert_eq!(list_len(&listed, "privateNumList"), 5);
     let taken = listed["privateNumList"][0]["privateNum"]
@@ -311,39 +269,42 @@ fn ax_limits_and_lookups() {
         .unwrap()
         .to_owned();
     let busy = json!({"origNum": a(2), "privateNum": taken});
-    assert!(
-        h.code(Endpoint::Ax, &Method::POST, busy)
-            .starts_with("1011005")
-    );
+    h.expect(Endpoint::Ax, &Method::POST, busy, "1011005");
     let no_type = json!({"origNum": a(2), "areaCode": "010"});
-    assert_eq!(
-        h.code(Endpoint::Ax, &Method::POST, no_type),
-        "1010002 Invalid request. privateNumType"
+    h.expect(
+        Endpoint::Ax,
+        &Method::POST,
+        no_type,
+        "1010002 Invalid request. privateNumType",
     );
     let callee = json!({"privateNum": taken, "origNum": a(1), "calleeNum": a(1)});
-    assert_eq!(
-        h.code(Endpoint::AxCallee, &Method::PUT, callee),
-        "1010002 Invalid request. calleeNum"
+    h.expect(
+        Endpoint::AxCallee,
+        &Method::PUT,
+        callee,
+        "1010002 Invalid request. calleeNum",
     );
     let callee = json!({"privateNum": taken, "origNum": a(1), "calleeNum": a(9)});
-    assert_eq!(h.code(Endpoint::AxCallee, &Method::PUT, callee), "0");
-    assert_eq!(
-        h.code(
-            Endpoint::Ax,
-            &Method::DELETE,
-            json!({"privateNum": taken, "origNum": "ignored"})
-        ),
-        "0"
+    h.expect(Endpoint::AxCallee, &Method::PUT, callee, "0");
+    h.expect(
+        Endpoint::Ax,
+        &Method::DELETE,
+        json!({"privateNum": taken, "origNum": "ignored"}),
+        "0",
     );
-    assert!(
-        h.code(Endpoint::Ax, &Method::DELETE, json!({"privateNum": taken}))
-            .starts_with("1016001")
+    h.expect(
+        Endpoint::Ax,
+        &Method::DELETE,
+        json!({"privateNum": taken}),
+        "1016001",
     );
     let none = h.ok(Endpoint::Ax, &Method::GET, json!({"privateNum": taken}));
     assert_eq!(list_len(&none, "privateNumList"), 0);
-    assert!(
-        h.code(Endpoint::Axb, &Method::GET, json!({"subscriptionId": "x"}))
-            .starts_with("1010040")
+    h.expect(
+        Endpoint::Axb,
+        &Method::GET,
+        json!({"subscriptionId": "x"}),
+        "1010040",
     );
 }
 
@@ -354,83 +315,39 @@ fn axe_extensions_are_assigned_lowest_first() {
         "extension_digits = 1\nmax_extensions_per_x = 5",
         &[(X1, "010")],
     );
-    let bind = |i: u32, extra: Value| {
-        let mut body = json!({"bindNum": a(i), "virtualNum": X1});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        body
+    let bind = |i: u32, extra: Value| with(json!({"bindNum": a(i), "virtualNum": X1}), extra);
+    let bind_ext = |h: &mut Harness, i: u32, extra: Value| {
+        let answer = h.ok(Endpoint::Axe, &Method::POST, bind(i, extra));
+        answer["extendNum"].as_str().unwrap().to_owned()
     };
-    let ext = |m: Map<String, Value>| m["extendNum"].as_str().unwrap().to_owned();
-    assert_eq!(
-        ext(h.ok(Endpoint::Axe, &Method::POST, bind(1, json!({})))),
-        "1"
-    );
-    assert_eq!(
-        ext(h.ok(Endpoint::Axe, &Method::POST, bind(2, json!({})))),
-        "2"
-    );
-    assert_eq!(
-        ext(h.ok(
-            Endpoint::Axe,
-            &Method::POST,
-            bind(3, json!({"extendNum": "7"}))
-        )),
-        "7"
-    );
-    assert!(
-        h.code(
-            Endpoint::Axe,
-            &Method::POST,
-            bind(4, json!({"extendNum": 7}))
-        )
-        .starts_with("1020167")
-    );
-    assert!(
-        h.code(Endpoint::Axe, &Method::POST, bind(1, json!({})))
-            .starts_with("1012010")
-    );
-    assert_eq!(
-        h.code(
-            Endpoint::Axe,
-            &Method::POST,
-            bind(4, json!({"extendNum": "12"}))
+    assert_eq!(bind_ext(&mut h, 1, json!({})), "1");
+    assert_eq!(bind_ext(&mut h, 2, json!({})), "2");
+    assert_eq!(bind_ext(&mut h, 3, json!({"extendNum": "7"})), "7");
+    let refused = [
+        (bind(4, json!({"extendNum": 7})), "1020167"),
+        (bind(1, json!({})), "1012010"),
+        (
+            bind(4, json!({"extendNum": "12"})),
+            "1010002 Invalid request. extendNum",
         ),
-        "1010002 Invalid request. extendNum"
-    );
-    assert_eq!(
-        h.code(
-            Endpoint::Axe,
-            &Method::DELETE,
-            json!({"virtualNum": X1, "extendNum": "1"})
-        ),
-        "0"
-    );
-    assert_eq!(
-        ext(h.ok(Endpoint::Axe, &Method::POST, bind(5, json!({})))),
-        "1"
-    );
-    assert_eq!(
-        ext(h.ok(Endpoint::Axe, &Method::POST, bind(6, json!({})))),
-        "3"
-    );
-    assert_eq!(
-        ext(h.ok(Endpoint::Axe, &Method::POST, bind(7, json!({})))),
-        "4"
-    );
-    assert!(
-        h.code(Endpoint::Axe, &Method::POST, bind(8, json!({})))
-            .starts_with("1020167"),
-        "cap of 5"
-    );
+    ];
+    for (body, code) in refused {
+        h.expect(Endpoint::Axe, &Method::POST, body, code);
+    }
+    let slot_1 = json!({"virtualNum": X1, "extendNum": "1"});
+    h.expect(Endpoint::Axe, &Method::DELETE, slot_1, "0");
+    for (i, ext) in [(5, "1"), (6, "3"), (7, "4")] {
+        assert_eq!(bind_ext(&mut h, i, json!({})), ext, "the lowest free one");
+    }
+    // The cap of 5.
+    h.expect(Endpoint::Axe, &Method::POST, bind(8, json!({})), "1020167");
     let area = json!({"bindNum": a(9), "areaCode": "010"});
-    assert!(
-        h.code(Endpoint::Axe, &Method::POST, area)
-            .starts_with("1012008")
-    );
-    assert_eq!(
-        h.code(Endpoint::Axe, &Method::DELETE, json!({"virtualNum": X1})),
-        "1010002 Invalid request. extendNum"
+    h.expect(Endpoint::Axe, &Method::POST, area, "1012008");
+    h.expect(
+        Endpoint::Axe,
+        &Method::DELETE,
+        json!({"virtualNum": X1}),
+        "1010002 Invalid request. extendNum",
     );
 }
 
@@ -460,14 +377,18 @@ fn axe_v2_cursor_paging_and_v1_bind_time_quirk() {
     }
     assert_eq!(seen, ids);
     let bad = json!({"virtualNum": X1, "cursor": "12_3"});
-    assert_eq!(
-        h.code(Endpoint::AxeV2, &Method::GET, bad),
-        "1010002 Invalid request. cursor"
+    h.expect(
+        Endpoint::AxeV2,
+        &Method::GET,
+        bad,
+        "1010002 Invalid request. cursor",
     );
     let bad = json!({"virtualNum": X1, "cursor": "0000000000000_0", "limit": 0});
-    assert_eq!(
-        h.code(Endpoint::AxeV2, &Method::GET, bad),
-        "1010002 Invalid request. limit"
+    h.expect(
+        Endpoint::AxeV2,
+        &Method::GET,
+        bad,
+        "1010002 Invalid request. limit",
     );
     let empty = h.ok(
         Endpoint::AxeV2,
@@ -480,33 +401,15 @@ fn axe_v2_cursor_paging_and_v1_bind_time_quirk() {
     );
 
     let modify = json!({"subscriptionId": ids[0], "timeUnit": "1", "bindExpiredTime": 10});
-    assert_eq!(h.code(Endpoint::Axe, &Method::PUT, modify), "0");
-    let v1 = h.ok(
-        Endpoint::Axe,
-        &Method::GET,
-        json!({"subscriptionId": ids[0]}),
-    );
+    h.expect(Endpoint::Axe, &Method::PUT, modify, "0");
+    let v1 = h.ok(Endpoint::Axe, &Method::GET, by_id(&ids[0]));
     assert_eq!(
         (v1["timeUnit"].clone(), v1["bindExpiredTime"].clone()),
         (json!("0"), json!(2))
     );
     h.advance(11 * 60);
-    assert!(
-        h.code(
-            Endpoint::Axe,
-            &Method::GET,
-            json!({"subscriptionId": ids[0]})
-        )
-        .starts_with("1012007")
-    );
-    assert_eq!(
-        h.code(
-            Endpoint::Axe,
-            &Method::GET,
-            json!({"subscriptionId": ids[1]})
-        ),
-        "0"
-    );
+    h.expect(Endpoint::Axe, &Method::GET, by_id(&ids[0]), "1012007");
+    h.expect(Endpoint::Axe, &Method::GET, by_id(&ids[1]), "0");
 
     let counts = h.ok(Endpoint::AxeCount, &Method::GET, json!({"limit": 1}));
     assert_eq!(
@@ -542,17 +445,12 @@ fn axyb_two_steps_query_unbind_and_expiry() {
     assert_eq!(yb["subscriptionId"], id);
     assert_ne!(yb["relationNumber"], x);
     let again = json!({"origNum": a(2), "subscriptionId": id});
-    assert!(
-        h.code(Endpoint::Axyb, &Method::POST, again)
-            .starts_with("1012010")
-    );
-    assert_eq!(
-        h.code(
-            Endpoint::Axyb,
-            &Method::POST,
-            json!({"origNum": a(3), "subscriptionId": id})
-        ),
-        "0"
+    h.expect(Endpoint::Axyb, &Method::POST, again, "1012010");
+    h.expect(
+        Endpoint::Axyb,
+        &Method::POST,
+        json!({"origNum": a(3), "subscriptionId": id}),
+        "0",
     );
     assert!(
         h.code(
@@ -566,35 +464,30 @@ fn axyb_two_steps_query_unbind_and_expiry() {
     let got = h.ok(Endpoint::Axyb, &Method::GET, json!({"relationNum": x}));
     assert_eq!(list_len(&got, "xyRelationNumList"), 2);
     assert_eq!(got["xyRelationNumList"][0]["duration"], "600");
-    assert_eq!(
-        h.code(
-            Endpoint::Axyb,
-            &Method::DELETE,
-            json!({"subscriptionId": id, "bNum": a(2)})
-        ),
-        "0"
+    h.expect(
+        Endpoint::Axyb,
+        &Method::DELETE,
+        json!({"subscriptionId": id, "bNum": a(2)}),
+        "0",
     );
     assert_eq!(h.state.list().len(), 1);
     let bad = json!({"origNum": a(5), "duration": 59});
-    assert_eq!(
-        h.code(Endpoint::Axyb, &Method::POST, bad),
-        "1010002 Invalid request. duration"
+    h.expect(
+        Endpoint::Axyb,
+        &Method::POST,
+        bad,
+        "1010002 Invalid request. duration",
     );
     h.advance(600);
-    assert!(
-        h.code(Endpoint::Axyb, &Method::GET, json!({"subscriptionId": id}))
-            .starts_with("1012007")
-    );
+    h.expect(Endpoint::Axyb, &Method::GET, by_id(&id), "1012007");
     assert!(h.state.list().is_empty());
     // The Ys are free again.
     let ax = h.ok(Endpoint::Axyb, &Method::POST, json!({"origNum": a(1)}));
     let id = ax["subscriptionId"].clone();
-    assert_eq!(
-        h.code(
-            Endpoint::Axyb,
-            &Method::POST,
-            json!({"origNum": a(2), "subscriptionId": id})
-        ),
-        "0"
+    h.expect(
+        Endpoint::Axyb,
+        &Method::POST,
+        json!({"origNum": a(2), "subscriptionId": id}),
+        "0",
     );
 }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
+use serde::ser::{SerializeMap as _, Serializer};
 
 use super::BenchArgs;
-use super::spawn::{Spawned, read_proc};
+use super::spawn::{Sample, Spawned, read_proc};
 use xpool::grpc::pb;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
@@ -21,48 +22,85 @@ const ERRORS_LISTED: usize = 5;
 pub struct ReconcileRun {
     /// From sending the request to its answer (target ≤ 60000).
     pub wall_ms: u64,
-    pub xs_checked: u64,
-    pub orphans_adopted: u64,
-    pub orphans_released: u64,
-    pub ghosts_freed: u64,
-    pub fields_corrected: u64,
-    pub pending_resolved: u64,
-    pub numbers_removed: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub errors: u64,
     pub first_errors: Vec<String>,
-    /// The spawned daemon's RSS before, at its highest while it ran, and after (None without
-    /// --spawn); growth = peak − before (target ≤ 100).
+    #[serde(flatten)]
+    pub daemon: DaemonUse,
+    /// Platform requests the simulator counted while it ran.
+    pub sim_requests: Option<u64>,
+}
+
+/// The daemon's report, written as its counts under their proto names (the errors are listed
+/// by [`ReconcileRun`]).
+#[derive(Debug, Clone, Default)]
+pub struct Counts(pub pb::ReconcileReport);
+
+impl Serialize for Counts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = &self.0;
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("xs_checked", &r.xs_checked)?;
+        map.serialize_entry("orphans_adopted", &r.orphans_adopted)?;
+        map.serialize_entry("orphans_released", &r.orphans_released)?;
+        map.serialize_entry("ghosts_freed", &r.ghosts_freed)?;
+        map.serialize_entry("fields_corrected", &r.fields_corrected)?;
+        map.serialize_entry("pending_resolved", &r.pending_resolved)?;
+        map.serialize_entry("numbers_removed", &r.numbers_removed)?;
+        map.end()
+    }
+}
+
+/// The spawned daemon's RSS before, at its highest while it ran, and after, and the CPU time it
+/// used (None without --spawn); growth = peak − before (target ≤ 100).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DaemonUse {
     pub rss_before_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
     pub rss_after_mib: Option<f64>,
     pub rss_growth_mib: Option<f64>,
     pub daemon_cpu_s: Option<f64>,
-    /// Platform requests the simulator counted while it ran.
-    pub sim_requests: Option<u64>,
+}
+
+impl DaemonUse {
+    /// From the samples before and after the run and the highest RSS sampled while it ran.
+    fn between(before: Option<Sample>, after: Option<Sample>, peak_kib: u64) -> DaemonUse {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let peak = after.map(|a| mib(peak_kib.max(a.rss_kib)));
+        DaemonUse {
+            rss_before_mib: before.map(|b| mib(b.rss_kib)),
+            rss_peak_mib: peak,
+            rss_after_mib: after.map(|a| mib(a.rss_kib)),
+            rss_growth_mib: before.zip(peak).map(|(b, p)| p - mib(b.rss_kib)),
+            daemon_cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        }
+    }
 }
 
 impl ReconcileRun {
     pub fn text(&self) -> String {
         let mib = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.1} MiB"));
+        let (c, d) = (&self.counts.0, &self.daemon);
         let mut s = format!(
             "reconcile: {} ms wall, {} numbers checked, adopted {}, released {}, ghosts freed {}, \
              fields corrected {}, pending resolved {}, numbers removed {}, errors {}\n  daemon rss \
              {} before, {} peak during, {} after (growth {}); daemon cpu {} s; {} platform \
              requests",
             self.wall_ms,
-            self.xs_checked,
-            self.orphans_adopted,
-            self.orphans_released,
-            self.ghosts_freed,
-            self.fields_corrected,
-            self.pending_resolved,
-            self.numbers_removed,
+            c.xs_checked,
+            c.orphans_adopted,
+            c.orphans_released,
+            c.ghosts_freed,
+            c.fields_corrected,
+            c.pending_resolved,
+            c.numbers_removed,
             self.errors,
-            mib(self.rss_before_mib),
-            mib(self.rss_peak_mib),
-            mib(self.rss_after_mib),
-            mib(self.rss_growth_mib),
-            self.daemon_cpu_s
+            mib(d.rss_before_mib),
+            mib(d.rss_peak_mib),
+            mib(d.rss_after_mib),
+            mib(d.rss_growth_mib),
+            d.daemon_cpu_s
                 .map_or_else(|| "?".to_owned(), |c| format!("{c:.2}")),
             self.sim_requests
                 .map_or_else(|| "?".to_owned(), |n| n.to_string()),
@@ -110,31 +148,38 @@ pub async fn run(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<ReconcileR
     if let Some(s) = sampler {
         let _ = s.await;
     }
-    let r = answer.context("ReconcileService.Reconcile")?.into_inner();
+    let mut r = answer.context("ReconcileService.Reconcile")?.into_inner();
     let after = pid.as_deref().map(read_proc);
-    let mib = |kib: u64| kib as f64 / 1024.0;
     let sim_after = if procs.has_sim {
         super::spawn::sim_stats(&procs.sim_url, &args.app_key).await
     } else {
         None
     };
-    let peak = after.map(|a| mib(peak_kib.load(Ordering::Relaxed).max(a.rss_kib)));
+    let errors = std::mem::take(&mut r.errors);
     Ok(ReconcileRun {
         wall_ms: wall.as_millis() as u64,
-        xs_checked: r.xs_checked,
-        orphans_adopted: r.orphans_adopted,
-        orphans_released: r.orphans_released,
-        ghosts_freed: r.ghosts_freed,
-        fields_corrected: r.fields_corrected,
-        pending_resolved: r.pending_resolved,
-        numbers_removed: r.numbers_removed,
-        errors: r.errors.len() as u64,
-        first_errors: r.errors.into_iter().take(ERRORS_LISTED).collect(),
-        rss_before_mib: before.map(|b| mib(b.rss_kib)),
-        rss_peak_mib: peak,
-        rss_after_mib: after.map(|a| mib(a.rss_kib)),
-        rss_growth_mib: before.zip(peak).map(|(b, p)| p - mib(b.rss_kib)),
-        daemon_cpu_s: before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s),
+        counts: Counts(r),
+        errors: errors.len() as u64,
+        first_errors: errors.into_iter().take(ERRORS_LISTED).collect(),
+        daemon: DaemonUse::between(before, after, peak_kib.load(Ordering::Relaxed)),
         sim_requests: super::report::SimDelta::between(sim_before, sim_after).map(|d| d.requests),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReconcileRun;
+
+    #[test]
+    fn the_json_is_one_flat_object_in_report_order() {
+        let json = serde_json::to_string(&ReconcileRun::default()).unwrap();
+        let expected = concat!(
+            r#"{"wall_ms":0,"xs_checked":0,"orphans_adopted":0,"orphans_released":0,"#,
+            r#""ghosts_freed":0,"fields_corrected":0,"pending_resolved":0,"numbers_removed":0,"#,
+            r#""errors":0,"first_errors":[],"rss_before_mib":null,"rss_peak_mib":null,"#,
+            r#""rss_after_mib":null,"rss_growth_mib":null,"daemon_cpu_s":null,"#,
+            r#""sim_requests":null}"#
+        );
+        assert_eq!(json, expected);
+    }
 }
