@@ -1,15 +1,16 @@
 //! `xpool.v1.BindingService`: thin handlers over the pool.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, binding_key, state_filter};
+use super::convert::{BindingPage, TtlUpdate};
 use super::pb;
 use super::pb::binding_service_server::BindingService;
-use crate::lifecycle::{BindParams, ListFilter, Pool, PoolError};
+use crate::lifecycle::{BindParams, Binding, BindingKey, Pool, PoolError};
 
 /// The binding API.
 #[derive(Debug)]
@@ -27,6 +28,24 @@ impl Bindings {
             pool,
             max_wait,
             tasks,
+        }
+    }
+
+    /// Runs `work` on the pool in its own task, so a caller hanging up cannot cut a two-phase
+    /// change short, and answers with the binding it returns.
+    async fn detached<F>(
+        &self,
+        work: impl FnOnce(Arc<Pool>) -> F,
+    ) -> Result<Response<pb::Binding>, Status>
+    where
+        F: Future<Output = Result<Binding, PoolError>> + Send + 'static,
+    {
+        match self.tasks.spawn(work(Arc::clone(&self.pool))).await {
+            Ok(result) => Ok(Response::new(result?.into())),
+            Err(e) => {
+                tracing::error!(error = %e, "binding task failed");
+                Err(Status::internal("internal error"))
+            }
         }
     }
 }
@@ -47,20 +66,6 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
     })
 }
 
-/// Runs pool work on its own task, so a caller hanging up cannot cut a two-phase change short.
-async fn detached<T: Send + 'static>(
-    tasks: &TaskTracker,
-    work: impl std::future::Future<Output = Result<T, PoolError>> + Send + 'static,
-) -> Result<T, Status> {
-    match tasks.spawn(work).await {
-        Ok(result) => result.map_err(Status::from),
-        Err(e) => {
-            tracing::error!(error = %e, "binding task failed");
-            Err(Status::internal("internal error"))
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl BindingService for Bindings {
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Binding>, Status> {
@@ -70,57 +75,33 @@ impl BindingService for Bindings {
             .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
             .unwrap_or(self.max_wait);
         let params = BindParams::try_from(req.into_inner())?;
-        let pool = Arc::clone(&self.pool);
-        let binding = detached(
-            &self.tasks,
-            async move { pool.bind(params, max_wait).await },
-        )
-        .await?;
-        Ok(Response::new(binding.into()))
+        self.detached(|pool| async move { pool.bind(params, max_wait).await })
+            .await
     }
 
     async fn unbind(
         &self,
         req: Request<pb::UnbindRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let pb::UnbindRequest {
-            binding_id,
-            request_id,
-            app,
-        } = req.into_inner();
-        let key = binding_key(&binding_id, request_id, app)?;
-        let pool = Arc::clone(&self.pool);
-        let binding = detached(&self.tasks, async move { pool.unbind(&key).await }).await?;
-        Ok(Response::new(binding.into()))
+        let key = BindingKey::try_from(req.into_inner())?;
+        self.detached(|pool| async move { pool.unbind(&key).await })
+            .await
     }
 
     async fn update_binding(
         &self,
         req: Request<pb::UpdateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let pb::UpdateBindingRequest {
-            binding_id,
-            ttl_seconds,
-        } = req.into_inner();
-        let id = convert::binding_id("binding_id", &binding_id)?;
-        let pool = Arc::clone(&self.pool);
-        let binding = detached(&self.tasks, async move {
-            pool.update_ttl(id, ttl_seconds).await
-        })
-        .await?;
-        Ok(Response::new(binding.into()))
+        let TtlUpdate { id, ttl_seconds } = TtlUpdate::try_from(req.into_inner())?;
+        self.detached(|pool| async move { pool.update_ttl(id, ttl_seconds).await })
+            .await
     }
 
     async fn get_binding(
         &self,
         req: Request<pb::GetBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
-        let pb::GetBindingRequest {
-            binding_id,
-            request_id,
-            app,
-        } = req.into_inner();
-        let key = binding_key(&binding_id, request_id, app)?;
+        let key = BindingKey::try_from(req.into_inner())?;
         Ok(Response::new(self.pool.get(&key)?.into()))
     }
 
@@ -128,27 +109,11 @@ impl BindingService for Bindings {
         &self,
         req: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
-        let pb::ListBindingsRequest {
-            app,
-            party,
-            x_number,
-            state,
-            page_size,
-            page_token,
-        } = req.into_inner();
-        let filter = ListFilter {
-            app: (!app.is_empty()).then_some(app),
-            party: (!party.is_empty()).then_some(party),
-            x_number: (!x_number.is_empty()).then_some(x_number),
-            state: state_filter(state)?,
-        };
-        let after = match page_token.as_str() {
-            "" => None,
-            token => Some(convert::binding_id("page_token", token).map_err(|_| {
-                Status::invalid_argument("page_token: not a token from ListBindings")
-            })?),
-        };
-        let limit = convert::page_size(page_size)?;
+        let BindingPage {
+            filter,
+            after,
+            limit,
+        } = BindingPage::try_from(req.into_inner())?;
         let (page, next) = self.pool.list(&filter, after, limit)?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.into_iter().map(Into::into).collect(),

@@ -5,7 +5,8 @@ use prost_types::Timestamp;
 
 use super::pb;
 use crate::lifecycle::{
-    BindParams, Binding, BindingId, BindingKey, BindingState, NumberState, PoolError, quoted,
+    AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, ListFilter, NumberState,
+    NumberView, PoolError, Scoped, quoted,
 };
 use crate::platform::{Mode, number};
 
@@ -18,6 +19,15 @@ fn invalid(field: &'static str, message: impl Into<String>) -> PoolError {
 
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+/// INVALID_ARGUMENT `field: required` when `value` is empty.
+pub fn required(field: &'static str, value: &str) -> Result<(), PoolError> {
+    if value.is_empty() {
+        Err(invalid(field, "required"))
+    } else {
+        Ok(())
+    }
 }
 
 fn party(field: &'static str, value: &str) -> Result<(), PoolError> {
@@ -53,12 +63,8 @@ impl TryFrom<pb::BindRequest> for BindParams {
             max_call_minutes,
             user_data,
         } = r;
-        if app.is_empty() {
-            return Err(invalid("app", "required"));
-        }
-        if party_a.is_empty() {
-            return Err(invalid("party_a", "required"));
-        }
+        required("app", &app)?;
+        required("party_a", &party_a)?;
         party("party_a", &party_a)?;
         if !party_b.is_empty() {
             party("party_b", &party_b)?;
@@ -157,6 +163,148 @@ pub fn binding_key(
             "give binding_id or request_id, not both",
         )),
         (true, true) => Err(invalid("binding_id", "give binding_id or request_id")),
+    }
+}
+
+impl TryFrom<pb::UnbindRequest> for BindingKey {
+    type Error = PoolError;
+
+    fn try_from(r: pb::UnbindRequest) -> Result<Self, PoolError> {
+        let pb::UnbindRequest {
+            binding_id,
+            request_id,
+            app,
+        } = r;
+        binding_key(&binding_id, request_id, app)
+    }
+}
+
+impl TryFrom<pb::GetBindingRequest> for BindingKey {
+    type Error = PoolError;
+
+    fn try_from(r: pb::GetBindingRequest) -> Result<Self, PoolError> {
+        let pb::GetBindingRequest {
+            binding_id,
+            request_id,
+            app,
+        } = r;
+        binding_key(&binding_id, request_id, app)
+    }
+}
+
+/// What an UpdateBinding asks for.
+#[derive(Debug)]
+pub struct TtlUpdate {
+    pub id: BindingId,
+    pub ttl_seconds: u64,
+}
+
+impl TryFrom<pb::UpdateBindingRequest> for TtlUpdate {
+    type Error = PoolError;
+
+    fn try_from(r: pb::UpdateBindingRequest) -> Result<Self, PoolError> {
+        let pb::UpdateBindingRequest {
+            binding_id,
+            ttl_seconds,
+        } = r;
+        let id = self::binding_id("binding_id", &binding_id)?;
+        Ok(TtlUpdate { id, ttl_seconds })
+    }
+}
+
+/// One page of a ListBindings.
+#[derive(Debug)]
+pub struct BindingPage {
+    pub filter: ListFilter,
+    pub after: Option<BindingId>,
+    pub limit: usize,
+}
+
+impl TryFrom<pb::ListBindingsRequest> for BindingPage {
+    type Error = PoolError;
+
+    fn try_from(r: pb::ListBindingsRequest) -> Result<Self, PoolError> {
+        let pb::ListBindingsRequest {
+            app,
+            party,
+            x_number,
+            state,
+            page_size,
+            page_token,
+        } = r;
+        let filter = ListFilter {
+            app: opt(app),
+            party: opt(party),
+            x_number: opt(x_number),
+            state: state_filter(state)?,
+        };
+        let after = match page_token.as_str() {
+            "" => None,
+            token => Some(
+                binding_id("page_token", token)
+                    .map_err(|_| invalid("page_token", "not a token from ListBindings"))?,
+            ),
+        };
+        let limit = self::page_size(page_size)?;
+        Ok(BindingPage {
+            filter,
+            after,
+            limit,
+        })
+    }
+}
+
+/// What an AddNumbers adds: (number, area code) pairs.
+#[derive(Debug)]
+pub struct NewNumbers {
+    pub app: String,
+    pub numbers: Vec<(String, String)>,
+}
+
+impl TryFrom<pb::AddNumbersRequest> for NewNumbers {
+    type Error = PoolError;
+
+    fn try_from(r: pb::AddNumbersRequest) -> Result<Self, PoolError> {
+        let pb::AddNumbersRequest { app, numbers } = r;
+        required("app", &app)?;
+        if numbers.is_empty() {
+            return Err(invalid("numbers", "required"));
+        }
+        let numbers = numbers
+            .into_iter()
+            .map(|pb::NumberSpec { number, area_code }| (number, area_code))
+            .collect();
+        Ok(NewNumbers { app, numbers })
+    }
+}
+
+/// One page of a ListNumbers: numbers after `after` (all when empty), sorted.
+#[derive(Debug)]
+pub struct NumberPage {
+    pub app: String,
+    pub area_code: Option<String>,
+    pub after: String,
+    pub limit: usize,
+}
+
+impl TryFrom<pb::ListNumbersRequest> for NumberPage {
+    type Error = PoolError;
+
+    fn try_from(r: pb::ListNumbersRequest) -> Result<Self, PoolError> {
+        let pb::ListNumbersRequest {
+            app,
+            area_code,
+            page_size,
+            page_token,
+        } = r;
+        required("app", &app)?;
+        let limit = self::page_size(page_size)?;
+        Ok(NumberPage {
+            app,
+            area_code: opt(area_code),
+            after: page_token,
+            limit,
+        })
     }
 }
 
@@ -260,6 +408,53 @@ impl From<Binding> for pb::Binding {
             record,
             max_call_minutes,
             updated_at: Some(timestamp(updated_at_ms)),
+        }
+    }
+}
+
+impl From<&NumberView> for pb::NumberInfo {
+    fn from(n: &NumberView) -> pb::NumberInfo {
+        pb::NumberInfo {
+            number: n.number.clone(),
+            area_code: n.area_code.clone(),
+            state: number_state(n.state).into(),
+            bindings: n.bindings,
+            free_extensions: n.free_extensions.min(u64::from(u32::MAX)) as u32,
+            cooling: n.cooling.min(u64::from(u32::MAX)) as u32,
+        }
+    }
+}
+
+impl From<AreaStats> for pb::AreaStats {
+    fn from(a: AreaStats) -> pb::AreaStats {
+        pb::AreaStats {
+            area_code: a.area_code,
+            total: a.total,
+            bound: a.bound,
+            free: a.free,
+            cooling_down: a.cooling_down,
+            draining: a.draining,
+            free_extensions: a.free_extensions,
+        }
+    }
+}
+
+impl From<Scoped> for pb::ReconcileReport {
+    fn from(s: Scoped) -> pb::ReconcileReport {
+        let r = s.report;
+        pb::ReconcileReport {
+            app: s.app,
+            dry_run: r.dry_run,
+            xs_checked: r.xs_checked,
+            orphans_adopted: r.orphans_adopted,
+            orphans_released: r.orphans_released,
+            ghosts_freed: r.ghosts_freed,
+            fields_corrected: r.fields_corrected,
+            pending_resolved: r.pending_resolved,
+            numbers_removed: r.numbers_removed,
+            errors: r.errors,
+            started_at: Some(timestamp(r.started_at_ms)),
+            finished_at: r.finished_at_ms.map(timestamp),
         }
     }
 }

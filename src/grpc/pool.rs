@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, number_state};
+use super::convert::{NewNumbers, NumberPage, required};
 use super::pb;
 use super::pb::pool_service_server::PoolService;
-use crate::lifecycle::Pool;
+use crate::lifecycle::{AppPool, Pool, PoolError};
 
 /// The pool admin API.
 #[derive(Debug)]
@@ -19,13 +19,11 @@ impl Numbers {
     pub fn new(pool: Arc<Pool>) -> Self {
         Numbers { pool }
     }
-}
 
-fn required(field: &'static str, value: &str) -> Result<(), Status> {
-    if value.is_empty() {
-        Err(Status::invalid_argument(format!("{field}: required")))
-    } else {
-        Ok(())
+    /// The pool of the app a request names.
+    fn app(&self, app: &str) -> Result<&Arc<AppPool>, PoolError> {
+        required("app", app)?;
+        self.pool.app(app)
     }
 }
 
@@ -35,15 +33,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::AddNumbersRequest>,
     ) -> Result<Response<pb::AddNumbersResponse>, Status> {
-        let pb::AddNumbersRequest { app, numbers } = req.into_inner();
-        required("app", &app)?;
-        if numbers.is_empty() {
-            return Err(Status::invalid_argument("numbers: required"));
-        }
-        let numbers: Vec<(String, String)> = numbers
-            .into_iter()
-            .map(|pb::NumberSpec { number, area_code }| (number, area_code))
-            .collect();
+        let NewNumbers { app, numbers } = NewNumbers::try_from(req.into_inner())?;
         let (added, updated) = self.pool.app(&app)?.add_numbers(&numbers).await?;
         Ok(Response::new(pb::AddNumbersResponse { added, updated }))
     }
@@ -53,8 +43,7 @@ impl PoolService for Numbers {
         req: Request<pb::DrainNumbersRequest>,
     ) -> Result<Response<pb::DrainNumbersResponse>, Status> {
         let pb::DrainNumbersRequest { app, numbers } = req.into_inner();
-        required("app", &app)?;
-        let drained = self.pool.app(&app)?.drain_numbers(&numbers).await?;
+        let drained = self.app(&app)?.drain_numbers(&numbers).await?;
         Ok(Response::new(pb::DrainNumbersResponse { drained }))
     }
 
@@ -63,8 +52,7 @@ impl PoolService for Numbers {
         req: Request<pb::RemoveNumbersRequest>,
     ) -> Result<Response<pb::RemoveNumbersResponse>, Status> {
         let pb::RemoveNumbersRequest { app, numbers } = req.into_inner();
-        required("app", &app)?;
-        let removed = self.pool.app(&app)?.remove_numbers(&numbers).await?;
+        let removed = self.app(&app)?.remove_numbers(&numbers).await?;
         Ok(Response::new(pb::RemoveNumbersResponse { removed }))
     }
 
@@ -72,21 +60,16 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::ListNumbersRequest>,
     ) -> Result<Response<pb::ListNumbersResponse>, Status> {
-        let pb::ListNumbersRequest {
+        let NumberPage {
             app,
             area_code,
-            page_size,
-            page_token,
-        } = req.into_inner();
-        required("app", &app)?;
-        let limit = convert::page_size(page_size)?;
-        let all = self
-            .pool
-            .app(&app)?
-            .list_numbers((!area_code.is_empty()).then_some(area_code.as_str()));
+            after,
+            limit,
+        } = NumberPage::try_from(req.into_inner())?;
+        let all = self.pool.app(&app)?.list_numbers(area_code.as_deref());
         let page: Vec<_> = all
             .iter()
-            .filter(|n| page_token.is_empty() || n.number > page_token)
+            .filter(|n| after.is_empty() || n.number > after)
             .take(limit + 1)
             .collect();
         let next = if page.len() > limit {
@@ -95,18 +78,7 @@ impl PoolService for Numbers {
             String::new()
         };
         Ok(Response::new(pb::ListNumbersResponse {
-            numbers: page
-                .into_iter()
-                .take(limit)
-                .map(|n| pb::NumberInfo {
-                    number: n.number.clone(),
-                    area_code: n.area_code.clone(),
-                    state: number_state(n.state).into(),
-                    bindings: n.bindings,
-                    free_extensions: n.free_extensions.min(u64::from(u32::MAX)) as u32,
-                    cooling: n.cooling.min(u64::from(u32::MAX)) as u32,
-                })
-                .collect(),
+            numbers: page.into_iter().take(limit).map(Into::into).collect(),
             next_page_token: next,
         }))
     }
@@ -116,22 +88,10 @@ impl PoolService for Numbers {
         req: Request<pb::GetPoolStatsRequest>,
     ) -> Result<Response<pb::GetPoolStatsResponse>, Status> {
         let pb::GetPoolStatsRequest { app } = req.into_inner();
-        required("app", &app)?;
-        let areas = self.pool.app(&app)?.stats();
+        let areas = self.app(&app)?.stats();
         Ok(Response::new(pb::GetPoolStatsResponse {
             app,
-            areas: areas
-                .into_iter()
-                .map(|a| pb::AreaStats {
-                    area_code: a.area_code,
-                    total: a.total,
-                    bound: a.bound,
-                    free: a.free,
-                    cooling_down: a.cooling_down,
-                    draining: a.draining,
-                    free_extensions: a.free_extensions,
-                })
-                .collect(),
+            areas: areas.into_iter().map(Into::into).collect(),
         }))
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
 use super::pb;
 use super::pb::reconcile_service_server::ReconcileService;
 use crate::lifecycle::{Reconciler, Scoped};
@@ -20,24 +19,6 @@ pub struct Reconcile {
 impl Reconcile {
     pub fn new(reconciler: Arc<Reconciler>, tasks: TaskTracker) -> Self {
         Reconcile { reconciler, tasks }
-    }
-}
-
-fn report(s: Scoped) -> pb::ReconcileReport {
-    let r = s.report;
-    pb::ReconcileReport {
-        app: s.app,
-        dry_run: r.dry_run,
-        xs_checked: r.xs_checked,
-        orphans_adopted: r.orphans_adopted,
-        orphans_released: r.orphans_released,
-        ghosts_freed: r.ghosts_freed,
-        fields_corrected: r.fields_corrected,
-        pending_resolved: r.pending_resolved,
-        numbers_removed: r.numbers_removed,
-        errors: r.errors,
-        started_at: Some(timestamp(r.started_at_ms)),
-        finished_at: r.finished_at_ms.map(timestamp),
     }
 }
 
@@ -61,10 +42,11 @@ impl ReconcileService for Reconcile {
             .spawn(async move { reconciler.run_once(app, numbers, dry_run).await })
             .await
             .map_err(|_| Status::internal("reconciliation task failed"))?;
-        Ok(Response::new(report(Scoped {
+        let report = Scoped {
             app: scope,
             report: result?,
-        })))
+        };
+        Ok(Response::new(report.into()))
     }
 
     async fn get_reconcile_status(
@@ -73,8 +55,8 @@ impl ReconcileService for Reconcile {
     ) -> Result<Response<pb::ReconcileStatus>, Status> {
         let (running, last) = self.reconciler.status();
         Ok(Response::new(pb::ReconcileStatus {
-            running: running.map(report),
-            last: last.map(report),
+            running: running.map(Into::into),
+            last: last.map(Into::into),
         }))
     }
 }

@@ -15,6 +15,17 @@ pub struct Bound {
     pub y: Option<String>,
 }
 
+impl Bound {
+    /// A binding on X alone, without a Y.
+    fn on_x(x: String, subscription_id: String) -> Bound {
+        Bound {
+            subscription_id,
+            x,
+            y: None,
+        }
+    }
+}
+
 fn lifetime(ttl: u64) -> Option<u64> {
     (ttl > 0).then_some(ttl)
 }
@@ -44,11 +55,7 @@ pub async fn bind(
                 ..Default::default()
             };
             let r = client.axb_bind(&req).await?;
-            Ok(Bound {
-                subscription_id: r.subscription_id,
-                x: rec.x.clone(),
-                y: None,
-            })
+            Ok(Bound::on_x(rec.x.clone(), r.subscription_id))
         }
         Mode::Ax => {
             let req = AxBindRequest {
@@ -61,11 +68,7 @@ pub async fn bind(
                 ..Default::default()
             };
             let r = client.ax_bind(&req).await?;
-            Ok(Bound {
-                subscription_id: r.subscription_id,
-                x: rec.x.clone(),
-                y: None,
-            })
+            Ok(Bound::on_x(rec.x.clone(), r.subscription_id))
         }
         Mode::Axe => {
             let req = AxeBindRequest {
@@ -79,18 +82,10 @@ pub async fn bind(
                 ..Default::default()
             };
             let r = client.axe_bind(&req).await?;
-            Ok(Bound {
-                subscription_id: r.subscription_id,
-                x: r.virtual_num,
-                y: None,
-            })
+            Ok(Bound::on_x(r.virtual_num, r.subscription_id))
         }
         Mode::Axyb => bind_axyb(client, rec).await,
-        Mode::X => Ok(Bound {
-            subscription_id: String::new(),
-            x: rec.x.clone(),
-            y: None,
-        }),
+        Mode::X => Ok(Bound::on_x(rec.x.clone(), String::new())),
     }
 }
 

@@ -138,23 +138,25 @@ mod tests {
         assert!(b.is_closed());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_probe_reopens() {
+    /// A breaker whose probe, the first call after the cool-off, gets `verdict`.
+    async fn probed(verdict: Verdict) -> Breaker {
         let b = Breaker::default();
         b.record(Permit::Normal, Verdict::AuthFailed(COOL_OFF));
         tokio::time::advance(COOL_OFF).await;
         let p = b.admit().unwrap();
-        b.record(p, Verdict::AuthFailed(COOL_OFF));
+        b.record(p, verdict);
+        b
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens() {
+        let b = probed(Verdict::AuthFailed(COOL_OFF)).await;
         assert_eq!(b.admit(), Err(COOL_OFF));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_probe_without_answer_lets_the_next_call_probe() {
-        let b = Breaker::default();
-        b.record(Permit::Normal, Verdict::AuthFailed(COOL_OFF));
-        tokio::time::advance(COOL_OFF).await;
-        let p = b.admit().unwrap();
-        b.record(p, Verdict::NoAnswer);
+        let b = probed(Verdict::NoAnswer).await;
         assert_eq!(b.admit(), Ok(Permit::Probe));
     }
 }

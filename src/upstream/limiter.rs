@@ -134,6 +134,11 @@ mod tests {
         NonZeroU32::new(n).unwrap()
     }
 
+    /// Whether a call at `priority` gets a slot without waiting.
+    async fn admits_now(limiter: &Limiter<FakeRelativeClock>, priority: Priority) -> bool {
+        limiter.acquire(Duration::ZERO, priority).await.is_ok()
+    }
+
     /// Offers a call every millisecond for `secs` seconds; returns the instants (ms) admitted.
     fn drive(
         limiter: &Limiter<FakeRelativeClock>,
@@ -208,12 +213,7 @@ mod tests {
     async fn acquire_gives_up_when_the_slot_is_past_the_wait() {
         let clock = FakeRelativeClock::default();
         let limiter = Limiter::with_clock(nz(1), nz(1), clock);
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Normal)
-                .await
-                .is_ok()
-        );
+        assert!(admits_now(&limiter, Priority::Normal).await);
         // The fake clock never moves, so the next slot stays one second away.
         let err = limiter
             .acquire(Duration::from_millis(10), Priority::Normal)
@@ -228,39 +228,14 @@ mod tests {
         let limiter = Limiter::with_clock(nz(1000), nz(1), clock.clone());
         let urgent = Waiting::new(&limiter.waiting[Priority::Urgent as usize]);
         // A free slot exists, but an urgent caller is waiting: a normal caller yields.
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Normal)
-                .await
-                .is_err()
-        );
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Background)
-                .await
-                .is_err()
-        );
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Urgent)
-                .await
-                .is_ok()
-        );
+        assert!(!admits_now(&limiter, Priority::Normal).await);
+        assert!(!admits_now(&limiter, Priority::Background).await);
+        assert!(admits_now(&limiter, Priority::Urgent).await);
         drop(urgent);
         clock.advance(Duration::from_millis(1));
         let normal = Waiting::new(&limiter.waiting[Priority::Normal as usize]);
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Background)
-                .await
-                .is_err()
-        );
+        assert!(!admits_now(&limiter, Priority::Background).await);
         drop(normal);
-        assert!(
-            limiter
-                .acquire(Duration::ZERO, Priority::Background)
-                .await
-                .is_ok()
-        );
+        assert!(admits_now(&limiter, Priority::Background).await);
     }
 }

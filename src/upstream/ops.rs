@@ -1,6 +1,7 @@
 //! Every binding operation of every mode (binding-api.md §2), typed.
 
 use reqwest::Method;
+use serde::Serialize;
 use serde::de::IgnoredAny;
 
 use super::client::{AppClient, Call};
@@ -37,6 +38,12 @@ fn with_body<'a, B>(
 }
 
 impl AppClient {
+    /// A call made for its effect: whatever its answer carries is dropped.
+    async fn perform<B: Serialize>(&self, call: Call<'_, B>) -> Result<()> {
+        let _: IgnoredAny = self.call(call).await?;
+        Ok(())
+    }
+
     // AXB ---------------------------------------------------------------------------------
 
     pub async fn axb_bind(&self, req: &AxbBindRequest) -> Result<AxbBindResponse> {
@@ -46,22 +53,18 @@ impl AppClient {
 
     /// Unbinds one binding, or every binding on an X.
     pub async fn axb_unbind(&self, which: &AxbUnbind) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(bare(
-                "axb.unbind",
-                Method::DELETE,
-                paths::AXB,
-                which.query(),
-            ))
-            .await?;
-        Ok(())
+        self.perform(bare(
+            "axb.unbind",
+            Method::DELETE,
+            paths::AXB,
+            which.query(),
+        ))
+        .await
     }
 
     pub async fn axb_modify(&self, req: &AxbModifyRequest) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(with_body("axb.modify", Method::PUT, paths::AXB, req))
-            .await?;
-        Ok(())
+        self.perform(with_body("axb.modify", Method::PUT, paths::AXB, req))
+            .await
     }
 
     /// Queries bindings; "no binding" comes back as a `NotFound` error (1012007).
@@ -80,17 +83,13 @@ impl AppClient {
     /// Unbinds by subscription or by X (`AxSelector::OrigNum` is not a valid unbind selector
     /// on the platform, which ignores origNum).
     pub async fn ax_unbind(&self, which: &AxSelector) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(bare("ax.unbind", Method::DELETE, paths::AX, which.query()))
-            .await?;
-        Ok(())
+        self.perform(bare("ax.unbind", Method::DELETE, paths::AX, which.query()))
+            .await
     }
 
     pub async fn ax_modify(&self, req: &AxModifyRequest) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(with_body("ax.modify", Method::PUT, paths::AX, req))
-            .await?;
-        Ok(())
+        self.perform(with_body("ax.modify", Method::PUT, paths::AX, req))
+            .await
     }
 
     pub async fn ax_query(&self, which: &AxSelector) -> Result<AxQueryResponse> {
@@ -101,8 +100,7 @@ impl AppClient {
     /// Sets the party A reaches when A dials X, for a while.
     pub async fn ax_set_callee(&self, req: &AxSetCalleeRequest) -> Result<()> {
         let call = with_body("ax.set_callee", Method::PUT, paths::AX_CALLEE, req);
-        let _: IgnoredAny = self.call(call).await?;
-        Ok(())
+        self.perform(call).await
     }
 
     // AXE ---------------------------------------------------------------------------------
@@ -113,22 +111,18 @@ impl AppClient {
     }
 
     pub async fn axe_unbind(&self, which: &AxeSelector) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(bare(
-                "axe.unbind",
-                Method::DELETE,
-                paths::AXE,
-                which.query(),
-            ))
-            .await?;
-        Ok(())
+        self.perform(bare(
+            "axe.unbind",
+            Method::DELETE,
+            paths::AXE,
+            which.query(),
+        ))
+        .await
     }
 
     pub async fn axe_modify(&self, req: &AxeModifyRequest) -> Result<()> {
-        let _: IgnoredAny = self
-            .call(with_body("axe.modify", Method::PUT, paths::AXE, req))
-            .await?;
-        Ok(())
+        self.perform(with_body("axe.modify", Method::PUT, paths::AXE, req))
+            .await
     }
 
     /// The v1 query: one binding, with its bind-time lifetime fields.
@@ -184,10 +178,8 @@ impl AppClient {
 
     pub async fn axyb_unbind(&self, which: &AxybUnbind) -> Result<()> {
         let query = self.with_app_key(which.query());
-        let _: IgnoredAny = self
-            .call(bare("axyb.unbind", Method::DELETE, paths::AXYB, query))
-            .await?;
-        Ok(())
+        self.perform(bare("axyb.unbind", Method::DELETE, paths::AXYB, query))
+            .await
     }
 
     pub async fn axyb_query(&self, which: &AxybQuery) -> Result<AxybQueryResponse> {

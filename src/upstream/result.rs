@@ -34,9 +34,9 @@ pub enum ErrorClass {
     Unknown,
 }
 
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             ErrorClass::RetryLater => "retry later",
             ErrorClass::Taken => "number taken",
             ErrorClass::PartyConflict => "party conflict",
@@ -49,13 +49,7 @@ impl ErrorClass {
             ErrorClass::InvalidRequest => "invalid request",
             ErrorClass::AccountFrozen => "account frozen",
             ErrorClass::Unknown => "unknown result",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        })
     }
 }
 
