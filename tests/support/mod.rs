@@ -8,6 +8,7 @@
 pub use xpool::platform;
 pub use xpool_sim as simulator;
 
+mod process;
 mod running;
 
 pub mod checks;
@@ -19,6 +20,7 @@ pub mod sim;
 pub use checks::*;
 pub use daemon::Daemon;
 pub use grpc::*;
+pub use process::xpool_serve;
 pub use setup::{App, Setup};
 pub use sim::Sim;
 
