@@ -37,6 +37,13 @@ impl Daemon {
         Daemon::start_with(Setup::standard()).await
     }
 
+    /// Starts a daemon with [`Setup::standard`], runs `test` on it, and stops it cleanly.
+    pub async fn run(test: impl AsyncFnOnce(&Daemon)) {
+        let d = Daemon::start().await;
+        test(&d).await;
+        d.stop().await;
+    }
+
     /// A simulator and a daemon, both from `setup`.
     pub async fn start_with(setup: Setup) -> Daemon {
         let sim = Arc::new(Sim::start_with(&setup).await);
