@@ -131,17 +131,7 @@ async fn repeated_request_ids_return_the_same_binding() {
         "one platform bind"
     );
     // Found by request id too; another pair under the same id is refused.
-    let got = d
-        .bindings()
-        .await
-        .get_binding(pb::GetBindingRequest {
-            request_id: "order-7".into(),
-            app: "rides".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get_by_request("rides", "order-7").await;
     assert_eq!(got.binding_id, later.binding_id);
     let mut other = bind("rides", &party(3), Some(&party(4)));
     other.request_id = "order-7".into();

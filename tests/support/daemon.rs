@@ -145,6 +145,17 @@ impl Daemon {
         must(binding_id, self.bindings().await.get_binding(req).await)
     }
 
+    /// The binding of `app` made under `request_id`, which must exist.
+    pub async fn get_by_request(&self, app: &str, request_id: &str) -> pb::Binding {
+        let req = pb::GetBindingRequest {
+            request_id: request_id.into(),
+            app: app.into(),
+            ..Default::default()
+        };
+        let what = format!("{app} request {request_id}");
+        must(&what, self.bindings().await.get_binding(req).await)
+    }
+
     /// The state of the binding with this id.
     pub async fn state(&self, binding_id: &str) -> pb::BindingState {
         self.get(binding_id).await.state()
