@@ -22,8 +22,7 @@ fn bind(a: &str, b: &str, x: Option<&str>) -> AxbBindRequest {
 
 #[tokio::test]
 async fn bind_query_modify_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
 
     let mut req = bind(A1, A2, Some(X1));
     req.duration = Some(3600);
@@ -103,8 +102,7 @@ async fn bind_query_modify_unbind_round_trip() {
 
 #[tokio::test]
 async fn a_party_appears_once_per_x_in_either_role() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     // A reused, B reused, and B reused as A: all 1012010 on the same X.
     for (a, b) in [(A1, A3), (A4, A2), (A2, A5)] {
@@ -122,8 +120,7 @@ async fn a_party_appears_once_per_x_in_either_role() {
 
 #[tokio::test]
 async fn modify_rechecks_party_uniqueness() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     let first = c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     let modify = AxbModifyRequest {
@@ -161,8 +158,7 @@ async fn an_x_carries_at_most_max_bindings_per_x() {
 
 #[tokio::test]
 async fn foreign_and_blacklisted_numbers_are_refused() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     expect_refusal(
         c.axb_bind(&bind(A1, A2, Some("+8617999999999"))).await,
         codes::NUMBER_NOT_APPLIED,
@@ -176,8 +172,7 @@ async fn foreign_and_blacklisted_numbers_are_refused() {
 
 #[tokio::test]
 async fn the_platform_picks_x_by_area_code_strictly_or_not() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     let in_area = |area: &str, mode: Option<AreaMatch>, a: &str, b: &str| AxbBindRequest {
         area_code: Some(area.into()),
         area_match_mode: mode,
@@ -217,8 +212,7 @@ async fn the_platform_picks_x_by_area_code_strictly_or_not() {
 
 #[tokio::test]
 async fn unbind_by_x_removes_every_binding_on_it() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     let other = c.axb_bind(&bind(A1, A2, Some(X2))).await.unwrap();
@@ -236,8 +230,7 @@ async fn unbind_by_x_removes_every_binding_on_it() {
 
 #[tokio::test]
 async fn expired_bindings_behave_as_unbound() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     let mut req = bind(A1, A2, Some(X1));
     req.duration = Some(60);
     let short = c.axb_bind(&req).await.unwrap();
@@ -263,8 +256,7 @@ async fn expired_bindings_behave_as_unbound() {
 
 #[tokio::test]
 async fn modify_with_duration_restarts_the_timer() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     let mut req = bind(A1, A2, Some(X1));
     req.duration = Some(100);
     let b = c.axb_bind(&req).await.unwrap();

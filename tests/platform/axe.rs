@@ -31,8 +31,7 @@ fn slot(x: &str, e: &str) -> AxeSelector {
 
 #[tokio::test]
 async fn bind_query_modify_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (sim, c) = Sim::start_for("k-axe").await;
     let mut req = on(A1, X1, Some("7"));
     req.time_unit = Some(TimeUnit::Hours);
     req.bind_expired_time = Some(2);
@@ -111,8 +110,7 @@ async fn bind_query_modify_unbind_round_trip() {
 
 #[tokio::test]
 async fn extensions_are_assigned_from_the_configured_space() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     let mut seen = Vec::new();
     for i in 0..9 {
         let b = c.axe_bind(&on(&party(i), X1, None)).await.unwrap();
@@ -131,8 +129,7 @@ async fn extensions_are_assigned_from_the_configured_space() {
 
 #[tokio::test]
 async fn a_taken_extension_and_a_repeated_a_are_refused() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     c.axe_bind(&on(A1, X1, Some("3"))).await.unwrap();
     expect_code(
         c.axe_bind(&on(A2, X1, Some("3"))).await,
@@ -157,8 +154,7 @@ async fn a_taken_extension_and_a_repeated_a_are_refused() {
 
 #[tokio::test]
 async fn area_code_choice_and_parameter_rules() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     let area = |a: &str, code: &str, m: Option<AreaMatch>| AxeBindRequest {
         bind_num: a.into(),
         area_code: Some(code.into()),

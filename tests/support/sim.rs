@@ -26,6 +26,13 @@ impl Sim {
         Sim::start_with(&Setup::platform()).await
     }
 
+    /// A simulator with [`Setup::platform`] and a client of its app `app_key`.
+    pub async fn start_for(app_key: &str) -> (Sim, Arc<AppClient>) {
+        let sim = Sim::start().await;
+        let client = sim.client(app_key);
+        (sim, client)
+    }
+
     /// A simulator with the platform side of `setup`.
     pub async fn start_with(setup: &Setup) -> Sim {
         let config = SimConfig::from_toml_str(&setup.sim_toml()).expect("valid simulator config");
