@@ -20,12 +20,19 @@ fn bind(a: &str, b: &str, x: Option<&str>) -> AxbBindRequest {
     }
 }
 
+/// A1 and A2 bound on X1 for `seconds`.
+fn lasting(seconds: u64) -> AxbBindRequest {
+    AxbBindRequest {
+        duration: Some(seconds),
+        ..bind(A1, A2, Some(X1))
+    }
+}
+
 #[tokio::test]
 async fn bind_query_modify_unbind_round_trip() {
     let (sim, c) = Sim::start_for("k-axb").await;
 
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(3600);
+    let mut req = lasting(3600);
     req.max_duration = Some(30);
     req.call_direction = Some(1);
     req.record_flag = Some(true);
@@ -89,15 +96,10 @@ async fn bind_query_modify_unbind_round_trip() {
         "absent fields are omitted"
     );
 
-    c.axb_unbind(&AxbUnbind::Subscription(bound.subscription_id.clone()))
-        .await
-        .unwrap();
+    let by_id = AxbUnbind::Subscription(bound.subscription_id);
+    c.axb_unbind(&by_id).await.unwrap();
     assert!(sim.bindings("k-axb").await.is_empty());
-    expect_code(
-        c.axb_unbind(&AxbUnbind::Subscription(bound.subscription_id))
-            .await,
-        codes::RECORD_NOT_EXIST,
-    );
+    expect_code(c.axb_unbind(&by_id).await, codes::RECORD_NOT_EXIST);
 }
 
 #[tokio::test]
@@ -231,9 +233,7 @@ async fn unbind_by_x_removes_every_binding_on_it() {
 #[tokio::test]
 async fn expired_bindings_behave_as_unbound() {
     let (sim, c) = Sim::start_for("k-axb").await;
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(60);
-    let short = c.axb_bind(&req).await.unwrap();
+    let short = c.axb_bind(&lasting(60)).await.unwrap();
     let forever = c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     sim.advance_clock(59).await;
     assert_eq!(sim.bindings("k-axb").await.len(), 2);
@@ -257,9 +257,7 @@ async fn expired_bindings_behave_as_unbound() {
 #[tokio::test]
 async fn modify_with_duration_restarts_the_timer() {
     let (sim, c) = Sim::start_for("k-axb").await;
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(100);
-    let b = c.axb_bind(&req).await.unwrap();
+    let b = c.axb_bind(&lasting(100)).await.unwrap();
     sim.advance_clock(90).await;
     let modify = AxbModifyRequest {
         subscription_id: b.subscription_id.clone(),
@@ -276,8 +274,7 @@ async fn modify_with_duration_restarts_the_timer() {
 #[tokio::test]
 async fn query_by_x_pages_with_the_documented_defaults() {
     let config = Setup::platform().app("rides", |a| a.both("max_bindings_per_x", 5000));
-    let sim = Sim::start_with(&config).await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_with_client(&config, "k-axb").await;
     let mut ids = Vec::new();
     for i in 0..120u32 {
         let a = format!("+86139{:08}", 2 * i);

@@ -28,7 +28,12 @@ impl Sim {
 
     /// A simulator with [`Setup::platform`] and a client of its app `app_key`.
     pub async fn start_for(app_key: &str) -> (Sim, Arc<AppClient>) {
-        let sim = Sim::start().await;
+        Sim::start_with_client(&Setup::platform(), app_key).await
+    }
+
+    /// A simulator with the platform side of `setup` and a client of its app `app_key`.
+    pub async fn start_with_client(setup: &Setup, app_key: &str) -> (Sim, Arc<AppClient>) {
+        let sim = Sim::start_with(setup).await;
         let client = sim.client(app_key);
         (sim, client)
     }
