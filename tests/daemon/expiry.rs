@@ -70,15 +70,7 @@ async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
     );
     // 021's X now cools down for 60 s.
     req.party_a = party(2);
-    assert_eq!(
-        d.bindings()
-            .await
-            .bind(req.clone())
-            .await
-            .unwrap_err()
-            .code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req.clone(), Code::ResourceExhausted).await;
     d.clock.advance(60_000);
     let again = d.bind_ok(req).await;
     assert_eq!(again.x_number, b.x_number);

@@ -135,10 +135,7 @@ async fn repeated_request_ids_return_the_same_binding() {
     assert_eq!(got.binding_id, later.binding_id);
     let mut other = bind("rides", &party(3), Some(&party(4)));
     other.request_id = "order-7".into();
-    assert_eq!(
-        d.bindings().await.bind(other).await.unwrap_err().code(),
-        Code::FailedPrecondition
-    );
+    d.bind_refused(other, Code::FailedPrecondition).await;
     d.stop().await;
 }
 
@@ -154,10 +151,7 @@ async fn ax_numbers_cool_down_before_reuse() {
     assert_eq!(b.x_number, "+8617100000003");
     assert!(b.reason.contains("longest-free"), "{}", b.reason);
     // 021's only X is taken; strictly in 021 there is nothing.
-    assert_eq!(
-        c.bind(in_021(2)).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(in_021(2), Code::ResourceExhausted).await;
     c.unbind(pb::UnbindRequest {
         binding_id: b.binding_id,
         ..Default::default()
@@ -309,20 +303,14 @@ async fn x_mode_is_local_and_keeps_parties_unique() {
     assert_eq!(b.mode(), pb::Mode::X);
     assert!(b.subscription_id.is_empty());
     // The same pair cannot sit twice on 010's single X; there is no fallback for this app.
-    assert_eq!(
-        c.bind(req).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req, Code::ResourceExhausted).await;
     // Two bindings fill an X (max_bindings_per_x = 2).
     let mut second = bind("local", &party(3), Some(&party(4)));
     second.area_code = "010".into();
     c.bind(second.clone()).await.unwrap();
     second.party_a = party(5);
     second.party_b = party(6);
-    assert_eq!(
-        c.bind(second).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(second, Code::ResourceExhausted).await;
     d.stop().await;
 }
 
@@ -377,10 +365,7 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
     .unwrap();
     req.party_a = party(3);
     req.party_b = party(4);
-    assert_eq!(
-        c.bind(req).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req, Code::ResourceExhausted).await;
     let remove = pb::RemoveNumbersRequest {
         app: "local".into(),
         numbers: vec!["+8617400000009".into()],

@@ -127,6 +127,18 @@ impl Daemon {
         must(&what, self.bindings().await.bind(req).await)
     }
 
+    /// Binds, which must be refused with `code`; the refusal.
+    pub async fn bind_refused(&self, req: pb::BindRequest, code: tonic::Code) -> tonic::Status {
+        let what = format!("Bind {req:?}");
+        match self.bindings().await.bind(req).await {
+            Ok(b) => panic!("{what}: accepted: {:?}", b.into_inner()),
+            Err(s) => {
+                assert_eq!(s.code(), code, "{what}: {s:?}");
+                s
+            }
+        }
+    }
+
     /// Unbinds by binding id, which must succeed.
     pub async fn unbind_ok(&self, binding_id: &str) -> pb::Binding {
         let req = pb::UnbindRequest {
