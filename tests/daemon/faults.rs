@@ -379,7 +379,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
         x_number: x.into(),
         ..bind("rides", &party(a), Some(&party(b)))
     };
-    let first = c.bind(pinned(1, 2)).await.unwrap().into_inner();
+    let first = d.bind_ok(pinned(1, 2)).await;
 
     set_faults(&d, "k-axb", json!({"lost_response_rate": 1.0})).await;
     let mut c2 = c.clone();

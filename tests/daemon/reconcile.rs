@@ -200,20 +200,6 @@ async fn expire_and_repair(
     r
 }
 
-fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
-    pb::BindRequest {
-        x_number: x.into(),
-        ..bind(app, a, b)
-    }
-}
-
-fn in_area(app: &str, a: &str, b: Option<&str>, area: &str) -> pb::BindRequest {
-    pb::BindRequest {
-        area_code: area.into(),
-        ..bind(app, a, b)
-    }
-}
-
 /// A Bind that must fail without the daemon asking the platform (the slot is held locally).
 async fn assert_refused_locally(d: &Daemon, app_key: &str, req: pb::BindRequest) -> tonic::Status {
     let before = d.sim.requests(app_key).await;
@@ -321,8 +307,7 @@ async fn axb_drift_is_counted_and_repaired() {
     bind_axb(&d, 6, 23, AXB_X[0]).await;
     // The ghost's slot is free again.
     bind_axb(&d, 3, 4, AXB_X[1]).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 #[tokio::test]
@@ -455,8 +440,7 @@ async fn axyb_drift_is_counted_and_repaired() {
     )
     .await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    assert_local_equals_sim(&d, "chat", "k-axyb").await;
-    d.stop().await;
+    stop_in_step(d, "chat", "k-axyb").await;
 }
 
 /// An AX relation made on the platform with two YB relations under it (two Bs reaching A through
@@ -613,8 +597,7 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let r = reconcile(&d, "rides", false).await;
     assert_report(&r, &counts!(4, ghosts_freed = 1));
     assert_state(&d, &ghost, pb::BindingState::Released).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -840,8 +823,7 @@ async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused
             );
         }
     }
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 // ----------------------------------------------------------------------------------------------

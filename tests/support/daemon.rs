@@ -44,6 +44,13 @@ impl Daemon {
         d.stop().await;
     }
 
+    /// [`Daemon::start`] and a client of its binding service.
+    pub async fn start_with_client() -> (Daemon, BindingServiceClient<Channel>) {
+        let d = Daemon::start().await;
+        let c = d.bindings().await;
+        (d, c)
+    }
+
     /// A simulator and a daemon, both from `setup`.
     pub async fn start_with(setup: Setup) -> Daemon {
         let sim = Arc::new(Sim::start_with(&setup).await);

@@ -149,6 +149,22 @@ pub fn bind(app: &str, a: &str, b: Option<&str>) -> pb::BindRequest {
     }
 }
 
+/// [`bind`] on the X number `x`.
+pub fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        x_number: x.into(),
+        ..bind(app, a, b)
+    }
+}
+
+/// [`bind`] in the area `area`.
+pub fn in_area(app: &str, a: &str, b: Option<&str>, area: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        area_code: area.into(),
+        ..bind(app, a, b)
+    }
+}
+
 /// [`bind`] that takes any area when the requested one (if any) is full.
 pub fn bind_any(app: &str, a: &str, b: Option<&str>) -> pb::BindRequest {
     pb::BindRequest {

@@ -328,8 +328,7 @@ fn pinned(base: pb::BindRequest, x: &str, extension: &str) -> pb::BindRequest {
 
 #[tokio::test]
 async fn every_bad_bind_is_invalid_argument_naming_the_field_and_changes_nothing() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let before = snapshot(&d).await;
     assert!(before.local.is_empty());
     for (case, req, field) in bad_binds() {

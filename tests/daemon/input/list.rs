@@ -6,8 +6,7 @@ use super::*;
 
 #[tokio::test]
 async fn bad_list_bindings_requests_are_refused() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     c.bind(axb()).await.unwrap();
     let before = snapshot(&d).await;
     let list = pb::ListBindingsRequest::default;

@@ -7,8 +7,7 @@ use super::*;
 
 #[tokio::test]
 async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let live = c
         .bind(with(axb(), |r| r.request_id = "order-1".into()))
         .await
@@ -196,6 +195,5 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
 
     // The live binding is untouched and still found both ways.
     assert_eq!(d.get_by_request("rides", "order-1").await, live);
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
