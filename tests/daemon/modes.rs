@@ -47,51 +47,28 @@ async fn axb_bind_get_list_unbind_round_trip() {
 
 #[tokio::test]
 async fn axb_spreads_load_and_keeps_parties_unique_per_x() {
-    let (d, mut c) = Daemon::start_with_client().await;
-    let area = |mut r: pb::BindRequest| {
-        r.area_code = "010".into();
-        r
-    };
+    let d = Daemon::start().await;
+    let in_010 = |a: u32, b: u32| in_area("rides", &party(a), Some(&party(b)), "010");
     // Two Xs in 010: the first two bindings land on different Xs (least-loaded first).
-    let one = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
-    let two = c
-        .bind(area(bind("rides", &party(3), Some(&party(4)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let one = d.bind_ok(in_010(1, 2)).await;
+    let two = d.bind_ok(in_010(3, 4)).await;
     assert_ne!(one.x_number, two.x_number);
     // The same pair again cannot go on the X that already holds it: the other 010 X takes it.
-    let three = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let three = d.bind_ok(in_010(1, 2)).await;
     assert_ne!(three.x_number, one.x_number);
     assert_eq!(three.area_code, "010");
     // A third time: both 010 Xs hold the pair, so the configured fallback area 021 serves.
-    let four = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let four = d.bind_ok(in_010(1, 2)).await;
     assert_eq!(four.area_code, "021");
     assert!(four.reason.contains("fallback area 021"), "{}", four.reason);
     // A fourth: 010 and 021 are used up for this pair; 0755 only with any_area.
-    let err = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::ResourceExhausted);
+    let err = d.bind_refused(in_010(1, 2), Code::ResourceExhausted).await;
     assert!(
         err.message().contains("010, 021") && err.message().contains("1 free in other areas"),
         "{}",
         err.message()
     );
-    let mut anywhere = area(bind("rides", &party(1), Some(&party(2))));
+    let mut anywhere = in_010(1, 2);
     anywhere.any_area = true;
     let five = d.bind_ok(anywhere).await;
     assert_eq!(five.area_code, "0755");
