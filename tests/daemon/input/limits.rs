@@ -21,8 +21,9 @@ async fn huge_values_are_refused_with_a_readable_status() {
     };
     let mut c = d.bindings().await;
     // Each string field of a Bind request, on a request of a mode that takes it.
+    type Base = fn() -> pb::BindRequest;
     type Field = fn(&mut pb::BindRequest) -> &mut String;
-    let fields: [(&str, fn() -> pb::BindRequest, Field); 8] = [
+    let fields: [(&str, Base, Field); 8] = [
         ("app", axb, |r| &mut r.app),
         ("party_a", axb, |r| &mut r.party_a),
         ("party_b", axb, |r| &mut r.party_b),
