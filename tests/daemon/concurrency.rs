@@ -49,6 +49,20 @@ async fn bind_all(
 }
 
 /// Unbinds concurrently (an id may be listed more than once); every Unbind must succeed.
+/// The daemon and the platform agree on exactly `live`, and the platform answered every call
+/// with success: nothing was bound or unbound twice upstream.
+async fn assert_settled(d: &Daemon, app: &str, app_key: &str, live: &[pb::Binding]) {
+    assert_in_step(d, app, app_key, live).await;
+    assert_platform_never_refused(d, app_key).await;
+}
+
+/// `n` binds of `app` (no B, any area) by parties drawn from the first `parties`.
+fn random_a_binds(app: &str, n: usize, parties: u32, rng: &mut Rng) -> Vec<pb::BindRequest> {
+    (0..n)
+        .map(|_| bind_any(app, &party(rng.below(parties)), None))
+        .collect()
+}
+
 async fn unbind_all(d: &Daemon, ids: Vec<String>) {
     let conns = clients(d, 8).await;
     let mut tasks = Vec::new();
@@ -121,8 +135,7 @@ async fn axb_thousand_concurrent_binds_keep_the_rules_and_match_the_platform() {
     }
     assert_eq!(d.sim.bindings("k-axb").await.len(), acked.len());
     assert_axb_rules(&d, "rides", "k-axb", AXB_CAP).await;
-    assert_in_step(&d, "rides", "k-axb", &acked).await;
-    assert_platform_never_refused(&d, "k-axb").await;
+    assert_settled(&d, "rides", "k-axb", &acked).await;
 
     // Unbind every other binding concurrently; then bind again into the freed room.
     let kept = unbind_every_other(&d, &acked).await;
@@ -140,9 +153,8 @@ async fn axb_thousand_concurrent_binds_keep_the_rules_and_match_the_platform() {
     assert!(!again.is_empty());
     let all: Vec<pb::Binding> = kept.into_iter().chain(again).collect();
     assert_axb_rules(&d, "rides", "k-axb", AXB_CAP).await;
-    assert_in_step(&d, "rides", "k-axb", &all).await;
     // Unbinds answered "0" too: nothing was unbound twice upstream.
-    assert_platform_never_refused(&d, "k-axb").await;
+    assert_settled(&d, "rides", "k-axb", &all).await;
     d.stop().await;
 }
 
@@ -151,9 +163,7 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
     let d = Daemon::start_with(Setup::small_pools()).await;
     let mut rng = Rng(0x5eed_0002);
     // 4 As competing for 8 Xs: each A may hold at most 5.
-    let reqs: Vec<pb::BindRequest> = (0..200)
-        .map(|_| bind_any("drivers", &party(rng.below(4)), None))
-        .collect();
+    let reqs = random_a_binds("drivers", 200, 4, &mut rng);
     let (acked, errors) = bind_all(&d, reqs).await;
     assert_only(
         &errors,
@@ -161,8 +171,7 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
     );
     assert_eq!(acked.len(), 8, "every X is handed out once");
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_in_step(&d, "drivers", "k-ax", &acked).await;
-    assert_platform_never_refused(&d, "k-ax").await;
+    assert_settled(&d, "drivers", "k-ax", &acked).await;
 
     let kept = unbind_every_other(&d, &acked).await;
     assert_in_step(&d, "drivers", "k-ax", &kept).await;
@@ -176,8 +185,7 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
     let (again, _) = bind_all(&d, reqs).await;
     assert_eq!(again.len(), 4);
     assert_ax_rules(&d, "drivers", "k-ax").await;
-    assert_in_step(&d, "drivers", "k-ax", &again).await;
-    assert_platform_never_refused(&d, "k-ax").await;
+    assert_settled(&d, "drivers", "k-ax", &again).await;
     d.stop().await;
 }
 
@@ -185,28 +193,22 @@ async fn ax_concurrent_binds_keep_one_a_per_x_and_five_xs_per_a() {
 async fn axe_concurrent_binds_keep_extensions_and_parties_unique_per_x() {
     let d = Daemon::start_with(Setup::small_pools()).await;
     let mut rng = Rng(0x5eed_0003);
-    let reqs: Vec<pb::BindRequest> = (0..200)
-        .map(|_| bind_any("stores", &party(rng.below(12)), None))
-        .collect();
+    let reqs = random_a_binds("stores", 200, 12, &mut rng);
     let (acked, errors) = bind_all(&d, reqs).await;
     assert_only(&errors, &[Code::ResourceExhausted]);
     assert!(acked.len() >= 20, "only {} bindings", acked.len());
     assert_axe_rules(&d, "stores", "k-axe").await;
-    assert_in_step(&d, "stores", "k-axe", &acked).await;
-    assert_platform_never_refused(&d, "k-axe").await;
+    assert_settled(&d, "stores", "k-axe", &acked).await;
 
     let kept = unbind_every_other(&d, &acked).await;
     assert_acknowledged_live(&d, "k-axe", &kept).await;
     d.clock.advance(60_000);
-    let reqs: Vec<pb::BindRequest> = (0..100)
-        .map(|_| bind_any("stores", &party(rng.below(12)), None))
-        .collect();
+    let reqs = random_a_binds("stores", 100, 12, &mut rng);
     let (again, errors) = bind_all(&d, reqs).await;
     assert_only(&errors, &[Code::ResourceExhausted]);
     let all: Vec<pb::Binding> = kept.into_iter().chain(again).collect();
     assert_axe_rules(&d, "stores", "k-axe").await;
-    assert_in_step(&d, "stores", "k-axe", &all).await;
-    assert_platform_never_refused(&d, "k-axe").await;
+    assert_settled(&d, "stores", "k-axe", &all).await;
     d.stop().await;
 }
 

@@ -16,9 +16,7 @@
 //! The seed is printed; `XPOOL_CRASH_SEED=<n>` replays a run's choices (timing still varies).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,7 +32,7 @@ use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 
 use crate::support::{
     RPC_TIMEOUT, Setup, Sim, Slot, list_bindings, list_numbers, party, rpc, sim_slots, slot,
-    wait_serving,
+    wait_serving, xpool_serve,
 };
 
 /// Kill-and-restart rounds.
@@ -137,21 +135,8 @@ async fn spawn(dir: &Path, setup: &Setup, sim_url: &str, incarnation: usize) -> 
     let text = setup.daemon_toml("127.0.0.1:0", sim_url, &dir.join("store"));
     std::fs::write(&config, text).unwrap();
     let log = dir.join(format!("daemon-{incarnation:02}.log"));
-    let out = File::create(&log).unwrap();
-    let err = out.try_clone().unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"));
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .env("XPOOL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("XPOOL__") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = xpool_serve(&log);
+    cmd.arg("--config").arg(&config);
     let mut proc = cmd.spawn().expect("spawning the xpool binary");
     let pid = proc.id().expect("a running child has a pid");
     let exited = |proc: &mut tokio::process::Child| -> Option<String> {

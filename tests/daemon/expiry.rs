@@ -26,13 +26,24 @@ async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding
     panic!("binding {id} never reached {want:?}");
 }
 
+/// An AXB bind of parties `a` and `b`.
+fn rides(a: u32, b: u32) -> pb::BindRequest {
+    bind("rides", &party(a), Some(&party(b)))
+}
+
+/// `req` with a lifetime of `seconds`.
+fn lasting(seconds: u64, req: pb::BindRequest) -> pb::BindRequest {
+    pb::BindRequest {
+        ttl_seconds: seconds,
+        ..req
+    }
+}
+
 #[tokio::test]
 async fn axb_bindings_expire_after_the_deadline_plus_grace() {
     let d = Daemon::start().await;
-    let mut req = bind("rides", &party(1), Some(&party(2)));
-    req.ttl_seconds = 120;
-    let b = d.bind_ok(req).await;
-    let forever = d.bind_ok(bind("rides", &party(3), Some(&party(4)))).await;
+    let b = d.bind_ok(lasting(120, rides(1, 2))).await;
+    let forever = d.bind_ok(rides(3, 4)).await;
     // An AX binding due at the same deadline (no skew grace: xpool unbinds it itself). Once it
     // has expired, a round has run past the AXB deadline, within the grace.
     let mut witness = bind("drivers", &party(5), None);
@@ -51,15 +62,13 @@ async fn axb_bindings_expire_after_the_deadline_plus_grace() {
     d.clock.advance(5_000);
     wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
     assert_eq!(d.state(&forever.binding_id).await, pb::BindingState::Active);
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 #[tokio::test]
 async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
     let d = Daemon::start().await;
-    let mut req = bind("drivers", &party(1), None);
-    req.area_code = "021".into();
+    let mut req = in_area("drivers", &party(1), None, "021");
     req.ttl_seconds = 60;
     let b = d.bind_ok(req.clone()).await;
     d.clock.advance(60_000);
@@ -70,15 +79,7 @@ async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
     );
     // 021's X now cools down for 60 s.
     req.party_a = party(2);
-    assert_eq!(
-        d.bindings()
-            .await
-            .bind(req.clone())
-            .await
-            .unwrap_err()
-            .code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req.clone(), Code::ResourceExhausted).await;
     d.clock.advance(60_000);
     let again = d.bind_ok(req).await;
     assert_eq!(again.x_number, b.x_number);
@@ -101,8 +102,7 @@ async fn axe_extensions_come_back_after_expiry_and_cool_down() {
     assert!(err.message().contains("cooling"), "{}", err.message());
     d.clock.advance(60_000);
     d.bindings().await.bind(req).await.unwrap();
-    assert_local_equals_sim(&d, "stores", "k-axe").await;
-    d.stop().await;
+    stop_in_step(d, "stores", "k-axe").await;
 }
 
 #[tokio::test]
@@ -129,16 +129,13 @@ async fn a_restarted_daemon_expires_overdue_bindings_at_start_up() {
     for id in &ids {
         assert_eq!(d.state(id).await, pb::BindingState::Expired);
     }
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 #[tokio::test]
 async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     let d = Daemon::start().await;
-    let mut req = bind("rides", &party(1), Some(&party(2)));
-    req.ttl_seconds = 60;
-    let b = d.bind_ok(req).await;
+    let b = d.bind_ok(lasting(60, rides(1, 2))).await;
     let update = pb::UpdateBindingRequest {
         binding_id: b.binding_id.clone(),
         ttl_seconds: 600,
@@ -154,7 +151,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     assert_eq!(new_life, 600);
     // A binding left at the old deadline, bound later: once it has expired, a round has run
     // past the old deadline (and its grace).
-    let mut witness = bind("rides", &party(3), Some(&party(4)));
+    let mut witness = rides(3, 4);
     witness.ttl_seconds = 60;
     let witness = d.bind_ok(witness).await;
     // The platform's timer restarted too: past the old deadline it still has the binding.
@@ -179,8 +176,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
             .is_none()
     );
     // AXYB bindings have no modify API.
-    let mut axyb = bind("chat", &party(5), Some(&party(6)));
-    axyb.area_code = "010".into();
+    let axyb = in_area("chat", &party(5), Some(&party(6)), "010");
     let y = d.bind_ok(axyb).await;
     let err = d
         .bindings()
@@ -198,8 +194,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
 #[tokio::test]
 async fn axyb_and_x_mode_bindings_expire_too() {
     let d = Daemon::start().await;
-    let mut chat = bind("chat", &party(1), Some(&party(2)));
-    chat.area_code = "010".into();
+    let mut chat = in_area("chat", &party(1), Some(&party(2)), "010");
     chat.ttl_seconds = 120;
     let axyb = d.bind_ok(chat).await;
     let mut local = bind("local", &party(3), Some(&party(4)));

@@ -223,15 +223,20 @@ async fn axb_lost_answers_are_resolved_from_the_platform() {
     assert!(out.binds_ok > 0, "{out:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn axb_mixed_faults_settle_through_the_background_resolver() {
-    let d = start(FAST).await;
-    let faults = json!({
-        "latency_ms": 20,
+/// Server errors, flow control and lost answers at once.
+fn mixed_faults() -> serde_json::Value {
+    json!({
         "error_rate": 0.1,
         "flow_control_rate": 0.1,
         "lost_response_rate": 0.15,
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axb_mixed_faults_settle_through_the_background_resolver() {
+    let d = start(FAST).await;
+    let mut faults = mixed_faults();
+    faults["latency_ms"] = 20.into();
     set_faults(&d, "k-axb", faults).await;
     let out = run_ops(&d, 200, axb_req).await;
     clear_faults(&d, "k-axb").await;
@@ -246,11 +251,7 @@ async fn axb_mixed_faults_settle_through_the_background_resolver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ax_and_axe_mixed_faults_leave_no_trace() {
     let d = start(FAST).await;
-    let faults = json!({
-        "error_rate": 0.1,
-        "flow_control_rate": 0.1,
-        "lost_response_rate": 0.15,
-    });
+    let faults = mixed_faults();
     set_faults(&d, "k-ax", faults.clone()).await;
     set_faults(&d, "k-axe", faults).await;
     let (ax, axe) = tokio::join!(run_ops(&d, 120, ax_req), run_ops(&d, 120, axe_req));
@@ -378,7 +379,7 @@ async fn unbinding_a_pending_bind_whose_answer_was_lost_frees_its_slot_once() {
         x_number: x.into(),
         ..bind("rides", &party(a), Some(&party(b)))
     };
-    let first = c.bind(pinned(1, 2)).await.unwrap().into_inner();
+    let first = d.bind_ok(pinned(1, 2)).await;
 
     set_faults(&d, "k-axb", json!({"lost_response_rate": 1.0})).await;
     let mut c2 = c.clone();

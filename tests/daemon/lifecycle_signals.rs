@@ -3,14 +3,14 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+
+use crate::support::{health_of, xpool_serve};
 
 /// Longest start-up or shutdown of a debug build on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -33,22 +33,8 @@ impl Child {
     /// `xpool serve` in `dir` with `args` and `env`, listening on `port`, logging to
     /// `dir/<log>`.
     fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], port: u16, log: &str) -> Child {
-        let out = std::fs::File::create(dir.join(log)).unwrap();
-        let err = out.try_clone().unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"));
-        cmd.arg("serve")
-            .args(args)
-            .current_dir(dir)
-            .env("XPOOL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("XPOOL__") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = xpool_serve(&dir.join(log));
+        cmd.args(args).current_dir(dir);
         cmd.env("XPOOL__SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .envs(env.iter().copied());
         let proc = cmd.spawn().expect("spawning the xpool binary");
@@ -63,24 +49,7 @@ impl Child {
 
     /// The server's overall health status, `None` if it cannot be asked.
     async fn health(&self) -> Option<ServingStatus> {
-        let probe = async {
-            let channel = Channel::from_shared(self.addr.clone())
-                .unwrap()
-                .connect()
-                .await
-                .ok()?;
-            let reply = HealthClient::new(channel)
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .ok()?;
-            Some(reply.into_inner().status())
-        };
-        tokio::time::timeout(Duration::from_secs(2), probe)
-            .await
-            .ok()
-            .flatten()
+        health_of(&self.addr, "").await
     }
 
     async fn wait_serving(&mut self, dir: &Path, log: &str) {

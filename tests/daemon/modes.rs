@@ -7,15 +7,13 @@ use crate::support::*;
 
 #[tokio::test]
 async fn axb_bind_get_list_unbind_round_trip() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let mut req = bind("rides", &party(1), Some(&party(2)));
-    req.area_code = "010".into();
+    let (d, mut c) = Daemon::start_with_client().await;
+    let mut req = in_area("rides", &party(1), Some(&party(2)), "010");
     req.ttl_seconds = 3600;
     req.user_data = "ride-42".into();
     req.max_call_minutes = 30;
     req.call_direction = pb::CallDirection::AToBOnly.into();
-    let b = c.bind(req).await.unwrap().into_inner();
+    let b = d.bind_ok(req).await;
     assert_eq!(b.state(), pb::BindingState::Active);
     assert_eq!(b.mode(), pb::Mode::Axb);
     assert_eq!(b.area_code, "010");
@@ -50,57 +48,32 @@ async fn axb_bind_get_list_unbind_round_trip() {
 #[tokio::test]
 async fn axb_spreads_load_and_keeps_parties_unique_per_x() {
     let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let area = |mut r: pb::BindRequest| {
-        r.area_code = "010".into();
-        r
-    };
+    let in_010 = |a: u32, b: u32| in_area("rides", &party(a), Some(&party(b)), "010");
     // Two Xs in 010: the first two bindings land on different Xs (least-loaded first).
-    let one = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
-    let two = c
-        .bind(area(bind("rides", &party(3), Some(&party(4)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let one = d.bind_ok(in_010(1, 2)).await;
+    let two = d.bind_ok(in_010(3, 4)).await;
     assert_ne!(one.x_number, two.x_number);
     // The same pair again cannot go on the X that already holds it: the other 010 X takes it.
-    let three = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let three = d.bind_ok(in_010(1, 2)).await;
     assert_ne!(three.x_number, one.x_number);
     assert_eq!(three.area_code, "010");
     // A third time: both 010 Xs hold the pair, so the configured fallback area 021 serves.
-    let four = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap()
-        .into_inner();
+    let four = d.bind_ok(in_010(1, 2)).await;
     assert_eq!(four.area_code, "021");
     assert!(four.reason.contains("fallback area 021"), "{}", four.reason);
     // A fourth: 010 and 021 are used up for this pair; 0755 only with any_area.
-    let err = c
-        .bind(area(bind("rides", &party(1), Some(&party(2)))))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::ResourceExhausted);
+    let err = d.bind_refused(in_010(1, 2), Code::ResourceExhausted).await;
     assert!(
         err.message().contains("010, 021") && err.message().contains("1 free in other areas"),
         "{}",
         err.message()
     );
-    let mut anywhere = area(bind("rides", &party(1), Some(&party(2))));
+    let mut anywhere = in_010(1, 2);
     anywhere.any_area = true;
-    let five = c.bind(anywhere).await.unwrap().into_inner();
+    let five = d.bind_ok(anywhere).await;
     assert_eq!(five.area_code, "0755");
     assert!(five.reason.contains("any area"), "{}", five.reason);
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 #[tokio::test]
@@ -131,43 +104,26 @@ async fn repeated_request_ids_return_the_same_binding() {
         "one platform bind"
     );
     // Found by request id too; another pair under the same id is refused.
-    let got = d
-        .bindings()
-        .await
-        .get_binding(pb::GetBindingRequest {
-            request_id: "order-7".into(),
-            app: "rides".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = d.get_by_request("rides", "order-7").await;
     assert_eq!(got.binding_id, later.binding_id);
     let mut other = bind("rides", &party(3), Some(&party(4)));
     other.request_id = "order-7".into();
-    assert_eq!(
-        d.bindings().await.bind(other).await.unwrap_err().code(),
-        Code::FailedPrecondition
-    );
+    d.bind_refused(other, Code::FailedPrecondition).await;
     d.stop().await;
 }
 
 #[tokio::test]
 async fn ax_numbers_cool_down_before_reuse() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let in_021 = |a: u32| pb::BindRequest {
         area_code: "021".into(),
         ..bind("drivers", &party(a), None)
     };
-    let b = c.bind(in_021(1)).await.unwrap().into_inner();
+    let b = d.bind_ok(in_021(1)).await;
     assert_eq!(b.x_number, "+8617100000003");
     assert!(b.reason.contains("longest-free"), "{}", b.reason);
     // 021's only X is taken; strictly in 021 there is nothing.
-    assert_eq!(
-        c.bind(in_021(2)).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(in_021(2), Code::ResourceExhausted).await;
     c.unbind(pb::UnbindRequest {
         binding_id: b.binding_id,
         ..Default::default()
@@ -181,10 +137,9 @@ async fn ax_numbers_cool_down_before_reuse() {
     let a021 = stats.areas.iter().find(|a| a.area_code == "021").unwrap();
     assert_eq!((a021.total, a021.free, a021.cooling_down), (1, 0, 1));
     d.clock.advance(60_000);
-    let again = c.bind(in_021(2)).await.unwrap().into_inner();
+    let again = d.bind_ok(in_021(2)).await;
     assert_eq!(again.x_number, "+8617100000003");
-    assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    d.stop().await;
+    stop_in_step(d, "drivers", "k-ax").await;
 }
 
 #[tokio::test]
@@ -235,32 +190,22 @@ async fn ax_one_a_holds_at_most_five_numbers() {
     let mut other = bind("drivers", &party(2), None);
     other.any_area = true;
     c.bind(other).await.unwrap();
-    assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    d.stop().await;
+    stop_in_step(d, "drivers", "k-ax").await;
 }
 
 #[tokio::test]
 async fn axe_extensions_and_pins() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let b = c
-        .bind(bind("stores", &party(1), None))
-        .await
-        .unwrap()
-        .into_inner();
+    let (d, mut c) = Daemon::start_with_client().await;
+    let b = d.bind_ok(bind("stores", &party(1), None)).await;
     assert_eq!(b.extension, "01");
     assert!(b.reason.contains("never-used extension"), "{}", b.reason);
     // The same A goes to the other X; a pinned extension is honoured.
-    let other = c
-        .bind(bind("stores", &party(1), None))
-        .await
-        .unwrap()
-        .into_inner();
+    let other = d.bind_ok(bind("stores", &party(1), None)).await;
     assert_ne!(other.x_number, b.x_number);
     let mut pinned = bind("stores", &party(2), None);
     pinned.x_number = b.x_number.clone();
     pinned.extension = "42".into();
-    let p = c.bind(pinned.clone()).await.unwrap().into_inner();
+    let p = d.bind_ok(pinned.clone()).await;
     assert_eq!(
         (p.x_number.as_str(), p.extension.as_str()),
         (b.x_number.as_str(), "42")
@@ -283,18 +228,15 @@ async fn axe_extensions_and_pins() {
     assert!(err.message().contains("cooling"), "{}", err.message());
     d.clock.advance(60_000);
     c.bind(pinned).await.unwrap();
-    assert_local_equals_sim(&d, "stores", "k-axe").await;
-    d.stop().await;
+    stop_in_step(d, "stores", "k-axe").await;
 }
 
 #[tokio::test]
 async fn axyb_binds_both_steps_and_records_the_platforms_choice() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let mut req = bind("chat", &party(1), Some(&party(2)));
-    req.area_code = "021".into();
+    let (d, mut c) = Daemon::start_with_client().await;
+    let mut req = in_area("chat", &party(1), Some(&party(2)), "021");
     req.ttl_seconds = 7200;
-    let b = c.bind(req).await.unwrap().into_inner();
+    let b = d.bind_ok(req).await;
     assert_eq!(b.area_code, "021");
     assert!(["+8617300000003", "+8617300000004"].contains(&b.x_number.as_str()));
     assert!(!b.y_number.is_empty() && b.y_number != b.x_number);
@@ -311,44 +253,32 @@ async fn axyb_binds_both_steps_and_records_the_platforms_choice() {
 
 #[tokio::test]
 async fn x_mode_is_local_and_keeps_parties_unique() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let mut req = bind("local", &party(1), Some(&party(2)));
-    req.area_code = "010".into();
-    let b = c.bind(req.clone()).await.unwrap().into_inner();
+    let (d, mut c) = Daemon::start_with_client().await;
+    let req = in_area("local", &party(1), Some(&party(2)), "010");
+    let b = d.bind_ok(req.clone()).await;
     assert_eq!(b.mode(), pb::Mode::X);
     assert!(b.subscription_id.is_empty());
     // The same pair cannot sit twice on 010's single X; there is no fallback for this app.
-    assert_eq!(
-        c.bind(req).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req, Code::ResourceExhausted).await;
     // Two bindings fill an X (max_bindings_per_x = 2).
-    let mut second = bind("local", &party(3), Some(&party(4)));
-    second.area_code = "010".into();
+    let mut second = in_area("local", &party(3), Some(&party(4)), "010");
     c.bind(second.clone()).await.unwrap();
     second.party_a = party(5);
     second.party_b = party(6);
-    assert_eq!(
-        c.bind(second).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(second, Code::ResourceExhausted).await;
     d.stop().await;
 }
 
 #[tokio::test]
 async fn bindings_survive_a_restart_and_slots_stay_taken() {
     let d = Daemon::start().await;
-    let mut c = d.bindings().await;
-    let mut req = bind("drivers", &party(1), None);
-    req.area_code = "021".into();
-    let b = c.bind(req).await.unwrap().into_inner();
+    let req = in_area("drivers", &party(1), None, "021");
+    let b = d.bind_ok(req).await;
     let d = d.restart().await;
     let mut c = d.bindings().await;
     let got = d.get(&b.binding_id).await;
     assert_eq!(got, b);
-    let mut again = bind("drivers", &party(2), None);
-    again.area_code = "021".into();
+    let again = in_area("drivers", &party(2), None, "021");
     assert_eq!(
         c.bind(again).await.unwrap_err().code(),
         Code::ResourceExhausted,
@@ -374,9 +304,8 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
         .into_inner();
     assert_eq!(added.added, 1);
     let mut c = d.bindings().await;
-    let mut req = bind("local", &party(1), Some(&party(2)));
-    req.area_code = "0571".into();
-    let b = c.bind(req.clone()).await.unwrap().into_inner();
+    let mut req = in_area("local", &party(1), Some(&party(2)), "0571");
+    let b = d.bind_ok(req.clone()).await;
     assert_eq!(b.x_number, "+8617400000009");
     // Draining keeps the binding but stops new ones; removal waits for the last binding.
     p.drain_numbers(pb::DrainNumbersRequest {
@@ -387,10 +316,7 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
     .unwrap();
     req.party_a = party(3);
     req.party_b = party(4);
-    assert_eq!(
-        c.bind(req).await.unwrap_err().code(),
-        Code::ResourceExhausted
-    );
+    d.bind_refused(req, Code::ResourceExhausted).await;
     let remove = pb::RemoveNumbersRequest {
         app: "local".into(),
         numbers: vec!["+8617400000009".into()],

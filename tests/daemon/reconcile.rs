@@ -74,6 +74,13 @@ fn assert_clean(r: &pb::ReconcileReport, xs: u64) {
     assert_eq!(counts(r), counts!(xs), "a second run finds no difference");
 }
 
+/// How a repairing test ends: another run over `app` (all: empty) finds and changes nothing
+/// on `xs` numbers; then a clean stop.
+async fn stop_settled(d: Daemon, app: &str, xs: u64) {
+    assert_clean(&reconcile(&d, app, false).await, xs);
+    d.stop().await;
+}
+
 /// The report has no errors and exactly these counts.
 #[track_caller]
 fn assert_report(r: &pb::ReconcileReport, want: &pb::ReconcileReport) {
@@ -120,6 +127,13 @@ async fn unbind_axb_behind(d: &Daemon, b: &pb::Binding) {
         .axb_unbind(&AxbUnbind::Subscription(b.subscription_id.clone()))
         .await
         .unwrap();
+}
+
+/// An AXB binding of A and B on X that the platform then drops behind the daemon's back.
+async fn ghost_axb(d: &Daemon, a: u32, b: u32, x: &str) -> pb::Binding {
+    let ghost = bind_axb(d, a, b, x).await;
+    unbind_axb_behind(d, &ghost).await;
+    ghost
 }
 
 /// Gives an AXB binding callee B on the platform behind the daemon's back.
@@ -198,20 +212,6 @@ async fn expire_and_repair(
     }
     assert_clean(&reconcile(d, app, false).await, want.xs_checked);
     r
-}
-
-fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
-    pb::BindRequest {
-        x_number: x.into(),
-        ..bind(app, a, b)
-    }
-}
-
-fn in_area(app: &str, a: &str, b: Option<&str>, area: &str) -> pb::BindRequest {
-    pb::BindRequest {
-        area_code: area.into(),
-        ..bind(app, a, b)
-    }
 }
 
 /// A Bind that must fail without the daemon asking the platform (the slot is held locally).
@@ -321,8 +321,7 @@ async fn axb_drift_is_counted_and_repaired() {
     bind_axb(&d, 6, 23, AXB_X[0]).await;
     // The ghost's slot is free again.
     bind_axb(&d, 3, 4, AXB_X[1]).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 #[tokio::test]
@@ -455,8 +454,7 @@ async fn axyb_drift_is_counted_and_repaired() {
     )
     .await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    assert_local_equals_sim(&d, "chat", "k-axyb").await;
-    d.stop().await;
+    stop_in_step(d, "chat", "k-axyb").await;
 }
 
 /// An AX relation made on the platform with two YB relations under it (two Bs reaching A through
@@ -497,8 +495,7 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
     // 4 AXB + 3 AX + 2 AXE + 4 AXYB numbers; the X-mode app has no platform.
     assert_report(&r, &counts!(13, orphans_adopted = 2));
     assert_all_local_equals_sim(&d).await;
-    assert_clean(&reconcile(&d, "", false).await, 13);
-    d.stop().await;
+    stop_settled(d, "", 13).await;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -507,10 +504,9 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
 #[tokio::test]
 async fn a_dry_run_counts_without_changing_anything() {
     let d = Daemon::start().await;
-    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let ghost = ghost_axb(&d, 1, 2, AXB_X[0]).await;
     let modified = bind_axb(&d, 3, 4, AXB_X[1]).await;
     orphan_axb(&d, 5, 6, AXB_X[2]).await;
-    unbind_axb_behind(&d, &ghost).await;
     modify_axb_behind(&d, &modified, 7).await;
     d.clock.advance(PAST_GRACE_MS);
     let local_before = local_active(&d, "rides").await;
@@ -546,8 +542,7 @@ async fn a_dry_run_counts_without_changing_anything() {
     assert!(real.errors.is_empty(), "errors: {:?}", real.errors);
     assert_eq!(counts(&real), expected);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
-    assert_clean(&reconcile(&d, "rides", false).await, 4);
-    d.stop().await;
+    stop_settled(d, "rides", 4).await;
 }
 
 #[tokio::test]
@@ -589,15 +584,13 @@ async fn orphan_policy_release_unbinds_orphans_on_the_platform() {
     assert_report(&r, &counts!(3, orphans_released = 1));
     assert!(d.sim.bindings("k-ax").await.is_empty());
     assert_local_equals_sim(&d, "drivers", "k-ax").await;
-    assert_clean(&reconcile(&d, "rides", false).await, 4);
-    d.stop().await;
+    stop_settled(d, "rides", 4).await;
 }
 
 #[tokio::test]
 async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let d = Daemon::start().await;
-    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
-    unbind_axb_behind(&d, &ghost).await;
+    let ghost = ghost_axb(&d, 1, 2, AXB_X[0]).await;
     // 30 s old (the platform's clock moving does not age it: the daemon's clock counts).
     d.sim.advance_clock(3600).await;
     d.clock.advance(30_000);
@@ -613,8 +606,7 @@ async fn a_ghost_younger_than_the_grace_window_is_not_freed() {
     let r = reconcile(&d, "rides", false).await;
     assert_report(&r, &counts!(4, ghosts_freed = 1));
     assert_state(&d, &ghost, pb::BindingState::Released).await;
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -789,8 +781,7 @@ async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, t
         }
     }
     // A second run neither re-counts it nor finds anything else.
-    assert_clean(&reconcile(&d, app, false).await, xs - 1);
-    d.stop().await;
+    stop_settled(d, app, xs - 1).await;
 }
 
 #[tokio::test]
@@ -840,8 +831,7 @@ async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused
             );
         }
     }
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    stop_in_step(d, "rides", "k-axb").await;
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -973,9 +963,8 @@ fn line_count(stdout: &str, what: &str) -> u64 {
 #[tokio::test]
 async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     let d = Daemon::start().await;
-    let ghost = bind_axb(&d, 1, 2, AXB_X[0]).await;
+    let ghost = ghost_axb(&d, 1, 2, AXB_X[0]).await;
     orphan_axb(&d, 3, 4, AXB_X[1]).await;
-    unbind_axb_behind(&d, &ghost).await;
     d.clock.advance(PAST_GRACE_MS);
 
     // Dry run, only two numbers.

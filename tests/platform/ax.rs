@@ -34,8 +34,7 @@ fn in_area(a: &str, area: &str) -> AxBindRequest {
 
 #[tokio::test]
 async fn bind_query_modify_callee_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-ax");
+    let (sim, c) = Sim::start_for("k-ax").await;
     let mut req = on(A1, X[0]);
     req.user_data = Some("driver-7".into());
     req.max_duration = Some(10);
@@ -122,8 +121,7 @@ async fn bind_query_modify_callee_unbind_round_trip() {
 
 #[tokio::test]
 async fn an_x_holds_one_a() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-ax");
+    let (_sim, c) = Sim::start_for("k-ax").await;
     c.ax_bind(&on(A1, X[0])).await.unwrap();
     expect_refusal(
         c.ax_bind(&on(A2, X[0])).await,
@@ -134,8 +132,7 @@ async fn an_x_holds_one_a() {
 
 #[tokio::test]
 async fn an_a_holds_at_most_five_xs() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-ax");
+    let (_sim, c) = Sim::start_for("k-ax").await;
     for x in &X[..5] {
         c.ax_bind(&on(A1, x)).await.unwrap();
     }
@@ -164,8 +161,7 @@ async fn an_a_holds_at_most_five_xs() {
 
 #[tokio::test]
 async fn foreign_numbers_are_refused() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-ax");
+    let (_sim, c) = Sim::start_for("k-ax").await;
     expect_refusal(
         c.ax_bind(&on(A1, "+8617999999999")).await,
         codes::AX_ACCOUNT_NOT_EXIST,
@@ -175,8 +171,7 @@ async fn foreign_numbers_are_refused() {
 
 #[tokio::test]
 async fn the_platform_picks_an_idle_x_in_the_area() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-ax");
+    let (_sim, c) = Sim::start_for("k-ax").await;
     let first = c.ax_bind(&in_area(A1, "010")).await.unwrap();
     let second = c.ax_bind(&in_area(A2, "010")).await.unwrap();
     let mut got = [first.private_num, second.private_num];

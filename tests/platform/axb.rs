@@ -20,13 +20,19 @@ fn bind(a: &str, b: &str, x: Option<&str>) -> AxbBindRequest {
     }
 }
 
+/// A1 and A2 bound on X1 for `seconds`.
+fn lasting(seconds: u64) -> AxbBindRequest {
+    AxbBindRequest {
+        duration: Some(seconds),
+        ..bind(A1, A2, Some(X1))
+    }
+}
+
 #[tokio::test]
 async fn bind_query_modify_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
 
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(3600);
+    let mut req = lasting(3600);
     req.max_duration = Some(30);
     req.call_direction = Some(1);
     req.record_flag = Some(true);
@@ -90,21 +96,15 @@ async fn bind_query_modify_unbind_round_trip() {
         "absent fields are omitted"
     );
 
-    c.axb_unbind(&AxbUnbind::Subscription(bound.subscription_id.clone()))
-        .await
-        .unwrap();
+    let by_id = AxbUnbind::Subscription(bound.subscription_id);
+    c.axb_unbind(&by_id).await.unwrap();
     assert!(sim.bindings("k-axb").await.is_empty());
-    expect_code(
-        c.axb_unbind(&AxbUnbind::Subscription(bound.subscription_id))
-            .await,
-        codes::RECORD_NOT_EXIST,
-    );
+    expect_code(c.axb_unbind(&by_id).await, codes::RECORD_NOT_EXIST);
 }
 
 #[tokio::test]
 async fn a_party_appears_once_per_x_in_either_role() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     // A reused, B reused, and B reused as A: all 1012010 on the same X.
     for (a, b) in [(A1, A3), (A4, A2), (A2, A5)] {
@@ -122,8 +122,7 @@ async fn a_party_appears_once_per_x_in_either_role() {
 
 #[tokio::test]
 async fn modify_rechecks_party_uniqueness() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     let first = c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     let modify = AxbModifyRequest {
@@ -161,8 +160,7 @@ async fn an_x_carries_at_most_max_bindings_per_x() {
 
 #[tokio::test]
 async fn foreign_and_blacklisted_numbers_are_refused() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     expect_refusal(
         c.axb_bind(&bind(A1, A2, Some("+8617999999999"))).await,
         codes::NUMBER_NOT_APPLIED,
@@ -176,8 +174,7 @@ async fn foreign_and_blacklisted_numbers_are_refused() {
 
 #[tokio::test]
 async fn the_platform_picks_x_by_area_code_strictly_or_not() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_for("k-axb").await;
     let in_area = |area: &str, mode: Option<AreaMatch>, a: &str, b: &str| AxbBindRequest {
         area_code: Some(area.into()),
         area_match_mode: mode,
@@ -217,8 +214,7 @@ async fn the_platform_picks_x_by_area_code_strictly_or_not() {
 
 #[tokio::test]
 async fn unbind_by_x_removes_every_binding_on_it() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
+    let (sim, c) = Sim::start_for("k-axb").await;
     c.axb_bind(&bind(A1, A2, Some(X1))).await.unwrap();
     c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     let other = c.axb_bind(&bind(A1, A2, Some(X2))).await.unwrap();
@@ -236,11 +232,8 @@ async fn unbind_by_x_removes_every_binding_on_it() {
 
 #[tokio::test]
 async fn expired_bindings_behave_as_unbound() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(60);
-    let short = c.axb_bind(&req).await.unwrap();
+    let (sim, c) = Sim::start_for("k-axb").await;
+    let short = c.axb_bind(&lasting(60)).await.unwrap();
     let forever = c.axb_bind(&bind(A3, A4, Some(X1))).await.unwrap();
     sim.advance_clock(59).await;
     assert_eq!(sim.bindings("k-axb").await.len(), 2);
@@ -263,11 +256,8 @@ async fn expired_bindings_behave_as_unbound() {
 
 #[tokio::test]
 async fn modify_with_duration_restarts_the_timer() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axb");
-    let mut req = bind(A1, A2, Some(X1));
-    req.duration = Some(100);
-    let b = c.axb_bind(&req).await.unwrap();
+    let (sim, c) = Sim::start_for("k-axb").await;
+    let b = c.axb_bind(&lasting(100)).await.unwrap();
     sim.advance_clock(90).await;
     let modify = AxbModifyRequest {
         subscription_id: b.subscription_id.clone(),
@@ -284,8 +274,7 @@ async fn modify_with_duration_restarts_the_timer() {
 #[tokio::test]
 async fn query_by_x_pages_with_the_documented_defaults() {
     let config = Setup::platform().app("rides", |a| a.both("max_bindings_per_x", 5000));
-    let sim = Sim::start_with(&config).await;
-    let c = sim.client("k-axb");
+    let (_sim, c) = Sim::start_with_client(&config, "k-axb").await;
     let mut ids = Vec::new();
     for i in 0..120u32 {
         let a = format!("+86139{:08}", 2 * i);

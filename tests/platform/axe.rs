@@ -31,8 +31,7 @@ fn slot(x: &str, e: &str) -> AxeSelector {
 
 #[tokio::test]
 async fn bind_query_modify_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (sim, c) = Sim::start_for("k-axe").await;
     let mut req = on(A1, X1, Some("7"));
     req.time_unit = Some(TimeUnit::Hours);
     req.bind_expired_time = Some(2);
@@ -111,8 +110,7 @@ async fn bind_query_modify_unbind_round_trip() {
 
 #[tokio::test]
 async fn extensions_are_assigned_from_the_configured_space() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     let mut seen = Vec::new();
     for i in 0..9 {
         let b = c.axe_bind(&on(&party(i), X1, None)).await.unwrap();
@@ -131,8 +129,7 @@ async fn extensions_are_assigned_from_the_configured_space() {
 
 #[tokio::test]
 async fn a_taken_extension_and_a_repeated_a_are_refused() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     c.axe_bind(&on(A1, X1, Some("3"))).await.unwrap();
     expect_code(
         c.axe_bind(&on(A2, X1, Some("3"))).await,
@@ -157,36 +154,29 @@ async fn a_taken_extension_and_a_repeated_a_are_refused() {
 
 #[tokio::test]
 async fn area_code_choice_and_parameter_rules() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_for("k-axe").await;
     let area = |a: &str, code: &str, m: Option<AreaMatch>| AxeBindRequest {
         bind_num: a.into(),
         area_code: Some(code.into()),
         area_match_mode: m,
         ..Default::default()
     };
-    assert_eq!(
-        c.axe_bind(&area(A1, "021", None))
-            .await
-            .unwrap()
-            .virtual_num,
-        X2
-    );
-    expect_code(
-        c.axe_bind(&area(A1, "021", None)).await,
-        codes::INSUFFICIENT_NUMBERS,
-    );
-    assert_eq!(
-        c.axe_bind(&area(A1, "021", Some(AreaMatch::Loose)))
-            .await
-            .unwrap()
-            .virtual_num,
-        X1
-    );
-    expect_code(
-        c.axe_bind(&area(A2, "0571", None)).await,
-        codes::INSUFFICIENT_NUMBERS,
-    );
+    // In turn, the X each bind gets, or `None` for no idle number in the area.
+    for (req, got) in [
+        (area(A1, "021", None), Some(X2)),
+        // A1 holds 021's only X now: strict fails, loose goes elsewhere.
+        (area(A1, "021", None), None),
+        (area(A1, "021", Some(AreaMatch::Loose)), Some(X1)),
+        (area(A2, "0571", None), None),
+    ] {
+        let result = c.axe_bind(&req).await;
+        match got {
+            Some(x) => assert_eq!(result.unwrap().virtual_num, x, "{req:?}"),
+            None => {
+                expect_code(result, codes::INSUFFICIENT_NUMBERS);
+            }
+        }
+    }
 
     let both = AxeBindRequest {
         callback_tone: Some("t.wav".into()),
@@ -207,8 +197,7 @@ async fn area_code_choice_and_parameter_rules() {
 #[tokio::test]
 async fn v2_query_pages_with_a_cursor_and_count_query_counts() {
     let config = Setup::platform().app("stores", |a| a.both("extension_digits", 3));
-    let sim = Sim::start_with(&config).await;
-    let c = sim.client("k-axe");
+    let (_sim, c) = Sim::start_with_client(&config, "k-axe").await;
     let mut ids = Vec::new();
     for i in 0..25 {
         ids.push(

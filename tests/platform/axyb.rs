@@ -26,8 +26,7 @@ fn yb(b: &str, sub: &str) -> AxybYbRequest {
 
 #[tokio::test]
 async fn ax_step_yb_step_query_unbind_round_trip() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axyb");
+    let (sim, c) = Sim::start_for("k-axyb").await;
     let mut req = ax(A1, "021");
     req.duration = Some(3600);
     let x = c.axyb_bind_ax(&req).await.unwrap();
@@ -102,8 +101,7 @@ async fn ax_step_yb_step_query_unbind_round_trip() {
 
 #[tokio::test]
 async fn unbinding_the_ax_removes_its_ybs_and_b_selects_one_yb() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axyb");
+    let (sim, c) = Sim::start_for("k-axyb").await;
     let x = c.axyb_bind_ax(&ax(A1, "021")).await.unwrap();
     c.axyb_bind_yb(&yb(A2, &x.subscription_id)).await.unwrap();
     c.axyb_bind_yb(&yb(A3, &x.subscription_id)).await.unwrap();
@@ -167,8 +165,7 @@ async fn x_holds_one_a_and_a_holds_at_most_five() {
 
 #[tokio::test]
 async fn ax_expiry_takes_its_ybs_and_yb_expiry_only_the_yb() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axyb");
+    let (sim, c) = Sim::start_for("k-axyb").await;
     // Default AX lifetime is 7200 s.
     let x = c.axyb_bind_ax(&ax(A1, "021")).await.unwrap();
     let short = AxybYbRequest {
@@ -194,8 +191,7 @@ async fn ax_expiry_takes_its_ybs_and_yb_expiry_only_the_yb() {
 
 #[tokio::test]
 async fn durations_out_of_range_are_invalid() {
-    let sim = Sim::start().await;
-    let c = sim.client("k-axyb");
+    let (sim, c) = Sim::start_for("k-axyb").await;
     for bad in [59, 7_776_001] {
         let req = AxybAxRequest {
             duration: Some(bad),

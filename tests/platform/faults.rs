@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::platform::codes;
 use crate::support::platform::wire::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use xpool::upstream::{ErrorClass, UpstreamError};
 
 use crate::common::*;
@@ -25,11 +25,17 @@ fn party(i: u32) -> String {
     format!("+86136{i:08}")
 }
 
+/// A simulator whose AXB app has `faults` (the fields of `/sim/faults` but `app_key`).
+async fn axb_faulty(mut faults: Value) -> Sim {
+    faults["app_key"] = "k-axb".into();
+    let sim = Sim::start().await;
+    sim.faults(faults).await;
+    sim
+}
+
 #[tokio::test]
 async fn added_latency_past_the_timeout_is_a_timeout_with_unknown_outcome() {
-    let sim = Sim::start().await;
-    sim.faults(json!({"app_key": "k-axb", "latency_ms": 1500}))
-        .await;
+    let sim = axb_faulty(json!({"latency_ms": 1500})).await;
     let mut s = sim.settings("k-axb");
     s.timeout = Duration::from_millis(300);
     let e = sim
@@ -51,9 +57,7 @@ async fn added_latency_past_the_timeout_is_a_timeout_with_unknown_outcome() {
 
 #[tokio::test]
 async fn server_errors_are_retry_later_and_change_nothing() {
-    let sim = Sim::start().await;
-    sim.faults(json!({"app_key": "k-axb", "error_rate": 1.0}))
-        .await;
+    let sim = axb_faulty(json!({"error_rate": 1.0})).await;
     let e = expect_code(
         sim.client("k-axb").axb_bind(&bind(A1, A2)).await,
         codes::INTERNAL_SYSTEM_ERROR,
@@ -68,9 +72,7 @@ async fn server_errors_are_retry_later_and_change_nothing() {
 
 #[tokio::test]
 async fn flow_control_pauses_the_app() {
-    let sim = Sim::start().await;
-    sim.faults(json!({"app_key": "k-axb", "flow_control_rate": 1.0}))
-        .await;
+    let sim = axb_faulty(json!({"flow_control_rate": 1.0})).await;
     let mut s = sim.settings("k-axb");
     s.flow_control_backoff = Duration::from_secs(30);
     s.max_wait = Duration::from_millis(50);
@@ -97,9 +99,7 @@ async fn flow_control_pauses_the_app() {
 
 #[tokio::test]
 async fn a_lost_response_leaves_a_committed_binding_to_be_found_by_query() {
-    let sim = Sim::start().await;
-    sim.faults(json!({"app_key": "k-axb", "lost_response_rate": 1.0}))
-        .await;
+    let sim = axb_faulty(json!({"lost_response_rate": 1.0})).await;
     let mut s = sim.settings("k-axb");
     s.timeout = Duration::from_millis(300);
     let client = sim.client_with(s);

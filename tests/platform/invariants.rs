@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use xpool::upstream::{AppClient, ErrorClass, UpstreamError};
 
 use crate::common::*;
+use crate::support::{block_on, server_proptest_config};
 
 const AXB_X: [&str; 3] = ["+8617000000001", "+8617000000002", "+8617000000003"];
 const AXE_X: [&str; 2] = ["+8617200000001", "+8617200000002"];
@@ -95,6 +96,16 @@ impl Model {
         minutes.map(|m| self.now + 60 * u64::from(m))
     }
 
+    /// A binding just accepted, which lives `minutes` from now (`None`: until unbound).
+    fn live(&self, x: &str, a: String, other: String, minutes: Option<u8>) -> Live {
+        Live {
+            x: x.into(),
+            a,
+            other,
+            expires: self.deadline(minutes),
+        }
+    }
+
     fn axb_on(&self, x: &str) -> impl Iterator<Item = (&String, &Live)> {
         self.axb.iter().filter(move |(_, l)| l.x == x)
     }
@@ -122,16 +133,8 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
                 Ok(r) => {
                     assert!(!conflict && !full, "bound {a}/{b} on {x} against the rules");
                     m.axb_ids.push(r.subscription_id.clone());
-                    let expires = m.deadline(minutes);
-                    m.axb.insert(
-                        r.subscription_id,
-                        Live {
-                            x: x.into(),
-                            a,
-                            other: b,
-                            expires,
-                        },
-                    );
+                    let live = m.live(x, a, b, minutes);
+                    m.axb.insert(r.subscription_id, live);
                 }
                 Err(e) if conflict && full => {
                     assert!(
@@ -145,11 +148,10 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
             }
         }
         Op::AxbUnbind { k } => {
-            let Some(id) = m.axb_ids.get(k).cloned() else {
-                return;
-            };
-            let result = axb.axb_unbind(&AxbUnbind::Subscription(id.clone())).await;
-            expect_unbind(result, m.axb.remove(&id).is_some(), "AXB");
+            if let Some(id) = m.axb_ids.get(k).cloned() {
+                let result = axb.axb_unbind(&AxbUnbind::Subscription(id.clone())).await;
+                expect_unbind(result, m.axb.remove(&id).is_some(), "AXB");
+            }
         }
         Op::AxbUnbindX { x } => {
             let x = AXB_X[x];
@@ -235,16 +237,8 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
                         assert_eq!(&r.extend_num, e, "the requested extension is honoured");
                     }
                     m.axe_ids.push(r.subscription_id.clone());
-                    let expires = m.deadline(minutes);
-                    m.axe.insert(
-                        r.subscription_id,
-                        Live {
-                            x: x.into(),
-                            a,
-                            other: r.extend_num,
-                            expires,
-                        },
-                    );
+                    let live = m.live(x, a, r.extend_num, minutes);
+                    m.axe.insert(r.subscription_id, live);
                 }
                 Err(e) => {
                     assert!(a_there || ext_taken || space_full, "AXE bind refused: {e}");
@@ -256,11 +250,10 @@ async fn apply(op: &Op, m: &mut Model, sim: &Sim, axb: &AppClient, axe: &AppClie
             }
         }
         Op::AxeUnbind { k } => {
-            let Some(id) = m.axe_ids.get(k).cloned() else {
-                return;
-            };
-            let result = axe.axe_unbind(&AxeSelector::Subscription(id.clone())).await;
-            expect_unbind(result, m.axe.remove(&id).is_some(), "AXE");
+            if let Some(id) = m.axe_ids.get(k).cloned() {
+                let result = axe.axe_unbind(&AxeSelector::Subscription(id.clone())).await;
+                expect_unbind(result, m.axe.remove(&id).is_some(), "AXE");
+            }
         }
         Op::Advance { n } => {
             let secs = 60 * u64::from(n) + 7;
@@ -291,15 +284,7 @@ async fn check(m: &Model, sim: &Sim, axb: &AppClient) {
         );
         assert!(parties.len() / 2 <= AXB_CAP, "{x} over its cap");
     }
-    let ids: BTreeSet<String> = listed
-        .iter()
-        .map(|b| b["subscriptionId"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        ids,
-        m.axb.keys().cloned().collect(),
-        "AXB bindings differ from the model"
-    );
+    assert_same_bindings(&listed, &m.axb, "AXB");
     for x in AXB_X {
         let want = m.axb_on(x).count() as u64;
         match axb.axb_query(&AxbQuery::page(x, 1, 100)).await {
@@ -330,24 +315,29 @@ async fn check(m: &Model, sim: &Sim, axb: &AppClient) {
             "{a} twice on {x}"
         );
     }
-    let ids: BTreeSet<String> = listed
+    assert_same_bindings(&listed, &m.axe, "AXE");
+}
+
+/// The simulator lists exactly the subscriptions the model has live.
+#[track_caller]
+fn assert_same_bindings(listed: &[serde_json::Value], live: &BTreeMap<String, Live>, mode: &str) {
+    let ids: BTreeSet<&str> = listed
         .iter()
-        .map(|b| b["subscriptionId"].as_str().unwrap().to_owned())
+        .map(|b| b["subscriptionId"].as_str().unwrap())
         .collect();
     assert_eq!(
         ids,
-        m.axe.keys().cloned().collect(),
-        "AXE bindings differ from the model"
+        live.keys().map(String::as_str).collect(),
+        "{mode} bindings differ from the model"
     );
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(server_proptest_config())]
 
     #[test]
     fn random_operations_keep_the_simulator_consistent(ops in prop::collection::vec(op(), 1..40)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
+        block_on(async {
             let sim = Sim::start().await;
             let (axb, axe) = (sim.client("k-axb"), sim.client("k-axe"));
             let mut model = Model::default();

@@ -155,12 +155,9 @@ async fn each_app_may_call_only_its_own_mode() {
         axb.axyb_query(&AxybQuery::Subscription("s".into())).await,
         codes::API_NOT_ALLOWED,
     );
-    expect_code(
-        sim.client("k-ax")
-            .axb_query(&AxbQuery::Subscription("s".into()))
-            .await,
-        codes::API_NOT_ALLOWED,
-    );
+    let ax = sim.client("k-ax");
+    let query = AxbQuery::Subscription("s".into());
+    expect_code(ax.axb_query(&query).await, codes::API_NOT_ALLOWED);
 }
 
 #[tokio::test]
@@ -172,19 +169,14 @@ async fn a_frozen_account_and_an_app_without_recording() {
         relation_num: Some(x.into()),
         ..Default::default()
     };
+    let frozen = sim.client("k-frozen");
     expect_refusal(
-        sim.client("k-frozen")
-            .axb_bind(&bind("+8617400000001"))
-            .await,
+        frozen.axb_bind(&bind("+8617400000001")).await,
         codes::SUBSCRIBER_FROZEN,
         ErrorClass::AccountFrozen,
     );
-    expect_code(
-        sim.client("k-frozen")
-            .axb_query(&AxbQuery::Subscription("s".into()))
-            .await,
-        codes::SUBSCRIBER_FROZEN,
-    );
+    let query = AxbQuery::Subscription("s".into());
+    expect_code(frozen.axb_query(&query).await, codes::SUBSCRIBER_FROZEN);
 
     let norec = sim.client("k-norec");
     let recorded = AxbBindRequest {

@@ -47,6 +47,12 @@ pub async fn sim_slots(sim: &Sim, app_key: &str) -> BTreeSet<Slot> {
         .collect()
 }
 
+/// How a test of one app ends: [`assert_local_equals_sim`], then a clean stop.
+pub async fn stop_in_step(d: Daemon, app: &str, app_key: &str) {
+    assert_local_equals_sim(&d, app, app_key).await;
+    d.stop().await;
+}
+
 /// Local ACTIVE bindings of `app` and the simulator's live bindings of `app_key` are the same
 /// set of slots, and nothing is left PENDING.
 pub async fn assert_local_equals_sim(d: &Daemon, app: &str, app_key: &str) {

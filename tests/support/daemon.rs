@@ -37,6 +37,20 @@ impl Daemon {
         Daemon::start_with(Setup::standard()).await
     }
 
+    /// Starts a daemon with [`Setup::standard`], runs `test` on it, and stops it cleanly.
+    pub async fn run(test: impl AsyncFnOnce(&Daemon)) {
+        let d = Daemon::start().await;
+        test(&d).await;
+        d.stop().await;
+    }
+
+    /// [`Daemon::start`] and a client of its binding service.
+    pub async fn start_with_client() -> (Daemon, BindingServiceClient<Channel>) {
+        let d = Daemon::start().await;
+        let c = d.bindings().await;
+        (d, c)
+    }
+
     /// A simulator and a daemon, both from `setup`.
     pub async fn start_with(setup: Setup) -> Daemon {
         let sim = Arc::new(Sim::start_with(&setup).await);
@@ -120,6 +134,18 @@ impl Daemon {
         must(&what, self.bindings().await.bind(req).await)
     }
 
+    /// Binds, which must be refused with `code`; the refusal.
+    pub async fn bind_refused(&self, req: pb::BindRequest, code: tonic::Code) -> tonic::Status {
+        let what = format!("Bind {req:?}");
+        match self.bindings().await.bind(req).await {
+            Ok(b) => panic!("{what}: accepted: {:?}", b.into_inner()),
+            Err(s) => {
+                assert_eq!(s.code(), code, "{what}: {s:?}");
+                s
+            }
+        }
+    }
+
     /// Unbinds by binding id, which must succeed.
     pub async fn unbind_ok(&self, binding_id: &str) -> pb::Binding {
         let req = pb::UnbindRequest {
@@ -136,6 +162,17 @@ impl Daemon {
             ..Default::default()
         };
         must(binding_id, self.bindings().await.get_binding(req).await)
+    }
+
+    /// The binding of `app` made under `request_id`, which must exist.
+    pub async fn get_by_request(&self, app: &str, request_id: &str) -> pb::Binding {
+        let req = pb::GetBindingRequest {
+            request_id: request_id.into(),
+            app: app.into(),
+            ..Default::default()
+        };
+        let what = format!("{app} request {request_id}");
+        must(&what, self.bindings().await.get_binding(req).await)
     }
 
     /// The state of the binding with this id.

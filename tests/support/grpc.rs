@@ -19,6 +19,12 @@ const SERVICE: &str = "xpool.v1.BindingService";
 
 /// One `grpc.health.v1.Health/Check` of [`SERVICE`]; `None` if the daemon did not answer.
 pub async fn health(addr: &str) -> Option<ServingStatus> {
+    health_of(addr, SERVICE).await
+}
+
+/// One `grpc.health.v1.Health/Check` of `service` (empty: the server overall); `None` if the
+/// server did not answer within two seconds.
+pub async fn health_of(addr: &str, service: &str) -> Option<ServingStatus> {
     let probe = async {
         let channel = Channel::from_shared(addr.to_owned())
             .unwrap()
@@ -27,7 +33,7 @@ pub async fn health(addr: &str) -> Option<ServingStatus> {
             .ok()?;
         let reply = HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest {
-                service: SERVICE.into(),
+                service: service.into(),
             })
             .await
             .ok()?;
@@ -140,6 +146,22 @@ pub fn bind(app: &str, a: &str, b: Option<&str>) -> pb::BindRequest {
         party_a: a.into(),
         party_b: b.unwrap_or_default().into(),
         ..Default::default()
+    }
+}
+
+/// [`bind`] on the X number `x`.
+pub fn pinned(app: &str, a: &str, b: Option<&str>, x: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        x_number: x.into(),
+        ..bind(app, a, b)
+    }
+}
+
+/// [`bind`] in the area `area`.
+pub fn in_area(app: &str, a: &str, b: Option<&str>, area: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        area_code: area.into(),
+        ..bind(app, a, b)
     }
 }
 

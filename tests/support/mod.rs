@@ -8,6 +8,7 @@
 pub use xpool::platform;
 pub use xpool_sim as simulator;
 
+mod process;
 mod running;
 
 pub mod checks;
@@ -19,10 +20,31 @@ pub mod sim;
 pub use checks::*;
 pub use daemon::Daemon;
 pub use grpc::*;
+pub use process::xpool_serve;
 pub use setup::{App, Setup};
 pub use sim::Sim;
 
 /// Party number `i`: `+86139` and eight digits.
 pub fn party(i: u32) -> String {
     format!("+86139{i:08}")
+}
+
+/// The settings of the property tests that start servers: few cases, each of which is slow, and
+/// no failure files written into the tree.
+pub fn server_proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Default::default()
+    }
+}
+
+/// Runs one case of a property test on a runtime of its own; boxed, since the futures of a debug
+/// build are large for a test thread's stack.
+pub fn block_on<F: std::future::Future>(case: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(Box::pin(case))
 }

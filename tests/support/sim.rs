@@ -26,6 +26,18 @@ impl Sim {
         Sim::start_with(&Setup::platform()).await
     }
 
+    /// A simulator with [`Setup::platform`] and a client of its app `app_key`.
+    pub async fn start_for(app_key: &str) -> (Sim, Arc<AppClient>) {
+        Sim::start_with_client(&Setup::platform(), app_key).await
+    }
+
+    /// A simulator with the platform side of `setup` and a client of its app `app_key`.
+    pub async fn start_with_client(setup: &Setup, app_key: &str) -> (Sim, Arc<AppClient>) {
+        let sim = Sim::start_with(setup).await;
+        let client = sim.client(app_key);
+        (sim, client)
+    }
+
     /// A simulator with the platform side of `setup`.
     pub async fn start_with(setup: &Setup) -> Sim {
         let config = SimConfig::from_toml_str(&setup.sim_toml()).expect("valid simulator config");

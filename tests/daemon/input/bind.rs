@@ -203,66 +203,42 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
         // Extension and pins.
         (
             "extension on AXB",
-            with(axb(), |r| {
-                r.x_number = "+8617000000001".into();
-                r.extension = "12".into()
-            }),
+            pinned(axb(), "+8617000000001", "12"),
             "extension",
         ),
         (
             "extension on AX",
-            with(ax(), |r| {
-                r.x_number = "+8617100000001".into();
-                r.extension = "12".into()
-            }),
+            pinned(ax(), "+8617100000001", "12"),
             "extension",
         ),
         (
             "extension on X",
-            with(x_mode(), |r| {
-                r.x_number = "+8617400000001".into();
-                r.extension = "12".into()
-            }),
+            pinned(x_mode(), "+8617400000001", "12"),
             "extension",
         ),
         (
             "AXE extension of 3 digits",
-            with(axe(), |r| {
-                r.x_number = "+8617200000001".into();
-                r.extension = "123".into()
-            }),
+            pinned(axe(), "+8617200000001", "123"),
             "extension",
         ),
         (
             "AXE extension of 1 digit",
-            with(axe(), |r| {
-                r.x_number = "+8617200000001".into();
-                r.extension = "1".into()
-            }),
+            pinned(axe(), "+8617200000001", "1"),
             "extension",
         ),
         (
             "AXE extension all zeros",
-            with(axe(), |r| {
-                r.x_number = "+8617200000001".into();
-                r.extension = "00".into()
-            }),
+            pinned(axe(), "+8617200000001", "00"),
             "extension",
         ),
         (
             "AXE extension with letters",
-            with(axe(), |r| {
-                r.x_number = "+8617200000001".into();
-                r.extension = "1a".into()
-            }),
+            pinned(axe(), "+8617200000001", "1a"),
             "extension",
         ),
         (
             "AXE extension of 5 digits",
-            with(axe(), |r| {
-                r.x_number = "+8617200000001".into();
-                r.extension = "12345".into()
-            }),
+            pinned(axe(), "+8617200000001", "12345"),
             "extension",
         ),
         (
@@ -292,10 +268,7 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
         ),
         (
             "x_number not in the AXE pool",
-            with(axe(), |r| {
-                r.x_number = "+8617999999999".into();
-                r.extension = "12".into()
-            }),
+            pinned(axe(), "+8617999999999", "12"),
             "x_number",
         ),
         (
@@ -342,12 +315,20 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
     ]
 }
 
+/// `base` pinned to X number `x` with extension `extension`.
+fn pinned(base: pb::BindRequest, x: &str, extension: &str) -> pb::BindRequest {
+    pb::BindRequest {
+        x_number: x.into(),
+        extension: extension.into(),
+        ..base
+    }
+}
+
 // One test per validation rule -----------------------------------------------------------------
 
 #[tokio::test]
 async fn every_bad_bind_is_invalid_argument_naming_the_field_and_changes_nothing() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let before = snapshot(&d).await;
     assert!(before.local.is_empty());
     for (case, req, field) in bad_binds() {

@@ -7,8 +7,7 @@ use super::*;
 
 #[tokio::test]
 async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let live = c
         .bind(with(axb(), |r| r.request_id = "order-1".into()))
         .await
@@ -182,12 +181,7 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         ),
     ];
     for (case, req, field) in cases {
-        assert_rejected(
-            c.update_binding(req).await,
-            Code::InvalidArgument,
-            field,
-            case,
-        );
+        assert_invalid(c.update_binding(req).await, field, case);
         assert_unchanged(&d, &before, case).await;
     }
     let err = c.update_binding(update(unknown_id, 60)).await.unwrap_err();
@@ -200,16 +194,6 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
     assert_unchanged(&d, &before, "UpdateBinding, unknown id").await;
 
     // The live binding is untouched and still found both ways.
-    let got = c
-        .get_binding(pb::GetBindingRequest {
-            request_id: "order-1".into(),
-            app: "rides".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got, live);
-    assert_local_equals_sim(&d, "rides", "k-axb").await;
-    d.stop().await;
+    assert_eq!(d.get_by_request("rides", "order-1").await, live);
+    stop_in_step(d, "rides", "k-axb").await;
 }

@@ -105,7 +105,17 @@ fn assert_rejected<T: std::fmt::Debug>(
     );
 }
 
-fn with(mut r: pb::BindRequest, f: impl FnOnce(&mut pb::BindRequest)) -> pb::BindRequest {
+/// [`assert_rejected`] with INVALID_ARGUMENT, the answer to a malformed request.
+fn assert_invalid<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    field: &str,
+    case: &str,
+) {
+    assert_rejected(result, Code::InvalidArgument, field, case);
+}
+
+/// `r` changed by `f`.
+fn with<R>(mut r: R, f: impl FnOnce(&mut R)) -> R {
     f(&mut r);
     r
 }

@@ -392,16 +392,10 @@ async fn random_calls(d: &Daemon, calls: &[Call]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(server_proptest_config())]
 
     #[test]
     fn random_requests_never_crash_the_daemon(calls in prop::collection::vec(call(), 1..24)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        // Boxed: the futures of a debug build are large for a test thread's stack.
-        rt.block_on(Box::pin(async {
-            let d = Daemon::start().await;
-            Box::pin(random_calls(&d, &calls)).await;
-            d.stop().await;
-        }));
+        block_on(Daemon::run(async |d| Box::pin(random_calls(d, &calls)).await));
     }
 }

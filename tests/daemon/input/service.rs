@@ -273,8 +273,7 @@ async fn reflection_lists_and_describes_in_v1_and_v1alpha() {
 
 #[tokio::test]
 async fn clean_shutdown_keeps_the_bindings_for_the_next_start() {
-    let d = Daemon::start().await;
-    let mut c = d.bindings().await;
+    let (d, mut c) = Daemon::start_with_client().await;
     let mut made = Vec::new();
     for (i, req) in [axb(), ax(), axe(), axyb(), x_mode()]
         .into_iter()
