@@ -38,7 +38,7 @@ pub(in crate::store) fn recover(
                 .into(),
         ));
     }
-    let records = read_log(&segments)?;
+    let records = read_log(&segments, mark.applied)?;
     let first = records
         .first()
         .map(|r| r.seq)
@@ -90,8 +90,10 @@ pub(super) fn first_seq(path: &Path) -> Option<u64> {
     path.file_stem()?.to_str()?.parse().ok()
 }
 
-/// Every intact record of the log, in order, or the first reason not to trust it.
-fn read_log(segments: &[PathBuf]) -> Result<Vec<Record>, StoreError> {
+/// Every intact record of the log, in order, or the first reason not to trust it. `applied` is
+/// the last record sled holds: a damaged record at or below it was written whole once (sled got
+/// it only after its sync), so it cannot be a torn write.
+fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreError> {
     let mut records: Vec<Record> = Vec::new();
     for (i, path) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
@@ -119,7 +121,9 @@ fn read_log(segments: &[PathBuf]) -> Result<Vec<Record>, StoreError> {
                     records.push(record);
                 }
                 Next::Bad(why)
-                    if is_last && is_torn_tail(&bytes, pos, next_seq(&records, path)) =>
+                    if is_last
+                        && next_seq(&records, path).is_none_or(|next| next > applied)
+                        && is_torn_tail(&bytes, pos, next_seq(&records, path)) =>
                 {
                     tracing::warn!(
                         path = %path.display(),

@@ -412,6 +412,34 @@ async fn a_last_record_cut_short_or_followed_by_zeros_is_a_torn_tail() {
 }
 
 #[tokio::test]
+async fn a_damaged_last_record_that_sled_already_holds_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&options(dir.path())).unwrap();
+        for n in 1..=3u8 {
+            put(&store, n, BindingState::Active, Some(9_000)).await;
+        }
+        // Dropped without `close`: the log keeps the three records, and sled (which flushes
+        // when its trees are dropped) holds them, its high-water mark at record 3.
+    }
+    let segment = super::segment_files(&dir.path().join("db").join("wal"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let err = Store::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::Log { .. }), "{err:?}");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "the log is left as it was"
+    );
+}
+
+#[tokio::test]
 async fn a_store_in_use_is_refused_with_a_clear_error_and_reopens_once_released() {
     let dir = tempfile::tempdir().unwrap();
     let first = Store::open(&options(dir.path())).unwrap();
