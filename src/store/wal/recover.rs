@@ -32,9 +32,10 @@ pub(in crate::store) fn recover(
     if segments.is_empty() && !mark.clean {
         return Err(refused(
             dir,
-            "it was not closed cleanly and its write-ahead log is gone, so writes acknowledged \
-             after its last checkpoint may be lost. Put the log's files back, or restore the \
-             store from a backup"
+            "its database says it was not closed cleanly, yet its write-ahead log is gone: the \
+             log was deleted after a crash, or the database lost data it had saved. Writes \
+             acknowledged after its last checkpoint may be lost. Put the log's files back, or \
+             restore the store from a backup"
                 .into(),
         ));
     }
@@ -91,8 +92,7 @@ pub(super) fn first_seq(path: &Path) -> Option<u64> {
 }
 
 /// Every intact record of the log, in order, or the first reason not to trust it. `applied` is
-/// the last record sled holds: a damaged record at or below it was written whole once (sled got
-/// it only after its sync), so it cannot be a torn write.
+/// the last record sled holds (see [`is_torn_tail`]).
 fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreError> {
     let mut records: Vec<Record> = Vec::new();
     for (i, path) in segments.iter().enumerate() {
@@ -121,9 +121,7 @@ fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreErro
                     records.push(record);
                 }
                 Next::Bad(why)
-                    if is_last
-                        && next_seq(&records, path).is_none_or(|next| next > applied)
-                        && is_torn_tail(&bytes, pos, next_seq(&records, path)) =>
+                    if is_last && is_torn_tail(&bytes, pos, next_seq(&records, path), applied) =>
                 {
                     tracing::warn!(
                         path = %path.display(),
@@ -144,9 +142,13 @@ fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreErro
 
 /// Whether the unreadable bytes at `pos` can only be a last write cut short: the record they
 /// start runs to the end of the file, or everything past its claimed end is zeros (space the
-/// file system allocated but the crash left unwritten), and no intact later record follows.
+/// file system allocated but the crash left unwritten), no intact later record follows, and sled
+/// does not hold it yet (`applied`: a record sled got was written whole once, after its sync).
 /// A bad record followed by more data is damage, not a torn write.
-fn is_torn_tail(segment: &[u8], pos: usize, next: Option<u64>) -> bool {
+fn is_torn_tail(segment: &[u8], pos: usize, next: Option<u64>, applied: u64) -> bool {
+    if next.is_some_and(|next| next <= applied) {
+        return false;
+    }
     let rest = &segment[pos..];
     let ends_the_file = match record::claimed_len(rest) {
         None => true, // not even a whole header
@@ -195,8 +197,8 @@ fn corrupt(path: &Path, offset: usize, why: &str) -> StoreError {
         path: path.display().to_string(),
         detail: format!(
             "at byte {offset}: {why}; the store did not open and changed nothing. This is not \
-             a write cut short by a crash: keep the directory as it is and restore it from a \
-             backup, or move the damaged segment away knowingly (the changes in it are lost)"
+             a write cut short by a crash: keep the directory as it is and restore the store \
+             from a backup"
         ),
     }
 }
