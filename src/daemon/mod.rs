@@ -3,6 +3,7 @@
 //! until shutdown, then stops every task it started and closes the store.
 
 mod serve;
+mod store_watch;
 
 use std::sync::Arc;
 use std::time::Duration;

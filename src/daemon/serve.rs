@@ -55,6 +55,12 @@ impl Daemon {
         let max_wait = Duration::from_millis(self.config.server.max_request_wait_ms);
 
         self.start_jobs();
+        let stop_watching = self.cancel.child_token();
+        let watching = self.tasks.spawn(super::store_watch::watch_store(
+            Arc::clone(&self.store),
+            health.clone(),
+            stop_watching.clone(),
+        ));
         let addr = listener.local_addr()?;
         let stop_serving = CancellationToken::new();
         let server = Server::builder()
@@ -91,6 +97,11 @@ impl Daemon {
             ?delay,
             "shutting down: health NOT_SERVING, still serving calls"
         );
+        // The store's watch sets SERVING when the store recovers: it stops first.
+        stop_watching.cancel();
+        if watching.await.is_err() {
+            tracing::warn!("the store's watch panicked");
+        }
         set_all(&health, tonic_health::ServingStatus::NotServing).await;
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -119,7 +130,7 @@ impl Daemon {
 
 /// Sets every service and the server as a whole (`""`, what load balancers and Kubernetes
 /// probes ask about).
-async fn set_all(health: &HealthReporter, status: tonic_health::ServingStatus) {
+pub(super) async fn set_all(health: &HealthReporter, status: tonic_health::ServingStatus) {
     for service in [
         "",
         <BindingServiceServer<grpc::binding::Bindings> as tonic::server::NamedService>::NAME,

@@ -31,6 +31,10 @@ pub enum PoolError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store refuses writes until it recovers from a failed write (`full`: the disk is
+    /// full); the daemon reports that once, as a change of its health.
+    #[error("{}", if *.full { "the store's disk is full" } else { "the store failed a write" })]
+    StorageUnavailable { full: bool },
     /// The store failed; the details are in the source (and the log), not in the message.
     #[error("storage failure")]
     Storage(#[source] StoreError),
@@ -75,6 +79,9 @@ impl PoolError {
 impl From<StoreError> for PoolError {
     /// Logs the store's error once, here, and keeps it as the source.
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable { full, .. } = e {
+            return PoolError::StorageUnavailable { full };
+        }
         tracing::error!(error = %e, "store error");
         PoolError::Storage(e)
     }

@@ -204,7 +204,7 @@ impl Store {
 
     /// Every PENDING or RELEASING binding (one scan of the small `open` index).
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
-        self.indexed(keys::OPEN, self.trees.open.iter(), 0)
+        self.indexed(keys::OPEN, self.current()?.trees.open.iter(), 0)
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:
@@ -215,7 +215,7 @@ impl Store {
         };
         self.indexed(
             keys::SLOTS,
-            self.trees.slots.scan_prefix(&prefix),
+            self.current()?.trees.slots.scan_prefix(&prefix),
             prefix.len(),
         )
     }
@@ -271,7 +271,13 @@ impl Store {
 
     /// Every binding in id (= creation) order; errors per item.
     pub fn scan_bindings(&self) -> impl Iterator<Item = Result<BindingRecord, StoreError>> + '_ {
-        self.trees.bindings.iter().map(decode_binding)
+        let (scan, unavailable) = match self.current() {
+            Ok(open) => (Some(open.trees.bindings.iter()), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        unavailable
+            .into_iter()
+            .chain(scan.into_iter().flatten().map(decode_binding))
     }
 
     /// Bindings with id > `after` (exclusive), in id order, that satisfy `keep`, at most `limit`.
@@ -287,7 +293,12 @@ impl Store {
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for entry in self.trees.bindings.range((start, Bound::Unbounded)) {
+        for entry in self
+            .current()?
+            .trees
+            .bindings
+            .range((start, Bound::Unbounded))
+        {
             if out.len() >= limit {
                 break;
             }
@@ -303,7 +314,8 @@ impl Store {
     /// scan of the expiry index).
     pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
         let due = keys::expiry_due_bound(now_ms);
-        self.trees
+        self.current()?
+            .trees
             .expiry
             .range(..=due)
             .take(limit)
@@ -313,7 +325,7 @@ impl Store {
 
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
-        match self.trees.expiry.first()? {
+        match self.current()?.trees.expiry.first()? {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
         }

@@ -20,10 +20,18 @@
 //! lock of the log's: a read never sees a write that a crash could take back. A transaction
 //! reads what every earlier transaction wrote, durable or not, so read-modify-write belongs in
 //! one. The synchronous methods are short blocking calls.
+//!
+//! When a write fails (a full or failing disk), the store refuses every call with
+//! [`StoreError::Unavailable`] and reports it on [`Store::health`]; [`Store::recover`] reopens
+//! the database and its log and writes again what the failed log had not made durable. Nothing
+//! acknowledged is touched, and nothing staged is lost while the process lives.
 
 mod bindings;
 mod codec;
 mod error;
+#[cfg(test)]
+mod failure_tests;
+pub mod faults;
 pub mod keys;
 pub mod records;
 #[cfg(test)]
@@ -31,13 +39,16 @@ mod tests;
 mod wal;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 pub use error::StoreError;
 pub use records::*;
 pub use wal::{Staged, Tx};
 
-use wal::{TreeId, Trees, TxResult, Wal};
+use wal::{Retained, TreeId, Trees, TxResult, Wal};
 
 /// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
@@ -67,15 +78,44 @@ impl StoreOptions {
     }
 }
 
+/// Whether the store takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Writable,
+    /// A write failed because the disk is full; writes are refused until [`Store::recover`].
+    /// The error, for the log.
+    Full(String),
+    /// A write failed for another reason (an I/O error); writes are refused until
+    /// [`Store::recover`].
+    Failed(String),
+}
+
+impl Health {
+    pub fn is_writable(&self) -> bool {
+        *self == Health::Writable
+    }
+}
+
 /// The open store. `Send + Sync`: share it as `Arc<Store>`.
 pub struct Store {
+    /// The database and its log; `None` while [`Store::recover`] reopens them.
+    current: RwLock<Option<Arc<Open>>>,
+    /// What a failed log left to write again, while recovery has not yet succeeded.
+    retained: Mutex<Retained>,
+    /// Serialises recoveries.
+    recovering: tokio::sync::Mutex<()>,
+    health: watch::Sender<Health>,
+    options: StoreOptions,
+}
+
+/// One opening of the database and its log.
+struct Open {
     /// The sled trees; written only through `transact`.
     trees: Trees,
     /// The write-ahead log: its lock orders writes, its threads make them durable. `close`
-    /// stops it; dropping the `Store` lets its threads finish and end, and sled closes when
-    /// they and the trees are gone.
+    /// stops it; dropping it lets its threads finish and end, and sled closes when they and
+    /// the trees are gone.
     wal: Wal,
-    path: PathBuf,
 }
 
 /// Where the write-ahead log lives, inside the store directory.
@@ -89,9 +129,8 @@ fn meta_key(name: &str) -> Vec<u8> {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.path)
-            .field("bindings", &self.trees.bindings.len())
-            .field("numbers", &self.trees.numbers.len())
+            .field("path", &self.options.path)
+            .field("health", &self.health.borrow().is_writable())
             .finish_non_exhaustive()
     }
 }
@@ -105,16 +144,87 @@ impl Store {
     /// Opens (creating) the store, checks and replays its write-ahead log and starts the log's
     /// threads. On failure everything opened is released again.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
-        let db = open_sled(options)?;
-        let trees = Trees::open(&db)?;
-        check_format(&trees.meta)?;
-        let wal_dir = options.path.join(WAL_DIR);
-        let applied = wal::recover(&db, &trees, &wal_dir)?;
+        let (health, _) = watch::channel(Health::Writable);
+        let open = open_files(options, &health)?;
         Ok(Store {
-            wal: Wal::start(db, &trees, &wal_dir, applied)?,
-            trees,
-            path: options.path.clone(),
+            current: RwLock::new(Some(Arc::new(open))),
+            retained: Mutex::new(Retained::default()),
+            recovering: tokio::sync::Mutex::new(()),
+            health,
+            options: options.clone(),
         })
+    }
+
+    /// The database and log in use, or `Unavailable` while recovery reopens them.
+    fn current(&self) -> Result<Arc<Open>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable {
+                full: matches!(*self.health.borrow(), Health::Full(_)),
+                cause: "reopening the store after a failed write".into(),
+            })
+    }
+
+    /// Whether the store takes writes, and every change of it.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.subscribe()
+    }
+
+    /// After a failed write: reopens the database, replays its log (a write the failure cut
+    /// short is a torn tail) and writes again, durably, every record the failed log had not
+    /// made durable, then takes writes again; returns how many records the failed log had not
+    /// made durable (durable now, whether recovery found them on disk or wrote them again). Fails,
+    /// changing nothing that was acknowledged, if the disk still fails; call it again later. A
+    /// no-op while the store is writable.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let _one = self.recovering.lock().await;
+        if self.health.borrow().is_writable() {
+            return Ok(0);
+        }
+        let failed = self
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let retained = match failed {
+            // sled lets go of its files once the last handle is gone; `open_sled` waits for
+            // handles that readers still hold.
+            Some(failed) => tokio::task::spawn_blocking(move || failed.wal.abandon())
+                .await
+                .map_err(|_| StoreError::Closed)?,
+            None => Retained::default(),
+        };
+        let retained = {
+            let mut kept = self.retained.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.extend(retained);
+            std::mem::take(&mut *kept)
+        };
+        let options = self.options.clone();
+        let health = self.health.clone();
+        let reopened = tokio::task::spawn_blocking(move || open_files(&options, &health))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let result = match reopened {
+            Ok(open) => match open.wal.relog_and_wait(&retained).await {
+                Ok(()) => Ok(open),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(open) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::new(open));
+                self.health.send_replace(Health::Writable);
+                Ok(retained.len())
+            }
+            Err(e) => {
+                *self.retained.lock().unwrap_or_else(PoisonError::into_inner) = retained;
+                Err(e)
+            }
+        }
     }
 
     /// Runs `f` as one transaction and resolves once what it wrote is durable, with what it
@@ -132,13 +242,14 @@ impl Store {
     pub fn stage<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<Staged<'_, T>, E> {
-        self.wal.stage(&self.trees, f)
+    ) -> Result<Staged<T>, E> {
+        let open = self.current()?;
+        open.wal.stage(&open.trees, f)
     }
 
     /// The durable value of `key`.
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.trees.tree(tree).get(key)?)
+        Ok(self.current()?.trees.tree(tree).get(key)?)
     }
 
     /// A throwaway store (sled temporary) for tests: a fresh directory under the system temp
@@ -166,7 +277,7 @@ impl Store {
 
     /// The sled directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.options.path
     }
 
     /// Creates or replaces the number record under (app, number).
@@ -199,7 +310,8 @@ impl Store {
                 Err(_) => return Ok(Vec::new()),
             },
         };
-        self.trees
+        self.current()?
+            .trees
             .numbers
             .scan_prefix(prefix)
             .map(|entry| {
@@ -212,13 +324,70 @@ impl Store {
     /// Makes every write durable, stops the log's threads, flushes sled and empties the log.
     /// Later writes fail with `Closed` (reads keep working); closing twice is a no-op.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.wal.close().await
+        self.current()?.wal.close().await
     }
 
-    /// How many log syncs (`fdatasync`) have been made (to observe group commit).
+    /// How many log syncs (`fdatasync`) the log in use has made (to observe group commit).
     pub fn sync_count(&self) -> u64 {
-        self.wal.syncs()
+        self.current().map_or(0, |open| open.wal.syncs())
     }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The trees in use (the store must be open).
+    fn trees(&self) -> Trees {
+        self.current().expect("the store is open").trees.clone()
+    }
+
+    /// See [`Wal::pause_checkpoints`].
+    fn pause_checkpoints(&self) {
+        self.current()
+            .expect("the store is open")
+            .wal
+            .pause_checkpoints();
+    }
+}
+
+impl Drop for Store {
+    /// A temporary store's files go once its database is closed.
+    fn drop(&mut self) {
+        if self.options.temporary {
+            let open = self
+                .current
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            drop(open);
+            let _ = std::fs::remove_dir_all(&self.options.path);
+        }
+    }
+}
+
+/// Opens sled and the log at `options.path`: checks the format, replays the log and starts
+/// the log's threads, which report a failure on `health`.
+fn open_files(options: &StoreOptions, health: &watch::Sender<Health>) -> Result<Open, StoreError> {
+    let db = open_sled(options)?;
+    let trees = Trees::open(&db)?;
+    check_format(&trees.meta)?;
+    let wal_dir = options.path.join(WAL_DIR);
+    let applied = wal::recover(&db, &trees, &wal_dir)?;
+    let health = health.clone();
+    let on_failure: wal::OnFailure = Arc::new(move |e: &StoreError| {
+        let cause = match e {
+            StoreError::Unavailable { cause, .. } => cause.clone(),
+            other => other.to_string(),
+        };
+        health.send_replace(if e.is_disk_full() {
+            Health::Full(cause)
+        } else {
+            Health::Failed(cause)
+        });
+    });
+    Ok(Open {
+        wal: Wal::start(db, &trees, &wal_dir, applied, on_failure)?,
+        trees,
+    })
 }
 
 impl Tx<'_> {
@@ -266,7 +435,6 @@ fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(&options.path)
         .cache_capacity(options.cache_capacity_bytes)
-        .temporary(options.temporary)
         // The write-ahead log's checkpoints flush sled; its own timer would only add work.
         .flush_every_ms(None);
     let start = Instant::now();

@@ -54,7 +54,7 @@ pub(super) fn number(app: &str, number: &str) -> NumberRecord {
 /// The keys of `tree` as readers see them (the durable ones).
 fn tree_keys(store: &Store, tree: TreeId) -> Vec<Vec<u8>> {
     store
-        .trees
+        .trees()
         .tree(tree)
         .iter()
         .map(|e| e.unwrap().0.to_vec())
@@ -351,7 +351,7 @@ async fn list_bindings_pages_with_after_and_filter() {
 async fn corrupt_values_surface_as_errors() {
     let store = Store::open_temporary().unwrap();
     store
-        .trees
+        .trees()
         .bindings
         .insert(keys::binding(&id(1)), &[9, 1, 2][..])
         .unwrap();
@@ -455,7 +455,7 @@ async fn unknown_store_format_is_refused() {
     {
         let store = Store::open(&options).unwrap();
         store
-            .trees
+            .trees()
             .meta
             .insert(keys::META_FORMAT, codec::encode(1, &99u32))
             .unwrap();

@@ -152,23 +152,6 @@ async fn run_ops(
     out
 }
 
-/// Waits for the background resolver to close every PENDING and RELEASING binding.
-async fn settle_in_background(d: &Daemon, app: &str) {
-    let started = Instant::now();
-    loop {
-        let open = d.list(app, pb::BindingState::Pending).await.len()
-            + d.list(app, pb::BindingState::Releasing).await.len();
-        if open == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{open} bindings of {app} still open after 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn axb_req(rng: &mut Rng) -> pb::BindRequest {
     let (a, b) = rng.pair(40);
     bind_any("rides", &party(a), Some(&party(b)))

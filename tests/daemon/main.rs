@@ -15,3 +15,4 @@ mod input;
 mod lifecycle_signals;
 mod modes;
 mod reconcile;
+mod storage;

@@ -1,7 +1,7 @@
 //! Checks that compare the daemon with the platform, and small tools for concurrent tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use xpool::grpc::pb;
@@ -274,5 +274,22 @@ pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
     for state in [pb::BindingState::Pending, pb::BindingState::Releasing] {
         let open = d.list(app, state).await;
         assert!(open.is_empty(), "{app}: left {state:?}: {open:?}");
+    }
+}
+
+/// Waits for the background resolver to close every PENDING and RELEASING binding.
+pub async fn settle_in_background(d: &Daemon, app: &str) {
+    let started = Instant::now();
+    loop {
+        let open = d.list(app, pb::BindingState::Pending).await.len()
+            + d.list(app, pb::BindingState::Releasing).await.len();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{open} bindings of {app} still open after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -107,6 +107,27 @@ impl Daemon {
         Daemon::launch(sim, dir, setup, clock).await
     }
 
+    /// Shuts down, which must fail (the store could not be closed), runs `meanwhile` while it is
+    /// down, and starts again on the same store; the error the stop returned.
+    pub async fn restart_after_failed_stop(
+        mut self,
+        meanwhile: impl FnOnce(),
+    ) -> (anyhow::Error, Daemon) {
+        let (sim, dir, setup, clock) = (
+            self.sim.clone(),
+            self.dir.clone(),
+            self.setup.clone(),
+            self.clock.clone(),
+        );
+        let stopped = self
+            .server
+            .stop_with(Duration::from_secs(15), "the daemon")
+            .await;
+        let error = stopped.expect_err("the stop failed");
+        meanwhile();
+        (error, Daemon::launch(sim, dir, setup, clock).await)
+    }
+
     /// Shuts down and waits for a clean exit within the grace period.
     pub async fn stop(mut self) {
         self.stop_inner().await;

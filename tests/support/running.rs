@@ -48,13 +48,20 @@ impl<E: Debug + Send + 'static> Running<E> {
 
     /// Signals shutdown and waits up to `limit` for `what` to return `Ok`.
     pub async fn stop(&mut self, limit: Duration, what: &str) {
+        self.stop_with(limit, what)
+            .await
+            .unwrap_or_else(|e| panic!("{what} did not stop cleanly: {e:?}"));
+    }
+
+    /// Signals shutdown and waits up to `limit` for `what` to return; what it returned.
+    pub async fn stop_with(&mut self, limit: Duration, what: &str) -> Result<(), E> {
         self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(limit, task)
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(limit, task)
                 .await
                 .unwrap_or_else(|_| panic!("{what} did not stop within {limit:?}"))
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{what} did not stop cleanly: {e:?}"));
+                .unwrap(),
+            None => Ok(()),
         }
     }
 }

@@ -28,9 +28,11 @@
 //!
 //! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `record`.
 //!
-//! A failed write, sync or apply is sticky: nothing is acknowledged or written after it (the
-//! state of a file whose `fdatasync` failed is unknown), every later call fails with the first
-//! error.
+//! - **Failure.** A failed write, sync, apply or checkpoint ends this log: nothing more is
+//!   written or acknowledged (the state of a file whose `fdatasync` failed is unknown), every
+//!   later write is refused with [`StoreError::Unavailable`], and the records not yet durable are
+//!   kept in memory, in order. The store then reopens the database and a new log (`Store::recover`)
+//!   and writes them again: the in-memory state built on them stays true, and nothing is lost.
 
 mod mark;
 mod overlay;
@@ -57,7 +59,8 @@ pub(super) use recover::recover;
 pub use tx::Tx;
 pub(super) use tx::{Trees, TxResult};
 
-use super::error::StoreError;
+use super::error::{StoreError, is_full};
+use super::faults::{self, Point};
 use mark::Mark;
 use overlay::Pending;
 use record::Op;
@@ -81,6 +84,25 @@ pub const SEGMENT_BYTES: u64 = 4 << 10;
 /// How a flush is answered.
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
+/// Told once when the log fails, with the error later writes get.
+pub(super) type OnFailure = Arc<dyn Fn(&StoreError) + Send + Sync>;
+
+/// Records that were staged but never made durable, in order: what a failed log leaves for the
+/// next one to write.
+#[derive(Default, Clone)]
+pub(super) struct Retained(Vec<(u64, Vec<Op>)>);
+
+impl Retained {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds what a later failed log left (the next records in order).
+    pub fn extend(&mut self, later: Retained) {
+        self.0.extend(later.0);
+    }
+}
+
 /// The log: its lock (held by writers), its flusher and checkpointer threads.
 pub(super) struct Wal {
     shared: Arc<Shared>,
@@ -99,6 +121,10 @@ struct Shared {
     flusher_wake: Condvar,
     /// Wakes the checkpointer early, on close.
     checkpointer_wake: Condvar,
+    /// Told when the log fails.
+    on_failure: OnFailure,
+    /// The store directory, which names its injected faults.
+    store_dir: PathBuf,
     /// `fdatasync` calls made by the flusher.
     syncs: AtomicU64,
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
@@ -124,14 +150,30 @@ struct State {
     full_segments: Vec<(PathBuf, u64)>,
     /// No more writes; the threads finish and end.
     closed: bool,
-    /// The first write or sync failure.
+    /// Set at the first failed write, sync, apply or checkpoint: what every later write gets.
     failed: Option<StoreError>,
+    /// Once failed: the records not durable, which the next log writes again.
+    retained: Retained,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent even if a holder panicked (every change is one step).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the log at its first failure: later writes get `Unavailable`, and the store is told.
+    fn fail(&self, state: &mut State, e: &StoreError) {
+        if state.failed.is_none() {
+            let refused = e.unavailable();
+            (self.on_failure)(&refused);
+            state.failed = Some(refused);
+        }
+    }
+
+    /// The injected fault at `point`, if a test set one for this store.
+    fn fault(&self, point: Point) -> std::io::Result<()> {
+        faults::check(&self.store_dir, point)
     }
 }
 
@@ -140,15 +182,15 @@ impl Shared {
 /// on disk and in sled; only then may the write be acknowledged. Dropping it does not undo the
 /// write, which becomes durable with the next sync.
 #[must_use = "a staged write is not durable until it is awaited"]
-pub struct Staged<'a, T> {
+pub struct Staged<T> {
     value: T,
     /// The record that must be durable: this write's, or for a transaction that changed
     /// nothing, the last one it may have read.
     seq: u64,
-    wal: &'a Wal,
+    shared: Arc<Shared>,
 }
 
-impl<T: std::fmt::Debug> std::fmt::Debug for Staged<'_, T> {
+impl<T: std::fmt::Debug> std::fmt::Debug for Staged<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Staged")
             .field("value", &self.value)
@@ -157,7 +199,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Staged<'_, T> {
     }
 }
 
-impl<'a, T> Staged<'a, T> {
+impl<T> Staged<T> {
     /// What the transaction returned. It is decided, but not yet durable: use it to order
     /// in-memory state with the write, never to answer a caller.
     pub fn value(&self) -> &T {
@@ -166,17 +208,52 @@ impl<'a, T> Staged<'a, T> {
 
     /// Waits until the write is durable and returns what the transaction returned.
     pub async fn durable(self) -> Result<T, StoreError> {
-        self.wal.wait_durable(self.seq).await?;
+        wait_durable(&self.shared, self.seq).await?;
         Ok(self.value)
     }
 }
 
-impl<'a, T: Send + 'a> IntoFuture for Staged<'a, T> {
+impl<T> IntoFuture for Staged<T> {
     type Output = Result<T, StoreError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = Durable<T>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.durable())
+    fn into_future(self) -> Durable<T> {
+        let Staged { value, seq, shared } = self;
+        Durable {
+            value: Some(value),
+            wait: Box::pin(async move { wait_durable(&shared, seq).await }),
+        }
+    }
+}
+
+/// A [`Staged`] write being awaited.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Durable<T> {
+    value: Option<T>,
+    wait: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>,
+}
+
+impl<T> std::fmt::Debug for Durable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable").finish_non_exhaustive()
+    }
+}
+
+/// The value is never pinned (only moved out once the wait is over).
+impl<T> Unpin for Durable<T> {}
+
+impl<T> Future for Durable<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        this.wait.as_mut().poll(cx).map(|waited| {
+            waited?;
+            this.value.take().ok_or(StoreError::Closed)
+        })
     }
 }
 
@@ -184,14 +261,13 @@ impl Wal {
     /// Starts the threads over `dir`, whose log `recover` has just emptied into `trees` up to
     /// record `applied`; the log goes on from the record after it, and is marked open (not
     /// clean) once its first segment exists.
-    pub fn start(db: sled::Db, trees: &Trees, dir: &Path, applied: u64) -> Result<Wal, StoreError> {
-        let segment = Segment::create(dir, applied + 1)?;
-        Mark {
-            applied,
-            clean: false,
-        }
-        .write(&trees.meta)?;
-        db.flush()?;
+    pub fn start(
+        db: sled::Db,
+        trees: &Trees,
+        dir: &Path,
+        applied: u64,
+        on_failure: OnFailure,
+    ) -> Result<Wal, StoreError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 buf: Vec::new(),
@@ -203,13 +279,23 @@ impl Wal {
                 full_segments: Vec::new(),
                 closed: false,
                 failed: None,
+                retained: Retained::default(),
             }),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
+            on_failure,
+            store_dir: dir.parent().unwrap_or(dir).to_path_buf(),
             syncs: AtomicU64::new(0),
             #[cfg(test)]
             checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
         });
+        let segment = Segment::create(&shared, dir, applied + 1)?;
+        Mark {
+            applied,
+            clean: false,
+        }
+        .write(&trees.meta)?;
+        db.flush()?;
         let flusher = {
             let (shared, dir, trees) = (Arc::clone(&shared), dir.to_path_buf(), trees.clone());
             std::thread::Builder::new()
@@ -242,7 +328,7 @@ impl Wal {
         &self,
         trees: &Trees,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<Staged<'_, T>, E> {
+    ) -> Result<Staged<T>, E> {
         let mut state = self.shared.lock();
         if let Some(e) = &state.failed {
             return Err(e.clone().into());
@@ -262,38 +348,70 @@ impl Wal {
         Ok(Staged {
             value,
             seq: state.last_seq,
-            wal: self,
+            shared: Arc::clone(&self.shared),
         })
     }
 
-    /// Resolves once record `seq` and every one before it is on disk and in sled.
-    async fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let answer = {
-            let mut state = self.shared.lock();
-            if let Some(e) = &state.failed {
-                return Err(e.clone());
+    /// Appends what a failed log left, numbered as they were: the records after `applied` (the
+    /// last one recovery found on disk) go in, in order, as if staged now. Returns the write to
+    /// await.
+    pub fn relog(&self, retained: Retained) -> Result<Staged<()>, StoreError> {
+        let mut state = self.shared.lock();
+        if let Some(e) = &state.failed {
+            return Err(e.clone());
+        }
+        let state = &mut *state;
+        for (seq, ops) in retained.0 {
+            if seq <= state.last_seq {
+                continue; // recovery found it whole on disk and applied it
             }
-            if state.durable_seq >= seq {
-                return Ok(());
+            if seq != state.last_seq + 1 {
+                return Err(StoreError::Corrupt {
+                    tree: "write-ahead log",
+                    detail: format!(
+                        "records kept after a failure start at {seq}, the log is at {}",
+                        state.last_seq
+                    ),
+                });
             }
-            if state.closed {
-                return Err(StoreError::Closed);
-            }
-            let (waiter, answer) = oneshot::channel();
-            state.waiters.push((seq, waiter));
-            // The flusher only sleeps with no waiters, so only the first one needs to wake it.
-            if state.waiters.len() == 1 {
-                self.shared.flusher_wake.notify_one();
-            }
-            answer
-        };
-        answer.await.map_err(|_| StoreError::Closed)?
+            record::encode(seq, &ops, &mut state.buf);
+            state.pending.add(seq, &ops);
+            state.records.push((seq, ops));
+            state.last_seq = seq;
+        }
+        Ok(Staged {
+            value: (),
+            seq: state.last_seq,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// [`Wal::relog`], durable on return.
+    pub async fn relog_and_wait(&self, retained: &Retained) -> Result<(), StoreError> {
+        self.relog(retained.clone())?.durable().await
     }
 
     /// Resolves once every record appended so far is durable.
     async fn flush(&self) -> Result<(), StoreError> {
         let last = self.shared.lock().last_seq;
-        self.wait_durable(last).await
+        wait_durable(&self.shared, last).await
+    }
+
+    /// Stops a failed log's threads (writing nothing more) and hands over the records it did
+    /// not make durable, for the next log to write.
+    pub fn abandon(&self) -> Retained {
+        self.mark_closed();
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::warn!("a write-ahead log thread panicked");
+            }
+        }
+        let mut state = self.shared.lock();
+        let mut retained = std::mem::take(&mut state.retained);
+        retained.0.append(&mut state.records);
+        retained
     }
 
     /// Makes everything durable, stops both threads, flushes sled and deletes the log. Later
@@ -356,6 +474,30 @@ impl Wal {
     }
 }
 
+/// Resolves once record `seq` and every one before it is on disk and in sled.
+async fn wait_durable(shared: &Shared, seq: u64) -> Result<(), StoreError> {
+    let answer = {
+        let mut state = shared.lock();
+        if state.durable_seq >= seq {
+            return Ok(());
+        }
+        if let Some(e) = &state.failed {
+            return Err(e.clone());
+        }
+        if state.closed {
+            return Err(StoreError::Closed);
+        }
+        let (waiter, answer) = oneshot::channel();
+        state.waiters.push((seq, waiter));
+        // The flusher only sleeps with no waiters, so only the first one needs to wake it.
+        if state.waiters.len() == 1 {
+            shared.flusher_wake.notify_one();
+        }
+        answer
+    };
+    answer.await.map_err(|_| StoreError::Closed)?
+}
+
 impl Drop for Wal {
     /// Without `close`: the threads write and sync what is buffered, answer their waiters and
     /// end; waiting for them means no file of the store is written once the `Store` is gone.
@@ -403,7 +545,12 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
         } else {
             shared.syncs.fetch_add(1, Ordering::Relaxed);
             segment
-                .append(&batch)
+                .append(shared, &batch)
+                .and_then(|()| {
+                    shared
+                        .fault(Point::SledApply)
+                        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+                })
                 .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
                 .and_then(|()| mark::note_applied(&trees.meta, last))
         };
@@ -418,10 +565,13 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                     state.durable_seq = last;
                 }
                 Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "write-ahead log failed; nothing more is acknowledged");
-                    state.failed = Some(e);
-                }
+                Err(e) => shared.fail(&mut state, &e),
+            }
+            if state.failed.is_some() {
+                // Nothing more is written here: keep, in order, what is not durable.
+                state.retained.0.extend(records);
+                let later = std::mem::take(&mut state.records);
+                state.retained.0.extend(later);
             }
             state.failed.clone().map_or(Ok(()), Err)
         };
@@ -433,14 +583,14 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             return;
         }
         if result.is_ok() && segment.len >= SEGMENT_BYTES {
-            match Segment::create(dir, last + 1) {
+            match Segment::create(shared, dir, last + 1) {
                 Ok(next) => {
                     let full = std::mem::replace(&mut segment, next);
                     shared.lock().full_segments.push((full.path, last));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not start a new write-ahead log segment");
-                    shared.lock().failed = Some(e);
+                    let mut state = shared.lock();
+                    shared.fail(&mut state, &e);
                 }
             }
         }
@@ -469,9 +619,15 @@ fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
             continue;
         }
         // Every record up to `target` is applied to sled.
-        if let Err(e) = db.flush() {
-            tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
-            continue;
+        let flushed = shared
+            .fault(Point::Checkpoint)
+            .map_err(sled::Error::Io)
+            .and_then(|()| db.flush().map(drop));
+        if let Err(e) = flushed {
+            // sled fails every later call after an I/O error of its own: reopen it.
+            let mut state = shared.lock();
+            shared.fail(&mut state, &StoreError::Sled(e));
+            return;
         }
         checkpointed = target;
         let done: Vec<PathBuf> = {
@@ -504,15 +660,21 @@ struct Segment {
 impl Segment {
     /// Creates `<first_seq>.wal` in `dir`, durable (with its directory entry) before any record
     /// goes in it.
-    fn create(dir: &Path, first_seq: u64) -> Result<Segment, StoreError> {
+    fn create(shared: &Shared, dir: &Path, first_seq: u64) -> Result<Segment, StoreError> {
         let path = dir.join(format!("{first_seq:020}.wal"));
+        shared
+            .fault(Point::LogCreate)
+            .map_err(|e| log_error(&path, "creating", &e))?;
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(&path)
             .map_err(|e| log_error(&path, "creating", &e))?;
-        file.write_all(record::MAGIC)
+        shared
+            .fault(Point::LogWrite)
+            .and_then(|()| file.write_all(record::MAGIC))
+            .and_then(|()| shared.fault(Point::LogSync))
             .and_then(|()| file.sync_all())
             .and_then(|()| File::open(dir)?.sync_all())
             .map_err(|e| log_error(&path, "creating", &e))?;
@@ -523,11 +685,17 @@ impl Segment {
         })
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.file
-            .write_all(bytes)
+    fn append(&mut self, shared: &Shared, bytes: &[u8]) -> Result<(), StoreError> {
+        let written = match shared.fault(Point::LogWrite) {
+            // As a full disk does: part of the batch is written, then the write fails.
+            Err(e) => self.file.write_all(&bytes[..bytes.len() / 2]).and(Err(e)),
+            Ok(()) => self.file.write_all(bytes),
+        };
+        written.map_err(|e| log_error(&self.path, "writing", &e))?;
+        shared
+            .fault(Point::LogSync)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| log_error(&self.path, "writing", &e))?;
+            .map_err(|e| log_error(&self.path, "syncing", &e))?;
         self.len += bytes.len() as u64;
         Ok(())
     }
@@ -548,9 +716,10 @@ fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(files)
 }
 
-fn log_error(path: &Path, doing: &str, e: &dyn std::fmt::Display) -> StoreError {
+fn log_error(path: &Path, doing: &str, e: &std::io::Error) -> StoreError {
     StoreError::Log {
         path: path.display().to_string(),
         detail: format!("{doing}: {e}"),
+        full: is_full(e),
     }
 }

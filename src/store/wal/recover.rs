@@ -7,6 +7,7 @@ use super::record::{self, MAGIC, Next, Record};
 use super::tx::Trees;
 use super::{log_error, segment_files};
 use crate::store::StoreError;
+use crate::store::faults::{self, Point};
 
 /// Applies every record in the log at `dir` to sled, in order, flushes sled, marks the log
 /// clean and deletes it. Returns the last record applied: the log goes on after it.
@@ -60,6 +61,10 @@ pub(in crate::store) fn recover(
                 first - 1
             ),
         ));
+    }
+    if !records.is_empty() {
+        let store = dir.parent().unwrap_or(dir);
+        faults::check(store, Point::SledApply).map_err(|e| StoreError::Sled(e.into()))?;
     }
     for record in &records {
         trees.apply(&record.ops)?;
@@ -194,6 +199,7 @@ fn refused(dir: &Path, why: String) -> StoreError {
 
 fn corrupt(path: &Path, offset: usize, why: &str) -> StoreError {
     StoreError::Log {
+        full: false,
         path: path.display().to_string(),
         detail: format!(
             "at byte {offset}: {why}; the store did not open and changed nothing. This is not \

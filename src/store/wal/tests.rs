@@ -95,13 +95,13 @@ async fn reads_see_only_durable_writes_and_transactions_see_staged_ones() {
     // not see it, sled does not hold it, a transaction does see it.
     assert!(store.get_binding(&id(1)).unwrap().is_none());
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), []);
-    assert!(store.trees.bindings.is_empty() && store.trees.expiry.is_empty());
+    assert!(store.trees().bindings.is_empty() && store.trees().expiry.is_empty());
     let in_tx = store.stage(|tx| tx.get_binding(&id(1))).unwrap();
     assert!(in_tx.value().is_some(), "the next transaction builds on it");
     staged.await.unwrap();
     assert!(store.get_binding(&id(1)).unwrap().is_some());
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), [id(1)]);
-    assert_eq!(store.trees.bindings.len(), 1, "applied once durable");
+    assert_eq!(store.trees().bindings.len(), 1, "applied once durable");
     in_tx.await.unwrap();
     // A removal is likewise invisible until it is durable.
     let removal = store.stage(|tx| tx.delete_binding(&id(1))).unwrap();
@@ -244,7 +244,7 @@ async fn a_gap_in_the_log_refuses_to_open() {
     let (first, third) = (segment(1, b"job/x"), segment(3, b"job/y"));
     let err = Store::open(&options(dir.path())).unwrap_err();
     assert!(
-        matches!(&err, StoreError::Log { path, detail } if path.ends_with(".wal") && detail.contains("missing")),
+        matches!(&err, StoreError::Log { path, detail, .. } if path.ends_with(".wal") && detail.contains("missing")),
         "{err:?}"
     );
     assert!(
@@ -363,7 +363,7 @@ async fn a_damaged_record_with_intact_ones_after_it_is_corruption_not_a_torn_tai
     let before = std::fs::read(&path).unwrap();
     let err = Store::open(&options(dir.path())).unwrap_err();
     assert!(
-        matches!(&err, StoreError::Log { path, detail } if path.ends_with(".wal") && detail.contains("at byte ")),
+        matches!(&err, StoreError::Log { path, detail, .. } if path.ends_with(".wal") && detail.contains("at byte ")),
         "{err:?}"
     );
     assert_eq!(
@@ -475,7 +475,7 @@ async fn checkpoints_trim_full_segments_and_recovery_reads_across_them() {
             .await
             .expect("full segments were never trimmed");
         // From here the log must keep what is written, so recovery reads several segments.
-        store.wal.pause_checkpoints();
+        store.pause_checkpoints();
         for n in 0..200u8 {
             put(&store, n, BindingState::Released, None).await;
         }

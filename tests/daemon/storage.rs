@@ -1,0 +1,138 @@
+//! A failed disk is reported, not hidden: with the store's I/O failing (faults injected into
+//! this daemon's store only), Binds get UNAVAILABLE with a retry hint and a reason, health says
+//! NOT_SERVING, and once the disk works again the daemon says SERVING on its own, with every
+//! acknowledged binding and its state equal to the platform's.
+
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt as _;
+use xpool::grpc::pb;
+use xpool::store::faults::{self, Error, Point, Times};
+
+use crate::support::*;
+
+/// Asks health until it says `want`; panics after 30 s.
+async fn wait_health(d: &Daemon, want: ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&d.addr).await != Some(want) {
+        assert!(Instant::now() < deadline, "health never said {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn store_path(d: &Daemon) -> std::path::PathBuf {
+    d.dir.path().join("store")
+}
+
+/// The reason and retry delay a storage refusal carries, and its retry headers.
+fn assert_storage_refusal(status: &tonic::Status, reason: &str) {
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, reason);
+    assert_eq!(info.domain, "xpool");
+    let retry = details.retry_info().expect("RetryInfo");
+    assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO));
+    for header in ["retry-after-ms", "grpc-retry-pushback-ms"] {
+        assert!(status.metadata().get(header).is_some(), "{header}");
+    }
+    assert!(
+        !status.message().contains('/'),
+        "no path: {}",
+        status.message()
+    );
+}
+
+async fn survives(point: Point, error: Error, reason: &str) {
+    let d = Daemon::start().await;
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        acked.push(
+            d.bind_ok(bind_any("rides", &party(i), Some(&party(100 + i))))
+                .await,
+        );
+    }
+
+    faults::set(&store_path(&d), point, error, Times::Always);
+    let refused = d
+        .bind_refused(
+            bind_any("rides", &party(10), Some(&party(110))),
+            Code::Unavailable,
+        )
+        .await;
+    assert_storage_refusal(&refused, reason);
+    wait_health(&d, ServingStatus::NotServing).await;
+    // Health stays NOT_SERVING while the disk fails, and every write is refused the same way.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(health(&d.addr).await, Some(ServingStatus::NotServing));
+    let again = d
+        .bind_refused(
+            bind_any("rides", &party(11), Some(&party(111))),
+            Code::Unavailable,
+        )
+        .await;
+    assert_storage_refusal(&again, reason);
+
+    faults::clear(&store_path(&d));
+    wait_health(&d, ServingStatus::Serving).await;
+    acked.push(
+        d.bind_ok(bind_any("rides", &party(12), Some(&party(112))))
+            .await,
+    );
+    for b in &acked {
+        assert_eq!(d.state(&b.binding_id).await, pb::BindingState::Active);
+    }
+    // The refused Binds' reservations, kept through the failure, are settled by the resolver;
+    // then local equals platform.
+    within("background resolution", settle_in_background(&d, "rides")).await;
+    within("background resolution", settle_in_background(&d, "rides")).await;
+    stop_in_step(d, "rides", "k-axb").await;
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_binds_and_recovers_on_its_own() {
+    survives(Point::LogWrite, Error::Full, "STORAGE_FULL").await;
+}
+
+#[tokio::test]
+async fn a_failing_sync_refuses_binds_and_recovers_on_its_own() {
+    survives(Point::LogSync, Error::Io, "STORAGE_FAILED").await;
+}
+
+#[tokio::test]
+async fn a_failing_database_refuses_binds_and_recovers_on_its_own() {
+    survives(Point::SledApply, Error::Io, "STORAGE_FAILED").await;
+}
+
+/// Acknowledged bindings survive a daemon stopped while its store is failing, and it starts
+/// again once the disk works.
+#[tokio::test]
+async fn a_daemon_stopped_while_failing_keeps_what_it_acknowledged() {
+    let d = Daemon::start().await;
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        acked.push(
+            d.bind_ok(bind_any("rides", &party(i), Some(&party(100 + i))))
+                .await,
+        );
+    }
+    let store = store_path(&d);
+    faults::set(&store, Point::LogSync, Error::Full, Times::Always);
+    d.bind_refused(
+        bind_any("rides", &party(20), Some(&party(120))),
+        Code::Unavailable,
+    )
+    .await;
+    let (error, d) = d.restart_after_failed_stop(|| faults::clear(&store)).await;
+    assert!(
+        format!("{error:#}").contains("refuses writes"),
+        "the stop says why it failed: {error:#}"
+    );
+    for b in &acked {
+        assert_eq!(d.state(&b.binding_id).await, pb::BindingState::Active);
+    }
+    within("background resolution", settle_in_background(&d, "rides")).await;
+    stop_in_step(d, "rides", "k-axb").await;
+}
