@@ -38,7 +38,9 @@ impl Expiry {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "expiry round failed");
+                    if !e.is_store_unavailable() {
+                        tracing::warn!(error = %e, "expiry round failed");
+                    }
                     break;
                 }
             }
@@ -65,7 +67,9 @@ impl Expiry {
                     })
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "expiry round failed; retrying");
+                    if !e.is_store_unavailable() {
+                        tracing::warn!(error = %e, "expiry round failed; retrying");
+                    }
                     MAX_SLEEP
                 }
             };

@@ -67,6 +67,12 @@ impl PoolError {
         }
     }
 
+    /// Whether the store refuses writes for now. The daemon reports that once, as a change of
+    /// its health; background work that meets it retries without logging each attempt.
+    pub fn is_store_unavailable(&self) -> bool {
+        matches!(self, PoolError::StorageUnavailable { .. })
+    }
+
     /// UNAVAILABLE with a retry hint.
     pub fn unavailable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
         PoolError::Unavailable {

@@ -96,7 +96,9 @@ impl Pool {
             let (app, defensive_unbind) = (Arc::clone(app), policy.defensive_unbind);
             running.spawn(async move {
                 let result = app.expire(rec, defensive_unbind).await;
-                if let Err(e) = &result {
+                if let Err(e) = &result
+                    && !e.is_store_unavailable()
+                {
                     tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
                 }
                 result.is_ok()

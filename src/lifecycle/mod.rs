@@ -39,7 +39,7 @@ pub use expiry::{ExpiryPolicy, Round};
 pub use params::{BindParams, BindingKey, ListFilter};
 pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
 
-use crate::store::{self, BindingRecord, Store};
+use crate::store::{self, BindingRecord, Store, StoreError};
 
 /// Locks `m`, through a panic of an earlier holder (every critical section leaves its data
 /// consistent).
@@ -112,7 +112,9 @@ impl Pool {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot list open bindings");
+                if !matches!(e, StoreError::Unavailable { .. }) {
+                    tracing::error!(error = %e, "cannot list open bindings");
+                }
                 return 1;
             }
         }

@@ -204,7 +204,8 @@ impl Store {
 
     /// Every PENDING or RELEASING binding (one scan of the small `open` index).
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
-        self.indexed(keys::OPEN, self.current()?.trees.open.iter(), 0)
+        let scan = self.read(|trees| Ok(trees.open.iter()))?;
+        self.indexed(keys::OPEN, scan, 0)
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:
@@ -213,11 +214,8 @@ impl Store {
         let Ok(prefix) = keys::slot_prefix(app, x) else {
             return Ok(Vec::new());
         };
-        self.indexed(
-            keys::SLOTS,
-            self.current()?.trees.slots.scan_prefix(&prefix),
-            prefix.len(),
-        )
+        let scan = self.read(|trees| Ok(trees.slots.scan_prefix(&prefix)))?;
+        self.indexed(keys::SLOTS, scan, prefix.len())
     }
 
     /// The bindings an index scan names: each key ends in a binding id after `skip` bytes. An
@@ -230,7 +228,7 @@ impl Store {
     ) -> Result<Vec<BindingRecord>, StoreError> {
         let mut out = Vec::new();
         for entry in entries {
-            let (key, _) = entry?;
+            let (key, _) = self.read(|_| Ok(entry?))?;
             let Some(id) = key.get(skip..).and_then(keys::parse_binding) else {
                 return Err(StoreError::Corrupt {
                     tree,
@@ -271,13 +269,15 @@ impl Store {
 
     /// Every binding in id (= creation) order; errors per item.
     pub fn scan_bindings(&self) -> impl Iterator<Item = Result<BindingRecord, StoreError>> + '_ {
-        let (scan, unavailable) = match self.current() {
-            Ok(open) => (Some(open.trees.bindings.iter()), None),
+        let (scan, unavailable) = match self.read(|trees| Ok(trees.bindings.iter())) {
+            Ok(scan) => (Some(scan), None),
             Err(e) => (None, Some(Err(e))),
         };
-        unavailable
-            .into_iter()
-            .chain(scan.into_iter().flatten().map(decode_binding))
+        unavailable.into_iter().chain(
+            scan.into_iter()
+                .flatten()
+                .map(|entry| self.read(|_| decode_binding(entry))),
+        )
     }
 
     /// Bindings with id > `after` (exclusive), in id order, that satisfy `keep`, at most `limit`.
@@ -293,16 +293,12 @@ impl Store {
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for entry in self
-            .current()?
-            .trees
-            .bindings
-            .range((start, Bound::Unbounded))
-        {
+        let scan = self.read(|trees| Ok(trees.bindings.range((start, Bound::Unbounded))))?;
+        for entry in scan {
             if out.len() >= limit {
                 break;
             }
-            let record = decode_binding(entry)?;
+            let record = self.read(|_| decode_binding(entry))?;
             if keep(&record) {
                 out.push(record);
             }
@@ -314,21 +310,22 @@ impl Store {
     /// scan of the expiry index).
     pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
         let due = keys::expiry_due_bound(now_ms);
-        self.current()?
-            .trees
-            .expiry
-            .range(..=due)
-            .take(limit)
-            .map(|entry| Ok(parse_expiry_key(&entry?.0)?.1))
-            .collect()
+        self.read(|trees| {
+            trees
+                .expiry
+                .range(..=due)
+                .take(limit)
+                .map(|entry| Ok(parse_expiry_key(&entry?.0)?.1))
+                .collect()
+        })
     }
 
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
-        match self.current()?.trees.expiry.first()? {
+        self.read(|trees| match trees.expiry.first()? {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
-        }
+        })
     }
 }
 

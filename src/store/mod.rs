@@ -167,6 +167,31 @@ impl Store {
             })
     }
 
+    /// Runs a read on the trees in use. A read that fails with an I/O error (sled fails every
+    /// call after one of its own) fails the store as a failed write does; while the store
+    /// refuses writes, a failed read is refused the same way, as `Unavailable`.
+    fn read<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let open = self.current()?;
+        f(&open.trees).map_err(|e| self.read_failed(&open, e))
+    }
+
+    fn read_failed(&self, open: &Open, e: StoreError) -> StoreError {
+        if matches!(e, StoreError::Sled(sled::Error::Io(_))) {
+            open.wal.fail(&e);
+        }
+        match &*self.health.borrow() {
+            Health::Writable => e,
+            Health::Full(cause) => StoreError::Unavailable {
+                full: true,
+                cause: cause.clone(),
+            },
+            Health::Failed(cause) => StoreError::Unavailable {
+                full: false,
+                cause: cause.clone(),
+            },
+        }
+    }
+
     /// Whether the store takes writes, and every change of it.
     pub fn health(&self) -> watch::Receiver<Health> {
         self.health.subscribe()
@@ -249,7 +274,7 @@ impl Store {
 
     /// The durable value of `key`.
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.current()?.trees.tree(tree).get(key)?)
+        self.read(|trees| Ok(trees.tree(tree).get(key)?))
     }
 
     /// A throwaway store (sled temporary) for tests: a fresh directory under the system temp
@@ -310,15 +335,16 @@ impl Store {
                 Err(_) => return Ok(Vec::new()),
             },
         };
-        self.current()?
-            .trees
-            .numbers
-            .scan_prefix(prefix)
-            .map(|entry| {
-                let (key, value) = entry?;
-                codec::decode(keys::NUMBERS, &key, &value)
-            })
-            .collect()
+        self.read(|trees| {
+            trees
+                .numbers
+                .scan_prefix(prefix)
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    codec::decode(keys::NUMBERS, &key, &value)
+                })
+                .collect()
+        })
     }
 
     /// Makes every write durable, stops the log's threads, flushes sled and empties the log.

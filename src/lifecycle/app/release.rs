@@ -177,6 +177,7 @@ impl AppPool {
                 Ok(()) => tracing::info!(app = %self.name, %id, "resolved an open binding"),
                 // Resolved as "the platform never made it": nothing left open.
                 Err(PoolError::Unavailable { .. }) if !self.is_open(&id) => {}
+                Err(e) if e.is_store_unavailable() => left += 1,
                 Err(e) => {
                     left += 1;
                     tracing::warn!(app = %self.name, %id, error = %e, "binding still unresolved");

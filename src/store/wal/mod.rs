@@ -456,6 +456,12 @@ impl Wal {
         flushed.and(checkpoint)
     }
 
+    /// Fails the log with `e` (a read met sled's own I/O failure), unless it has failed already.
+    pub fn fail(&self, e: &StoreError) {
+        let mut state = self.shared.lock();
+        self.shared.fail(&mut state, e);
+    }
+
     /// Tests: no checkpoint trims the log from now on (one already running may still finish).
     #[cfg(test)]
     pub fn pause_checkpoints(&self) {
