@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "proto/xpool/v1/binding.proto",
     "proto/xpool/v1/pool.proto",
     "proto/xpool/v1/reconcile.proto",
+    "proto/xpool/v1/store.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

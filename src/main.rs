@@ -56,6 +56,8 @@ enum Command {
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
     Bench(Box<cli::bench::BenchArgs>),
+    /// Check, repair, back up or restore a store (see README, "Reliability").
+    Store(cli::store::StoreArgs),
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -87,6 +89,7 @@ fn main() -> anyhow::Result<()> {
                 let code = run_reconcile(server, app, numbers, dry_run).await;
                 std::process::exit(code);
             }
+            Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,
         }

@@ -18,6 +18,7 @@ use crate::grpc;
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
 use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
+use crate::grpc::pb::store_service_server::StoreServiceServer;
 
 impl Daemon {
     /// Serves on `listener` until `shutdown` completes or the server fails, then stops every
@@ -78,6 +79,9 @@ impl Daemon {
             .add_service(ReconcileServiceServer::new(
                 grpc::reconcile::Reconcile::new(Arc::clone(&self.reconciler), self.tasks.clone()),
             ))
+            .add_service(StoreServiceServer::new(grpc::store::StoreAdmin::new(
+                Arc::clone(&self.store),
+            )))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener),
                 stop_serving.clone().cancelled_owned(),
@@ -136,6 +140,7 @@ pub(super) async fn set_all(health: &HealthReporter, status: tonic_health::Servi
         <BindingServiceServer<grpc::binding::Bindings> as tonic::server::NamedService>::NAME,
         <PoolServiceServer<grpc::pool::Numbers> as tonic::server::NamedService>::NAME,
         <ReconcileServiceServer<grpc::reconcile::Reconcile> as tonic::server::NamedService>::NAME,
+        <StoreServiceServer<grpc::store::StoreAdmin> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(service, status).await;
     }

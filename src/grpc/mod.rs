@@ -5,6 +5,7 @@ mod convert;
 pub mod pool;
 pub mod reconcile;
 mod status;
+pub mod store;
 
 /// Types and service stubs generated from `proto/xpool/v1/`.
 #[allow(clippy::all, missing_debug_implementations)]

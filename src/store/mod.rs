@@ -26,6 +26,7 @@
 //! the database and its log and writes again what the failed log had not made durable. Nothing
 //! acknowledged is touched, and nothing staged is lost while the process lives.
 
+pub mod admin;
 mod bindings;
 mod codec;
 mod error;

@@ -94,8 +94,17 @@ impl Daemon {
         self.restart_after(|| {}).await
     }
 
+    /// Shuts down, awaits `meanwhile` while it is down, and starts again on the same store.
+    pub async fn restart_after_async(self, meanwhile: impl AsyncFnOnce()) -> Daemon {
+        self.restart_after_inner(meanwhile).await
+    }
+
     /// Shuts down, runs `meanwhile` while it is down, and starts again on the same store.
-    pub async fn restart_after(mut self, meanwhile: impl FnOnce()) -> Daemon {
+    pub async fn restart_after(self, meanwhile: impl FnOnce()) -> Daemon {
+        self.restart_after_inner(async || meanwhile()).await
+    }
+
+    async fn restart_after_inner(mut self, meanwhile: impl AsyncFnOnce()) -> Daemon {
         let (sim, dir, setup, clock) = (
             self.sim.clone(),
             self.dir.clone(),
@@ -103,7 +112,7 @@ impl Daemon {
             self.clock.clone(),
         );
         self.stop_inner().await;
-        meanwhile();
+        meanwhile().await;
         Daemon::launch(sim, dir, setup, clock).await
     }
 

@@ -11,7 +11,7 @@
 use crate::store::{StoreError, keys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Mark {
+pub(in crate::store) struct Mark {
     /// The last record applied to sled (0: none yet).
     pub applied: u64,
     /// Whether the log was closed (or emptied by recovery) with every record in flushed sled.

@@ -34,10 +34,13 @@
 //!   kept in memory, in order. The store then reopens the database and a new log (`Store::recover`)
 //!   and writes them again: the in-memory state built on them stays true, and nothing is lost.
 
-mod mark;
+pub(super) mod inspect;
+pub(super) mod mark;
 mod overlay;
 mod record;
 mod recover;
+#[cfg(test)]
+mod repair_tests;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -61,7 +64,7 @@ pub(super) use tx::{Trees, TxResult};
 
 use super::error::{StoreError, is_full};
 use super::faults::{self, Point};
-use mark::Mark;
+pub(super) use mark::Mark;
 use overlay::Pending;
 use record::Op;
 
@@ -95,6 +98,11 @@ pub(super) struct Retained(Vec<(u64, Vec<Op>)>);
 impl Retained {
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Applies the records to `trees`, in order.
+    pub fn apply_to(&self, trees: &Trees) -> Result<(), StoreError> {
+        self.0.iter().try_for_each(|(_, ops)| trees.apply(ops))
     }
 
     /// Adds what a later failed log left (the next records in order).
@@ -154,6 +162,8 @@ struct State {
     failed: Option<StoreError>,
     /// Once failed: the records not durable, which the next log writes again.
     retained: Retained,
+    /// While a backup copies sled: every record applied meanwhile, for the copy to replay.
+    capture: Option<Vec<(u64, Vec<Op>)>>,
 }
 
 impl Shared {
@@ -280,6 +290,7 @@ impl Wal {
                 closed: false,
                 failed: None,
                 retained: Retained::default(),
+                capture: None,
             }),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
@@ -456,6 +467,28 @@ impl Wal {
         flushed.and(checkpoint)
     }
 
+    /// Starts noting every record applied to sled from now on (for a backup that copies sled
+    /// while it changes); returns the last record sled holds now. One at a time.
+    pub fn start_capture(&self) -> Result<u64, StoreError> {
+        let mut state = self.shared.lock();
+        if state.capture.is_some() {
+            return Err(StoreError::Conflict("a backup is already running".into()));
+        }
+        state.capture = Some(Vec::new());
+        Ok(state.durable_seq)
+    }
+
+    /// Waits until every record staged so far is applied, stops noting, and returns the
+    /// records applied since [`Wal::start_capture`] (numbered on from what it returned, in
+    /// order) and the last one.
+    pub async fn end_capture(&self) -> Result<(Retained, u64), StoreError> {
+        let flushed = self.flush().await;
+        let mut state = self.shared.lock();
+        let captured = state.capture.take().unwrap_or_default();
+        flushed?;
+        Ok((Retained(captured), state.durable_seq))
+    }
+
     /// Fails the log with `e` (a read met sled's own I/O failure), unless it has failed already.
     pub fn fail(&self, e: &StoreError) {
         let mut state = self.shared.lock();
@@ -567,6 +600,9 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 Ok(()) if state.failed.is_none() => {
                     for (seq, ops) in &records {
                         state.pending.applied(*seq, ops);
+                    }
+                    if let Some(capture) = &mut state.capture {
+                        capture.extend(records.iter().cloned());
                     }
                     state.durable_seq = last;
                 }

@@ -32,6 +32,17 @@ impl TreeId {
     /// How many trees there are.
     pub const COUNT: usize = 7;
 
+    /// Every tree.
+    pub const ALL: [TreeId; TreeId::COUNT] = [
+        TreeId::Bindings,
+        TreeId::Requests,
+        TreeId::Numbers,
+        TreeId::Expiry,
+        TreeId::Slots,
+        TreeId::Open,
+        TreeId::Meta,
+    ];
+
     fn from_byte(byte: u8) -> Option<TreeId> {
         Some(match byte {
             0 => TreeId::Bindings,

@@ -28,6 +28,53 @@ pub(in crate::store) fn recover(
     dir: &Path,
 ) -> Result<u64, StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| log_error(dir, "creating", &e))?;
+    let Checked {
+        mark,
+        segments,
+        records,
+    } = check(trees, dir)?;
+    if !records.is_empty() {
+        let store = dir.parent().unwrap_or(dir);
+        faults::check(store, Point::SledApply).map_err(|e| StoreError::Sled(e.into()))?;
+    }
+    for record in &records {
+        trees.apply(&record.ops)?;
+    }
+    let applied = records
+        .last()
+        .map_or(mark.applied, |r| r.seq.max(mark.applied));
+    Mark {
+        applied,
+        clean: true,
+    }
+    .write(&trees.meta)?;
+    db.flush()?;
+    for path in &segments {
+        std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
+    }
+    if let Some(last) = records.last() {
+        tracing::info!(
+            replayed = records.len(),
+            last_record = last.seq,
+            "replayed the write-ahead log"
+        );
+    }
+    Ok(applied)
+}
+
+/// What recovery would replay, once the whole log is checked.
+pub(super) struct Checked {
+    /// sled's high-water mark.
+    pub mark: Mark,
+    pub segments: Vec<PathBuf>,
+    /// Every intact record, in order (a torn tail left out).
+    pub records: Vec<Record>,
+}
+
+/// Checks the log at `dir` against sled's mark without changing anything: the records to
+/// replay, or why the store must not open (the error names the file, the offset and what to
+/// do).
+pub(super) fn check(trees: &Trees, dir: &Path) -> Result<Checked, StoreError> {
     let mark = Mark::read(&trees.meta)?;
     let segments = segment_files(dir)?;
     if segments.is_empty() && !mark.clean {
@@ -62,33 +109,11 @@ pub(in crate::store) fn recover(
             ),
         ));
     }
-    if !records.is_empty() {
-        let store = dir.parent().unwrap_or(dir);
-        faults::check(store, Point::SledApply).map_err(|e| StoreError::Sled(e.into()))?;
-    }
-    for record in &records {
-        trees.apply(&record.ops)?;
-    }
-    let applied = records
-        .last()
-        .map_or(mark.applied, |r| r.seq.max(mark.applied));
-    Mark {
-        applied,
-        clean: true,
-    }
-    .write(&trees.meta)?;
-    db.flush()?;
-    for path in &segments {
-        std::fs::remove_file(path).map_err(|e| log_error(path, "deleting", &e))?;
-    }
-    if let Some(last) = records.last() {
-        tracing::info!(
-            replayed = records.len(),
-            last_record = last.seq,
-            "replayed the write-ahead log"
-        );
-    }
-    Ok(applied)
+    Ok(Checked {
+        mark,
+        segments,
+        records,
+    })
 }
 
 /// The first record number a segment's name gives.
@@ -110,12 +135,15 @@ fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreErro
             return Err(corrupt(path, 0, "not a write-ahead log segment"));
         }
         let mut pos = MAGIC.len();
+        // The record reading resumed at after skipping damage sled already holds.
+        let mut resumed_at = None;
         loop {
             match record::read(&bytes, &mut pos) {
                 Next::End => break,
                 Next::Record(record) => {
                     if let Some(previous) = records.last()
                         && record.seq != previous.seq + 1
+                        && resumed_at.take() != Some(record.seq)
                     {
                         let why = format!(
                             "record {} follows {}: records are missing",
@@ -138,11 +166,60 @@ fn read_log(segments: &[PathBuf], applied: u64) -> Result<Vec<Record>, StoreErro
                     );
                     break;
                 }
-                Next::Bad(why) => return Err(corrupt(path, pos, why)),
+                Next::Bad(why) => {
+                    let next = next_seq(&records, path);
+                    let Some((at, seq)) =
+                        next.and_then(|next| resync_within_applied(&bytes, pos, next, applied))
+                    else {
+                        return Err(corrupt(path, pos, why));
+                    };
+                    tracing::warn!(
+                        path = %path.display(),
+                        offset = pos,
+                        why,
+                        damaged_records = next.map_or(String::new(), |next| format!("{next}..={}", seq - 1)),
+                        "damaged write-ahead log records that the database already holds; \
+                         skipping them"
+                    );
+                    pos = at;
+                    resumed_at = Some(seq);
+                }
             }
         }
     }
     Ok(records)
+}
+
+/// Past damage at `pos` where record `next` should start: the offset and number of the first
+/// intact record numbered `next..=applied + 1`, if there is one. Every record before it is
+/// then at most `applied`, which sled already holds, so skipping the damage loses nothing; the
+/// log is read on from there. Only offsets where such a number stands are tried.
+fn resync_within_applied(
+    segment: &[u8],
+    pos: usize,
+    next: u64,
+    applied: u64,
+) -> Option<(usize, u64)> {
+    const SEQ_AT: usize = 8; // a record's seq follows its 8-byte header
+    let wanted = next..=applied.checked_add(1)?;
+    if wanted.is_empty() {
+        return None;
+    }
+    (pos + 1..segment.len().saturating_sub(SEQ_AT + 8)).find_map(|start| {
+        let seq = u64::from_le_bytes(
+            segment[start + SEQ_AT..start + SEQ_AT + 8]
+                .try_into()
+                .ok()?,
+        );
+        if !wanted.contains(&seq) {
+            return None;
+        }
+        let mut at = start;
+        match record::read(segment, &mut at) {
+            Next::Record(r) if r.seq == seq => Some((start, seq)),
+            _ => None,
+        }
+    })
 }
 
 /// Whether the unreadable bytes at `pos` can only be a last write cut short: the record they
@@ -203,8 +280,11 @@ fn corrupt(path: &Path, offset: usize, why: &str) -> StoreError {
         path: path.display().to_string(),
         detail: format!(
             "at byte {offset}: {why}; the store did not open and changed nothing. This is not \
-             a write cut short by a crash: keep the directory as it is and restore the store \
-             from a backup"
+             a write cut short by a crash. `xpool store check` reports what the log holds past \
+             it; restore the store from a backup, or accept losing the log from there with \
+             `xpool store repair --segment {} --truncate-at {offset}`, which lists every \
+             binding whose change is lost",
+            path.display()
         ),
     }
 }

@@ -1,0 +1,54 @@
+//! `xpool.v1.StoreService`: a consistent copy of the store while the daemon serves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::pb;
+use super::pb::store_service_server::StoreService;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug)]
+pub struct StoreAdmin {
+    store: Arc<Store>,
+}
+
+impl StoreAdmin {
+    pub fn new(store: Arc<Store>) -> Self {
+        StoreAdmin { store }
+    }
+}
+
+#[tonic::async_trait]
+impl StoreService for StoreAdmin {
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let dir = PathBuf::from(req.into_inner().dir);
+        if !dir.is_absolute() {
+            return Err(Status::invalid_argument(
+                "dir: an absolute path on the daemon's machine",
+            ));
+        }
+        let info = self.store.backup(&dir).await.map_err(|e| match e {
+            StoreError::Conflict(why) => Status::failed_precondition(why),
+            StoreError::Unavailable { .. } => {
+                Status::unavailable("the store refuses writes until it recovers; retry later")
+            }
+            other => {
+                tracing::error!(dir = %dir.display(), error = %other, "backup failed");
+                Status::internal(format!("backup failed: {other}"))
+            }
+        })?;
+        tracing::info!(dir = %info.path.display(), last_record = info.last_record, bindings = info.bindings, "store backed up");
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::BackupResponse {
+            dir: info.path.display().to_string(),
+            last_record: i64::try_from(info.last_record).unwrap_or(i64::MAX),
+            bindings: count(info.bindings),
+            numbers: count(info.numbers),
+        }))
+    }
+}
