@@ -1,9 +1,10 @@
 //! Checks that compare the daemon with the platform, and small tools for concurrent tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 
@@ -274,5 +275,37 @@ pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
     for state in [pb::BindingState::Pending, pb::BindingState::Releasing] {
         let open = d.list(app, state).await;
         assert!(open.is_empty(), "{app}: left {state:?}: {open:?}");
+    }
+}
+
+/// UNAVAILABLE must tell the caller when to come back.
+#[track_caller]
+pub fn assert_retry_hint(s: &Status) {
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    let ms = s
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        ms.is_some() || s.message().contains("retry after"),
+        "UNAVAILABLE without a retry hint: {s:?}"
+    );
+}
+
+/// Waits for the background resolver to close every PENDING and RELEASING binding of `app`.
+pub async fn settle_in_background(d: &Daemon, app: &str) {
+    let started = Instant::now();
+    loop {
+        let open = d.list(app, pb::BindingState::Pending).await.len()
+            + d.list(app, pb::BindingState::Releasing).await.len();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{open} bindings of {app} still open after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

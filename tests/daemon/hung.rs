@@ -1,0 +1,157 @@
+//! A platform that stalls (the simulator's `hang_ms`, like a SIGSTOPped process) or loses
+//! answers while many callers Bind with request ids, each giving up long before the platform
+//! answers and trying again. Afterwards every request id maps to exactly one live binding,
+//! locally and on the platform, no pair of parties is bound twice, a retried request id returns
+//! the binding its first answer named, and a reconciliation finds nothing to adopt.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+use xpool::grpc::pb;
+use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+
+use crate::support::*;
+
+/// Callers, one request id (and one pair of parties) each.
+const CALLERS: u32 = 120;
+/// The daemon's `timeout_ms`: far shorter than the stall.
+const TIMEOUT_MS: u32 = 400;
+/// How long the faults last while the callers arrive, steadily, one after another.
+const FAULTY: Duration = Duration::from_secs(3);
+
+/// AXB on 4 Xs with room for every caller twice over. A lost bind's reservation is dropped
+/// once the platform has said twice, `pending_recheck_ms` (= `timeout_ms`) apart, that it does
+/// not have it.
+fn setup() -> Setup {
+    Setup::new(vec![
+        App::new("rides", "k-axb", "AXB")
+            .both("max_bindings_per_x", 100)
+            .daemon("timeout_ms", TIMEOUT_MS)
+            .numbers(8617000000001, &["010", "010", "010", "021"]),
+    ])
+    .server("max_request_wait_ms", 1000)
+}
+
+fn request(i: u32) -> pb::BindRequest {
+    pb::BindRequest {
+        request_id: format!("ride-{i}"),
+        ttl_seconds: 3600,
+        ..bind_any("rides", &party(2 * i), Some(&party(2 * i + 1)))
+    }
+}
+
+/// Binds `request(i)` with `deadline` until a Bind succeeds, pausing between tries; every
+/// refusal must be one a caller retries.
+async fn caller(mut c: BindingServiceClient<Channel>, i: u32, deadline: Duration) -> pb::Binding {
+    loop {
+        let mut req = tonic::Request::new(request(i));
+        req.set_timeout(deadline);
+        match c.bind(req).await {
+            Ok(b) => return b.into_inner(),
+            Err(s) if s.code() == Code::Unavailable => assert_retry_hint(&s),
+            // The deadline passed (tonic's client reports its own timer as CANCELLED).
+            Err(s) => assert!(
+                matches!(s.code(), Code::DeadlineExceeded | Code::Cancelled),
+                "ride-{i}: {s:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(150 + u64::from(i % 7) * 50)).await;
+    }
+}
+
+/// Sets `faults` on the platform, starts the callers one after another over [`FAULTY`], clears
+/// the faults and waits for every caller's binding.
+async fn load(d: &Daemon, mut faults: Value, deadline: Duration) -> BTreeMap<u32, pb::Binding> {
+    let conns = clients(d, 4).await;
+    faults["app_key"] = json!("k-axb");
+    d.sim.faults(faults).await;
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let c = conns[i as usize % conns.len()].clone();
+            let start = FAULTY * i / CALLERS;
+            tokio::spawn(async move {
+                tokio::time::sleep(start).await;
+                (i, caller(c, i, deadline).await)
+            })
+        })
+        .collect();
+    tokio::time::sleep(FAULTY).await;
+    d.sim.faults(json!({"app_key": "k-axb"})).await;
+    within("every caller bound", async {
+        let mut answers = BTreeMap::new();
+        for t in tasks {
+            let (i, b) = t.await.unwrap();
+            assert_eq!(b.state(), pb::BindingState::Active, "ride-{i}: {b:?}");
+            answers.insert(i, b);
+        }
+        answers
+    })
+    .await
+}
+
+/// Each request id has one live binding, on the platform and here, the one its caller got.
+async fn assert_one_binding_per_request(d: &Daemon, answers: &BTreeMap<u32, pb::Binding>) {
+    within("resolution", settle_in_background(d, "rides")).await;
+    let mut on_platform: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for b in d.sim.bindings("k-axb").await {
+        let pair = (text(&b, "a"), text(&b, "b"));
+        on_platform
+            .entry(pair)
+            .or_default()
+            .push(text(&b, "subscriptionId"));
+    }
+    let wrong: Vec<String> = answers
+        .iter()
+        .filter_map(|(i, first)| {
+            let live = on_platform.get(&(party(2 * i), party(2 * i + 1)));
+            (live != Some(&vec![first.subscription_id.clone()]))
+                .then(|| format!("ride-{i}: got {}, live {live:?}", first.subscription_id))
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} request ids do not have exactly the binding their caller got on the platform: {wrong:#?}",
+        wrong.len(),
+        answers.len()
+    );
+    for (i, first) in answers {
+        let again = d.bind_ok(request(*i)).await;
+        assert_eq!(again.binding_id, first.binding_id, "ride-{i} retried");
+        let stored = d.get_by_request("rides", &format!("ride-{i}")).await;
+        assert_eq!(stored.binding_id, first.binding_id, "ride-{i} looked up");
+    }
+    assert_eq!(on_platform.len(), answers.len(), "{on_platform:?}");
+    let report = d.reconcile("rides").await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.orphans_adopted, report.ghosts_freed),
+        (0, 0),
+        "nothing the daemon lost track of: {report:?}"
+    );
+    let acked: Vec<pb::Binding> = answers.values().cloned().collect();
+    assert_in_step(d, "rides", "k-axb", &acked).await;
+}
+
+/// The platform stalls far longer than `timeout_ms` and the callers' deadlines; when it
+/// resumes it carries out what queued up, lookups before the binds they look for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_platform_binds_each_request_id_once() {
+    let d = Daemon::start_with(setup()).await;
+    let answers = load(&d, json!({"hang_ms": 60_000}), Duration::from_millis(1000)).await;
+    assert_one_binding_per_request(&d, &answers).await;
+    d.stop().await;
+}
+
+/// Half the binds are carried out and never answered, and every caller gives up before the
+/// daemon's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_bind_each_request_id_once() {
+    let d = Daemon::start_with(setup()).await;
+    let faults = json!({"lost_response_rate": 0.5});
+    let answers = load(&d, faults, Duration::from_millis(u64::from(TIMEOUT_MS / 2))).await;
+    assert_one_binding_per_request(&d, &answers).await;
+    d.stop().await;
+}
