@@ -155,3 +155,55 @@ async fn lost_answers_bind_each_request_id_once() {
     assert_one_binding_per_request(&d, &answers).await;
     d.stop().await;
 }
+
+/// A Bind whose platform call the stall held gives up (its reservation PENDING); the platform
+/// carries the call out when it resumes, and a reconciliation that runs before anything else
+/// asked about the reservation completes it, request_id and all, instead of adopting the
+/// platform's binding as an orphan.
+async fn a_late_bind_is_completed_by_reconciliation(app: App, req: pb::BindRequest) {
+    let (name, key) = (app.name.clone(), app.key.clone().unwrap());
+    let d = Daemon::start_with(Setup::new(vec![app.daemon("timeout_ms", TIMEOUT_MS)])).await;
+    d.sim
+        .faults(json!({"app_key": key, "hang_ms": 60_000}))
+        .await;
+    let refused = d.bind_refused(req.clone(), Code::Unavailable).await;
+    assert_retry_hint(&refused);
+    d.sim.faults(json!({"app_key": key})).await;
+    within("the held bind carried out", async {
+        while d.sim.bindings(&key).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The resolver's next round is seconds away: the reconciliation comes first.
+    let report = d.reconcile(&name).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.orphans_adopted, report.pending_resolved),
+        (0, 1),
+        "{report:?}"
+    );
+    let bound = d.get_by_request(&name, &req.request_id).await;
+    assert_eq!(bound.state(), pb::BindingState::Active, "{bound:?}");
+    assert_eq!(d.bind_ok(req).await.binding_id, bound.binding_id, "retried");
+    assert_eq!(d.sim.bindings(&key).await.len(), 1);
+    stop_in_step(d, &name, &key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_completes_an_axb_bind_the_platform_carried_out_late() {
+    let app = App::new("rides", "k-axb", "AXB").numbers(8617000000001, &["010", "010"]);
+    a_late_bind_is_completed_by_reconciliation(app, request(1)).await;
+}
+
+/// AXYB, where the platform picks X: the reservation has none until the platform answers, and
+/// what the stall held is the first of the bind's two steps, half a binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_completes_an_axyb_bind_the_platform_carried_out_late() {
+    let app = App::new("chat", "k-axyb", "AXYB").numbers(8617300000001, &["010", "010"]);
+    let req = pb::BindRequest {
+        request_id: "chat-1".into(),
+        ..in_area("chat", &party(1), Some(&party(2)), "010")
+    };
+    a_late_bind_is_completed_by_reconciliation(app, req).await;
+}
