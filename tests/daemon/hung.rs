@@ -156,6 +156,45 @@ async fn lost_answers_bind_each_request_id_once() {
     d.stop().await;
 }
 
+/// A caller whose deadline comes before the platform's answer hears UNAVAILABLE with a retry
+/// hint before the deadline, and the Bind goes on: its reservation stays PENDING under its
+/// request id, a retry meanwhile is told the same (never a second binding), and once the
+/// platform answers, the request id has the one binding the first attempt made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_outliving_its_callers_deadline_keeps_its_reservation() {
+    let d = Daemon::start_with(setup().app("rides", |a| a.daemon("timeout_ms", 5000))).await;
+    let mut c = d.bindings().await;
+    let with_deadline = || {
+        let mut req = tonic::Request::new(request(1));
+        req.set_timeout(Duration::from_millis(2000));
+        req
+    };
+    d.sim
+        .faults(json!({"app_key": "k-axb", "hang_ms": 60_000}))
+        .await;
+    for attempt in ["first", "retry"] {
+        let refused = c.bind(with_deadline()).await.expect_err(attempt);
+        assert_retry_hint(&refused);
+    }
+    let pending = d.get_by_request("rides", "ride-1").await;
+    assert_eq!(pending.state(), pb::BindingState::Pending, "{pending:?}");
+    d.sim.faults(json!({"app_key": "k-axb"})).await;
+    let bound = within("the bind answered", async {
+        loop {
+            match c.bind(with_deadline()).await {
+                Ok(b) => return b.into_inner(),
+                Err(s) => assert_retry_hint(&s),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(bound.binding_id, pending.binding_id, "{bound:?}");
+    assert_eq!(bound.state(), pb::BindingState::Active, "{bound:?}");
+    assert_eq!(d.sim.bindings("k-axb").await.len(), 1);
+    stop_in_step(d, "rides", "k-axb").await;
+}
+
 /// A Bind whose platform call the stall held gives up (its reservation PENDING); the platform
 /// carries the call out when it resumes, and a reconciliation that runs before anything else
 /// asked about the reservation completes it, request_id and all, instead of adopting the
