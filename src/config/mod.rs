@@ -156,6 +156,10 @@ pub struct AppConfig {
     /// Calls that may go out at once; default a tenth of `rate_per_second` (at least 1).
     pub burst: u32,
     pub timeout_ms: u64,
+    /// A Bind whose answer was lost keeps its PENDING reservation (slot and request_id) until
+    /// the platform has said twice, this far apart, that it does not have the binding (0: once);
+    /// defaults to `timeout_ms`.
+    pub pending_recheck_ms: u64,
     /// Longest a Bind waits for this app's limiter; defaults to `server.max_request_wait_ms`.
     pub max_request_wait_ms: u64,
     pub flow_control_backoff_ms: u64,

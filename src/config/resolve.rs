@@ -31,6 +31,7 @@ pub(super) struct RawApp {
     rate_per_second: Option<u32>,
     burst: Option<u32>,
     timeout_ms: Option<u64>,
+    pending_recheck_ms: Option<u64>,
     max_request_wait_ms: Option<u64>,
     flow_control_backoff_ms: Option<u64>,
     auth_cool_off_seconds: Option<u64>,
@@ -229,6 +230,7 @@ fn resolve_app(
         rate_per_second,
         burst,
         timeout_ms,
+        pending_recheck_ms: raw.pending_recheck_ms.unwrap_or(timeout_ms),
         max_request_wait_ms: raw
             .max_request_wait_ms
             .unwrap_or(server.max_request_wait_ms),

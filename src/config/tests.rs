@@ -87,6 +87,7 @@ fn the_example_parses_with_defaults() {
     assert_eq!(app.auth_scheme, Scheme::Aksk);
     assert_eq!((app.rate_per_second, app.burst), (100, 10));
     assert_eq!(app.timeout_ms, 10_000);
+    assert_eq!(app.pending_recheck_ms, 10_000, "defaults to timeout_ms");
     assert_eq!(app.max_request_wait_ms, 5000);
     assert_eq!(app.flow_control_backoff_ms, 5000);
     assert_eq!(app.auth_cool_off_seconds, 60);
@@ -142,6 +143,7 @@ auth_scheme = "wsse"
 rate_per_second = 20
 burst = 40
 timeout_ms = 3000
+pending_recheck_ms = 0
 max_request_wait_ms = 100
 flow_control_backoff_ms = 7000
 auth_cool_off_seconds = 90
@@ -160,6 +162,7 @@ max_extensions_per_x = 99
     assert_eq!((app.mode, app.auth_scheme), (Mode::Axe, Scheme::Wsse));
     assert_eq!(app.base_url, "https://rtcpns.example.com");
     assert_eq!(app.max_extensions_per_x, Some(99));
+    assert_eq!(app.pending_recheck_ms, 0);
 
     let settings = app.upstream_settings();
     assert_eq!(settings.base_url, "https://rtcpns.example.com");

@@ -199,6 +199,7 @@ fn app_setup(
         name: app.name.clone(),
         rules,
         client,
+        pending_recheck: Duration::from_millis(app.pending_recheck_ms),
         tasks: tasks.clone(),
         cancel: cancel.clone(),
     }

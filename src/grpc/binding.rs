@@ -32,15 +32,26 @@ impl Bindings {
     }
 
     /// Runs `work` on the pool in its own task, so a caller hanging up cannot cut a two-phase
-    /// change short, and answers with the binding it returns.
+    /// change short, and answers with the binding it returns. With a caller's `deadline`, the
+    /// answer comes before it: UNAVAILABLE with a retry hint if the work is still waiting for
+    /// the platform then (it goes on, and a retry finds its outcome).
     async fn detached<F>(
         &self,
+        deadline: Option<Duration>,
         work: impl FnOnce(Arc<Pool>) -> F,
     ) -> Result<Response<pb::Binding>, Status>
     where
         F: Future<Output = Result<Binding, PoolError>> + Send + 'static,
     {
-        match self.tasks.spawn(work(Arc::clone(&self.pool))).await {
+        let task = self.tasks.spawn(work(Arc::clone(&self.pool)));
+        let answered = match deadline {
+            Some(d) => match tokio::time::timeout(answer_within(d), task).await {
+                Ok(answered) => answered,
+                Err(_) => return Err(still_running().into()),
+            },
+            None => task.await,
+        };
+        match answered {
             Ok(result) => Ok(Response::new(result?.into())),
             Err(e) => {
                 tracing::error!(error = %e, "binding task failed");
@@ -48,6 +59,21 @@ impl Bindings {
             }
         }
     }
+}
+
+/// How long a call with deadline `d` waits for its work: what is left once the answer's way
+/// back is set aside.
+fn answer_within(d: Duration) -> Duration {
+    d.saturating_sub((d / 10).max(Duration::from_millis(50)))
+}
+
+/// The answer to a caller whose deadline comes before the platform's answer.
+fn still_running() -> PoolError {
+    PoolError::unavailable(
+        "the platform has not answered within the call's deadline; the change goes on \
+         (a Bind retried with the same request_id returns its binding, GetBinding shows its state)",
+        Some(Duration::from_secs(1)),
+    )
 }
 
 /// The caller's deadline, from the `grpc-timeout` header (e.g. `250m`, `5S`).
@@ -71,30 +97,40 @@ impl BindingService for Bindings {
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Binding>, Status> {
         // Leave part of the deadline for the platform call and the durable writes after the
         // wait, so a caller beyond the rate limit hears UNAVAILABLE before its deadline.
-        let max_wait = deadline(&req)
+        let caller_deadline = deadline(&req);
+        let max_wait = caller_deadline
             .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
             .unwrap_or(self.max_wait);
         let params = BindParams::try_from(req.into_inner())?;
-        self.detached(|pool| async move { pool.bind(params, max_wait).await })
-            .await
+        self.detached(caller_deadline, |pool| async move {
+            pool.bind(params, max_wait).await
+        })
+        .await
     }
 
     async fn unbind(
         &self,
         req: Request<pb::UnbindRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
+        let caller_deadline = deadline(&req);
         let key = BindingKey::try_from(req.into_inner())?;
-        self.detached(|pool| async move { pool.unbind(&key).await })
-            .await
+        self.detached(
+            caller_deadline,
+            |pool| async move { pool.unbind(&key).await },
+        )
+        .await
     }
 
     async fn update_binding(
         &self,
         req: Request<pb::UpdateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
+        let caller_deadline = deadline(&req);
         let TtlUpdate { id, ttl_seconds } = TtlUpdate::try_from(req.into_inner())?;
-        self.detached(|pool| async move { pool.update_ttl(id, ttl_seconds).await })
-            .await
+        self.detached(caller_deadline, |pool| async move {
+            pool.update_ttl(id, ttl_seconds).await
+        })
+        .await
     }
 
     async fn get_binding(
@@ -119,5 +155,18 @@ impl BindingService for Bindings {
             bindings: page.into_iter().map(Into::into).collect(),
             next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_with_a_deadline_is_answered_before_it() {
+        let ms = Duration::from_millis;
+        assert_eq!(answer_within(Duration::from_secs(15)), ms(13_500));
+        assert_eq!(answer_within(ms(300)), ms(250));
+        assert_eq!(answer_within(ms(20)), Duration::ZERO);
     }
 }

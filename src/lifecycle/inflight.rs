@@ -1,5 +1,6 @@
 //! The Binds of one app still running in this process: duplicates of an idempotent Bind wait
-//! for the first one's outcome, and the resolver leaves their reservations alone.
+//! for the first one's outcome, and the resolver leaves their reservations alone. Also what
+//! the platform said so far about reservations whose answer was lost.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -21,6 +22,9 @@ pub(super) struct InFlight {
     by_request: Mutex<HashMap<String, watch::Receiver<Shared>>>,
     /// Reservations whose Bind is still running here.
     reservations: Mutex<HashSet<BindingId>>,
+    /// PENDING reservations the platform said it does not have: when (ms) it first said so.
+    /// An entry lives until the reservation is activated or dropped.
+    absent: Mutex<HashMap<BindingId, i64>>,
 }
 
 /// What a Bind with a request_id found when it joined.
@@ -75,6 +79,31 @@ impl InFlight {
     pub(super) fn reservations(&self) -> HashSet<BindingId> {
         lock(&self.reservations).clone()
     }
+
+    /// Records that the platform, asked at `asked_ms`, answered at `answered_ms` that it does not
+    /// have reservation `id`. True once that is final: a lookup asked at least `recheck_ms` after
+    /// the first such answer says so too (with `recheck_ms` 0, the first answer is). One answer
+    /// is not enough: a platform that stalled may still hold the bind and carry it out after
+    /// answering a later lookup.
+    pub(super) fn absent(
+        &self,
+        id: BindingId,
+        asked_ms: i64,
+        answered_ms: i64,
+        recheck_ms: i64,
+    ) -> bool {
+        if recheck_ms <= 0 {
+            return true;
+        }
+        let mut absent = lock(&self.absent);
+        let first = *absent.entry(id).or_insert(answered_ms);
+        asked_ms >= first.saturating_add(recheck_ms)
+    }
+
+    /// Forgets what the platform said about reservation `id`: it is settled.
+    pub(super) fn settled(&self, id: &BindingId) {
+        lock(&self.absent).remove(id);
+    }
 }
 
 /// Waits for the outcome of the first Bind with the same request_id.
@@ -102,5 +131,28 @@ pub(super) struct Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         lock(&self.set.reservations).remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absence_is_final_only_when_a_later_lookup_confirms_it() {
+        let inflight = InFlight::default();
+        let id = BindingId::new();
+        // First "not there" at 1000: not final, whenever asked.
+        assert!(!inflight.absent(id, 900, 1000, 500));
+        // A lookup asked before 1000 + 500 confirms nothing, even if answered later.
+        assert!(!inflight.absent(id, 1499, 2000, 500));
+        assert!(inflight.absent(id, 1500, 1510, 500));
+        inflight.settled(&id);
+        assert!(
+            !inflight.absent(id, 5000, 5000, 500),
+            "forgotten once settled"
+        );
+        // Without a recheck interval the first answer is final.
+        assert!(inflight.absent(BindingId::new(), 0, 10, 0));
     }
 }

@@ -28,7 +28,8 @@ pub struct AppSettings {
     /// The app's access address, e.g. `https://rtcpns.cn-north-1.myhuaweicloud.com`.
     pub base_url: String,
     pub scheme: auth::Scheme,
-    /// Limit on each call, from sending to the last byte of the answer.
+    /// Limit on each call, from connecting to the last byte of the answer (not the wait for a
+    /// limiter slot, which `max_wait` bounds).
     pub timeout: Duration,
     pub rate_per_second: NonZeroU32,
     pub burst: NonZeroU32,
@@ -236,7 +237,13 @@ impl AppClient {
                 })?;
 
         let started = Instant::now();
-        let result = self.send(&call).await;
+        // reqwest's own timeout covers connecting, sending and the body; this one also covers
+        // whatever else `send` may wait for, so `timeout` bounds the call end to end.
+        let timeout = self.app.settings.timeout;
+        let result = match tokio::time::timeout(timeout, self.send(&call)).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout { op, timeout }),
+        };
         let verdict = match &result {
             Ok(_) => Verdict::Authenticated,
             Err(UpstreamError::Platform {
@@ -431,6 +438,49 @@ mod tests {
         settings.rate_per_second = NonZeroU32::MIN;
         settings.burst = NonZeroU32::MIN;
         AppClient::new(settings, http_client())
+    }
+
+    /// A platform that takes connections (or not even that: the backlog holds them) and never
+    /// answers, as a stopped process does.
+    async fn silent_platform() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        (url, held)
+    }
+
+    #[tokio::test]
+    async fn a_platform_that_never_answers_times_out_as_configured() {
+        let (url, held) = silent_platform().await;
+        let mut settings = AppSettings::new("key", Secret::new("secret"), url);
+        settings.timeout = Duration::from_millis(200);
+        let client = AppClient::new(settings, http_client());
+        for method in [Method::GET, Method::POST] {
+            let call = Call::<()> {
+                op: "probe",
+                method,
+                path: "/rest/provision/caas/privatenumber/v1.0",
+                query: vec![("relationNum", "+8617000000001".into())],
+                body: None,
+            };
+            // The outer limit only keeps a broken build from hanging the test.
+            let result = tokio::time::timeout(
+                Duration::from_secs(30),
+                client.call::<(), serde_json::Value>(call),
+            )
+            .await
+            .expect("the call ends by itself");
+            assert!(
+                matches!(result, Err(UpstreamError::Timeout { op: "probe", .. })),
+                "{result:?}"
+            );
+        }
+        held.abort();
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 
 use crate::support::{
-    RPC_TIMEOUT, Setup, Sim, Slot, list_bindings, list_numbers, party, rpc, sim_slots, slot,
+    App, RPC_TIMEOUT, Setup, Sim, Slot, list_bindings, list_numbers, party, rpc, sim_slots, slot,
     wait_serving, xpool_serve,
 };
 
@@ -48,20 +48,29 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 /// Added by the simulator to every platform call, so kills land inside upstream calls often.
 const SIM_LATENCY_MS: u64 = 5;
 
-/// Small pools, so conflicts, exhaustion and cool-downs happen under load.
+/// Small pools, so conflicts, exhaustion and cool-downs happen under load. The simulator here
+/// never stalls, so one "not there" from it is final (`pending_recheck_ms = 0`) and start-up
+/// resolves every reservation before serving; a platform that may still carry out a bind it
+/// held is `tests/daemon/hung.rs`.
 fn setup() -> Setup {
+    let final_at_once = |a: App| a.daemon("pending_recheck_ms", 0);
     Setup::standard()
         .only(&["rides", "drivers", "stores", "chat"])
         .app("rides", |a| {
-            a.both("max_bindings_per_x", AXB_MAX_PER_X as i64)
+            final_at_once(a)
+                .both("max_bindings_per_x", AXB_MAX_PER_X as i64)
                 .renumber(8617000000001, &["010", "010", "021"])
         })
-        .app("drivers", |a| a.daemon("cool_down_seconds", 1))
+        .app("drivers", |a| {
+            final_at_once(a).daemon("cool_down_seconds", 1)
+        })
         .app("stores", |a| {
-            a.both("extension_digits", 1).daemon("cool_down_seconds", 1)
+            final_at_once(a)
+                .both("extension_digits", 1)
+                .daemon("cool_down_seconds", 1)
         })
         .app("chat", |a| {
-            a.renumber(8617300000001, &["010", "010", "010", "021", "021", "021"])
+            final_at_once(a).renumber(8617300000001, &["010", "010", "010", "021", "021", "021"])
         })
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tonic::{Code, Status};
+use tonic::Code;
 use xpool::grpc::pb;
 
 use crate::support::*;
@@ -58,21 +58,6 @@ async fn set_faults(d: &Daemon, app_key: &str, faults: serde_json::Value) {
 
 async fn clear_faults(d: &Daemon, app_key: &str) {
     set_faults(d, app_key, json!({})).await;
-}
-
-/// UNAVAILABLE must tell the caller when to come back.
-#[track_caller]
-fn assert_retry_hint(s: &Status) {
-    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
-    let ms = s
-        .metadata()
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(
-        ms.is_some() || s.message().contains("retry after"),
-        "UNAVAILABLE without a retry hint: {s:?}"
-    );
 }
 
 /// What callers saw during a faulty run.

@@ -11,6 +11,7 @@ mod concurrency;
 mod crash;
 mod expiry;
 mod faults;
+mod hung;
 mod input;
 mod lifecycle_signals;
 mod modes;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 
@@ -277,7 +278,22 @@ pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
     }
 }
 
-/// Waits for the background resolver to close every PENDING and RELEASING binding.
+/// UNAVAILABLE must tell the caller when to come back.
+#[track_caller]
+pub fn assert_retry_hint(s: &Status) {
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    let ms = s
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        ms.is_some() || s.message().contains("retry after"),
+        "UNAVAILABLE without a retry hint: {s:?}"
+    );
+}
+
+/// Waits for the background resolver to close every PENDING and RELEASING binding of `app`.
 pub async fn settle_in_background(d: &Daemon, app: &str) {
     let started = Instant::now();
     loop {

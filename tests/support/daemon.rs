@@ -9,6 +9,7 @@ use xpool::config::Config;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use xpool::lifecycle::OffsetClock;
 
 use super::grpc::{list_bindings, wait_serving};
@@ -156,6 +157,19 @@ impl Daemon {
 
     pub async fn pool(&self) -> PoolServiceClient<Channel> {
         PoolServiceClient::connect(self.addr.clone()).await.unwrap()
+    }
+
+    /// Reconciles `app` (all apps: empty), which must run; its report.
+    pub async fn reconcile(&self, app: &str) -> pb::ReconcileReport {
+        let req = pb::ReconcileRequest {
+            app: app.into(),
+            numbers: Vec::new(),
+            dry_run: false,
+        };
+        let mut client = ReconcileServiceClient::connect(self.addr.clone())
+            .await
+            .unwrap();
+        must(app, client.reconcile(req).await)
     }
 
     /// Binds, which must succeed.

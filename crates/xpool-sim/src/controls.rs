@@ -1,6 +1,7 @@
 //! The unauthenticated test controls under `/sim/`: bindings, clock, faults, stats, numbers.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::Request;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::config::SimNumber;
-use super::faults::Faults;
+use super::faults::{Faults, release};
 use super::server::{method_not_allowed, not_found};
 use super::state::{App, Sim, lock, rfc3339};
 
@@ -137,6 +138,7 @@ fn set_faults(sim: &Sim, body: &Map<String, Value>) -> Answer {
         &[
             "app_key",
             "latency_ms",
+            "hang_ms",
             "error_rate",
             "flow_control_rate",
             "lost_response_rate",
@@ -151,11 +153,11 @@ fn set_faults(sim: &Sim, body: &Map<String, Value>) -> Answer {
             .filter(|r| (0.0..=1.0).contains(r))
             .ok_or_else(|| bad(format!("{name} must be a number from 0 to 1"))),
     };
-    let latency_ms = match body.get("latency_ms") {
-        None | Some(Value::Null) => 0,
+    let millis = |name: &str| match body.get(name) {
+        None | Some(Value::Null) => Ok(0),
         Some(v) => v
             .as_u64()
-            .ok_or_else(|| bad("latency_ms must be a non-negative integer"))?,
+            .ok_or_else(|| bad(format!("{name} must be a non-negative integer"))),
     };
     let rps_limit = match body.get("rps_limit") {
         None | Some(Value::Null) => None,
@@ -167,14 +169,25 @@ fn set_faults(sim: &Sim, body: &Map<String, Value>) -> Answer {
         ),
     };
     let faults = Faults {
-        latency_ms,
+        latency_ms: millis("latency_ms")?,
+        hang_ms: millis("hang_ms")?,
         error_rate: rate("error_rate")?,
         flow_control_rate: rate("flow_control_rate")?,
         lost_response_rate: rate("lost_response_rate")?,
         rps_limit,
     };
     let answer = to_json(&faults)?;
-    lock(&app.faults).set(faults);
+    let hang = Duration::from_millis(faults.hang_ms);
+    let ended = lock(&app.faults).set(faults, Instant::now());
+    tokio::spawn(release(ended));
+    if !hang.is_zero() {
+        let app = Arc::clone(app);
+        tokio::spawn(async move {
+            tokio::time::sleep(hang).await;
+            let ended = lock(&app.faults).end_hang(Instant::now());
+            release(ended).await;
+        });
+    }
     Ok(answer)
 }
 

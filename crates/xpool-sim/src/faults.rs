@@ -1,7 +1,9 @@
 //! Injected faults and per-app request statistics, both driven by the `/sim/` controls.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use serde::Serialize;
@@ -14,6 +16,10 @@ use xpool_platform::codes;
 pub(crate) struct Faults {
     /// Added to every request before it is answered.
     pub latency_ms: u64,
+    /// The app stalls for this long from when the faults are set, as a platform whose process
+    /// is stopped: requests are held unanswered and carried out when the stall ends (or the
+    /// faults are set again), whether or not their client still waits.
+    pub hang_ms: u64,
     /// Probability of 500 / 1010001.
     pub error_rate: f64,
     /// Probability of 403 / 1010010 flow control.
@@ -24,20 +30,87 @@ pub(crate) struct Faults {
     pub rps_limit: Option<u32>,
 }
 
-/// Faults plus the token bucket that enforces `rps_limit`.
+/// Faults plus the token bucket that enforces `rps_limit` and the stall that `hang_ms` sets.
 #[derive(Debug, Default)]
 pub(crate) struct FaultState {
     pub faults: Faults,
     bucket: Option<Bucket>,
+    hang: Option<Hang>,
+}
+
+/// A stall in force: until when, and the requests held meanwhile, oldest first.
+#[derive(Debug)]
+struct Hang {
+    until: Instant,
+    held: Vec<Held>,
+}
+
+/// A request held by a stall: carrying it out (and answering it, if anyone still listens).
+pub(crate) struct Held(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Held {
+    pub fn new(work: impl Future<Output = ()> + Send + 'static) -> Self {
+        Held(Box::pin(work))
+    }
+
+    /// Carries it out now.
+    pub async fn run(self) {
+        self.0.await;
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+/// Carries out the requests a stall held, one after another and newest first: a platform
+/// resuming from a stall serves what queued up in no particular order, and this one lets a
+/// request overtake every request sent before it.
+pub(crate) async fn release(held: Vec<Held>) {
+    for work in held.into_iter().rev() {
+        work.run().await;
+    }
 }
 
 impl FaultState {
-    /// Replaces the faults and restarts the rate limiter full.
-    pub fn set(&mut self, faults: Faults) {
-        self.bucket = faults
-            .rps_limit
-            .map(|rate| Bucket::new(rate, Instant::now()));
+    /// Replaces the faults, restarts the rate limiter full and starts the stall `hang_ms` asks
+    /// for. Returns the requests an earlier stall held, for [`release`].
+    pub fn set(&mut self, faults: Faults, now: Instant) -> Vec<Held> {
+        self.bucket = faults.rps_limit.map(|rate| Bucket::new(rate, now));
+        let ended = self.hang.take().map(|h| h.held).unwrap_or_default();
+        self.hang = (faults.hang_ms > 0).then(|| Hang {
+            until: now + Duration::from_millis(faults.hang_ms),
+            held: Vec::new(),
+        });
         self.faults = faults;
+        ended
+    }
+
+    /// Whether the app stalls at `now`.
+    pub fn hung(&self, now: Instant) -> bool {
+        self.hang.as_ref().is_some_and(|h| h.until > now)
+    }
+
+    /// Holds `work` until the stall ends; gives it back when the app does not stall at `now`.
+    pub fn hold(&mut self, work: Held, now: Instant) -> Result<(), Held> {
+        match &mut self.hang {
+            Some(hang) if hang.until > now => {
+                hang.held.push(work);
+                Ok(())
+            }
+            _ => Err(work),
+        }
+    }
+
+    /// Ends a stall whose time is up at `now` (a later stall set since is left alone) and
+    /// returns the requests it held, for [`release`].
+    pub fn end_hang(&mut self, now: Instant) -> Vec<Held> {
+        match &self.hang {
+            Some(hang) if hang.until <= now => self.hang.take().map(|h| h.held).unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// Decides the fault for one request (after its latency): flow control or internal error.
@@ -127,18 +200,84 @@ mod tests {
     #[test]
     fn certain_faults_always_fire() {
         let mut state = FaultState::default();
-        state.set(Faults {
-            error_rate: 1.0,
-            ..Faults::default()
-        });
-        assert_eq!(state.check(Instant::now()).unwrap_err().code, "1010001");
-        state.set(Faults {
-            flow_control_rate: 1.0,
-            ..Faults::default()
-        });
-        let fail = state.check(Instant::now()).unwrap_err();
+        let now = Instant::now();
+        state.set(
+            Faults {
+                error_rate: 1.0,
+                ..Faults::default()
+            },
+            now,
+        );
+        assert_eq!(state.check(now).unwrap_err().code, "1010001");
+        state.set(
+            Faults {
+                flow_control_rate: 1.0,
+                ..Faults::default()
+            },
+            now,
+        );
+        let fail = state.check(now).unwrap_err();
         assert_eq!((fail.code, fail.status.as_u16()), ("1010010", 403));
-        state.set(Faults::default());
-        assert!(state.check(Instant::now()).is_ok() && !state.lose_response());
+        state.set(Faults::default(), now);
+        assert!(state.check(now).is_ok() && !state.lose_response());
+    }
+
+    fn hang_ms(ms: u64) -> Faults {
+        Faults {
+            hang_ms: ms,
+            ..Faults::default()
+        }
+    }
+
+    /// A held request that records `n` in `log` when it is carried out.
+    fn logging(log: &std::sync::Arc<std::sync::Mutex<Vec<u32>>>, n: u32) -> Held {
+        let log = std::sync::Arc::clone(log);
+        Held::new(async move { log.lock().unwrap().push(n) })
+    }
+
+    #[tokio::test]
+    async fn a_stall_holds_requests_until_it_ends_then_releases_them_newest_first() {
+        let log = std::sync::Arc::default();
+        let t0 = Instant::now();
+        let mut state = FaultState::default();
+        assert!(state.set(hang_ms(1000), t0).is_empty());
+        assert!(state.hung(t0));
+        for n in 1..=3 {
+            assert!(state.hold(logging(&log, n), t0).is_ok());
+        }
+        // Not over yet: nothing is released.
+        assert!(state.end_hang(t0 + Duration::from_millis(999)).is_empty());
+        let later = t0 + Duration::from_millis(1000);
+        assert!(!state.hung(later));
+        assert!(
+            state.hold(logging(&log, 4), later).is_err(),
+            "over: not held"
+        );
+        release(state.end_hang(later)).await;
+        assert_eq!(*log.lock().unwrap(), [3, 2, 1]);
+        assert!(state.end_hang(later).is_empty(), "released once");
+    }
+
+    #[tokio::test]
+    async fn setting_the_faults_again_ends_a_stall_at_once() {
+        let log = std::sync::Arc::default();
+        let t0 = Instant::now();
+        let mut state = FaultState::default();
+        state.set(hang_ms(60_000), t0);
+        assert!(state.hold(logging(&log, 1), t0).is_ok());
+        // A new stall replaces the old one: the old one's held requests go now, and the old
+        // one's end (still ahead for the new one) releases nothing.
+        let replaced = state.set(hang_ms(60_000), t0 + Duration::from_millis(10));
+        assert!(state.hold(logging(&log, 2), t0).is_ok());
+        release(replaced).await;
+        assert_eq!(*log.lock().unwrap(), [1]);
+        assert!(
+            state
+                .end_hang(t0 + Duration::from_millis(60_000))
+                .is_empty()
+        );
+        release(state.set(Faults::default(), t0)).await;
+        assert_eq!(*log.lock().unwrap(), [1, 2]);
+        assert!(!state.hung(t0));
     }
 }

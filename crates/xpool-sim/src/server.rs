@@ -18,6 +18,7 @@ use super::auth;
 use super::axe::AxeEndpoint;
 use super::config::SimAppConfig;
 use super::controls;
+use super::faults::Held;
 use super::params::Params;
 use super::reply::{Fail, Outcome, render};
 use super::state::{App, AppState, Bindings, Crud, Ctx, Sim, lock};
@@ -130,16 +131,64 @@ async fn handle(
             return response;
         }
     };
+    match carry_out_or_hold(&sim, &app, endpoint, req).await {
+        Some(response) => response,
+        None => {
+            // Never answered: held until shutdown, then the connection is dropped.
+            sim.cancel.cancelled().await;
+            Response::new(Body::new(Lost))
+        }
+    }
+}
+
+/// Carries out a request at once, or, while its app stalls (`hang_ms`), holds it until the
+/// stall ends: read in full now, carried out then even if its client has given up meanwhile,
+/// as a stopped platform process that resumes would. `None`: the request gets no answer.
+async fn carry_out_or_hold(
+    sim: &Arc<Sim>,
+    app: &Arc<App>,
+    endpoint: Endpoint,
+    req: Request,
+) -> Option<Response> {
+    if !lock(&app.faults).hung(Instant::now()) {
+        return carry_out(sim, app, endpoint, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, sim.config.max_body_bytes).await else {
+        let fail = Fail::invalid("body").with_status(StatusCode::PAYLOAD_TOO_LARGE);
+        return Some(render(Err(fail)).1);
+    };
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let work = {
+        let (sim, app) = (Arc::clone(sim), Arc::clone(app));
+        Held::new(async move {
+            let _ = answer.send(carry_out(&sim, &app, endpoint, req).await);
+        })
+    };
+    let held = lock(&app.faults).hold(work, Instant::now());
+    if let Err(work) = held {
+        // The stall ended while the body was read.
+        work.run().await;
+    }
+    tokio::select! {
+        answer = answered => answer.ok().flatten(),
+        () = sim.cancel.cancelled() => None,
+    }
+}
+
+/// Carries out one request and counts it: its answer, or `None` when the lost-response fault
+/// takes the answer of a committed change.
+async fn carry_out(sim: &Sim, app: &App, endpoint: Endpoint, req: Request) -> Option<Response> {
     let changes = req.method() != Method::GET;
-    let outcome = process(&sim, &app, endpoint, req).await;
+    let outcome = process(sim, app, endpoint, req).await;
     if changes && outcome.is_ok() && lock(&app.faults).lose_response() {
         lock(&app.stats).count("lost");
-        sim.cancel.cancelled().await;
-        return Response::new(Body::new(Lost));
+        return None;
     }
     let (code, response) = render(outcome);
     lock(&app.stats).count(code);
-    response
+    Some(response)
 }
 
 /// Parses the auth headers, finds the app and verifies the digest against real time. A failure

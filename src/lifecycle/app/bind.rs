@@ -288,6 +288,7 @@ impl AppPool {
                 },
             )
             .await?;
+        self.inflight.settled(&rec.id);
         if activated.is_some() && binding.expires_at_ms.is_some() {
             self.deadlines.notify_one();
         }
@@ -316,19 +317,35 @@ impl AppPool {
             },
         )
         .await?;
+        self.inflight.settled(&rec.id);
         Ok(())
     }
 
-    /// A bind whose answer never came: ask the platform. Found → ACTIVE; definitely absent →
-    /// dropped; the platform unreachable → stays PENDING (its slot held) for a later attempt.
+    /// A bind whose answer never came: ask the platform. Found → ACTIVE; absent, and still
+    /// absent when asked again `pending_recheck` later → dropped; until then, or while the
+    /// platform cannot be asked, it stays PENDING (its slot and request_id held).
     pub(super) async fn resolve(&self, rec: BindingRecord) -> Result<BindingRecord, PoolError> {
         let Some(client) = self.client.clone() else {
             return self.activate(rec, None).await;
         };
         let candidates = self.axyb_candidates(&rec);
+        let asked_ms = self.clock.now_ms();
         match upstream_calls::find(&client, &rec, &candidates, CallOpts::default()).await {
             Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
             Ok(None) => {
+                let answered_ms = self.clock.now_ms();
+                let recheck = self.pending_recheck_ms;
+                if !self.inflight.absent(rec.id, asked_ms, answered_ms, recheck) {
+                    tracing::info!(app = %self.name, id = %rec.id, "the platform does not have a bind whose answer was lost, yet; asking again later");
+                    return Err(PoolError::unavailable(
+                        format!(
+                            "the platform has not answered the bind and has no record of it yet; binding {} stays pending until it is asked again",
+                            rec.id
+                        ),
+                        Some(Duration::from_millis(recheck.max(1000) as u64)),
+                    ));
+                }
+                tracing::info!(app = %self.name, id = %rec.id, "the platform confirms it never made a bind whose answer was lost; reservation dropped");
                 self.drop_reservation(&rec).await?;
                 Err(PoolError::unavailable(
                     "the platform did not answer the bind and does not have it; try again",

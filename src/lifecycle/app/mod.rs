@@ -27,6 +27,9 @@ pub struct AppSetup {
     pub rules: Rules,
     /// `None` for X mode, which has no platform API.
     pub client: Option<Arc<AppClient>>,
+    /// A PENDING reservation the platform says it does not have is dropped only when a lookup
+    /// asked this long after the first such answer says so too.
+    pub pending_recheck: std::time::Duration,
     /// The daemon's tasks and its shutdown, for the background work the pool starts
     /// (defensive unbinds).
     pub tasks: tokio_util::task::TaskTracker,
@@ -40,6 +43,8 @@ pub struct AppPool {
     rules: Rules,
     /// `None` for X mode.
     client: Option<Arc<AppClient>>,
+    /// See [`AppSetup::pending_recheck`], in ms.
+    pending_recheck_ms: i64,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     /// The allocation index. Held only for in-memory work and short store writes, never across
@@ -72,6 +77,8 @@ impl AppPool {
             name: setup.name,
             rules: setup.rules,
             client: setup.client,
+            pending_recheck_ms: i64::try_from(setup.pending_recheck.as_millis())
+                .unwrap_or(i64::MAX),
             store,
             clock,
             index: Mutex::new(index),

@@ -4,15 +4,17 @@
 //! For each X the platform's bindings on it are queried (paged) and compared with the local
 //! bindings holding a slot on it: a platform-only binding (orphan) is adopted, or released by
 //! policy; a local-only binding (ghost) is freed only when it is older than the grace window and
-//! a second query confirms it is gone; differing fields take the platform's value; PENDING
-//! reservations are resolved. A binding created while its X is being reconciled is young, so it
+//! a second query confirms it is gone; differing fields take the platform's value; a
+//! platform binding that a PENDING reservation asked for completes that reservation (its
+//! request_id kept) before anything is called an orphan, and the other PENDING reservations are
+//! looked up. A binding created while its X is being reconciled is young, so it
 //! is never freed. Progress is kept in the store, so an interrupted run resumes.
 
 use super::AppPool;
 use crate::lifecycle::error::PoolError;
 use crate::lifecycle::error::reason;
 use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
-use crate::lifecycle::upstream_calls::{self, Remote};
+use crate::lifecycle::upstream_calls::{self, Bound, Remote};
 use crate::lifecycle::{lock, records};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
@@ -96,22 +98,9 @@ impl AppPool {
         // seen on both sides.
         let local = self.store.bindings_on(&self.name, x)?;
         let now = self.clock.now_ms();
-
-        let running = self.inflight.reservations();
-        for rec in local
-            .iter()
-            .filter(|b| b.state == BindingState::Pending && !running.contains(&b.id))
-        {
-            report.pending_resolved += 1;
-            if !opts.dry_run {
-                // Resolution failing leaves it pending: an error for this X.
-                if let Err(e) = self.resolve(rec.clone()).await
-                    && (!matches!(e, PoolError::Unavailable { .. }) || self.still_pending(&rec.id))
-                {
-                    report.errors.push(format!("binding {}: {e}", rec.id));
-                }
-            }
-        }
+        let pending = self.pending_for(x, &local)?;
+        self.settle_pending(x, &remote, &local, &pending, opts, report)
+            .await?;
 
         for r in &remote {
             match local.iter().find(|b| same_binding(b, r)) {
@@ -123,10 +112,9 @@ impl AppPool {
                         }
                     }
                 }
-                // A bind of the same parties still in flight here: not an orphan.
-                None if local
-                    .iter()
-                    .any(|b| b.state == BindingState::Pending && b.party_a == r.a) => {}
+                // Made by a PENDING reservation of the same party (perhaps half of an AXYB bind
+                // whose second step is still to come): not an orphan.
+                None if pending.iter().any(|p| p.party_a == r.a) => {}
                 None => match opts.orphan_policy {
                     OrphanPolicy::Adopt => {
                         report.orphans_adopted += 1;
@@ -219,6 +207,87 @@ impl AppPool {
     fn unreachable(&self, e: &crate::upstream::UpstreamError) -> PoolError {
         tracing::warn!(app = %self.name, error = %e, "platform call of a reconciliation failed");
         PoolError::unavailable(reason(e), e.retry_after())
+    }
+
+    /// Settles the PENDING reservations that may have made a binding on `x` (Binds still
+    /// running here are left to finish): a platform binding that one of them asked for (same X,
+    /// same parties) activates it, request_id and all, and is thus no orphan; the others are
+    /// looked up on the platform.
+    async fn settle_pending(
+        &self,
+        x: &str,
+        remote: &[Remote],
+        local: &[BindingRecord],
+        pending: &[BindingRecord],
+        opts: &ReconcileOptions,
+        report: &mut ReconcileReport,
+    ) -> Result<(), PoolError> {
+        let running = self.inflight.reservations();
+        let mut claimed = Vec::new();
+        for r in remote
+            .iter()
+            .filter(|r| !local.iter().any(|b| same_binding(b, r)))
+        {
+            let Some(p) = pending
+                .iter()
+                .find(|p| is_bind_of(p, x, r) && !claimed.contains(&p.id))
+            else {
+                continue;
+            };
+            claimed.push(p.id);
+            if running.contains(&p.id) {
+                continue;
+            }
+            report.pending_resolved += 1;
+            if !opts.dry_run {
+                let bound = Bound {
+                    subscription_id: r.subscription_id.clone(),
+                    x: x.to_owned(),
+                    y: r.y.clone(),
+                };
+                self.activate(p.clone(), Some(bound)).await?;
+            }
+        }
+        for rec in pending
+            .iter()
+            .filter(|p| !claimed.contains(&p.id) && !running.contains(&p.id))
+        {
+            report.pending_resolved += 1;
+            if !opts.dry_run {
+                // Resolution failing leaves it pending: an error for this X.
+                if let Err(e) = self.resolve(rec.clone()).await
+                    && (!matches!(e, PoolError::Unavailable { .. }) || self.still_pending(&rec.id))
+                {
+                    report.errors.push(format!("binding {}: {e}", rec.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The PENDING reservations that may have made a platform binding on `x`: those on `x`
+    /// among `local`, and for AXYB those of the same area whose X the platform has not named
+    /// yet.
+    fn pending_for(
+        &self,
+        x: &str,
+        local: &[BindingRecord],
+    ) -> Result<Vec<BindingRecord>, PoolError> {
+        let mut pending: Vec<BindingRecord> = local
+            .iter()
+            .filter(|b| b.state == BindingState::Pending)
+            .cloned()
+            .collect();
+        if self.rules.mode == Mode::Axyb {
+            let area = self.index().number(x).map(|n| n.area.clone());
+            pending.extend(self.store.open_bindings()?.into_iter().filter(|b| {
+                b.app == self.name
+                    && b.state == BindingState::Pending
+                    && b.x.is_empty()
+                    && Some(&b.area_code) == area.as_ref()
+            }));
+        }
+        Ok(pending)
     }
 
     fn still_pending(&self, id: &BindingId) -> bool {
@@ -326,6 +395,15 @@ impl AppPool {
 fn same_binding(b: &BindingRecord, r: &Remote) -> bool {
     b.subscription_id.as_deref() == Some(r.subscription_id.as_str())
         && (b.mode != Mode::Axyb || b.y == r.y)
+}
+
+/// Whether platform binding `r` on `x` is what PENDING reservation `p` asked for: the same X
+/// (an AXYB reservation has none until the platform names it), parties and extension.
+fn is_bind_of(p: &BindingRecord, x: &str, r: &Remote) -> bool {
+    (p.x == x || (p.mode == Mode::Axyb && p.x.is_empty()))
+        && p.party_a == r.a
+        && p.party_b == r.b
+        && p.extension == r.extension
 }
 
 /// The local record with the platform's parties, extension, Y and deadline, if any differ.

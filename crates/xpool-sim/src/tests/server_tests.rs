@@ -296,6 +296,88 @@ async fn a_lost_response_commits_and_never_blocks_shutdown() {
 }
 
 #[tokio::test]
+async fn a_hang_holds_requests_and_carries_them_out_when_cleared() {
+    let s = Server::start(CONFIG).await;
+    let hang = json!({"app_key": "k-axb", "hang_ms": 60_000});
+    assert_eq!(
+        s.control(Method::POST, "/sim/faults", Some(hang)).await.0,
+        200
+    );
+    // The caller gives up; the platform still holds its bind.
+    let abandoned = s
+        .axb(Method::POST)
+        .json(&bind_body())
+        .timeout(Duration::from_millis(300));
+    assert!(abandoned.send().await.unwrap_err().is_timeout());
+    let listed = || s.control(Method::GET, "/sim/bindings?app_key=k-axb", None);
+    assert_eq!(
+        listed().await.1["bindings"],
+        json!([]),
+        "held, not carried out"
+    );
+    // A lookup sent after the bind, still waiting when the hang is cleared, overtakes it.
+    let lookup = tokio::spawn(call(
+        s.axb(Method::GET)
+            .query(&[("relationNum", "+8617000000001")]),
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!lookup.is_finished(), "the lookup is held too");
+    let clear = json!({"app_key": "k-axb"});
+    s.control(Method::POST, "/sim/faults", Some(clear)).await;
+    let (status, code, _) = lookup.await.unwrap();
+    assert_eq!((status, code.as_str()), (403, "1012007"), "not there yet");
+    let bindings = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let bindings = listed().await.1["bindings"].clone();
+            if bindings != json!([]) {
+                return bindings;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the abandoned bind is carried out");
+    assert_eq!(bindings[0]["a"], "+8613800000001");
+    let (_, stats) = s
+        .control(Method::GET, "/sim/stats?app_key=k-axb", None)
+        .await;
+    assert_eq!(stats["requests"], 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_hang_ends_by_itself_and_never_blocks_shutdown() {
+    let s = Server::start(CONFIG).await;
+    let hang = json!({"app_key": "k-axb", "hang_ms": 300});
+    s.control(Method::POST, "/sim/faults", Some(hang)).await;
+    let started = std::time::Instant::now();
+    let (status, code, _) = call(s.axb(Method::POST).json(&bind_body())).await;
+    assert_eq!((status, code.as_str()), (200, "0"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "held for the hang"
+    );
+
+    let hang = json!({"app_key": "k-axb", "hang_ms": 60_000});
+    s.control(Method::POST, "/sim/faults", Some(hang)).await;
+    let held = tokio::spawn(
+        s.axb(Method::GET)
+            .query(&[("relationNum", "+8617000000001")])
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.stop().await;
+    let result = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        result.is_err(),
+        "the held request is dropped at shutdown, not answered"
+    );
+}
+
+#[tokio::test]
 async fn controls_can_be_switched_off() {
     let s = Server::start(&format!("controls = false\n{CONFIG}")).await;
     let resp = s.request(Method::GET, "/sim/clock").send().await.unwrap();
