@@ -36,6 +36,7 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub expiry: ExpiryConfig,
     pub reconcile: ReconcileConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[server]`: the gRPC listener and request handling.
@@ -106,6 +107,15 @@ impl Default for ExpiryConfig {
             round_budget_ms: 200,
         }
     }
+}
+
+/// `[admin]`: the HTTP listener for Prometheus (`/metrics`) and probes (`/healthz`,
+/// `/readyz`). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(deserialize_with = "source::de_opt_socket_addr")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[reconcile]`: comparing the local index with the platform.

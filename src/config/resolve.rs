@@ -75,6 +75,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let store: super::StoreConfig = typed_section(table, "store", problems);
     let expiry: super::ExpiryConfig = typed_section(table, "expiry", problems);
     let reconcile = typed_section(table, "reconcile", problems);
+    let admin = typed_section(table, "admin", problems);
     if store.path.as_os_str().is_empty() {
         problems.push("store.path", "must not be empty");
     }
@@ -94,6 +95,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         apps,
         expiry,
         reconcile,
+        admin,
     }
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 use toml::{Table, Value};
 
 use super::resolve::RawApp;
-use super::{ConfigError, ExpiryConfig, Problem, ReconcileConfig, ServerConfig, StoreConfig};
+use super::{
+    AdminConfig, ConfigError, ExpiryConfig, Problem, ReconcileConfig, ServerConfig, StoreConfig,
+};
 use crate::platform::Mode;
 use crate::platform::auth::Scheme;
 
@@ -16,7 +18,7 @@ use crate::platform::auth::Scheme;
 pub(super) const ENV_PREFIX: &str = "XPOOL__";
 
 /// The top-level keys of a config file.
-pub(super) const SECTIONS: [&str; 5] = ["server", "store", "apps", "expiry", "reconcile"];
+pub(super) const SECTIONS: [&str; 6] = ["server", "store", "apps", "expiry", "reconcile", "admin"];
 
 /// Keys whose values must never be quoted back in an error message.
 const SECRET_KEYS: [&str; 1] = ["app_secret"];
@@ -252,6 +254,7 @@ fn accepts(section: &str, key: &str, value: &Value) -> bool {
         "store" => single::<StoreConfig>(key, value).is_ok(),
         "expiry" => single::<ExpiryConfig>(key, value).is_ok(),
         "reconcile" => single::<ReconcileConfig>(key, value).is_ok(),
+        "admin" => single::<AdminConfig>(key, value).is_ok(),
         _ => single::<RawApp>(key, value).is_ok(),
     }
 }
@@ -263,6 +266,13 @@ pub(super) fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAd
             "{text:?} is not a socket address (expected ip:port, e.g. 127.0.0.1:50051)"
         ))
     })
+}
+
+/// An optional socket address (`de_socket_addr` when present).
+pub(super) fn de_opt_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    de_socket_addr(d).map(Some)
 }
 
 /// A mode, any letter case.

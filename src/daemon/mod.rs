@@ -2,6 +2,7 @@
 //! anything, [`Daemon::recover`] settles what the last run left open, and [`Daemon::run`] serves
 //! until shutdown, then stops every task it started and closes the store.
 
+mod admin;
 mod serve;
 mod store_watch;
 
@@ -38,6 +39,7 @@ pub struct Daemon {
     /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
     /// minutes, and every step is crash-safe); a child of `cancel`.
     stop_reconciling: CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -94,6 +96,7 @@ impl Daemon {
             expiry,
             reconciler,
             stop_reconciling,
+            metrics: Arc::default(),
             cancel,
             tasks,
         })

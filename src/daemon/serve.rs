@@ -5,6 +5,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -59,9 +62,28 @@ impl Daemon {
         let stop_watching = self.cancel.child_token();
         let watching = self.tasks.spawn(super::store_watch::watch_store(
             Arc::clone(&self.store),
+            Arc::clone(&self.metrics),
             health.clone(),
             stop_watching.clone(),
         ));
+        let draining = Arc::new(AtomicBool::new(false));
+        if let Some(listen) = self.config.admin.listen {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the admin listener {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin listener (metrics, probes)");
+            let admin = super::admin::Admin {
+                metrics: Arc::clone(&self.metrics),
+                store: Arc::clone(&self.store),
+                draining: Arc::clone(&draining),
+            };
+            let served = super::admin::serve(admin, listener, self.cancel.clone());
+            self.tasks.spawn(async move {
+                if let Err(e) = served.await {
+                    tracing::error!(error = %e, "the admin listener failed");
+                }
+            });
+        }
         let addr = listener.local_addr()?;
         let stop_serving = CancellationToken::new();
         let server = Server::builder()
@@ -101,6 +123,7 @@ impl Daemon {
             ?delay,
             "shutting down: health NOT_SERVING, still serving calls"
         );
+        draining.store(true, Ordering::Relaxed);
         // The store's watch sets SERVING when the store recovers: it stops first.
         stop_watching.cancel();
         if watching.await.is_err() {

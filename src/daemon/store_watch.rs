@@ -11,6 +11,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use super::serve::set_all;
+use crate::metrics::{Metrics, ReasonLabel};
 use crate::store::{Health, Store};
 
 /// The first retry of a failed store, doubled up to [`RETRY_MAX`].
@@ -20,6 +21,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Follows the store's health until `stop`.
 pub(super) async fn watch_store(
     store: Arc<Store>,
+    metrics: Arc<Metrics>,
     health: HealthReporter,
     stop: CancellationToken,
 ) {
@@ -35,12 +37,18 @@ pub(super) async fn watch_store(
                 changed = changes.changed() => if changed.is_err() { return },
             }
         };
-        let reason = match &failed {
-            Health::Full(cause) | Health::Failed(cause) => cause.as_str(),
-            Health::Writable => "",
+        let (reason, cause) = match &failed {
+            Health::Full(cause) => ("full", cause.as_str()),
+            Health::Failed(cause) => ("failed", cause.as_str()),
+            Health::Writable => ("failed", ""),
         };
+        metrics.store_writable.set(0);
+        metrics
+            .store_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
         tracing::error!(
-            cause = reason,
+            cause,
             "the store failed a write: refusing writes, health NOT_SERVING; recovering"
         );
         set_all(&health, ServingStatus::NotServing).await;
@@ -67,6 +75,8 @@ pub(super) async fn watch_store(
             kept_writes = kept,
             "the store takes writes again: health SERVING"
         );
+        metrics.store_writable.set(1);
+        metrics.store_recoveries.inc();
         set_all(&health, ServingStatus::Serving).await;
     }
 }

@@ -45,8 +45,36 @@ fn assert_storage_refusal(status: &tonic::Status, reason: &str) {
     );
 }
 
+/// A free port on 127.0.0.1 for the admin listener (the daemon binds it itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the admin listener: the status code and the body.
+async fn admin_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    let code = reply[9..12].parse().unwrap();
+    (code, reply)
+}
+
 async fn survives(point: Point, error: Error, reason: &str) {
-    let d = Daemon::start().await;
+    let admin = free_port();
+    let d = Daemon::start_with(
+        Setup::standard().daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
+    )
+    .await;
+    assert_eq!(admin_get(admin, "/readyz").await.0, 200);
     let mut acked = Vec::new();
     for i in 0..4 {
         acked.push(
@@ -74,9 +102,30 @@ async fn survives(point: Point, error: Error, reason: &str) {
         )
         .await;
     assert_storage_refusal(&again, reason);
+    assert_eq!(admin_get(admin, "/readyz").await.0, 503);
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    let label = if reason == "STORAGE_FULL" {
+        "full"
+    } else {
+        "failed"
+    };
+    assert!(metrics.contains("xpool_store_writable 0"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "xpool_store_failures_total{{reason=\"{label}\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     faults::clear(&store_path(&d));
     wait_health(&d, ServingStatus::Serving).await;
+    assert_eq!(admin_get(admin, "/readyz").await.0, 200);
+    let (_, metrics) = admin_get(admin, "/metrics").await;
+    assert!(metrics.contains("xpool_store_writable 1"), "{metrics}");
+    assert!(
+        metrics.contains("xpool_store_recoveries_total 1"),
+        "{metrics}"
+    );
     acked.push(
         d.bind_ok(bind_any("rides", &party(12), Some(&party(112))))
             .await,
