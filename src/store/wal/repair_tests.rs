@@ -7,22 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::record::{self, MAGIC, Next};
+use super::tests::copy_dir;
 use crate::store::admin::{self, LostChange};
 use crate::store::tests::{binding, id};
 use crate::store::{BindingState, Store, StoreError, StoreOptions};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A crashed store at `<dir>/crash` holding bindings 1..=6, one record each after the store's
 /// start; `checkpointed` says whether sled's files already hold them all (a checkpoint ran

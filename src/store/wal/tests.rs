@@ -17,7 +17,7 @@ fn options(dir: &Path) -> StoreOptions {
 }
 
 /// Copies the files of directory `from` into `to` (created), recursively.
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
