@@ -234,7 +234,11 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         let result = match reopened {
             Ok(open) => match open.wal.relog_and_wait(&retained).await {
-                Ok(()) => Ok(open),
+                // The new log may fail at once too: then it has reported that, and stays so.
+                Ok(()) => open
+                    .wal
+                    .if_healthy(|| _ = self.health.send_replace(Health::Writable))
+                    .map(|()| open),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -243,7 +247,6 @@ impl Store {
             Ok(open) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::new(open));
-                self.health.send_replace(Health::Writable);
                 Ok(retained.len())
             }
             Err(e) => {

@@ -489,6 +489,19 @@ impl Wal {
         Ok((Retained(captured), state.durable_seq))
     }
 
+    /// Runs `f` unless the log has failed, under the lock a failure is reported under (so `f`
+    /// cannot undo a report of a failure that happened just before).
+    pub fn if_healthy(&self, f: impl FnOnce()) -> Result<(), StoreError> {
+        let state = self.shared.lock();
+        match &state.failed {
+            Some(e) => Err(e.clone()),
+            None => {
+                f();
+                Ok(())
+            }
+        }
+    }
+
     /// Fails the log with `e` (a read met sled's own I/O failure), unless it has failed already.
     pub fn fail(&self, e: &StoreError) {
         let mut state = self.shared.lock();
