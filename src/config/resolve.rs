@@ -74,6 +74,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let store: super::StoreConfig = typed_section(table, "store", problems);
     let expiry: super::ExpiryConfig = typed_section(table, "expiry", problems);
     let reconcile = typed_section(table, "reconcile", problems);
+    check_server(&server, problems);
     if store.path.as_os_str().is_empty() {
         problems.push("store.path", "must not be empty");
     }
@@ -93,6 +94,29 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         apps,
         expiry,
         reconcile,
+    }
+}
+
+/// Largest `server.max_message_bytes` accepted (64 MiB).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+fn check_server(server: &ServerConfig, problems: &mut Problems) {
+    if server.max_connections == 0 {
+        problems.push("server.max_connections", "must be at least 1");
+    }
+    if server.handshake_timeout_seconds == 0 {
+        problems.push("server.handshake_timeout_seconds", "must be at least 1");
+    }
+    if server.http2_keepalive_interval_seconds > 0 && server.http2_keepalive_timeout_seconds == 0 {
+        let message = "must be at least 1 while http2_keepalive_interval_seconds is set";
+        problems.push("server.http2_keepalive_timeout_seconds", message);
+    }
+    if !(1024..=MAX_MESSAGE_BYTES).contains(&server.max_message_bytes) {
+        let message = format!(
+            "{} is not 1024 to {MAX_MESSAGE_BYTES} (64 MiB)",
+            server.max_message_bytes
+        );
+        problems.push("server.max_message_bytes", message);
     }
 }
 

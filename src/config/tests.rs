@@ -71,6 +71,13 @@ fn the_example_parses_with_defaults() {
     assert_eq!(config.server.shutdown_delay_seconds, 2);
     assert_eq!(config.server.shutdown_grace_seconds, 10);
     assert_eq!(config.server.max_request_wait_ms, 5000);
+    assert_eq!(config.server.max_connections, 1000);
+    assert_eq!(config.server.handshake_timeout_seconds, 10);
+    assert_eq!(config.server.idle_timeout_seconds, 600);
+    assert_eq!(config.server.http2_keepalive_interval_seconds, 30);
+    assert_eq!(config.server.http2_keepalive_timeout_seconds, 10);
+    assert_eq!(config.server.tcp_keepalive_seconds, 60);
+    assert_eq!(config.server.max_message_bytes, 65536);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
     assert_eq!(config.store.cache_capacity_mb, 64);
     assert_eq!(config.expiry, ExpiryConfig::default());
@@ -120,6 +127,13 @@ listen = "[::1]:7000"
 shutdown_delay_seconds = 0
 shutdown_grace_seconds = 3
 max_request_wait_ms = 250
+max_connections = 20
+handshake_timeout_seconds = 2
+idle_timeout_seconds = 0
+http2_keepalive_interval_seconds = 0
+http2_keepalive_timeout_seconds = 0
+tcp_keepalive_seconds = 0
+max_message_bytes = 1024
 [store]
 path = "/var/lib/xpool"
 cache_capacity_mb = 8
@@ -154,6 +168,21 @@ max_extensions_per_x = 99
     let config = parse(text).unwrap();
     assert_eq!(config.server.listen.port(), 7000);
     assert_eq!(config.server.shutdown_delay_seconds, 0);
+    let server = &config.server;
+    assert_eq!(
+        (server.max_connections, server.handshake_timeout_seconds),
+        (20, 2)
+    );
+    assert_eq!(
+        (server.idle_timeout_seconds, server.tcp_keepalive_seconds),
+        (0, 0)
+    );
+    assert_eq!(server.http2_keepalive_interval_seconds, 0);
+    assert_eq!(
+        server.http2_keepalive_timeout_seconds, 0,
+        "unused without pings"
+    );
+    assert_eq!(server.max_message_bytes, 1024);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Release);
     assert!(!config.expiry.defensive_unbind);
     let app = config.app("parcels_2").unwrap();

@@ -2,6 +2,7 @@
 //! anything, [`Daemon::recover`] settles what the last run left open, and [`Daemon::run`] serves
 //! until shutdown, then stops every task it started and closes the store.
 
+pub mod connections;
 mod serve;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Daemon {
     stop_reconciling: CancellationToken,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Counts of the gRPC listener's connections, kept by the accept loop and each connection.
+    connections: Arc<connections::ConnectionStats>,
 }
 
 impl Daemon {
@@ -95,7 +98,14 @@ impl Daemon {
             stop_reconciling,
             cancel,
             tasks,
+            connections: Arc::default(),
         })
+    }
+
+    /// Counts of the gRPC listener's connections (open, accepted, refused at the cap, …), for
+    /// logs and metrics.
+    pub fn connection_stats(&self) -> &Arc<connections::ConnectionStats> {
+        &self.connections
     }
 
     /// Resolves the bindings a previous run left pending and expires those whose deadline
