@@ -115,3 +115,29 @@ async fn bad_pool_service_requests_are_refused_and_change_nothing() {
     assert_eq!((added.added, added.updated), (1, 0));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_junk_list_numbers_page_token_is_refused_like_list_bindings() {
+    let d = Daemon::start().await;
+    let mut c = d.pool().await;
+    let list = |token: &str| pb::ListNumbersRequest {
+        app: "rides".into(),
+        page_size: 1,
+        page_token: token.into(),
+        ..Default::default()
+    };
+    for token in ["garbage", "+86 170", "+", &"t".repeat(40_000)] {
+        let case = format!("ListNumbers, page_token {:.20?}", token);
+        assert_invalid(c.list_numbers(list(token)).await, "page_token", &case);
+    }
+    // A real token pages on.
+    let first = c.list_numbers(list("")).await.unwrap().into_inner();
+    let next = c
+        .list_numbers(list(&first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.numbers[0].number, "+8617000000001");
+    assert_eq!(next.numbers[0].number, "+8617000000002");
+    d.stop().await;
+}
