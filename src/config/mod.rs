@@ -191,6 +191,9 @@ pub struct AppConfig {
     pub max_extensions_per_x: Option<u32>,
     /// Numbers added to the pool at start-up.
     pub numbers: Vec<NumberConfig>,
+    /// AddNumbers asks the platform about each new number first and refuses one the platform
+    /// says is not the app's; default on for apps with a platform (not X mode).
+    pub check_numbers_on_add: bool,
 }
 
 /// One number of an app's pool.

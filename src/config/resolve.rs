@@ -40,6 +40,7 @@ pub(super) struct RawApp {
     extension_digits: Option<u8>,
     max_extensions_per_x: Option<u32>,
     numbers: Option<Vec<Table>>,
+    check_numbers_on_add: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +243,10 @@ fn resolve_app(
     let extension_digits = raw.extension_digits.unwrap_or(4);
     let max_extensions_per_x = raw.max_extensions_per_x;
     check_extensions(extension_digits, max_extensions_per_x, path, problems);
+    if !upstream && raw.check_numbers_on_add == Some(true) {
+        let message = "mode X has no platform to ask about numbers";
+        problems.push(key("check_numbers_on_add"), message);
+    }
     let numbers = resolve_numbers(raw.numbers.as_deref().unwrap_or_default(), path, problems);
     (problems.len() == before).then(|| AppConfig {
         name,
@@ -264,6 +269,7 @@ fn resolve_app(
         extension_digits,
         max_extensions_per_x,
         numbers,
+        check_numbers_on_add: raw.check_numbers_on_add.unwrap_or(upstream),
     })
 }
 

@@ -109,6 +109,10 @@ fn the_example_parses_with_defaults() {
             area_code: "010".into()
         }]
     );
+    assert!(
+        app.check_numbers_on_add,
+        "on by default for an app with a platform"
+    );
     assert!(config.app("nope").is_none());
 }
 
@@ -164,6 +168,7 @@ cool_down_seconds = 600
 max_bindings_per_x = 10
 extension_digits = 2
 max_extensions_per_x = 99
+check_numbers_on_add = false
 "#;
     let config = parse(text).unwrap();
     assert_eq!(config.server.listen.port(), 7000);
@@ -189,6 +194,7 @@ max_extensions_per_x = 99
     assert_eq!((app.mode, app.auth_scheme), (Mode::Axe, Scheme::Wsse));
     assert_eq!(app.base_url, "https://rtcpns.example.com");
     assert_eq!(app.max_extensions_per_x, Some(99));
+    assert!(!app.check_numbers_on_add);
 
     let settings = app.upstream_settings();
     assert_eq!(settings.base_url, "https://rtcpns.example.com");
@@ -333,6 +339,7 @@ numbers = [ { number = "+8617200000001", area_code = "010" } ]
     let app = config.app("calls").unwrap();
     assert!(!app.has_upstream());
     assert!(app.base_url.is_empty() && app.app_key.is_empty() && app.app_secret.is_empty());
+    assert!(!app.check_numbers_on_add, "no platform to ask");
 }
 
 #[test]

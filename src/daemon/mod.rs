@@ -208,12 +208,14 @@ fn app_setup(
         name: app.name.clone(),
         rules,
         client,
+        check_numbers_on_add: app.check_numbers_on_add,
         tasks: tasks.clone(),
         cancel: cancel.clone(),
     }
 }
 
-/// Numbers listed in the config join their app's pool at start-up.
+/// Numbers listed in the config join their app's pool at start-up (without asking the
+/// platform: the first Bind on a number it refuses retires that number).
 async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<()> {
     for app in &config.apps {
         let numbers: Vec<(String, String)> = app
@@ -225,8 +227,7 @@ async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<
             continue;
         }
         let (added, updated) = pool
-            .app(&app.name)?
-            .add_numbers(&numbers)
+            .add_configured_numbers(&app.name, &numbers)
             .await
             .with_context(|| format!("adding the configured numbers of app {}", app.name))?;
         if added + updated > 0 {

@@ -185,6 +185,16 @@ fn each_rule_names_its_key() {
             example_with("[store]", "max_connections = -1\n[store]"),
             "server.max_connections",
         ),
+        (
+            format!(
+                "{EXAMPLE}[[apps]]\nname = \"calls\"\nmode = \"X\"\ncheck_numbers_on_add = true\n"
+            ),
+            "apps[calls].check_numbers_on_add",
+        ),
+        (
+            example_with("rate_per_second = 100", "check_numbers_on_add = \"yes\""),
+            "apps[rides].check_numbers_on_add",
+        ),
     ];
     for (text, key) in cases {
         assert_rejects(&text, key);

@@ -27,6 +27,8 @@ pub struct AppSetup {
     pub rules: Rules,
     /// `None` for X mode, which has no platform API.
     pub client: Option<Arc<AppClient>>,
+    /// Ask the platform about numbers before adding them (see `AppPool::check_on_platform`).
+    pub check_numbers_on_add: bool,
     /// The daemon's tasks and its shutdown, for the background work the pool starts
     /// (defensive unbinds).
     pub tasks: tokio_util::task::TaskTracker,
@@ -40,6 +42,7 @@ pub struct AppPool {
     rules: Rules,
     /// `None` for X mode.
     client: Option<Arc<AppClient>>,
+    check_numbers_on_add: bool,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     /// The allocation index. Held only for in-memory work and short store writes, never across
@@ -72,6 +75,7 @@ impl AppPool {
             name: setup.name,
             rules: setup.rules,
             client: setup.client,
+            check_numbers_on_add: setup.check_numbers_on_add,
             store,
             clock,
             index: Mutex::new(index),
