@@ -40,19 +40,25 @@ async fn listen(limits: ConnectionLimits) -> (String, Arc<ConnectionStats>, mpsc
     (addr, stats, rx)
 }
 
-/// Reads until the connection ends; the bytes read.
+/// Reads until the connection ends (failing the test after an hour, real or paused); the
+/// bytes read.
 async fn read_to_end(conn: &mut (impl AsyncReadExt + Unpin)) -> usize {
     let mut buf = [0u8; 64];
     let mut total = 0;
-    loop {
-        match conn.read(&mut buf).await {
-            Ok(0) | Err(_) => return total,
-            Ok(n) => total += n,
+    let until_closed = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(3600), until_closed)
+        .await
+        .expect("the connection was not closed")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
     let (addr, stats, mut accepted) = listen(limits(2, None)).await;
     let _a = TcpStream::connect(&addr).await.unwrap();
