@@ -433,3 +433,12 @@ fn secrets_never_print() {
         );
     }
 }
+
+/// The shipped example loads, and the `[server]` values it documents are the defaults.
+#[test]
+fn the_deploy_example_is_valid_and_documents_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/xpool.toml");
+    let config = Config::load(&path, Vec::new()).unwrap();
+    assert_eq!(config.server, ServerConfig::default());
+    assert!(config.apps.iter().all(|app| app.check_numbers_on_add));
+}
