@@ -212,7 +212,13 @@ async fn an_idle_connection_is_closed_but_never_under_a_running_call() {
     d.sim
         .faults(serde_json::json!({"app_key": "k-axb", "latency_ms": 2500}))
         .await;
+    let before = stats.accepted_total();
     let mut c = d.bindings().await;
+    // The client is connected before the server has accepted: wait for that.
+    until("the client's connection to be accepted", || {
+        stats.accepted_total() == before + 1
+    })
+    .await;
     let accepted = stats.accepted_total();
     c.bind(bind("rides", &party(1), Some(&party(2))))
         .await
