@@ -178,6 +178,9 @@ impl Pool {
                 None => kept.push((n.clone(), area.clone())),
             }
         }
+        if kept.is_empty() {
+            return Ok((0, 0));
+        }
         pool.add_numbers(&kept).await
     }
 

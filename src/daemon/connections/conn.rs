@@ -119,6 +119,16 @@ impl Conn {
         }
     }
 
+    /// The preface is in: from now on the idle deadline applies (checked on the next read).
+    fn handshake_done(&mut self) {
+        self.handshake_by = None;
+        let next = match self.idle_timeout {
+            Some(idle) => Instant::now() + idle,
+            None => Instant::now(),
+        };
+        self.deadline.as_mut().reset(next);
+    }
+
     /// True once the connection must close: polls the deadline, and on reaching it either
     /// closes or sets the next one.
     fn past_deadline(&mut self, cx: &mut Context<'_>) -> bool {
@@ -179,6 +189,9 @@ impl AsyncRead for Conn {
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if polled.is_ready() && self.read < PREFACE_LEN {
             self.read += (buf.filled().len() - before) as u64;
+            if self.read >= PREFACE_LEN {
+                self.handshake_done();
+            }
         }
         polled
     }

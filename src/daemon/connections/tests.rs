@@ -166,6 +166,22 @@ async fn an_idle_connection_closes_but_never_with_a_call_in_flight() {
     assert_eq!(stats.open(), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_idle_deadline_starts_with_the_preface_not_the_handshake_deadline() {
+    let (addr, stats, mut accepted) = listen(limits(8, Some(2))).await;
+    let mut peer = TcpStream::connect(&addr).await.unwrap();
+    peer.write_all(PREFACE).await.unwrap();
+    let mut conn = accepted.recv().await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(read_to_end(&mut conn).await, PREFACE.len());
+    let idle_for = started.elapsed();
+    assert!(
+        idle_for >= Duration::from_secs(2) && idle_for < Duration::from_secs(5),
+        "closed after {idle_for:?}: the idle timeout (2 s), not the handshake one (5 s)"
+    );
+    assert_eq!(stats.idle_closed_total(), 1);
+}
+
 #[test]
 fn the_cap_leaves_descriptors_for_the_store_and_the_platform() {
     let configured = limits(1000, None);
