@@ -1,6 +1,7 @@
 //! The daemon's Prometheus metrics (`prometheus-client`), served on the admin listener's
 //! `/metrics` with `/healthz` and `/readyz` (see `daemon::admin`).
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,7 +28,17 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::with(Vec::new())
+    }
+}
+
+impl Metrics {
+    /// The daemon's metrics, and `collectors` read at each scrape.
+    pub fn with(collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::with_prefix("xpool");
+        for collector in collectors {
+            registry.register_collector(collector);
+        }
         let store_writable = Gauge::default();
         store_writable.set(1);
         registry.register(
@@ -54,9 +65,7 @@ impl Default for Metrics {
             store_recoveries,
         }
     }
-}
 
-impl Metrics {
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -54,6 +54,20 @@ pub struct ServerConfig {
     /// Longest a Bind waits for the app's rate limiter when the caller set no deadline; the
     /// default for every app's `max_request_wait_ms`.
     pub max_request_wait_ms: u64,
+    /// Open client connections at most; further ones are closed at once (logged, counted).
+    pub max_connections: usize,
+    /// A new connection must send the HTTP/2 preface within this long, or it is closed.
+    pub handshake_timeout_seconds: u64,
+    /// A connection with no call in flight for this long is closed; 0 turns it off.
+    pub idle_timeout_seconds: u64,
+    /// Interval of the HTTP/2 pings that find dead peers; 0 turns them off.
+    pub http2_keepalive_interval_seconds: u64,
+    /// A peer that does not answer a ping within this long is dropped.
+    pub http2_keepalive_timeout_seconds: u64,
+    /// Idle time before the kernel's TCP keepalive probes start; 0 turns them off.
+    pub tcp_keepalive_seconds: u64,
+    /// Largest request message accepted; a larger one is refused with RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +77,13 @@ impl Default for ServerConfig {
             shutdown_delay_seconds: 2,
             shutdown_grace_seconds: 10,
             max_request_wait_ms: 5000,
+            max_connections: 1000,
+            handshake_timeout_seconds: 10,
+            idle_timeout_seconds: 600,
+            http2_keepalive_interval_seconds: 30,
+            http2_keepalive_timeout_seconds: 10,
+            tcp_keepalive_seconds: 60,
+            max_message_bytes: 64 * 1024,
         }
     }
 }
@@ -184,6 +205,9 @@ pub struct AppConfig {
     pub max_extensions_per_x: Option<u32>,
     /// Numbers added to the pool at start-up.
     pub numbers: Vec<NumberConfig>,
+    /// AddNumbers asks the platform about each new number first and refuses one the platform
+    /// says is not the app's; default on for apps with a platform (not X mode).
+    pub check_numbers_on_add: bool,
 }
 
 /// One number of an app's pool.

@@ -41,6 +41,7 @@ pub(super) struct RawApp {
     extension_digits: Option<u8>,
     max_extensions_per_x: Option<u32>,
     numbers: Option<Vec<Table>>,
+    check_numbers_on_add: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +77,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let expiry: super::ExpiryConfig = typed_section(table, "expiry", problems);
     let reconcile = typed_section(table, "reconcile", problems);
     let admin = typed_section(table, "admin", problems);
+    check_server(&server, problems);
     if store.path.as_os_str().is_empty() {
         problems.push("store.path", "must not be empty");
     }
@@ -96,6 +98,29 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         expiry,
         reconcile,
         admin,
+    }
+}
+
+/// Largest `server.max_message_bytes` accepted (64 MiB).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+fn check_server(server: &ServerConfig, problems: &mut Problems) {
+    if server.max_connections == 0 {
+        problems.push("server.max_connections", "must be at least 1");
+    }
+    if server.handshake_timeout_seconds == 0 {
+        problems.push("server.handshake_timeout_seconds", "must be at least 1");
+    }
+    if server.http2_keepalive_interval_seconds > 0 && server.http2_keepalive_timeout_seconds == 0 {
+        let message = "must be at least 1 while http2_keepalive_interval_seconds is set";
+        problems.push("server.http2_keepalive_timeout_seconds", message);
+    }
+    if !(1024..=MAX_MESSAGE_BYTES).contains(&server.max_message_bytes) {
+        let message = format!(
+            "{} is not 1024 to {MAX_MESSAGE_BYTES} (64 MiB)",
+            server.max_message_bytes
+        );
+        problems.push("server.max_message_bytes", message);
     }
 }
 
@@ -221,6 +246,10 @@ fn resolve_app(
     let extension_digits = raw.extension_digits.unwrap_or(4);
     let max_extensions_per_x = raw.max_extensions_per_x;
     check_extensions(extension_digits, max_extensions_per_x, path, problems);
+    if !upstream && raw.check_numbers_on_add == Some(true) {
+        let message = "mode X has no platform to ask about numbers";
+        problems.push(key("check_numbers_on_add"), message);
+    }
     let numbers = resolve_numbers(raw.numbers.as_deref().unwrap_or_default(), path, problems);
     (problems.len() == before).then(|| AppConfig {
         name,
@@ -244,6 +273,7 @@ fn resolve_app(
         extension_digits,
         max_extensions_per_x,
         numbers,
+        check_numbers_on_add: raw.check_numbers_on_add.unwrap_or(upstream),
     })
 }
 

@@ -71,6 +71,13 @@ fn the_example_parses_with_defaults() {
     assert_eq!(config.server.shutdown_delay_seconds, 2);
     assert_eq!(config.server.shutdown_grace_seconds, 10);
     assert_eq!(config.server.max_request_wait_ms, 5000);
+    assert_eq!(config.server.max_connections, 1000);
+    assert_eq!(config.server.handshake_timeout_seconds, 10);
+    assert_eq!(config.server.idle_timeout_seconds, 600);
+    assert_eq!(config.server.http2_keepalive_interval_seconds, 30);
+    assert_eq!(config.server.http2_keepalive_timeout_seconds, 10);
+    assert_eq!(config.server.tcp_keepalive_seconds, 60);
+    assert_eq!(config.server.max_message_bytes, 65536);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
     assert_eq!(config.store.cache_capacity_mb, 64);
     assert_eq!(config.expiry, ExpiryConfig::default());
@@ -103,6 +110,10 @@ fn the_example_parses_with_defaults() {
             area_code: "010".into()
         }]
     );
+    assert!(
+        app.check_numbers_on_add,
+        "on by default for an app with a platform"
+    );
     assert!(config.app("nope").is_none());
 }
 
@@ -121,6 +132,13 @@ listen = "[::1]:7000"
 shutdown_delay_seconds = 0
 shutdown_grace_seconds = 3
 max_request_wait_ms = 250
+max_connections = 20
+handshake_timeout_seconds = 2
+idle_timeout_seconds = 0
+http2_keepalive_interval_seconds = 0
+http2_keepalive_timeout_seconds = 0
+tcp_keepalive_seconds = 0
+max_message_bytes = 1024
 [store]
 path = "/var/lib/xpool"
 cache_capacity_mb = 8
@@ -152,10 +170,26 @@ cool_down_seconds = 600
 max_bindings_per_x = 10
 extension_digits = 2
 max_extensions_per_x = 99
+check_numbers_on_add = false
 "#;
     let config = parse(text).unwrap();
     assert_eq!(config.server.listen.port(), 7000);
     assert_eq!(config.server.shutdown_delay_seconds, 0);
+    let server = &config.server;
+    assert_eq!(
+        (server.max_connections, server.handshake_timeout_seconds),
+        (20, 2)
+    );
+    assert_eq!(
+        (server.idle_timeout_seconds, server.tcp_keepalive_seconds),
+        (0, 0)
+    );
+    assert_eq!(server.http2_keepalive_interval_seconds, 0);
+    assert_eq!(
+        server.http2_keepalive_timeout_seconds, 0,
+        "unused without pings"
+    );
+    assert_eq!(server.max_message_bytes, 1024);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Release);
     assert!(!config.expiry.defensive_unbind);
     let app = config.app("parcels_2").unwrap();
@@ -163,6 +197,7 @@ max_extensions_per_x = 99
     assert_eq!(app.base_url, "https://rtcpns.example.com");
     assert_eq!(app.max_extensions_per_x, Some(99));
     assert_eq!(app.pending_recheck_ms, 0);
+    assert!(!app.check_numbers_on_add);
 
     let settings = app.upstream_settings();
     assert_eq!(settings.base_url, "https://rtcpns.example.com");
@@ -307,6 +342,7 @@ numbers = [ { number = "+8617200000001", area_code = "010" } ]
     let app = config.app("calls").unwrap();
     assert!(!app.has_upstream());
     assert!(app.base_url.is_empty() && app.app_key.is_empty() && app.app_secret.is_empty());
+    assert!(!app.check_numbers_on_add, "no platform to ask");
 }
 
 #[test]
@@ -399,4 +435,13 @@ fn secrets_never_print() {
             "{text}"
         );
     }
+}
+
+/// The shipped example loads, and the `[server]` values it documents are the defaults.
+#[test]
+fn the_deploy_example_is_valid_and_documents_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/xpool.toml");
+    let config = Config::load(&path, Vec::new()).unwrap();
+    assert_eq!(config.server, ServerConfig::default());
+    assert!(config.apps.iter().all(|app| app.check_numbers_on_add));
 }

@@ -3,6 +3,7 @@
 //! until shutdown, then stops every task it started and closes the store.
 
 mod admin;
+pub mod connections;
 mod serve;
 mod store_watch;
 
@@ -42,6 +43,8 @@ pub struct Daemon {
     metrics: Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// Counts of the gRPC listener's connections, kept by the accept loop and each connection.
+    connections: Arc<connections::ConnectionStats>,
 }
 
 impl Daemon {
@@ -59,6 +62,7 @@ impl Daemon {
         tracing::info!(path = %config.store.path.display(), "store open");
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let connections: Arc<connections::ConnectionStats> = Arc::default();
         let pool = match open_pool(&config, &store, &clock, &tasks, &cancel).await {
             Ok(pool) => pool,
             Err(e) => {
@@ -96,10 +100,19 @@ impl Daemon {
             expiry,
             reconciler,
             stop_reconciling,
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::metrics::Metrics::with(vec![Box::new(Arc::clone(
+                &connections,
+            ))])),
             cancel,
             tasks,
+            connections,
         })
+    }
+
+    /// Counts of the gRPC listener's connections (open, accepted, refused at the cap, …), for
+    /// logs and metrics.
+    pub fn connection_stats(&self) -> &Arc<connections::ConnectionStats> {
+        &self.connections
     }
 
     /// Resolves the bindings a previous run left pending and expires those whose deadline
@@ -203,12 +216,14 @@ fn app_setup(
         rules,
         client,
         pending_recheck: Duration::from_millis(app.pending_recheck_ms),
+        check_numbers_on_add: app.check_numbers_on_add,
         tasks: tasks.clone(),
         cancel: cancel.clone(),
     }
 }
 
-/// Numbers listed in the config join their app's pool at start-up.
+/// Numbers listed in the config join their app's pool at start-up (without asking the
+/// platform: the first Bind on a number it refuses retires that number).
 async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<()> {
     for app in &config.apps {
         let numbers: Vec<(String, String)> = app
@@ -220,8 +235,7 @@ async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<
             continue;
         }
         let (added, updated) = pool
-            .app(&app.name)?
-            .add_numbers(&numbers)
+            .add_configured_numbers(&app.name, &numbers)
             .await
             .with_context(|| format!("adding the configured numbers of app {}", app.name))?;
         if added + updated > 0 {

@@ -13,11 +13,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use super::Daemon;
+use super::connections::{self, Accept, ConnectionLimits, TrackCalls};
 use crate::grpc;
+use crate::grpc::DecodeErrors;
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
 use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
@@ -46,17 +47,21 @@ impl Daemon {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let server_config = &self.config.server;
+        let max_message = server_config.max_message_bytes;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_all(&health, tonic_health::ServingStatus::Serving).await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+            .build_v1()?
+            .max_decoding_message_size(max_message);
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-        let max_wait = Duration::from_millis(self.config.server.max_request_wait_ms);
+            .build_v1alpha()?
+            .max_decoding_message_size(max_message);
+        let max_wait = Duration::from_millis(server_config.max_request_wait_ms);
 
         self.start_jobs();
         let stop_watching = self.cancel.child_token();
@@ -85,29 +90,53 @@ impl Daemon {
             });
         }
         let addr = listener.local_addr()?;
+        let limits = ConnectionLimits::from_config(server_config)
+            .within_fd_limit(connections::open_file_limit());
+        let keepalive = (server_config.http2_keepalive_interval_seconds > 0)
+            .then(|| Duration::from_secs(server_config.http2_keepalive_interval_seconds));
+        let keepalive_timeout = Duration::from_secs(server_config.http2_keepalive_timeout_seconds);
+        tracing::info!(
+            max_connections = limits.max_connections,
+            handshake_timeout = ?limits.handshake_timeout,
+            idle_timeout = ?limits.idle_timeout,
+            http2_keepalive = ?keepalive,
+            max_message_bytes = max_message,
+            "connection limits"
+        );
+        let incoming = Accept::new(listener, limits, Arc::clone(&self.connections));
         let stop_serving = CancellationToken::new();
         let server = Server::builder()
-            .add_service(health_service)
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(Some(keepalive_timeout))
+            .layer(TrackCalls)
+            .layer(DecodeErrors)
+            .add_service(health_service.max_decoding_message_size(max_message))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(BindingServiceServer::new(grpc::binding::Bindings::new(
-                Arc::clone(&self.pool),
-                max_wait,
-                self.tasks.clone(),
-            )))
-            .add_service(PoolServiceServer::new(grpc::pool::Numbers::new(
-                Arc::clone(&self.pool),
-            )))
-            .add_service(ReconcileServiceServer::new(
-                grpc::reconcile::Reconcile::new(Arc::clone(&self.reconciler), self.tasks.clone()),
-            ))
-            .add_service(StoreServiceServer::new(grpc::store::StoreAdmin::new(
-                Arc::clone(&self.store),
-            )))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener),
-                stop_serving.clone().cancelled_owned(),
-            );
+            .add_service(
+                BindingServiceServer::new(grpc::binding::Bindings::new(
+                    Arc::clone(&self.pool),
+                    max_wait,
+                    self.tasks.clone(),
+                ))
+                .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                PoolServiceServer::new(grpc::pool::Numbers::new(Arc::clone(&self.pool)))
+                    .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                ReconcileServiceServer::new(grpc::reconcile::Reconcile::new(
+                    Arc::clone(&self.reconciler),
+                    self.tasks.clone(),
+                ))
+                .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                StoreServiceServer::new(grpc::store::StoreAdmin::new(Arc::clone(&self.store)))
+                    .max_decoding_message_size(max_message),
+            )
+            .serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
         tracing::info!(%addr, "gRPC server listening");
         let mut server = self.tasks.spawn(server);
 

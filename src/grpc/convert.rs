@@ -298,6 +298,10 @@ impl TryFrom<pb::ListNumbersRequest> for NumberPage {
             page_token,
         } = r;
         required("app", &app)?;
+        // A token is the last number of the previous page.
+        if !page_token.is_empty() && !number::is_global(&page_token) {
+            return Err(invalid("page_token", "not a token from ListNumbers"));
+        }
         let limit = self::page_size(page_size)?;
         Ok(NumberPage {
             app,

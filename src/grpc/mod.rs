@@ -2,6 +2,7 @@
 
 pub mod binding;
 mod convert;
+mod decode;
 pub mod pool;
 pub mod reconcile;
 mod status;
@@ -17,3 +18,4 @@ pub mod pb {
 }
 
 pub use convert::MAX_CALL_MINUTES;
+pub use decode::DecodeErrors;

@@ -34,7 +34,7 @@ impl PoolService for Numbers {
         req: Request<pb::AddNumbersRequest>,
     ) -> Result<Response<pb::AddNumbersResponse>, Status> {
         let NewNumbers { app, numbers } = NewNumbers::try_from(req.into_inner())?;
-        let (added, updated) = self.pool.app(&app)?.add_numbers(&numbers).await?;
+        let (added, updated) = self.pool.add_numbers(&app, &numbers).await?;
         Ok(Response::new(pb::AddNumbersResponse { added, updated }))
     }
 

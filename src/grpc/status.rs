@@ -33,6 +33,7 @@ impl From<PoolError> for Status {
         match e {
             PoolError::InvalidArgument { .. } => Status::invalid_argument(message),
             PoolError::NotFound(_) => Status::not_found(message),
+            PoolError::AlreadyExists(_) => Status::already_exists(message),
             PoolError::Exhausted { .. } => Status::resource_exhausted(message),
             PoolError::FailedPrecondition(_) => Status::failed_precondition(message),
             PoolError::Unavailable { retry_after, .. } => unavailable(&message, retry_after, None),

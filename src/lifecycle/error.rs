@@ -23,6 +23,8 @@ pub enum PoolError {
         free_elsewhere: u64,
     },
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{message}")]
     Unavailable {

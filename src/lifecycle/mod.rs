@@ -54,6 +54,8 @@ pub struct Pool {
     apps: HashMap<String, Arc<AppPool>>,
     /// Signalled whenever a binding's deadline is written (see [`Pool::deadlines`]).
     deadlines: Arc<tokio::sync::Notify>,
+    /// Held while numbers are added to any app, so two apps cannot take one number at once.
+    adding: tokio::sync::Mutex<()>,
 }
 
 impl Pool {
@@ -97,6 +99,7 @@ impl Pool {
             store,
             apps,
             deadlines,
+            adding: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -133,6 +136,85 @@ impl Pool {
         self.apps
             .get(name)
             .ok_or_else(|| PoolError::invalid("app", format!("unknown app {}", quoted(name))))
+    }
+
+    /// Adds numbers to app `app` (or updates their area), all or none: refused when one is
+    /// malformed or listed twice (INVALID_ARGUMENT), already belongs to another app
+    /// (ALREADY_EXISTS naming it), or — with the app's `check_numbers_on_add` — is refused by the
+    /// platform (FAILED_PRECONDITION) or cannot be checked there (UNAVAILABLE). Returns
+    /// (added, updated).
+    pub async fn add_numbers(
+        &self,
+        app: &str,
+        numbers: &[(String, String)],
+    ) -> Result<(u32, u32), PoolError> {
+        let pool = self.app(app)?;
+        AppPool::check_new_numbers(numbers)?;
+        self.refuse_owned_elsewhere(app, numbers)?;
+        pool.check_on_platform(numbers).await?;
+        let _one_at_a_time = self.adding.lock().await;
+        // Again: another app may have taken one while the platform was asked.
+        self.refuse_owned_elsewhere(app, numbers)?;
+        pool.add_numbers(numbers).await
+    }
+
+    /// Adds the numbers the config lists for app `app` at start-up, without asking the
+    /// platform; a number another app holds (added over the API) is left out with a warning,
+    /// so that the daemon still starts and the number can be removed there.
+    pub async fn add_configured_numbers(
+        &self,
+        app: &str,
+        numbers: &[(String, String)],
+    ) -> Result<(u32, u32), PoolError> {
+        let pool = self.app(app)?;
+        let _one_at_a_time = self.adding.lock().await;
+        let mut kept = Vec::with_capacity(numbers.len());
+        for (n, area) in numbers {
+            match self.owner_elsewhere(app, n)? {
+                Some(other) => tracing::warn!(
+                    app,
+                    number = %n,
+                    owner = other,
+                    "a configured number belongs to another app; not added (remove it there first)"
+                ),
+                None => kept.push((n.clone(), area.clone())),
+            }
+        }
+        if kept.is_empty() {
+            return Ok((0, 0));
+        }
+        pool.add_numbers(&kept).await
+    }
+
+    fn refuse_owned_elsewhere(
+        &self,
+        app: &str,
+        numbers: &[(String, String)],
+    ) -> Result<(), PoolError> {
+        for (n, _) in numbers {
+            if let Some(other) = self.owner_elsewhere(app, n)? {
+                return Err(PoolError::AlreadyExists(format!(
+                    "{} already belongs to app {}; remove it there first. Nothing was added",
+                    quoted(n),
+                    quoted(other)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured app other than `app` that holds `number` (in any state but removed).
+    fn owner_elsewhere(&self, app: &str, number: &str) -> Result<Option<&str>, PoolError> {
+        for other in self.apps.keys().filter(|name| name.as_str() != app) {
+            let held = self
+                .store
+                .get_number(other, number)?
+                .is_some_and(|r| r.state != store::NumberState::Removed);
+            if held {
+                return Ok(Some(other));
+            }
+        }
+        Ok(None)
     }
 
     /// Every app's pool.

@@ -294,6 +294,37 @@ fn not_found_is_none<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, U
     }
 }
 
+/// Asks the platform about `x` as one of the app's numbers (one query on X, the cheapest the
+/// mode has). `Ok` when the platform answers for it, bindings or none ("no record" included);
+/// its refusal otherwise, e.g. 1012001 / 1011001 when `x` is not the app's. Which queries the
+/// platform refuses for a foreign X is not documented (binding-api.md §5): a platform that
+/// answers "no record" instead lets the number through, and the first Bind on it retires it.
+pub async fn check_number(
+    client: &AppClient,
+    mode: Mode,
+    x: &str,
+    opts: CallOpts,
+) -> Result<(), UpstreamError> {
+    let client = &client.with_opts(opts);
+    let asked = match mode {
+        Mode::Axb => client.axb_query(&AxbQuery::page(x, 1, 10)).await.map(drop),
+        Mode::Ax => {
+            let q = AxSelector::PrivateNum(x.to_owned());
+            client.ax_query(&q).await.map(drop)
+        }
+        Mode::Axe => {
+            let q = AxeCountQuery::Number(x.to_owned());
+            client.axe_binding_count(&q).await.map(drop)
+        }
+        Mode::Axyb => {
+            let q = AxybQuery::RelationNum(x.to_owned());
+            client.axyb_query(&q).await.map(drop)
+        }
+        Mode::X => Ok(()),
+    };
+    not_found_is_none(asked).map(drop)
+}
+
 /// One binding as the platform reports it on an X.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {

@@ -351,3 +351,25 @@ async fn concurrent_binds_and_unbinds_never_free_a_slot_twice() {
     assert_counts_match(&d, "drivers", "k-ax").await;
     d.stop().await;
 }
+
+/// The simulator refuses a nonce reused within its validity window (401 / 1010013, as a replayed
+/// header would be), so a burst of concurrent Binds and Unbinds that all succeed shows the client
+/// signs every call with a nonce of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_never_reuses_a_nonce() {
+    let setup = Setup::standard()
+        .only(&["rides"])
+        .sim_section("[auth]\nreject_replayed_nonces = true\nmax_failures = 1000\n");
+    let d = Daemon::start_with(setup).await;
+    let reqs: Vec<pb::BindRequest> = (0..400)
+        .map(|i| bind_any("rides", &party(2 * i), Some(&party(2 * i + 1))))
+        .collect();
+    let (acked, errors) = bind_all(&d, reqs).await;
+    assert!(errors.is_empty(), "errors: {errors:?}");
+    assert_eq!(acked.len(), 400);
+    unbind_all(&d, acked.iter().map(|b| b.binding_id.clone()).collect()).await;
+    let stats = d.sim.stats("k-axb").await;
+    assert_eq!(stats["by_code"]["0"], 800, "{stats}");
+    assert_platform_never_refused(&d, "k-axb").await;
+    d.stop().await;
+}

@@ -8,6 +8,7 @@
 mod support;
 
 mod concurrency;
+mod connections;
 mod crash;
 mod expiry;
 mod faults;

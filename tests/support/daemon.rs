@@ -1,11 +1,13 @@
-//! A daemon (`xpool::run_with_clock`) in this process, on a listener bound to 127.0.0.1:0 and
-//! handed over, over a temporary store, talking to its own simulator.
+//! A daemon (`xpool::Daemon`: build, recover, run — what `xpool::run_with_clock` does, keeping
+//! its connection counts) in this process, on a listener bound to 127.0.0.1:0 and handed over,
+//! over a temporary store, talking to its own simulator.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tonic::transport::Channel;
 use xpool::config::Config;
+use xpool::daemon::connections::ConnectionStats;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
@@ -28,6 +30,8 @@ pub struct Daemon {
     pub clock: Arc<OffsetClock>,
     pub dir: Arc<tempfile::TempDir>,
     pub setup: Setup,
+    /// The gRPC listener's connection counts.
+    pub connections: Arc<ConnectionStats>,
     /// The daemon's `run`; shut down on drop.
     server: Running<anyhow::Error>,
 }
@@ -70,9 +74,15 @@ impl Daemon {
             Config::from_toml_str(&text, "test config", Vec::new()).expect("valid daemon config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let run_clock = clock.clone();
-        let mut server =
-            Running::spawn(|shutdown| xpool::run_with_clock(config, listener, shutdown, run_clock));
+        let run_clock: Arc<dyn xpool::lifecycle::Clock> = clock.clone();
+        let stats = Arc::new(OnceLock::new());
+        let built = Arc::clone(&stats);
+        let mut server = Running::spawn(|shutdown| async move {
+            let daemon = xpool::Daemon::build(config, run_clock).await?;
+            let _ = built.set(Arc::clone(daemon.connection_stats()));
+            daemon.recover().await;
+            daemon.run(listener, shutdown).await
+        });
         let ready = wait_serving(&addr, START_TIMEOUT, || server.is_finished().then_some(())).await;
         if ready.is_err() {
             panic!(
@@ -86,6 +96,7 @@ impl Daemon {
             clock,
             dir,
             setup,
+            connections: Arc::clone(stats.get().expect("built before serving")),
             server,
         }
     }

@@ -135,13 +135,13 @@ fn attribute<'a>(list: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Verifies a parsed token against the app's secret at real time `now`.
+/// Verifies a parsed token against the app's secret at real time `now`; its creation time.
 pub(crate) fn verify(
     token: &Token,
     secret: &str,
     now: OffsetDateTime,
     max_skew_seconds: u64,
-) -> Result<(), Fail> {
+) -> Result<OffsetDateTime, Fail> {
     let created = parse_created(&token.created).ok_or_else(|| Fail::new(codes::TIME_OUT_LIMIT))?;
     let skew = (now - created).whole_seconds().unsigned_abs();
     if skew > max_skew_seconds {
@@ -151,7 +151,7 @@ pub(crate) fn verify(
     if !is_valid_nonce(&token.nonce) || !constant_time_eq(&expected, &token.digest) {
         return Err(Fail::new(codes::INVALID_DIGEST_OR_FLOW_CONTROL));
     }
-    Ok(())
+    Ok(created)
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -41,7 +41,7 @@ pub struct SimConfig {
     /// Largest accepted request body; larger bodies get HTTP 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// Clock skew and the failed-authentication IP blacklist.
+    /// Clock skew, nonce replay and the failed-authentication IP blacklist.
     #[serde(default)]
     pub auth: AuthSettings,
     /// The platform applications (one mode each).
@@ -72,6 +72,9 @@ pub struct AuthSettings {
     pub failure_window_seconds: u64,
     /// How long a blacklisted IP gets 1020176.
     pub blacklist_seconds: u64,
+    /// Refuse a nonce already used by the same app while its token is still within the clock
+    /// skew (a replayed header) with 401 / 1010013.
+    pub reject_replayed_nonces: bool,
 }
 
 impl Default for AuthSettings {
@@ -81,6 +84,7 @@ impl Default for AuthSettings {
             max_failures: 20,
             failure_window_seconds: 600,
             blacklist_seconds: 1800,
+            reject_replayed_nonces: true,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! A simulator of the Huawei Cloud PrivateNumber binding API (binding-api.md), so xpool and its
 //! tests run without a Huawei account.
 //!
-//! It authenticates like the platform (AKSK and WSSE UsernameTokens, clock skew, an IP blacklist
-//! after repeated failures), keeps each app's bindings in memory with the platform's limits and
+//! It authenticates like the platform (AKSK and WSSE UsernameTokens, clock skew, nonce replay,
+//! an IP blacklist after repeated failures), keeps each app's bindings in memory with the platform's limits and
 //! expiry, and answers with the platform's result codes and JSON shapes from
 //! [`xpool_platform::wire`]. Unauthenticated controls under `/sim/` let tests inspect bindings,
 //! move the binding clock, inject faults, read per-app statistics and change numbers.
@@ -17,6 +17,7 @@ mod controls;
 mod faults;
 mod guard;
 mod limits;
+mod nonces;
 mod params;
 mod reply;
 mod server;

@@ -191,8 +191,8 @@ async fn carry_out(sim: &Sim, app: &App, endpoint: Endpoint, req: Request) -> Op
     Some(response)
 }
 
-/// Parses the auth headers, finds the app and verifies the digest against real time. A failure
-/// carries the app the headers named, when they named a known one.
+/// Parses the auth headers, finds the app, verifies the digest against real time and refuses a
+/// replayed nonce. A failure carries the app the headers named, when they named a known one.
 fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<Arc<App>, (Fail, Option<Arc<App>>)> {
     let token = auth::parse_headers(headers).map_err(|fail| (fail, None))?;
     let app = sim
@@ -200,13 +200,16 @@ fn authenticate(sim: &Sim, headers: &HeaderMap) -> Result<Arc<App>, (Fail, Optio
         .get(&token.username)
         .ok_or_else(|| (Fail::new(codes::INVALID_APP_KEY), None))?;
     let skew = sim.config.auth.max_clock_skew_seconds;
-    auth::verify(
-        &token,
-        &app.config.app_secret,
-        OffsetDateTime::now_utc(),
-        skew,
-    )
-    .map_err(|fail| (fail, Some(Arc::clone(app))))?;
+    let now = OffsetDateTime::now_utc();
+    let created = auth::verify(&token, &app.config.app_secret, now, skew)
+        .map_err(|fail| (fail, Some(Arc::clone(app))))?;
+    if sim.config.auth.reject_replayed_nonces
+        && !sim
+            .nonces
+            .first_use(&token.username, &token.nonce, created, now)
+    {
+        return Err((Fail::new(codes::TIME_OUT_LIMIT), Some(Arc::clone(app))));
+    }
     Ok(Arc::clone(app))
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{SimAppConfig, SimConfig, SimNumber};
 use super::faults::{FaultState, Stats};
 use super::guard::IpGuard;
+use super::nonces::Nonces;
 use super::params::Params;
 use super::reply::{Fail, Outcome};
 use super::{ax, axb, axe, axyb};
@@ -32,6 +33,8 @@ pub(crate) struct Sim {
     pub apps: HashMap<String, Arc<App>>,
     pub clock: Clock,
     pub guard: IpGuard,
+    /// Nonces of still-valid tokens, for refusing replays.
+    pub nonces: Nonces,
     /// Cancelled when `serve`'s shutdown completes; releases requests whose answer is "lost".
     pub cancel: CancellationToken,
 }
@@ -45,6 +48,7 @@ impl Sim {
             .collect();
         Sim {
             guard: IpGuard::new(&config.auth),
+            nonces: Nonces::new(config.auth.max_clock_skew_seconds),
             apps,
             clock: Clock::default(),
             cancel,

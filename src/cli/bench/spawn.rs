@@ -368,11 +368,13 @@ fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> Stri
     let store = args.store.clone().unwrap_or_else(|| dir.join("store"));
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_delay_seconds = 0\nshutdown_grace_seconds = 2\n\
-         max_request_wait_ms = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
+         max_request_wait_ms = {}\nmax_connections = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
          [expiry]\nskew_grace_seconds = {}\n\n\
          [[apps]]\nname = \"{}\"\nmode = \"{}\"\n{upstream}max_bindings_per_x = {}\n\
          extension_digits = 4\ncool_down_seconds = 0\n{}",
         args.deadline_ms,
+        // Each client has its own connection; the preload and the watch add a few more.
+        (2 * args.concurrency).max(1000) + 64,
         store.display(),
         args.skew_grace_seconds,
         args.app,

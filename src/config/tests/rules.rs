@@ -161,6 +161,40 @@ fn each_rule_names_its_key() {
             "reconcile.orphan_policy",
         ),
         (format!("{EXAMPLE}[sevrer]\n"), "sevrer"),
+        (
+            example_with("[store]", "max_connections = 0\n[store]"),
+            "server.max_connections",
+        ),
+        (
+            example_with("[store]", "handshake_timeout_seconds = 0\n[store]"),
+            "server.handshake_timeout_seconds",
+        ),
+        (
+            example_with("[store]", "http2_keepalive_timeout_seconds = 0\n[store]"),
+            "server.http2_keepalive_timeout_seconds",
+        ),
+        (
+            example_with("[store]", "max_message_bytes = 1023\n[store]"),
+            "server.max_message_bytes",
+        ),
+        (
+            example_with("[store]", "max_message_bytes = 67108865\n[store]"),
+            "server.max_message_bytes",
+        ),
+        (
+            example_with("[store]", "max_connections = -1\n[store]"),
+            "server.max_connections",
+        ),
+        (
+            format!(
+                "{EXAMPLE}[[apps]]\nname = \"calls\"\nmode = \"X\"\ncheck_numbers_on_add = true\n"
+            ),
+            "apps[calls].check_numbers_on_add",
+        ),
+        (
+            example_with("rate_per_second = 100", "check_numbers_on_add = \"yes\""),
+            "apps[rides].check_numbers_on_add",
+        ),
     ];
     for (text, key) in cases {
         assert_rejects(&text, key);

@@ -30,6 +30,8 @@ pub struct AppSetup {
     /// A PENDING reservation the platform says it does not have is dropped only when a lookup
     /// asked this long after the first such answer says so too.
     pub pending_recheck: std::time::Duration,
+    /// Ask the platform about numbers before adding them (see `AppPool::check_on_platform`).
+    pub check_numbers_on_add: bool,
     /// The daemon's tasks and its shutdown, for the background work the pool starts
     /// (defensive unbinds).
     pub tasks: tokio_util::task::TaskTracker,
@@ -45,6 +47,7 @@ pub struct AppPool {
     client: Option<Arc<AppClient>>,
     /// See [`AppSetup::pending_recheck`], in ms.
     pending_recheck_ms: i64,
+    check_numbers_on_add: bool,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     /// The allocation index. Held only for in-memory work and short store writes, never across
@@ -79,6 +82,7 @@ impl AppPool {
             client: setup.client,
             pending_recheck_ms: i64::try_from(setup.pending_recheck.as_millis())
                 .unwrap_or(i64::MAX),
+            check_numbers_on_add: setup.check_numbers_on_add,
             store,
             clock,
             index: Mutex::new(index),

@@ -1,17 +1,24 @@
 //! The numbers of an app's pool: adding, draining and removing them, and what the index says
 //! about them.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use super::AppPool;
 use crate::alloc::{AreaStats, Index, NumberView};
-use crate::lifecycle::error::{PoolError, quoted};
-use crate::lifecycle::records;
+use crate::lifecycle::error::{PoolError, quoted, reason};
+use crate::lifecycle::{records, upstream_calls};
 use crate::platform::number;
 use crate::store::{NumberRecord, NumberState};
+use crate::upstream::{CallOpts, ErrorClass};
 
 impl AppPool {
-    /// Adds numbers (or updates their area). Returns (added, updated).
-    pub async fn add_numbers(&self, numbers: &[(String, String)]) -> Result<(u32, u32), PoolError> {
-        let (mut added, mut updated) = (0, 0);
+    /// Refuses a request to add `numbers` that is malformed: a number not in global format, an
+    /// area code not of 2–6 digits, a number listed twice.
+    pub(in crate::lifecycle) fn check_new_numbers(
+        numbers: &[(String, String)],
+    ) -> Result<(), PoolError> {
+        let mut seen = HashSet::new();
         for (n, area) in numbers {
             if !number::is_global(n) {
                 return Err(PoolError::invalid(
@@ -29,7 +36,63 @@ impl AppPool {
                     ),
                 ));
             }
+            if !seen.insert(n.as_str()) {
+                return Err(PoolError::invalid(
+                    "numbers",
+                    format!("{} is listed twice", quoted(n)),
+                ));
+            }
         }
+        Ok(())
+    }
+
+    /// With `check_numbers_on_add`, asks the platform about every number the app does not hold
+    /// yet, one at a time; the first it refuses (not the app's: 1012001 / 1011001, or
+    /// blacklisted) refuses the whole request, as does a platform that cannot be asked.
+    pub(in crate::lifecycle) async fn check_on_platform(
+        &self,
+        numbers: &[(String, String)],
+    ) -> Result<(), PoolError> {
+        let Some(client) = self.client.as_ref().filter(|_| self.check_numbers_on_add) else {
+            return Ok(());
+        };
+        for (n, _) in numbers {
+            let held = self
+                .store
+                .get_number(&self.name, n)?
+                .is_some_and(|r| r.state != NumberState::Removed);
+            if held {
+                continue;
+            }
+            let asked =
+                upstream_calls::check_number(client, self.rules.mode, n, CallOpts::default());
+            if let Err(e) = asked.await {
+                tracing::warn!(app = %self.name, number = %n, error = %e, "number refused on add");
+                let reason = reason(&e);
+                return Err(match e.class() {
+                    ErrorClass::RetryLater | ErrorClass::Auth => PoolError::unavailable(
+                        format!("cannot check {n} on the platform: {reason}; nothing was added"),
+                        e.retry_after().or(Some(Duration::from_secs(1))),
+                    ),
+                    _ => PoolError::FailedPrecondition(format!(
+                        "{n} is not a usable number of app {} on the platform: {reason}; \
+                         nothing was added",
+                        self.name
+                    )),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds numbers (or updates their area), all in one transaction. Returns (added, updated).
+    /// The callers ([`crate::lifecycle::Pool`]) have checked the request and the other apps.
+    pub(in crate::lifecycle) async fn add_numbers(
+        &self,
+        numbers: &[(String, String)],
+    ) -> Result<(u32, u32), PoolError> {
+        Self::check_new_numbers(numbers)?;
+        let (mut added, mut updated) = (0, 0);
         let now = self.clock.now_ms();
         self.write(
             |tx, _| {

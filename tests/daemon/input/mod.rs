@@ -4,10 +4,12 @@
 //! (v1 and v1alpha) and a clean shutdown.
 //!
 //! Split by what it tests: `bind` (Bind), `lookup` (Unbind and GetBinding), `list`
-//! (ListBindings), `pool` (the pool service), `limits` (huge values), `random` (random requests)
-//! and `service` (health, reflection, shutdown); the helpers below are shared.
+//! (ListBindings), `pool` (the pool service), `limits` (huge values), `decode` (messages that do
+//! not decode or are too large), `random` (random requests) and `service` (health, reflection,
+//! shutdown); the helpers below are shared.
 
 mod bind;
+mod decode;
 mod limits;
 mod list;
 mod lookup;

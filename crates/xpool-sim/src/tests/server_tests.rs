@@ -204,6 +204,57 @@ async fn repeated_auth_failures_blacklist_the_ip() {
     s.stop().await;
 }
 
+/// An AKSK request for `k-axb` carrying exactly these nonce and created time.
+fn with_token(s: &Server, method: Method, nonce: &str, created: &str) -> RequestBuilder {
+    s.request(method, paths::AXB)
+        .header("Authorization", Scheme::Aksk.authorization())
+        .header(
+            "X-AKSK",
+            token(Scheme::Aksk, "k-axb", "s-axb", nonce, created),
+        )
+}
+
+#[tokio::test]
+async fn a_replayed_token_is_refused_even_with_another_body() {
+    let s = Server::start(CONFIG).await;
+    let created = format_created(time::OffsetDateTime::now_utc());
+    let nonce = new_nonce();
+    let first = with_token(&s, Method::POST, &nonce, &created).json(&bind_body());
+    assert_eq!(call(first).await.1, "0");
+    // The same header again, on a query and on a bind with other parties.
+    let query =
+        with_token(&s, Method::GET, &nonce, &created).query(&[("relationNum", "+8617000000001")]);
+    assert_eq!(
+        call(query).await,
+        (401, "1010013".into(), "Time out limit.".into())
+    );
+    let other = json!({"callerNum": "+8613800000003", "calleeNum": "+8613800000004"});
+    let replay = with_token(&s, Method::POST, &nonce, &created).json(&other);
+    assert_eq!(call(replay).await.1, "1010013");
+    // A fresh nonce with the same created time is fine.
+    let fresh = with_token(&s, Method::POST, &new_nonce(), &created).json(&other);
+    assert_eq!(call(fresh).await.1, "0");
+    let (_, stats) = s
+        .control(Method::GET, "/sim/stats?app_key=k-axb", None)
+        .await;
+    assert_eq!(stats["by_code"]["1010013"], 2);
+    assert_eq!(stats["by_code"]["0"], 2);
+    s.stop().await;
+
+    let lax = Server::start(&format!("[auth]\nreject_replayed_nonces = false\n{CONFIG}")).await;
+    let nonce = new_nonce();
+    for _ in 0..2 {
+        let query = with_token(&lax, Method::GET, &nonce, &created)
+            .query(&[("relationNum", "+8617000000001")]);
+        assert_eq!(
+            call(query).await.1,
+            "1012007",
+            "switched off: no replay check"
+        );
+    }
+    lax.stop().await;
+}
+
 #[tokio::test]
 async fn controls_drive_faults_clock_and_bindings() {
     let s = Server::start(CONFIG).await;
