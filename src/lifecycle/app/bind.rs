@@ -365,15 +365,29 @@ impl AppPool {
         }
     }
 
+    /// The Xs an AXYB bind whose answer was lost may have landed on (the platform picks X):
+    /// those of its area the index holds free, and those held here only by bindings in doubt
+    /// (PENDING, RELEASING), which the platform may already have freed and given to it.
     fn axyb_candidates(&self, rec: &BindingRecord) -> Vec<String> {
         if rec.mode != Mode::Axyb || !rec.x.is_empty() {
             return Vec::new();
         }
-        let index = self.index();
-        index
+        let in_area: Vec<(String, u32)> = self
+            .index()
             .numbers()
-            .filter(|(_, n)| n.area == rec.area_code && n.load == 0)
-            .map(|(x, _)| x.clone())
+            .filter(|(_, n)| n.area == rec.area_code)
+            .map(|(x, n)| (x.clone(), n.load))
+            .collect();
+        let in_doubt = |x: &str| {
+            self.store.bindings_on(&self.name, x).is_ok_and(|held| {
+                held.iter()
+                    .all(|b| b.id == rec.id || b.state != BindingState::Active)
+            })
+        };
+        in_area
+            .into_iter()
+            .filter(|(x, load)| *load == 0 || in_doubt(x))
+            .map(|(x, _)| x)
             .collect()
     }
 }
