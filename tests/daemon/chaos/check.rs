@@ -11,11 +11,11 @@
 //! 4. no request id has two bindings: locally, and on the platform (each request id has a party
 //!    A of its own).
 //!
-//! Bindings at their deadline leave the two sides at slightly different moments (the platform
-//! expires AXB at its own deadline, the daemon a skew grace later; AX is unbound by the daemon):
-//! a difference that such an expiry explains is waited out, briefly; any other fails at once.
+//! The rules themselves are in `rules`. A difference an expiry in progress explains is accepted
+//! after a round and waited out when settling; one between two listings made a moment apart is
+//! looked at again; any other fails at once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,17 +26,16 @@ use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
-use super::load::{History, Request, Tracked, lock};
-use super::{APPS, AXB_CAP, SKEW_GRACE_MS, now_ms};
-use crate::support::{Sim, Slot, list_bindings, list_numbers, rpc, slot, slot_conflict, text};
+use super::history::{History, Request, lock};
+use super::rules::{self, Findings, Times};
+use super::{APPS, now_ms};
+use crate::support::{Sim, list_bindings, list_numbers, rpc};
 
 /// How long a difference explained by an expiry may last.
 const SETTLE: Duration = Duration::from_secs(8);
 /// A reconcile queries every X of every app and writes durably (slow when builds share the
 /// disk).
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How late after its deadline (and skew grace) a binding may still be ACTIVE here.
-const EXPIRY_SLACK_MS: i64 = 5_000;
 
 /// What a round's checks work with.
 #[derive(Debug)]
@@ -58,18 +57,6 @@ pub struct Reconciled {
     pub fields_corrected: u64,
 }
 
-/// Differences found in one look.
-#[derive(Debug, Default)]
-struct Findings {
-    /// Broken rules: the test fails at once.
-    steady: Vec<String>,
-    /// Differences an expiry in progress explains (the two sides expire a binding a skew grace
-    /// apart): accepted after a round, waited out when settling.
-    expiring: Vec<String>,
-    /// Differences between two listings made a moment apart: looked at again.
-    racy: Vec<String>,
-}
-
 /// Every check of a round; panics naming `ctx.label` on a broken rule. With `settle`, waits
 /// until no expiry is in progress either, so that the two sides are equal outright.
 pub async fn round(ctx: &Ctx<'_>, settle: bool) -> Reconciled {
@@ -85,6 +72,9 @@ pub async fn round(ctx: &Ctx<'_>, settle: bool) -> Reconciled {
     let started = Instant::now();
     loop {
         let found = look(ctx).await;
+        for (rid, problem) in found.known {
+            lock(ctx.hist).known.entry(rid).or_insert(problem);
+        }
         assert!(
             found.steady.is_empty(),
             "{}:\n{}",
@@ -177,11 +167,12 @@ async fn look(ctx: &Ctx<'_>) -> Findings {
         let mut app_found = Findings::default();
         {
             let mut hist = lock(ctx.hist);
-            acknowledged(&mut hist, app, &all, at, &mut app_found);
-            requests(&hist, app, &all, &remote, &mut app_found);
+            rules::acknowledged(&mut hist, app, &all, at, &mut app_found);
+            rules::requests(&hist, app, &all, &remote, &mut app_found);
         }
-        held(app, &all, &numbers, &mut app_found);
-        in_step(app, &all, &remote, at, &mut app_found);
+        rules::held(app, &all, &numbers, &mut app_found);
+        rules::in_step(app, &all, &remote, at, &mut app_found);
+        by_request_id(ctx, &mut bindings, app, &all, &mut app_found).await;
         let name = spec.name;
         found
             .steady
@@ -195,275 +186,45 @@ async fn look(ctx: &Ctx<'_>) -> Findings {
         found
             .racy
             .extend(app_found.racy.into_iter().map(|s| format!("{name}: {s}")));
+        found.known.extend(app_found.known);
     }
     found
 }
 
-/// Wall-clock ms just before and just after a look's listings.
-#[derive(Debug, Clone, Copy)]
-struct Times {
-    before: i64,
-    after: i64,
-}
-
-/// The skew grace the daemon adds to a deadline before expiring a binding of `mode` (AX ones
-/// it unbinds itself at the deadline).
-fn grace(mode: pb::Mode) -> i64 {
-    if mode == pb::Mode::Ax {
-        0
-    } else {
-        SKEW_GRACE_MS
-    }
-}
-
-/// Whether an expiry in progress explains a difference about a binding of `mode` due at
-/// `deadline_ms`: it is (nearly) due, and not so long ago that the daemon should be done.
-fn expiring(deadline_ms: Option<i64>, mode: pb::Mode, at: Times) -> bool {
-    deadline_ms
-        .is_some_and(|d| d <= at.after + 1_000 && d + grace(mode) + EXPIRY_SLACK_MS >= at.before)
-}
-
-/// A binding's deadline, wall-clock ms.
-pub fn deadline_ms(b: &pb::Binding) -> Option<i64> {
-    b.expires_at
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
-
-fn holds_slot(b: &pb::Binding) -> bool {
-    matches!(
-        b.state(),
-        pb::BindingState::Pending | pb::BindingState::Active | pb::BindingState::Releasing
-    )
-}
-
-/// (1) Every tracked binding is there, in a state its history allows; ACTIVE ones not yet
-/// tracked (resolved after a lost answer, adopted by reconcile) are tracked from now on.
-fn acknowledged(
-    hist: &mut History,
+/// (4) A request id looks up the binding it was answered with (what a repeated Bind returns),
+/// for every request whose binding is ACTIVE.
+async fn by_request_id(
+    ctx: &Ctx<'_>,
+    client: &mut BindingServiceClient<Channel>,
     app: usize,
     all: &[pb::Binding],
-    at: Times,
     found: &mut Findings,
 ) {
-    let by_id: HashMap<&str, &pb::Binding> =
-        all.iter().map(|b| (b.binding_id.as_str(), b)).collect();
-    for t in hist.bindings.values_mut().filter(|t| t.app == app) {
-        let id = t.binding.binding_id.clone();
-        match by_id.get(id.as_str()) {
-            None => found.steady.push(format!(
-                "acknowledged binding {id} is gone: {:?}",
-                t.binding
-            )),
-            Some(now) => judge(t, now, at, found),
-        }
-    }
-    for b in all.iter().filter(|b| b.state() == pb::BindingState::Active) {
-        if !hist.bindings.contains_key(&b.binding_id) {
-            hist.counts.adopted += 1;
-            hist.bindings
-                .insert(b.binding_id.clone(), Tracked::new(app, b.clone()));
-        }
-    }
-}
-
-/// The state of tracked binding `t` as it is `now`.
-fn judge(t: &mut Tracked, now: &pb::Binding, at: Times, found: &mut Findings) {
-    use pb::BindingState as S;
-    let id = &t.binding.binding_id;
-    let state = now.state();
-    let mode = t.binding.mode();
-    let due = |by: i64| t.deadline_ms.is_some_and(|d| d + grace(mode) <= by);
-    // An Unbind the resolver finishes after the deadline ends the binding EXPIRED, graceless.
-    let expired_in_time = due(at.after + 100)
-        || (t.unbind_sent && t.deadline_ms.is_some_and(|d| d <= at.after + 100));
-    let problem = match state {
-        S::Pending | S::Unspecified => Some(format!("acknowledged binding {id} is {state:?}")),
-        S::Active if t.ended.is_some() => Some(format!("{id} ended {:?}, ACTIVE again", t.ended)),
-        S::Active if slot(now) != slot(&t.binding) => Some(format!(
-            "{id} moved from {:?} to {:?}",
-            slot(&t.binding),
-            slot(now)
-        )),
-        S::Active if due(at.before - EXPIRY_SLACK_MS) => {
-            Some(format!("{id} is ACTIVE long past its deadline: {now:?}"))
-        }
-        S::Active => None,
-        S::Releasing if t.unbind_sent || t.deadline_ms.is_some_and(|d| d <= at.after) => None,
-        S::Releasing => Some(format!("{id} is RELEASING, never unbound nor due")),
-        S::Released if t.unbind_sent && t.ended != Some(S::Expired) => None,
-        S::Released => Some(format!(
-            "{id} is RELEASED, never unbound (or after it had expired): {now:?}"
-        )),
-        S::Expired if t.ended != Some(S::Released) && expired_in_time => None,
-        S::Expired => Some(format!(
-            "{id} EXPIRED before its deadline (plus skew grace) or after its release: {now:?}"
-        )),
-    };
-    match problem {
-        Some(p) => found.steady.push(p),
-        None if matches!(state, S::Released | S::Expired) => t.ended = Some(state),
-        // An Unbind that failed before it began: the binding is live, and may be unbound again.
-        None if state == S::Active => t.unbind_sent = false,
-        None => {}
-    }
-}
-
-/// (2) No slot held twice, and the index counts what the records hold.
-fn held(app: usize, all: &[pb::Binding], numbers: &[pb::NumberInfo], found: &mut Findings) {
-    let mode = APPS[app].mode;
-    let holders: Vec<&pb::Binding> = all
+    let active: BTreeSet<&str> = all
         .iter()
-        .filter(|b| holds_slot(b) && !b.x_number.is_empty())
+        .filter(|b| b.state() == pb::BindingState::Active)
+        .map(|b| b.binding_id.as_str())
         .collect();
-    // AXYB: the platform picks X and Y, and may give again what a binding in doubt here held
-    // (its unbind went through, the answer was lost): only ACTIVE ones must not collide.
-    let exclusive: Vec<&pb::Binding> = holders
+    let acked: Vec<(String, String)> = lock(ctx.hist)
+        .requests
         .iter()
-        .copied()
-        .filter(|b| mode != pb::Mode::Axyb || b.state() == pb::BindingState::Active)
+        .filter_map(|(rid, r)| Some((rid.clone(), r.acked.clone()?)))
+        .filter(|(_, id)| active.contains(id.as_str()))
         .collect();
-    for (i, b) in exclusive.iter().enumerate() {
-        if let Some(p) = slot_conflict(mode, AXB_CAP, b, &exclusive[..i]) {
-            found
-                .steady
-                .push(format!("two bindings hold one slot: {p}"));
-        }
-    }
-    let mut per_x: BTreeMap<&str, u32> = BTreeMap::new();
-    for b in &holders {
-        *per_x.entry(b.x_number.as_str()).or_default() += 1;
-    }
-    for n in numbers {
-        let held = per_x.get(n.number.as_str()).copied().unwrap_or(0);
-        if n.bindings != held {
-            // Listed a moment after the bindings: an expiry or resolution may fall in between,
-            // but a difference that lasts is the index's.
-            found.racy.push(format!(
-                "ListNumbers says {} holds {}, the records {held}: {n:?}",
-                n.number, n.bindings
-            ));
-        }
-    }
-}
-
-/// (4) No request id with two bindings: one record per request id here, and on the platform
-/// at most one live binding of its party A.
-fn requests(
-    hist: &History,
-    app: usize,
-    all: &[pb::Binding],
-    remote: &[serde_json::Value],
-    found: &mut Findings,
-) {
-    let mut by_rid: BTreeMap<&str, Vec<&pb::Binding>> = BTreeMap::new();
-    for b in all.iter().filter(|b| !b.request_id.is_empty()) {
-        by_rid.entry(b.request_id.as_str()).or_default().push(b);
-    }
-    let mut upstream: BTreeMap<String, usize> = BTreeMap::new();
-    for p in remote {
-        *upstream.entry(text(p, "a")).or_default() += 1;
-    }
-    for (rid, r) in hist.requests.iter().filter(|(_, r)| r.app == app) {
-        let records = by_rid.get(rid.as_str()).map_or(&[][..], Vec::as_slice);
-        if records.len() > 1 {
-            found.steady.push(format!(
-                "request {rid} has {} bindings: {records:?}",
-                records.len()
-            ));
-        }
-        if let (Some(acked), Some(b)) = (&r.acked, records.first())
-            && b.binding_id != *acked
-        {
-            found.steady.push(format!(
-                "request {rid} was answered {acked}, now holds {b:?}"
-            ));
-        }
-        if r.acked.is_some() && records.is_empty() {
-            found
-                .steady
-                .push(format!("request {rid} (answered {:?}) is gone", r.acked));
-        }
-        let a = &r.req.party_a;
-        let live_here = all
-            .iter()
-            .filter(|b| holds_slot(b) && b.party_a == *a)
-            .count();
-        let live_upstream = upstream.get(a).copied().unwrap_or(0);
-        if live_here > 1 || live_upstream > 1 {
-            found.steady.push(format!(
-                "request {rid} (party A {a} of its own) has {live_here} live bindings here and \
-                 {live_upstream} on the platform: {records:?}"
-            ));
-        }
-    }
-}
-
-/// (3) Local state equals the platform's.
-fn in_step(
-    app: usize,
-    all: &[pb::Binding],
-    remote: &[serde_json::Value],
-    at: Times,
-    found: &mut Findings,
-) {
-    use pb::BindingState as S;
-    let mode = APPS[app].mode;
-    let explained = |b: &pb::Binding| expiring(deadline_ms(b), mode, at);
-    let upstream: BTreeSet<Slot> = remote.iter().map(sim_slot).collect();
-    for b in all.iter().filter(|b| b.state() == S::Active) {
-        if !upstream.contains(&slot(b)) {
-            let what = format!("ACTIVE here, not on the platform: {b:?}");
-            if explained(b) {
-                found.expiring.push(what);
-            } else {
-                found.steady.push(what);
-            }
-        }
-    }
-    let by_sub: HashMap<&str, &pb::Binding> = all
-        .iter()
-        .filter(|b| !b.subscription_id.is_empty())
-        .map(|b| (b.subscription_id.as_str(), b))
-        .collect();
-    for p in remote {
-        let s = sim_slot(p);
-        let Some(b) = by_sub.get(s.0.as_str()) else {
-            let pending = all.iter().any(|b| {
-                b.state() == S::Pending
-                    && b.party_a == s.2
-                    && b.party_b == s.3
-                    && (b.x_number.is_empty() || b.x_number == s.1)
-            });
-            if !pending {
-                found
-                    .steady
-                    .push(format!("on the platform only (after a reconcile): {p}"));
-            }
-            continue;
+    for (rid, id) in acked {
+        let req = pb::GetBindingRequest {
+            request_id: rid.clone(),
+            app: APPS[app].name.into(),
+            ..Default::default()
         };
-        match b.state() {
-            S::Active if slot(b) == s => {}
-            S::Releasing => {}
-            // The platform's deadline counts from its own bind time, a little later.
-            S::Expired if mode != pb::Mode::Ax && explained(b) => found
-                .expiring
-                .push(format!("EXPIRED here, still live upstream: {b:?}")),
-            _ => found.steady.push(format!(
-                "live on the platform as {p}, here {:?}: {b:?}",
-                b.state()
+        match rpc("GetBinding", client.get_binding(req)).await {
+            Ok(b) if b.binding_id == id => {}
+            Ok(b) => found
+                .steady
+                .push(format!("request {rid} (answered {id}) looks up {b:?}")),
+            Err(s) => found.steady.push(format!(
+                "request {rid} (answered {id}) looks up nothing: {s:?}"
             )),
         }
     }
-}
-
-/// The [`Slot`] of a simulator binding.
-fn sim_slot(p: &serde_json::Value) -> Slot {
-    (
-        text(p, "subscriptionId"),
-        text(p, "x"),
-        text(p, "a"),
-        text(p, "b"),
-        text(p, "y"),
-        text(p, "extension"),
-    )
 }

@@ -6,10 +6,16 @@
 //!
 //! One daemon, a child process (`xpool serve`), over one store for the whole test, so that every
 //! fault can meet every other: a SIGKILL can land while the disk is full or the platform hangs,
-//! and the next start-up recovers whatever that left. The store's faults reach the child through
-//! its faults file (`xpool::store::faults::FAULTS_FILE_ENV`), the platform's through the
-//! simulator's `/sim/faults`. A child's clock cannot be moved, so expiry runs on real time:
-//! lifetimes of 1–3 s (AX, AXB), a 1 s skew grace and a 1 s cool-down.
+//! and the next start-up recovers whatever that left. (Alternating an in-process daemon, which
+//! `faults::set` reaches, with a child for the kills would never kill a daemon whose disk is
+//! failing.) The store's faults reach the child through its faults file
+//! (`xpool::store::faults::FAULTS_FILE_ENV`), the platform's through the simulator's
+//! `/sim/faults`. A child's clock cannot be moved, so expiry runs on real time: lifetimes of
+//! 1–3 s (AX, AXB), a 1 s skew grace and a 1 s cool-down.
+//!
+//! `plan` draws the rounds from the seed, `inject` applies their faults, `load` runs the Binds
+//! and Unbinds into the `history`, `check` looks after each round by the `rules`; `found` pins
+//! what the test found as small tests.
 //!
 //! A start-up the store refuses fails the test with the daemon's message: none of these faults
 //! may cost an acknowledged binding.
@@ -19,9 +25,12 @@
 //! failure the seed and every round's plan so far are printed.
 
 mod check;
+mod found;
+mod history;
 mod inject;
 mod load;
 mod plan;
+mod rules;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -32,8 +41,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use xpool::grpc::pb;
 use xpool::store::faults::FAULTS_FILE_ENV;
 
+use self::history::{History, lock};
 use self::inject::Injector;
-use self::load::{History, Load, lock};
+use self::load::Load;
 use self::plan::RoundPlan;
 use crate::support::{DaemonProcess, LogDump, Setup, Sim, health, list_bindings};
 
@@ -256,6 +266,13 @@ async fn chaos(seed: u64, rounds: usize) {
          faults file read?"
     );
     let h = lock(&world.hist);
+    if let Some((_, first)) = h.known.first_key_value() {
+        println!(
+            "chaos test: KNOWN BUG (see chaos/found.rs): AXYB request ids with two bindings: \
+             {:?}; the first:\n{first}",
+            h.known.keys().collect::<Vec<_>>()
+        );
+    }
     println!(
         "chaos test: {rounds} rounds in {:.1?} ({}), {} daemon starts, {store_failures} store \
          failures and recoveries; {:?}; reconciles: {reconciled:?}; {} bindings tracked",
