@@ -5,9 +5,13 @@
 //! Faults are set per store directory, not process-wide (as the `fail` crate's failpoints are),
 //! because a test binary runs many daemons at once, each on its own store: a fault set for one
 //! must not fail the others.
+//!
+//! A daemon in a child process (a crash test SIGKILLs it) is out of reach of `set`: for it, the
+//! environment variable `XPOOL_TEST_FAULTS_FILE` (`FAULTS_FILE_ENV`) names a file of faults,
+//! read again whenever its modification time changes (one `stat` per check while it is set).
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use injected::{Error, Times, clear, set};
+pub use injected::{Error, FAULTS_FILE_ENV, Times, clear, set};
 
 /// Where in the store's I/O a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +44,8 @@ mod injected {
     use std::io;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Mutex, PoisonError};
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    use std::time::SystemTime;
 
     use super::Point;
 
@@ -88,28 +93,129 @@ mod injected {
 
     /// The injected error for `point` of the store at `store`, if one is set.
     pub(in crate::store) fn check(store: &Path, point: Point) -> io::Result<()> {
+        match set_for(store, point).or_else(|| from_file(point)) {
+            None => Ok(()),
+            Some(Error::Full) => Err(io::Error::from(io::ErrorKind::StorageFull)),
+            Some(Error::Io) => Err(io::Error::other(format!("injected I/O error at {point:?}"))),
+        }
+    }
+
+    /// The fault [`set`] for `point` of the store at `store`; a `Once` fault is used up.
+    fn set_for(store: &Path, point: Point) -> Option<Error> {
         if !ANY.load(Ordering::Relaxed) {
-            return Ok(());
+            return None;
         }
         let mut faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(faults) = faults.as_mut() else {
-            return Ok(());
-        };
+        let faults = faults.as_mut()?;
         let at = (key(store), point);
-        let Some(&(error, times)) = faults.get(&at) else {
-            return Ok(());
-        };
+        let &(error, times) = faults.get(&at)?;
         if times == Times::Once {
             faults.remove(&at);
         }
-        Err(match error {
-            Error::Full => io::Error::from(io::ErrorKind::StorageFull),
-            Error::Io => io::Error::other(format!("injected I/O error at {point:?}")),
-        })
+        Some(error)
+    }
+
+    /// Names a file of faults for every store of this process, one per line:
+    /// `POINT ERROR TIMES`, e.g. `LogWrite Full Always` (the names of [`Point`], [`Error`] and
+    /// [`Times`]). An empty or missing file sets none. The file is read again whenever its
+    /// modification time changes, and then replaces what it set before; so that two versions
+    /// written within the file system's timestamp granularity are told apart, a writer should
+    /// give each version its own modification time and rename it into place.
+    pub const FAULTS_FILE_ENV: &str = "XPOOL_TEST_FAULTS_FILE";
+
+    /// [`FAULTS_FILE_ENV`], read once.
+    static FILE: LazyLock<Option<PathBuf>> =
+        LazyLock::new(|| std::env::var_os(FAULTS_FILE_ENV).map(PathBuf::from));
+
+    /// One fault as the file sets it.
+    type Line = (Point, Error, Times);
+
+    /// The faults of the file as last read, and its modification time then.
+    static FROM_FILE: Mutex<(Option<SystemTime>, Vec<Line>)> = Mutex::new((None, Vec::new()));
+
+    /// The fault the file sets for `point`, reading it again if it changed; a `Once` fault is
+    /// used up (until the file changes).
+    fn from_file(point: Point) -> Option<Error> {
+        let path = FILE.as_ref()?;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut file = FROM_FILE.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.0 != modified {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            *file = (modified, text.lines().filter_map(parse_line).collect());
+        }
+        let i = file.1.iter().position(|(p, _, _)| *p == point)?;
+        let (_, error, times) = file.1[i];
+        if times == Times::Once {
+            file.1.remove(i);
+        }
+        Some(error)
+    }
+
+    /// One line of the faults file; a line that does not parse is logged and skipped.
+    fn parse_line(line: &str) -> Option<Line> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            return None;
+        }
+        let parsed = parse_words(&words);
+        if parsed.is_none() {
+            tracing::warn!(line, "a line of the faults file does not parse; skipped");
+        }
+        parsed
+    }
+
+    fn parse_words(words: &[&str]) -> Option<Line> {
+        let [point, error, times] = words else {
+            return None;
+        };
+        let point = match *point {
+            "LogWrite" => Point::LogWrite,
+            "LogSync" => Point::LogSync,
+            "LogCreate" => Point::LogCreate,
+            "SledApply" => Point::SledApply,
+            "Checkpoint" => Point::Checkpoint,
+            _ => return None,
+        };
+        let error = match *error {
+            "Full" => Error::Full,
+            "Io" => Error::Io,
+            _ => return None,
+        };
+        let times = match *times {
+            "Once" => Times::Once,
+            "Always" => Times::Always,
+            _ => return None,
+        };
+        Some((point, error, times))
     }
 
     /// The same store whichever way its path was spelled.
     fn key(store: &Path) -> PathBuf {
         std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_faults_file_line_names_point_error_and_times() {
+            assert_eq!(
+                parse_line("LogWrite Full Always"),
+                Some((Point::LogWrite, Error::Full, Times::Always))
+            );
+            assert_eq!(
+                parse_line("  Checkpoint Io   Once "),
+                Some((Point::Checkpoint, Error::Io, Times::Once))
+            );
+            for bad in [
+                "",
+                "LogWrite Full",
+                "LogWrite Full Always now",
+                "Disk Full Once",
+            ] {
+                assert_eq!(parse_line(bad), None, "{bad:?}");
+            }
+        }
     }
 }

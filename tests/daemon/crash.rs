@@ -16,7 +16,6 @@
 //! The seed is printed; `XPOOL_CRASH_SEED=<n>` replays a run's choices (timing still varies).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,18 +30,14 @@ use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 
 use crate::support::{
-    App, RPC_TIMEOUT, Setup, Sim, Slot, list_bindings, list_numbers, party, rpc, sim_slots, slot,
-    wait_serving, xpool_serve,
+    App, DaemonProcess as Child, LogDump, RPC_TIMEOUT, Setup, Sim, Slot, list_bindings,
+    list_numbers, party, rpc, sim_slots, slot, slot_conflict,
 };
 
 /// Kill-and-restart rounds.
 const ROUNDS: usize = 10;
 /// Concurrent load tasks per round.
 const WORKERS: usize = 6;
-/// Start-up (store open + recovery) until health says SERVING.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// `shutdown_grace_seconds` below, plus slack for draining and flushing.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The whole test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 /// Added by the simulator to every platform call, so kills land inside upstream calls often.
@@ -126,144 +121,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The child process.
-
-/// A daemon child; dropping it SIGKILLs it (`kill_on_drop`), so a failing test leaves none behind.
-struct Child {
-    proc: tokio::process::Child,
-    pid: u32,
-    addr: String,
-    log: PathBuf,
-}
-
-/// Starts `xpool serve` over the store in `dir` and waits until it serves. The child binds
-/// 127.0.0.1:0 itself and the test reads the bound address from its log, so no port is picked
-/// by the test and nobody can take it in between.
-async fn spawn(dir: &Path, setup: &Setup, sim_url: &str, incarnation: usize) -> Child {
-    let config = dir.join("xpool.toml");
-    let text = setup.daemon_toml("127.0.0.1:0", sim_url, &dir.join("store"));
-    std::fs::write(&config, text).unwrap();
-    let log = dir.join(format!("daemon-{incarnation:02}.log"));
-    let mut cmd = xpool_serve(&log);
-    cmd.arg("--config").arg(&config);
-    let mut proc = cmd.spawn().expect("spawning the xpool binary");
-    let pid = proc.id().expect("a running child has a pid");
-    let exited = |proc: &mut tokio::process::Child| -> Option<String> {
-        let status = proc.try_wait().unwrap()?;
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Some(format!(
-            "daemon #{incarnation} exited during start-up ({status}):\n{text}"
-        ))
-    };
-    let deadline = Instant::now() + START_TIMEOUT;
-    let addr = loop {
-        if let Some(why) = exited(&mut proc) {
-            panic!("{why}");
-        }
-        if let Some(addr) = listening_addr(&log) {
-            break addr;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon #{incarnation} logged no listening address within {START_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if let Err(why) = wait_serving(&addr, left, || exited(&mut proc)).await {
-        panic!("{why}");
-    }
-    Child {
-        proc,
-        pid,
-        addr,
-        log,
-    }
-}
-
-/// `http://127.0.0.1:PORT` from the daemon's "gRPC server listening" log line, once written.
-fn listening_addr(log: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.contains("gRPC") && l.contains("listening"))?;
-    let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
-    let port: String = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
-}
-
-impl Child {
-    async fn channel(&self) -> Channel {
-        tokio::time::timeout(
-            RPC_TIMEOUT,
-            Channel::from_shared(self.addr.clone()).unwrap().connect(),
-        )
-        .await
-        .expect("connecting in time")
-        .expect("connecting to the daemon")
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
-    async fn sigkill(mut self) {
-        tokio::time::timeout(Duration::from_secs(10), self.proc.kill())
-            .await
-            .expect("a SIGKILLed child is reaped promptly")
-            .unwrap();
-    }
-
-    /// SIGTERM, then the exit status within the grace period.
-    async fn sigterm(mut self) -> std::process::ExitStatus {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("running kill(1)");
-        assert!(sent.success(), "kill -TERM {} failed: {sent}", self.pid);
-        tokio::time::timeout(STOP_TIMEOUT, self.proc.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "daemon (pid {}) did not exit within {STOP_TIMEOUT:?} of SIGTERM",
-                    self.pid
-                )
-            })
-            .unwrap()
-    }
-}
-
-/// Prints the tail of every daemon log when the test fails (dropped before the tempdir).
-struct LogDump(PathBuf);
-
-impl Drop for LogDump {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.0)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        logs.sort();
-        for log in logs.iter().rev().take(4).rev() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(80)..];
-            eprintln!(
-                "----- {} (last {} lines) -----\n{}",
-                log.display(),
-                tail.len(),
-                tail.join("\n")
-            );
-        }
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
 // What the test has seen.
 
 /// A binding the daemon acknowledged (or that a check found ACTIVE and adopted).
@@ -332,55 +189,12 @@ impl History {
             .filter(|t| t.app == app && t.live() && t.binding.binding_id != new.binding_id)
             .map(|t| &t.binding)
             .collect();
-        if let Some(problem) = slot_conflict(APPS[app].mode, new, &live) {
+        if let Some(problem) = slot_conflict(APPS[app].mode, AXB_MAX_PER_X, new, &live) {
             self.violations.push(format!(
                 "{}: Bind returned a held slot: {problem}",
                 APPS[app].name
             ));
         }
-    }
-}
-
-/// Why `new` cannot coexist with the live bindings `others` of the same app, if it cannot.
-fn slot_conflict(mode: pb::Mode, new: &pb::Binding, others: &[&pb::Binding]) -> Option<String> {
-    let same_x: Vec<&&pb::Binding> = others
-        .iter()
-        .filter(|b| b.x_number == new.x_number)
-        .collect();
-    let parties = |b: &pb::Binding| -> Vec<String> {
-        [b.party_a.clone(), b.party_b.clone()]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect()
-    };
-    match mode {
-        pb::Mode::Ax | pb::Mode::Axyb => same_x
-            .first()
-            .map(|b| format!("X {} of {new:?} is held by {b:?}", new.x_number)),
-        pb::Mode::Axe => same_x
-            .iter()
-            .find(|b| b.extension == new.extension || b.party_a == new.party_a)
-            .map(|b| {
-                format!(
-                    "{} ext {} for {} collides with {b:?}",
-                    new.x_number, new.extension, new.party_a
-                )
-            }),
-        pb::Mode::Axb => {
-            if same_x.len() >= AXB_MAX_PER_X {
-                return Some(format!(
-                    "X {} already holds {} live bindings: {same_x:?}",
-                    new.x_number,
-                    same_x.len()
-                ));
-            }
-            let mine = parties(new);
-            same_x
-                .iter()
-                .find(|b| parties(b).iter().any(|p| mine.contains(p)))
-                .map(|b| format!("{new:?} shares a party on X with {b:?}"))
-        }
-        _ => None,
     }
 }
 
@@ -667,7 +481,7 @@ async fn check(
         // (4a) No slot is held twice among the ACTIVE records.
         for (i, b) in active.iter().enumerate() {
             let before: Vec<&pb::Binding> = active[..i].to_vec();
-            if let Some(problem) = slot_conflict(spec.mode, b, &before) {
+            if let Some(problem) = slot_conflict(spec.mode, AXB_MAX_PER_X, b, &before) {
                 panic!("{label}: {name}: two live bindings share a slot: {problem}");
             }
         }
@@ -832,7 +646,7 @@ async fn check(
                     pb::BindingState::Active,
                     "{label}: {name}: {b:?}"
                 );
-                if let Some(problem) = slot_conflict(spec.mode, &b, &active) {
+                if let Some(problem) = slot_conflict(spec.mode, AXB_MAX_PER_X, &b, &active) {
                     panic!("{label}: {name}: a fresh Bind got a held slot: {problem}");
                 }
                 let mut h = lock(hist);
@@ -885,7 +699,7 @@ async fn crash_rounds() {
     let hist = Arc::new(Mutex::new(History::default()));
     let mut probe = 0u32;
 
-    let mut child = spawn(dir.path(), &setup, &sim.base_url, 0).await;
+    let mut child = Child::spawn(dir.path(), &setup, &sim.base_url, 0, &[]).await;
     check(&child, &sim, &setup, &hist, "first start", &mut probe).await;
     for round in 1..=ROUNDS {
         let channel = child.channel().await;
@@ -914,7 +728,7 @@ async fn crash_rounds() {
         // Let the platform finish what the dead daemon had already sent: a request that lands
         // after start-up looked for it would be a platform-side race, not a daemon fault.
         tokio::time::sleep(Duration::from_millis(SIM_LATENCY_MS * 10 + 50)).await;
-        child = spawn(dir.path(), &setup, &sim.base_url, round).await;
+        child = Child::spawn(dir.path(), &setup, &sim.base_url, round, &[]).await;
         check(
             &child,
             &sim,
@@ -929,7 +743,7 @@ async fn crash_rounds() {
     // A clean stop: SIGTERM, exit 0 within the grace period, and the next start-up is clean too.
     let status = child.sigterm().await;
     assert!(status.success(), "SIGTERM: the daemon exited with {status}");
-    child = spawn(dir.path(), &setup, &sim.base_url, ROUNDS + 1).await;
+    child = Child::spawn(dir.path(), &setup, &sim.base_url, ROUNDS + 1, &[]).await;
     check(
         &child,
         &sim,

@@ -108,6 +108,56 @@ pub async fn clients(d: &Daemon, n: usize) -> Vec<BindingServiceClient<Channel>>
     out
 }
 
+/// Why `new` cannot coexist with the live bindings `others` of the same app, if it cannot: the
+/// same X (AX, AXYB), X and extension or A twice on an X (AXE), a party twice on an X or more
+/// than `axb_cap` bindings on it (AXB).
+pub fn slot_conflict(
+    mode: pb::Mode,
+    axb_cap: usize,
+    new: &pb::Binding,
+    others: &[&pb::Binding],
+) -> Option<String> {
+    let same_x: Vec<&&pb::Binding> = others
+        .iter()
+        .filter(|b| b.x_number == new.x_number)
+        .collect();
+    let parties = |b: &pb::Binding| -> Vec<String> {
+        [b.party_a.clone(), b.party_b.clone()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    match mode {
+        pb::Mode::Ax | pb::Mode::Axyb => same_x
+            .first()
+            .map(|b| format!("X {} of {new:?} is held by {b:?}", new.x_number)),
+        pb::Mode::Axe => same_x
+            .iter()
+            .find(|b| b.extension == new.extension || b.party_a == new.party_a)
+            .map(|b| {
+                format!(
+                    "{} ext {} for {} collides with {b:?}",
+                    new.x_number, new.extension, new.party_a
+                )
+            }),
+        pb::Mode::Axb => {
+            if same_x.len() >= axb_cap {
+                return Some(format!(
+                    "X {} already holds {} live bindings: {same_x:?}",
+                    new.x_number,
+                    same_x.len()
+                ));
+            }
+            let mine = parties(new);
+            same_x
+                .iter()
+                .find(|b| parties(b).iter().any(|p| mine.contains(p)))
+                .map(|b| format!("{new:?} shares a party on X with {b:?}"))
+        }
+        _ => None,
+    }
+}
+
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 #[derive(Debug)]
 pub struct Rng(pub u64);
