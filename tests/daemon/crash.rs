@@ -199,18 +199,7 @@ impl History {
 }
 
 fn random_parties(spec: &AppSpec, rng: &mut StdRng) -> (String, String) {
-    let pick = |(base, n): (u32, u32), rng: &mut StdRng| party(base + rng.random_range(0..n));
-    let a = pick(spec.parties_a, rng);
-    let b = match spec.parties_b {
-        None => String::new(),
-        Some(range) => loop {
-            let b = pick(range, rng);
-            if b != a {
-                break b;
-            }
-        },
-    };
-    (a, b)
+    crate::support::random_parties(spec.parties_a, spec.parties_b, rng)
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -29,6 +29,29 @@ pub fn party(i: u32) -> String {
     format!("+86139{i:08}")
 }
 
+/// Party A from `(first, count)` and, if `b` is given, a different party B from its range
+/// (ranges small enough that Binds collide).
+pub fn random_parties(
+    a: (u32, u32),
+    b: Option<(u32, u32)>,
+    rng: &mut rand::rngs::StdRng,
+) -> (String, String) {
+    use rand::Rng as _;
+    let pick =
+        |(base, n): (u32, u32), rng: &mut rand::rngs::StdRng| party(base + rng.random_range(0..n));
+    let a = pick(a, rng);
+    let b = match b {
+        None => String::new(),
+        Some(range) => loop {
+            let b = pick(range, rng);
+            if b != a {
+                break b;
+            }
+        },
+    };
+    (a, b)
+}
+
 /// The settings of the property tests that start servers: few cases, each of which is slow, and
 /// no failure files written into the tree.
 pub fn server_proptest_config() -> proptest::test_runner::Config {

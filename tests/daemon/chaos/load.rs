@@ -289,17 +289,6 @@ fn with_deadline<T>(msg: T, ms: u64) -> tonic::Request<T> {
 impl AppSpec {
     /// Parties A (and B) from the app's small shared ranges, so that Binds collide.
     fn parties(&self, rng: &mut StdRng) -> (String, String) {
-        let pick = |(base, n): (u32, u32), rng: &mut StdRng| party(base + rng.random_range(0..n));
-        let a = pick(self.parties_a, rng);
-        let b = match self.parties_b {
-            None => String::new(),
-            Some(range) => loop {
-                let b = pick(range, rng);
-                if b != a {
-                    break b;
-                }
-            },
-        };
-        (a, b)
+        crate::support::random_parties(self.parties_a, self.parties_b, rng)
     }
 }
