@@ -68,13 +68,36 @@ pub fn holds_slot(b: &pb::Binding) -> bool {
     )
 }
 
+/// A known bug, being fixed elsewhere, that explains a second binding for a request id (or a
+/// binding the daemon lost track of) in `app`, after a round with `late_commits` or without.
+/// Each is reported at the end of the test rather than failing it.
+fn known_bug(app: usize, late_commits: bool) -> Option<&'static str> {
+    if APPS[app].mode == pb::Mode::Axyb {
+        // TODO(chaos): AXYB resolution looks only on Xs the index holds free, and misses a
+        // binding the platform made on an X that a binding in doubt holds here
+        // (`found::axyb_lost_answer_on_an_x_still_releasing_here_is_found`). Remove this arm
+        // once `axyb_candidates` in src/lifecycle/app/bind.rs is fixed.
+        return Some("AXYB resolution");
+    }
+    if late_commits {
+        // TODO(hung): a Bind whose request reaches a hung platform after the daemon gave up and
+        // asked ("not found") is dropped here, carried out there, and its retried request id
+        // makes a second binding (`found::a_bind_landing_late_on_a_hung_platform_makes_one_
+        // binding_per_request`). Remove this arm when branch `hung` is merged.
+        return Some("hung platform");
+    }
+    None
+}
+
 /// (1) Every tracked binding is there, in a state its history allows; ACTIVE ones not yet
-/// tracked (resolved after a lost answer, adopted by reconcile) are tracked from now on.
+/// tracked (resolved after a lost answer, adopted by reconcile) are tracked from now on, and
+/// one adopted by reconcile is allowed only if `late_commits` explains it.
 pub fn acknowledged(
     hist: &mut History,
     app: usize,
     all: &[pb::Binding],
     at: Times,
+    late_commits: bool,
     found: &mut Findings,
 ) {
     let by_id: HashMap<&str, &pb::Binding> =
@@ -90,11 +113,23 @@ pub fn acknowledged(
         }
     }
     for b in all.iter().filter(|b| b.state() == pb::BindingState::Active) {
-        if !hist.bindings.contains_key(&b.binding_id) {
-            hist.counts.adopted += 1;
-            hist.bindings
-                .insert(b.binding_id.clone(), Tracked::new(app, b.clone()));
+        if hist.bindings.contains_key(&b.binding_id) {
+            continue;
         }
+        // Adopted by a reconcile: the platform had a binding the daemon had lost track of,
+        // which only a request landing after its caller gave up explains.
+        if b.reason.starts_with("adopted") && !late_commits {
+            let problem = format!("a binding the daemon had lost track of, adopted: {b:?}");
+            match known_bug(app, false) {
+                Some(bug) => found
+                    .known
+                    .push((format!("{bug}: orphan {}", b.binding_id), problem)),
+                None => found.steady.push(problem),
+            }
+        }
+        hist.counts.adopted += 1;
+        hist.bindings
+            .insert(b.binding_id.clone(), Tracked::new(app, b.clone()));
     }
 }
 
@@ -185,6 +220,7 @@ pub fn requests(
     app: usize,
     all: &[pb::Binding],
     remote: &[serde_json::Value],
+    late_commits: bool,
     found: &mut Findings,
 ) {
     let mut by_rid: BTreeMap<&str, Vec<&pb::Binding>> = BTreeMap::new();
@@ -216,6 +252,13 @@ pub fn requests(
                 .push(format!("request {rid} (answered {:?}) is gone", r.acked));
         }
         let a = &r.req.party_a;
+        if hist
+            .known
+            .keys()
+            .any(|k| k.ends_with(&format!(" request {rid}")))
+        {
+            continue;
+        }
         let here: Vec<&pb::Binding> = all
             .iter()
             .filter(|b| holds_slot(b) && b.party_a == *a)
@@ -229,13 +272,9 @@ pub fn requests(
                  {live_upstream} on the platform:\nhere {here:#?}\nthere {there:#?}",
                 here.len()
             );
-            // TODO(chaos): AXYB resolution misses a binding the platform made on an X that a
-            // binding in doubt holds here (`found::axyb_lost_answer_on_an_x_still_releasing_
-            // here_is_found`); fail on AXYB too once `axyb_candidates` is fixed.
-            if APPS[app].mode == pb::Mode::Axyb {
-                found.known.push((rid.clone(), problem));
-            } else {
-                found.steady.push(problem);
+            match known_bug(app, late_commits) {
+                Some(bug) => found.known.push((format!("{bug}: request {rid}"), problem)),
+                None => found.steady.push(problem),
             }
         }
     }
