@@ -302,14 +302,16 @@ pub fn in_step(
             }
         }
     }
-    let by_sub: HashMap<&str, &pb::Binding> = all
+    // A platform binding is a local one by subscription and, for AXYB (whose AX relation may
+    // carry several YB relations, each a binding), by Y too.
+    let by_sub: HashMap<(&str, &str), &pb::Binding> = all
         .iter()
         .filter(|b| !b.subscription_id.is_empty())
-        .map(|b| (b.subscription_id.as_str(), b))
+        .map(|b| ((b.subscription_id.as_str(), b.y_number.as_str()), b))
         .collect();
     for p in remote {
         let s = sim_slot(p);
-        let Some(b) = by_sub.get(s.0.as_str()) else {
+        let Some(b) = by_sub.get(&(s.0.as_str(), s.4.as_str())) else {
             let pending = all.iter().any(|b| {
                 b.state() == S::Pending
                     && b.party_a == s.2
