@@ -109,8 +109,8 @@ pub async fn clients(d: &Daemon, n: usize) -> Vec<BindingServiceClient<Channel>>
 }
 
 /// Why `new` cannot coexist with the live bindings `others` of the same app, if it cannot: the
-/// same X (AX, AXYB), X and extension or A twice on an X (AXE), a party twice on an X or more
-/// than `axb_cap` bindings on it (AXB).
+/// same X (AX; AXYB unless both are YB relations under one AX), X and extension or A twice on an
+/// X (AXE), a party twice on an X or more than `axb_cap` bindings on it (AXB).
 pub fn slot_conflict(
     mode: pb::Mode,
     axb_cap: usize,
@@ -128,8 +128,18 @@ pub fn slot_conflict(
             .collect()
     };
     match mode {
-        pb::Mode::Ax | pb::Mode::Axyb => same_x
+        pb::Mode::Ax => same_x
             .first()
+            .map(|b| format!("X {} of {new:?} is held by {b:?}", new.x_number)),
+        // One AX relation (A through X) may carry several YB relations, each a binding.
+        pb::Mode::Axyb => same_x
+            .iter()
+            .find(|b| {
+                b.subscription_id.is_empty()
+                    || b.subscription_id != new.subscription_id
+                    || b.party_b == new.party_b
+                    || b.y_number == new.y_number
+            })
             .map(|b| format!("X {} of {new:?} is held by {b:?}", new.x_number)),
         pb::Mode::Axe => same_x
             .iter()

@@ -115,6 +115,11 @@ impl DaemonProcess {
         .expect("connecting to the daemon")
     }
 
+    /// How the daemon ended, if it has (on its own: it was neither killed nor stopped).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.try_wait().unwrap()
+    }
+
     /// SIGKILL (what `Child::kill` sends on Unix) and reap.
     pub async fn sigkill(mut self) {
         tokio::time::timeout(Duration::from_secs(10), self.proc.kill())

@@ -47,6 +47,8 @@ pub struct Ctx<'a> {
     pub hist: &'a Mutex<History>,
     /// Names the round (and the seed) in every failure.
     pub label: String,
+    /// Whether a request may have landed on the platform after its caller gave up.
+    pub late_commits: bool,
 }
 
 /// What a round's reconcile did.
@@ -177,7 +179,7 @@ async fn look(ctx: &Ctx<'_>) -> Findings {
         let mut app_found = Findings::default();
         {
             let mut hist = lock(ctx.hist);
-            rules::acknowledged(&mut hist, app, &all, at, &mut app_found);
+            rules::acknowledged(&mut hist, app, &all, at, ctx.late_commits, &mut app_found);
             rules::requests(&hist, app, &all, &remote, &mut app_found);
         }
         rules::held(app, &all, &numbers, &mut app_found);

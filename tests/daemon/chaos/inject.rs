@@ -1,6 +1,6 @@
 //! Applies a round's faults on schedule: store faults through the daemon's faults file
-//! (`xpool::store::faults::FAULTS_FILE_ENV`), platform faults through the simulator's
-//! `/sim/faults` control.
+//! (`xpool::store::faults::FAULTS_FILE_ENV`), platform hangs through the proxy in front of the
+//! simulator, slow apps and lost answers through the simulator's `/sim/faults` control.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::APPS;
 use super::plan::{Event, Fault};
+use super::proxy::HangProxy;
 use crate::support::Sim;
 
 /// Injects faults into one daemon (and its successors on the same store) and its simulator.
@@ -63,7 +64,14 @@ impl Injector {
     /// Runs `events` against a load that started at `start` and ends `load_ms` later, when
     /// every fault is lifted. Returns when the platform has answered (or dropped) every request
     /// that arrived while it hung.
-    pub async fn run(&mut self, sim: &Sim, events: &[Event], start: Instant, load_ms: u64) {
+    pub async fn run(
+        &mut self,
+        sim: &Sim,
+        proxy: &HangProxy,
+        events: &[Event],
+        start: Instant,
+        load_ms: u64,
+    ) {
         // (offset, event, on) in time order; every event ends by the end of the load.
         let mut changes: Vec<(u64, usize, bool)> = Vec::new();
         let mut drained = start;
@@ -71,7 +79,7 @@ impl Injector {
             let end = (e.at_ms + e.for_ms).min(load_ms);
             changes.push((e.at_ms, i, true));
             changes.push((end, i, false));
-            if let Fault::Hang { latency_ms, .. } = e.fault {
+            if let Fault::Hang { latency_ms } | Fault::Slow { latency_ms, .. } = e.fault {
                 drained = drained.max(start + Duration::from_millis(end + latency_ms));
             }
         }
@@ -83,6 +91,8 @@ impl Injector {
             active[i] = on;
             if events[i].fault.is_disk() {
                 self.write_disk(&disk_lines(events, &active));
+            } else if let Fault::Hang { .. } = events[i].fault {
+                proxy.hang(hang_ms(events, &active));
             } else {
                 let wanted = sim_faults(events, &active);
                 for (app, (now, want)) in sim_now.iter_mut().zip(wanted).enumerate() {
@@ -108,13 +118,27 @@ fn disk_lines(events: &[Event], active: &[bool]) -> Vec<String> {
         .collect()
 }
 
-/// Each app's platform faults for the active events: the longest hang, the highest loss.
+/// The platform's hang for the active events: the longest.
+fn hang_ms(events: &[Event], active: &[bool]) -> u64 {
+    events
+        .iter()
+        .zip(active)
+        .filter(|(_, on)| **on)
+        .filter_map(|(e, _)| match e.fault {
+            Fault::Hang { latency_ms } => Some(latency_ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Each app's simulator faults for the active events: the longest latency, the highest loss.
 fn sim_faults(events: &[Event], active: &[bool]) -> Vec<SimFaults> {
     let mut out = vec![SimFaults::default(); APPS.len()];
     for (e, _) in events.iter().zip(active).filter(|(_, on)| **on) {
         for (i, f) in out.iter_mut().enumerate() {
             match e.fault {
-                Fault::Hang { app, latency_ms } if app.is_none_or(|a| a == i) => {
+                Fault::Slow { app, latency_ms } if app == i => {
                     f.latency_ms = f.latency_ms.max(latency_ms);
                 }
                 Fault::Lost { app, rate } if app.is_none_or(|a| a == i) => {

@@ -30,6 +30,7 @@ mod history;
 mod inject;
 mod load;
 mod plan;
+mod proxy;
 mod rules;
 
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ use self::history::{History, lock};
 use self::inject::Injector;
 use self::load::Load;
 use self::plan::RoundPlan;
+use self::proxy::HangProxy;
 use crate::support::{DaemonProcess, LogDump, Setup, Sim, health, list_bindings};
 
 /// Rounds unless `XPOOL_CHAOS_ROUNDS` says otherwise.
@@ -174,6 +176,8 @@ async fn chaos_rounds_keep_every_promise() {
 struct World {
     setup: Setup,
     sim: Sim,
+    /// Between the daemon and the simulator, for platform hangs.
+    proxy: HangProxy,
     keys: Vec<String>,
     /// The store's parent: config, logs, faults file.
     dir: PathBuf,
@@ -189,7 +193,7 @@ impl World {
         DaemonProcess::spawn(
             &self.dir,
             &self.setup,
-            &self.sim.base_url,
+            &self.proxy.url,
             self.incarnation,
             &env,
         )
@@ -207,14 +211,22 @@ impl World {
             .sum()
     }
 
-    /// The checks of `check::round`, for the daemon `child`; `settle` waits out expiries.
-    async fn check(&self, child: &DaemonProcess, label: String, settle: bool) -> check::Reconciled {
+    /// The checks of `check::round` after `plan` (none: a start-up), for the daemon `child`;
+    /// `settle` waits out expiries.
+    async fn check(
+        &self,
+        child: &DaemonProcess,
+        label: String,
+        plan: Option<&RoundPlan>,
+        settle: bool,
+    ) -> check::Reconciled {
         let ctx = check::Ctx {
             channel: child.channel().await,
             sim: &self.sim,
             keys: &self.keys,
             hist: &self.hist,
             label,
+            late_commits: plan.is_some_and(RoundPlan::late_commits),
         };
         check::round(&ctx, settle).await
     }
@@ -236,9 +248,11 @@ async fn chaos(seed: u64, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let _logs = LogDump(dir.path().to_owned());
     let injector = Injector::new(dir.path(), keys.clone());
+    let proxy = HangProxy::start(&sim.base_url).await;
     let mut world = World {
         setup,
         sim,
+        proxy,
         keys,
         dir: dir.path().to_owned(),
         injector,
@@ -246,13 +260,16 @@ async fn chaos(seed: u64, rounds: usize) {
         incarnation: 0,
     };
     let mut child = world.spawn().await;
-    world.check(&child, "first start".into(), false).await;
+    world.check(&child, "first start".into(), None, false).await;
     let mut reconciled = check::Reconciled::default();
     for plan in &plans {
         dump.rounds.push(plan.to_string());
         child = round(&mut world, child, plan).await;
         let label = format!("seed {seed}, {plan}");
-        let r = world.check(&child, label, false).await;
+        let r = world.check(&child, label, Some(plan), false).await;
+        if let Some(status) = child.exited() {
+            panic!("seed {seed}, {plan}: the daemon exited on its own ({status})");
+        }
         reconciled.orphans_adopted += r.orphans_adopted;
         reconciled.pending_resolved += r.pending_resolved;
         reconciled.fields_corrected += r.fields_corrected;
@@ -296,7 +313,7 @@ async fn round(world: &mut World, child: DaemonProcess, plan: &RoundPlan) -> Dae
     let faults_end = plan.load_ms + if plan.kill { 20 } else { 0 };
     let injecting = world
         .injector
-        .run(&world.sim, &plan.events, start, faults_end);
+        .run(&world.sim, &world.proxy, &plan.events, start, faults_end);
     let stopping = async {
         tokio::time::sleep_until((start + Duration::from_millis(plan.load_ms)).into()).await;
         if plan.kill {
@@ -313,8 +330,8 @@ async fn round(world: &mut World, child: DaemonProcess, plan: &RoundPlan) -> Dae
     let ((), alive) = tokio::join!(injecting, stopping);
     workers.await.unwrap();
     match alive {
-        Some(child) => {
-            wait_serving(&child.addr, &plan.to_string()).await;
+        Some(mut child) => {
+            wait_serving(&mut child, plan).await;
             child
         }
         None => world.spawn().await,
@@ -322,12 +339,15 @@ async fn round(world: &mut World, child: DaemonProcess, plan: &RoundPlan) -> Dae
 }
 
 /// Health says SERVING again (a failed store recovers on its own, on a back-off).
-async fn wait_serving(addr: &str, label: &str) {
+async fn wait_serving(child: &mut DaemonProcess, plan: &RoundPlan) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while health(addr).await != Some(ServingStatus::Serving) {
+    while health(&child.addr).await != Some(ServingStatus::Serving) {
+        if let Some(status) = child.exited() {
+            panic!("{plan}: the daemon exited on its own ({status})");
+        }
         assert!(
             Instant::now() < deadline,
-            "{label}: the daemon did not serve again within 20 s of the faults' end"
+            "{plan}: the daemon did not serve again within 20 s of the faults' end"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -359,6 +379,7 @@ async fn finish(world: &mut World, child: DaemonProcess, seed: u64) {
         .check(
             &child,
             format!("seed {seed}: settled after the last round"),
+            None,
             true,
         )
         .await;
@@ -366,7 +387,12 @@ async fn finish(world: &mut World, child: DaemonProcess, seed: u64) {
     assert!(status.success(), "SIGTERM: the daemon exited with {status}");
     let child = world.spawn().await;
     world
-        .check(&child, format!("seed {seed}: start after SIGTERM"), true)
+        .check(
+            &child,
+            format!("seed {seed}: start after SIGTERM"),
+            None,
+            true,
+        )
         .await;
     let status = child.sigterm().await;
     assert!(status.success(), "SIGTERM: the daemon exited with {status}");

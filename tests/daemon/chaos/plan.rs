@@ -24,9 +24,12 @@ pub enum Fault {
     FullDisk,
     /// The store's I/O fails at `point` with EIO (`Once`: the first time only).
     Disk { point: Point, times: Times },
-    /// The platform answers the requests that arrive meanwhile `latency_ms` late (the app
-    /// `APPS[i]`, or all).
-    Hang { app: Option<usize>, latency_ms: u64 },
+    /// The platform hangs: the requests that arrive meanwhile reach it `latency_ms` late, and
+    /// are carried out even when their caller has given up (see `proxy`).
+    Hang { latency_ms: u64 },
+    /// The app `APPS[app]` answers `latency_ms` late (the simulator's latency; the proxy hides
+    /// a caller's leaving from the simulator, so these requests are carried out too).
+    Slow { app: usize, latency_ms: u64 },
     /// The platform commits a change and never answers, with probability `rate`.
     Lost { app: Option<usize>, rate: f64 },
 }
@@ -110,9 +113,14 @@ fn event(load_ms: u64, rng: &mut StdRng) -> Event {
             };
             Fault::Disk { point, times }
         }
-        2 => Fault::Hang {
-            app: app(rng),
-            latency_ms: rng.random_range(150..900),
+        2 => match app(rng) {
+            None => Fault::Hang {
+                latency_ms: rng.random_range(150..900),
+            },
+            Some(app) => Fault::Slow {
+                app,
+                latency_ms: rng.random_range(150..900),
+            },
         },
         _ => Fault::Lost {
             app: app(rng),
@@ -134,7 +142,7 @@ pub fn census(plans: &[RoundPlan]) -> String {
     for e in events {
         match e.fault {
             Fault::FullDisk | Fault::Disk { .. } => disk += 1,
-            Fault::Hang { .. } => hang += 1,
+            Fault::Hang { .. } | Fault::Slow { .. } => hang += 1,
             Fault::Lost { .. } => lost += 1,
         }
     }
@@ -144,6 +152,14 @@ pub fn census(plans: &[RoundPlan]) -> String {
 }
 
 impl RoundPlan {
+    /// Whether a request can land on the platform after its caller gave up: a hang (with the
+    /// proxy in between, a slow app's requests land too, its caller's leaving unseen).
+    pub fn late_commits(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e.fault, Fault::Hang { .. } | Fault::Slow { .. }))
+    }
+
     /// Whether a store fault of this round must strike (one that lasts, on the write path).
     pub fn fails_disk(&self) -> bool {
         self.events.iter().any(|e| {
@@ -178,7 +194,10 @@ impl fmt::Display for Fault {
         match self {
             Fault::FullDisk => write!(f, "full disk"),
             Fault::Disk { point, times } => write!(f, "EIO at {point:?} {times:?}"),
-            Fault::Hang { app: a, latency_ms } => write!(f, "hang {latency_ms} ms ({})", app(a)),
+            Fault::Hang { latency_ms } => write!(f, "platform hang {latency_ms} ms"),
+            Fault::Slow { app, latency_ms } => {
+                write!(f, "{} answers {latency_ms} ms late", APPS[*app].name)
+            }
             Fault::Lost { app: a, rate } => write!(f, "lost answers {rate:.2} ({})", app(a)),
         }
     }

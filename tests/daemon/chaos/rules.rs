@@ -66,12 +66,14 @@ pub fn holds_slot(b: &pb::Binding) -> bool {
 }
 
 /// (1) Every tracked binding is there, in a state its history allows; ACTIVE ones not yet
-/// tracked (resolved after a lost answer, adopted by reconcile) are tracked from now on.
+/// tracked (resolved after a lost answer, adopted by reconcile) are tracked from now on, and
+/// one adopted by reconcile is allowed only if `late_commits` explains it.
 pub fn acknowledged(
     hist: &mut History,
     app: usize,
     all: &[pb::Binding],
     at: Times,
+    late_commits: bool,
     found: &mut Findings,
 ) {
     let by_id: HashMap<&str, &pb::Binding> =
@@ -87,11 +89,19 @@ pub fn acknowledged(
         }
     }
     for b in all.iter().filter(|b| b.state() == pb::BindingState::Active) {
-        if !hist.bindings.contains_key(&b.binding_id) {
-            hist.counts.adopted += 1;
-            hist.bindings
-                .insert(b.binding_id.clone(), Tracked::new(app, b.clone()));
+        if hist.bindings.contains_key(&b.binding_id) {
+            continue;
         }
+        // Adopted by a reconcile: the platform had a binding the daemon had lost track of,
+        // which only a request landing after its caller gave up explains.
+        if b.reason.starts_with("adopted") && !late_commits {
+            found.steady.push(format!(
+                "a binding the daemon had lost track of, adopted: {b:?}"
+            ));
+        }
+        hist.counts.adopted += 1;
+        hist.bindings
+            .insert(b.binding_id.clone(), Tracked::new(app, b.clone()));
     }
 }
 
@@ -253,14 +263,16 @@ pub fn in_step(
             }
         }
     }
-    let by_sub: HashMap<&str, &pb::Binding> = all
+    // A platform binding is a local one by subscription and, for AXYB (whose AX relation may
+    // carry several YB relations, each a binding), by Y too.
+    let by_sub: HashMap<(&str, &str), &pb::Binding> = all
         .iter()
         .filter(|b| !b.subscription_id.is_empty())
-        .map(|b| (b.subscription_id.as_str(), b))
+        .map(|b| ((b.subscription_id.as_str(), b.y_number.as_str()), b))
         .collect();
     for p in remote {
         let s = sim_slot(p);
-        let Some(b) = by_sub.get(s.0.as_str()) else {
+        let Some(b) = by_sub.get(&(s.0.as_str(), s.4.as_str())) else {
             let pending = all.iter().any(|b| {
                 b.state() == S::Pending
                     && b.party_a == s.2
