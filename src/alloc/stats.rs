@@ -1,8 +1,9 @@
 //! What the index knows about an app's numbers, for the admin API: one view per number, counts
 //! per area.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 
+use super::index::Num;
 use super::{Index, NumberState};
 
 /// Per-area counts of an app's pool.
@@ -32,25 +33,42 @@ pub struct NumberView {
 }
 
 impl Index {
-    /// Every number (of `area`, when given), sorted by number.
-    pub fn number_views(&self, area: Option<&str>, now_ms: i64) -> Vec<NumberView> {
-        let mut out: Vec<NumberView> = self
-            .numbers()
-            .filter(|(_, n)| area.is_none_or(|a| n.area == a))
-            .map(|(x, n)| NumberView {
-                number: x.clone(),
-                area_code: n.area.clone(),
-                state: n.state,
-                bindings: n.load,
-                free_extensions: n.ext.as_ref().map_or(0, |s| s.free_now(now_ms)),
-                cooling: match &n.ext {
-                    Some(s) => s.cooling_count(now_ms),
-                    None => u64::from(n.cool_until_ms > now_ms),
-                },
-            })
+    /// Number `x` as ListNumbers shows it.
+    pub fn number_view(&self, x: &str, now_ms: i64) -> Option<NumberView> {
+        self.number(x).map(|n| view(x, n, now_ms))
+    }
+
+    /// One page of the numbers (of `area`, when given) in number order: the first `limit`
+    /// after `after`, and whether more follow. Keeps only the page while it scans, never the
+    /// whole list.
+    pub fn number_page(
+        &self,
+        area: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: i64,
+    ) -> (Vec<NumberView>, bool) {
+        // The `limit + 1` smallest numbers past `after`, the largest on top.
+        let mut page: BinaryHeap<&String> = BinaryHeap::with_capacity(limit + 1);
+        for (x, n) in self.numbers() {
+            if area.is_some_and(|a| n.area != a) || after.is_some_and(|a| x.as_str() <= a) {
+                continue;
+            }
+            if page.len() <= limit {
+                page.push(x);
+            } else if page.peek().is_some_and(|top| x < *top) {
+                page.pop();
+                page.push(x);
+            }
+        }
+        let more = page.len() > limit;
+        let views = page
+            .into_sorted_vec()
+            .into_iter()
+            .take(limit)
+            .filter_map(|x| self.number_view(x, now_ms))
             .collect();
-        out.sort_by(|a, b| a.number.cmp(&b.number));
-        out
+        (views, more)
     }
 
     /// Counts per area, sorted by area code.
@@ -87,5 +105,19 @@ impl Index {
         let mut out: Vec<_> = areas.into_values().collect();
         out.sort_by(|a, b| a.area_code.cmp(&b.area_code));
         out
+    }
+}
+
+fn view(x: &str, n: &Num, now_ms: i64) -> NumberView {
+    NumberView {
+        number: x.to_owned(),
+        area_code: n.area.clone(),
+        state: n.state,
+        bindings: n.load,
+        free_extensions: n.ext.as_ref().map_or(0, |s| s.free_now(now_ms)),
+        cooling: match &n.ext {
+            Some(s) => s.cooling_count(now_ms),
+            None => u64::from(n.cool_until_ms > now_ms),
+        },
     }
 }

@@ -74,7 +74,7 @@ fn an_ax_number_rests_for_its_cool_down_after_release() {
     assert!(pick(&mut ix, "+862", None, 0).is_err());
     ix.vacate(&taken.occupant("+861", None), Some(0), 0);
     assert!(pick(&mut ix, "+862", None, 999).is_err(), "still cooling");
-    assert_eq!(ix.number_views(None, 999)[0].cooling, 1);
+    assert_eq!(ix.number_page(None, None, 10, 999).0[0].cooling, 1);
     assert_eq!(pick(&mut ix, "+862", None, 1_000).unwrap().x, "+8610001");
 }
 

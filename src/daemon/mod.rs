@@ -234,10 +234,11 @@ async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<
         if numbers.is_empty() {
             continue;
         }
-        let (added, updated) = pool
+        let outcome = pool
             .add_configured_numbers(&app.name, &numbers)
             .await
             .with_context(|| format!("adding the configured numbers of app {}", app.name))?;
+        let (added, updated) = (outcome.added.len(), outcome.updated.len());
         if added + updated > 0 {
             tracing::info!(app = %app.name, added, updated, "configured numbers added");
         }

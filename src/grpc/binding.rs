@@ -149,11 +149,14 @@ impl BindingService for Bindings {
             filter,
             after,
             limit,
+            filters,
         } = BindingPage::try_from(req.into_inner())?;
         let (page, next) = self.pool.list(&filter, after, limit)?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.into_iter().map(Into::into).collect(),
-            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+            next_page_token: next
+                .map(|id| filters.token(&id.to_string()))
+                .unwrap_or_default(),
         }))
     }
 }

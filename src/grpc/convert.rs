@@ -3,12 +3,14 @@
 
 use prost_types::Timestamp;
 
+use super::page::{self, Filters};
 use super::pb;
 use crate::lifecycle::{
-    AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, ListFilter, NumberState,
-    NumberView, PoolError, Scoped, quoted,
+    AppInfo, AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, ListFilter,
+    NumberState, NumberView, PoolError, Scoped, quoted,
 };
 use crate::platform::{Mode, number};
+use crate::upstream::Circuit;
 
 /// Longest single call the platform allows, in minutes.
 pub const MAX_CALL_MINUTES: u32 = 1_440;
@@ -54,14 +56,12 @@ impl TryFrom<pb::BindRequest> for BindParams {
             party_b,
             area_code,
             any_area,
-            ttl_seconds,
+            ttl,
             request_id,
             x_number,
             extension,
-            call_direction,
-            record,
-            max_call_minutes,
             user_data,
+            call_options,
         } = r;
         required("app", &app)?;
         required("party_a", &party_a)?;
@@ -92,29 +92,17 @@ impl TryFrom<pb::BindRequest> for BindParams {
         {
             return Err(invalid("extension", "1 to 4 digits"));
         }
-        let call_direction = match pb::CallDirection::try_from(call_direction) {
-            Ok(pb::CallDirection::Unspecified | pb::CallDirection::Both) => 0,
-            Ok(pb::CallDirection::AToBOnly) => 1,
-            Ok(pb::CallDirection::BToAOnly) => 2,
-            Err(_) => {
-                return Err(invalid(
-                    "call_direction",
-                    format!("unknown value {call_direction}"),
-                ));
-            }
-        };
-        if max_call_minutes > MAX_CALL_MINUTES {
-            return Err(invalid(
-                "max_call_minutes",
-                format!("at most {MAX_CALL_MINUTES}"),
-            ));
-        }
         if !user_data.is_empty() && !number::is_valid_user_data(&user_data) {
             return Err(invalid(
                 "user_data",
                 "at most 256 characters, without braces or CJK characters",
             ));
         }
+        let ttl_seconds = match ttl {
+            None => 0,
+            Some(ttl) => self::ttl("ttl", ttl)?,
+        };
+        let options = self::call_options(call_options.unwrap_or_default())?;
         Ok(BindParams {
             app,
             party_a,
@@ -125,12 +113,103 @@ impl TryFrom<pb::BindRequest> for BindParams {
             request_id: opt(request_id),
             x_number: opt(x_number),
             extension: opt(extension),
-            call_direction,
-            record,
-            max_call_minutes,
+            call_direction: options.call_direction,
+            record: options.record,
+            max_call_minutes: options.max_call_minutes,
             user_data: opt(user_data),
         })
     }
+}
+
+/// A lifetime in whole seconds, more than none.
+fn ttl(field: &'static str, ttl: prost_types::Duration) -> Result<u64, PoolError> {
+    let prost_types::Duration { seconds, nanos } = ttl;
+    if nanos != 0 {
+        return Err(invalid(field, "whole seconds only"));
+    }
+    match u64::try_from(seconds) {
+        Ok(0) | Err(_) => Err(invalid(
+            field,
+            "must be positive; leave it unset for no expiry",
+        )),
+        Ok(s) => Ok(s),
+    }
+}
+
+/// The call options a request sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Options {
+    /// The platform's callDirection: 0 both ways, 1 only A calls B, 2 only B calls A.
+    call_direction: u8,
+    record: bool,
+    /// 0: no limit.
+    max_call_minutes: u32,
+}
+
+fn call_options(o: pb::CallOptions) -> Result<Options, PoolError> {
+    let pb::CallOptions {
+        call_direction,
+        record,
+        max_call_minutes,
+        record_hint_tone,
+        last_minute_tone,
+        caller_hint_tone,
+        callee_hint_tone,
+        callback_tone,
+        private_sms,
+    } = o;
+    let call_direction = match pb::CallDirection::try_from(call_direction) {
+        Ok(pb::CallDirection::Unspecified | pb::CallDirection::Both) => 0,
+        Ok(pb::CallDirection::AToBOnly) => 1,
+        Ok(pb::CallDirection::BToAOnly) => 2,
+        Err(_) => {
+            return Err(invalid(
+                "call_options.call_direction",
+                format!("unknown value {call_direction}"),
+            ));
+        }
+    };
+    let max_call_minutes = match max_call_minutes {
+        None => 0,
+        Some(m) => match u32::try_from(m) {
+            Ok(m) if m <= MAX_CALL_MINUTES => m,
+            _ => {
+                return Err(invalid(
+                    "call_options.max_call_minutes",
+                    format!("0 (no limit) to {MAX_CALL_MINUTES}"),
+                ));
+            }
+        },
+    };
+    for (field, set) in [
+        (
+            "call_options.record_hint_tone",
+            !record_hint_tone.is_empty(),
+        ),
+        (
+            "call_options.last_minute_tone",
+            !last_minute_tone.is_empty(),
+        ),
+        (
+            "call_options.caller_hint_tone",
+            !caller_hint_tone.is_empty(),
+        ),
+        (
+            "call_options.callee_hint_tone",
+            !callee_hint_tone.is_empty(),
+        ),
+        ("call_options.callback_tone", !callback_tone.is_empty()),
+        ("call_options.private_sms", private_sms.is_some()),
+    ] {
+        if set {
+            return Err(invalid(field, "not supported yet"));
+        }
+    }
+    Ok(Options {
+        call_direction,
+        record: record.unwrap_or(false),
+        max_call_minutes,
+    })
 }
 
 /// A binding id from a request's `field`.
@@ -139,43 +218,39 @@ pub fn binding_id(field: &'static str, value: &str) -> Result<BindingId, PoolErr
         .ok_or_else(|| invalid(field, format!("{} is not a binding id", quoted(value))))
 }
 
-/// The page size of a List call: 0 asks for the default of 100, at most 1000.
-pub fn page_size(page_size: u32) -> Result<usize, PoolError> {
-    match page_size {
-        0 => Ok(100),
-        n if n > 1000 => Err(invalid("page_size", "at most 1000")),
-        n => Ok(n as usize),
+/// A binding named by id, or by app + request_id.
+fn binding_key(key: Option<BindingRef>, app: String) -> Result<BindingKey, PoolError> {
+    match key {
+        // A binding id is unique across apps: `app` is not needed.
+        Some(BindingRef::Id(id)) => self::binding_id("binding_id", &id).map(BindingKey::Id),
+        Some(BindingRef::Request(request_id)) if request_id.is_empty() => {
+            Err(invalid("request_id", "must not be empty"))
+        }
+        Some(BindingRef::Request(_)) if app.is_empty() => {
+            Err(invalid("app", "required with request_id"))
+        }
+        Some(BindingRef::Request(request_id)) => Ok(BindingKey::Request { app, request_id }),
+        None => Err(invalid("binding_id", "give binding_id or request_id")),
     }
 }
 
-/// A binding named by id, or by app + request_id.
-pub fn binding_key(
-    binding_id: &str,
-    request_id: String,
-    app: String,
-) -> Result<BindingKey, PoolError> {
-    match (binding_id.is_empty(), request_id.is_empty()) {
-        (false, true) => self::binding_id("binding_id", binding_id).map(BindingKey::Id),
-        (true, false) if app.is_empty() => Err(invalid("app", "required with request_id")),
-        (true, false) => Ok(BindingKey::Request { app, request_id }),
-        (false, false) => Err(invalid(
-            "binding_id",
-            "give binding_id or request_id, not both",
-        )),
-        (true, true) => Err(invalid("binding_id", "give binding_id or request_id")),
-    }
+/// The `binding` oneof of Unbind and GetBinding.
+enum BindingRef {
+    Id(String),
+    Request(String),
 }
 
 impl TryFrom<pb::UnbindRequest> for BindingKey {
     type Error = PoolError;
 
     fn try_from(r: pb::UnbindRequest) -> Result<Self, PoolError> {
-        let pb::UnbindRequest {
-            binding_id,
-            request_id,
-            app,
-        } = r;
-        binding_key(&binding_id, request_id, app)
+        use pb::unbind_request::Binding;
+        let pb::UnbindRequest { binding, app } = r;
+        let key = binding.map(|b| match b {
+            Binding::BindingId(id) => BindingRef::Id(id),
+            Binding::RequestId(r) => BindingRef::Request(r),
+        });
+        binding_key(key, app)
     }
 }
 
@@ -183,12 +258,13 @@ impl TryFrom<pb::GetBindingRequest> for BindingKey {
     type Error = PoolError;
 
     fn try_from(r: pb::GetBindingRequest) -> Result<Self, PoolError> {
-        let pb::GetBindingRequest {
-            binding_id,
-            request_id,
-            app,
-        } = r;
-        binding_key(&binding_id, request_id, app)
+        use pb::get_binding_request::Binding;
+        let pb::GetBindingRequest { binding, app } = r;
+        let key = binding.map(|b| match b {
+            Binding::BindingId(id) => BindingRef::Id(id),
+            Binding::RequestId(r) => BindingRef::Request(r),
+        });
+        binding_key(key, app)
     }
 }
 
@@ -196,6 +272,7 @@ impl TryFrom<pb::GetBindingRequest> for BindingKey {
 #[derive(Debug)]
 pub struct TtlUpdate {
     pub id: BindingId,
+    /// The new lifetime from now; 0 means no expiry.
     pub ttl_seconds: u64,
 }
 
@@ -205,10 +282,61 @@ impl TryFrom<pb::UpdateBindingRequest> for TtlUpdate {
     fn try_from(r: pb::UpdateBindingRequest) -> Result<Self, PoolError> {
         let pb::UpdateBindingRequest {
             binding_id,
-            ttl_seconds,
+            ttl,
+            call_options,
+            update_mask,
         } = r;
         let id = self::binding_id("binding_id", &binding_id)?;
-        Ok(TtlUpdate { id, ttl_seconds })
+        // AIP-134: without a mask, the fields that are set.
+        let paths = match update_mask {
+            Some(mask) => mask.paths,
+            None => {
+                let mut paths = Vec::new();
+                if ttl.is_some() {
+                    paths.push("ttl".to_owned());
+                }
+                if call_options.is_some() {
+                    paths.push("call_options".to_owned());
+                }
+                paths
+            }
+        };
+        if paths.is_empty() {
+            return Err(invalid(
+                "update_mask",
+                "nothing to update: set ttl or call_options, or name them in update_mask",
+            ));
+        }
+        let mut ttl_seconds = None;
+        for path in &paths {
+            match path.as_str() {
+                "ttl" => {
+                    ttl_seconds = Some(match ttl {
+                        None => 0,
+                        Some(ttl) => self::ttl("ttl", ttl)?,
+                    });
+                }
+                p if p == "call_options" || p.starts_with("call_options.") => {
+                    return Err(invalid(
+                        "call_options",
+                        "not supported by UpdateBinding yet",
+                    ));
+                }
+                other => {
+                    return Err(invalid(
+                        "update_mask",
+                        format!(
+                            "unknown path {}: use ttl, call_options or call_options.<field>",
+                            quoted(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(TtlUpdate {
+            id,
+            ttl_seconds: ttl_seconds.unwrap_or_default(),
+        })
     }
 }
 
@@ -218,6 +346,8 @@ pub struct BindingPage {
     pub filter: ListFilter,
     pub after: Option<BindingId>,
     pub limit: usize,
+    /// Makes the next page's token.
+    pub filters: Filters,
 }
 
 impl TryFrom<pb::ListBindingsRequest> for BindingPage {
@@ -232,24 +362,29 @@ impl TryFrom<pb::ListBindingsRequest> for BindingPage {
             page_size,
             page_token,
         } = r;
+        let filters = Filters::new(
+            "ListBindings",
+            &[&app, &party, &x_number, &state.to_string()],
+        );
         let filter = ListFilter {
             app: opt(app),
             party: opt(party),
             x_number: opt(x_number),
             state: state_filter(state)?,
         };
-        let after = match page_token.as_str() {
-            "" => None,
-            token => Some(
-                binding_id("page_token", token)
-                    .map_err(|_| invalid("page_token", "not a token from ListBindings"))?,
+        let after = match filters.position(&page_token)? {
+            None => None,
+            Some(position) => Some(
+                BindingId::parse(&position)
+                    .ok_or_else(|| invalid("page_token", "not a page token of this call"))?,
             ),
         };
-        let limit = self::page_size(page_size)?;
+        let limit = page::page_size(page_size)?;
         Ok(BindingPage {
             filter,
             after,
             limit,
+            filters,
         })
     }
 }
@@ -278,13 +413,15 @@ impl TryFrom<pb::AddNumbersRequest> for NewNumbers {
     }
 }
 
-/// One page of a ListNumbers: numbers after `after` (all when empty), sorted.
+/// One page of a ListNumbers: numbers after `after` (all when `None`), sorted.
 #[derive(Debug)]
 pub struct NumberPage {
     pub app: String,
     pub area_code: Option<String>,
-    pub after: String,
+    pub after: Option<String>,
     pub limit: usize,
+    /// Makes the next page's token.
+    pub filters: Filters,
 }
 
 impl TryFrom<pb::ListNumbersRequest> for NumberPage {
@@ -298,16 +435,15 @@ impl TryFrom<pb::ListNumbersRequest> for NumberPage {
             page_token,
         } = r;
         required("app", &app)?;
-        // A token is the last number of the previous page.
-        if !page_token.is_empty() && !number::is_global(&page_token) {
-            return Err(invalid("page_token", "not a token from ListNumbers"));
-        }
-        let limit = self::page_size(page_size)?;
+        let filters = Filters::new("ListNumbers", &[&app, &area_code]);
+        let after = filters.position(&page_token)?;
+        let limit = page::page_size(page_size)?;
         Ok(NumberPage {
             app,
             area_code: opt(area_code),
-            after: page_token,
+            after,
             limit,
+            filters,
         })
     }
 }
@@ -378,7 +514,7 @@ impl From<Binding> for pb::Binding {
             created_at_ms,
             updated_at_ms,
             expires_at_ms,
-            released_at_ms: _,
+            released_at_ms,
             ttl_seconds: _,
             call_direction,
             record,
@@ -403,28 +539,42 @@ impl From<Binding> for pb::Binding {
             party_b: party_b.unwrap_or_default(),
             area_code,
             subscription_id: subscription_id.unwrap_or_default(),
-            created_at: Some(timestamp(created_at_ms)),
-            expires_at: expires_at_ms.map(timestamp),
-            user_data: user_data.unwrap_or_default(),
-            reason,
             request_id: request_id.unwrap_or_default(),
-            call_direction: call_direction.into(),
-            record,
-            max_call_minutes,
-            updated_at: Some(timestamp(updated_at_ms)),
+            user_data: user_data.unwrap_or_default(),
+            call_options: Some(pb::CallOptions {
+                call_direction: call_direction.into(),
+                record: Some(record),
+                max_call_minutes: (max_call_minutes > 0).then(|| count(max_call_minutes)),
+                ..Default::default()
+            }),
+            selection_reason: reason,
+            create_time: Some(timestamp(created_at_ms)),
+            update_time: Some(timestamp(updated_at_ms)),
+            expire_time: expires_at_ms.map(timestamp),
+            release_time: released_at_ms.map(timestamp),
         }
     }
 }
 
-impl From<&NumberView> for pb::NumberInfo {
-    fn from(n: &NumberView) -> pb::NumberInfo {
+/// A count for a message, which has no unsigned integers (AIP-141).
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A large count for a message.
+fn count64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl From<NumberView> for pb::NumberInfo {
+    fn from(n: NumberView) -> pb::NumberInfo {
         pb::NumberInfo {
-            number: n.number.clone(),
-            area_code: n.area_code.clone(),
+            number: n.number,
+            area_code: n.area_code,
             state: number_state(n.state).into(),
-            bindings: n.bindings,
-            free_extensions: n.free_extensions.min(u64::from(u32::MAX)) as u32,
-            cooling: n.cooling.min(u64::from(u32::MAX)) as u32,
+            binding_count: count(n.bindings),
+            free_extension_count: count64(n.free_extensions),
+            cooling_count: count64(n.cooling),
         }
     }
 }
@@ -433,12 +583,47 @@ impl From<AreaStats> for pb::AreaStats {
     fn from(a: AreaStats) -> pb::AreaStats {
         pb::AreaStats {
             area_code: a.area_code,
-            total: a.total,
-            bound: a.bound,
-            free: a.free,
-            cooling_down: a.cooling_down,
-            draining: a.draining,
-            free_extensions: a.free_extensions,
+            total: count(a.total),
+            bound: count(a.bound),
+            free: count(a.free),
+            cooling_down: count(a.cooling_down),
+            draining: count(a.draining),
+            free_extensions: count64(a.free_extensions),
+        }
+    }
+}
+
+impl From<AppInfo> for pb::App {
+    fn from(a: AppInfo) -> pb::App {
+        let AppInfo {
+            name,
+            mode: m,
+            numbers,
+            draining,
+            platform,
+        } = a;
+        let (platform_url, rate_per_second, burst, circuit) = match platform {
+            None => (String::new(), 0, 0, pb::CircuitState::Unspecified),
+            Some(p) => (
+                p.base_url,
+                count(p.rate_per_second),
+                count(p.burst),
+                match p.circuit {
+                    Circuit::Closed => pb::CircuitState::Closed,
+                    Circuit::Open => pb::CircuitState::Open,
+                    Circuit::HalfOpen => pb::CircuitState::HalfOpen,
+                },
+            ),
+        };
+        pb::App {
+            name,
+            mode: mode(m).into(),
+            number_count: count(numbers),
+            draining_count: count(draining),
+            rate_per_second,
+            burst,
+            circuit_state: circuit.into(),
+            platform_url,
         }
     }
 }

@@ -3,8 +3,10 @@
 pub mod binding;
 mod convert;
 mod decode;
+mod page;
 pub mod pool;
 pub mod reconcile;
+mod requests;
 mod status;
 pub mod store;
 
@@ -19,3 +21,4 @@ pub mod pb {
 
 pub use convert::MAX_CALL_MINUTES;
 pub use decode::DecodeErrors;
+pub use requests::{millis, ttl};

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{NewNumbers, NumberPage, required};
+use super::page::{self, Filters};
 use super::pb;
 use super::pb::pool_service_server::PoolService;
-use crate::lifecycle::{AppPool, Pool, PoolError};
+use crate::lifecycle::{AddedNumbers, AppPool, NumberView, Pool, PoolError, quoted};
+use crate::platform::number;
 
 /// The pool admin API.
 #[derive(Debug)]
@@ -27,15 +29,71 @@ impl Numbers {
     }
 }
 
+/// The numbers a Drain, Undrain or Remove names: at least one, each in global format.
+fn named_numbers(numbers: &[String]) -> Result<(), PoolError> {
+    if numbers.is_empty() {
+        return Err(PoolError::invalid("numbers", "required"));
+    }
+    if let Some(bad) = numbers.iter().find(|n| !number::is_global(n)) {
+        return Err(PoolError::invalid(
+            "numbers",
+            format!("{} is not a number in global format", quoted(bad)),
+        ));
+    }
+    Ok(())
+}
+
+fn infos(views: Vec<NumberView>) -> Vec<pb::NumberInfo> {
+    views.into_iter().map(Into::into).collect()
+}
+
 #[tonic::async_trait]
 impl PoolService for Numbers {
+    async fn list_apps(
+        &self,
+        req: Request<pb::ListAppsRequest>,
+    ) -> Result<Response<pb::ListAppsResponse>, Status> {
+        let pb::ListAppsRequest {
+            page_size,
+            page_token,
+        } = req.into_inner();
+        let filters = Filters::new("ListApps", &[]);
+        let after = filters.position(&page_token)?;
+        let limit = page::page_size(page_size)?;
+        let mut apps: Vec<_> = self
+            .pool
+            .apps()
+            .filter(|a| after.as_deref().is_none_or(|after| a.name() > after))
+            .map(|a| a.info())
+            .collect();
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        let next_page_token = if apps.len() > limit {
+            apps.truncate(limit);
+            filters.token(&apps[limit - 1].name)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAppsResponse {
+            apps: apps.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn add_numbers(
         &self,
         req: Request<pb::AddNumbersRequest>,
     ) -> Result<Response<pb::AddNumbersResponse>, Status> {
         let NewNumbers { app, numbers } = NewNumbers::try_from(req.into_inner())?;
-        let (added, updated) = self.pool.add_numbers(&app, &numbers).await?;
-        Ok(Response::new(pb::AddNumbersResponse { added, updated }))
+        let AddedNumbers {
+            added,
+            updated,
+            unchanged,
+        } = self.pool.add_numbers(&app, &numbers).await?;
+        Ok(Response::new(pb::AddNumbersResponse {
+            added: infos(added),
+            updated: infos(updated),
+            unchanged: infos(unchanged),
+        }))
     }
 
     async fn drain_numbers(
@@ -43,8 +101,25 @@ impl PoolService for Numbers {
         req: Request<pb::DrainNumbersRequest>,
     ) -> Result<Response<pb::DrainNumbersResponse>, Status> {
         let pb::DrainNumbersRequest { app, numbers } = req.into_inner();
-        let drained = self.app(&app)?.drain_numbers(&numbers).await?;
-        Ok(Response::new(pb::DrainNumbersResponse { drained }))
+        let app = self.app(&app)?;
+        named_numbers(&numbers)?;
+        let numbers = app.drain_numbers(&numbers).await?;
+        Ok(Response::new(pb::DrainNumbersResponse {
+            numbers: infos(numbers),
+        }))
+    }
+
+    async fn undrain_numbers(
+        &self,
+        req: Request<pb::UndrainNumbersRequest>,
+    ) -> Result<Response<pb::UndrainNumbersResponse>, Status> {
+        let pb::UndrainNumbersRequest { app, numbers } = req.into_inner();
+        let app = self.app(&app)?;
+        named_numbers(&numbers)?;
+        let numbers = app.undrain_numbers(&numbers).await?;
+        Ok(Response::new(pb::UndrainNumbersResponse {
+            numbers: infos(numbers),
+        }))
     }
 
     async fn remove_numbers(
@@ -52,8 +127,12 @@ impl PoolService for Numbers {
         req: Request<pb::RemoveNumbersRequest>,
     ) -> Result<Response<pb::RemoveNumbersResponse>, Status> {
         let pb::RemoveNumbersRequest { app, numbers } = req.into_inner();
-        let removed = self.app(&app)?.remove_numbers(&numbers).await?;
-        Ok(Response::new(pb::RemoveNumbersResponse { removed }))
+        let app = self.app(&app)?;
+        named_numbers(&numbers)?;
+        let removed = app.remove_numbers(&numbers).await?;
+        Ok(Response::new(pb::RemoveNumbersResponse {
+            removed: i32::try_from(removed).unwrap_or(i32::MAX),
+        }))
     }
 
     async fn list_numbers(
@@ -65,21 +144,18 @@ impl PoolService for Numbers {
             area_code,
             after,
             limit,
+            filters,
         } = NumberPage::try_from(req.into_inner())?;
-        let all = self.pool.app(&app)?.list_numbers(area_code.as_deref());
-        let page: Vec<_> = all
-            .iter()
-            .filter(|n| after.is_empty() || n.number > after)
-            .take(limit + 1)
-            .collect();
-        let next = if page.len() > limit {
-            page[limit - 1].number.clone()
-        } else {
-            String::new()
+        let (page, more) =
+            self.app(&app)?
+                .list_numbers(area_code.as_deref(), after.as_deref(), limit);
+        let next_page_token = match page.last() {
+            Some(last) if more => filters.token(&last.number),
+            _ => String::new(),
         };
         Ok(Response::new(pb::ListNumbersResponse {
-            numbers: page.into_iter().take(limit).map(Into::into).collect(),
-            next_page_token: next,
+            numbers: infos(page),
+            next_page_token,
         }))
     }
 

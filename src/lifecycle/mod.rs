@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
-pub use app::{AppPool, AppSetup};
+pub use app::{AddedNumbers, AppInfo, AppPool, AppSetup, PlatformInfo};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
@@ -141,13 +141,13 @@ impl Pool {
     /// Adds numbers to app `app` (or updates their area), all or none: refused when one is
     /// malformed or listed twice (INVALID_ARGUMENT), already belongs to another app
     /// (ALREADY_EXISTS naming it), or — with the app's `check_numbers_on_add` — is refused by the
-    /// platform (FAILED_PRECONDITION) or cannot be checked there (UNAVAILABLE). Returns
-    /// (added, updated).
+    /// platform (FAILED_PRECONDITION) or cannot be checked there (UNAVAILABLE). Says what came
+    /// of each number.
     pub async fn add_numbers(
         &self,
         app: &str,
         numbers: &[(String, String)],
-    ) -> Result<(u32, u32), PoolError> {
+    ) -> Result<AddedNumbers, PoolError> {
         let pool = self.app(app)?;
         AppPool::check_new_numbers(numbers)?;
         self.refuse_owned_elsewhere(app, numbers)?;
@@ -165,7 +165,7 @@ impl Pool {
         &self,
         app: &str,
         numbers: &[(String, String)],
-    ) -> Result<(u32, u32), PoolError> {
+    ) -> Result<AddedNumbers, PoolError> {
         let pool = self.app(app)?;
         let _one_at_a_time = self.adding.lock().await;
         let mut kept = Vec::with_capacity(numbers.len());
@@ -181,7 +181,7 @@ impl Pool {
             }
         }
         if kept.is_empty() {
-            return Ok((0, 0));
+            return Ok(AddedNumbers::default());
         }
         pool.add_numbers(&kept).await
     }

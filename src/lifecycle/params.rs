@@ -76,7 +76,7 @@ impl BindParams {
         }
         rules
             .check_ttl(p.ttl_seconds)
-            .map_err(|why| PoolError::invalid("ttl_seconds", why))?;
+            .map_err(|why| PoolError::invalid("ttl", why))?;
         if let Some(x) = &p.x_number
             && index.number(x).is_none()
         {

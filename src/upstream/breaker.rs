@@ -18,6 +18,17 @@ enum State {
     HalfOpen,
 }
 
+/// The state of a breaker as [`Breaker::circuit`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Calls go through.
+    Closed,
+    /// Calls are refused without reaching the platform.
+    Open,
+    /// The next call (or the one in flight) is a probe.
+    HalfOpen,
+}
+
 /// Permission to send one call; report its outcome with [`Breaker::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -109,6 +120,16 @@ impl Breaker {
 
     pub fn is_closed(&self) -> bool {
         *self.lock() == State::Closed
+    }
+
+    /// What the breaker is doing now, for people and dashboards.
+    pub fn circuit(&self) -> Circuit {
+        match *self.lock() {
+            State::Closed => Circuit::Closed,
+            State::Open { until } if Instant::now() < until => Circuit::Open,
+            // The cool-off is over: the next call is the probe.
+            State::Open { .. } | State::HalfOpen => Circuit::HalfOpen,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::breaker::{Breaker, Permit, Verdict};
+use super::breaker::{Breaker, Circuit, Permit, Verdict};
 use super::error::UpstreamError;
 use super::limiter::{Limiter, Priority};
 use super::result::{ErrorClass, classify, classify_http};
@@ -197,6 +197,11 @@ impl AppClient {
     /// True unless an authentication failure has opened the circuit.
     pub fn circuit_closed(&self) -> bool {
         self.app.breaker.is_closed()
+    }
+
+    /// The state of the app's circuit breaker.
+    pub fn circuit(&self) -> Circuit {
+        self.app.breaker.circuit()
     }
 
     /// Spends this handle's prepaid slot, if it still has one.

@@ -14,6 +14,7 @@ mod ops;
 pub mod result;
 mod secret;
 
+pub use breaker::Circuit;
 pub use client::{AppClient, AppSettings, CallOpts, IP_BLACKLIST, Slot, http_client};
 pub use error::UpstreamError;
 pub use limiter::Priority;

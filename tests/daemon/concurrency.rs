@@ -69,12 +69,7 @@ async fn unbind_all(d: &Daemon, ids: Vec<String>) {
     for (i, id) in ids.into_iter().enumerate() {
         let mut c = conns[i % conns.len()].clone();
         tasks.push(tokio::spawn(async move {
-            let r = c
-                .unbind(pb::UnbindRequest {
-                    binding_id: id.clone(),
-                    ..Default::default()
-                })
-                .await;
+            let r = c.unbind(pb::UnbindRequest::by_id(id.clone())).await;
             (id, r.map(|r| r.into_inner()))
         }));
     }
@@ -241,11 +236,7 @@ async fn bind_unbind_mix(d: &Daemon, app: &'static str, app_key: &str, two_parti
                     continue; // left for the sweeper
                 }
                 let unbind = |mut c: BindingServiceClient<Channel>, id: String| async move {
-                    c.unbind(pb::UnbindRequest {
-                        binding_id: id,
-                        ..Default::default()
-                    })
-                    .await
+                    c.unbind(pb::UnbindRequest::by_id(id)).await
                 };
                 let (one, two) = tokio::join!(
                     unbind(c.clone(), b.binding_id.clone()),
@@ -280,11 +271,7 @@ async fn bind_unbind_mix(d: &Daemon, app: &'static str, app_key: &str, two_parti
                 for b in page.bindings.into_iter().step_by(2) {
                     let mut c = c.clone();
                     tasks.push(tokio::spawn(async move {
-                        c.unbind(pb::UnbindRequest {
-                            binding_id: b.binding_id,
-                            ..Default::default()
-                        })
-                        .await
+                        c.unbind(pb::UnbindRequest::by_id(b.binding_id)).await
                     }));
                 }
                 for t in tasks {

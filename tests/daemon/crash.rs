@@ -242,16 +242,9 @@ async fn worker(
         });
         if let Some(Some(b)) = target {
             let req = if !b.request_id.is_empty() && rng.random_bool(0.5) {
-                pb::UnbindRequest {
-                    request_id: b.request_id.clone(),
-                    app: b.app.clone(),
-                    ..Default::default()
-                }
+                pb::UnbindRequest::by_request(b.app.clone(), b.request_id.clone())
             } else {
-                pb::UnbindRequest {
-                    binding_id: b.binding_id.clone(),
-                    ..Default::default()
-                }
+                pb::UnbindRequest::by_id(b.binding_id.clone())
             };
             let result = tokio::time::timeout(RPC_TIMEOUT, client.unbind(req)).await;
             let killed = stop.load(Ordering::SeqCst);
@@ -476,7 +469,7 @@ async fn check(
         }
 
         // (4b) The index counts what the records hold.
-        let mut per_x: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut per_x: BTreeMap<&str, i32> = BTreeMap::new();
         for b in &active {
             *per_x.entry(b.x_number.as_str()).or_default() += 1;
         }
@@ -488,14 +481,14 @@ async fn check(
         for n in &numbers {
             let held = per_x.get(n.number.as_str()).copied().unwrap_or(0);
             assert_eq!(
-                n.bindings, held,
+                n.binding_count, held,
                 "{label}: {name}: ListNumbers says {} holds {} bindings, the records say {held}: {n:?}",
-                n.number, n.bindings
+                n.number, n.binding_count
             );
             if spec.mode == pb::Mode::Axe {
                 assert_eq!(
-                    n.bindings + n.free_extensions + n.cooling,
-                    AXE_EXTENSIONS,
+                    i64::from(n.binding_count) + n.free_extension_count + n.cooling_count,
+                    i64::from(AXE_EXTENSIONS),
                     "{label}: {name}: extensions of {} do not add up: {n:?}",
                     n.number
                 );
@@ -508,13 +501,13 @@ async fn check(
         .await
         .unwrap();
         let area_of: HashMap<&str, &str> = owned.iter().copied().collect();
-        let mut expected: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+        let mut expected: BTreeMap<&str, (i32, i32)> = BTreeMap::new();
         for (n, area) in &owned {
             let e = expected.entry(area).or_default();
             e.0 += 1;
-            e.1 += u32::from(per_x.contains_key(n));
+            e.1 += i32::from(per_x.contains_key(n));
         }
-        let got: BTreeMap<&str, (u32, u32)> = stats
+        let got: BTreeMap<&str, (i32, i32)> = stats
             .areas
             .iter()
             .map(|a| (a.area_code.as_str(), (a.total, a.bound)))
@@ -544,11 +537,7 @@ async fn check(
         for (rid, r) in requests {
             let found = rpc(
                 "GetBinding",
-                bindings.get_binding(pb::GetBindingRequest {
-                    request_id: rid.clone(),
-                    app: name.into(),
-                    ..Default::default()
-                }),
+                bindings.get_binding(pb::GetBindingRequest::by_request(name, rid.clone())),
             )
             .await;
             let found = match found {

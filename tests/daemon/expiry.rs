@@ -12,10 +12,7 @@ use crate::support::*;
 /// Polls the binding until it has left ACTIVE, for at most a few seconds of real time.
 async fn wait_state(d: &Daemon, id: &str, want: pb::BindingState) -> pb::Binding {
     let mut c = d.bindings().await;
-    let get = pb::GetBindingRequest {
-        binding_id: id.into(),
-        ..Default::default()
-    };
+    let get = pb::GetBindingRequest::by_id(id);
     for _ in 0..100 {
         let b = c.get_binding(get.clone()).await.unwrap().into_inner();
         if b.state() == want {
@@ -34,7 +31,7 @@ fn rides(a: u32, b: u32) -> pb::BindRequest {
 /// `req` with a lifetime of `seconds`.
 fn lasting(seconds: u64, req: pb::BindRequest) -> pb::BindRequest {
     pb::BindRequest {
-        ttl_seconds: seconds,
+        ttl: xpool::grpc::ttl(seconds),
         ..req
     }
 }
@@ -47,7 +44,7 @@ async fn axb_bindings_expire_after_the_deadline_plus_grace() {
     // An AX binding due at the same deadline (no skew grace: xpool unbinds it itself). Once it
     // has expired, a round has run past the AXB deadline, within the grace.
     let mut witness = bind("drivers", &party(5), None);
-    witness.ttl_seconds = 120;
+    witness.ttl = xpool::grpc::ttl(120);
     witness.any_area = true;
     let witness = d.bind_ok(witness).await;
     // The platform expires it at its own deadline.
@@ -69,7 +66,7 @@ async fn axb_bindings_expire_after_the_deadline_plus_grace() {
 async fn ax_bindings_are_unbound_upstream_at_the_deadline_and_cool_down() {
     let d = Daemon::start().await;
     let mut req = in_area("drivers", &party(1), None, "021");
-    req.ttl_seconds = 60;
+    req.ttl = xpool::grpc::ttl(60);
     let b = d.bind_ok(req.clone()).await;
     d.clock.advance(60_000);
     wait_state(&d, &b.binding_id, pb::BindingState::Expired).await;
@@ -92,7 +89,7 @@ async fn axe_extensions_come_back_after_expiry_and_cool_down() {
     let mut req = bind("stores", &party(1), None);
     req.x_number = "+8617200000001".into();
     req.extension = "07".into();
-    req.ttl_seconds = 60;
+    req.ttl = xpool::grpc::ttl(60);
     let b = d.bind_ok(req.clone()).await;
     d.sim.advance_clock(60).await;
     d.clock.advance(65_000);
@@ -111,7 +108,7 @@ async fn a_restarted_daemon_expires_overdue_bindings_at_start_up() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let mut req = bind("rides", &party(2 * i), Some(&party(2 * i + 1)));
-        req.ttl_seconds = 60;
+        req.ttl = xpool::grpc::ttl(60);
         ids.push(d.bind_ok(req).await.binding_id);
     }
     let d = {
@@ -138,7 +135,8 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     let b = d.bind_ok(lasting(60, rides(1, 2))).await;
     let update = pb::UpdateBindingRequest {
         binding_id: b.binding_id.clone(),
-        ttl_seconds: 600,
+        ttl: xpool::grpc::ttl(600),
+        ..Default::default()
     };
     let u = d
         .bindings()
@@ -147,12 +145,12 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
         .await
         .unwrap()
         .into_inner();
-    let new_life = u.expires_at.unwrap().seconds - u.updated_at.unwrap().seconds;
+    let new_life = u.expire_time.unwrap().seconds - u.update_time.unwrap().seconds;
     assert_eq!(new_life, 600);
     // A binding left at the old deadline, bound later: once it has expired, a round has run
     // past the old deadline (and its grace).
     let mut witness = rides(3, 4);
-    witness.ttl_seconds = 60;
+    witness.ttl = xpool::grpc::ttl(60);
     let witness = d.bind_ok(witness).await;
     // The platform's timer restarted too: past the old deadline it still has the binding.
     d.sim.advance_clock(120).await;
@@ -160,10 +158,14 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
     wait_state(&d, &witness.binding_id, pb::BindingState::Expired).await;
     assert_eq!(d.state(&b.binding_id).await, pb::BindingState::Active);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
-    // 0 removes the deadline.
+    // No ttl, with "ttl" in the mask, removes the deadline.
     let forever = pb::UpdateBindingRequest {
         binding_id: b.binding_id.clone(),
-        ttl_seconds: 0,
+        ttl: None,
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["ttl".into()],
+        }),
+        ..Default::default()
     };
     assert!(
         d.bindings()
@@ -172,7 +174,7 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
             .await
             .unwrap()
             .into_inner()
-            .expires_at
+            .expire_time
             .is_none()
     );
     // AXYB bindings have no modify API.
@@ -183,7 +185,8 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
         .await
         .update_binding(pb::UpdateBindingRequest {
             binding_id: y.binding_id,
-            ttl_seconds: 60,
+            ttl: xpool::grpc::ttl(60),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -195,10 +198,10 @@ async fn update_binding_moves_the_deadline_here_and_on_the_platform() {
 async fn axyb_and_x_mode_bindings_expire_too() {
     let d = Daemon::start().await;
     let mut chat = in_area("chat", &party(1), Some(&party(2)), "010");
-    chat.ttl_seconds = 120;
+    chat.ttl = xpool::grpc::ttl(120);
     let axyb = d.bind_ok(chat).await;
     let mut local = bind("local", &party(3), Some(&party(4)));
-    local.ttl_seconds = 120;
+    local.ttl = xpool::grpc::ttl(120);
     let x = d.bind_ok(local.clone()).await;
     d.sim.advance_clock(120).await;
     d.clock.advance(125_000);
@@ -217,7 +220,7 @@ async fn every_expired_binding_gets_its_defensive_unbind_in_the_background() {
     let mut ids = Vec::new();
     for i in 0..40 {
         let mut req = bind("rides", &party(100 + 2 * i), Some(&party(101 + 2 * i)));
-        req.ttl_seconds = 60;
+        req.ttl = xpool::grpc::ttl(60);
         ids.push(d.bind_ok(req).await.binding_id);
     }
     let not_found = async |d: &Daemon| {

@@ -38,7 +38,7 @@ fn setup() -> Setup {
 fn request(i: u32) -> pb::BindRequest {
     pb::BindRequest {
         request_id: format!("ride-{i}"),
-        ttl_seconds: 3600,
+        ttl: xpool::grpc::ttl(3600),
         ..bind_any("rides", &party(2 * i), Some(&party(2 * i + 1)))
     }
 }

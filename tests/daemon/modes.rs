@@ -9,19 +9,26 @@ use crate::support::*;
 async fn axb_bind_get_list_unbind_round_trip() {
     let (d, mut c) = Daemon::start_with_client().await;
     let mut req = in_area("rides", &party(1), Some(&party(2)), "010");
-    req.ttl_seconds = 3600;
+    req.ttl = xpool::grpc::ttl(3600);
     req.user_data = "ride-42".into();
-    req.max_call_minutes = 30;
-    req.call_direction = pb::CallDirection::AToBOnly.into();
+    req.call_options = Some(pb::CallOptions {
+        max_call_minutes: Some(30),
+        call_direction: pb::CallDirection::AToBOnly.into(),
+        ..Default::default()
+    });
     let b = d.bind_ok(req).await;
     assert_eq!(b.state(), pb::BindingState::Active);
     assert_eq!(b.mode(), pb::Mode::Axb);
     assert_eq!(b.area_code, "010");
     assert!(b.x_number.starts_with("+861700000000"));
     assert!(!b.subscription_id.is_empty());
-    assert!(b.reason.contains("requested area 010"), "{}", b.reason);
-    let created = b.created_at.unwrap().seconds;
-    assert_eq!(b.expires_at.unwrap().seconds - created, 3600);
+    assert!(
+        b.selection_reason.contains("requested area 010"),
+        "{}",
+        b.selection_reason
+    );
+    let created = b.create_time.unwrap().seconds;
+    assert_eq!(b.expire_time.unwrap().seconds - created, 3600);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
     let got = d.get(&b.binding_id).await;
@@ -60,7 +67,11 @@ async fn axb_spreads_load_and_keeps_parties_unique_per_x() {
     // A third time: both 010 Xs hold the pair, so the configured fallback area 021 serves.
     let four = d.bind_ok(in_010(1, 2)).await;
     assert_eq!(four.area_code, "021");
-    assert!(four.reason.contains("fallback area 021"), "{}", four.reason);
+    assert!(
+        four.selection_reason.contains("fallback area 021"),
+        "{}",
+        four.selection_reason
+    );
     // A fourth: 010 and 021 are used up for this pair; 0755 only with any_area.
     let err = d.bind_refused(in_010(1, 2), Code::ResourceExhausted).await;
     assert!(
@@ -72,7 +83,11 @@ async fn axb_spreads_load_and_keeps_parties_unique_per_x() {
     anywhere.any_area = true;
     let five = d.bind_ok(anywhere).await;
     assert_eq!(five.area_code, "0755");
-    assert!(five.reason.contains("any area"), "{}", five.reason);
+    assert!(
+        five.selection_reason.contains("any area"),
+        "{}",
+        five.selection_reason
+    );
     stop_in_step(d, "rides", "k-axb").await;
 }
 
@@ -121,15 +136,16 @@ async fn ax_numbers_cool_down_before_reuse() {
     };
     let b = d.bind_ok(in_021(1)).await;
     assert_eq!(b.x_number, "+8617100000003");
-    assert!(b.reason.contains("longest-free"), "{}", b.reason);
+    assert!(
+        b.selection_reason.contains("longest-free"),
+        "{}",
+        b.selection_reason
+    );
     // 021's only X is taken; strictly in 021 there is nothing.
     d.bind_refused(in_021(2), Code::ResourceExhausted).await;
-    c.unbind(pb::UnbindRequest {
-        binding_id: b.binding_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.unbind(pb::UnbindRequest::by_id(b.binding_id))
+        .await
+        .unwrap();
     // Released, but cooling down for 60 s.
     let err = c.bind(in_021(2)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -198,7 +214,11 @@ async fn axe_extensions_and_pins() {
     let (d, mut c) = Daemon::start_with_client().await;
     let b = d.bind_ok(bind("stores", &party(1), None)).await;
     assert_eq!(b.extension, "01");
-    assert!(b.reason.contains("never-used extension"), "{}", b.reason);
+    assert!(
+        b.selection_reason.contains("never-used extension"),
+        "{}",
+        b.selection_reason
+    );
     // The same A goes to the other X; a pinned extension is honoured.
     let other = d.bind_ok(bind("stores", &party(1), None)).await;
     assert_ne!(other.x_number, b.x_number);
@@ -217,12 +237,9 @@ async fn axe_extensions_and_pins() {
         "42 is taken"
     );
     // A released extension cools down before the same X+E is handed out again.
-    c.unbind(pb::UnbindRequest {
-        binding_id: p.binding_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.unbind(pb::UnbindRequest::by_id(p.binding_id))
+        .await
+        .unwrap();
     let err = c.bind(pinned.clone()).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("cooling"), "{}", err.message());
@@ -235,18 +252,15 @@ async fn axe_extensions_and_pins() {
 async fn axyb_binds_both_steps_and_records_the_platforms_choice() {
     let (d, mut c) = Daemon::start_with_client().await;
     let mut req = in_area("chat", &party(1), Some(&party(2)), "021");
-    req.ttl_seconds = 7200;
+    req.ttl = xpool::grpc::ttl(7200);
     let b = d.bind_ok(req).await;
     assert_eq!(b.area_code, "021");
     assert!(["+8617300000003", "+8617300000004"].contains(&b.x_number.as_str()));
     assert!(!b.y_number.is_empty() && b.y_number != b.x_number);
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
-    c.unbind(pb::UnbindRequest {
-        binding_id: b.binding_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.unbind(pb::UnbindRequest::by_id(b.binding_id))
+        .await
+        .unwrap();
     assert!(d.sim.bindings("k-axyb").await.is_empty());
     d.stop().await;
 }
@@ -302,7 +316,7 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(added.added, 1);
+    assert_eq!(added.added.len(), 1);
     let mut c = d.bindings().await;
     let mut req = in_area("local", &party(1), Some(&party(2)), "0571");
     let b = d.bind_ok(req.clone()).await;
@@ -325,12 +339,9 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
         p.remove_numbers(remove.clone()).await.unwrap_err().code(),
         Code::FailedPrecondition
     );
-    c.unbind(pb::UnbindRequest {
-        binding_id: b.binding_id,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    c.unbind(pb::UnbindRequest::by_id(b.binding_id))
+        .await
+        .unwrap();
     assert_eq!(
         p.remove_numbers(remove).await.unwrap().into_inner().removed,
         1
@@ -347,6 +358,6 @@ async fn pool_admin_adds_drains_and_removes_numbers() {
     // Added numbers persist across a restart.
     let d = d.restart().await;
     let stats = d.pool_stats("local").await;
-    assert_eq!(stats.areas.iter().map(|a| a.total).sum::<u32>(), 2);
+    assert_eq!(stats.areas.iter().map(|a| a.total).sum::<i32>(), 2);
     d.stop().await;
 }

@@ -268,7 +268,7 @@ async fn axb_drift_is_counted_and_repaired() {
     let ghost = bind_axb(&d, 3, 4, AXB_X[1]).await;
     let modified = bind_axb(&d, 5, 6, AXB_X[0]).await;
     let mut expiring = pinned("rides", &party(7), Some(&party(8)), AXB_X[2]);
-    expiring.ttl_seconds = 600;
+    expiring.ttl = xpool::grpc::ttl(600);
     let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "rides", "k-axb").await;
 
@@ -372,7 +372,7 @@ async fn axe_drift_is_counted_and_repaired() {
     let ghost = d.bind_ok(pinned("stores", &party(1), None, x1)).await;
     let keep = d.bind_ok(pinned("stores", &party(2), None, x1)).await;
     let mut expiring = pinned("stores", &party(3), None, x2);
-    expiring.ttl_seconds = 600;
+    expiring.ttl = xpool::grpc::ttl(600);
     let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "stores", "k-axe").await;
 
@@ -418,7 +418,7 @@ async fn axyb_drift_is_counted_and_repaired() {
         .bind_ok(in_area("chat", &party(3), Some(&party(4)), "021"))
         .await;
     let mut expiring = in_area("chat", &party(5), Some(&party(6)), "010");
-    expiring.ttl_seconds = 600;
+    expiring.ttl = xpool::grpc::ttl(600);
     let expiring = d.bind_ok(expiring).await;
     assert_local_equals_sim(&d, "chat", "k-axyb").await;
 
@@ -736,11 +736,11 @@ async fn a_binding_created_during_a_reconcile_survives_even_without_grace() {
 // ----------------------------------------------------------------------------------------------
 // Numbers the platform took away
 
-async fn total_numbers(d: &Daemon, app: &str) -> u32 {
+async fn total_numbers(d: &Daemon, app: &str) -> i32 {
     d.pool_stats(app).await.areas.iter().map(|a| a.total).sum()
 }
 
-async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: u32) {
+async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: i32) {
     let d = Daemon::start().await;
     // AXB needs a B; the other modes take none.
     let b_of = |i: u32| (app == "rides").then(|| party(i));
@@ -769,7 +769,7 @@ async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, t
     );
     // Never handed out again: pinned, or by area.
     assert_refused_locally(&d, app_key, pinned(app, &party(3), b_of(4).as_deref(), x)).await;
-    for i in 0..total + 2 {
+    for i in 0..total as u32 + 2 {
         let mut req = bind(app, &party(10 + 2 * i), b_of(11 + 2 * i).as_deref());
         req.any_area = true;
         if let Ok(got) = d.bindings().await.bind(req).await {

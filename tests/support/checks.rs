@@ -303,20 +303,20 @@ pub async fn assert_axe_rules(d: &Daemon, app: &str, app_key: &str) {
 /// The daemon's per-number loads (ListNumbers) and per-area bound counts (GetPoolStats) agree
 /// with the platform's live bindings, and nothing is left PENDING or RELEASING.
 pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
-    let mut by_x: BTreeMap<String, u32> = BTreeMap::new();
+    let mut by_x: BTreeMap<String, i32> = BTreeMap::new();
     for b in d.sim.bindings(app_key).await {
         *by_x.entry(text(&b, "x")).or_default() += 1;
     }
     let numbers = list_numbers(&mut d.pool().await, app).await;
-    let mut bound_per_area: BTreeMap<String, u32> = BTreeMap::new();
+    let mut bound_per_area: BTreeMap<String, i32> = BTreeMap::new();
     for n in &numbers {
         let live = by_x.get(&n.number).copied().unwrap_or(0);
         assert_eq!(
-            n.bindings, live,
+            n.binding_count, live,
             "{app}: ListNumbers says {} holds {} bindings, the platform has {live}",
-            n.number, n.bindings
+            n.number, n.binding_count
         );
-        *bound_per_area.entry(n.area_code.clone()).or_default() += u32::from(live > 0);
+        *bound_per_area.entry(n.area_code.clone()).or_default() += i32::from(live > 0);
     }
     let listed: BTreeSet<&String> = numbers.iter().map(|n| &n.number).collect();
     for x in by_x.keys() {

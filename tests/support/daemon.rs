@@ -203,29 +203,19 @@ impl Daemon {
 
     /// Unbinds by binding id, which must succeed.
     pub async fn unbind_ok(&self, binding_id: &str) -> pb::Binding {
-        let req = pb::UnbindRequest {
-            binding_id: binding_id.into(),
-            ..Default::default()
-        };
+        let req = pb::UnbindRequest::by_id(binding_id);
         must(binding_id, self.bindings().await.unbind(req).await)
     }
 
     /// The binding with this id, which must exist.
     pub async fn get(&self, binding_id: &str) -> pb::Binding {
-        let req = pb::GetBindingRequest {
-            binding_id: binding_id.into(),
-            ..Default::default()
-        };
+        let req = pb::GetBindingRequest::by_id(binding_id);
         must(binding_id, self.bindings().await.get_binding(req).await)
     }
 
     /// The binding of `app` made under `request_id`, which must exist.
     pub async fn get_by_request(&self, app: &str, request_id: &str) -> pb::Binding {
-        let req = pb::GetBindingRequest {
-            request_id: request_id.into(),
-            app: app.into(),
-            ..Default::default()
-        };
+        let req = pb::GetBindingRequest::by_request(app, request_id);
         let what = format!("{app} request {request_id}");
         must(&what, self.bindings().await.get_binding(req).await)
     }

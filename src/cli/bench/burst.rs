@@ -151,7 +151,7 @@ async fn live_in_first_area(
         total += page
             .numbers
             .iter()
-            .map(|n| u64::from(n.bindings))
+            .map(|n| u64::try_from(n.binding_count).unwrap_or(0))
             .sum::<u64>();
         if page.next_page_token.is_empty() {
             return Ok(total);

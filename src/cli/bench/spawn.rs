@@ -304,11 +304,7 @@ async fn daemon_ready(url: &str) -> bool {
         return false;
     };
     // Any answer from the service (NOT_FOUND here) means it serves.
-    let probe = pb::GetBindingRequest {
-        binding_id: String::new(),
-        request_id: "xpool-bench-probe".into(),
-        app: "xpool-bench-probe".into(),
-    };
+    let probe = pb::GetBindingRequest::by_request("xpool-bench-probe", "xpool-bench-probe");
     match client.get_binding(probe).await {
         Ok(_) => true,
         Err(status) => status.code() != tonic::Code::Unavailable,

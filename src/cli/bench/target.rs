@@ -259,7 +259,7 @@ impl Conn {
                     } else {
                         String::new()
                     },
-                    ttl_seconds: ttl,
+                    ttl: xpool::grpc::ttl(ttl),
                     ..Default::default()
                 };
                 let binding =
@@ -267,9 +267,7 @@ impl Conn {
                 Ok(Bound {
                     id: binding.binding_id,
                     x: binding.x_number,
-                    expires_at_ms: binding
-                        .expires_at
-                        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+                    expires_at_ms: binding.expire_time.as_ref().map(xpool::grpc::millis),
                 })
             }
             Conn::Direct { client, xs } => {
@@ -329,10 +327,7 @@ impl Conn {
             Conn::Grpc {
                 client, deadline, ..
             } => {
-                let msg = pb::UnbindRequest {
-                    binding_id: id.to_owned(),
-                    ..Default::default()
-                };
+                let msg = pb::UnbindRequest::by_id(id);
                 with_deadline(*deadline, client.unbind(request(msg, *deadline))).await?;
                 Ok(())
             }
@@ -359,10 +354,7 @@ impl Conn {
             Conn::Grpc {
                 client, deadline, ..
             } => {
-                let msg = pb::GetBindingRequest {
-                    binding_id: id.to_owned(),
-                    ..Default::default()
-                };
+                let msg = pb::GetBindingRequest::by_id(id);
                 with_deadline(*deadline, client.get_binding(request(msg, *deadline))).await?;
                 Ok(())
             }

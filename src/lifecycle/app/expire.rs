@@ -54,7 +54,7 @@ impl AppPool {
         }
         self.rules
             .check_ttl(ttl_seconds)
-            .map_err(|why| PoolError::invalid("ttl_seconds", why))?;
+            .map_err(|why| PoolError::invalid("ttl", why))?;
         if let (Some(client), Some(sub)) = (&self.client, rec.subscription_id.clone()) {
             let result = match rec.mode {
                 Mode::Axb => {

@@ -7,6 +7,8 @@ mod numbers;
 mod reconcile;
 mod release;
 
+pub use numbers::AddedNumbers;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::cleanup::Cleanup;
@@ -18,7 +20,7 @@ use super::records;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
-use crate::upstream::{AppClient, UpstreamError};
+use crate::upstream::{AppClient, Circuit, UpstreamError};
 
 /// Everything needed to open an app's pool.
 #[derive(Debug)]
@@ -36,6 +38,27 @@ pub struct AppSetup {
     /// (defensive unbinds).
     pub tasks: tokio_util::task::TaskTracker,
     pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// An app as ListApps shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppInfo {
+    pub name: String,
+    pub mode: Mode,
+    /// Numbers in the pool, drained ones included.
+    pub numbers: u32,
+    pub draining: u32,
+    /// `None` for an app that makes no platform calls (X mode).
+    pub platform: Option<PlatformInfo>,
+}
+
+/// How an app reaches the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformInfo {
+    pub base_url: String,
+    pub rate_per_second: u32,
+    pub burst: u32,
+    pub circuit: Circuit,
 }
 
 /// One app's pool.
@@ -100,6 +123,35 @@ impl AppPool {
     /// The app's binding mode.
     pub fn mode(&self) -> Mode {
         self.rules.mode
+    }
+
+    /// What ListApps shows of the app.
+    pub fn info(&self) -> AppInfo {
+        let (numbers, draining) = {
+            let index = self.index();
+            index.numbers().fold((0, 0), |(all, draining), (_, n)| {
+                (
+                    all + 1,
+                    draining + u32::from(n.state == crate::alloc::NumberState::Draining),
+                )
+            })
+        };
+        let platform = self.client.as_ref().map(|c| {
+            let s = c.settings();
+            PlatformInfo {
+                base_url: s.base_url.clone(),
+                rate_per_second: s.rate_per_second.get(),
+                burst: s.burst.get(),
+                circuit: c.circuit(),
+            }
+        });
+        AppInfo {
+            name: self.name.clone(),
+            mode: self.rules.mode,
+            numbers,
+            draining,
+            platform,
+        }
     }
 
     /// Whether the platform holds this app's bindings (not X mode).

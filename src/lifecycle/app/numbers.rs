@@ -12,6 +12,24 @@ use crate::platform::number;
 use crate::store::{NumberRecord, NumberState};
 use crate::upstream::{CallOpts, ErrorClass};
 
+/// What an AddNumbers did, number by number, with each number as it is now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddedNumbers {
+    /// New to the pool.
+    pub added: Vec<NumberView>,
+    /// Held with another area code, or removed before.
+    pub updated: Vec<NumberView>,
+    /// Held as asked; left alone.
+    pub unchanged: Vec<NumberView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Added {
+    New,
+    Updated,
+    Unchanged,
+}
+
 impl AppPool {
     /// Refuses a request to add `numbers` that is malformed: a number not in global format, an
     /// area code not of 2–6 digits, a number listed twice.
@@ -85,66 +103,101 @@ impl AppPool {
         Ok(())
     }
 
-    /// Adds numbers (or updates their area), all in one transaction. Returns (added, updated).
-    /// The callers ([`crate::lifecycle::Pool`]) have checked the request and the other apps.
+    /// Adds numbers (or updates their area), all in one transaction, and says what came of
+    /// each. The callers ([`crate::lifecycle::Pool`]) have checked the request and the other
+    /// apps.
     pub(in crate::lifecycle) async fn add_numbers(
         &self,
         numbers: &[(String, String)],
-    ) -> Result<(u32, u32), PoolError> {
+    ) -> Result<AddedNumbers, PoolError> {
         Self::check_new_numbers(numbers)?;
-        let (mut added, mut updated) = (0, 0);
         let now = self.clock.now_ms();
-        self.write(
-            |tx, _| {
-                let mut changed = Vec::new();
-                for (n, area) in numbers {
-                    let record = match tx.get_number(&self.name, n)? {
-                        Some(r) if r.area_code == *area && r.state != NumberState::Removed => {
-                            continue;
-                        }
-                        Some(r) => {
-                            updated += 1;
-                            NumberRecord {
-                                area_code: area.clone(),
-                                state: if r.state == NumberState::Removed {
+        let outcomes = self
+            .write(
+                |tx, _| {
+                    let mut outcomes = Vec::with_capacity(numbers.len());
+                    for (n, area) in numbers {
+                        let (outcome, record) = match tx.get_number(&self.name, n)? {
+                            Some(r) if r.area_code == *area && r.state != NumberState::Removed => {
+                                outcomes.push((Added::Unchanged, r));
+                                continue;
+                            }
+                            Some(r) => {
+                                let state = if r.state == NumberState::Removed {
                                     NumberState::Active
                                 } else {
                                     r.state
+                                };
+                                let record = NumberRecord {
+                                    area_code: area.clone(),
+                                    state,
+                                    updated_at_ms: now,
+                                    ..r
+                                };
+                                (Added::Updated, record)
+                            }
+                            None => (
+                                Added::New,
+                                NumberRecord {
+                                    app: self.name.clone(),
+                                    number: n.clone(),
+                                    area_code: area.clone(),
+                                    state: NumberState::Active,
+                                    needs_reconcile: false,
+                                    updated_at_ms: now,
                                 },
-                                updated_at_ms: now,
-                                ..r
-                            }
+                            ),
+                        };
+                        tx.put_number(&record)?;
+                        outcomes.push((outcome, record));
+                    }
+                    Ok(outcomes)
+                },
+                |index, outcomes| {
+                    for (outcome, record) in outcomes {
+                        if *outcome != Added::Unchanged {
+                            index.upsert_number(&records::number(record), now);
                         }
-                        None => {
-                            added += 1;
-                            NumberRecord {
-                                app: self.name.clone(),
-                                number: n.clone(),
-                                area_code: area.clone(),
-                                state: NumberState::Active,
-                                needs_reconcile: false,
-                                updated_at_ms: now,
-                            }
-                        }
-                    };
-                    tx.put_number(&record)?;
-                    changed.push(record);
-                }
-                Ok(changed)
-            },
-            |index, changed| {
-                for record in changed {
-                    index.upsert_number(&records::number(record), now);
-                }
-            },
-        )
-        .await?;
-        Ok((added, updated))
+                    }
+                },
+            )
+            .await?;
+        let mut added = AddedNumbers::default();
+        let index = self.index();
+        for (outcome, record) in outcomes {
+            let Some(view) = index.number_view(&record.number, now) else {
+                continue; // Removed meanwhile.
+            };
+            match outcome {
+                Added::New => added.added.push(view),
+                Added::Updated => added.updated.push(view),
+                Added::Unchanged => added.unchanged.push(view),
+            }
+        }
+        Ok(added)
     }
 
     /// Stops handing numbers out; their bindings live on.
-    pub async fn drain_numbers(&self, numbers: &[String]) -> Result<u32, PoolError> {
-        self.set_state(numbers, NumberState::Draining).await
+    pub async fn drain_numbers(&self, numbers: &[String]) -> Result<Vec<NumberView>, PoolError> {
+        self.set_state(numbers, NumberState::Draining).await?;
+        Ok(self.views(numbers))
+    }
+
+    /// Puts drained numbers back in rotation. A frozen number (blacklisted on the platform)
+    /// stays out: that is the platform's decision, not an operator's.
+    pub async fn undrain_numbers(&self, numbers: &[String]) -> Result<Vec<NumberView>, PoolError> {
+        self.set_state(numbers, NumberState::Active).await?;
+        Ok(self.views(numbers))
+    }
+
+    /// The index's view of `numbers`, in their order.
+    fn views(&self, numbers: &[String]) -> Vec<NumberView> {
+        let now = self.clock.now_ms();
+        let index = self.index();
+        numbers
+            .iter()
+            .filter_map(|n| index.number_view(n, now))
+            .collect()
     }
 
     /// Removes numbers that hold no live binding; refuses (changing nothing) otherwise.
@@ -174,6 +227,15 @@ impl AppPool {
                                 self.name
                             )));
                         };
+                        if state == NumberState::Draining && r.state == NumberState::Frozen {
+                            continue; // Already out of rotation, for a reason drain must keep.
+                        }
+                        if state == NumberState::Active && r.state == NumberState::Frozen {
+                            return Err(PoolError::FailedPrecondition(format!(
+                                "{n} is frozen (blacklisted on the platform) and cannot be \
+                                 put back in rotation"
+                            )));
+                        }
                         let record = NumberRecord {
                             state,
                             updated_at_ms: now,
@@ -198,10 +260,16 @@ impl AppPool {
         Ok(changed.len() as u32)
     }
 
-    /// Every number of the app (of `area`, when given), sorted by number.
-    pub fn list_numbers(&self, area: Option<&str>) -> Vec<NumberView> {
+    /// One page of the app's numbers (of `area`, when given) in number order: at most `limit`
+    /// numbers after `after`, and whether more follow.
+    pub fn list_numbers(
+        &self,
+        area: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<NumberView>, bool) {
         let now = self.clock.now_ms();
-        self.index().number_views(area, now)
+        self.index().number_page(area, after, limit, now)
     }
 
     /// Counts per area, sorted by area code.

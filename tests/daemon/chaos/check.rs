@@ -223,11 +223,7 @@ async fn by_request_id(
         .filter(|(_, id)| active.contains(id.as_str()))
         .collect();
     for (rid, id) in acked {
-        let req = pb::GetBindingRequest {
-            request_id: rid.clone(),
-            app: APPS[app].name.into(),
-            ..Default::default()
-        };
+        let req = pb::GetBindingRequest::by_request(APPS[app].name, rid.clone());
         match rpc("GetBinding", client.get_binding(req)).await {
             Ok(b) if b.binding_id == id => {}
             Ok(b) => found

@@ -44,10 +44,7 @@ async fn axyb_lost_answer_on_an_x_still_releasing_here_is_found() {
         .faults(json!({"app_key": "k-axyb", "lost_response_rate": 1.0}))
         .await;
     // The platform unbinds the first binding, freeing its X; the answer is lost: RELEASING here.
-    let unbind = pb::UnbindRequest {
-        binding_id: first.binding_id.clone(),
-        ..Default::default()
-    };
+    let unbind = pb::UnbindRequest::by_id(first.binding_id.clone());
     let refused = d.bindings().await.unbind(unbind).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     // The index sees the other X free; the platform binds on the first binding's X, the only
@@ -128,11 +125,7 @@ async fn a_bind_landing_late_on_a_hung_platform_makes_one_binding_per_request() 
     let first = client.bind(req.clone()).await;
     proxy.hang(0);
     let reserved = client
-        .get_binding(pb::GetBindingRequest {
-            request_id: "r1".into(),
-            app: "rides".into(),
-            ..Default::default()
-        })
+        .get_binding(pb::GetBindingRequest::by_request("rides", "r1"))
         .await
         .unwrap()
         .into_inner();

@@ -161,7 +161,7 @@ impl Worker {
             party_b,
             area_code: spec.areas[self.rng.random_range(0..spec.areas.len())].into(),
             any_area: self.rng.random_bool(0.3),
-            ttl_seconds: spec.ttls[self.rng.random_range(0..spec.ttls.len())],
+            ttl: xpool::grpc::ttl(spec.ttls[self.rng.random_range(0..spec.ttls.len())]),
             request_id,
             ..Default::default()
         }
@@ -211,16 +211,9 @@ impl Worker {
 
     async fn unbind(&mut self, b: pb::Binding) {
         let req = if !b.request_id.is_empty() && self.rng.random_bool(0.5) {
-            pb::UnbindRequest {
-                request_id: b.request_id.clone(),
-                app: b.app.clone(),
-                ..Default::default()
-            }
+            pb::UnbindRequest::by_request(b.app.clone(), b.request_id.clone())
         } else {
-            pb::UnbindRequest {
-                binding_id: b.binding_id.clone(),
-                ..Default::default()
-            }
+            pb::UnbindRequest::by_id(b.binding_id.clone())
         };
         let deadline = DEADLINES_MS[self.rng.random_range(0..DEADLINES_MS.len())];
         let mut client = self.client.clone();

@@ -54,7 +54,7 @@ fn expiring(deadline_ms: Option<i64>, mode: pb::Mode, at: Times) -> bool {
 
 /// A binding's deadline, wall-clock ms.
 pub fn deadline_ms(b: &pb::Binding) -> Option<i64> {
-    b.expires_at
+    b.expire_time
         .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
@@ -94,7 +94,7 @@ pub fn acknowledged(
         }
         // Adopted by a reconcile: the platform had a binding the daemon had lost track of,
         // which only a request landing after its caller gave up explains.
-        if b.reason.starts_with("adopted") && !late_commits {
+        if b.selection_reason.starts_with("adopted") && !late_commits {
             found.steady.push(format!(
                 "a binding the daemon had lost track of, adopted: {b:?}"
             ));
@@ -168,18 +168,18 @@ pub fn held(app: usize, all: &[pb::Binding], numbers: &[pb::NumberInfo], found: 
                 .push(format!("two bindings hold one slot: {p}"));
         }
     }
-    let mut per_x: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut per_x: BTreeMap<&str, i32> = BTreeMap::new();
     for b in &holders {
         *per_x.entry(b.x_number.as_str()).or_default() += 1;
     }
     for n in numbers {
         let held = per_x.get(n.number.as_str()).copied().unwrap_or(0);
-        if n.bindings != held {
+        if n.binding_count != held {
             // Listed a moment after the bindings: an expiry or resolution may fall in between,
             // but a difference that lasts is the index's.
             found.racy.push(format!(
                 "ListNumbers says {} holds {}, the records {held}: {n:?}",
-                n.number, n.bindings
+                n.number, n.binding_count
             ));
         }
     }

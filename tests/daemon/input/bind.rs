@@ -125,44 +125,69 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
         ),
         // Ranges.
         (
-            "ttl_seconds over 90 days",
-            with(axb(), |r| r.ttl_seconds = 7_776_001),
-            "ttl_seconds",
+            "ttl over 90 days",
+            with(axb(), |r| r.ttl = xpool::grpc::ttl(7_776_001)),
+            "ttl",
         ),
         (
-            "ttl_seconds u64::MAX",
-            with(axb(), |r| r.ttl_seconds = u64::MAX),
-            "ttl_seconds",
+            "ttl i64::MAX seconds",
+            with(axb(), |r| r.ttl = xpool::grpc::ttl(i64::MAX as u64)),
+            "ttl",
         ),
         (
-            "ttl_seconds over 90 days (AX)",
-            with(ax(), |r| r.ttl_seconds = 7_776_001),
-            "ttl_seconds",
+            "ttl negative",
+            with(axb(), |r| {
+                r.ttl = Some(prost_types::Duration {
+                    seconds: -60,
+                    nanos: 0,
+                })
+            }),
+            "ttl",
+        ),
+        (
+            "ttl zero (unset means no expiry)",
+            with(axb(), |r| r.ttl = Some(prost_types::Duration::default())),
+            "ttl",
+        ),
+        (
+            "ttl with a fraction of a second",
+            with(axb(), |r| {
+                r.ttl = Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 500_000_000,
+                })
+            }),
+            "ttl",
+        ),
+        (
+            "ttl over 90 days (AX)",
+            with(ax(), |r| r.ttl = xpool::grpc::ttl(7_776_001)),
+            "ttl",
         ),
         (
             "AXE ttl not whole minutes",
-            with(axe(), |r| r.ttl_seconds = 90),
-            "ttl_seconds",
+            with(axe(), |r| r.ttl = xpool::grpc::ttl(90)),
+            "ttl",
         ),
         (
             "AXE ttl under a minute",
-            with(axe(), |r| r.ttl_seconds = 59),
-            "ttl_seconds",
+            with(axe(), |r| r.ttl = xpool::grpc::ttl(59)),
+            "ttl",
         ),
         (
             "AXYB ttl under a minute",
-            with(axyb(), |r| r.ttl_seconds = 30),
-            "ttl_seconds",
+            with(axyb(), |r| r.ttl = xpool::grpc::ttl(30)),
+            "ttl",
         ),
         (
             "max_call_minutes over 1440",
-            with(axb(), |r| r.max_call_minutes = 1441),
-            "max_call_minutes",
+            with(axb(), |r| options(r).max_call_minutes = Some(1441)),
+            "call_options.max_call_minutes",
         ),
         (
-            "max_call_minutes u32::MAX",
-            with(ax(), |r| r.max_call_minutes = u32::MAX),
-            "max_call_minutes",
+            "max_call_minutes negative",
+            with(ax(), |r| options(r).max_call_minutes = Some(-1)),
+            "call_options.max_call_minutes",
         ),
         // User data.
         (
@@ -279,18 +304,18 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
         // Enums and the idempotency key.
         (
             "call_direction 4",
-            with(axb(), |r| r.call_direction = 4),
-            "call_direction",
+            with(axb(), |r| options(r).call_direction = 4),
+            "call_options.call_direction",
         ),
         (
             "call_direction -1",
-            with(axb(), |r| r.call_direction = -1),
-            "call_direction",
+            with(axb(), |r| options(r).call_direction = -1),
+            "call_options.call_direction",
         ),
         (
             "call_direction i32::MAX",
-            with(ax(), |r| r.call_direction = i32::MAX),
-            "call_direction",
+            with(ax(), |r| options(r).call_direction = i32::MAX),
+            "call_options.call_direction",
         ),
         (
             "request_id of 129 characters",
@@ -316,6 +341,11 @@ fn bad_binds() -> Vec<(&'static str, pb::BindRequest, &'static str)> {
 }
 
 /// `base` pinned to X number `x` with extension `extension`.
+/// The request's call options, set.
+fn options(r: &mut pb::BindRequest) -> &mut pb::CallOptions {
+    r.call_options.get_or_insert_default()
+}
+
 fn pinned(base: pb::BindRequest, x: &str, extension: &str) -> pb::BindRequest {
     pb::BindRequest {
         x_number: x.into(),
@@ -338,11 +368,11 @@ async fn every_bad_bind_is_invalid_argument_naming_the_field_and_changes_nothing
     // The same requests with nothing wrong are accepted: each rejection above was about its
     // field. The limits themselves are allowed.
     let boundary = with(axb(), |r| {
-        r.ttl_seconds = 7_776_000;
-        r.max_call_minutes = 1_440;
+        r.ttl = xpool::grpc::ttl(7_776_000);
+        options(r).max_call_minutes = Some(1_440);
         r.user_data = "u".repeat(256);
         r.request_id = "r".repeat(128);
-        r.call_direction = pb::CallDirection::BToAOnly.into();
+        options(r).call_direction = pb::CallDirection::BToAOnly.into();
         r.area_code = "010".into();
     });
     for (case, req) in [
@@ -353,7 +383,7 @@ async fn every_bad_bind_is_invalid_argument_naming_the_field_and_changes_nothing
             with(axe(), |r| {
                 r.x_number = "+8617200000001".into();
                 r.extension = "12".into();
-                r.ttl_seconds = 120;
+                r.ttl = xpool::grpc::ttl(120);
             }),
         ),
         ("AXYB", axyb()),

@@ -106,10 +106,10 @@ async fn undecodable_messages_are_invalid_argument_naming_the_field() {
             "app",
         ),
         (
-            "Bind, ttl_seconds with the wrong wire type",
+            "Bind, a ttl that is not a Duration",
             BIND,
             field(6, b"1"),
-            "ttl_seconds",
+            "ttl",
         ),
         ("Bind, junk", BIND, vec![0xff; 16], "request"),
         (

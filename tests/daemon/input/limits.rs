@@ -41,45 +41,43 @@ async fn huge_values_are_refused_with_a_readable_status() {
         let case = format!("Bind, huge {field}");
         note(&case, c.bind(req).await.err(), Code::InvalidArgument);
     }
-    let get = |binding_id: &str, request_id: &str, app: &str| pb::GetBindingRequest {
-        binding_id: binding_id.into(),
-        request_id: request_id.into(),
-        app: app.into(),
-    };
-    for (case, req, code) in [
+    for (case, by_request, a, b, code) in [
         (
             "GetBinding, huge binding_id",
-            get(&huge, "", ""),
+            false,
+            "",
+            huge.as_str(),
             Code::InvalidArgument,
         ),
         (
             "GetBinding, huge app",
-            get("", "r-1", &huge),
+            true,
+            huge.as_str(),
+            "r-1",
             Code::InvalidArgument,
         ),
         (
             "GetBinding, huge request_id",
-            get("", &huge, "rides"),
+            true,
+            "rides",
+            huge.as_str(),
             Code::NotFound,
         ),
     ] {
+        let (get, unbind) = if by_request {
+            (
+                pb::GetBindingRequest::by_request(a, b),
+                pb::UnbindRequest::by_request(a, b),
+            )
+        } else {
+            (pb::GetBindingRequest::by_id(b), pb::UnbindRequest::by_id(b))
+        };
         let mut c = d.bindings().await;
-        note(case, c.get_binding(req.clone()).await.err(), code);
+        note(case, c.get_binding(get).await.err(), code);
         let mut c = d.bindings().await;
-        let pb::GetBindingRequest {
-            binding_id,
-            request_id,
-            app,
-        } = req;
         note(
             &case.replace("GetBinding", "Unbind"),
-            c.unbind(pb::UnbindRequest {
-                binding_id,
-                request_id,
-                app,
-            })
-            .await
-            .err(),
+            c.unbind(unbind).await.err(),
             code,
         );
     }

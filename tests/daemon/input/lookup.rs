@@ -18,136 +18,88 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
     assert_eq!(before.sim_bindings[0].len(), 1);
 
     let unknown_id = "0190a3c4-0000-7000-8000-000000000000";
-    type Key = (&'static str, String, String, String, Code, &'static str);
-    let cases: Vec<Key> = vec![
-        (
-            "neither id",
-            "".into(),
-            "".into(),
-            "".into(),
-            Code::InvalidArgument,
-            "binding_id",
-        ),
+    // (case, binding id or request id, app, code, field)
+    type Case = (&'static str, Option<Key>, &'static str, Code, &'static str);
+    let cases: Vec<Case> = vec![
+        ("neither id", None, "", Code::InvalidArgument, "binding_id"),
         (
             "neither id, app only",
-            "".into(),
-            "".into(),
-            "rides".into(),
+            None,
+            "rides",
             Code::InvalidArgument,
             "binding_id",
         ),
         (
-            "both ids",
-            live.binding_id.clone(),
-            "order-1".into(),
-            "rides".into(),
+            "empty request_id",
+            Some(Key::Request(String::new())),
+            "rides",
             Code::InvalidArgument,
-            "binding_id",
+            "request_id",
         ),
         (
             "malformed binding_id",
-            "not-a-binding".into(),
-            "".into(),
-            "".into(),
+            Some(Key::Id("not-a-binding".into())),
+            "",
             Code::InvalidArgument,
             "binding_id",
         ),
         (
             "binding_id with a trailing char",
-            format!("{}x", live.binding_id),
-            "".into(),
-            "".into(),
+            Some(Key::Id(format!("{}x", live.binding_id))),
+            "",
             Code::InvalidArgument,
             "binding_id",
         ),
         (
             "request_id without app",
-            "".into(),
-            "order-1".into(),
-            "".into(),
+            Some(Key::Request("order-1".into())),
+            "",
             Code::InvalidArgument,
             "app",
         ),
         (
             "request_id with an unknown app",
-            "".into(),
-            "order-1".into(),
-            "nope".into(),
+            Some(Key::Request("order-1".into())),
+            "nope",
             Code::InvalidArgument,
             "app",
         ),
     ];
-    for (case, binding_id, request_id, app, code, field) in cases {
-        let unbind = c
-            .unbind(pb::UnbindRequest {
-                binding_id: binding_id.clone(),
-                request_id: request_id.clone(),
-                app: app.clone(),
-            })
-            .await;
+    for (case, key, app, code, field) in cases {
+        let (unbind, get) = requests(key, app);
+        let unbind = c.unbind(unbind).await;
         assert_rejected(unbind, code, field, &format!("Unbind, {case}"));
         assert_unchanged(&d, &before, &format!("Unbind, {case}")).await;
-        let get = c
-            .get_binding(pb::GetBindingRequest {
-                binding_id,
-                request_id,
-                app,
-            })
-            .await;
+        let get = c.get_binding(get).await;
         assert_rejected(get, code, field, &format!("GetBinding, {case}"));
     }
 
     // Well-formed but unknown: NOT_FOUND, naming what was looked up.
-    let not_found: Vec<(&str, pb::UnbindRequest)> = vec![
-        (
-            "unknown binding_id",
-            pb::UnbindRequest {
-                binding_id: unknown_id.into(),
-                ..Default::default()
-            },
-        ),
+    let not_found = [
+        ("unknown binding_id", Key::Id(unknown_id.into()), ""),
         (
             "unknown request_id",
-            pb::UnbindRequest {
-                request_id: "order-2".into(),
-                app: "rides".into(),
-                ..Default::default()
-            },
+            Key::Request("order-2".into()),
+            "rides",
         ),
         (
             "request_id of another app",
-            pb::UnbindRequest {
-                request_id: "order-1".into(),
-                app: "drivers".into(),
-                ..Default::default()
-            },
+            Key::Request("order-1".into()),
+            "drivers",
         ),
     ];
-    for (case, req) in not_found {
-        let pb::UnbindRequest {
-            binding_id,
-            request_id,
-            app,
-        } = req.clone();
+    for (case, key, app) in not_found {
+        let named = match &key {
+            Key::Id(_) => unknown_id,
+            Key::Request(_) => "request_id",
+        };
+        let (unbind, get) = requests(Some(key), app);
         for (what, result) in [
-            ("Unbind", c.unbind(req).await),
-            (
-                "GetBinding",
-                c.get_binding(pb::GetBindingRequest {
-                    binding_id: binding_id.clone(),
-                    request_id: request_id.clone(),
-                    app,
-                })
-                .await,
-            ),
+            ("Unbind", c.unbind(unbind).await),
+            ("GetBinding", c.get_binding(get).await),
         ] {
             let err = result.expect_err(case);
             assert_eq!(err.code(), Code::NotFound, "{what}, {case}: {err:?}");
-            let named = if binding_id.is_empty() {
-                "request_id"
-            } else {
-                unknown_id
-            };
             assert!(
                 err.message().contains(named),
                 "{what}, {case}: {:?}",
@@ -160,7 +112,8 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
     // UpdateBinding: a malformed id, a lifetime past 90 days, an unknown id.
     let update = |binding_id: &str, ttl_seconds: u64| pb::UpdateBindingRequest {
         binding_id: binding_id.into(),
-        ttl_seconds,
+        ttl: xpool::grpc::ttl(ttl_seconds),
+        ..Default::default()
     };
     let cases = [
         ("UpdateBinding, no binding_id", update("", 60), "binding_id"),
@@ -172,12 +125,27 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         (
             "UpdateBinding, ttl over 90 days",
             update(&live.binding_id, 7_776_001),
-            "ttl_seconds",
+            "ttl",
         ),
         (
-            "UpdateBinding, ttl u64::MAX",
-            update(&live.binding_id, u64::MAX),
-            "ttl_seconds",
+            "UpdateBinding, ttl i64::MAX seconds",
+            update(&live.binding_id, i64::MAX as u64),
+            "ttl",
+        ),
+        (
+            "UpdateBinding, nothing to update",
+            update(&live.binding_id, 0),
+            "update_mask",
+        ),
+        (
+            "UpdateBinding, unknown path in update_mask",
+            pb::UpdateBindingRequest {
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["party_a".into()],
+                }),
+                ..update(&live.binding_id, 60)
+            },
+            "update_mask",
         ),
     ];
     for (case, req, field) in cases {
@@ -196,4 +164,36 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
     // The live binding is untouched and still found both ways.
     assert_eq!(d.get_by_request("rides", "order-1").await, live);
     stop_in_step(d, "rides", "k-axb").await;
+}
+
+/// How an Unbind or GetBinding names its binding.
+enum Key {
+    Id(String),
+    Request(String),
+}
+
+/// An Unbind and a GetBinding naming the binding by `key` (nothing when `None`) and `app`.
+fn requests(key: Option<Key>, app: &str) -> (pb::UnbindRequest, pb::GetBindingRequest) {
+    use pb::{get_binding_request as get, unbind_request as unbind};
+    let (u, g) = match key {
+        None => (None, None),
+        Some(Key::Id(id)) => (
+            Some(unbind::Binding::BindingId(id.clone())),
+            Some(get::Binding::BindingId(id)),
+        ),
+        Some(Key::Request(r)) => (
+            Some(unbind::Binding::RequestId(r.clone())),
+            Some(get::Binding::RequestId(r)),
+        ),
+    };
+    (
+        pb::UnbindRequest {
+            binding: u,
+            app: app.into(),
+        },
+        pb::GetBindingRequest {
+            binding: g,
+            app: app.into(),
+        },
+    )
 }

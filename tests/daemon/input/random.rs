@@ -73,13 +73,13 @@ fn bind_request_unboxed() -> impl Strategy<Value = pb::BindRequest> {
         prop_oneof![3 => Just(String::new()), 2 => prop::sample::select(X_NUMBERS.to_vec()).prop_map(String::from), 1 => text()],
         prop_oneof![3 => Just(String::new()), 2 => "[0-9]{0,5}", 1 => text()],
         prop_oneof![-2i32..6, any::<i32>()],
-        any::<bool>(),
-        prop_oneof![0u32..1500, any::<u32>()],
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop_oneof![-2i32..1500, any::<i32>()]),
         prop_oneof![2 => Just(String::new()), 1 => text(), 1 => "[ -z|~]{1,260}"],
     );
     (numbers, rest).prop_map(
         |(
-            (app, party_a, party_b, area_code, any_area, ttl_seconds, request_id),
+            (app, party_a, party_b, area_code, any_area, ttl, request_id),
             (x_number, extension, call_direction, record, max_call_minutes, user_data),
         )| pb::BindRequest {
             app,
@@ -87,14 +87,17 @@ fn bind_request_unboxed() -> impl Strategy<Value = pb::BindRequest> {
             party_b,
             area_code,
             any_area,
-            ttl_seconds,
+            ttl,
             request_id,
             x_number,
             extension,
-            call_direction,
-            record,
-            max_call_minutes,
             user_data,
+            call_options: Some(pb::CallOptions {
+                call_direction,
+                record,
+                max_call_minutes,
+                ..Default::default()
+            }),
         },
     )
 }
@@ -124,7 +127,7 @@ fn plausible_bind_unboxed() -> impl Strategy<Value = pb::BindRequest> {
     let extra = (
         prop::option::weighted(0.2, 1u8..100),
         0i32..4,
-        prop_oneof![3 => Just(0u32), 1 => 0u32..=1440],
+        prop_oneof![3 => Just(None), 1 => (0i32..=1440).prop_map(Some)],
         prop_oneof![3 => Just(String::new()), 1 => "[a-z0-9-]{1,16}"],
         prop::option::weighted(0.25, (0usize..13, bind_request())),
     );
@@ -158,17 +161,19 @@ fn plausible_bind_unboxed() -> impl Strategy<Value = pb::BindRequest> {
                 },
                 area_code: area.into(),
                 any_area,
-                ttl_seconds,
+                ttl: xpool::grpc::ttl(ttl_seconds),
                 request_id,
                 x_number: match pin {
                     Some(i) if app != "chat" => pool[i % pool.len()].into(),
                     _ => String::new(),
                 },
                 extension: String::new(),
-                call_direction,
-                record: false,
-                max_call_minutes,
                 user_data,
+                call_options: Some(pb::CallOptions {
+                    call_direction,
+                    max_call_minutes,
+                    ..Default::default()
+                }),
             };
             if app == "stores" && !r.x_number.is_empty() {
                 r.extension = ext.map(|e| format!("{e:02}")).unwrap_or_default();
@@ -179,13 +184,11 @@ fn plausible_bind_unboxed() -> impl Strategy<Value = pb::BindRequest> {
                     1 => r.party_a = random.party_a,
                     2 => r.party_b = random.party_b,
                     3 => r.area_code = random.area_code,
-                    4 => r.ttl_seconds = random.ttl_seconds,
+                    4 => r.ttl = random.ttl,
                     5 => r.request_id = random.request_id,
                     6 => r.x_number = random.x_number,
                     7 => r.extension = random.extension,
-                    8 => r.call_direction = random.call_direction,
-                    9 => r.record = random.record,
-                    10 => r.max_call_minutes = random.max_call_minutes,
+                    8..=10 => r.call_options = random.call_options,
                     11 => r.user_data = random.user_data,
                     _ => r.any_area = random.any_area,
                 }
@@ -195,17 +198,36 @@ fn plausible_bind_unboxed() -> impl Strategy<Value = pb::BindRequest> {
     )
 }
 
-fn ttl() -> BoxedStrategy<u64> {
+fn ttl() -> BoxedStrategy<Option<prost_types::Duration>> {
     ttl_unboxed().boxed()
 }
 
-fn ttl_unboxed() -> impl Strategy<Value = u64> {
+fn ttl_unboxed() -> impl Strategy<Value = Option<prost_types::Duration>> {
+    let seconds = prop_oneof![
+        any::<i64>(),
+        -2i64..8_000_000,
+        (0i64..3).prop_map(|m| m * 60),
+        Just(7_776_000i64)
+    ];
+    let nanos = prop_oneof![4 => Just(0i32), 1 => any::<i32>()];
     prop_oneof![
-        any::<u64>(),
-        0u64..8_000_000,
-        (0u64..3).prop_map(|m| m * 60),
-        Just(7_776_000u64)
+        1 => Just(None),
+        4 => (seconds, nanos).prop_map(|(seconds, nanos)| Some(prost_types::Duration { seconds, nanos })),
     ]
+}
+
+/// Which way a random Unbind or Get names its binding (neither, when both are empty).
+enum Key {
+    Id(String),
+    Request(String),
+}
+
+fn key(binding_id: String, request_id: String) -> Option<Key> {
+    match (binding_id.is_empty(), request_id.is_empty()) {
+        (true, true) => None,
+        (false, _) => Some(Key::Id(binding_id)),
+        (true, false) => Some(Key::Request(request_id)),
+    }
 }
 
 fn binding_id() -> BoxedStrategy<String> {
@@ -238,7 +260,7 @@ enum Call {
     /// A new lifetime for the k-th binding made so far.
     KnownUpdate {
         k: usize,
-        ttl_seconds: u64,
+        ttl: Option<prost_types::Duration>,
     },
     /// Unbind or look up the k-th binding made so far (by id or by request id).
     Known {
@@ -256,13 +278,13 @@ fn call_unboxed() -> impl Strategy<Value = Call> {
     prop_oneof![
         3 => bind_request().prop_map(Call::Bind),
         5 => plausible_bind().prop_map(Call::Bind),
-        2 => (binding_id(), text(), app_name()).prop_map(|(binding_id, request_id, app)| Call::Unbind(pb::UnbindRequest { binding_id, request_id, app })),
-        2 => (binding_id(), text(), app_name()).prop_map(|(binding_id, request_id, app)| Call::Get(pb::GetBindingRequest { binding_id, request_id, app })),
-        2 => (app_name(), party_text(), text(), prop_oneof![-1i32..7, any::<i32>()], prop_oneof![0u32..5, any::<u32>()], prop_oneof![3 => Just(String::new()), 1 => binding_id()])
+        2 => (binding_id(), text(), app_name()).prop_map(|(binding_id, request_id, app)| Call::Unbind(pb::UnbindRequest { binding: key(binding_id, request_id).map(|k| match k { Key::Id(id) => pb::unbind_request::Binding::BindingId(id), Key::Request(r) => pb::unbind_request::Binding::RequestId(r) }), app })),
+        2 => (binding_id(), text(), app_name()).prop_map(|(binding_id, request_id, app)| Call::Get(pb::GetBindingRequest { binding: key(binding_id, request_id).map(|k| match k { Key::Id(id) => pb::get_binding_request::Binding::BindingId(id), Key::Request(r) => pb::get_binding_request::Binding::RequestId(r) }), app })),
+        2 => (app_name(), party_text(), text(), prop_oneof![-1i32..7, any::<i32>()], prop_oneof![-1i32..5, any::<i32>()], prop_oneof![3 => Just(String::new()), 1 => binding_id(), 1 => text()])
             .prop_map(|(app, party, x_number, state, page_size, page_token)| Call::List(pb::ListBindingsRequest { app, party, x_number, state, page_size, page_token })),
         2 => (0usize..8, any::<bool>(), any::<bool>()).prop_map(|(k, unbind, by_request)| Call::Known { k, unbind, by_request }),
-        1 => (binding_id(), ttl()).prop_map(|(binding_id, ttl_seconds)| Call::Update(pb::UpdateBindingRequest { binding_id, ttl_seconds })),
-        2 => (0usize..8, ttl()).prop_map(|(k, ttl_seconds)| Call::KnownUpdate { k, ttl_seconds }),
+        1 => (binding_id(), ttl()).prop_map(|(binding_id, ttl)| Call::Update(pb::UpdateBindingRequest { binding_id, ttl, ..Default::default() })),
+        2 => (0usize..8, ttl()).prop_map(|(k, ttl)| Call::KnownUpdate { k, ttl }),
     ]
 }
 
@@ -290,7 +312,10 @@ fn check_status(what: &str, status: &Status) {
     if status.code() == Code::InvalidArgument {
         let field = status.message().split(':').next().unwrap_or_default();
         assert!(
-            !field.is_empty() && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            !field.is_empty()
+                && field
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b)),
             "{what}: INVALID_ARGUMENT without a field: {status:?}"
         );
     }
@@ -323,13 +348,14 @@ async fn random_calls(d: &Daemon, calls: &[Call]) {
             Call::Get(req) => c.get_binding(req).await.map(|_| ()),
             Call::List(req) => c.list_bindings(req).await.map(|_| ()),
             Call::Update(req) => c.update_binding(req).await.map(|_| ()),
-            Call::KnownUpdate { k, ttl_seconds } => {
+            Call::KnownUpdate { k, ttl } => {
                 let Some(b) = (!made.is_empty()).then(|| made[k % made.len()].clone()) else {
                     continue;
                 };
                 c.update_binding(pb::UpdateBindingRequest {
                     binding_id: b.binding_id,
-                    ttl_seconds,
+                    ttl,
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ())
@@ -342,27 +368,21 @@ async fn random_calls(d: &Daemon, calls: &[Call]) {
                 let Some(b) = (!made.is_empty()).then(|| made[k % made.len()].clone()) else {
                     continue;
                 };
-                let (binding_id, request_id, app) = if by_request && !b.request_id.is_empty() {
-                    (String::new(), b.request_id.clone(), b.app.clone())
-                } else {
-                    (b.binding_id.clone(), String::new(), String::new())
-                };
+                let by_request = by_request && !b.request_id.is_empty();
                 if unbind {
-                    c.unbind(pb::UnbindRequest {
-                        binding_id,
-                        request_id,
-                        app,
-                    })
-                    .await
-                    .map(|_| ())
+                    let req = if by_request {
+                        pb::UnbindRequest::by_request(&b.app, &b.request_id)
+                    } else {
+                        pb::UnbindRequest::by_id(&b.binding_id)
+                    };
+                    c.unbind(req).await.map(|_| ())
                 } else {
-                    let got = c
-                        .get_binding(pb::GetBindingRequest {
-                            binding_id,
-                            request_id,
-                            app,
-                        })
-                        .await;
+                    let req = if by_request {
+                        pb::GetBindingRequest::by_request(&b.app, &b.request_id)
+                    } else {
+                        pb::GetBindingRequest::by_id(&b.binding_id)
+                    };
+                    let got = c.get_binding(req).await;
                     if let Ok(g) = &got {
                         assert_eq!(g.get_ref().binding_id, b.binding_id, "{what}");
                     }

@@ -296,11 +296,10 @@ async fn clean_shutdown_keeps_the_bindings_for_the_next_start() {
         let got = d.get(&b.binding_id).await;
         assert_eq!(&got, b);
         let by_request = c
-            .get_binding(pb::GetBindingRequest {
-                request_id: b.request_id.clone(),
-                app: b.app.clone(),
-                ..Default::default()
-            })
+            .get_binding(pb::GetBindingRequest::by_request(
+                b.app.clone(),
+                b.request_id.clone(),
+            ))
             .await
             .unwrap()
             .into_inner();
