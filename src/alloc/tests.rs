@@ -121,3 +121,38 @@ fn lifetimes_follow_the_mode() {
     assert!(check(Mode::Axyb, 0) && check(Mode::Axyb, 60) && !check(Mode::Axyb, 30));
     assert!(check(Mode::Ax, 1) && check(Mode::X, 0));
 }
+
+#[test]
+fn number_pages_are_sorted_and_go_on_after_their_position() {
+    // Inserted out of order; the map keeps no order of its own.
+    let xs = ["+8610005", "+8610001", "+8610004", "+8610002", "+8610003"];
+    let mut ix = index(Mode::Axb, &xs);
+    let other = Number {
+        number: "+8620001",
+        area_code: "021",
+        state: NumberState::Active,
+        suspect: false,
+    };
+    ix.upsert_number(&other, 0);
+    let page = |ix: &Index, area: Option<&str>, after: Option<&str>, limit| {
+        let (views, more) = ix.number_page(area, after, limit, 0);
+        let numbers: Vec<String> = views.into_iter().map(|v| v.number).collect();
+        (numbers, more)
+    };
+    assert_eq!(
+        page(&ix, Some(AREA), None, 2),
+        (vec!["+8610001".to_owned(), "+8610002".to_owned()], true)
+    );
+    assert_eq!(
+        page(&ix, Some(AREA), Some("+8610002"), 2),
+        (vec!["+8610003".to_owned(), "+8610004".to_owned()], true)
+    );
+    assert_eq!(
+        page(&ix, Some(AREA), Some("+8610004"), 2),
+        (vec!["+8610005".to_owned()], false)
+    );
+    // Exactly a page left: no further page is promised.
+    assert_eq!(page(&ix, Some(AREA), Some("+8610003"), 2).1, false);
+    assert_eq!(page(&ix, None, Some("+8610005"), 10).0, ["+8620001"]);
+    assert_eq!(page(&ix, Some("0755"), None, 10), (Vec::new(), false));
+}

@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod api;
 mod chaos;
 mod concurrency;
 mod connections;
