@@ -152,7 +152,7 @@ fn number_pages_are_sorted_and_go_on_after_their_position() {
         (vec!["+8610005".to_owned()], false)
     );
     // Exactly a page left: no further page is promised.
-    assert_eq!(page(&ix, Some(AREA), Some("+8610003"), 2).1, false);
+    assert!(!page(&ix, Some(AREA), Some("+8610003"), 2).1);
     assert_eq!(page(&ix, None, Some("+8610005"), 10).0, ["+8620001"]);
     assert_eq!(page(&ix, Some("0755"), None, 10), (Vec::new(), false));
 }
