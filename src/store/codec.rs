@@ -1,7 +1,10 @@
 //! Value encoding: one version byte, then bincode (serde, `config::standard()`).
 //!
-//! This is the only module that touches bincode (CRATES.md: keep it behind one module). A new
-//! record layout gets a new version number here and a migration in `decode`.
+//! This is the only module that touches bincode, and it should stay so: bincode is pinned at
+//! `=2.0.1` (3.0.0 on crates.io is a tombstone that only fails to compile) and 1.x/2.x carry the
+//! "unmaintained" advisory RUSTSEC-2025-0141, so one day the encoding may have to move to
+//! another crate, and only this file should have to change then. A new record layout gets a new
+//! version number here and a migration in `decode`.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
