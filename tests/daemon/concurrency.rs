@@ -9,6 +9,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::platform::codes;
 
 use crate::support::*;
 
@@ -356,7 +357,16 @@ async fn a_burst_of_calls_never_reuses_a_nonce() {
     assert_eq!(acked.len(), 400);
     unbind_all(&d, acked.iter().map(|b| b.binding_id.clone()).collect()).await;
     let stats = d.sim.stats("k-axb").await;
-    assert_eq!(stats["by_code"]["0"], 800, "{stats}");
-    assert_platform_never_refused(&d, "k-axb").await;
+    let by_code = stats["by_code"].as_object().unwrap();
+    // Every Bind and Unbind succeeded once. On a loaded machine a Bind may also outlast the
+    // upstream timeout and be looked up (a success, or 1012007 while the platform has no
+    // record of it yet); a reused nonce would be 1010013, and nothing else is allowed.
+    assert!(by_code["0"].as_u64().unwrap() >= 800, "{stats}");
+    for code in by_code.keys() {
+        assert!(
+            [codes::SUCCESS, codes::RECORD_NOT_EXIST].contains(&code.as_str()),
+            "platform answers: {stats}"
+        );
+    }
     d.stop().await;
 }

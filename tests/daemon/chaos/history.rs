@@ -112,7 +112,12 @@ impl History {
             }
             return;
         }
-        if b.state() != pb::BindingState::Active {
+        // A binding first seen on a retry (its first answer was lost) may have expired since.
+        let expired = b.state() == pb::BindingState::Expired
+            && b.expire_time
+                .as_ref()
+                .is_some_and(|t| xpool::grpc::millis(t) <= now_ms());
+        if b.state() != pb::BindingState::Active && !expired {
             self.violations
                 .push(format!("a Bind made a binding that is not ACTIVE: {b:?}"));
         }
