@@ -2,15 +2,14 @@
 //! about them.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use super::AppPool;
 use crate::alloc::{AreaStats, Index, NumberView};
-use crate::lifecycle::error::{PoolError, quoted, reason};
+use crate::lifecycle::error::{PoolError, Reason, describe, quoted, upstream_reason};
 use crate::lifecycle::{records, upstream_calls};
 use crate::platform::number;
 use crate::store::{NumberRecord, NumberState};
-use crate::upstream::{CallOpts, ErrorClass};
+use crate::upstream::CallOpts;
 
 impl AppPool {
     /// Refuses a request to add `numbers` that is malformed: a number not in global format, an
@@ -68,18 +67,24 @@ impl AppPool {
                 upstream_calls::check_number(client, self.rules.mode, n, CallOpts::default());
             if let Err(e) = asked.await {
                 tracing::warn!(app = %self.name, number = %n, error = %e, "number refused on add");
-                let reason = reason(&e);
-                return Err(match e.class() {
-                    ErrorClass::RetryLater | ErrorClass::Auth => PoolError::unavailable(
-                        format!("cannot check {n} on the platform: {reason}; nothing was added"),
-                        e.retry_after().or(Some(Duration::from_secs(1))),
+                let why = describe(&e);
+                let refused = match upstream_reason(&e) {
+                    reason if reason.retry_after().is_some() => PoolError::upstream(
+                        reason,
+                        format!("cannot check {n} on the platform: {why}; nothing was added"),
+                        &e,
                     ),
-                    _ => PoolError::FailedPrecondition(format!(
-                        "{n} is not a usable number of app {} on the platform: {reason}; \
-                         nothing was added",
-                        self.name
-                    )),
-                });
+                    _ => PoolError::upstream(
+                        Reason::PlatformRejected,
+                        format!(
+                            "{n} is not a usable number of app {} on the platform: {why}; \
+                             nothing was added",
+                            self.name
+                        ),
+                        &e,
+                    ),
+                };
+                return Err(refused.with("number", n));
             }
         }
         Ok(())
@@ -164,15 +169,13 @@ impl AppPool {
                         refuse_if_carrying(index, numbers)?;
                     }
                     let mut changed = Vec::with_capacity(numbers.len());
-                    for n in numbers {
+                    for (i, n) in numbers.iter().enumerate() {
                         let Some(r) = tx
                             .get_number(&self.name, n)?
                             .filter(|r| r.state != NumberState::Removed)
                         else {
-                            return Err(PoolError::NotFound(format!(
-                                "{n} is not a number of app {}",
-                                self.name
-                            )));
+                            let field = format!("numbers[{i}]");
+                            return Err(PoolError::number_not_in_pool(field, &self.name, n));
                         };
                         let record = NumberRecord {
                             state,
@@ -194,7 +197,8 @@ impl AppPool {
                     }
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| e.in_app(&self.name))?;
         Ok(changed.len() as u32)
     }
 
@@ -217,10 +221,13 @@ fn refuse_if_carrying(index: &Index, numbers: &[String]) -> Result<(), PoolError
         if let Some(num) = index.number(n)
             && (num.load > 0 || num.y_load > 0)
         {
-            return Err(PoolError::FailedPrecondition(format!(
-                "{n} still carries {} live binding(s); drain it and unbind them first",
-                num.load + num.y_load
-            )));
+            let live = num.load + num.y_load;
+            return Err(PoolError::refused(
+                Reason::NumberInUse,
+                format!("{n} still carries {live} live binding(s); drain it and unbind them first"),
+            )
+            .with("number", n)
+            .with("bindings", live));
         }
     }
     Ok(())

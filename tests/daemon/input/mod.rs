@@ -88,7 +88,8 @@ async fn assert_unchanged(d: &Daemon, before: &Snapshot, case: &str) {
     assert_eq!(after.numbers, before.numbers, "{case}: the pool changed");
 }
 
-/// The call failed with `code` and a message that starts with `field:`.
+/// The call failed with `code` and a message that starts with `field:`; an INVALID_ARGUMENT
+/// also names `field` in its `BadRequest` (see [`assert_bad_field`]).
 fn assert_rejected<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     code: Code,
@@ -105,6 +106,9 @@ fn assert_rejected<T: std::fmt::Debug>(
         "{case}: the message does not name {field}: {:?}",
         err.message()
     );
+    if code == Code::InvalidArgument {
+        assert_bad_field(&err, field);
+    }
 }
 
 /// [`assert_rejected`] with INVALID_ARGUMENT, the answer to a malformed request.
