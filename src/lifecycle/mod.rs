@@ -135,7 +135,7 @@ impl Pool {
     pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
         self.apps
             .get(name)
-            .ok_or_else(|| PoolError::invalid("app", format!("unknown app {}", quoted(name))))
+            .ok_or_else(|| PoolError::unknown_app(name))
     }
 
     /// Adds numbers to app `app` (or updates their area), all or none: refused when one is

@@ -167,7 +167,7 @@ impl AppPool {
                         p.party_b.as_deref(),
                         now,
                     )
-                    .map_err(|e| no_pick(e, x, 0))?;
+                    .map_err(|e| no_pick(e, &self.name, x, 0))?;
                 (pick, "pinned x_number".to_owned())
             }
             None => {
@@ -178,7 +178,8 @@ impl AppPool {
                     });
                 let names: Vec<String> = order.iter().map(|(a, _)| a.clone()).collect();
                 if self.rules.mode == Mode::Axyb {
-                    self.axyb_area(index, &order, now)?
+                    self.axyb_area(index, &order, now)
+                        .map_err(|e| unknown_area(index, p).unwrap_or(e))?
                 } else {
                     match index.pick(&names, &p.party_a, p.party_b.as_deref(), exclude, now) {
                         Ok((pick, i)) => {
@@ -191,7 +192,8 @@ impl AppPool {
                                 .filter(|a| !names.contains(a))
                                 .map(|a| index.eligible_in(a, now) as u64)
                                 .sum();
-                            return Err(no_pick(e, "", elsewhere));
+                            let refused = no_pick(e, &self.name, "", elsewhere);
+                            return Err(unknown_area(index, p).unwrap_or(refused));
                         }
                     }
                 }
@@ -423,8 +425,8 @@ fn describe(mode: Mode, pick: &Pick, rule: AreaRule) -> String {
     }
 }
 
-/// Why nothing could be picked; `x` is the pinned number, if any.
-fn no_pick(e: NoPick, x: &str, free_elsewhere: u64) -> PoolError {
+/// Why nothing could be picked for app `app`; `x` is the pinned number, if any.
+fn no_pick(e: NoPick, app: &str, x: &str, free_elsewhere: u64) -> PoolError {
     match e {
         NoPick::Exhausted { tried } => PoolError::exhausted(&tried, free_elsewhere),
         NoPick::PartyLimit(a) => PoolError::refused(
@@ -434,6 +436,23 @@ fn no_pick(e: NoPick, x: &str, free_elsewhere: u64) -> PoolError {
             ),
         )
         .with("limit", MAX_XS_PER_A),
+        NoPick::Unknown => PoolError::number_not_in_pool("x_number", app, x),
         NoPick::Pinned(why) => PoolError::refused(Reason::NumberUnavailable, why).with("number", x),
     }
+}
+
+/// A request for an area the app has no numbers in at all: a configuration error, not an
+/// exhausted pool. `None` when the request names no area or a known one.
+fn unknown_area(index: &Index, p: &BindParams) -> Option<PoolError> {
+    let area = p.area_code.as_deref()?;
+    if index.has_area(area) {
+        return None;
+    }
+    Some(
+        PoolError::refused(
+            Reason::UnknownArea,
+            format!("app {} has no numbers in area {area}", quoted(&p.app)),
+        )
+        .with("area", area),
+    )
 }

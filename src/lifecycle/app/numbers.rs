@@ -13,21 +13,21 @@ use crate::upstream::CallOpts;
 
 impl AppPool {
     /// Refuses a request to add `numbers` that is malformed: a number not in global format, an
-    /// area code not of 2–6 digits, a number listed twice.
+    /// area code not of 2–6 digits, a number listed twice; the field names it by its index.
     pub(in crate::lifecycle) fn check_new_numbers(
         numbers: &[(String, String)],
     ) -> Result<(), PoolError> {
         let mut seen = HashSet::new();
-        for (n, area) in numbers {
+        for (i, (n, area)) in numbers.iter().enumerate() {
             if !number::is_global(n) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].number"),
                     format!("{} is not a number in global format", quoted(n)),
                 ));
             }
             if !number::is_area_code(area) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].area_code"),
                     format!(
                         "area code {} of {} is not 2–6 digits",
                         quoted(area),
@@ -37,7 +37,31 @@ impl AppPool {
             }
             if !seen.insert(n.as_str()) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].number"),
+                    format!("{} is listed twice", quoted(n)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a request to drain or remove `numbers` that is malformed, as AddNumbers: none
+    /// given, a number not in global format, a number listed twice.
+    fn check_numbers(numbers: &[String]) -> Result<(), PoolError> {
+        if numbers.is_empty() {
+            return Err(PoolError::invalid("numbers", "required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, n) in numbers.iter().enumerate() {
+            if !number::is_global(n) {
+                return Err(PoolError::invalid(
+                    format!("numbers[{i}]"),
+                    format!("{} is not a number in global format", quoted(n)),
+                ));
+            }
+            if !seen.insert(n.as_str()) {
+                return Err(PoolError::invalid(
+                    format!("numbers[{i}]"),
                     format!("{} is listed twice", quoted(n)),
                 ));
             }
@@ -161,6 +185,7 @@ impl AppPool {
     /// the app's; to be removed, one must carry no live binding (checked under the index lock,
     /// so no Bind can take it meanwhile).
     async fn set_state(&self, numbers: &[String], state: NumberState) -> Result<u32, PoolError> {
+        Self::check_numbers(numbers)?;
         let now = self.clock.now_ms();
         let changed = self
             .write(

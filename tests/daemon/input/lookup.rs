@@ -68,14 +68,6 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
             Code::InvalidArgument,
             "app",
         ),
-        (
-            "request_id with an unknown app",
-            "".into(),
-            "order-1".into(),
-            "nope".into(),
-            Code::InvalidArgument,
-            "app",
-        ),
     ];
     for (case, binding_id, request_id, app, code, field) in cases {
         let unbind = c
@@ -96,6 +88,27 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
             .await;
         assert_rejected(get, code, field, &format!("GetBinding, {case}"));
     }
+
+    // An unknown app: NOT_FOUND, naming it.
+    let by_request = |app: &str| pb::GetBindingRequest {
+        request_id: "order-1".into(),
+        app: app.into(),
+        ..Default::default()
+    };
+    let case = "request_id with an unknown app";
+    assert_unknown_app(c.get_binding(by_request("nope")).await, "nope", case);
+    let pb::GetBindingRequest {
+        binding_id,
+        request_id,
+        app,
+    } = by_request("nope");
+    let unbind = pb::UnbindRequest {
+        binding_id,
+        request_id,
+        app,
+    };
+    assert_unknown_app(c.unbind(unbind).await, "nope", case);
+    assert_unchanged(&d, &before, case).await;
 
     // Well-formed but unknown: NOT_FOUND, naming what was looked up.
     let not_found: Vec<(&str, pb::UnbindRequest)> = vec![
@@ -129,6 +142,11 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
             request_id,
             app,
         } = req.clone();
+        let named: Vec<(&str, &str)> = if binding_id.is_empty() {
+            vec![("app", app.as_str()), ("request_id", request_id.as_str())]
+        } else {
+            vec![("binding_id", binding_id.as_str())]
+        };
         for (what, result) in [
             ("Unbind", c.unbind(req).await),
             (
@@ -136,13 +154,14 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
                 c.get_binding(pb::GetBindingRequest {
                     binding_id: binding_id.clone(),
                     request_id: request_id.clone(),
-                    app,
+                    app: app.clone(),
                 })
                 .await,
             ),
         ] {
             let err = result.expect_err(case);
             assert_eq!(err.code(), Code::NotFound, "{what}, {case}: {err:?}");
+            assert_reason(&err, Code::NotFound, "BINDING_NOT_FOUND", &named);
             let named = if binding_id.is_empty() {
                 "request_id"
             } else {
@@ -189,6 +208,12 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         err.code(),
         Code::NotFound,
         "UpdateBinding, unknown id: {err:?}"
+    );
+    assert_reason(
+        &err,
+        Code::NotFound,
+        "BINDING_NOT_FOUND",
+        &[("binding_id", unknown_id)],
     );
     assert!(err.message().contains(unknown_id), "{err:?}");
     assert_unchanged(&d, &before, "UpdateBinding, unknown id").await;

@@ -111,6 +111,20 @@ fn assert_rejected<T: std::fmt::Debug>(
     }
 }
 
+/// The call failed with NOT_FOUND, reason `UNKNOWN_APP`, naming `app`.
+fn assert_unknown_app<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    app: &str,
+    case: &str,
+) {
+    let err = match result {
+        Ok(r) => panic!("{case}: accepted: {:?}", r.into_inner()),
+        Err(e) => e,
+    };
+    let r = assert_reason(&err, Code::NotFound, "UNKNOWN_APP", &[]);
+    assert_eq!(r.meta("app"), app, "{case}");
+}
+
 /// [`assert_rejected`] with INVALID_ARGUMENT, the answer to a malformed request.
 fn assert_invalid<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
