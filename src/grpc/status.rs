@@ -214,6 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_reason_with_its_code() {
+        let readme = include_str!("../../README.md");
+        for &(reason, code, _) in TABLE {
+            let row = format!("| `{}` | `{}` |", reason.as_str(), code_name(code));
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    fn code_name(code: Code) -> &'static str {
+        match code {
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Internal => "INTERNAL",
+            other => panic!("no reason has {other:?}"),
+        }
+    }
+
+    #[test]
     fn an_invalid_argument_names_its_field_in_a_bad_request() {
         let s = Status::from(PoolError::invalid("numbers[2]", "\"x\" is not a number"));
         assert_eq!(s.code(), Code::InvalidArgument);
