@@ -75,6 +75,8 @@ pub enum NoPick {
     PartyLimit(String),
     /// The pinned number or extension cannot take this binding.
     Pinned(String),
+    /// The pinned number is not the app's.
+    Unknown,
 }
 
 /// The allocation index of one app.
@@ -296,7 +298,7 @@ impl Index {
     ) -> Result<Pick, NoPick> {
         let busy = |why: &str| Err(NoPick::Pinned(format!("x_number {x} {why}")));
         let Some(num) = self.numbers.get(x) else {
-            return busy("is not a number of this app");
+            return Err(NoPick::Unknown);
         };
         if num.state != NumberState::Active {
             return busy(&format!("is {:?}", num.state).to_lowercase());
@@ -349,6 +351,12 @@ impl Index {
     pub fn eligible_in(&mut self, area: &str, now_ms: i64) -> usize {
         self.promote(area, now_ms);
         self.areas.get(area).map_or(0, |a| a.eligible.len())
+    }
+
+    /// Whether the app has any number in `area`, in whatever state (only a failed pick asks,
+    /// so a scan is fine).
+    pub fn has_area(&self, area: &str) -> bool {
+        self.numbers.values().any(|n| n.area == area)
     }
 
     pub fn area_names(&self) -> Vec<String> {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{BindingPage, TtlUpdate};
 use super::pb;
 use super::pb::binding_service_server::BindingService;
-use crate::lifecycle::{BindParams, Binding, BindingKey, Pool, PoolError};
+use crate::lifecycle::{BindParams, Binding, BindingKey, Pool, PoolError, Reason};
 
 /// The binding API.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl Bindings {
             Ok(result) => Ok(Response::new(result?.into())),
             Err(e) => {
                 tracing::error!(error = %e, "binding task failed");
-                Err(Status::internal("internal error"))
+                Err(PoolError::internal("internal error").into())
             }
         }
     }
@@ -69,10 +69,10 @@ fn answer_within(d: Duration) -> Duration {
 
 /// The answer to a caller whose deadline comes before the platform's answer.
 fn still_running() -> PoolError {
-    PoolError::unavailable(
+    PoolError::refused(
+        Reason::OutcomeUnknown,
         "the platform has not answered within the call's deadline; the change goes on \
          (a Bind retried with the same request_id returns its binding, GetBinding shows its state)",
-        Some(Duration::from_secs(1)),
     )
 }
 

@@ -5,7 +5,8 @@
 //! INTERNAL, a truncated message or a bad frame flag with INTERNAL, and a message over
 //! `max_decoding_message_size` with OUT_OF_RANGE — all before a handler runs, as a
 //! trailers-only response whose status sits in the headers. This layer rewrites those to
-//! INVALID_ARGUMENT naming the field (as far as prost's error names it) and RESOURCE_EXHAUSTED.
+//! INVALID_ARGUMENT naming the field (as far as prost's error names it) and RESOURCE_EXHAUSTED
+//! (`MESSAGE_TOO_LARGE`), with the details every status of the API carries (`grpc::status`).
 //! Statuses from handlers are never touched: none of them carries these texts.
 
 use std::future::Future;
@@ -15,6 +16,8 @@ use std::task::{Context, Poll};
 use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::lifecycle::{PoolError, Reason};
 
 /// The layer: [`Server::layer(DecodeErrors)`](tonic::transport::Server::layer).
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,10 +57,11 @@ where
         Box::pin(async move {
             let mut response = response.await?;
             let headers = response.headers_mut();
-            if let Some(status) = Status::from_header_map(headers).and_then(|s| rewrite(&s))
-                && status.add_header(headers).is_ok()
-            {
+            if let Some(status) = Status::from_header_map(headers).and_then(|s| rewrite(&s)) {
                 headers.remove("grpc-status-details-bin");
+                if let Err(e) = status.add_header(headers) {
+                    tracing::warn!(error = %e, "cannot rewrite a decode failure's status");
+                }
             }
             Ok(response)
         })
@@ -76,28 +80,33 @@ fn rewrite(status: &Status) -> Option<Status> {
         Code::Internal => {
             if let Some(error) = message.strip_prefix(PROTOBUF) {
                 let (field, what) = located(error);
-                Some(Status::invalid_argument(format!(
-                    "{field}: {what} (the request message could not be decoded)"
-                )))
+                Some(PoolError::invalid(
+                    field,
+                    format!("{what} (the request message could not be decoded)"),
+                ))
             } else if message == TRUNCATED {
-                Some(Status::invalid_argument(
-                    "request: the message ends before the length its frame header gives",
+                Some(PoolError::invalid(
+                    "request",
+                    "the message ends before the length its frame header gives",
                 ))
             } else if message.starts_with(BAD_FLAG) {
-                Some(Status::invalid_argument(
-                    "request: the message frame's compression flag is not 0 or 1",
+                Some(PoolError::invalid(
+                    "request",
+                    "the message frame's compression flag is not 0 or 1",
                 ))
             } else {
                 None
             }
         }
         Code::OutOfRange => message.strip_prefix(TOO_LARGE).map(|sizes| {
-            Status::resource_exhausted(format!(
-                "request: message too large: {sizes} (server.max_message_bytes)"
-            ))
+            PoolError::refused(
+                Reason::MessageTooLarge,
+                format!("request: message too large: {sizes} (server.max_message_bytes)"),
+            )
         }),
         _ => None,
     }
+    .map(Status::from)
 }
 
 /// prost's `Inner.field: Outer.field: description` as (`field path`, `description`), outermost
@@ -188,6 +197,28 @@ mod tests {
         .unwrap();
         assert_eq!(large.0, Code::ResourceExhausted);
         assert!(large.1.contains("found 70016 bytes"), "{large:?}");
+    }
+
+    #[test]
+    fn rewritten_statuses_carry_the_details_of_the_api() {
+        use tonic_types::StatusExt as _;
+        let status = rewrite(&Status::new(
+            Code::Internal,
+            "failed to decode Protobuf message: BindRequest.party_a: invalid string value: data is not UTF-8 encoded",
+        ))
+        .unwrap();
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_FIELD");
+        let violation = &details.bad_request().unwrap().field_violations[0];
+        assert_eq!(violation.field, "party_a");
+        let large = rewrite(&Status::new(
+            Code::OutOfRange,
+            "Error, decoded message length too large: found 70016 bytes, the limit is: 65536 bytes",
+        ))
+        .unwrap();
+        let info = large.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "MESSAGE_TOO_LARGE");
+        assert!(large.get_error_details().retry_info().is_none());
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl Filters {
 mod tests {
     use super::*;
 
-    fn field(e: PoolError) -> &'static str {
+    fn field(e: PoolError) -> String {
         match e {
             PoolError::InvalidArgument { field, .. } => field,
             other => panic!("not INVALID_ARGUMENT: {other:?}"),

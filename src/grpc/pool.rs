@@ -8,8 +8,7 @@ use super::convert::{NewNumbers, NumberPage, required};
 use super::page::{self, Filters};
 use super::pb;
 use super::pb::pool_service_server::PoolService;
-use crate::lifecycle::{AddedNumbers, AppPool, NumberView, Pool, PoolError, quoted};
-use crate::platform::number;
+use crate::lifecycle::{AddedNumbers, AppPool, NumberView, Pool, PoolError};
 
 /// The pool admin API.
 #[derive(Debug)]
@@ -27,20 +26,6 @@ impl Numbers {
         required("app", app)?;
         self.pool.app(app)
     }
-}
-
-/// The numbers a Drain, Undrain or Remove names: at least one, each in global format.
-fn named_numbers(numbers: &[String]) -> Result<(), PoolError> {
-    if numbers.is_empty() {
-        return Err(PoolError::invalid("numbers", "required"));
-    }
-    if let Some(bad) = numbers.iter().find(|n| !number::is_global(n)) {
-        return Err(PoolError::invalid(
-            "numbers",
-            format!("{} is not a number in global format", quoted(bad)),
-        ));
-    }
-    Ok(())
 }
 
 fn infos(views: Vec<NumberView>) -> Vec<pb::NumberInfo> {
@@ -102,7 +87,6 @@ impl PoolService for Numbers {
     ) -> Result<Response<pb::DrainNumbersResponse>, Status> {
         let pb::DrainNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
-        named_numbers(&numbers)?;
         let numbers = app.drain_numbers(&numbers).await?;
         Ok(Response::new(pb::DrainNumbersResponse {
             numbers: infos(numbers),
@@ -115,7 +99,6 @@ impl PoolService for Numbers {
     ) -> Result<Response<pb::UndrainNumbersResponse>, Status> {
         let pb::UndrainNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
-        named_numbers(&numbers)?;
         let numbers = app.undrain_numbers(&numbers).await?;
         Ok(Response::new(pb::UndrainNumbersResponse {
             numbers: infos(numbers),
@@ -128,7 +111,6 @@ impl PoolService for Numbers {
     ) -> Result<Response<pb::RemoveNumbersResponse>, Status> {
         let pb::RemoveNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
-        named_numbers(&numbers)?;
         let removed = app.remove_numbers(&numbers).await?;
         Ok(Response::new(pb::RemoveNumbersResponse {
             removed: i32::try_from(removed).unwrap_or(i32::MAX),

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use super::pb::reconcile_service_server::ReconcileService;
-use crate::lifecycle::{Reconciler, Scoped};
+use crate::lifecycle::{PoolError, Reconciler, Scoped};
 
 #[derive(Debug)]
 pub struct Reconcile {
@@ -41,7 +41,7 @@ impl ReconcileService for Reconcile {
             .tasks
             .spawn(async move { reconciler.run_once(app, numbers, dry_run).await })
             .await
-            .map_err(|_| Status::internal("reconciliation task failed"))?;
+            .map_err(|_| PoolError::internal("reconciliation task failed"))?;
         let report = Scoped {
             app: scope,
             report: result?,

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use super::pb::store_service_server::StoreService;
+use crate::lifecycle::{PoolError, Reason};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug)]
@@ -28,18 +29,16 @@ impl StoreService for StoreAdmin {
     ) -> Result<Response<pb::BackupResponse>, Status> {
         let dir = PathBuf::from(req.into_inner().dir);
         if !dir.is_absolute() {
-            return Err(Status::invalid_argument(
-                "dir: an absolute path on the daemon's machine",
-            ));
+            return Err(
+                PoolError::invalid("dir", "an absolute path on the daemon's machine").into(),
+            );
         }
         let info = self.store.backup(&dir).await.map_err(|e| match e {
-            StoreError::Conflict(why) => Status::failed_precondition(why),
-            StoreError::Unavailable { .. } => {
-                Status::unavailable("the store refuses writes until it recovers; retry later")
-            }
+            StoreError::Conflict(why) => PoolError::refused(Reason::BackupRefused, why),
+            e @ StoreError::Unavailable { .. } => PoolError::from(e),
             other => {
                 tracing::error!(dir = %dir.display(), error = %other, "backup failed");
-                Status::internal(format!("backup failed: {other}"))
+                PoolError::internal(format!("backup failed: {other}"))
             }
         })?;
         tracing::info!(dir = %info.path.display(), last_record = info.last_record, bindings = info.bindings, "store backed up");

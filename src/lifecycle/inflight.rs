@@ -114,8 +114,8 @@ pub(super) async fn wait(mut rx: watch::Receiver<Shared>) -> Result<BindingRecor
         }
         if rx.changed().await.is_err() {
             return rx.borrow().clone().unwrap_or_else(|| {
-                Err(PoolError::Internal(
-                    "a concurrent Bind with this request_id was abandoned".into(),
+                Err(PoolError::internal(
+                    "a concurrent Bind with this request_id was abandoned",
                 ))
             });
         }

@@ -34,7 +34,7 @@ pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
 pub use app::{AddedNumbers, AppInfo, AppPool, AppSetup, PlatformInfo};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use error::{PoolError, quoted};
+pub use error::{Meta, PoolError, Reason, quoted};
 pub use expiry::{ExpiryPolicy, Round};
 pub use params::{BindParams, BindingKey, ListFilter};
 pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
@@ -135,7 +135,7 @@ impl Pool {
     pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
         self.apps
             .get(name)
-            .ok_or_else(|| PoolError::invalid("app", format!("unknown app {}", quoted(name))))
+            .ok_or_else(|| PoolError::unknown_app(name))
     }
 
     /// Adds numbers to app `app` (or updates their area), all or none: refused when one is
@@ -149,13 +149,16 @@ impl Pool {
         numbers: &[(String, String)],
     ) -> Result<AddedNumbers, PoolError> {
         let pool = self.app(app)?;
-        AppPool::check_new_numbers(numbers)?;
-        self.refuse_owned_elsewhere(app, numbers)?;
-        pool.check_on_platform(numbers).await?;
-        let _one_at_a_time = self.adding.lock().await;
-        // Again: another app may have taken one while the platform was asked.
-        self.refuse_owned_elsewhere(app, numbers)?;
-        pool.add_numbers(numbers).await
+        let added = async {
+            AppPool::check_new_numbers(numbers)?;
+            self.refuse_owned_elsewhere(app, numbers)?;
+            pool.check_on_platform(numbers).await?;
+            let _one_at_a_time = self.adding.lock().await;
+            // Again: another app may have taken one while the platform was asked.
+            self.refuse_owned_elsewhere(app, numbers)?;
+            pool.add_numbers(numbers).await
+        };
+        added.await.map_err(|e| e.in_app(app))
     }
 
     /// Adds the numbers the config lists for app `app` at start-up, without asking the
@@ -193,11 +196,16 @@ impl Pool {
     ) -> Result<(), PoolError> {
         for (n, _) in numbers {
             if let Some(other) = self.owner_elsewhere(app, n)? {
-                return Err(PoolError::AlreadyExists(format!(
-                    "{} already belongs to app {}; remove it there first. Nothing was added",
-                    quoted(n),
-                    quoted(other)
-                )));
+                return Err(PoolError::refused(
+                    Reason::NumberExists,
+                    format!(
+                        "{} already belongs to app {}; remove it there first. Nothing was added",
+                        quoted(n),
+                        quoted(other)
+                    ),
+                )
+                .with("number", n)
+                .with("owner", other));
             }
         }
         Ok(())
@@ -235,20 +243,24 @@ impl Pool {
         max_wait: std::time::Duration,
     ) -> Result<Binding, PoolError> {
         let app = self.app(&params.app)?;
-        Ok(app.bind(params, max_wait).await?.into())
+        let bound = app.bind(params, max_wait).await;
+        Ok(bound.map_err(|e| e.in_app(app.name()))?.into())
     }
 
     /// Releases a binding; a released or expired one is returned unchanged.
     pub async fn unbind(&self, key: &BindingKey) -> Result<Binding, PoolError> {
         let record = self.record(key)?;
-        Ok(self.app(&record.app)?.unbind(record.id).await?.into())
+        let app = self.app(&record.app)?;
+        let released = app.unbind(record.id).await;
+        Ok(released.map_err(|e| e.in_app(app.name()))?.into())
     }
 
     /// Gives an ACTIVE binding a new lifetime counted from now (0 = none).
     pub async fn update_ttl(&self, id: BindingId, ttl_seconds: u64) -> Result<Binding, PoolError> {
         let record = self.record(&BindingKey::Id(id))?;
         let app = self.app(&record.app)?;
-        Ok(app.update_ttl(record.id, ttl_seconds).await?.into())
+        let updated = app.update_ttl(record.id, ttl_seconds).await;
+        Ok(updated.map_err(|e| e.in_app(app.name()))?.into())
     }
 
     /// The binding `key` names.
@@ -264,17 +276,18 @@ impl Pool {
                 self.store.binding_by_request(app, request_id)?
             }
         };
-        found.ok_or_else(|| {
-            PoolError::NotFound(match key {
-                BindingKey::Id(id) => format!("no binding {id}"),
-                BindingKey::Request { app, request_id } => {
-                    format!(
-                        "no binding of app {} with request_id {}",
-                        quoted(app),
-                        quoted(request_id)
-                    )
-                }
-            })
+        found.ok_or_else(|| match key {
+            BindingKey::Id(id) => PoolError::binding_not_found(id),
+            BindingKey::Request { app, request_id } => PoolError::refused(
+                Reason::BindingNotFound,
+                format!(
+                    "no binding of app {} with request_id {}",
+                    quoted(app),
+                    quoted(request_id)
+                ),
+            )
+            .with("app", app)
+            .with("request_id", request_id),
         })
     }
 

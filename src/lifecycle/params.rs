@@ -80,10 +80,7 @@ impl BindParams {
         if let Some(x) = &p.x_number
             && index.number(x).is_none()
         {
-            return Err(PoolError::invalid(
-                "x_number",
-                format!("{x} is not a number of app {app}"),
-            ));
+            return Err(PoolError::number_not_in_pool("x_number", app, x));
         }
         Ok(())
     }

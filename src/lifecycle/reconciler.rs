@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AppPool, Clock, Pool, PoolError, lock};
+use super::{AppPool, Clock, Pool, PoolError, Reason, lock};
 
 /// What to do with a binding the platform has and xpool does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,9 +157,9 @@ impl Reconciler {
         // Every step is crash-safe, so stopping between two awaits is like a crash there.
         let result = tokio::select! {
             result = self.pool.reconcile(&opts, &report) => result,
-            () = self.cancel.cancelled() => Err(PoolError::unavailable(
+            () = self.cancel.cancelled() => Err(PoolError::refused(
+                Reason::ShuttingDown,
                 "stopped: the daemon is shutting down",
-                None,
             )),
         };
         let mut finished = lock(&report).clone();

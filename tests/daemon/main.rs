@@ -1,5 +1,6 @@
 //! The daemon (`xpool::run`) against the simulator, on 127.0.0.1:0: each mode through the gRPC
-//! API, allocation rules, idempotency, bad input, concurrency, faults, crashes and shutdown.
+//! API, allocation rules, idempotency, bad input, error details, concurrency, faults, crashes and
+//! shutdown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ mod chaos;
 mod concurrency;
 mod connections;
 mod crash;
+mod errors;
 mod expiry;
 mod faults;
 mod hung;

@@ -223,7 +223,13 @@ async fn a_backup_taken_while_serving_restores_into_a_working_daemon() {
         dir: "relative/dir".into(),
     };
     let refused = admin.backup(relative).await.unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_bad_field(&refused, "dir");
+    let again = pb::BackupRequest {
+        dir: backup.display().to_string(),
+    };
+    let refused = admin.backup(again).await.unwrap_err();
+    let r = assert_reason(&refused, Code::FailedPrecondition, "BACKUP_REFUSED", &[]);
+    assert_eq!(r.retry, None, "the directory is not empty");
 
     let store = store_path(&d);
     let in_use = xpool::store::admin::restore(&backup, &store).await;

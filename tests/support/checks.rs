@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
-use tonic::{Code, Status};
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 
@@ -336,21 +335,6 @@ pub async fn assert_counts_match(d: &Daemon, app: &str, app_key: &str) {
         let open = d.list(app, state).await;
         assert!(open.is_empty(), "{app}: left {state:?}: {open:?}");
     }
-}
-
-/// UNAVAILABLE must tell the caller when to come back.
-#[track_caller]
-pub fn assert_retry_hint(s: &Status) {
-    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
-    let ms = s
-        .metadata()
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(
-        ms.is_some() || s.message().contains("retry after"),
-        "UNAVAILABLE without a retry hint: {s:?}"
-    );
 }
 
 /// Waits for the background resolver to close every PENDING and RELEASING binding of `app`.

@@ -1,6 +1,6 @@
 //! The one test support module, shared by both test binaries (`#[path]`-included from each
-//! `main.rs`): the config builder, the simulator and daemon harnesses, gRPC helpers and the
-//! checks that compare the daemon with the platform.
+//! `main.rs`): the config builder, the simulator and daemon harnesses, gRPC helpers, the
+//! checks that compare the daemon with the platform, and the checks of error details.
 //!
 //! Every use of the simulator and of `xpool::platform` goes through the two re-exports below, so
 //! moving the simulator to its own crate changes one line here.
@@ -13,12 +13,14 @@ mod running;
 
 pub mod checks;
 pub mod daemon;
+pub mod errors;
 pub mod grpc;
 pub mod setup;
 pub mod sim;
 
 pub use checks::*;
 pub use daemon::Daemon;
+pub use errors::*;
 pub use grpc::*;
 pub use process::{DaemonProcess, LogDump, xpool_serve};
 pub use setup::{App, Setup};

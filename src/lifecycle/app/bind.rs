@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::AppPool;
 use crate::alloc::{AreaRule, ExtChoice, Index, MAX_XS_PER_A, NoPick, Pick, area_order};
-use crate::lifecycle::error::{PoolError, quoted};
+use crate::lifecycle::error::{PoolError, Reason, quoted};
 use crate::lifecycle::inflight::{self, Joined};
 use crate::lifecycle::params::BindParams;
 use crate::lifecycle::records;
@@ -50,11 +50,17 @@ impl AppPool {
     ) -> Result<BindingRecord, PoolError> {
         let same = existing.party_a == p.party_a && existing.party_b == p.party_b;
         if !same {
-            return Err(PoolError::FailedPrecondition(format!(
-                "request_id {} was already used for binding {} with other parties",
-                quoted(p.request_id.as_deref().unwrap_or_default()),
-                existing.id
-            )));
+            let request_id = p.request_id.as_deref().unwrap_or_default();
+            return Err(PoolError::refused(
+                Reason::RequestIdConflict,
+                format!(
+                    "request_id {} was already used for binding {} with other parties",
+                    quoted(request_id),
+                    existing.id
+                ),
+            )
+            .with("request_id", request_id)
+            .with("binding_id", existing.id));
         }
         if existing.state == BindingState::Pending {
             return self.resolve(existing).await;
@@ -97,7 +103,7 @@ impl AppPool {
                     self.drop_reservation(&rec).await?;
                     self.flag_number(&rec.x, &e).await;
                     if p.x_number.is_some() {
-                        return Err(self.upstream_error(&e));
+                        return Err(self.upstream_error(&e).with("number", &rec.x));
                     }
                     exclude.insert(rec.x.clone());
                 }
@@ -107,11 +113,11 @@ impl AppPool {
                 }
             }
         }
-        Err(PoolError::unavailable(
+        Err(PoolError::refused(
+            Reason::PoolOutOfSync,
             format!(
                 "the platform refused {MAX_ATTEMPTS} numbers the index believed free; they are set aside for reconciliation"
             ),
-            Some(Duration::from_secs(1)),
         ))
     }
 
@@ -129,7 +135,10 @@ impl AppPool {
                 let rec = self.reservation(index, p, exclude, id, state, now)?;
                 match tx.insert_binding(&rec) {
                     Ok(()) => Ok(rec),
-                    Err(StoreError::Conflict(why)) => Err(PoolError::FailedPrecondition(why)),
+                    // Another Bind with the same request_id reserved first.
+                    Err(StoreError::Conflict(why)) => {
+                        Err(PoolError::refused(Reason::RequestIdConflict, why))
+                    }
                     Err(e) => Err(e.into()),
                 }
             },
@@ -158,7 +167,7 @@ impl AppPool {
                         p.party_b.as_deref(),
                         now,
                     )
-                    .map_err(|e| no_pick(e, 0))?;
+                    .map_err(|e| no_pick(e, &self.name, x, 0))?;
                 (pick, "pinned x_number".to_owned())
             }
             None => {
@@ -169,7 +178,8 @@ impl AppPool {
                     });
                 let names: Vec<String> = order.iter().map(|(a, _)| a.clone()).collect();
                 if self.rules.mode == Mode::Axyb {
-                    self.axyb_area(index, &order, now)?
+                    self.axyb_area(index, &order, now)
+                        .map_err(|e| unknown_area(index, p).unwrap_or(e))?
                 } else {
                     match index.pick(&names, &p.party_a, p.party_b.as_deref(), exclude, now) {
                         Ok((pick, i)) => {
@@ -182,7 +192,8 @@ impl AppPool {
                                 .filter(|a| !names.contains(a))
                                 .map(|a| index.eligible_in(a, now) as u64)
                                 .sum();
-                            return Err(no_pick(e, elsewhere));
+                            let refused = no_pick(e, &self.name, "", elsewhere);
+                            return Err(unknown_area(index, p).unwrap_or(refused));
                         }
                     }
                 }
@@ -237,10 +248,8 @@ impl AppPool {
                 ));
             }
         }
-        Err(PoolError::Exhausted {
-            tried: order.iter().map(|(a, _)| a.clone()).collect(),
-            free_elsewhere: 0,
-        })
+        let tried: Vec<String> = order.iter().map(|(a, _)| a.clone()).collect();
+        Err(PoolError::exhausted(&tried, 0))
     }
 
     /// Records the platform's success: ACTIVE, durable. Only a binding still PENDING is
@@ -255,9 +264,9 @@ impl AppPool {
         let (binding, activated) = self
             .write(
                 |tx, index| {
-                    let current = tx.get_binding(&rec.id)?.ok_or_else(|| {
-                        PoolError::NotFound(format!("binding {} was dropped", rec.id))
-                    })?;
+                    let current = tx
+                        .get_binding(&rec.id)?
+                        .ok_or_else(|| PoolError::binding_not_found(rec.id))?;
                     if current.state != BindingState::Pending {
                         return Ok((current, None));
                     }
@@ -337,30 +346,34 @@ impl AppPool {
                 let recheck = self.pending_recheck_ms;
                 if !self.inflight.absent(rec.id, asked_ms, answered_ms, recheck) {
                     tracing::info!(app = %self.name, id = %rec.id, "the platform does not have a bind whose answer was lost, yet; asking again later");
-                    return Err(PoolError::unavailable(
+                    return Err(PoolError::refused(
+                        Reason::OutcomeUnknown,
                         format!(
                             "the platform has not answered the bind and has no record of it yet; binding {} stays pending until it is asked again",
                             rec.id
                         ),
-                        Some(Duration::from_millis(recheck.max(1000) as u64)),
-                    ));
+                    )
+                    .with("binding_id", rec.id)
+                    .retry_in(Some(Duration::from_millis(recheck.max(1000) as u64))));
                 }
                 tracing::info!(app = %self.name, id = %rec.id, "the platform confirms it never made a bind whose answer was lost; reservation dropped");
                 self.drop_reservation(&rec).await?;
-                Err(PoolError::unavailable(
+                Err(PoolError::refused(
+                    Reason::PlatformUnavailable,
                     "the platform did not answer the bind and does not have it; try again",
-                    Some(Duration::from_secs(1)),
                 ))
             }
             Err(e) => {
                 tracing::warn!(app = %self.name, id = %rec.id, error = %e, "bind outcome unknown; the reservation stays pending");
-                Err(PoolError::unavailable(
+                Err(PoolError::refused(
+                    Reason::OutcomeUnknown,
                     format!(
                         "the platform's answer was lost and it cannot be asked now; binding {} stays pending until resolved",
                         rec.id
                     ),
-                    e.retry_after(),
-                ))
+                )
+                .with("binding_id", rec.id)
+                .retry_in(e.retry_after()))
             }
         }
     }
@@ -412,16 +425,34 @@ fn describe(mode: Mode, pick: &Pick, rule: AreaRule) -> String {
     }
 }
 
-fn no_pick(e: NoPick, free_elsewhere: u64) -> PoolError {
+/// Why nothing could be picked for app `app`; `x` is the pinned number, if any.
+fn no_pick(e: NoPick, app: &str, x: &str, free_elsewhere: u64) -> PoolError {
     match e {
-        NoPick::Exhausted { tried } => PoolError::Exhausted {
-            tried,
-            free_elsewhere,
-        },
-        NoPick::PartyLimit(a) => PoolError::FailedPrecondition(format!(
-            "party_a {a} already holds {} numbers, the most the platform allows",
-            MAX_XS_PER_A
-        )),
-        NoPick::Pinned(why) => PoolError::FailedPrecondition(why),
+        NoPick::Exhausted { tried } => PoolError::exhausted(&tried, free_elsewhere),
+        NoPick::PartyLimit(a) => PoolError::refused(
+            Reason::PartyAtLimit,
+            format!(
+                "party_a {a} already holds {MAX_XS_PER_A} numbers, the most the platform allows"
+            ),
+        )
+        .with("limit", MAX_XS_PER_A),
+        NoPick::Unknown => PoolError::number_not_in_pool("x_number", app, x),
+        NoPick::Pinned(why) => PoolError::refused(Reason::NumberUnavailable, why).with("number", x),
     }
+}
+
+/// A request for an area the app has no numbers in at all: a configuration error, not an
+/// exhausted pool. `None` when the request names no area or a known one.
+fn unknown_area(index: &Index, p: &BindParams) -> Option<PoolError> {
+    let area = p.area_code.as_deref()?;
+    if index.has_area(area) {
+        return None;
+    }
+    Some(
+        PoolError::refused(
+            Reason::UnknownArea,
+            format!("app {} has no numbers in area {area}", quoted(&p.app)),
+        )
+        .with("area", area),
+    )
 }

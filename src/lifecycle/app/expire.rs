@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::AppPool;
-use crate::lifecycle::error::PoolError;
+use crate::lifecycle::error::{PoolError, Reason};
 use crate::platform::Mode;
 use crate::platform::wire::{AxbModifyRequest, AxeModifyRequest, TimeUnit};
 use crate::store::{BindingId, BindingRecord, BindingState};
@@ -41,16 +41,22 @@ impl AppPool {
         let rec = self
             .store
             .get_binding(&id)?
-            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+            .ok_or_else(|| PoolError::binding_not_found(id))?;
         if rec.state != BindingState::Active {
-            return Err(PoolError::FailedPrecondition(
-                format!("binding {id} is {:?}, not active", rec.state).to_lowercase(),
-            ));
+            let state = format!("{:?}", rec.state).to_uppercase();
+            return Err(PoolError::refused(
+                Reason::BindingNotActive,
+                format!("binding {id} is {}, not active", state.to_lowercase()),
+            )
+            .with("binding_id", id)
+            .with("state", state));
         }
         if rec.mode == Mode::Axyb {
-            return Err(PoolError::FailedPrecondition(
-                "AXYB bindings cannot be modified on the platform; unbind and bind again".into(),
-            ));
+            return Err(PoolError::refused(
+                Reason::ModeUnsupported,
+                "AXYB bindings cannot be modified on the platform; unbind and bind again",
+            )
+            .with("mode", rec.mode));
         }
         self.rules
             .check_ttl(ttl_seconds)

@@ -264,6 +264,6 @@ impl AppPool {
     /// the reason and result code go on.
     fn upstream_error(&self, e: &UpstreamError) -> PoolError {
         tracing::warn!(app = %self.name, error = %e, "platform call failed");
-        PoolError::from_upstream(e)
+        PoolError::from_upstream(e).in_app(&self.name)
     }
 }

@@ -2,15 +2,14 @@
 //! about them.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use super::AppPool;
 use crate::alloc::{AreaStats, Index, NumberView};
-use crate::lifecycle::error::{PoolError, quoted, reason};
+use crate::lifecycle::error::{PoolError, Reason, describe, quoted, upstream_reason};
 use crate::lifecycle::{records, upstream_calls};
 use crate::platform::number;
 use crate::store::{NumberRecord, NumberState};
-use crate::upstream::{CallOpts, ErrorClass};
+use crate::upstream::CallOpts;
 
 /// What an AddNumbers did, number by number, with each number as it is now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,21 +31,21 @@ enum Added {
 
 impl AppPool {
     /// Refuses a request to add `numbers` that is malformed: a number not in global format, an
-    /// area code not of 2–6 digits, a number listed twice.
+    /// area code not of 2–6 digits, a number listed twice; the field names it by its index.
     pub(in crate::lifecycle) fn check_new_numbers(
         numbers: &[(String, String)],
     ) -> Result<(), PoolError> {
         let mut seen = HashSet::new();
-        for (n, area) in numbers {
+        for (i, (n, area)) in numbers.iter().enumerate() {
             if !number::is_global(n) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].number"),
                     format!("{} is not a number in global format", quoted(n)),
                 ));
             }
             if !number::is_area_code(area) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].area_code"),
                     format!(
                         "area code {} of {} is not 2–6 digits",
                         quoted(area),
@@ -56,7 +55,31 @@ impl AppPool {
             }
             if !seen.insert(n.as_str()) {
                 return Err(PoolError::invalid(
-                    "numbers",
+                    format!("numbers[{i}].number"),
+                    format!("{} is listed twice", quoted(n)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a request to drain or remove `numbers` that is malformed, as AddNumbers: none
+    /// given, a number not in global format, a number listed twice.
+    fn check_numbers(numbers: &[String]) -> Result<(), PoolError> {
+        if numbers.is_empty() {
+            return Err(PoolError::invalid("numbers", "required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, n) in numbers.iter().enumerate() {
+            if !number::is_global(n) {
+                return Err(PoolError::invalid(
+                    format!("numbers[{i}]"),
+                    format!("{} is not a number in global format", quoted(n)),
+                ));
+            }
+            if !seen.insert(n.as_str()) {
+                return Err(PoolError::invalid(
+                    format!("numbers[{i}]"),
                     format!("{} is listed twice", quoted(n)),
                 ));
             }
@@ -86,18 +109,24 @@ impl AppPool {
                 upstream_calls::check_number(client, self.rules.mode, n, CallOpts::default());
             if let Err(e) = asked.await {
                 tracing::warn!(app = %self.name, number = %n, error = %e, "number refused on add");
-                let reason = reason(&e);
-                return Err(match e.class() {
-                    ErrorClass::RetryLater | ErrorClass::Auth => PoolError::unavailable(
-                        format!("cannot check {n} on the platform: {reason}; nothing was added"),
-                        e.retry_after().or(Some(Duration::from_secs(1))),
+                let why = describe(&e);
+                let refused = match upstream_reason(&e) {
+                    reason if reason.retry_after().is_some() => PoolError::upstream(
+                        reason,
+                        format!("cannot check {n} on the platform: {why}; nothing was added"),
+                        &e,
                     ),
-                    _ => PoolError::FailedPrecondition(format!(
-                        "{n} is not a usable number of app {} on the platform: {reason}; \
-                         nothing was added",
-                        self.name
-                    )),
-                });
+                    _ => PoolError::upstream(
+                        Reason::PlatformRejected,
+                        format!(
+                            "{n} is not a usable number of app {} on the platform: {why}; \
+                             nothing was added",
+                            self.name
+                        ),
+                        &e,
+                    ),
+                };
+                return Err(refused.with("number", n));
             }
         }
         Ok(())
@@ -209,6 +238,7 @@ impl AppPool {
     /// the app's; to be removed, one must carry no live binding (checked under the index lock,
     /// so no Bind can take it meanwhile).
     async fn set_state(&self, numbers: &[String], state: NumberState) -> Result<u32, PoolError> {
+        Self::check_numbers(numbers)?;
         let now = self.clock.now_ms();
         let changed = self
             .write(
@@ -217,24 +247,27 @@ impl AppPool {
                         refuse_if_carrying(index, numbers)?;
                     }
                     let mut changed = Vec::with_capacity(numbers.len());
-                    for n in numbers {
+                    for (i, n) in numbers.iter().enumerate() {
                         let Some(r) = tx
                             .get_number(&self.name, n)?
                             .filter(|r| r.state != NumberState::Removed)
                         else {
-                            return Err(PoolError::NotFound(format!(
-                                "{n} is not a number of app {}",
-                                self.name
-                            )));
+                            let field = format!("numbers[{i}]");
+                            return Err(PoolError::number_not_in_pool(field, &self.name, n));
                         };
                         if state == NumberState::Draining && r.state == NumberState::Frozen {
                             continue; // Already out of rotation, for a reason drain must keep.
                         }
                         if state == NumberState::Active && r.state == NumberState::Frozen {
-                            return Err(PoolError::FailedPrecondition(format!(
-                                "{n} is frozen (blacklisted on the platform) and cannot be \
-                                 put back in rotation"
-                            )));
+                            return Err(PoolError::refused(
+                                Reason::NumberUnavailable,
+                                format!(
+                                    "{n} is frozen (blacklisted on the platform) and cannot be \
+                                     put back in rotation"
+                                ),
+                            )
+                            .with("app", &self.name)
+                            .with("number", n));
                         }
                         let record = NumberRecord {
                             state,
@@ -256,7 +289,8 @@ impl AppPool {
                     }
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| e.in_app(&self.name))?;
         Ok(changed.len() as u32)
     }
 
@@ -285,10 +319,13 @@ fn refuse_if_carrying(index: &Index, numbers: &[String]) -> Result<(), PoolError
         if let Some(num) = index.number(n)
             && (num.load > 0 || num.y_load > 0)
         {
-            return Err(PoolError::FailedPrecondition(format!(
-                "{n} still carries {} live binding(s); drain it and unbind them first",
-                num.load + num.y_load
-            )));
+            let live = num.load + num.y_load;
+            return Err(PoolError::refused(
+                Reason::NumberInUse,
+                format!("{n} still carries {live} live binding(s); drain it and unbind them first"),
+            )
+            .with("number", n)
+            .with("bindings", live));
         }
     }
     Ok(())

@@ -12,7 +12,7 @@
 
 use super::AppPool;
 use crate::lifecycle::error::PoolError;
-use crate::lifecycle::error::reason;
+use crate::lifecycle::error::describe;
 use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
 use crate::lifecycle::upstream_calls::{self, Bound, Remote};
 use crate::lifecycle::{lock, records};
@@ -80,7 +80,7 @@ impl AppPool {
         let client = self
             .client
             .clone()
-            .ok_or_else(|| PoolError::Internal("no platform client".into()))?;
+            .ok_or_else(|| PoolError::internal("no platform client"))?;
         let background = || CallOpts::priority(Priority::Background);
         let remote = match upstream_calls::list_on(&client, self.rules.mode, x, background()).await
         {
@@ -151,7 +151,7 @@ impl AppPool {
                 }
                 Err(e) => {
                     tracing::warn!(app = %self.name, id = %b.id, error = %e, "second check failed");
-                    let why = reason(&e);
+                    let why = describe(&e);
                     report
                         .errors
                         .push(format!("binding {}: second check failed: {why}", b.id));
@@ -206,7 +206,7 @@ impl AppPool {
     /// A platform call of the reconciliation failed: the caller learns why, the log the details.
     fn unreachable(&self, e: &crate::upstream::UpstreamError) -> PoolError {
         tracing::warn!(app = %self.name, error = %e, "platform call of a reconciliation failed");
-        PoolError::unavailable(reason(e), e.retry_after())
+        PoolError::from_upstream(e).in_app(&self.name)
     }
 
     /// Settles the PENDING reservations that may have made a binding on `x` (Binds still
@@ -256,7 +256,7 @@ impl AppPool {
             if !opts.dry_run {
                 // Resolution failing leaves it pending: an error for this X.
                 if let Err(e) = self.resolve(rec.clone()).await
-                    && (!matches!(e, PoolError::Unavailable { .. }) || self.still_pending(&rec.id))
+                    && (!e.is_retryable() || self.still_pending(&rec.id))
                 {
                     report.errors.push(format!("binding {}: {e}", rec.id));
                 }

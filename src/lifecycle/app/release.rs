@@ -1,7 +1,7 @@
 //! Unbind, and the recovery of what a crash or a lost answer left open.
 
 use super::AppPool;
-use crate::lifecycle::error::PoolError;
+use crate::lifecycle::error::{PoolError, Reason};
 use crate::lifecycle::{records, upstream_calls};
 use crate::store::{BindingId, BindingRecord, BindingState};
 use crate::upstream::{CallOpts, Priority};
@@ -74,7 +74,7 @@ impl AppPool {
     fn load(&self, id: &BindingId) -> Result<BindingRecord, PoolError> {
         self.store
             .get_binding(id)?
-            .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))
+            .ok_or_else(|| PoolError::binding_not_found(id))
     }
 
     /// Moves a binding to `to`, durably, in step with the index (see [`AppPool::write`]), so
@@ -92,7 +92,7 @@ impl AppPool {
                 |tx, _| {
                     let current = tx
                         .get_binding(id)?
-                        .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+                        .ok_or_else(|| PoolError::binding_not_found(id))?;
                     if current.state == to || !current.state.holds_slot() {
                         return Ok((current, None));
                     }
@@ -130,11 +130,15 @@ impl AppPool {
             |tx, _| {
                 let current = tx
                     .get_binding(id)?
-                    .ok_or_else(|| PoolError::NotFound(format!("no binding {id}")))?;
+                    .ok_or_else(|| PoolError::binding_not_found(id))?;
                 if current.state != BindingState::Active {
-                    return Err(PoolError::FailedPrecondition(format!(
-                        "binding {id} is no longer active"
-                    )));
+                    let state = format!("{:?}", current.state).to_uppercase();
+                    return Err(PoolError::refused(
+                        Reason::BindingNotActive,
+                        format!("binding {id} is no longer active"),
+                    )
+                    .with("binding_id", id)
+                    .with("state", state));
                 }
                 let mut next = BindingRecord {
                     updated_at_ms: now,
@@ -176,7 +180,7 @@ impl AppPool {
             match result {
                 Ok(()) => tracing::info!(app = %self.name, %id, "resolved an open binding"),
                 // Resolved as "the platform never made it": nothing left open.
-                Err(PoolError::Unavailable { .. }) if !self.is_open(&id) => {}
+                Err(e) if e.is_retryable() && !self.is_open(&id) => {}
                 Err(e) if e.is_store_unavailable() => left += 1,
                 Err(e) => {
                     left += 1;

@@ -153,6 +153,9 @@ async fn a_message_over_the_size_limit_is_resource_exhausted() {
     };
     let err = d.pool().await.add_numbers(add).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Not retryable, unlike an exhausted pool.
+    let r = assert_reason(&err, Code::ResourceExhausted, "MESSAGE_TOO_LARGE", &[]);
+    assert_eq!(r.retry, None);
     assert_unchanged(&d, &before, "oversized messages").await;
     // Within the limit, the usual rules answer: user_data is at most 256 characters.
     let long = with(axb(), |r| r.user_data = "u".repeat(3000));

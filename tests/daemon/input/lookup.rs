@@ -57,13 +57,6 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
             Code::InvalidArgument,
             "app",
         ),
-        (
-            "request_id with an unknown app",
-            Some(Key::Request("order-1".into())),
-            "nope",
-            Code::InvalidArgument,
-            "app",
-        ),
     ];
     for (case, key, app, code, field) in cases {
         let (unbind, get) = requests(key, app);
@@ -73,6 +66,13 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         let get = c.get_binding(get).await;
         assert_rejected(get, code, field, &format!("GetBinding, {case}"));
     }
+
+    // An unknown app: NOT_FOUND, naming it.
+    let case = "request_id with an unknown app";
+    let (unbind, get) = requests(Some(Key::Request("order-1".into())), "nope");
+    assert_unknown_app(c.get_binding(get).await, "nope", case);
+    assert_unknown_app(c.unbind(unbind).await, "nope", case);
+    assert_unchanged(&d, &before, case).await;
 
     // Well-formed but unknown: NOT_FOUND, naming what was looked up.
     let not_found = [
@@ -89,10 +89,14 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         ),
     ];
     for (case, key, app) in not_found {
-        let named = match &key {
-            Key::Id(_) => unknown_id,
-            Key::Request(_) => "request_id",
+        let (details, named) = match &key {
+            Key::Id(id) => (vec![("binding_id", id.clone())], unknown_id),
+            Key::Request(r) => (
+                vec![("app", app.to_owned()), ("request_id", r.clone())],
+                "request_id",
+            ),
         };
+        let details: Vec<(&str, &str)> = details.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (unbind, get) = requests(Some(key), app);
         for (what, result) in [
             ("Unbind", c.unbind(unbind).await),
@@ -100,6 +104,7 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         ] {
             let err = result.expect_err(case);
             assert_eq!(err.code(), Code::NotFound, "{what}, {case}: {err:?}");
+            assert_reason(&err, Code::NotFound, "BINDING_NOT_FOUND", &details);
             assert!(
                 err.message().contains(named),
                 "{what}, {case}: {:?}",
@@ -157,6 +162,12 @@ async fn bad_unbind_and_get_binding_are_refused_and_change_nothing() {
         err.code(),
         Code::NotFound,
         "UpdateBinding, unknown id: {err:?}"
+    );
+    assert_reason(
+        &err,
+        Code::NotFound,
+        "BINDING_NOT_FOUND",
+        &[("binding_id", unknown_id)],
     );
     assert!(err.message().contains(unknown_id), "{err:?}");
     assert_unchanged(&d, &before, "UpdateBinding, unknown id").await;

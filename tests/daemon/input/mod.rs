@@ -88,7 +88,8 @@ pub(crate) async fn assert_unchanged(d: &Daemon, before: &Snapshot, case: &str) 
     assert_eq!(after.numbers, before.numbers, "{case}: the pool changed");
 }
 
-/// The call failed with `code` and a message that starts with `field:`.
+/// The call failed with `code` and a message that starts with `field:`; an INVALID_ARGUMENT
+/// also names `field` in its `BadRequest` (see [`assert_bad_field`]).
 fn assert_rejected<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     code: Code,
@@ -105,6 +106,23 @@ fn assert_rejected<T: std::fmt::Debug>(
         "{case}: the message does not name {field}: {:?}",
         err.message()
     );
+    if code == Code::InvalidArgument {
+        assert_bad_field(&err, field);
+    }
+}
+
+/// The call failed with NOT_FOUND, reason `UNKNOWN_APP`, naming `app`.
+fn assert_unknown_app<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    app: &str,
+    case: &str,
+) {
+    let err = match result {
+        Ok(r) => panic!("{case}: accepted: {:?}", r.into_inner()),
+        Err(e) => e,
+    };
+    let r = assert_reason(&err, Code::NotFound, "UNKNOWN_APP", &[]);
+    assert_eq!(r.meta("app"), app, "{case}");
 }
 
 /// [`assert_rejected`] with INVALID_ARGUMENT, the answer to a malformed request.

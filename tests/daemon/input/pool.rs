@@ -20,28 +20,47 @@ async fn bad_pool_service_requests_are_refused_and_change_nothing() {
         app: app.into(),
         numbers,
     };
-    // One bad number or area at a time: (case, number, area).
+    // One bad number or area at a time: (case, number, area, the field named).
     let bad_specs = [
-        ("number without +", "8617000000099", "010"),
-        ("number with letters", "+86170000000ab", "010"),
-        ("empty number", "", "010"),
-        ("area with letters", "+8617000000099", "01x"),
-        ("empty area", "+8617000000099", ""),
-        ("area of 7 digits", "+8617000000099", "0101010"),
+        (
+            "number without +",
+            "8617000000099",
+            "010",
+            "numbers[0].number",
+        ),
+        (
+            "number with letters",
+            "+86170000000ab",
+            "010",
+            "numbers[0].number",
+        ),
+        ("empty number", "", "010", "numbers[0].number"),
+        (
+            "area with letters",
+            "+8617000000099",
+            "01x",
+            "numbers[0].area_code",
+        ),
+        ("empty area", "+8617000000099", "", "numbers[0].area_code"),
+        (
+            "area of 7 digits",
+            "+8617000000099",
+            "0101010",
+            "numbers[0].area_code",
+        ),
     ];
     let mut add_cases: Vec<(String, pb::AddNumbersRequest, &str)> = bad_specs
         .iter()
-        .map(|(case, n, a)| (case.to_string(), add("rides", vec![spec(n, a)]), "numbers"))
+        .map(|(case, n, a, field)| (case.to_string(), add("rides", vec![spec(n, a)]), *field))
         .collect();
     add_cases.extend([
         ("empty app".into(), add("", vec![good.clone()]), "app"),
-        ("unknown app".into(), add("nope", vec![good.clone()]), "app"),
         ("no numbers".into(), add("rides", vec![]), "numbers"),
         // All or nothing: the good number before the bad one is not added either.
         (
             "good then bad".into(),
             add("rides", vec![good.clone(), spec("+86170000000ab", "010")]),
-            "numbers",
+            "numbers[1].number",
         ),
         (
             "good then bad area".into(),
@@ -49,7 +68,7 @@ async fn bad_pool_service_requests_are_refused_and_change_nothing() {
                 "local",
                 vec![spec("+8617400000099", "021"), spec("+8617400000098", "x")],
             ),
-            "numbers",
+            "numbers[1].area_code",
         ),
     ]);
     for (case, req, field) in add_cases {
@@ -62,18 +81,21 @@ async fn bad_pool_service_requests_are_refused_and_change_nothing() {
         );
         assert_unchanged(&d, &before, &case).await;
     }
+    let unknown = add("nope", vec![good.clone()]);
+    assert_unknown_app(c.add_numbers(unknown).await, "nope", "AddNumbers");
+    assert_unchanged(&d, &before, "AddNumbers, unknown app").await;
 
     for app in ["", "nope"] {
         let case = format!("app {app:?}");
         let numbers = vec!["+8617000000001".to_owned()];
         let refused = |what: &str, result: Result<(), Status>| {
             let result = result.map(tonic::Response::new);
-            assert_rejected(
-                result,
-                Code::InvalidArgument,
-                "app",
-                &format!("{what}, {case}"),
-            );
+            let case = format!("{what}, {case}");
+            if app.is_empty() {
+                assert_rejected(result, Code::InvalidArgument, "app", &case);
+            } else {
+                assert_unknown_app(result, app, &case);
+            }
         };
         let drain = pb::DrainNumbersRequest {
             app: app.into(),
@@ -185,6 +207,12 @@ async fn a_number_of_another_app_is_refused_naming_it_and_nothing_is_added() {
         } else {
             "drivers"
         };
+        assert_reason(
+            &err,
+            Code::AlreadyExists,
+            "NUMBER_EXISTS",
+            &[("owner", owner)],
+        );
         assert!(
             err.message().contains(&format!("app \"{owner}\"")),
             "{case}: the message names the owner: {err:?}"
@@ -198,7 +226,7 @@ async fn a_number_of_another_app_is_refused_naming_it_and_nothing_is_added() {
     assert_rejected(
         c.add_numbers(twice).await,
         Code::InvalidArgument,
-        "numbers",
+        "numbers[1].number",
         "AddNumbers, a number listed twice",
     );
     assert_unchanged(&d, &before, "a number listed twice").await;
@@ -244,6 +272,12 @@ async fn numbers_are_checked_on_the_platform_before_they_are_added() {
     ] {
         let err = c.add_numbers(add("stores", &numbers)).await.unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        let meta = [
+            ("app", "stores"),
+            ("number", unknown),
+            ("platform_code", "1012001"),
+        ];
+        assert_reason(&err, Code::FailedPrecondition, "PLATFORM_REJECTED", &meta);
         assert!(err.message().contains(unknown), "{err:?}");
         assert!(err.message().contains("1012001"), "{err:?}");
         assert_eq!(numbers_of(&d, "stores").await, stores, "nothing added");
@@ -260,6 +294,13 @@ async fn numbers_are_checked_on_the_platform_before_they_are_added() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains(unknown), "{err:?}");
+    let meta = [
+        ("app", "stores"),
+        ("number", unknown),
+        ("platform_code", "1010001"),
+    ];
+    assert_reason(&err, Code::Unavailable, "PLATFORM_UNAVAILABLE", &meta);
+    assert_retry_hint(&err);
     assert_eq!(numbers_of(&d, "stores").await, stores, "nothing added");
 
     // The platform knows it: added, and a Bind pinned to it works.
@@ -294,5 +335,93 @@ async fn the_platform_check_can_be_turned_off() {
         requests,
         "the platform was not asked"
     );
+    d.stop().await;
+}
+
+/// DrainNumbers and RemoveNumbers refuse what AddNumbers refuses, all or nothing: no numbers
+/// (`numbers`), a malformed or repeated number (INVALID_ARGUMENT naming `numbers[i]`); a
+/// well-formed number that is not the app's is NOT_FOUND (`NUMBER_NOT_IN_POOL`, naming it).
+#[tokio::test]
+async fn bad_drain_and_remove_requests_are_refused_and_change_nothing() {
+    let d = Daemon::start().await;
+    let mut c = d.pool().await;
+    let before = snapshot(&d).await;
+    // rides' own number first: the refusal must not drain or remove it either.
+    let own = "+8617000000001";
+    let invalid = [
+        ("no numbers", vec![], "numbers"),
+        ("number without +", vec![own, "8617000000002"], "numbers[1]"),
+        (
+            "number with letters",
+            vec![own, "+86170000000ab"],
+            "numbers[1]",
+        ),
+        ("empty number", vec![""], "numbers[0]"),
+        ("number listed twice", vec![own, own], "numbers[1]"),
+    ];
+    for (case, numbers, field) in invalid {
+        let numbers: Vec<String> = numbers.into_iter().map(Into::into).collect();
+        let drain = pb::DrainNumbersRequest {
+            app: "rides".into(),
+            numbers: numbers.clone(),
+        };
+        let case = format!("DrainNumbers, {case}");
+        assert_rejected(
+            c.drain_numbers(drain).await,
+            Code::InvalidArgument,
+            field,
+            &case,
+        );
+        assert_unchanged(&d, &before, &case).await;
+        let remove = pb::RemoveNumbersRequest {
+            app: "rides".into(),
+            numbers,
+        };
+        let case = case.replace("DrainNumbers", "RemoveNumbers");
+        assert_rejected(
+            c.remove_numbers(remove).await,
+            Code::InvalidArgument,
+            field,
+            &case,
+        );
+        assert_unchanged(&d, &before, &case).await;
+    }
+    // Well-formed: unknown, another app's (drivers'), or already removed.
+    for (case, other) in [
+        ("unknown number", "+8617999999999"),
+        ("another app's number", "+8617100000001"),
+    ] {
+        let numbers = vec![own.to_owned(), other.to_owned()];
+        let meta = [("app", "rides"), ("number", other), ("field", "numbers[1]")];
+        let drain = pb::DrainNumbersRequest {
+            app: "rides".into(),
+            numbers: numbers.clone(),
+        };
+        let err = c.drain_numbers(drain).await.expect_err(case);
+        assert_reason(&err, Code::NotFound, "NUMBER_NOT_IN_POOL", &meta);
+        assert_unchanged(&d, &before, case).await;
+        let remove = pb::RemoveNumbersRequest {
+            app: "rides".into(),
+            numbers,
+        };
+        let err = c.remove_numbers(remove).await.expect_err(case);
+        assert_reason(&err, Code::NotFound, "NUMBER_NOT_IN_POOL", &meta);
+        assert_unchanged(&d, &before, case).await;
+    }
+    let remove = |n: &str| pb::RemoveNumbersRequest {
+        app: "rides".into(),
+        numbers: vec![n.into()],
+    };
+    assert_eq!(
+        c.remove_numbers(remove(own))
+            .await
+            .unwrap()
+            .into_inner()
+            .removed,
+        1
+    );
+    let err = c.remove_numbers(remove(own)).await.unwrap_err();
+    let meta = [("number", own), ("field", "numbers[0]")];
+    assert_reason(&err, Code::NotFound, "NUMBER_NOT_IN_POOL", &meta);
     d.stop().await;
 }
