@@ -1,9 +1,9 @@
-//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`), updated together in one
-//! transaction ([`Tx`]).
+//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`, `released`, `remembered`),
+//! updated together in one transaction ([`Tx`]), and their deletion once retention has passed.
 
 use std::ops::Bound;
 
-use super::records::{BindingId, BindingRecord, BindingState};
+use super::records::{BindingId, BindingRecord, BindingState, RequestRef};
 use super::wal::{TreeId, Tx, TxResult};
 use super::{Store, StoreError, codec, keys, too_long};
 
@@ -15,6 +15,9 @@ struct Write {
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
     slot_key: Option<Vec<u8>>,
     open: bool,
+    released_key: Option<[u8; keys::TIMED_KEY_LEN]>,
+    /// The `remembered` key and its encoded [`RequestRef`].
+    remembered: Option<([u8; keys::TIMED_KEY_LEN], Vec<u8>)>,
 }
 
 impl Write {
@@ -32,6 +35,14 @@ impl Write {
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
             open: is_open(record),
+            released_key: released_key_of(record),
+            remembered: remembered_key_of(record).map(|key| {
+                let request = RequestRef {
+                    app: record.app.clone(),
+                    request_id: record.request_id.clone().unwrap_or_default(),
+                };
+                (key, codec::encode(codec::CURRENT_VERSION, &request))
+            }),
         })
     }
 }
@@ -58,6 +69,21 @@ fn expiry_key_of(record: &BindingRecord) -> Option<[u8; keys::EXPIRY_KEY_LEN]> {
         (BindingState::Active, Some(deadline)) => Some(keys::expiry(deadline, &record.id)),
         _ => None,
     }
+}
+
+/// The `released` key a record should have: bindings that left service, by when.
+fn released_key_of(record: &BindingRecord) -> Option<[u8; keys::TIMED_KEY_LEN]> {
+    record
+        .left_service_ms()
+        .map(|left| keys::released(left, &record.id))
+}
+
+/// The `remembered` key a record should have: bindings that left service with a request id.
+fn remembered_key_of(record: &BindingRecord) -> Option<[u8; keys::TIMED_KEY_LEN]> {
+    request_key_of(record)?;
+    record
+        .left_service_ms()
+        .map(|left| keys::remembered(left, &record.id))
 }
 
 /// The `requests` key a record should have (none if it has no request id, or an unencodable
@@ -125,6 +151,54 @@ impl Tx<'_> {
         } else if old.is_some_and(is_open) {
             self.open.remove(keys::binding(&w.id))?;
         }
+        if let Some(old_key) = old.and_then(released_key_of)
+            && w.released_key != Some(old_key)
+        {
+            self.released.remove(old_key)?;
+        }
+        if let Some(key) = &w.released_key {
+            self.released.insert(key, [])?;
+        }
+        if let Some(old_key) = old.and_then(remembered_key_of)
+            && w.remembered.as_ref().map(|(key, _)| *key) != Some(old_key)
+        {
+            self.remembered.remove(old_key)?;
+        }
+        if let Some((key, value)) = &w.remembered {
+            self.remembered.insert(key, value.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Removes `old`'s record and its index entries. With `keep_request`, its request mapping
+    /// and `remembered` entry stay.
+    ///
+    /// The mapping goes before the record (sled applies a transaction's changes in order), so
+    /// that a reader never finds a mapping without its record unless it is a tombstone (see
+    /// [`Store::purged_request`]).
+    fn remove(&self, old: &BindingRecord, keep_request: bool) -> TxResult<()> {
+        let id = &old.id;
+        if !keep_request {
+            if let Some(key) = request_key_of(old) {
+                self.release_request(&key, id)?;
+            }
+            if let Some(key) = remembered_key_of(old) {
+                self.remembered.remove(key)?;
+            }
+        }
+        self.bindings.remove(keys::binding(id))?;
+        if let Some(key) = expiry_key_of(old) {
+            self.expiry.remove(key)?;
+        }
+        if let Some(key) = slot_key_of(old) {
+            self.slots.remove(key)?;
+        }
+        if is_open(old) {
+            self.open.remove(keys::binding(id))?;
+        }
+        if let Some(key) = released_key_of(old) {
+            self.released.remove(key)?;
+        }
         Ok(())
     }
 }
@@ -169,19 +243,56 @@ impl Tx<'_> {
         let Some(old) = self.get_binding(id)? else {
             return Ok(false);
         };
-        self.bindings.remove(keys::binding(id))?;
-        if let Some(key) = request_key_of(&old) {
-            self.release_request(&key, id)?;
+        self.remove(&old, false)?;
+        Ok(true)
+    }
+
+    /// Deletes a binding that left service (RELEASED or EXPIRED) with every index entry of it,
+    /// once its retention has passed. With `keep_request` its request id stays taken: the
+    /// `requests` entry and the `remembered` entry stay, naming an id whose record is gone (a
+    /// tombstone), until [`Tx::forget_request`]. Returns whether a record was deleted; a binding
+    /// that holds its slot is never deleted here.
+    pub fn purge_binding(&self, id: &BindingId, keep_request: bool) -> TxResult<bool> {
+        let Some(old) = self.get_binding(id)? else {
+            return Ok(false);
+        };
+        if old.state.holds_slot() {
+            return Ok(false);
         }
-        if let Some(key) = expiry_key_of(&old) {
-            self.expiry.remove(key)?;
+        self.remove(&old, keep_request)?;
+        Ok(true)
+    }
+
+    /// Forgets the request id remembered for binding `id`, which left service at `left_ms`: the
+    /// `requests` entry goes if it still names `id`, the record (if it is still there) keeps no
+    /// request id, and the `remembered` entry goes. Returns whether there was one.
+    pub fn forget_request(&self, left_ms: i64, id: &BindingId) -> TxResult<bool> {
+        let key = keys::remembered(left_ms, id);
+        let Some(value) = self.remembered.get(key)? else {
+            return Ok(false);
+        };
+        let entry: RequestRef = codec::decode(keys::REMEMBERED, &key, &value)?;
+        match self.get_binding(id)? {
+            // Not an entry a live binding can have; it keeps its request id.
+            Some(record) if record.state.holds_slot() => {}
+            Some(record)
+                if record.app == entry.app
+                    && record.request_id.as_deref() == Some(entry.request_id.as_str()) =>
+            {
+                // Drops the mapping (if it is still this binding's) and the entry, as any change
+                // of a record's request id does.
+                self.put_binding(&BindingRecord {
+                    request_id: None,
+                    ..record
+                })?;
+            }
+            _ => {
+                if let Ok(request) = keys::request(&entry.app, &entry.request_id) {
+                    self.release_request(&request, id)?;
+                }
+            }
         }
-        if let Some(key) = slot_key_of(&old) {
-            self.slots.remove(key)?;
-        }
-        if is_open(&old) {
-            self.open.remove(keys::binding(id))?;
-        }
+        self.remembered.remove(key)?;
         Ok(true)
     }
 }
@@ -320,6 +431,74 @@ impl Store {
         })
     }
 
+    /// RELEASED and EXPIRED bindings that left service at or before `until_ms`, earliest first,
+    /// at most `limit`: (left at ms, id), one range scan of the `released` index.
+    pub fn released_until(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        self.timed_until(TreeId::Released, keys::RELEASED, until_ms, limit)
+    }
+
+    /// Request ids still remembered for bindings that left service at or before `until_ms`,
+    /// earliest first, at most `limit`: (left at ms, id), one range scan of the `remembered`
+    /// index.
+    pub fn remembered_until(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        self.timed_until(TreeId::Remembered, keys::REMEMBERED, until_ms, limit)
+    }
+
+    fn timed_until(
+        &self,
+        tree: TreeId,
+        name: &'static str,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        if until_ms < 0 {
+            return Ok(Vec::new());
+        }
+        let bound = keys::timed_bound(until_ms);
+        self.read(|trees| {
+            trees
+                .tree(tree)
+                .range(..=bound)
+                .take(limit)
+                .map(|entry| parse_timed_key(name, &entry?.0))
+                .collect()
+        })
+    }
+
+    /// The binding whose request id (app, request_id) still is, though its record was deleted
+    /// by retention: the request id stays taken until it is forgotten.
+    pub fn purged_request(
+        &self,
+        app: &str,
+        request_id: &str,
+    ) -> Result<Option<BindingId>, StoreError> {
+        let Ok(key) = keys::request(app, request_id) else {
+            return Ok(None);
+        };
+        let Some(value) = self.get(TreeId::Requests, &key)? else {
+            return Ok(None);
+        };
+        let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
+        if self.get_binding(&id)?.is_some() {
+            return Ok(None);
+        }
+        // A removal takes the mapping out before the record: a mapping still there, naming the
+        // same id, after its record was seen gone is a tombstone, not a removal half applied.
+        let again = self.get(TreeId::Requests, &key)?;
+        let still = again
+            .map(|value| codec::decode::<BindingId>(keys::REQUESTS, &key, &value))
+            .transpose()?;
+        Ok((still == Some(id)).then_some(id))
+    }
+
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
         self.read(|trees| match trees.expiry.first()? {
@@ -337,8 +516,30 @@ fn decode_binding(
 }
 
 fn parse_expiry_key(key: &[u8]) -> Result<(i64, BindingId), StoreError> {
-    keys::parse_expiry(key).ok_or_else(|| StoreError::Corrupt {
-        tree: keys::EXPIRY,
+    parse_timed_key(keys::EXPIRY, key)
+}
+
+fn parse_timed_key(tree: &'static str, key: &[u8]) -> Result<(i64, BindingId), StoreError> {
+    keys::parse_timed(key).ok_or_else(|| StoreError::Corrupt {
+        tree,
         detail: format!("malformed key {}", keys::describe(key)),
     })
+}
+
+/// Migration to format 2: adds the `released` and `remembered` entries of every stored binding
+/// that left service, directly to sled (see `store::migrate`). Returns how many it indexed.
+pub(super) fn index_for_retention(trees: &super::wal::Trees) -> Result<usize, StoreError> {
+    let mut indexed = 0;
+    for entry in trees.bindings.iter() {
+        let record = decode_binding(entry)?;
+        let write = Write::new(&record)?;
+        if let Some(key) = write.released_key {
+            trees.released.insert(key, &[])?;
+            indexed += 1;
+        }
+        if let Some((key, value)) = write.remembered {
+            trees.remembered.insert(key, value)?;
+        }
+    }
+    Ok(indexed)
 }
