@@ -38,6 +38,7 @@ mod failure_tests;
 pub mod faults;
 pub mod keys;
 pub mod records;
+mod retention;
 #[cfg(test)]
 mod retention_tests;
 #[cfg(test)]
@@ -567,7 +568,7 @@ fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
 ///
 /// 1 → 2: the retention indexes (`released`, `remembered`) for the bindings already stored.
 fn migrate(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
-    let indexed = bindings::index_for_retention(trees)?;
+    let indexed = retention::index_for_retention(trees)?;
     db.flush()?;
     trees.meta.insert(
         keys::META_FORMAT,
