@@ -315,6 +315,45 @@ async fn purges_and_forgotten_request_ids_survive_reopen() {
 }
 
 #[tokio::test]
+async fn purges_in_the_log_are_replayed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions::new(dir.path().join("db"));
+    let sled_then = dir.path().join("sled-then");
+    let wal_later = dir.path().join("wal-later");
+    {
+        let store = Store::open(&options).unwrap();
+        store.put_binding(&released(1, 1_000)).await.unwrap();
+        store.put_binding(&released(2, 1_000)).await.unwrap();
+        store
+            .put_binding(&binding(3, BindingState::Active, None))
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    // sled as it was before the deletes, the log as it was after them: a crash before sled
+    // was flushed.
+    wal::tests::copy_dir(&options.path, &sled_then);
+    let after = {
+        let store = Store::open(&options).unwrap();
+        store
+            .commit(|tx| {
+                tx.purge_binding(&id(1), false)?;
+                tx.purge_binding(&id(2), true)
+            })
+            .await
+            .unwrap();
+        wal::tests::copy_dir(&options.path.join("wal"), &wal_later);
+        store.key_sets()
+    };
+    wal::tests::stage_crash(dir.path(), &sled_then, &wal_later);
+    let store = Store::open(&options).unwrap();
+    assert_eq!(store.key_sets(), after);
+    assert_eq!(store.get_binding(&id(1)).unwrap(), None);
+    assert_eq!(store.purged_request("ride", "req-2").unwrap(), Some(id(2)));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_format_1_store_is_indexed_for_retention_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions::new(dir.path().join("db"));
