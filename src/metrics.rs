@@ -8,6 +8,52 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// A counter kept elsewhere (by the domain, which knows nothing of Prometheus), read at each
+/// scrape.
+pub struct ReadCounter {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl ReadCounter {
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        ReadCounter {
+            name,
+            help,
+            read: Box::new(read),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCounter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for ReadCounter {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        let counter = prometheus_client::metrics::counter::ConstCounter::new((self.read)());
+        counter.encode(encoder.encode_descriptor(
+            self.name,
+            self.help,
+            None,
+            counter.metric_type(),
+        )?)
+    }
+}
+
 /// `reason` of a store failure: `full` or `failed`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -72,5 +118,36 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_read_counter_is_read_at_each_scrape() {
+        let kept = Arc::new(AtomicU64::new(0));
+        let read = Arc::clone(&kept);
+        let metrics = Metrics::with(vec![Box::new(ReadCounter::new(
+            "retention_deleted",
+            "Deleted",
+            move || read.load(Ordering::Relaxed),
+        ))]);
+        assert!(
+            metrics
+                .render()
+                .contains("xpool_retention_deleted_total 0\n")
+        );
+        kept.store(3, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE xpool_retention_deleted counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("xpool_retention_deleted_total 3\n"), "{text}");
     }
 }

@@ -95,6 +95,14 @@ pub struct StoreConfig {
     /// Directory of the database, relative to the working directory unless absolute.
     pub path: PathBuf,
     pub cache_capacity_mb: u64,
+    /// Days a RELEASED or EXPIRED binding (with its real numbers) is kept after it left
+    /// service; 0 deletes it at release or expiry (an AX number or AXE extension's binding is
+    /// kept until its cool-down has ended, which a restart needs).
+    pub released_retention_days: u64,
+    /// Hours a request id is remembered after its binding left service (while the binding
+    /// lives, always): a Bind repeating it in that time gets that binding, later it starts a new
+    /// one.
+    pub request_id_retention_hours: u64,
 }
 
 impl Default for StoreConfig {
@@ -102,7 +110,21 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("./xpool-data"),
             cache_capacity_mb: 64,
+            released_retention_days: 7,
+            request_id_retention_hours: 24,
         }
+    }
+}
+
+impl StoreConfig {
+    /// How long a binding that left service is kept.
+    pub fn released_retention(&self) -> Duration {
+        Duration::from_secs(self.released_retention_days.saturating_mul(24 * 3600))
+    }
+
+    /// How long a request id is remembered after its binding left service.
+    pub fn request_id_retention(&self) -> Duration {
+        Duration::from_secs(self.request_id_retention_hours.saturating_mul(3600))
     }
 }
 

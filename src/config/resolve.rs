@@ -84,6 +84,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     if store.cache_capacity_mb == 0 {
         problems.push("store.cache_capacity_mb", "must be at least 1");
     }
+    check_retention(&store, problems);
     if expiry.batch_size == 0 {
         problems.push("expiry.batch_size", "must be at least 1");
     }
@@ -98,6 +99,29 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         expiry,
         reconcile,
         admin,
+    }
+}
+
+/// Longest `store.released_retention_days` accepted (ten years).
+const MAX_RELEASED_RETENTION_DAYS: u64 = 3650;
+
+/// Longest `store.request_id_retention_hours` accepted (a year).
+const MAX_REQUEST_ID_RETENTION_HOURS: u64 = 8760;
+
+fn check_retention(store: &super::StoreConfig, problems: &mut Problems) {
+    if store.released_retention_days > MAX_RELEASED_RETENTION_DAYS {
+        let message = format!(
+            "{} is more than {MAX_RELEASED_RETENTION_DAYS} (ten years); 0 deletes at release",
+            store.released_retention_days
+        );
+        problems.push("store.released_retention_days", message);
+    }
+    if store.request_id_retention_hours > MAX_REQUEST_ID_RETENTION_HOURS {
+        let message = format!(
+            "{} is more than {MAX_REQUEST_ID_RETENTION_HOURS} (a year)",
+            store.request_id_retention_hours
+        );
+        problems.push("store.request_id_retention_hours", message);
     }
 }
 

@@ -80,6 +80,16 @@ fn the_example_parses_with_defaults() {
     assert_eq!(config.server.max_message_bytes, 65536);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
     assert_eq!(config.store.cache_capacity_mb, 64);
+    assert_eq!(config.store.released_retention_days, 7);
+    assert_eq!(config.store.request_id_retention_hours, 24);
+    assert_eq!(
+        config.store.released_retention(),
+        Duration::from_secs(7 * 24 * 3600)
+    );
+    assert_eq!(
+        config.store.request_id_retention(),
+        Duration::from_secs(24 * 3600)
+    );
     assert_eq!(config.expiry, ExpiryConfig::default());
     assert!(config.expiry.defensive_unbind);
     assert_eq!(config.reconcile.interval_seconds, 0);
@@ -142,6 +152,8 @@ max_message_bytes = 1024
 [store]
 path = "/var/lib/xpool"
 cache_capacity_mb = 8
+released_retention_days = 0
+request_id_retention_hours = 48
 [expiry]
 skew_grace_seconds = 1
 defensive_unbind = false
@@ -192,6 +204,11 @@ check_numbers_on_add = false
     assert_eq!(server.max_message_bytes, 1024);
     assert_eq!(config.reconcile.orphan_policy, OrphanPolicy::Release);
     assert!(!config.expiry.defensive_unbind);
+    assert_eq!(config.store.released_retention(), Duration::ZERO);
+    assert_eq!(
+        config.store.request_id_retention(),
+        Duration::from_secs(48 * 3600)
+    );
     let app = config.app("parcels_2").unwrap();
     assert_eq!((app.mode, app.auth_scheme), (Mode::Axe, Scheme::Wsse));
     assert_eq!(app.base_url, "https://rtcpns.example.com");
@@ -303,6 +320,16 @@ fn unknown_variables_are_errors_naming_them() {
     let message = error_of(parse_env(EXAMPLE, &[("XPOOL__STORE__PAHT", "/x")]));
     assert!(
         message.contains("XPOOL__STORE__PAHT: store.paht: unknown field"),
+        "{message}"
+    );
+    let message = error_of(parse_env(
+        EXAMPLE,
+        &[("XPOOL__STORE__REQUEST_ID_RETENTION_HOURS", "9000")],
+    ));
+    assert!(
+        message.contains(
+            "XPOOL__STORE__REQUEST_ID_RETENTION_HOURS: store.request_id_retention_hours: 9000 is more than 8760"
+        ),
         "{message}"
     );
     let message = error_of(parse_env(EXAMPLE, &[("XPOOL__APPS__RIDES__BURST", "lots")]));

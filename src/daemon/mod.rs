@@ -17,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use crate::alloc::Rules;
 use crate::config::{self, AppConfig, Config};
 use crate::jobs;
-use crate::lifecycle::{self, AppSetup, Clock, ExpiryPolicy, Pool};
+use crate::lifecycle::{self, AppSetup, Clock, ExpiryPolicy, Pool, RetentionPolicy};
+use crate::metrics::ReadCounter;
 use crate::store::{Store, StoreOptions};
 use crate::upstream::{self, AppClient};
 
@@ -36,6 +37,7 @@ pub struct Daemon {
     store: Arc<Store>,
     pool: Arc<Pool>,
     expiry: jobs::Expiry,
+    retention: jobs::Retention,
     reconciler: Arc<lifecycle::Reconciler>,
     /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
     /// minutes, and every step is crash-safe); a child of `cancel`.
@@ -59,7 +61,12 @@ impl Daemon {
             })
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?,
         );
-        tracing::info!(path = %config.store.path.display(), "store open");
+        tracing::info!(
+            path = %config.store.path.display(),
+            released_retention_days = config.store.released_retention_days,
+            request_id_retention_hours = config.store.request_id_retention_hours,
+            "store open"
+        );
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         let connections: Arc<connections::ConnectionStats> = Arc::default();
@@ -82,6 +89,10 @@ impl Daemon {
                 round_budget: Duration::from_millis(config.expiry.round_budget_ms),
             },
         };
+        let retention = jobs::Retention {
+            pool: Arc::clone(&pool),
+            clock: Arc::clone(&clock),
+        };
         let stop_reconciling = cancel.child_token();
         let reconciler = Arc::new(lifecycle::Reconciler::new(
             Arc::clone(&pool),
@@ -93,16 +104,24 @@ impl Daemon {
             },
             stop_reconciling.clone(),
         ));
+        let retained = Arc::clone(&pool);
+        let retention_deleted = ReadCounter::new(
+            "retention_deleted",
+            "Bindings that left service deleted once their retention had passed",
+            move || retained.retention_deleted(),
+        );
         Ok(Daemon {
             config,
             store,
             pool,
             expiry,
+            retention,
             reconciler,
             stop_reconciling,
-            metrics: Arc::new(crate::metrics::Metrics::with(vec![Box::new(Arc::clone(
-                &connections,
-            ))])),
+            metrics: Arc::new(crate::metrics::Metrics::with(vec![
+                Box::new(Arc::clone(&connections)),
+                Box::new(retention_deleted),
+            ])),
             cancel,
             tasks,
             connections,
@@ -139,6 +158,8 @@ impl Daemon {
     fn start_jobs(&self) {
         self.tasks
             .spawn(self.expiry.clone().run(self.cancel.clone()));
+        self.tasks
+            .spawn(self.retention.clone().run(self.cancel.clone()));
         if self.config.reconcile.interval_seconds > 0 {
             let every = Duration::from_secs(self.config.reconcile.interval_seconds);
             self.tasks.spawn(Arc::clone(&self.reconciler).run(every));
@@ -189,7 +210,11 @@ async fn open_pool(
         .iter()
         .map(|app| app_setup(app, &http, tasks, cancel))
         .collect();
-    let pool = Pool::open(Arc::clone(store), setups, clock)?;
+    let retention = RetentionPolicy::new(
+        config.store.released_retention(),
+        config.store.request_id_retention(),
+    );
+    let pool = Pool::open(Arc::clone(store), setups, clock, retention)?;
     add_configured_numbers(&pool, config).await?;
     Ok(Arc::new(pool))
 }

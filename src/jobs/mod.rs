@@ -4,6 +4,8 @@
 mod expiry;
 mod reconcile;
 mod resolver;
+mod retention;
 
 pub use expiry::Expiry;
 pub use resolver::Resolver;
+pub use retention::Retention;

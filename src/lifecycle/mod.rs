@@ -11,6 +11,7 @@
 //! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
 //! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
 //! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
+//! - `retention`: deleting bindings that left service, and forgetting their request ids.
 //! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
 //! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
 //! - `upstream_calls`: the adapter to `crate::upstream`.
@@ -25,6 +26,9 @@ mod inflight;
 mod params;
 mod reconciler;
 mod records;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 mod upstream_calls;
 
 use std::collections::HashMap;
@@ -38,6 +42,7 @@ pub use error::{Meta, PoolError, Reason, quoted};
 pub use expiry::{ExpiryPolicy, Round};
 pub use params::{BindParams, BindingKey, ListFilter};
 pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
+pub use retention::{RetentionPolicy, RetentionRound};
 
 use crate::store::{self, BindingRecord, Store, StoreError};
 
@@ -56,6 +61,9 @@ pub struct Pool {
     deadlines: Arc<tokio::sync::Notify>,
     /// Held while numbers are added to any app, so two apps cannot take one number at once.
     adding: tokio::sync::Mutex<()>,
+    retention: retention::Retention,
+    /// The longest any app's released binding is kept for its cool-down (see `retention`).
+    cool_down_kept_ms: i64,
 }
 
 impl Pool {
@@ -65,21 +73,26 @@ impl Pool {
         store: Arc<Store>,
         setups: Vec<AppSetup>,
         clock: &Arc<dyn Clock>,
+        retention: RetentionPolicy,
     ) -> Result<Pool, PoolError> {
         let deadlines = Arc::new(tokio::sync::Notify::new());
+        let retention = retention::Retention::new(retention);
         let mut apps = HashMap::new();
         for setup in setups {
             let name = setup.name.clone();
-            apps.insert(
-                name,
-                Arc::new(AppPool::new(
-                    setup,
-                    Arc::clone(&store),
-                    Arc::clone(clock),
-                    Arc::clone(&deadlines),
-                )?),
-            );
+            let shared = app::Shared {
+                store: Arc::clone(&store),
+                clock: Arc::clone(clock),
+                deadlines: Arc::clone(&deadlines),
+                retention: retention.clone(),
+            };
+            apps.insert(name, Arc::new(AppPool::new(setup, shared)?));
         }
+        let cool_down_kept_ms = apps
+            .values()
+            .map(|app| app.cool_down_kept_ms())
+            .max()
+            .unwrap_or(0);
         for app in apps.values() {
             app.begin_restore();
         }
@@ -100,6 +113,8 @@ impl Pool {
             apps,
             deadlines,
             adding: tokio::sync::Mutex::new(()),
+            retention,
+            cool_down_kept_ms,
         })
     }
 

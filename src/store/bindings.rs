@@ -1,24 +1,28 @@
-//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`), updated together in one
-//! transaction ([`Tx`]).
+//! Bindings and their indexes (`requests`, `expiry`, `slots`, `open`, `released`, `remembered`),
+//! updated together in one transaction ([`Tx`]). Deleting them once retention has passed is in
+//! `retention`.
 
 use std::ops::Bound;
 
-use super::records::{BindingId, BindingRecord, BindingState};
+use super::records::{BindingId, BindingRecord, BindingState, RequestRef};
 use super::wal::{TreeId, Tx, TxResult};
 use super::{Store, StoreError, codec, keys, too_long};
 
 /// Everything a binding write needs, encoded before the transaction so the closure stays pure.
-struct Write {
+pub(super) struct Write {
     id: BindingId,
     value: Vec<u8>,
     request_key: Option<Vec<u8>>,
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
     slot_key: Option<Vec<u8>>,
     open: bool,
+    pub(super) released_key: Option<[u8; keys::TIMED_KEY_LEN]>,
+    /// The `remembered` key and its encoded [`RequestRef`].
+    pub(super) remembered: Option<([u8; keys::TIMED_KEY_LEN], Vec<u8>)>,
 }
 
 impl Write {
-    fn new(record: &BindingRecord) -> Result<Self, StoreError> {
+    pub(super) fn new(record: &BindingRecord) -> Result<Self, StoreError> {
         let request_key = record
             .request_id
             .as_deref()
@@ -32,6 +36,14 @@ impl Write {
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
             open: is_open(record),
+            released_key: released_key_of(record),
+            remembered: remembered_key_of(record).map(|key| {
+                let request = RequestRef {
+                    app: record.app.clone(),
+                    request_id: record.request_id.clone().unwrap_or_default(),
+                };
+                (key, codec::encode(codec::CURRENT_VERSION, &request))
+            }),
         })
     }
 }
@@ -60,6 +72,21 @@ fn expiry_key_of(record: &BindingRecord) -> Option<[u8; keys::EXPIRY_KEY_LEN]> {
     }
 }
 
+/// The `released` key a record should have: bindings that left service, by when.
+fn released_key_of(record: &BindingRecord) -> Option<[u8; keys::TIMED_KEY_LEN]> {
+    record
+        .left_service_ms()
+        .map(|left| keys::released(left, &record.id))
+}
+
+/// The `remembered` key a record should have: bindings that left service with a request id.
+fn remembered_key_of(record: &BindingRecord) -> Option<[u8; keys::TIMED_KEY_LEN]> {
+    request_key_of(record)?;
+    record
+        .left_service_ms()
+        .map(|left| keys::remembered(left, &record.id))
+}
+
 /// The `requests` key a record should have (none if it has no request id, or an unencodable
 /// one, which can never have been stored).
 fn request_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
@@ -84,7 +111,7 @@ impl Tx<'_> {
     }
 
     /// Removes `key` from `requests` if it still points at `id` (never another binding's).
-    fn release_request(&self, key: &[u8], id: &BindingId) -> TxResult<()> {
+    pub(super) fn release_request(&self, key: &[u8], id: &BindingId) -> TxResult<()> {
         if self.request_owner(key)? == Some(*id) {
             self.requests.remove(key)?;
         }
@@ -124,6 +151,54 @@ impl Tx<'_> {
             self.open.insert(keys::binding(&w.id), [])?;
         } else if old.is_some_and(is_open) {
             self.open.remove(keys::binding(&w.id))?;
+        }
+        if let Some(old_key) = old.and_then(released_key_of)
+            && w.released_key != Some(old_key)
+        {
+            self.released.remove(old_key)?;
+        }
+        if let Some(key) = &w.released_key {
+            self.released.insert(key, [])?;
+        }
+        if let Some(old_key) = old.and_then(remembered_key_of)
+            && w.remembered.as_ref().map(|(key, _)| *key) != Some(old_key)
+        {
+            self.remembered.remove(old_key)?;
+        }
+        if let Some((key, value)) = &w.remembered {
+            self.remembered.insert(key, value.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Removes `old`'s record and its index entries. With `keep_request`, its request mapping
+    /// and `remembered` entry stay.
+    ///
+    /// The mapping goes before the record (sled applies a transaction's changes in order), so
+    /// that a reader never finds a mapping without its record unless it is a tombstone (see
+    /// [`Store::purged_request`]).
+    pub(super) fn remove(&self, old: &BindingRecord, keep_request: bool) -> TxResult<()> {
+        let id = &old.id;
+        if !keep_request {
+            if let Some(key) = request_key_of(old) {
+                self.release_request(&key, id)?;
+            }
+            if let Some(key) = remembered_key_of(old) {
+                self.remembered.remove(key)?;
+            }
+        }
+        self.bindings.remove(keys::binding(id))?;
+        if let Some(key) = expiry_key_of(old) {
+            self.expiry.remove(key)?;
+        }
+        if let Some(key) = slot_key_of(old) {
+            self.slots.remove(key)?;
+        }
+        if is_open(old) {
+            self.open.remove(keys::binding(id))?;
+        }
+        if let Some(key) = released_key_of(old) {
+            self.released.remove(key)?;
         }
         Ok(())
     }
@@ -169,19 +244,7 @@ impl Tx<'_> {
         let Some(old) = self.get_binding(id)? else {
             return Ok(false);
         };
-        self.bindings.remove(keys::binding(id))?;
-        if let Some(key) = request_key_of(&old) {
-            self.release_request(&key, id)?;
-        }
-        if let Some(key) = expiry_key_of(&old) {
-            self.expiry.remove(key)?;
-        }
-        if let Some(key) = slot_key_of(&old) {
-            self.slots.remove(key)?;
-        }
-        if is_open(&old) {
-            self.open.remove(keys::binding(id))?;
-        }
+        self.remove(&old, false)?;
         Ok(true)
     }
 }
@@ -329,7 +392,7 @@ impl Store {
     }
 }
 
-fn decode_binding(
+pub(super) fn decode_binding(
     entry: sled::Result<(sled::IVec, sled::IVec)>,
 ) -> Result<BindingRecord, StoreError> {
     let (key, value) = entry?;
@@ -337,8 +400,15 @@ fn decode_binding(
 }
 
 fn parse_expiry_key(key: &[u8]) -> Result<(i64, BindingId), StoreError> {
-    keys::parse_expiry(key).ok_or_else(|| StoreError::Corrupt {
-        tree: keys::EXPIRY,
+    parse_timed_key(keys::EXPIRY, key)
+}
+
+pub(super) fn parse_timed_key(
+    tree: &'static str,
+    key: &[u8],
+) -> Result<(i64, BindingId), StoreError> {
+    keys::parse_timed(key).ok_or_else(|| StoreError::Corrupt {
+        tree,
         detail: format!("malformed key {}", keys::describe(key)),
     })
 }

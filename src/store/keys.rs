@@ -14,7 +14,12 @@
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
 //! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | empty: bindings holding a slot on X |
 //! | `open`     | id (16 bytes)                       | empty: PENDING and RELEASING bindings |
+//! | `released` | left ms (u64 BE) ‖ id (16 bytes)    | empty: RELEASED and EXPIRED bindings, by when they left service |
+//! | `remembered` | left ms (u64 BE) ‖ id (16 bytes)  | `RequestRef`: request ids still remembered for bindings that left service |
 //! | `meta`     | ASCII name, e.g. `format`, `job/…`  | per key                        |
+//!
+//! `expiry`, `released` and `remembered` keys share one layout ([`timed`]): a time, then an id,
+//! so a range scan up to a time finds everything due by then, earliest first.
 
 use super::records::BindingId;
 
@@ -25,6 +30,8 @@ pub const EXPIRY: &str = "expiry";
 pub const SLOTS: &str = "slots";
 pub const OPEN: &str = "open";
 pub const META: &str = "meta";
+pub const RELEASED: &str = "released";
+pub const REMEMBERED: &str = "remembered";
 
 /// `slots` key: a binding that holds a slot on `x`.
 pub fn slot(app: &str, x: &str, id: &BindingId) -> Result<Vec<u8>, KeyTooLong> {
@@ -47,8 +54,11 @@ pub const META_WAL_APPLIED: &[u8] = b"wal/applied";
 /// `meta` key: whether the log was closed cleanly (one byte, 1 = clean; absent = clean).
 pub const META_WAL_CLEAN: &[u8] = b"wal/clean";
 
+/// Length of a time-ordered key (`expiry`, `released`, `remembered`): 8-byte ms, 16-byte id.
+pub const TIMED_KEY_LEN: usize = 8 + 16;
+
 /// Length of an `expiry` key: 8-byte deadline, 16-byte id.
-pub const EXPIRY_KEY_LEN: usize = 8 + 16;
+pub const EXPIRY_KEY_LEN: usize = TIMED_KEY_LEN;
 
 /// A string part of a key is longer than a u16 length prefix can describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,29 +123,52 @@ pub fn deadline_u64(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
-/// `expiry` key: deadline ms (u64 BE, negatives clamped to 0) ‖ id.
-pub fn expiry(deadline_ms: i64, id: &BindingId) -> [u8; EXPIRY_KEY_LEN] {
-    let mut key = [0u8; EXPIRY_KEY_LEN];
-    key[..8].copy_from_slice(&deadline_u64(deadline_ms).to_be_bytes());
+/// A time-ordered key: ms (u64 BE, negatives clamped to 0) ‖ id.
+pub fn timed(ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
+    let mut key = [0u8; TIMED_KEY_LEN];
+    key[..8].copy_from_slice(&deadline_u64(ms).to_be_bytes());
     key[8..].copy_from_slice(&id.0);
     key
+}
+
+/// The greatest possible time-ordered key at `ms`: an inclusive upper bound for "at or before
+/// `ms`".
+pub fn timed_bound(ms: i64) -> [u8; TIMED_KEY_LEN] {
+    timed(ms, &BindingId([0xff; 16]))
+}
+
+/// Reads a time-ordered key back into (ms, id).
+pub fn parse_timed(key: &[u8]) -> Option<(i64, BindingId)> {
+    let key: &[u8; TIMED_KEY_LEN] = key.try_into().ok()?;
+    let (ms, id) = key.split_at(8);
+    let ms = u64::from_be_bytes(ms.try_into().ok()?);
+    Some((i64::try_from(ms).ok()?, BindingId(id.try_into().ok()?)))
+}
+
+/// `expiry` key: deadline ms (u64 BE, negatives clamped to 0) ‖ id.
+pub fn expiry(deadline_ms: i64, id: &BindingId) -> [u8; EXPIRY_KEY_LEN] {
+    timed(deadline_ms, id)
 }
 
 /// The greatest possible `expiry` key with a deadline of `now_ms`: an inclusive upper bound for
 /// "due at or before `now_ms`".
 pub fn expiry_due_bound(now_ms: i64) -> [u8; EXPIRY_KEY_LEN] {
-    expiry(now_ms, &BindingId([0xff; 16]))
+    timed_bound(now_ms)
 }
 
 /// Reads an `expiry` key back into (deadline ms, id).
 pub fn parse_expiry(key: &[u8]) -> Option<(i64, BindingId)> {
-    let key: &[u8; EXPIRY_KEY_LEN] = key.try_into().ok()?;
-    let (deadline, id) = key.split_at(8);
-    let deadline = u64::from_be_bytes(deadline.try_into().ok()?);
-    Some((
-        i64::try_from(deadline).ok()?,
-        BindingId(id.try_into().ok()?),
-    ))
+    parse_timed(key)
+}
+
+/// `released` key: when the binding left service (ms) ‖ id.
+pub fn released(left_ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
+    timed(left_ms, id)
+}
+
+/// `remembered` key: when the binding left service (ms) ‖ id.
+pub fn remembered(left_ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
+    timed(left_ms, id)
 }
 
 /// A key as hex, for error messages.
@@ -257,6 +290,18 @@ mod tests {
         assert!(expiry(1000, &id(0xff)) <= bound);
         assert!(expiry(1000, &id(0)) <= bound);
         assert!(expiry(1001, &id(0)) > bound);
+    }
+
+    #[test]
+    fn released_and_remembered_keys_are_time_then_id() {
+        let key = released(0x0102_0304_0506_0708, &id(0xab));
+        assert_eq!(key[..8], [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(key[8..], [0xab; 16]);
+        assert_eq!(remembered(0x0102_0304_0506_0708, &id(0xab)), key);
+        assert_eq!(parse_timed(&key), Some((0x0102_0304_0506_0708, id(0xab))));
+        assert!(released(999, &id(0xff)) < released(1000, &id(0)));
+        assert!(released(1000, &id(0xff)) <= timed_bound(1000));
+        assert!(released(1001, &id(0)) > timed_bound(1000));
     }
 
     #[test]

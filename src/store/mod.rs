@@ -6,6 +6,9 @@
 //! - `expiry`: (deadline, id) for Active bindings with a deadline, earliest first;
 //! - `slots`: (app, x, id) for bindings holding a slot; `open`: PENDING and RELEASING ids;
 //! - `numbers`: every [`NumberRecord`] by (app, number);
+//! - `released`: (left service at, id) for RELEASED and EXPIRED bindings, oldest first, and
+//!   `remembered`: the same for those whose request id is still remembered (retention deletes
+//!   both in time, see [`Tx::purge_binding`] and [`Tx::forget_request`]);
 //! - `meta`: the store's format version and job progress.
 //!
 //! Every write is a transaction ([`Tx`]) that becomes one write-ahead-log record, so a record
@@ -35,6 +38,9 @@ mod failure_tests;
 pub mod faults;
 pub mod keys;
 pub mod records;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 mod wal;
@@ -54,8 +60,12 @@ use wal::{Retained, TreeId, Trees, TxResult, Wal};
 /// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
-/// On-disk format of the whole store, kept in `meta`; bump it with a migration.
-const FORMAT_VERSION: u32 = 1;
+/// On-disk format of the whole store, kept in `meta`; bump it with a migration (in
+/// `open_files`). 2: the `released` and `remembered` indexes (retention).
+const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build migrates at open.
+const OLDEST_FORMAT: u32 = 1;
 
 /// Where and how to open the store.
 #[derive(Debug, Clone)]
@@ -370,6 +380,34 @@ impl Store {
         self.current().expect("the store is open").trees.clone()
     }
 
+    /// Every key of every tree, by tree name (to compare the whole store before and after).
+    pub(crate) fn key_sets(
+        &self,
+    ) -> std::collections::BTreeMap<&'static str, std::collections::BTreeSet<Vec<u8>>> {
+        let trees = self.trees();
+        let name = |tree| match tree {
+            TreeId::Bindings => keys::BINDINGS,
+            TreeId::Requests => keys::REQUESTS,
+            TreeId::Numbers => keys::NUMBERS,
+            TreeId::Expiry => keys::EXPIRY,
+            TreeId::Slots => keys::SLOTS,
+            TreeId::Open => keys::OPEN,
+            TreeId::Meta => keys::META,
+            TreeId::Released => keys::RELEASED,
+            TreeId::Remembered => keys::REMEMBERED,
+        };
+        TreeId::ALL
+            .into_iter()
+            .map(|tree| {
+                let keys = trees
+                    .tree(tree)
+                    .iter()
+                    .map(|e| e.expect("readable").0.to_vec());
+                (name(tree), keys.collect())
+            })
+            .collect()
+    }
+
     /// See [`Wal::pause_checkpoints`].
     fn pause_checkpoints(&self) {
         self.current()
@@ -399,9 +437,12 @@ impl Drop for Store {
 fn open_files(options: &StoreOptions, health: &watch::Sender<Health>) -> Result<Open, StoreError> {
     let db = open_sled(options)?;
     let trees = Trees::open(&db)?;
-    check_format(&trees.meta)?;
+    let format = check_format(&trees.meta)?;
     let wal_dir = options.path.join(WAL_DIR);
     let applied = wal::recover(&db, &trees, &wal_dir)?;
+    if format < FORMAT_VERSION {
+        migrate(&db, &trees)?;
+    }
     let health = health.clone();
     let on_failure: wal::OnFailure = Arc::new(move |e: &StoreError| {
         let cause = match e {
@@ -496,20 +537,21 @@ fn is_lock_held(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
-/// Checks (or, on a new store, writes) the format version in `meta`.
-fn check_format(meta: &sled::Tree) -> Result<(), StoreError> {
+/// Checks (or, on a new store, writes) the format version in `meta`; returns the version found,
+/// which `open_files` migrates if it is older.
+fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
     match meta.get(keys::META_FORMAT)? {
         None => {
             meta.insert(
                 keys::META_FORMAT,
                 codec::encode(codec::CURRENT_VERSION, &FORMAT_VERSION),
             )?;
-            Ok(())
+            Ok(FORMAT_VERSION)
         }
         Some(value) => {
             let found: u32 = codec::decode(keys::META, keys::META_FORMAT, &value)?;
-            if found == FORMAT_VERSION {
-                Ok(())
+            if (OLDEST_FORMAT..=FORMAT_VERSION).contains(&found) {
+                Ok(found)
             } else {
                 Err(StoreError::Corrupt {
                     tree: keys::META,
@@ -518,6 +560,27 @@ fn check_format(meta: &sled::Tree) -> Result<(), StoreError> {
             }
         }
     }
+}
+
+/// Brings a store of an older format to [`FORMAT_VERSION`], after the log's replay and before
+/// the log takes writes: sled is written directly and flushed before the new version is, so a
+/// migration cut short runs again whole at the next open.
+///
+/// 1 → 2: the retention indexes (`released`, `remembered`) for the bindings already stored.
+fn migrate(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
+    let indexed = retention::index_for_retention(trees)?;
+    db.flush()?;
+    trees.meta.insert(
+        keys::META_FORMAT,
+        codec::encode(codec::CURRENT_VERSION, &FORMAT_VERSION),
+    )?;
+    db.flush()?;
+    tracing::info!(
+        format = FORMAT_VERSION,
+        indexed,
+        "store migrated: bindings that left service are indexed for retention"
+    );
+    Ok(())
 }
 
 /// Maps a key that cannot be encoded, on a write, to an error naming the tree.

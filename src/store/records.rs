@@ -95,6 +95,24 @@ pub struct BindingRecord {
     pub reason: String,
 }
 
+impl BindingRecord {
+    /// When a RELEASED or EXPIRED binding left service (`released_at_ms`, or its last update
+    /// for a record written without one); `None` while it holds its slot. Retention counts from
+    /// here.
+    pub fn left_service_ms(&self) -> Option<i64> {
+        (!self.state.holds_slot()).then(|| self.released_at_ms.unwrap_or(self.updated_at_ms))
+    }
+}
+
+/// A request id that is still remembered for a binding that left service (the value of a
+/// `remembered` entry): what to remove from `requests` once it is forgotten, also after the
+/// binding's record is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    pub app: String,
+    pub request_id: String,
+}
+
 /// Whether a number may be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NumberState {

@@ -21,4 +21,5 @@ mod input;
 mod lifecycle_signals;
 mod modes;
 mod reconcile;
+mod retention;
 mod storage;

@@ -144,6 +144,8 @@ fn keys_toml(keys: &[(String, Value)]) -> String {
 pub struct Setup {
     pub apps: Vec<App>,
     server: Vec<(String, Value)>,
+    /// `[store]` keys of the daemon beside its path.
+    store: Vec<(String, Value)>,
     sim_sections: String,
     daemon_sections: String,
 }
@@ -157,6 +159,7 @@ impl Setup {
                 // Tests restart daemons often: no wait before refusing new calls.
                 ("shutdown_delay_seconds".into(), Value::from(0)),
             ],
+            store: Vec::new(),
             sim_sections: String::new(),
             daemon_sections: String::new(),
         }
@@ -260,6 +263,12 @@ impl Setup {
         self
     }
 
+    /// A `[store]` key of the daemon (its path is the test's own).
+    pub fn store(mut self, key: &str, value: impl Into<Value>) -> Setup {
+        set(&mut self.store, key, value.into());
+        self
+    }
+
     /// A whole TOML section appended to the simulator's config (replaces earlier ones).
     pub fn sim_section(mut self, text: &str) -> Setup {
         self.sim_sections = text.into();
@@ -291,9 +300,11 @@ impl Setup {
         let mut out = format!("[server]\nlisten = \"{listen}\"\n");
         out += &keys_toml(&self.server);
         out += &format!(
-            "\n[store]\npath = {}\n\n",
+            "\n[store]\npath = {}\n",
             Value::from(store.display().to_string())
         );
+        out += &keys_toml(&self.store);
+        out += "\n";
         for app in &self.apps {
             out += &format!(
                 "[[apps]]\nname = \"{}\"\nmode = \"{}\"\n",

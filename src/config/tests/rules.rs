@@ -153,6 +153,26 @@ fn each_rule_names_its_key() {
             "store.cache_capacity_mb",
         ),
         (
+            example_with("path =", "released_retention_days = -1\npath ="),
+            "store.released_retention_days",
+        ),
+        (
+            example_with("path =", "released_retention_days = 3651\npath ="),
+            "store.released_retention_days",
+        ),
+        (
+            example_with("path =", "released_retention_days = \"7d\"\npath ="),
+            "store.released_retention_days",
+        ),
+        (
+            example_with("path =", "request_id_retention_hours = -24\npath ="),
+            "store.request_id_retention_hours",
+        ),
+        (
+            example_with("path =", "request_id_retention_hours = 8761\npath ="),
+            "store.request_id_retention_hours",
+        ),
+        (
             format!("{EXAMPLE}[expiry]\nbatch_size = 0\n"),
             "expiry.batch_size",
         ),

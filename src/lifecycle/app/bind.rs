@@ -30,7 +30,7 @@ impl AppPool {
         let Some(request_id) = p.request_id.clone() else {
             return self.bind_new(&p, max_wait).await;
         };
-        let stored = || Ok(self.store.binding_by_request(&self.name, &request_id)?);
+        let stored = || self.by_request(&request_id);
         let sender = match self.inflight.join(&request_id, stored)? {
             Joined::Wait(rx) => return inflight::wait(rx).await,
             Joined::Existing(existing) => return self.settle_existing(*existing, &p).await,
@@ -39,6 +39,29 @@ impl AppPool {
         let result = self.bind_new(&p, max_wait).await;
         self.inflight.finish(&request_id, sender, &result);
         result
+    }
+
+    /// The binding a request id of this app names, if any. A request id whose binding was
+    /// deleted by retention while the id is still remembered is refused: the Bind it came with
+    /// was carried out, and its binding has ended.
+    fn by_request(&self, request_id: &str) -> Result<Option<BindingRecord>, PoolError> {
+        if let Some(existing) = self.store.binding_by_request(&self.name, request_id)? {
+            return Ok(Some(existing));
+        }
+        match self.store.purged_request(&self.name, request_id)? {
+            Some(id) => Err(PoolError::refused(
+                Reason::RequestIdConflict,
+                format!(
+                    "request_id {} was used for binding {id}, which has ended and been deleted; \
+                     use a new request_id",
+                    quoted(request_id)
+                ),
+            )
+            .with("app", &self.name)
+            .with("request_id", request_id)
+            .with("binding_id", id)),
+            None => Ok(None),
+        }
     }
 
     /// A Bind whose request_id is already known: the same request returns the same binding; a

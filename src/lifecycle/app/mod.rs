@@ -17,6 +17,7 @@ use super::error::PoolError;
 use super::inflight::InFlight;
 use super::lock;
 use super::records;
+use super::retention::Retention;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
@@ -61,6 +62,15 @@ pub struct PlatformInfo {
     pub circuit: Circuit,
 }
 
+/// What every app's pool shares with the others.
+pub(super) struct Shared {
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// See [`AppPool::deadlines`].
+    pub deadlines: Arc<tokio::sync::Notify>,
+    pub retention: Retention,
+}
+
 /// One app's pool.
 #[derive(Debug)]
 pub struct AppPool {
@@ -83,15 +93,18 @@ pub struct AppPool {
     deadlines: Arc<tokio::sync::Notify>,
     /// Defensive unbinds after expiry, drained in the background (see `cleanup`).
     cleanup: Arc<Cleanup>,
+    /// How long bindings that left service are kept (see `lifecycle::retention`).
+    retention: Retention,
 }
 
 impl AppPool {
-    pub(super) fn new(
-        setup: AppSetup,
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        deadlines: Arc<tokio::sync::Notify>,
-    ) -> Result<Self, PoolError> {
+    pub(super) fn new(setup: AppSetup, shared: Shared) -> Result<Self, PoolError> {
+        let Shared {
+            store,
+            clock,
+            deadlines,
+            retention,
+        } = shared;
         let mut index = Index::new(setup.rules.clone());
         let now = clock.now_ms();
         for n in store.numbers(Some(&setup.name))? {
@@ -112,7 +125,18 @@ impl AppPool {
             inflight: InFlight::default(),
             deadlines,
             cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
+            retention,
         })
+    }
+
+    /// How long a binding of this app must be kept after it left service for its slot's
+    /// cool-down to survive a restart: the record is what restores it (AX numbers, AXE
+    /// extensions); 0 for the other modes.
+    pub(in crate::lifecycle) fn cool_down_kept_ms(&self) -> i64 {
+        match self.rules.mode {
+            Mode::Ax | Mode::Axe => self.rules.cool_down_ms.max(0),
+            _ => 0,
+        }
     }
 
     /// The app's configured name.

@@ -79,7 +79,9 @@ impl AppPool {
 
     /// Moves a binding to `to`, durably, in step with the index (see [`AppPool::write`]), so
     /// that concurrent transitions of one binding take effect once: the slot is given back
-    /// exactly when the binding stops holding it.
+    /// exactly when the binding stops holding it. A binding that leaves service with no
+    /// retention left (see `lifecycle::retention`) is deleted in the same write; the record is
+    /// returned as it left.
     pub(super) async fn transition(
         &self,
         id: &BindingId,
@@ -87,14 +89,14 @@ impl AppPool {
         edit: impl FnOnce(&mut BindingRecord) + Send,
     ) -> Result<BindingRecord, PoolError> {
         let now = self.clock.now_ms();
-        let (next, _vacated) = self
+        let (next, _vacated, deleted) = self
             .write(
                 |tx, _| {
                     let current = tx
                         .get_binding(id)?
                         .ok_or_else(|| PoolError::binding_not_found(id))?;
                     if current.state == to || !current.state.holds_slot() {
-                        return Ok((current, None));
+                        return Ok((current, None, false));
                     }
                     let mut next = BindingRecord {
                         state: to,
@@ -106,15 +108,24 @@ impl AppPool {
                     }
                     edit(&mut next);
                     tx.put_binding(&next)?;
-                    Ok((next, (!to.holds_slot()).then_some(current)))
+                    let left = !to.holds_slot();
+                    // With no retention, the record goes in this same write.
+                    let deleted = left
+                        && self
+                            .retention
+                            .at_leave(tx, &next, self.cool_down_kept_ms())?;
+                    Ok((next, left.then_some(current), deleted))
                 },
-                |index, (_, vacated)| {
+                |index, (_, vacated, _)| {
                     if let Some(current) = vacated {
                         index.vacate(&records::occupant(current), Some(now), now);
                     }
                 },
             )
             .await?;
+        if deleted {
+            self.retention.count(1);
+        }
         Ok(next)
     }
 

@@ -42,7 +42,7 @@ mod recover;
 #[cfg(test)]
 mod repair_tests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 mod tx;
 
 use std::fs::{File, OpenOptions};

@@ -26,11 +26,13 @@ pub enum TreeId {
     Slots = 4,
     Open = 5,
     Meta = 6,
+    Released = 7,
+    Remembered = 8,
 }
 
 impl TreeId {
     /// How many trees there are.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
 
     /// Every tree.
     pub const ALL: [TreeId; TreeId::COUNT] = [
@@ -41,6 +43,8 @@ impl TreeId {
         TreeId::Slots,
         TreeId::Open,
         TreeId::Meta,
+        TreeId::Released,
+        TreeId::Remembered,
     ];
 
     fn from_byte(byte: u8) -> Option<TreeId> {
@@ -52,6 +56,8 @@ impl TreeId {
             4 => TreeId::Slots,
             5 => TreeId::Open,
             6 => TreeId::Meta,
+            7 => TreeId::Released,
+            8 => TreeId::Remembered,
             _ => return None,
         })
     }

@@ -34,6 +34,11 @@ pub(in crate::store) struct Trees {
     pub open: sled::Tree,
     /// Format version, job progress.
     pub meta: sled::Tree,
+    /// (left service at, id) → empty, for RELEASED and EXPIRED bindings.
+    pub released: sled::Tree,
+    /// (left service at, id) → `RequestRef`, for request ids still remembered for a binding
+    /// that left service (its record may already be gone).
+    pub remembered: sled::Tree,
 }
 
 impl Trees {
@@ -46,6 +51,8 @@ impl Trees {
             slots: db.open_tree(keys::SLOTS)?,
             open: db.open_tree(keys::OPEN)?,
             meta: db.open_tree(keys::META)?,
+            released: db.open_tree(keys::RELEASED)?,
+            remembered: db.open_tree(keys::REMEMBERED)?,
         })
     }
 
@@ -58,6 +65,8 @@ impl Trees {
             TreeId::Slots => &self.slots,
             TreeId::Open => &self.open,
             TreeId::Meta => &self.meta,
+            TreeId::Released => &self.released,
+            TreeId::Remembered => &self.remembered,
         }
     }
 
@@ -96,6 +105,8 @@ impl Trees {
             slots: tree(TreeId::Slots),
             open: tree(TreeId::Open),
             meta: tree(TreeId::Meta),
+            released: tree(TreeId::Released),
+            remembered: tree(TreeId::Remembered),
         };
         let out = f(&tx)?;
         Ok((out, ops.into_inner()))
@@ -165,6 +176,8 @@ pub struct Tx<'a> {
     pub(in crate::store) slots: TxTree<'a>,
     pub(in crate::store) open: TxTree<'a>,
     pub(in crate::store) meta: TxTree<'a>,
+    pub(in crate::store) released: TxTree<'a>,
+    pub(in crate::store) remembered: TxTree<'a>,
 }
 
 impl std::fmt::Debug for Tx<'_> {

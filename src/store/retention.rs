@@ -1,0 +1,148 @@
+//! Retention's part of the store: deleting bindings that left service with every entry keyed by
+//! them, forgetting their request ids, and the scans of the `released` and `remembered` indexes
+//! that find what is due (the indexes themselves are kept by `bindings`, in the transaction that
+//! writes the record). The rules of when are the lifecycle's (`lifecycle::retention`).
+
+use super::bindings::{Write, decode_binding, parse_timed_key};
+use super::records::{BindingId, BindingRecord, RequestRef};
+use super::wal::{TreeId, Trees, Tx, TxResult};
+use super::{Store, StoreError, codec, keys};
+
+impl Tx<'_> {
+    /// Deletes a binding that left service (RELEASED or EXPIRED) with every index entry of it,
+    /// once its retention has passed. With `keep_request` its request id stays taken: the
+    /// `requests` entry and the `remembered` entry stay, naming an id whose record is gone (a
+    /// tombstone), until [`Tx::forget_request`]. Returns whether a record was deleted; a binding
+    /// that holds its slot is never deleted here.
+    pub fn purge_binding(&self, id: &BindingId, keep_request: bool) -> TxResult<bool> {
+        let Some(old) = self.get_binding(id)? else {
+            return Ok(false);
+        };
+        if old.state.holds_slot() {
+            return Ok(false);
+        }
+        self.remove(&old, keep_request)?;
+        Ok(true)
+    }
+
+    /// Forgets the request id remembered for binding `id`, which left service at `left_ms`: the
+    /// `requests` entry goes if it still names `id`, the record (if it is still there) keeps no
+    /// request id, and the `remembered` entry goes. Returns whether there was one.
+    pub fn forget_request(&self, left_ms: i64, id: &BindingId) -> TxResult<bool> {
+        let key = keys::remembered(left_ms, id);
+        let Some(value) = self.remembered.get(key)? else {
+            return Ok(false);
+        };
+        let entry: RequestRef = codec::decode(keys::REMEMBERED, &key, &value)?;
+        match self.get_binding(id)? {
+            // Not an entry a live binding can have; it keeps its request id.
+            Some(record) if record.state.holds_slot() => {}
+            Some(record)
+                if record.app == entry.app
+                    && record.request_id.as_deref() == Some(entry.request_id.as_str()) =>
+            {
+                // Drops the mapping (if it is still this binding's) and the entry, as any change
+                // of a record's request id does.
+                self.put_binding(&BindingRecord {
+                    request_id: None,
+                    ..record
+                })?;
+            }
+            _ => {
+                if let Ok(request) = keys::request(&entry.app, &entry.request_id) {
+                    self.release_request(&request, id)?;
+                }
+            }
+        }
+        self.remembered.remove(key)?;
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// RELEASED and EXPIRED bindings that left service at or before `until_ms`, earliest first,
+    /// at most `limit`: (left at ms, id), one range scan of the `released` index.
+    pub fn released_until(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        self.timed_until(TreeId::Released, keys::RELEASED, until_ms, limit)
+    }
+
+    /// Request ids still remembered for bindings that left service at or before `until_ms`,
+    /// earliest first, at most `limit`: (left at ms, id), one range scan of the `remembered`
+    /// index.
+    pub fn remembered_until(
+        &self,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        self.timed_until(TreeId::Remembered, keys::REMEMBERED, until_ms, limit)
+    }
+
+    fn timed_until(
+        &self,
+        tree: TreeId,
+        name: &'static str,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        if until_ms < 0 {
+            return Ok(Vec::new());
+        }
+        let bound = keys::timed_bound(until_ms);
+        self.read(|trees| {
+            trees
+                .tree(tree)
+                .range(..=bound)
+                .take(limit)
+                .map(|entry| parse_timed_key(name, &entry?.0))
+                .collect()
+        })
+    }
+
+    /// The binding whose request id (app, request_id) still is, though its record was deleted
+    /// by retention: the request id stays taken until it is forgotten.
+    pub fn purged_request(
+        &self,
+        app: &str,
+        request_id: &str,
+    ) -> Result<Option<BindingId>, StoreError> {
+        let Ok(key) = keys::request(app, request_id) else {
+            return Ok(None);
+        };
+        let Some(value) = self.get(TreeId::Requests, &key)? else {
+            return Ok(None);
+        };
+        let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
+        if self.get_binding(&id)?.is_some() {
+            return Ok(None);
+        }
+        // A removal takes the mapping out before the record: a mapping still there, naming the
+        // same id, after its record was seen gone is a tombstone, not a removal half applied.
+        let again = self.get(TreeId::Requests, &key)?;
+        let still = again
+            .map(|value| codec::decode::<BindingId>(keys::REQUESTS, &key, &value))
+            .transpose()?;
+        Ok((still == Some(id)).then_some(id))
+    }
+}
+
+/// Migration to format 2: adds the `released` and `remembered` entries of every stored binding
+/// that left service, directly to sled (see `store::migrate`). Returns how many it indexed.
+pub(super) fn index_for_retention(trees: &Trees) -> Result<usize, StoreError> {
+    let mut indexed = 0;
+    for entry in trees.bindings.iter() {
+        let record = decode_binding(entry)?;
+        let write = Write::new(&record)?;
+        if let Some(key) = write.released_key {
+            trees.released.insert(key, &[])?;
+            indexed += 1;
+        }
+        if let Some((key, value)) = write.remembered {
+            trees.remembered.insert(key, value)?;
+        }
+    }
+    Ok(indexed)
+}
