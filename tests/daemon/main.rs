@@ -1,5 +1,6 @@
 //! The daemon (`xpool::run`) against the simulator, on 127.0.0.1:0: each mode through the gRPC
-//! API, allocation rules, idempotency, bad input, concurrency, faults, crashes and shutdown.
+//! API, allocation rules, idempotency, bad input, concurrency, faults, crashes and shutdown; the
+//! contract as clients see it (lint, a generated Python client, the README's commands).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,7 @@ mod support;
 mod chaos;
 mod concurrency;
 mod connections;
+mod contract;
 mod crash;
 mod expiry;
 mod faults;
