@@ -4,3 +4,5 @@
 //! and grpcurl come from `tools.rs`.
 
 mod proto_lint;
+mod python_client;
+mod tools;
