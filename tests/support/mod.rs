@@ -20,7 +20,7 @@ pub mod sim;
 pub use checks::*;
 pub use daemon::Daemon;
 pub use grpc::*;
-pub use process::{DaemonProcess, LogDump, xpool_serve};
+pub use process::{DaemonProcess, LogDump, listening_addr, xpool_serve};
 pub use setup::{App, Setup};
 pub use sim::Sim;
 

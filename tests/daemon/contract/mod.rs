@@ -5,4 +5,6 @@
 
 mod proto_lint;
 mod python_client;
+mod readme;
+mod shell;
 mod tools;
