@@ -1,6 +1,7 @@
 //! The daemon (`xpool::run`) against the simulator, on 127.0.0.1:0: each mode through the gRPC
 //! API, allocation rules, idempotency, bad input, error details, concurrency, faults, crashes and
-//! shutdown.
+//! shutdown; the contract as clients see it (lint, a generated Python client, the README's
+//! commands).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ mod api;
 mod chaos;
 mod concurrency;
 mod connections;
+mod contract;
 mod crash;
 mod errors;
 mod expiry;

@@ -22,7 +22,7 @@ pub use checks::*;
 pub use daemon::Daemon;
 pub use errors::*;
 pub use grpc::*;
-pub use process::{DaemonProcess, LogDump, xpool_serve};
+pub use process::{DaemonProcess, LogDump, listening_addr, xpool_serve};
 pub use setup::{App, Setup};
 pub use sim::Sim;
 

@@ -148,7 +148,7 @@ impl DaemonProcess {
 }
 
 /// `http://127.0.0.1:PORT` from the daemon's "gRPC server listening" log line, once written.
-fn listening_addr(log: &Path) -> Option<String> {
+pub fn listening_addr(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text
         .lines()
