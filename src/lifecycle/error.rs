@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::options;
+use crate::platform::options::CallField;
 use crate::store::StoreError;
 use crate::upstream::{ErrorClass, UpstreamError};
 
@@ -104,7 +106,18 @@ impl PoolError {
             ErrorClass::RetryLater | ErrorClass::Auth => {
                 PoolError::unavailable(message, e.retry_after().or(Some(Duration::from_secs(1))))
             }
-            ErrorClass::InvalidRequest => PoolError::invalid("request", message),
+            ErrorClass::InvalidRequest => match e.desc().and_then(CallField::named_in) {
+                // 1010002 names the parameter: an unknown tone file, mostly (§0.5).
+                Some(field) if field.is_tone() => PoolError::invalid(
+                    options::path(field),
+                    format!(
+                        "{message}; a tone must be a file uploaded and approved in the \
+                         platform's console"
+                    ),
+                ),
+                Some(field) => PoolError::invalid(options::path(field), message),
+                None => PoolError::invalid("request", message),
+            },
             ErrorClass::NotFound => PoolError::NotFound(message),
             ErrorClass::Exhausted => PoolError::Exhausted {
                 tried: Vec::new(),

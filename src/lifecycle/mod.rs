@@ -10,6 +10,7 @@
 //! - `mod.rs`: [`Pool`], the facade over every app.
 //! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
 //! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
+//! - `options`: the call options in force on a Bind, and what an UpdateBinding changes.
 //! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
 //! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
 //! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
@@ -22,6 +23,7 @@ pub mod clock;
 mod error;
 mod expiry;
 mod inflight;
+mod options;
 mod params;
 mod reconciler;
 mod records;
@@ -31,12 +33,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
+pub use crate::platform::options::{CallDirection, CallField, CallOptions};
 pub use app::{AddedNumbers, AppInfo, AppPool, AppSetup, PlatformInfo};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
 pub use expiry::{ExpiryPolicy, Round};
-pub use params::{BindParams, BindingKey, ListFilter};
+pub use options::OptionsChange;
+pub use params::{BindParams, BindingKey, BindingUpdate, ListFilter};
 pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
 
 use crate::store::{self, BindingRecord, Store, StoreError};
@@ -244,11 +248,12 @@ impl Pool {
         Ok(self.app(&record.app)?.unbind(record.id).await?.into())
     }
 
-    /// Gives an ACTIVE binding a new lifetime counted from now (0 = none).
-    pub async fn update_ttl(&self, id: BindingId, ttl_seconds: u64) -> Result<Binding, PoolError> {
-        let record = self.record(&BindingKey::Id(id))?;
+    /// Changes an ACTIVE binding's lifetime (counted from now) and call options, on the
+    /// platform first where the mode allows it.
+    pub async fn update(&self, update: &BindingUpdate) -> Result<Binding, PoolError> {
+        let record = self.record(&BindingKey::Id(update.id))?;
         let app = self.app(&record.app)?;
-        Ok(app.update_ttl(record.id, ttl_seconds).await?.into())
+        Ok(app.update(record.id, update).await?.into())
     }
 
     /// The binding `key` names.

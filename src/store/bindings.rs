@@ -27,7 +27,7 @@ impl Write {
             .map_err(too_long(keys::REQUESTS))?;
         Ok(Write {
             id: record.id,
-            value: codec::encode(codec::CURRENT_VERSION, record),
+            value: codec::encode(record),
             request_key,
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
@@ -101,8 +101,7 @@ impl Tx<'_> {
             self.release_request(&old_key, &w.id)?;
         }
         if let Some(key) = &w.request_key {
-            self.requests
-                .insert(key.as_slice(), codec::encode(codec::CURRENT_VERSION, &w.id))?;
+            self.requests.insert(key.as_slice(), codec::encode(&w.id))?;
         }
         if let Some(old_key) = old.and_then(expiry_key_of)
             && w.expiry_key != Some(old_key)

@@ -34,6 +34,7 @@ mod error;
 mod failure_tests;
 pub mod faults;
 pub mod keys;
+mod legacy;
 pub mod records;
 #[cfg(test)]
 mod tests;
@@ -447,8 +448,7 @@ impl Tx<'_> {
     /// Creates or replaces the number record under (app, number).
     pub fn put_number(&self, record: &NumberRecord) -> TxResult<()> {
         let key = keys::number(&record.app, &record.number).map_err(too_long(keys::NUMBERS))?;
-        self.numbers
-            .insert(&key, codec::encode(codec::CURRENT_VERSION, record))
+        self.numbers.insert(&key, codec::encode(record))
     }
 
     /// Removes the number record; `Ok(false)` if there was none.
@@ -500,10 +500,7 @@ fn is_lock_held(e: &sled::Error) -> bool {
 fn check_format(meta: &sled::Tree) -> Result<(), StoreError> {
     match meta.get(keys::META_FORMAT)? {
         None => {
-            meta.insert(
-                keys::META_FORMAT,
-                codec::encode(codec::CURRENT_VERSION, &FORMAT_VERSION),
-            )?;
+            meta.insert(keys::META_FORMAT, codec::encode(&FORMAT_VERSION))?;
             Ok(())
         }
         Some(value) => {

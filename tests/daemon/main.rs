@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod call_options;
 mod chaos;
 mod concurrency;
 mod connections;

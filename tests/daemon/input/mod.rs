@@ -54,14 +54,14 @@ async fn all_numbers(d: &Daemon) -> Vec<pb::NumberInfo> {
 
 /// What a rejected request must leave alone.
 #[derive(Debug, PartialEq)]
-struct Snapshot {
-    requests: Vec<u64>,
-    sim_bindings: Vec<Vec<serde_json::Value>>,
-    local: Vec<pb::Binding>,
-    numbers: Vec<pb::NumberInfo>,
+pub(crate) struct Snapshot {
+    pub(crate) requests: Vec<u64>,
+    pub(crate) sim_bindings: Vec<Vec<serde_json::Value>>,
+    pub(crate) local: Vec<pb::Binding>,
+    pub(crate) numbers: Vec<pb::NumberInfo>,
 }
 
-async fn snapshot(d: &Daemon) -> Snapshot {
+pub(crate) async fn snapshot(d: &Daemon) -> Snapshot {
     let mut sim_bindings = Vec::new();
     for key in KEYS {
         sim_bindings.push(d.sim.bindings(key).await);
@@ -74,7 +74,7 @@ async fn snapshot(d: &Daemon) -> Snapshot {
     }
 }
 
-async fn assert_unchanged(d: &Daemon, before: &Snapshot, case: &str) {
+pub(crate) async fn assert_unchanged(d: &Daemon, before: &Snapshot, case: &str) {
     let after = snapshot(d).await;
     assert_eq!(
         after.requests, before.requests,
@@ -108,7 +108,7 @@ fn assert_rejected<T: std::fmt::Debug>(
 }
 
 /// [`assert_rejected`] with INVALID_ARGUMENT, the answer to a malformed request.
-fn assert_invalid<T: std::fmt::Debug>(
+pub(crate) fn assert_invalid<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     field: &str,
     case: &str,
