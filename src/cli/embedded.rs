@@ -68,6 +68,8 @@ fn sim_app(app: &AppConfig) -> SimAppConfig {
         max_relations_per_y: 1000,
         recording_enabled: true,
         frozen: false,
+        // Any tone name is an uploaded file.
+        tones: None,
         numbers: app
             .numbers
             .iter()

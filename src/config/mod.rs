@@ -8,6 +8,7 @@
 //! and its key path, e.g. `deploy/xpool.toml: apps[rides].numbers[2].number: …`. No error ever
 //! contains a secret value.
 
+mod call_defaults;
 mod embedded;
 mod resolve;
 mod source;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 use crate::platform::Mode;
 use crate::platform::auth::Scheme;
+use crate::platform::options::CallOptions;
 use crate::upstream::{AppSettings, Secret};
 
 pub use embedded::EMBEDDED_SIM_URL;
@@ -230,6 +232,9 @@ pub struct AppConfig {
     /// AddNumbers asks the platform about each new number first and refuses one the platform
     /// says is not the app's; default on for apps with a platform (not X mode).
     pub check_numbers_on_add: bool,
+    /// `[apps.call_defaults]`: the call options a Bind gets where it sets none; only options the
+    /// app's mode takes.
+    pub call_defaults: CallOptions,
 }
 
 /// One number of an app's pool.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
+use super::call_defaults;
 use super::source::{self, Problems, SECTIONS};
 use super::{AppConfig, Config, ConfigError, NumberConfig, ServerConfig};
 use crate::platform::Mode;
@@ -42,6 +43,7 @@ pub(super) struct RawApp {
     max_extensions_per_x: Option<u32>,
     numbers: Option<Vec<Table>>,
     check_numbers_on_add: Option<bool>,
+    call_defaults: Option<Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -275,6 +277,7 @@ fn resolve_app(
         problems.push(key("check_numbers_on_add"), message);
     }
     let numbers = resolve_numbers(raw.numbers.as_deref().unwrap_or_default(), path, problems);
+    let call_defaults = call_defaults::resolve(raw.call_defaults.as_ref(), mode, path, problems);
     (problems.len() == before).then(|| AppConfig {
         name,
         mode,
@@ -298,6 +301,7 @@ fn resolve_app(
         max_extensions_per_x,
         numbers,
         check_numbers_on_add: raw.check_numbers_on_add.unwrap_or(upstream),
+        call_defaults,
     })
 }
 

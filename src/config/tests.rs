@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod call_defaults;
 mod rules;
 
 /// The documented example, verbatim.

@@ -242,6 +242,7 @@ fn app_setup(
         client,
         pending_recheck: Duration::from_millis(app.pending_recheck_ms),
         check_numbers_on_add: app.check_numbers_on_add,
+        call_defaults: app.call_defaults.clone(),
         tasks: tasks.clone(),
         cancel: cancel.clone(),
     }

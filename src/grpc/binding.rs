@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert::{BindingPage, TtlUpdate};
+use super::convert::BindingPage;
 use super::pb;
 use super::pb::binding_service_server::BindingService;
-use crate::lifecycle::{BindParams, Binding, BindingKey, Pool, PoolError, Reason};
+use crate::lifecycle::{BindParams, Binding, BindingKey, BindingUpdate, Pool, PoolError, Reason};
 
 /// The binding API.
 #[derive(Debug)]
@@ -126,10 +126,11 @@ impl BindingService for Bindings {
         req: Request<pb::UpdateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller_deadline = deadline(&req);
-        let TtlUpdate { id, ttl_seconds } = TtlUpdate::try_from(req.into_inner())?;
-        self.detached(caller_deadline, |pool| async move {
-            pool.update_ttl(id, ttl_seconds).await
-        })
+        let update = BindingUpdate::try_from(req.into_inner())?;
+        self.detached(
+            caller_deadline,
+            |pool| async move { pool.update(&update).await },
+        )
         .await
     }
 

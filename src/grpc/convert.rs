@@ -6,14 +6,15 @@ use prost_types::Timestamp;
 use super::page::{self, Filters};
 use super::pb;
 use crate::lifecycle::{
-    AppInfo, AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, ListFilter,
-    NumberState, NumberView, PoolError, Scoped, quoted,
+    AppInfo, AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, BindingUpdate,
+    CallDirection, CallField, CallOptions, ListFilter, NumberState, NumberView, OptionsChange,
+    PoolError, Scoped, quoted,
 };
 use crate::platform::{Mode, number};
 use crate::upstream::Circuit;
 
 /// Longest single call the platform allows, in minutes.
-pub const MAX_CALL_MINUTES: u32 = 1_440;
+pub use crate::platform::options::MAX_CALL_MINUTES;
 
 fn invalid(field: &'static str, message: impl Into<String>) -> PoolError {
     PoolError::invalid(field, message)
@@ -102,7 +103,7 @@ impl TryFrom<pb::BindRequest> for BindParams {
             None => 0,
             Some(ttl) => self::ttl("ttl", ttl)?,
         };
-        let options = self::call_options(call_options.unwrap_or_default())?;
+        let call_options = self::call_options(call_options.unwrap_or_default())?;
         Ok(BindParams {
             app,
             party_a,
@@ -113,9 +114,7 @@ impl TryFrom<pb::BindRequest> for BindParams {
             request_id: opt(request_id),
             x_number: opt(x_number),
             extension: opt(extension),
-            call_direction: options.call_direction,
-            record: options.record,
-            max_call_minutes: options.max_call_minutes,
+            call_options,
             user_data: opt(user_data),
         })
     }
@@ -136,17 +135,9 @@ fn ttl(field: &'static str, ttl: prost_types::Duration) -> Result<u64, PoolError
     }
 }
 
-/// The call options a request sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Options {
-    /// The platform's callDirection: 0 both ways, 1 only A calls B, 2 only B calls A.
-    call_direction: u8,
-    record: bool,
-    /// 0: no limit.
-    max_call_minutes: u32,
-}
-
-fn call_options(o: pb::CallOptions) -> Result<Options, PoolError> {
+/// The call options a request sets, their shape checked (which the app's mode takes is the
+/// pool's to check). Empty strings and UNSPECIFIED are not set.
+fn call_options(o: pb::CallOptions) -> Result<CallOptions, PoolError> {
     let pb::CallOptions {
         call_direction,
         record,
@@ -159,9 +150,10 @@ fn call_options(o: pb::CallOptions) -> Result<Options, PoolError> {
         private_sms,
     } = o;
     let call_direction = match pb::CallDirection::try_from(call_direction) {
-        Ok(pb::CallDirection::Unspecified | pb::CallDirection::Both) => 0,
-        Ok(pb::CallDirection::AToBOnly) => 1,
-        Ok(pb::CallDirection::BToAOnly) => 2,
+        Ok(pb::CallDirection::Unspecified) => None,
+        Ok(pb::CallDirection::Both) => Some(CallDirection::Both),
+        Ok(pb::CallDirection::AToBOnly) => Some(CallDirection::AToBOnly),
+        Ok(pb::CallDirection::BToAOnly) => Some(CallDirection::BToAOnly),
         Err(_) => {
             return Err(invalid(
                 "call_options.call_direction",
@@ -170,9 +162,9 @@ fn call_options(o: pb::CallOptions) -> Result<Options, PoolError> {
         }
     };
     let max_call_minutes = match max_call_minutes {
-        None => 0,
+        None => None,
         Some(m) => match u32::try_from(m) {
-            Ok(m) if m <= MAX_CALL_MINUTES => m,
+            Ok(m) if m <= MAX_CALL_MINUTES => Some(m),
             _ => {
                 return Err(invalid(
                     "call_options.max_call_minutes",
@@ -181,35 +173,52 @@ fn call_options(o: pb::CallOptions) -> Result<Options, PoolError> {
             }
         },
     };
-    for (field, set) in [
-        (
-            "call_options.record_hint_tone",
-            !record_hint_tone.is_empty(),
-        ),
-        (
-            "call_options.last_minute_tone",
-            !last_minute_tone.is_empty(),
-        ),
-        (
-            "call_options.caller_hint_tone",
-            !caller_hint_tone.is_empty(),
-        ),
-        (
-            "call_options.callee_hint_tone",
-            !callee_hint_tone.is_empty(),
-        ),
-        ("call_options.callback_tone", !callback_tone.is_empty()),
-        ("call_options.private_sms", private_sms.is_some()),
-    ] {
-        if set {
-            return Err(invalid(field, "not supported yet"));
-        }
-    }
-    Ok(Options {
+    Ok(CallOptions {
         call_direction,
-        record: record.unwrap_or(false),
+        record,
         max_call_minutes,
+        record_hint_tone: opt(record_hint_tone),
+        last_minute_tone: opt(last_minute_tone),
+        caller_hint_tone: opt(caller_hint_tone),
+        callee_hint_tone: opt(callee_hint_tone),
+        callback_tone: opt(callback_tone),
+        private_sms,
     })
+}
+
+/// The options a binding of `mode` has in force, as callers see them: only those the mode
+/// takes, the platform's defaults filled in (both ways, not recorded, SMS on; no limit is
+/// unset).
+fn shown_options(o: CallOptions, mode: Mode) -> pb::CallOptions {
+    let on = |field: CallField| field.on_bind(mode);
+    let CallOptions {
+        call_direction,
+        record,
+        max_call_minutes,
+        record_hint_tone,
+        last_minute_tone,
+        caller_hint_tone,
+        callee_hint_tone,
+        callback_tone,
+        private_sms,
+    } = o.for_mode(mode);
+    let call_direction = match call_direction.unwrap_or_default() {
+        _ if !on(CallField::CallDirection) => pb::CallDirection::Unspecified,
+        CallDirection::Both => pb::CallDirection::Both,
+        CallDirection::AToBOnly => pb::CallDirection::AToBOnly,
+        CallDirection::BToAOnly => pb::CallDirection::BToAOnly,
+    };
+    pb::CallOptions {
+        call_direction: call_direction.into(),
+        record: on(CallField::Record).then(|| record.unwrap_or(false)),
+        max_call_minutes: max_call_minutes.filter(|m| *m > 0).map(count),
+        record_hint_tone: record_hint_tone.unwrap_or_default(),
+        last_minute_tone: last_minute_tone.unwrap_or_default(),
+        caller_hint_tone: caller_hint_tone.unwrap_or_default(),
+        callee_hint_tone: callee_hint_tone.unwrap_or_default(),
+        callback_tone: callback_tone.unwrap_or_default(),
+        private_sms: on(CallField::PrivateSms).then(|| private_sms.unwrap_or(true)),
+    }
 }
 
 /// A binding id from a request's `field`.
@@ -268,15 +277,10 @@ impl TryFrom<pb::GetBindingRequest> for BindingKey {
     }
 }
 
-/// What an UpdateBinding asks for.
-#[derive(Debug)]
-pub struct TtlUpdate {
-    pub id: BindingId,
-    /// The new lifetime from now; 0 means no expiry.
-    pub ttl_seconds: u64,
-}
-
-impl TryFrom<pb::UpdateBindingRequest> for TtlUpdate {
+/// An UpdateBinding (AIP-134): without `update_mask`, the fields set in the request change;
+/// with it, the fields it names (`ttl`, `call_options`, `call_options.<field>`), an unset one
+/// going back to its default (no expiry; the app's default option, else the platform's).
+impl TryFrom<pb::UpdateBindingRequest> for BindingUpdate {
     type Error = PoolError;
 
     fn try_from(r: pb::UpdateBindingRequest) -> Result<Self, PoolError> {
@@ -287,55 +291,64 @@ impl TryFrom<pb::UpdateBindingRequest> for TtlUpdate {
             update_mask,
         } = r;
         let id = self::binding_id("binding_id", &binding_id)?;
-        // AIP-134: without a mask, the fields that are set.
-        let paths = match update_mask {
-            Some(mask) => mask.paths,
+        let values = self::call_options(call_options.unwrap_or_default())?;
+        let mut ttl_named = false;
+        let mut fields = Vec::new();
+        match update_mask {
             None => {
-                let mut paths = Vec::new();
-                if ttl.is_some() {
-                    paths.push("ttl".to_owned());
-                }
-                if call_options.is_some() {
-                    paths.push("call_options".to_owned());
-                }
-                paths
+                ttl_named = ttl.is_some();
+                fields = values.fields();
             }
-        };
-        if paths.is_empty() {
+            Some(mask) => {
+                for path in &mask.paths {
+                    match path.as_str() {
+                        "ttl" => ttl_named = true,
+                        "call_options" => fields.extend(CallField::ALL),
+                        p => match p
+                            .strip_prefix("call_options.")
+                            .and_then(CallField::from_name)
+                        {
+                            Some(field) => fields.push(field),
+                            None => {
+                                return Err(invalid(
+                                    "update_mask",
+                                    format!(
+                                        "unknown path {}: use ttl, call_options or \
+                                         call_options.<field>",
+                                        quoted(p)
+                                    ),
+                                ));
+                            }
+                        },
+                    }
+                }
+            }
+        }
+        fields.sort_unstable();
+        fields.dedup();
+        if !ttl_named && fields.is_empty() {
             return Err(invalid(
                 "update_mask",
                 "nothing to update: set ttl or call_options, or name them in update_mask",
             ));
         }
-        let mut ttl_seconds = None;
-        for path in &paths {
-            match path.as_str() {
-                "ttl" => {
-                    ttl_seconds = Some(match ttl {
-                        None => 0,
-                        Some(ttl) => self::ttl("ttl", ttl)?,
-                    });
-                }
-                p if p == "call_options" || p.starts_with("call_options.") => {
-                    return Err(invalid(
-                        "call_options",
-                        "not supported by UpdateBinding yet",
-                    ));
-                }
-                other => {
-                    return Err(invalid(
-                        "update_mask",
-                        format!(
-                            "unknown path {}: use ttl, call_options or call_options.<field>",
-                            quoted(other)
-                        ),
-                    ));
-                }
-            }
+        let ttl_seconds = match (ttl_named, ttl) {
+            (false, _) => None,
+            (true, None) => Some(0),
+            (true, Some(ttl)) => Some(self::ttl("ttl", ttl)?),
+        };
+        // Only the options named change: the values of the others are not looked at.
+        let mut named = CallOptions::default();
+        for &field in &fields {
+            named.copy_field(field, &values);
         }
-        Ok(TtlUpdate {
+        Ok(BindingUpdate {
             id,
-            ttl_seconds: ttl_seconds.unwrap_or_default(),
+            ttl_seconds,
+            call_options: OptionsChange {
+                fields,
+                values: named,
+            },
         })
     }
 }
@@ -516,17 +529,10 @@ impl From<Binding> for pb::Binding {
             expires_at_ms,
             released_at_ms,
             ttl_seconds: _,
-            call_direction,
-            record,
-            max_call_minutes,
+            call_options,
             user_data,
             reason,
         } = b;
-        let call_direction = match call_direction {
-            1 => pb::CallDirection::AToBOnly,
-            2 => pb::CallDirection::BToAOnly,
-            _ => pb::CallDirection::Both,
-        };
         pb::Binding {
             binding_id: id.to_string(),
             app,
@@ -541,12 +547,7 @@ impl From<Binding> for pb::Binding {
             subscription_id: subscription_id.unwrap_or_default(),
             request_id: request_id.unwrap_or_default(),
             user_data: user_data.unwrap_or_default(),
-            call_options: Some(pb::CallOptions {
-                call_direction: call_direction.into(),
-                record: Some(record),
-                max_call_minutes: (max_call_minutes > 0).then(|| count(max_call_minutes)),
-                ..Default::default()
-            }),
+            call_options: Some(shown_options(call_options, m)),
             selection_reason: reason,
             create_time: Some(timestamp(created_at_ms)),
             update_time: Some(timestamp(updated_at_ms)),

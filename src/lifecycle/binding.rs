@@ -1,6 +1,7 @@
 //! A binding as the pool hands it to callers: the domain's types, not the store's records.
 
 use crate::platform::Mode;
+use crate::platform::options::CallOptions;
 
 /// A binding's id (a UUID v7, so ids sort by creation time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,10 +57,9 @@ pub struct Binding {
     pub expires_at_ms: Option<i64>,
     pub released_at_ms: Option<i64>,
     pub ttl_seconds: u64,
-    /// 0 both ways, 1 only A calls B, 2 only B calls A.
-    pub call_direction: u8,
-    pub record: bool,
-    pub max_call_minutes: u32,
+    /// The options in force: the request's, completed with the app's defaults (those of the
+    /// time of the Bind) and changed by UpdateBinding.
+    pub call_options: CallOptions,
     pub user_data: Option<String>,
     /// Which rule chose the number, for people.
     pub reason: String,

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::Duration;
 
+use super::options;
 use crate::platform::codes;
+use crate::platform::options::CallField;
 use crate::store::StoreError;
 use crate::upstream::{ErrorClass, UpstreamError};
 
@@ -332,6 +334,23 @@ impl PoolError {
     /// What a failed platform call means for the caller: the reason [`upstream_reason`] gives,
     /// the words [`describe`] gives. The caller of this logs the details.
     pub fn from_upstream(e: &UpstreamError) -> Self {
+        if e.class() == ErrorClass::InvalidRequest
+            && let Some(field) = e.desc().and_then(CallField::named_in)
+        {
+            // 1010002 names the parameter: an unknown tone file, mostly (§0.5).
+            let message = describe(e);
+            return if field.is_tone() {
+                PoolError::invalid(
+                    options::path(field),
+                    format!(
+                        "{message}; a tone must be a file uploaded and approved in the \
+                         platform's console"
+                    ),
+                )
+            } else {
+                PoolError::invalid(options::path(field), message)
+            };
+        }
         PoolError::upstream(upstream_reason(e), describe(e), e)
     }
 

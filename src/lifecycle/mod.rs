@@ -10,6 +10,7 @@
 //! - `mod.rs`: [`Pool`], the facade over every app.
 //! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
 //! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
+//! - `options`: the call options in force on a Bind, and what an UpdateBinding changes.
 //! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
 //! - `retention`: deleting bindings that left service, and forgetting their request ids.
 //! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
@@ -23,6 +24,7 @@ pub mod clock;
 mod error;
 mod expiry;
 mod inflight;
+mod options;
 mod params;
 mod reconciler;
 mod records;
@@ -35,12 +37,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
+pub use crate::platform::options::{CallDirection, CallField, CallOptions};
 pub use app::{AddedNumbers, AppInfo, AppPool, AppSetup, PlatformInfo};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{Meta, PoolError, Reason, quoted};
 pub use expiry::{ExpiryPolicy, Round};
-pub use params::{BindParams, BindingKey, ListFilter};
+pub use options::OptionsChange;
+pub use params::{BindParams, BindingKey, BindingUpdate, ListFilter};
 pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
 pub use retention::{RetentionPolicy, RetentionRound};
 
@@ -270,11 +274,12 @@ impl Pool {
         Ok(released.map_err(|e| e.in_app(app.name()))?.into())
     }
 
-    /// Gives an ACTIVE binding a new lifetime counted from now (0 = none).
-    pub async fn update_ttl(&self, id: BindingId, ttl_seconds: u64) -> Result<Binding, PoolError> {
-        let record = self.record(&BindingKey::Id(id))?;
+    /// Changes an ACTIVE binding's lifetime (counted from now) and call options, on the
+    /// platform first where the mode allows it.
+    pub async fn update(&self, update: &BindingUpdate) -> Result<Binding, PoolError> {
+        let record = self.record(&BindingKey::Id(update.id))?;
         let app = self.app(&record.app)?;
-        let updated = app.update_ttl(record.id, ttl_seconds).await;
+        let updated = app.update(record.id, update).await;
         Ok(updated.map_err(|e| e.in_app(app.name()))?.into())
     }
 

@@ -3,7 +3,9 @@
 
 use super::binding::{BindingId, BindingState};
 use super::error::PoolError;
+use super::options::{self, OptionsChange};
 use crate::alloc::{Index, Rules};
+use crate::platform::options::CallOptions;
 use crate::platform::{Mode, number};
 
 /// A request for a binding.
@@ -19,17 +21,21 @@ pub struct BindParams {
     pub request_id: Option<String>,
     pub x_number: Option<String>,
     pub extension: Option<String>,
-    /// The platform's callDirection: 0 both ways, 1 only A calls B, 2 only B calls A.
-    pub call_direction: u8,
-    pub record: bool,
-    pub max_call_minutes: u32,
+    /// The options asked for; what is not set takes the app's default.
+    pub call_options: CallOptions,
     pub user_data: Option<String>,
 }
 
 impl BindParams {
-    /// The checks of a Bind that depend on the app (its mode, extension length, numbers),
-    /// before anything changes.
-    pub(super) fn check(&self, app: &str, rules: &Rules, index: &Index) -> Result<(), PoolError> {
+    /// The checks of a Bind that depend on the app (its mode, extension length, numbers, call
+    /// option defaults), before anything changes. Returns the call options in force.
+    pub(super) fn check(
+        &self,
+        app: &str,
+        rules: &Rules,
+        index: &Index,
+        call_defaults: &CallOptions,
+    ) -> Result<CallOptions, PoolError> {
         let p = self;
         let mode = rules.mode;
         match mode {
@@ -82,8 +88,18 @@ impl BindParams {
         {
             return Err(PoolError::number_not_in_pool("x_number", app, x));
         }
-        Ok(())
+        options::in_force(&p.call_options, call_defaults, mode)
     }
+}
+
+/// What an UpdateBinding changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingUpdate {
+    pub id: BindingId,
+    /// A new lifetime counted from now (0: none); `None` leaves the lifetime alone.
+    pub ttl_seconds: Option<u64>,
+    /// The call options to change (none named: none change).
+    pub call_options: OptionsChange,
 }
 
 /// How a caller names a binding.

@@ -2,6 +2,7 @@
 
 use super::binding::{Binding, BindingId, BindingState};
 use crate::alloc::{Number, NumberState, Occupant};
+use crate::platform::options::{CallDirection, CallOptions};
 use crate::store;
 
 /// The slot a stored binding holds, for the index.
@@ -82,11 +83,64 @@ impl From<store::BindingRecord> for Binding {
             expires_at_ms: r.expires_at_ms,
             released_at_ms: r.released_at_ms,
             ttl_seconds: r.ttl_seconds,
-            call_direction: r.call_direction,
-            record: r.record,
-            max_call_minutes: r.max_call_minutes,
+            call_options: r.call_options.into(),
             user_data: r.user_data,
             reason: r.reason,
+        }
+    }
+}
+
+impl From<store::CallOptionsRecord> for CallOptions {
+    fn from(r: store::CallOptionsRecord) -> Self {
+        let store::CallOptionsRecord {
+            call_direction,
+            record,
+            max_call_minutes,
+            record_hint_tone,
+            last_minute_tone,
+            caller_hint_tone,
+            callee_hint_tone,
+            callback_tone,
+            private_sms,
+        } = r;
+        CallOptions {
+            // Only 0..=2 are ever written.
+            call_direction: call_direction.and_then(|d| CallDirection::from_wire(u64::from(d))),
+            record,
+            max_call_minutes,
+            record_hint_tone,
+            last_minute_tone,
+            caller_hint_tone,
+            callee_hint_tone,
+            callback_tone,
+            private_sms,
+        }
+    }
+}
+
+impl From<CallOptions> for store::CallOptionsRecord {
+    fn from(o: CallOptions) -> Self {
+        let CallOptions {
+            call_direction,
+            record,
+            max_call_minutes,
+            record_hint_tone,
+            last_minute_tone,
+            caller_hint_tone,
+            callee_hint_tone,
+            callback_tone,
+            private_sms,
+        } = o;
+        store::CallOptionsRecord {
+            call_direction: call_direction.map(|d| d.wire() as u8),
+            record,
+            max_call_minutes,
+            record_hint_tone,
+            last_minute_tone,
+            caller_hint_tone,
+            callee_hint_tone,
+            callback_tone,
+            private_sms,
         }
     }
 }

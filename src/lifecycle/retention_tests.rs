@@ -58,6 +58,7 @@ fn app(name: &str, mode: Mode, cool_down_ms: i64) -> AppSetup {
         client: None,
         pending_recheck: Duration::ZERO,
         check_numbers_on_add: false,
+        call_defaults: Default::default(),
         tasks: TaskTracker::new(),
         cancel: CancellationToken::new(),
     }
@@ -468,9 +469,7 @@ async fn a_backlog_goes_in_bounded_rounds() {
             expires_at_ms: None,
             released_at_ms: Some(START),
             ttl_seconds: 0,
-            call_direction: 0,
-            record: false,
-            max_call_minutes: 0,
+            call_options: Default::default(),
             user_data: None,
             reason: "test".into(),
         })

@@ -31,7 +31,7 @@ impl Write {
             .map_err(too_long(keys::REQUESTS))?;
         Ok(Write {
             id: record.id,
-            value: codec::encode(codec::CURRENT_VERSION, record),
+            value: codec::encode(record),
             request_key,
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
@@ -42,7 +42,7 @@ impl Write {
                     app: record.app.clone(),
                     request_id: record.request_id.clone().unwrap_or_default(),
                 };
-                (key, codec::encode(codec::CURRENT_VERSION, &request))
+                (key, codec::encode(&request))
             }),
         })
     }
@@ -128,8 +128,7 @@ impl Tx<'_> {
             self.release_request(&old_key, &w.id)?;
         }
         if let Some(key) = &w.request_key {
-            self.requests
-                .insert(key.as_slice(), codec::encode(codec::CURRENT_VERSION, &w.id))?;
+            self.requests.insert(key.as_slice(), codec::encode(&w.id))?;
         }
         if let Some(old_key) = old.and_then(expiry_key_of)
             && w.expiry_key != Some(old_key)

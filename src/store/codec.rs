@@ -3,17 +3,51 @@
 //! This is the only module that touches bincode, and it should stay so: bincode is pinned at
 //! `=2.0.1` (3.0.0 on crates.io is a tombstone that only fails to compile) and 1.x/2.x carry the
 //! "unmaintained" advisory RUSTSEC-2025-0141, so one day the encoding may have to move to
-//! another crate, and only this file should have to change then. A new record layout gets a new
-//! version number here and a migration in `decode`.
+//! another crate, and only this file should have to change then. Each stored type says which
+//! layout version it writes ([`Stored::VERSION`]); a new layout gets the next version, and the
+//! old one stays readable: its struct is kept in `legacy` and [`Stored::from_older`] migrates it
+//! when it is read (nothing is rewritten until the record is next written).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::StoreError;
 use super::keys;
+use super::legacy;
+use super::records::{BindingId, BindingRecord, NumberRecord, RequestRef};
 
-/// The version written today.
-pub const CURRENT_VERSION: u8 = 1;
+/// A value the store keeps, with the layout version written today and the older ones it reads.
+pub trait Stored: Serialize + DeserializeOwned {
+    /// The version [`encode`] writes.
+    const VERSION: u8 = 1;
+
+    /// Reads `body`, written in the older layout `version`; `None` when no build ever wrote
+    /// this type under that version.
+    fn from_older(version: u8, body: &[u8]) -> Option<Result<Self, String>> {
+        let _ = (version, body);
+        None
+    }
+}
+
+/// The store's format version in `meta`.
+impl Stored for u32 {}
+/// `requests` values.
+impl Stored for BindingId {}
+impl Stored for NumberRecord {}
+/// `remembered` values: a request id kept after its binding left service.
+impl Stored for RequestRef {}
+
+/// Version 2 replaced `call_direction`, `record` and `max_call_minutes` with `call_options`.
+impl Stored for BindingRecord {
+    const VERSION: u8 = 2;
+
+    fn from_older(version: u8, body: &[u8]) -> Option<Result<Self, String>> {
+        match version {
+            1 => Some(read_body::<legacy::BindingRecordV1>(body).map(Into::into)),
+            _ => None,
+        }
+    }
+}
 
 /// Values are small records; refusing absurd lengths stops a corrupt length prefix from asking
 /// for a huge allocation. (The limit does not change the encoding.)
@@ -23,12 +57,17 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_VALUE_BYTES>()
 }
 
+/// Encodes `value` behind its type's current version.
+pub fn encode<T: Stored>(value: &T) -> Vec<u8> {
+    encode_as(T::VERSION, value)
+}
+
 /// Encodes `value` behind `version`.
 ///
 /// # Panics
 /// Only if serde reports an error for `T`, which the derived store records never do (bincode
 /// refuses only sequences of unknown length, which derives do not produce).
-pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+pub(super) fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let mut out = vec![version];
     let body = bincode::serde::encode_to_vec(value, config())
         .expect("derived store records always encode with bincode");
@@ -36,13 +75,19 @@ pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a value stored under `key` in `tree`; anything unreadable is `StoreError::Corrupt`
-/// naming both, never a panic.
-pub fn decode<T: DeserializeOwned>(
-    tree: &'static str,
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+/// Decodes one body (what follows the version byte) in the layout `T`, all of it.
+pub(super) fn read_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let (value, read) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| format!("undecodable value: {e}"))?;
+    if read != body.len() {
+        return Err(format!("{} trailing bytes", body.len() - read));
+    }
+    Ok(value)
+}
+
+/// Decodes a value stored under `key` in `tree`, migrating an older layout; anything
+/// unreadable is `StoreError::Corrupt` naming both, never a panic.
+pub fn decode<T: Stored>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt {
         tree,
         detail: format!("key {}: {what}", keys::describe(key)),
@@ -50,24 +95,24 @@ pub fn decode<T: DeserializeOwned>(
     let Some((&version, body)) = bytes.split_first() else {
         return Err(corrupt("empty value".into()));
     };
-    if version != CURRENT_VERSION {
-        return Err(corrupt(format!(
-            "unknown value version {version} (this build reads {CURRENT_VERSION})"
-        )));
-    }
-    let (value, read) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| corrupt(format!("undecodable value: {e}")))?;
-    if read != body.len() {
-        return Err(corrupt(format!("{} trailing bytes", body.len() - read)));
-    }
-    Ok(value)
+    let value = if version == T::VERSION {
+        read_body(body)
+    } else {
+        T::from_older(version, body).ok_or_else(|| {
+            corrupt(format!(
+                "unknown value version {version} (this build reads up to {})",
+                T::VERSION
+            ))
+        })?
+    };
+    value.map_err(corrupt)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::platform::Mode;
-    use crate::store::records::{BindingId, BindingRecord, BindingState};
+    use crate::store::records::{BindingState, CallOptionsRecord};
 
     fn record() -> BindingRecord {
         BindingRecord {
@@ -88,9 +133,14 @@ mod tests {
             expires_at_ms: Some(3),
             released_at_ms: None,
             ttl_seconds: 60,
-            call_direction: 1,
-            record: true,
-            max_call_minutes: 30,
+            call_options: CallOptionsRecord {
+                call_direction: Some(1),
+                record: Some(true),
+                max_call_minutes: Some(30),
+                callee_hint_tone: Some("callee.wav".into()),
+                private_sms: Some(false),
+                ..Default::default()
+            },
             user_data: Some("ü".into()),
             reason: "least used".into(),
         }
@@ -98,24 +148,24 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let bytes = encode(CURRENT_VERSION, &record());
-        assert_eq!(bytes[0], CURRENT_VERSION);
+        let bytes = encode(&record());
+        assert_eq!(bytes[0], 2);
         let back: BindingRecord = decode("bindings", b"k", &bytes).unwrap();
         assert_eq!(back, record());
-        let id: BindingId = decode("requests", b"k", &encode(1, &BindingId([9; 16]))).unwrap();
+        let id: BindingId = decode("requests", b"k", &encode(&BindingId([9; 16]))).unwrap();
         assert_eq!(id, BindingId([9; 16]));
     }
 
     #[test]
     fn unknown_version_is_corrupt_naming_tree_and_key() {
-        let mut bytes = encode(CURRENT_VERSION, &record());
-        bytes[0] = 2;
+        let mut bytes = encode(&record());
+        bytes[0] = 3;
         let err = decode::<BindingRecord>("bindings", &[0xab, 0xcd], &bytes).unwrap_err();
         match err {
             StoreError::Corrupt { tree, detail } => {
                 assert_eq!(tree, "bindings");
                 assert!(detail.contains("abcd"), "{detail}");
-                assert!(detail.contains("version 2"), "{detail}");
+                assert!(detail.contains("version 3"), "{detail}");
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
@@ -123,11 +173,11 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt_not_a_panic() {
-        for bytes in [&[][..], &[1], &[1, 0xff, 0xff, 0xff], &[0; 3]] {
+        for bytes in [&[][..], &[1], &[2], &[1, 0xff, 0xff, 0xff], &[0; 3]] {
             let err = decode::<BindingRecord>("bindings", b"k", bytes).unwrap_err();
             assert!(crate::store::tests::corrupt_in(&err, "bindings"), "{err:?}");
         }
-        let mut trailing = encode(CURRENT_VERSION, &BindingId([1; 16]));
+        let mut trailing = encode(&BindingId([1; 16]));
         trailing.push(0);
         let err = decode::<BindingId>("requests", b"k", &trailing).unwrap_err();
         assert!(err.to_string().contains("trailing"), "{err}");

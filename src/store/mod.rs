@@ -37,6 +37,7 @@ mod error;
 mod failure_tests;
 pub mod faults;
 pub mod keys;
+mod legacy;
 pub mod records;
 mod retention;
 #[cfg(test)]
@@ -488,8 +489,7 @@ impl Tx<'_> {
     /// Creates or replaces the number record under (app, number).
     pub fn put_number(&self, record: &NumberRecord) -> TxResult<()> {
         let key = keys::number(&record.app, &record.number).map_err(too_long(keys::NUMBERS))?;
-        self.numbers
-            .insert(&key, codec::encode(codec::CURRENT_VERSION, record))
+        self.numbers.insert(&key, codec::encode(record))
     }
 
     /// Removes the number record; `Ok(false)` if there was none.
@@ -542,10 +542,7 @@ fn is_lock_held(e: &sled::Error) -> bool {
 fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
     match meta.get(keys::META_FORMAT)? {
         None => {
-            meta.insert(
-                keys::META_FORMAT,
-                codec::encode(codec::CURRENT_VERSION, &FORMAT_VERSION),
-            )?;
+            meta.insert(keys::META_FORMAT, codec::encode(&FORMAT_VERSION))?;
             Ok(FORMAT_VERSION)
         }
         Some(value) => {
@@ -570,10 +567,9 @@ fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
 fn migrate(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
     let indexed = retention::index_for_retention(trees)?;
     db.flush()?;
-    trees.meta.insert(
-        keys::META_FORMAT,
-        codec::encode(codec::CURRENT_VERSION, &FORMAT_VERSION),
-    )?;
+    trees
+        .meta
+        .insert(keys::META_FORMAT, codec::encode(&FORMAT_VERSION))?;
     db.flush()?;
     tracing::info!(
         format = FORMAT_VERSION,

@@ -1,5 +1,6 @@
 //! The typed records xpool keeps in sled. Values are bincode-encoded behind a version byte
-//! (see `codec`); adding a field means a new version and a migration in `codec`.
+//! (see `codec`); adding a field means a new version, with the old layout kept in `legacy` and
+//! migrated from there.
 
 use serde::{Deserialize, Serialize};
 
@@ -86,10 +87,8 @@ pub struct BindingRecord {
     /// When it left the slot (Released / Expired), for cool-down.
     pub released_at_ms: Option<i64>,
     pub ttl_seconds: u64,
-    /// 0 both ways, 1 only A calls B, 2 only B calls A (the platform's callDirection).
-    pub call_direction: u8,
-    pub record: bool,
-    pub max_call_minutes: u32,
+    /// The call options in force: the request's, completed with the app's defaults.
+    pub call_options: CallOptionsRecord,
     pub user_data: Option<String>,
     /// Which rule chose the number, for people.
     pub reason: String,
@@ -111,6 +110,22 @@ impl BindingRecord {
 pub struct RequestRef {
     pub app: String,
     pub request_id: String,
+}
+
+/// A binding's call options; `None` is not set (the platform's default applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallOptionsRecord {
+    /// The platform's callDirection: 0 both ways, 1 only A calls B, 2 only B calls A.
+    pub call_direction: Option<u8>,
+    pub record: Option<bool>,
+    /// Minutes; 0 is no limit.
+    pub max_call_minutes: Option<u32>,
+    pub record_hint_tone: Option<String>,
+    pub last_minute_tone: Option<String>,
+    pub caller_hint_tone: Option<String>,
+    pub callee_hint_tone: Option<String>,
+    pub callback_tone: Option<String>,
+    pub private_sms: Option<bool>,
 }
 
 /// Whether a number may be handed out.

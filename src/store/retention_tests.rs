@@ -378,7 +378,7 @@ async fn a_format_1_store_is_indexed_for_retention_at_open() {
         trees.remembered.clear().unwrap();
         trees
             .meta
-            .insert(keys::META_FORMAT, codec::encode(1, &1u32))
+            .insert(keys::META_FORMAT, codec::encode(&1u32))
             .unwrap();
         store.close().await.unwrap();
         indexed

@@ -32,9 +32,7 @@ pub(super) fn binding(n: u8, state: BindingState, expires_at_ms: Option<i64>) ->
         expires_at_ms,
         released_at_ms: None,
         ttl_seconds: 60,
-        call_direction: 0,
-        record: false,
-        max_call_minutes: 0,
+        call_options: CallOptionsRecord::default(),
         user_data: None,
         reason: "test".into(),
     }
@@ -457,7 +455,7 @@ async fn unknown_store_format_is_refused() {
         store
             .trees()
             .meta
-            .insert(keys::META_FORMAT, codec::encode(1, &99u32))
+            .insert(keys::META_FORMAT, codec::encode(&99u32))
             .unwrap();
         store.close().await.unwrap();
     }

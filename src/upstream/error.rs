@@ -80,6 +80,15 @@ impl UpstreamError {
         }
     }
 
+    /// The platform's result description, when it answered one (for classifying only: it is
+    /// the platform's text, not for callers).
+    pub fn desc(&self) -> Option<&str> {
+        match self {
+            UpstreamError::Platform { desc, .. } => Some(desc),
+            _ => None,
+        }
+    }
+
     /// How long to wait before trying again, when waiting helps.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod call_options;
 mod chaos;
 mod concurrency;
 mod connections;

@@ -17,4 +17,5 @@ mod axe;
 mod axyb;
 mod faults;
 mod invariants;
+mod options;
 mod requests;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod codes;
 mod de;
 pub mod number;
+pub mod options;
 pub mod paths;
 pub mod time;
 pub mod wire;

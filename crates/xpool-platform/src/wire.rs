@@ -303,6 +303,20 @@ pub struct AxbRecord {
         deserialize_with = "de::opt_bool"
     )]
     pub record_flag: Option<bool>,
+    /// Tones and SMS: returned "probably" (binding-api.md §2.1.4), read when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_hint_tone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_min_voice: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "de::ser_opt_bool_str",
+        deserialize_with = "de::opt_bool"
+    )]
+    pub private_sms: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_voice: Option<PreVoice>,
     /// Creation or last modification, `yyyy-MM-dd HH:mm:ss`, platform time (UTC+8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribe_time: Option<String>,
@@ -473,6 +487,26 @@ pub struct AxRecord {
         deserialize_with = "de::opt_u64"
     )]
     pub max_duration: Option<u64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_u64"
+    )]
+    pub call_direction: Option<u64>,
+    /// Tones and SMS: the exact field list of the AX record is not documented (§2.2.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_hint_tone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_min_voice: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "de::ser_opt_bool_str",
+        deserialize_with = "de::opt_bool"
+    )]
+    pub private_sms: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_voice: Option<PreVoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
 }
@@ -912,6 +946,8 @@ pub struct AxybRecord {
         deserialize_with = "de::opt_bool"
     )]
     pub record_flag: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_hint_tone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribe_time: Option<String>,
     #[serde(

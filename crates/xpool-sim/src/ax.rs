@@ -5,13 +5,11 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::axb::check_pass_through;
-use super::limits::{MAX_CALL_MINUTES, MAX_X_PER_A};
+use super::limits::MAX_X_PER_A;
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
-use super::state::{
-    BindingView, CallTerms, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339,
-};
+use super::state::{BindingView, Crud, Ctx, TempCallee, expiry, new_subscription_id, rfc3339};
+use super::terms::{CallTerms, Takes, TermsUpdate};
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxBindResponse, AxQueryResponse, AxRecord, PRIVATE_NUM_TYPE};
 use xpool_platform::{Mode, codes};
@@ -49,13 +47,8 @@ impl Crud for AxState {
         let num_type = p.one_of("privateNumType", &[PRIVATE_NUM_TYPE])?;
         let loose = p.loose_area_match()?;
         p.one_of("calleeNumDisplay", &["0", "1"])?;
-        let record_flag = p.bool("recordFlag")?;
-        let max_duration = p.u64_in("maxDuration", 0..=MAX_CALL_MINUTES)?.unwrap_or(0);
         p.one_of("turnFlag", &["on", "off"])?;
-        p.u64_in("callDirection", 0..=2)?;
-        check_pass_through(p)?;
-        let user_data = p.user_data()?;
-        ctx.check_record_flag(record_flag)?;
+        let terms = CallTerms::new(TermsUpdate::read(ctx, p, Takes::Bind)?)?;
 
         let full = self.by_a.get(&a).is_some_and(|xs| xs.len() >= MAX_X_PER_A);
         let x = match (x, area) {
@@ -87,11 +80,7 @@ impl Crud for AxState {
             id: new_subscription_id(),
             x,
             a,
-            terms: CallTerms {
-                record_flag: record_flag.unwrap_or(false),
-                max_duration,
-                user_data,
-            },
+            terms,
             subscribe_time: ctx.now,
             temp_callee: None,
             seq: self.seq,
@@ -109,12 +98,7 @@ impl Crud for AxState {
         let id = p.str("subscriptionId")?;
         let x = p.number("privateNum")?;
         let new_a = p.number("origNum")?;
-        p.bool("privateSms")?;
-        let max_duration = p.u64_in("maxDuration", 0..=MAX_CALL_MINUTES)?;
-        let record_flag = p.bool("recordFlag")?;
-        p.text("lastMinVoice", 128)?;
-        let user_data = p.user_data()?;
-        ctx.check_record_flag(record_flag)?;
+        let terms = TermsUpdate::read(ctx, p, Takes::AxModify)?;
 
         let id = self.select(id, x)?;
         let Some(binding) = self.bindings.get(&id) else {
@@ -127,7 +111,7 @@ impl Crud for AxState {
             }
             binding.a = a;
         }
-        binding.terms.update(record_flag, max_duration, user_data);
+        binding.terms.apply(terms)?;
         binding.subscribe_time = ctx.now;
         self.remove(&id);
         self.insert(binding);
@@ -254,6 +238,7 @@ impl AxState {
             .values()
             .map(|b| BindingView {
                 callee: b.temp_callee.clone(),
+                options: b.terms.view(),
                 ..BindingView::new(Mode::Ax, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
@@ -270,6 +255,11 @@ impl Binding {
             subscription_id: Some(self.id.clone()),
             record_flag: Some(self.terms.record_flag),
             max_duration: Some(self.terms.max_duration),
+            call_direction: Some(self.terms.call_direction),
+            record_hint_tone: self.terms.record_hint_tone.clone(),
+            last_min_voice: self.terms.last_min_voice.clone(),
+            private_sms: self.terms.private_sms,
+            pre_voice: self.terms.pre_voice.clone(),
             user_data: self.terms.user_data.clone(),
         }
     }

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use time::OffsetDateTime;
 
-use super::limits::{MAX_CALL_MINUTES, MAX_DURATION_SECONDS};
+use super::limits::MAX_DURATION_SECONDS;
 use super::params::Params;
 use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
-    BindingView, CallTerms, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
+    BindingView, Crud, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
+use super::terms::{CallTerms, Takes, TermsUpdate};
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxbBindResponse, AxbQueryResponse, AxbRecord};
 use xpool_platform::{Mode, codes};
@@ -39,7 +40,6 @@ struct Binding {
     x: String,
     a: String,
     b: String,
-    call_direction: u64,
     duration: u64,
     terms: CallTerms,
     subscribe_time: OffsetDateTime,
@@ -58,13 +58,8 @@ impl Crud for AxbState {
         let x = p.number("relationNum")?;
         let area = p.area_code()?;
         let loose = p.loose_area_match()?;
-        let call_direction = p.u64_in("callDirection", 0..=2)?.unwrap_or(0);
         let duration = p.u64_in("duration", 0..=MAX_DURATION_SECONDS)?.unwrap_or(0);
-        let record_flag = p.bool("recordFlag")?;
-        let max_duration = p.u64_in("maxDuration", 0..=MAX_CALL_MINUTES)?.unwrap_or(0);
-        check_pass_through(p)?;
-        let user_data = p.user_data()?;
-        ctx.check_record_flag(record_flag)?;
+        let terms = CallTerms::new(TermsUpdate::read(ctx, p, Takes::Bind)?)?;
 
         let max = ctx.app.max_bindings_per_x;
         let x = match x {
@@ -97,13 +92,8 @@ impl Crud for AxbState {
             x,
             a,
             b,
-            call_direction,
             duration,
-            terms: CallTerms {
-                record_flag: record_flag.unwrap_or(false),
-                max_duration,
-                user_data,
-            },
+            terms,
             subscribe_time: ctx.now,
             expires_at: expiry(ctx.now, duration),
             expiry_key: None,
@@ -112,9 +102,9 @@ impl Crud for AxbState {
         let answer = AxbBindResponse {
             subscription_id: binding.id.clone(),
             relation_num: binding.x.clone(),
-            call_direction: Some(call_direction),
+            call_direction: Some(binding.terms.call_direction),
             duration: Some(duration),
-            max_duration: Some(max_duration),
+            max_duration: Some(binding.terms.max_duration),
         };
         self.insert(binding);
         ok(&answer)
@@ -124,13 +114,8 @@ impl Crud for AxbState {
         let id = p.req_str("subscriptionId")?;
         let a = p.number("callerNum")?;
         let b = p.number("calleeNum")?;
-        let call_direction = p.u64_in("callDirection", 0..=2)?;
         let duration = p.u64_in("duration", 0..=MAX_DURATION_SECONDS)?;
-        let max_duration = p.u64_in("maxDuration", 0..=MAX_CALL_MINUTES)?;
-        let record_flag = p.bool("recordFlag")?;
-        check_pass_through(p)?;
-        let user_data = p.user_data()?;
-        ctx.check_record_flag(record_flag)?;
+        let terms = TermsUpdate::read(ctx, p, Takes::AxbModify)?;
 
         let mut binding = self
             .remove(&id)
@@ -150,16 +135,16 @@ impl Crud for AxbState {
             self.insert(binding);
             return Err(fail);
         }
+        if let Err(fail) = binding.terms.apply(terms) {
+            self.insert(binding);
+            return Err(fail);
+        }
         binding.a = new_a;
         binding.b = new_b;
-        if let Some(v) = call_direction {
-            binding.call_direction = v;
-        }
         if let Some(d) = duration {
             binding.duration = d;
             binding.expires_at = expiry(ctx.now, d);
         }
-        binding.terms.update(record_flag, max_duration, user_data);
         binding.subscribe_time = ctx.now;
         self.insert(binding);
         done()
@@ -283,6 +268,7 @@ impl AxbState {
             .map(|b| BindingView {
                 b: Some(b.b.clone()),
                 expires_at: b.expires_at.map(rfc3339),
+                options: b.terms.view(),
                 ..BindingView::new(Mode::Axb, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
@@ -302,10 +288,14 @@ impl Binding {
             relation_num: self.x.clone(),
             caller_num: self.a.clone(),
             callee_num: self.b.clone(),
-            call_direction: Some(self.call_direction),
+            call_direction: Some(self.terms.call_direction),
             duration: Some(self.duration),
             max_duration: Some(self.terms.max_duration),
             record_flag: Some(self.terms.record_flag),
+            record_hint_tone: self.terms.record_hint_tone.clone(),
+            last_min_voice: self.terms.last_min_voice.clone(),
+            private_sms: self.terms.private_sms,
+            pre_voice: self.terms.pre_voice.clone(),
             subscribe_time: Some(format_subscribe_time(self.subscribe_time)),
             user_data: self.terms.user_data.clone(),
         }
@@ -317,13 +307,4 @@ fn answer(total_count: u64, relation_num_list: Vec<AxbRecord>) -> Outcome {
         total_count,
         relation_num_list,
     })
-}
-
-/// Validates the tone and SMS fields, which the simulator accepts but does not store.
-pub(crate) fn check_pass_through(p: &Params) -> Result<(), Fail> {
-    p.text("recordHintTone", 128)?;
-    p.text("lastMinVoice", 128)?;
-    p.bool("privateSms")?;
-    p.object("preVoice")?;
-    Ok(())
 }

@@ -5,6 +5,7 @@ mod paging;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::Method;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::params::Params;
@@ -92,8 +93,8 @@ impl Settings {
     fn read(ctx: Ctx<'_>, p: &Params) -> Result<Self, Fail> {
         let display_num_mode = p.one_of("displayNumMode", &["0", "1"])?;
         let record_flag = p.bool("recordFlag")?;
-        let record_hint_tone = p.text("recordHintTone", 128)?;
-        let callback_tone = p.text("callbackTone", 128)?;
+        let record_hint_tone = ctx.opt_tone(p, "recordHintTone")?;
+        let callback_tone = ctx.opt_tone(p, "callbackTone")?;
         let callback_num = p.number("callbackNum")?;
         if callback_tone.is_some() && callback_num.is_some() {
             return Err(Fail::invalid("callbackNum"));
@@ -369,9 +370,28 @@ impl AxeState {
             .map(|b| BindingView {
                 extension: Some(format_extension(b.ext, self.digits)),
                 expires_at: b.expires_at.map(rfc3339),
+                options: b.options(),
                 ..BindingView::new(Mode::Axe, &b.id, &b.x, &b.a, b.seq)
             })
             .collect()
+    }
+}
+
+impl Binding {
+    /// The call options as `/sim/bindings` shows them, by their wire names.
+    fn options(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("recordFlag".into(), Value::Bool(self.record_flag));
+        for (name, value) in [
+            ("recordHintTone", &self.record_hint_tone),
+            ("callbackTone", &self.callback_tone),
+            ("callbackNum", &self.callback_num),
+        ] {
+            if let Some(v) = value {
+                map.insert(name.into(), Value::String(v.clone()));
+            }
+        }
+        map
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use axum::http::Method;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::limits::{MAX_DURATION_SECONDS, MAX_X_PER_A};
@@ -12,6 +13,7 @@ use super::reply::{Fail, Outcome, done, ok};
 use super::state::{
     BindingView, Ctx, ExpiryIndex, ExpiryKey, expiry, new_subscription_id, rfc3339,
 };
+use super::terms::pre_voice;
 use xpool_platform::time::format_subscribe_time;
 use xpool_platform::wire::{AxybBindResponse, AxybQueryResponse, AxybRecord};
 use xpool_platform::{Mode, codes};
@@ -48,6 +50,7 @@ struct Ax {
     duration: u64,
     yb_duration: u64,
     record_flag: bool,
+    record_hint_tone: Option<String>,
     user_data: Option<String>,
     subscribe_time: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
@@ -65,6 +68,19 @@ struct Yb {
     expiry_key: Option<ExpiryKey>,
     subscribe_time: OffsetDateTime,
     seq: u64,
+}
+
+impl Ax {
+    /// The call options as `/sim/bindings` shows them, by their wire names.
+    fn options(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("callDirection".into(), Value::from(self.call_direction));
+        map.insert("recordFlag".into(), Value::Bool(self.record_flag));
+        if let Some(tone) = &self.record_hint_tone {
+            map.insert("recordHintTone".into(), Value::String(tone.clone()));
+        }
+        map
+    }
 }
 
 /// A lifetime parameter: 0 (never / tied to the AX) or 60..=7776000 seconds.
@@ -94,8 +110,8 @@ impl AxybState {
         let duration = lifetime(p, "duration")?.unwrap_or(DEFAULT_DURATION);
         let yb_duration = lifetime(p, "ybDuration")?.unwrap_or(0);
         let record_flag = p.bool("recordFlag")?;
-        p.text("recordHintTone", 128)?;
-        p.object("preVoiceX")?;
+        let record_hint_tone = ctx.opt_tone(p, "recordHintTone")?;
+        pre_voice(ctx, p, "preVoiceX")?;
         let user_data = p.user_data()?;
         ctx.check_record_flag(record_flag)?;
 
@@ -117,6 +133,7 @@ impl AxybState {
             duration,
             yb_duration,
             record_flag: record_flag.unwrap_or(false),
+            record_hint_tone,
             user_data,
             subscribe_time: ctx.now,
             expires_at,
@@ -139,7 +156,7 @@ impl AxybState {
         let area = p.area_code()?;
         let loose = p.loose_area_match()? || area.is_none();
         let yb_duration = lifetime(p, "ybDuration")?;
-        p.object("preVoiceY")?;
+        pre_voice(ctx, p, "preVoiceY")?;
 
         let ax = self
             .axs
@@ -226,6 +243,7 @@ impl AxybState {
             num_y: None,
             num_b: None,
             record_flag: Some(ax.record_flag),
+            record_hint_tone: ax.record_hint_tone.clone(),
             subscribe_time: Some(format_subscribe_time(ax.subscribe_time)),
             call_direction: Some(ax.call_direction),
             duration: Some(ax.duration),
@@ -319,6 +337,7 @@ impl AxybState {
         for ax in self.axs.values() {
             let view = BindingView {
                 expires_at: ax.expires_at.map(rfc3339),
+                options: ax.options(),
                 ..BindingView::new(Mode::Axyb, &ax.id, &ax.x, &ax.a, ax.seq)
             };
             if ax.ybs.is_empty() {

@@ -116,6 +116,10 @@ pub struct SimAppConfig {
     /// True ⇒ every business call gets 1010029.
     #[serde(default)]
     pub frozen: bool,
+    /// The tone files uploaded and approved in the console: any other name in a tone
+    /// parameter gets 1010002 naming the parameter. Absent: any name of 1 to 128 characters.
+    #[serde(default)]
+    pub tones: Option<Vec<String>>,
     /// The privacy numbers the app owns.
     #[serde(default)]
     pub numbers: Vec<SimNumber>,
@@ -133,6 +137,7 @@ impl std::fmt::Debug for SimAppConfig {
             .field("max_relations_per_y", &self.max_relations_per_y)
             .field("recording_enabled", &self.recording_enabled)
             .field("frozen", &self.frozen)
+            .field("tones", &self.tones)
             .field("numbers", &self.numbers)
             .finish()
     }
@@ -241,6 +246,11 @@ impl SimAppConfig {
         }
         if self.max_extensions_per_x == Some(0) {
             return Err("max_extensions_per_x must be at least 1".into());
+        }
+        for tone in self.tones.iter().flatten() {
+            if !(1..=128).contains(&tone.chars().count()) {
+                return Err(format!("tone {tone:?} must be 1 to 128 characters"));
+            }
         }
         let mut seen = HashSet::new();
         for number in &self.numbers {

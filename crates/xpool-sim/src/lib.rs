@@ -22,6 +22,7 @@ mod params;
 mod reply;
 mod server;
 mod state;
+mod terms;
 
 #[cfg(test)]
 mod tests;

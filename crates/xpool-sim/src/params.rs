@@ -60,6 +60,12 @@ impl Params {
         self.raw(name).is_some()
     }
 
+    /// True when the parameter is there as an empty string (which [`Params::str`] reads as
+    /// absent).
+    pub fn is_empty_string(&self, name: &str) -> bool {
+        matches!(self.map.get(name), Some(Value::String(s)) if s.is_empty())
+    }
+
     /// A string; JSON numbers are taken as their decimal text.
     pub fn str(&self, name: &str) -> Result<Option<String>, Fail> {
         match self.raw(name) {

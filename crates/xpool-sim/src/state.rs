@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::http::Method;
 use rand::seq::IndexedRandom as _;
 use serde::Serialize;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
@@ -203,6 +204,9 @@ pub(crate) struct BindingView {
     pub callee: Option<TempCallee>,
     /// RFC 3339 on the binding clock, or null for never.
     pub expires_at: Option<String>,
+    /// The call options the binding keeps, by their wire names (`recordFlag`, `maxDuration`,
+    /// `preVoice`, …): what reached the platform.
+    pub options: Map<String, Value>,
     #[serde(skip)]
     pub order: u64,
 }
@@ -220,36 +224,8 @@ impl BindingView {
             extension: None,
             callee: None,
             expires_at: None,
+            options: Map::new(),
             order,
-        }
-    }
-}
-
-/// What an AX or AXB binding keeps of `recordFlag`, `maxDuration` and `userData`.
-#[derive(Debug, Clone)]
-pub(crate) struct CallTerms {
-    pub record_flag: bool,
-    /// Longest call, minutes (0: no limit).
-    pub max_duration: u64,
-    pub user_data: Option<String>,
-}
-
-impl CallTerms {
-    /// Applies the fields a modify request gave.
-    pub fn update(
-        &mut self,
-        record_flag: Option<bool>,
-        max_duration: Option<u64>,
-        user_data: Option<String>,
-    ) {
-        if let Some(v) = record_flag {
-            self.record_flag = v;
-        }
-        if let Some(v) = max_duration {
-            self.max_duration = v;
-        }
-        if user_data.is_some() {
-            self.user_data = user_data;
         }
     }
 }
@@ -448,6 +424,22 @@ impl Ctx<'_> {
             return Err(Fail::new(codes::RECORDING_NOT_OPEN));
         }
         Ok(())
+    }
+
+    /// A tone file name parameter: with the app's allow-list set, a name on it (an unknown
+    /// file is `1010002` naming the parameter, binding-api.md §0.5).
+    pub fn tone(&self, param: &str, name: String) -> Result<String, Fail> {
+        match &self.app.tones {
+            Some(known) if !known.contains(&name) => Err(Fail::invalid(param)),
+            _ => Ok(name),
+        }
+    }
+
+    /// An optional tone parameter of 1 to 128 characters (see [`Ctx::tone`]).
+    pub fn opt_tone(&self, p: &Params, param: &str) -> Result<Option<String>, Fail> {
+        p.text(param, 128)?
+            .map(|name| self.tone(param, name))
+            .transpose()
     }
 
     /// A number the caller named as X: owned (else `not_owned`) and not blacklisted.

@@ -26,7 +26,9 @@ impl AppPool {
         p: BindParams,
         max_wait: Duration,
     ) -> Result<BindingRecord, PoolError> {
-        p.check(&self.name, &self.rules, &self.index())?;
+        let mut p = p;
+        // From here on the request carries the options in force.
+        p.call_options = p.check(&self.name, &self.rules, &self.index(), &self.call_defaults)?;
         let Some(request_id) = p.request_id.clone() else {
             return self.bind_new(&p, max_wait).await;
         };
@@ -241,9 +243,7 @@ impl AppPool {
                 .then(|| now.saturating_add(p.ttl_seconds as i64 * 1000)),
             released_at_ms: None,
             ttl_seconds: p.ttl_seconds,
-            call_direction: p.call_direction,
-            record: p.record,
-            max_call_minutes: p.max_call_minutes,
+            call_options: p.call_options.clone().into(),
             user_data: p.user_data.clone(),
             reason,
         };

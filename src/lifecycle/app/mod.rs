@@ -6,6 +6,7 @@ mod expire;
 mod numbers;
 mod reconcile;
 mod release;
+mod update;
 
 pub use numbers::AddedNumbers;
 
@@ -20,6 +21,7 @@ use super::records;
 use super::retention::Retention;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
+use crate::platform::options::CallOptions;
 use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 
@@ -35,6 +37,9 @@ pub struct AppSetup {
     pub pending_recheck: std::time::Duration,
     /// Ask the platform about numbers before adding them (see `AppPool::check_on_platform`).
     pub check_numbers_on_add: bool,
+    /// The call options a Bind gets where it sets none (`[apps.call_defaults]`), only those
+    /// the mode takes.
+    pub call_defaults: CallOptions,
     /// The daemon's tasks and its shutdown, for the background work the pool starts
     /// (defensive unbinds).
     pub tasks: tokio_util::task::TaskTracker,
@@ -81,6 +86,8 @@ pub struct AppPool {
     /// See [`AppSetup::pending_recheck`], in ms.
     pending_recheck_ms: i64,
     check_numbers_on_add: bool,
+    /// See [`AppSetup::call_defaults`].
+    call_defaults: CallOptions,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     /// The allocation index. Held only for in-memory work and short store writes, never across
@@ -105,6 +112,7 @@ impl AppPool {
             deadlines,
             retention,
         } = shared;
+        let mode = setup.rules.mode;
         let mut index = Index::new(setup.rules.clone());
         let now = clock.now_ms();
         for n in store.numbers(Some(&setup.name))? {
@@ -119,6 +127,7 @@ impl AppPool {
             pending_recheck_ms: i64::try_from(setup.pending_recheck.as_millis())
                 .unwrap_or(i64::MAX),
             check_numbers_on_add: setup.check_numbers_on_add,
+            call_defaults: setup.call_defaults.for_mode(mode),
             store,
             clock,
             index: Mutex::new(index),

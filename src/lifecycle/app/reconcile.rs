@@ -321,9 +321,7 @@ impl AppPool {
             ttl_seconds: r
                 .expires_at_ms
                 .map_or(0, |t| ((t - now).max(0) / 1000) as u64),
-            call_direction: 0,
-            record: false,
-            max_call_minutes: 0,
+            call_options: Default::default(),
             user_data: None,
             reason: "adopted by reconciliation: found on the platform only".into(),
         }

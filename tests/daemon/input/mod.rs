@@ -55,10 +55,10 @@ async fn all_numbers(d: &Daemon) -> Vec<pb::NumberInfo> {
 /// What a rejected request must leave alone.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Snapshot {
-    requests: Vec<u64>,
-    sim_bindings: Vec<Vec<serde_json::Value>>,
-    local: Vec<pb::Binding>,
-    numbers: Vec<pb::NumberInfo>,
+    pub(crate) requests: Vec<u64>,
+    pub(crate) sim_bindings: Vec<Vec<serde_json::Value>>,
+    pub(crate) local: Vec<pb::Binding>,
+    pub(crate) numbers: Vec<pb::NumberInfo>,
 }
 
 pub(crate) async fn snapshot(d: &Daemon) -> Snapshot {

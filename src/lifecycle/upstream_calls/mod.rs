@@ -1,11 +1,18 @@
 //! The lifecycle's calls to the platform, over the typed client in `crate::upstream`: one
-//! bind, one lookup, one listing and one unbind per mode, each with explicit [`CallOpts`].
+//! bind, one lookup, one listing, one modify and one unbind per mode, each with explicit
+//! [`CallOpts`].
 //! "Not found" on an unbind counts as done.
 
 use crate::platform::Mode;
+use crate::platform::options::{CallDirection, CallOptions};
 use crate::platform::wire::*;
 use crate::store::BindingRecord;
 use crate::upstream::{AppClient, CallOpts, ErrorClass, UpstreamError};
+
+mod modify;
+
+use modify::pre_voice;
+pub use modify::{Modify, modify};
 
 /// What the platform holds for a binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +45,11 @@ pub async fn bind(
 ) -> Result<Bound, UpstreamError> {
     let client = &client.with_opts(opts);
     let user_data = rec.user_data.clone();
-    let record_flag = rec.record.then_some(true);
-    let max_duration = (rec.max_call_minutes > 0).then_some(u64::from(rec.max_call_minutes));
-    let call_direction = Some(u64::from(rec.call_direction));
+    // The options in force, all of which the mode takes (`options::in_force`); unset ones are
+    // not sent, so the platform's defaults apply.
+    let o = CallOptions::from(rec.call_options.clone());
+    let call_direction = o.call_direction.map(CallDirection::wire);
+    let max_duration = o.max_call_minutes.map(u64::from);
     match rec.mode {
         Mode::Axb => {
             let req = AxbBindRequest {
@@ -49,8 +58,12 @@ pub async fn bind(
                 relation_num: Some(rec.x.clone()),
                 call_direction,
                 duration: lifetime(rec.ttl_seconds),
-                record_flag,
+                record_flag: o.record,
+                record_hint_tone: o.record_hint_tone.clone(),
                 max_duration,
+                last_min_voice: o.last_minute_tone.clone(),
+                private_sms: o.private_sms,
+                pre_voice: pre_voice(&o),
                 user_data,
                 ..Default::default()
             };
@@ -62,8 +75,12 @@ pub async fn bind(
                 orig_num: rec.party_a.clone(),
                 private_num: Some(rec.x.clone()),
                 call_direction,
-                record_flag,
+                record_flag: o.record,
+                record_hint_tone: o.record_hint_tone.clone(),
                 max_duration,
+                last_min_voice: o.last_minute_tone.clone(),
+                private_sms: o.private_sms,
+                pre_voice: pre_voice(&o),
                 user_data,
                 ..Default::default()
             };
@@ -75,7 +92,9 @@ pub async fn bind(
                 bind_num: rec.party_a.clone(),
                 virtual_num: Some(rec.x.clone()),
                 extend_num: rec.extension.clone(),
-                record_flag,
+                record_flag: o.record,
+                record_hint_tone: o.record_hint_tone.clone(),
+                callback_tone: o.callback_tone.clone(),
                 time_unit: lifetime(rec.ttl_seconds).map(|_| TimeUnit::Minutes),
                 bind_expired_time: lifetime(rec.ttl_seconds).map(|s| s / 60),
                 user_data,
@@ -84,19 +103,24 @@ pub async fn bind(
             let r = client.axe_bind(&req).await?;
             Ok(Bound::on_x(r.virtual_num, r.subscription_id))
         }
-        Mode::Axyb => bind_axyb(client, rec).await,
+        Mode::Axyb => bind_axyb(client, rec, &o).await,
         Mode::X => Ok(Bound::on_x(rec.x.clone(), String::new())),
     }
 }
 
-async fn bind_axyb(client: &AppClient, rec: &BindingRecord) -> Result<Bound, UpstreamError> {
+async fn bind_axyb(
+    client: &AppClient,
+    rec: &BindingRecord,
+    o: &CallOptions,
+) -> Result<Bound, UpstreamError> {
     let ax = AxybAxRequest {
         orig_num: rec.party_a.clone(),
         area_code: Some(rec.area_code.clone()),
         area_match_mode: Some(AreaMatch::Strict),
-        call_direction: Some(u64::from(rec.call_direction)),
+        call_direction: o.call_direction.map(CallDirection::wire),
         duration: Some(rec.ttl_seconds),
-        record_flag: rec.record.then_some(true),
+        record_flag: o.record,
+        record_hint_tone: o.record_hint_tone.clone(),
         user_data: rec.user_data.clone(),
         ..Default::default()
     };
