@@ -85,6 +85,26 @@ pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     })
 }
 
+/// An optional object that some senders wrap in a one-element array (the X-mode Block answer's
+/// `connectInfo` / `closeInfo`, notifications.md §1.5): either form, the first element of an array.
+pub fn opt_one_or_first<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => None,
+        Some(OneOrMany::One(v)) => Some(v),
+        Some(OneOrMany::Many(v)) => v.into_iter().next(),
+    })
+}
+
 /// Writes an optional boolean the way the docs type it: the string `"true"` or `"false"`.
 pub fn ser_opt_bool_str<S: Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
     match v {

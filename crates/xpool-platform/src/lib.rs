@@ -1,5 +1,6 @@
-//! The PrivateNumber platform's wire contract (binding-api.md): authentication digests, result
-//! codes, number formats and the JSON bodies of every binding endpoint.
+//! The PrivateNumber platform's wire contract (binding-api.md, notifications.md): authentication
+//! digests, result codes, number formats, the JSON bodies of every binding endpoint, and the
+//! bodies the platform pushes to the customer ([`push`]).
 //!
 //! Both sides of the wire use this module: the client in `upstream` signs requests and decodes
 //! responses with it, and the simulator in `sim` verifies and answers with it. It holds no state
@@ -11,6 +12,7 @@ mod de;
 pub mod number;
 pub mod options;
 pub mod paths;
+pub mod push;
 pub mod time;
 pub mod wire;
 
