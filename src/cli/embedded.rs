@@ -79,6 +79,10 @@ fn sim_app(app: &AppConfig) -> SimAppConfig {
                 blacklisted: false,
             })
             .collect(),
+        // The embedded default pushes nowhere.
+        callback_url: None,
+        cdr_url: None,
+        sms_url: None,
     }
 }
 

@@ -264,3 +264,23 @@ impl Binding {
         }
     }
 }
+
+/// What a call needs (notifications.md §1): the binding on `x`.
+impl AxState {
+    pub(crate) fn call_view(&self, x: &str) -> Option<crate::call::AxView> {
+        let b = self.bindings.get(self.by_x.get(x)?)?;
+        Some(crate::call::AxView {
+            bound: crate::call::Bound {
+                id: Some(b.id.clone()),
+                user_data: b.terms.user_data.clone(),
+                record_flag: b.terms.record_flag,
+                max_minutes: b.terms.max_duration,
+            },
+            a: b.a.clone(),
+            callee: b
+                .temp_callee
+                .as_ref()
+                .map(|c| (c.number.clone(), c.until.clone())),
+        })
+    }
+}

@@ -308,3 +308,22 @@ fn answer(total_count: u64, relation_num_list: Vec<AxbRecord>) -> Outcome {
         relation_num_list,
     })
 }
+
+/// What a call needs (notifications.md §1): the binding holding `party` on `x`.
+impl AxbState {
+    pub(crate) fn call_view(&self, x: &str, party: &str) -> Option<crate::call::AxbView> {
+        let id = self.per_x.get(x)?.by_number.get(party)?;
+        let b = self.bindings.get(id)?;
+        Some(crate::call::AxbView {
+            bound: crate::call::Bound {
+                id: Some(b.id.clone()),
+                user_data: b.terms.user_data.clone(),
+                record_flag: b.terms.record_flag,
+                max_minutes: b.terms.max_duration,
+            },
+            a: b.a.clone(),
+            b: b.b.clone(),
+            call_direction: b.terms.call_direction,
+        })
+    }
+}

@@ -453,6 +453,45 @@ fn unix_ms(at: OffsetDateTime) -> u64 {
     u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
+/// What a call needs (notifications.md §1): the binding of A on X, or of X + extension.
+impl AxeState {
+    pub(crate) fn call_view_of_a(&self, x: &str, a: &str) -> Option<crate::call::AxeView> {
+        let id = self.per_x.get(x)?.by_a.get(a)?;
+        self.call_view(id)
+    }
+
+    pub(crate) fn call_view_of_extension(
+        &self,
+        x: &str,
+        ext: &str,
+    ) -> Option<crate::call::AxeView> {
+        if !is_extension(ext, self.digits) {
+            return None;
+        }
+        let id = self.per_x.get(x)?.by_ext.get(&ext.parse().ok()?)?;
+        self.call_view(id)
+    }
+
+    fn call_view(&self, id: &str) -> Option<crate::call::AxeView> {
+        let b = self.bindings.get(id)?;
+        let callback_seconds = b
+            .callback_expired_time
+            .filter(|t| *t > 0)
+            .map(|t| t.saturating_mul(b.unit.seconds()));
+        Some(crate::call::AxeView {
+            bound: crate::call::Bound {
+                id: Some(b.id.clone()),
+                user_data: b.user_data.clone(),
+                record_flag: b.record_flag,
+                max_minutes: 0,
+            },
+            a: b.a.clone(),
+            callback_num: b.callback_num.clone(),
+            callback_seconds,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

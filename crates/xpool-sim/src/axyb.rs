@@ -361,3 +361,55 @@ impl AxybState {
         views
     }
 }
+
+/// What a call needs (notifications.md §1): the relation on an X, those using a Y, and a Y for
+/// a B who calls X unannounced (§2.4: the platform allocates one).
+impl AxybState {
+    pub(crate) fn call_view_of_x(&self, x: &str) -> Option<crate::call::AxybView> {
+        self.axs.get(self.by_x.get(x)?).map(Ax::call_view)
+    }
+
+    pub(crate) fn call_views_with_y(&self, y: &str) -> Vec<crate::call::AxybView> {
+        let mut axs: Vec<&Ax> = self
+            .axs
+            .values()
+            .filter(|ax| ax.ybs.iter().any(|yb| yb.y == y))
+            .collect();
+        axs.sort_by_key(|ax| ax.seq);
+        axs.into_iter().map(Ax::call_view).collect()
+    }
+
+    /// Binds a YB for `b` under AX `id` as the YB step would; the Y, or `None` when none is free.
+    pub(crate) fn allocate_y_for_call(
+        &mut self,
+        ctx: Ctx<'_>,
+        id: &str,
+        b: &str,
+    ) -> Option<String> {
+        let request = serde_json::json!({"subscriptionId": id, "origNum": b});
+        let params = Params::from_json(request.to_string().as_bytes()).ok()?;
+        let answer = self.bind_yb(ctx, &params).ok()?;
+        answer.get("relationNumber")?.as_str().map(str::to_owned)
+    }
+}
+
+impl Ax {
+    fn call_view(&self) -> crate::call::AxybView {
+        crate::call::AxybView {
+            bound: crate::call::Bound {
+                id: Some(self.id.clone()),
+                user_data: self.user_data.clone(),
+                record_flag: self.record_flag,
+                max_minutes: 0,
+            },
+            a: self.a.clone(),
+            x: self.x.clone(),
+            call_direction: self.call_direction,
+            ybs: self
+                .ybs
+                .iter()
+                .map(|yb| (yb.y.clone(), yb.b.clone()))
+                .collect(),
+        }
+    }
+}

@@ -44,6 +44,9 @@ pub struct SimConfig {
     /// Clock skew, nonce replay and the failed-authentication IP blacklist.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// How the simulator pushes to the apps' URLs: retries, timeout, signature.
+    #[serde(default)]
+    pub push: PushSettings,
     /// The platform applications (one mode each).
     #[serde(default)]
     pub apps: Vec<SimAppConfig>,
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             controls: true,
             max_body_bytes: default_max_body_bytes(),
             auth: AuthSettings::default(),
+            push: PushSettings::default(),
             apps: Vec::new(),
         }
     }
@@ -87,6 +91,43 @@ impl Default for AuthSettings {
             reject_replayed_nonces: true,
         }
     }
+}
+
+/// Pushes to the customer's server (notifications.md §0, §6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// When a failed Notify push is re-sent: minutes after its first failure (§6 reads "at 1,
+    /// 4, 9, 106, 203 and 300 minutes" as offsets), on the simulator's clock. Empty: no retries.
+    pub retry_minutes: Vec<u64>,
+    /// How long one push waits for the customer's answer.
+    pub timeout_ms: u64,
+    /// The headers that sign each push with the app's key and secret (§0.3).
+    pub sign: PushSigning,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            retry_minutes: vec![1, 4, 9, 106, 203, 300],
+            timeout_ms: 2000,
+            sign: PushSigning::Aksk,
+        }
+    }
+}
+
+/// How pushes are signed (notifications.md §0.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushSigning {
+    /// `Authorization: AKSK …` and `X-AKSK` (the current docs).
+    #[serde(rename = "AKSK")]
+    Aksk,
+    /// `Authorization: WSSE …` and `X-WSSE` (the legacy docs).
+    #[serde(rename = "WSSE")]
+    Wsse,
+    /// No signature headers.
+    #[serde(rename = "none")]
+    None,
 }
 
 /// One platform application.
@@ -123,6 +164,16 @@ pub struct SimAppConfig {
     /// The privacy numbers the app owns.
     #[serde(default)]
     pub numbers: Vec<SimNumber>,
+    /// Where call events go (notifications.md §1), and number status (§3); in X mode also the
+    /// Block `callin` that routes each call. Absent: those are not pushed (X-mode calls fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Where CDRs go (§2). Absent: not pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdr_url: Option<String>,
+    /// Where SMS events go, Notify and Block alike (§4). Absent: not pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_url: Option<String>,
 }
 
 impl std::fmt::Debug for SimAppConfig {
@@ -139,6 +190,9 @@ impl std::fmt::Debug for SimAppConfig {
             .field("frozen", &self.frozen)
             .field("tones", &self.tones)
             .field("numbers", &self.numbers)
+            .field("callback_url", &self.callback_url)
+            .field("cdr_url", &self.cdr_url)
+            .field("sms_url", &self.sms_url)
             .finish()
     }
 }
@@ -212,6 +266,7 @@ impl SimConfig {
         if self.auth.max_failures == 0 {
             return Err("auth.max_failures must be at least 1".into());
         }
+        self.push.validate()?;
         let mut keys = HashSet::new();
         for app in &self.apps {
             if !keys.insert(app.app_key.as_str()) {
@@ -259,8 +314,41 @@ impl SimAppConfig {
                 return Err(format!("number {} is listed twice", number.number));
             }
         }
+        for (key, url) in [
+            ("callback_url", &self.callback_url),
+            ("cdr_url", &self.cdr_url),
+            ("sms_url", &self.sms_url),
+        ] {
+            if let Some(url) = url {
+                check_push_url(url).map_err(|m| format!("{key} {url:?}: {m}"))?;
+            }
+        }
         Ok(())
     }
+}
+
+impl PushSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 {
+            return Err("push.timeout_ms must be at least 1".into());
+        }
+        if self.retry_minutes.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "push.retry_minutes {:?} must be increasing",
+                self.retry_minutes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A push URL: absolute `http` or `https` with a host (the path is whatever the customer typed).
+fn check_push_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(())
 }
 
 fn de_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
@@ -347,5 +435,30 @@ numbers = [
             .replace("frozen", "")
             .replace("mode =", "colour = 1\nmode =");
         assert!(error_of(&unknown).contains("colour"));
+    }
+
+    #[test]
+    fn push_urls_and_settings_are_checked() {
+        let config = SimConfig::from_toml_str(EXAMPLE).unwrap();
+        assert_eq!(config.push.retry_minutes, [1, 4, 9, 106, 203, 300]);
+        assert_eq!(config.push.sign, PushSigning::Aksk);
+        assert_eq!(config.apps[0].callback_url, None);
+        let with_urls = EXAMPLE.replace(
+            "mode = \"AXB\"",
+            "mode = \"AXB\"\ncallback_url = \"http://127.0.0.1:9/status\"\ncdr_url = \"https://h/fee\"",
+        );
+        let config = SimConfig::from_toml_str(&with_urls).unwrap();
+        assert_eq!(config.apps[0].cdr_url.as_deref(), Some("https://h/fee"));
+        let bad_url = with_urls.replace("https://h/fee", "ftp://h/fee");
+        assert!(error_of(&bad_url).contains("cdr_url"));
+        let settings = format!("{EXAMPLE}\n[push]\nretry_minutes = [1, 1]\nsign = \"WSSE\"\n");
+        assert!(error_of(&settings).contains("push.retry_minutes"));
+        let settings = settings.replace("[1, 1]", "[]");
+        let config = SimConfig::from_toml_str(&settings).unwrap();
+        assert_eq!(
+            (config.push.sign, config.push.retry_minutes.len()),
+            (PushSigning::Wsse, 0)
+        );
+        assert!(error_of(&settings.replace("WSSE", "HMAC")).contains("HMAC"));
     }
 }

@@ -1,4 +1,5 @@
-//! The unauthenticated test controls under `/sim/`: bindings, clock, faults, stats, numbers.
+//! The unauthenticated test controls under `/sim/`: bindings, clock, faults, stats, numbers, and
+//! what the platform pushes (calls, SMS, number status, the record of pushes).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,32 +14,34 @@ use super::config::SimNumber;
 use super::faults::{Faults, release};
 use super::server::{method_not_allowed, not_found};
 use super::state::{App, Sim, lock, rfc3339};
+use super::{call, numstatus, sms};
+use xpool_platform::number::is_global;
 
 /// A control request that cannot be served: HTTP status and message.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-struct ControlError {
+pub(crate) struct ControlError {
     status: StatusCode,
     message: String,
 }
 
-fn bad(message: impl Into<String>) -> ControlError {
+pub(crate) fn bad(message: impl Into<String>) -> ControlError {
     ControlError {
         status: StatusCode::BAD_REQUEST,
         message: message.into(),
     }
 }
 
-type Answer = Result<Value, ControlError>;
+pub(crate) type Answer = Result<Value, ControlError>;
 
 /// Serves one `/sim/*` request.
 pub(crate) async fn handle(sim: &Sim, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let get = req.method() == Method::GET;
     let allowed: &[Method] = match path.as_str() {
-        "/sim/bindings" | "/sim/stats" => &[Method::GET],
+        "/sim/bindings" | "/sim/stats" | "/sim/pushes" => &[Method::GET],
         "/sim/clock" | "/sim/faults" => &[Method::GET, Method::POST],
-        "/sim/numbers" => &[Method::POST],
+        "/sim/numbers" | "/sim/call" | "/sim/sms" | "/sim/numstatus" => &[Method::POST],
         _ => return not_found(),
     };
     if !allowed.contains(req.method()) {
@@ -54,11 +57,27 @@ pub(crate) async fn handle(sim: &Sim, req: Request) -> Response {
         ("/sim/bindings", _) => bindings(sim, &query),
         ("/sim/stats", _) => app(sim, &query).and_then(|app| to_json(&*lock(&app.stats))),
         ("/sim/clock", true) => Ok(json!({"now": rfc3339(sim.clock.now())})),
-        ("/sim/clock", false) => body.and_then(|b| advance_clock(sim, &b)),
+        ("/sim/clock", false) => match body {
+            Ok(b) => advance_clock(sim, &b).await,
+            Err(e) => Err(e),
+        },
         ("/sim/faults", true) => {
             app(sim, &query).and_then(|app| to_json(&lock(&app.faults).faults))
         }
         ("/sim/faults", false) => body.and_then(|b| set_faults(sim, &b)),
+        ("/sim/pushes", _) => pushes(sim, &query),
+        ("/sim/call", _) => match body {
+            Ok(b) => call::play_call(sim, &b).await,
+            Err(e) => Err(e),
+        },
+        ("/sim/sms", _) => match body {
+            Ok(b) => sms::send(sim, &b).await,
+            Err(e) => Err(e),
+        },
+        ("/sim/numstatus", _) => match body {
+            Ok(b) => numstatus::change(sim, &b).await,
+            Err(e) => Err(e),
+        },
         _ => body.and_then(|b| change_numbers(sim, &b)),
     };
     match answer {
@@ -88,7 +107,10 @@ async fn read_body(sim: &Sim, req: Request) -> Result<Map<String, Value>, Contro
 }
 
 /// The app named by `app_key`; 404 when unknown.
-fn app<'a>(sim: &'a Sim, map: &Map<String, Value>) -> Result<&'a Arc<App>, ControlError> {
+pub(crate) fn app<'a>(
+    sim: &'a Sim,
+    map: &Map<String, Value>,
+) -> Result<&'a Arc<App>, ControlError> {
     let key = match map.get("app_key") {
         Some(Value::String(k)) if !k.is_empty() => k,
         _ => return Err(bad("app_key is required (a string)")),
@@ -99,18 +121,40 @@ fn app<'a>(sim: &'a Sim, map: &Map<String, Value>) -> Result<&'a Arc<App>, Contr
     })
 }
 
-fn to_json(value: &impl serde::Serialize) -> Answer {
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Answer {
     serde_json::to_value(value).map_err(|e| ControlError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: e.to_string(),
     })
 }
 
-fn only_fields(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), ControlError> {
+pub(crate) fn only_fields(map: &Map<String, Value>, allowed: &[&str]) -> Result<(), ControlError> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(bad(format!("unknown field {k:?}"))),
         None => Ok(()),
     }
+}
+
+/// An optional string field; a JSON number is taken as its text.
+pub(crate) fn opt_str(
+    map: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, ControlError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(bad(format!("{name} must be a string"))),
+    }
+}
+
+/// A required number in global format (`+` and digits).
+pub(crate) fn global_number(map: &Map<String, Value>, name: &str) -> Result<String, ControlError> {
+    opt_str(map, name)?.filter(|n| is_global(n)).ok_or_else(|| {
+        bad(format!(
+            "{name} must be a number in global format, as +8613800000001"
+        ))
+    })
 }
 
 fn bindings(sim: &Sim, query: &Map<String, Value>) -> Answer {
@@ -120,7 +164,8 @@ fn bindings(sim: &Sim, query: &Map<String, Value>) -> Answer {
     Ok(json!({"bindings": to_json(&state.list())?}))
 }
 
-fn advance_clock(sim: &Sim, body: &Map<String, Value>) -> Answer {
+/// Moves the clock, then makes every push due by the new time before answering.
+async fn advance_clock(sim: &Sim, body: &Map<String, Value>) -> Answer {
     only_fields(body, &["advance_seconds"])?;
     let seconds = body
         .get("advance_seconds")
@@ -129,7 +174,15 @@ fn advance_clock(sim: &Sim, body: &Map<String, Value>) -> Answer {
     sim.clock
         .advance(seconds)
         .ok_or_else(|| bad("advance_seconds moves the clock past year 9999"))?;
-    Ok(json!({"now": rfc3339(sim.clock.now())}))
+    let pushes = sim.pushes.round(sim).await;
+    Ok(json!({"now": rfc3339(sim.clock.now()), "pushes": pushes}))
+}
+
+/// Every push to an app, oldest first, and how many of its CDRs wait for their batch.
+fn pushes(sim: &Sim, query: &Map<String, Value>) -> Answer {
+    let app = app(sim, query)?;
+    let (pushes, pending) = sim.pushes.list(&app.config.app_key);
+    Ok(json!({"pushes": pushes, "pendingCdrs": pending}))
 }
 
 fn set_faults(sim: &Sim, body: &Map<String, Value>) -> Answer {

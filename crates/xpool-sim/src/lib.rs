@@ -1,26 +1,33 @@
-//! A simulator of the Huawei Cloud PrivateNumber binding API (binding-api.md), so xpool and its
-//! tests run without a Huawei account.
+//! A simulator of the Huawei Cloud PrivateNumber platform (binding-api.md, notifications.md), so
+//! xpool and its tests run without a Huawei account.
 //!
 //! It authenticates like the platform (AKSK and WSSE UsernameTokens, clock skew, nonce replay,
 //! an IP blacklist after repeated failures), keeps each app's bindings in memory with the platform's limits and
 //! expiry, and answers with the platform's result codes and JSON shapes from
 //! [`xpool_platform::wire`]. Unauthenticated controls under `/sim/` let tests inspect bindings,
-//! move the binding clock, inject faults, read per-app statistics and change numbers.
+//! move the binding clock, inject faults, read per-app statistics and change numbers, and play
+//! what the platform pushes to the customer's server: calls through the bindings (or, in X mode,
+//! routed by the customer's answer) with their events and CDRs, number status and SMS, signed,
+//! retried and batched as the platform does ([`xpool_platform::push`]).
 
 mod auth;
 mod ax;
 mod axb;
 mod axe;
 mod axyb;
+mod call;
 mod config;
 mod controls;
 mod faults;
 mod guard;
 mod limits;
 mod nonces;
+mod numstatus;
 mod params;
+mod push;
 mod reply;
 mod server;
+mod sms;
 mod state;
 mod terms;
 
@@ -32,13 +39,16 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AuthSettings, SimAppConfig, SimConfig, SimConfigError, SimNumber};
+pub use config::{
+    AuthSettings, PushSettings, PushSigning, SimAppConfig, SimConfig, SimConfigError, SimNumber,
+};
 
 /// Serves the simulator on `listener` until `shutdown` completes.
 ///
 /// The configuration is validated first (an invalid one is an `InvalidInput` error). When
 /// `shutdown` completes the server stops accepting, releases requests held by the
-/// lost-response fault and waits for in-flight requests to finish.
+/// lost-response fault, waits for in-flight requests to finish and stops the push job (pushes
+/// still due are dropped, as the simulator keeps nothing).
 pub async fn serve(
     config: SimConfig,
     listener: tokio::net::TcpListener,
@@ -52,6 +62,8 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, apps = sim.apps.len(), "platform simulator listening");
     }
+    // The push job: retries and CDR batches as they fall due; ends with `cancel`.
+    let pusher = tokio::spawn(push::run(Arc::clone(&sim), cancel.clone()));
     let service = server::router(sim).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
     let result = axum::serve(listener, service)
@@ -61,5 +73,8 @@ pub async fn serve(
         })
         .await;
     cancel.cancel();
+    if let Err(e) = pusher.await {
+        tracing::error!(error = %e, "the simulator's push job failed");
+    }
     result
 }

@@ -13,11 +13,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
+use super::call::Traffic;
 use super::config::{SimAppConfig, SimConfig, SimNumber};
 use super::faults::{FaultState, Stats};
 use super::guard::IpGuard;
 use super::nonces::Nonces;
 use super::params::Params;
+use super::push::Pushes;
 use super::reply::{Fail, Outcome};
 use super::{ax, axb, axe, axyb};
 use xpool_platform::{Mode, codes};
@@ -36,6 +38,10 @@ pub(crate) struct Sim {
     pub guard: IpGuard,
     /// Nonces of still-valid tokens, for refusing replays.
     pub nonces: Nonces,
+    /// Every push made or due (notifications.md).
+    pub pushes: Pushes,
+    /// What calls and SMS leave behind: AXE callback records, number status, sequences.
+    pub traffic: Mutex<Traffic>,
     /// Cancelled when `serve`'s shutdown completes; releases requests whose answer is "lost".
     pub cancel: CancellationToken,
 }
@@ -52,6 +58,8 @@ impl Sim {
             nonces: Nonces::new(config.auth.max_clock_skew_seconds),
             apps,
             clock: Clock::default(),
+            pushes: Pushes::new(config.push.clone()),
+            traffic: Mutex::new(Traffic::default()),
             cancel,
             config,
         }

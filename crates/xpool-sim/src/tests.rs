@@ -1,6 +1,7 @@
 //! Behaviour tests of the simulator's business rules, run against an app's state directly.
 //! `server_tests` covers the HTTP pipeline on a real socket.
 
+mod call_tests;
 mod server_tests;
 
 use axum::http::Method;
