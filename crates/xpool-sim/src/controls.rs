@@ -174,6 +174,7 @@ async fn advance_clock(sim: &Sim, body: &Map<String, Value>) -> Answer {
     sim.clock
         .advance(seconds)
         .ok_or_else(|| bad("advance_seconds moves the clock past year 9999"))?;
+    sim.pushes.clock_moved();
     let pushes = sim.pushes.round(sim).await;
     Ok(json!({"now": rfc3339(sim.clock.now()), "pushes": pushes}))
 }

@@ -100,6 +100,11 @@ impl Pushes {
         self.wake.notify_one();
     }
 
+    /// The clock moved: the background job looks again at what is due when.
+    pub fn clock_moved(&self) {
+        self.wake.notify_one();
+    }
+
     /// The pushes to one app, and how many of its CDRs wait for their batch.
     pub fn list(&self, app_key: &str) -> (Vec<Value>, usize) {
         let book = lock(&self.book);
