@@ -461,4 +461,31 @@ numbers = [
         );
         assert!(error_of(&settings.replace("WSSE", "HMAC")).contains("HMAC"));
     }
+
+    #[test]
+    fn the_deploy_sample_parses_with_and_without_its_commented_keys() {
+        let sample = include_str!("../../../deploy/sim.toml");
+        let plain = SimConfig::from_toml_str(sample).unwrap();
+        assert!(plain.apps.iter().all(|a| a.callback_url.is_none()));
+        // Uncomment every commented key and table header.
+        let keys: String = sample
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let full = SimConfig::from_toml_str(&keys).unwrap();
+        let x = full.apps.iter().find(|a| a.mode == Mode::X).unwrap();
+        assert!(x.callback_url.is_some() && x.cdr_url.is_some() && x.sms_url.is_some());
+        assert_eq!(full.push, PushSettings::default());
+    }
 }
