@@ -277,10 +277,12 @@ impl AxState {
                 max_minutes: b.terms.max_duration,
             },
             a: b.a.clone(),
+            call_direction: b.terms.call_direction,
             callee: b
                 .temp_callee
                 .as_ref()
                 .map(|c| (c.number.clone(), c.until.clone())),
+            sms: b.terms.private_sms != Some(false),
         })
     }
 }

@@ -324,6 +324,7 @@ impl AxbState {
             a: b.a.clone(),
             b: b.b.clone(),
             call_direction: b.terms.call_direction,
+            sms: b.terms.private_sms != Some(false),
         })
     }
 }

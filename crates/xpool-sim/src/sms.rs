@@ -3,7 +3,7 @@
 //! anyone's text to A with `[From<sender>]` appended and A's text ending in `@<B>` to B with the
 //! suffix stripped (Notify), and asks the customer about A's text without one (Block); X mode
 //! asks about every text (Block), then, if told to route it, forwards it (Notify). AXE and AXYB
-//! apps have no SMS.
+//! apps have no SMS, nor do bindings with `privateSms` off.
 
 use serde_json::{Map, Value, json};
 
@@ -31,7 +31,7 @@ enum Decision {
     },
     /// Ask the customer (a Block push).
     Ask { subscription_id: Option<String> },
-    /// Drop it: no binding, or the number is paused or unavailable.
+    /// Drop it: no binding, a binding with `privateSms` off, or a paused or unavailable number.
     Drop,
 }
 
@@ -118,7 +118,7 @@ pub(crate) async fn send(sim: &Sim, body: &Map<String, Value>) -> Answer {
 /// Where the platform sends a text from `from` to `to` (§4.2).
 fn decide(state: &AppState, from: &str, to: &str, text: &str) -> Decision {
     match &state.bindings {
-        Bindings::Axb(s) => match s.call_view(to, from) {
+        Bindings::Axb(s) => match s.call_view(to, from).filter(|v| v.sms) {
             Some(v) => Decision::Forward {
                 to: if from == v.a { v.b } else { v.a },
                 text: text.to_owned(),
@@ -126,7 +126,7 @@ fn decide(state: &AppState, from: &str, to: &str, text: &str) -> Decision {
             },
             None => Decision::Drop,
         },
-        Bindings::Ax(s) => match s.call_view(to) {
+        Bindings::Ax(s) => match s.call_view(to).filter(|v| v.sms) {
             Some(v) if from != v.a => Decision::Forward {
                 to: v.a,
                 text: format!("{text}[From{from}]"),

@@ -41,6 +41,16 @@ async fn an_axb_text_goes_to_the_other_party_and_is_notified() {
     );
     let dropped = text(&sim, "k-axb", A5, AXB_X, "who is this").await;
     assert_eq!(dropped["forwardedTo"], Value::Null, "no binding: dropped");
+    let no_sms = AxbBindRequest {
+        caller_num: A3.into(),
+        callee_num: A4.into(),
+        relation_num: Some(AXB_X.into()),
+        private_sms: Some(false),
+        ..Default::default()
+    };
+    sim.client("k-axb").axb_bind(&no_sms).await.unwrap();
+    let off = text(&sim, "k-axb", A3, AXB_X, "hello").await;
+    assert_eq!(off["forwardedTo"], Value::Null, "privateSms off: dropped");
 
     let got = r.got("/rides/sms");
     assert_eq!(got.len(), 1);

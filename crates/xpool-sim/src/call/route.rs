@@ -22,22 +22,27 @@ pub(crate) struct Bound {
     pub max_minutes: u64,
 }
 
-/// An AXB binding as a call sees it.
+/// An AXB binding as a call (or a text) sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct AxbView {
     pub bound: Bound,
     pub a: String,
     pub b: String,
     pub call_direction: u64,
+    /// False when the binding's `privateSms` is `"false"` (binding-api.md §0.5).
+    pub sms: bool,
 }
 
-/// An AX binding as a call sees it.
+/// An AX binding as a call (or a text) sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct AxView {
     pub bound: Bound,
     pub a: String,
+    pub call_direction: u64,
     /// The temporary callee and until when (RFC 3339; `None`: no end).
     pub callee: Option<(String, Option<String>)>,
+    /// False when the binding's `privateSms` is `"false"`.
+    pub sms: bool,
 }
 
 /// An AXE binding as a call sees it.
@@ -171,13 +176,21 @@ fn axb(view: Option<AxbView>, call: &Dialed<'_>) -> Route {
 }
 
 /// AX (§2.2): anyone but A reaches A; A reaches its temporary callee while it is set (8013
-/// otherwise). No binding on X: 8018 ("no AX binding exists").
+/// otherwise). `callDirection` 1 lets only A call through X (documented), 2 only the others (a
+/// reading of an UNCERTAIN value); refused: 8016. No binding on X: 8018 ("no AX binding exists").
 fn ax(view: Option<AxView>, call: &Dialed<'_>, now: OffsetDateTime) -> Route {
     let Some(v) = view else {
         return Route::refused(code::NO_PERMISSION);
     };
     if call.from != v.a {
-        return forward(v.bound, &v.a, call.to, INTO_A, true);
+        return forward(v.bound, &v.a, call.to, INTO_A, v.call_direction != 1);
+    }
+    if v.call_direction == 2 {
+        let refused = Routing::Refuse {
+            code: code::DIRECTION_NOT_ALLOWED,
+            direction: OUT_OF_A,
+        };
+        return Route::through(v.bound, refused);
     }
     let live = |until: &Option<String>| {
         until

@@ -100,6 +100,29 @@ fn ax_reaches_a_and_lets_a_call_its_temporary_callee() {
 }
 
 #[test]
+fn ax_call_direction_one_lets_only_a_call_through_x() {
+    let mut h = Harness::new("AX", "", &[(X1, "010"), (X2, "010")]);
+    let bind = json!({"origNum": a(1), "privateNum": X1, "callDirection": 1});
+    h.ok(Endpoint::Ax, &Method::POST, bind);
+    let callee = json!({"origNum": a(1), "privateNum": X1, "calleeNum": a(2)});
+    h.expect(Endpoint::AxCallee, &Method::PUT, callee, "0");
+    assert_eq!(
+        outcome(&h.route(&a(5), X1, None)),
+        Err(code::DIRECTION_NOT_ALLOWED)
+    );
+    assert_eq!(outcome(&h.route(&a(1), X1, None)), Ok((a(2), 1)));
+    let bind = json!({"origNum": a(3), "privateNum": X2, "callDirection": 2});
+    h.ok(Endpoint::Ax, &Method::POST, bind);
+    let callee = json!({"origNum": a(3), "privateNum": X2, "calleeNum": a(2)});
+    h.expect(Endpoint::AxCallee, &Method::PUT, callee, "0");
+    assert_eq!(
+        outcome(&h.route(&a(3), X2, None)),
+        Err(code::DIRECTION_NOT_ALLOWED)
+    );
+    assert_eq!(outcome(&h.route(&a(5), X2, None)), Ok((a(3), 0)));
+}
+
+#[test]
 fn axe_prompts_for_the_extension_and_calls_back() {
     let mut h = Harness::new("AXE", "extension_digits = 2", &[(X1, "010")]);
     let bind = json!({"bindNum": a(1), "virtualNum": X1, "extendNum": "07"});
