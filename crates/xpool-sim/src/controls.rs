@@ -57,27 +57,15 @@ pub(crate) async fn handle(sim: &Sim, req: Request) -> Response {
         ("/sim/bindings", _) => bindings(sim, &query),
         ("/sim/stats", _) => app(sim, &query).and_then(|app| to_json(&*lock(&app.stats))),
         ("/sim/clock", true) => Ok(json!({"now": rfc3339(sim.clock.now())})),
-        ("/sim/clock", false) => match body {
-            Ok(b) => advance_clock(sim, &b).await,
-            Err(e) => Err(e),
-        },
+        ("/sim/clock", false) => async { advance_clock(sim, &body?).await }.await,
         ("/sim/faults", true) => {
             app(sim, &query).and_then(|app| to_json(&lock(&app.faults).faults))
         }
         ("/sim/faults", false) => body.and_then(|b| set_faults(sim, &b)),
         ("/sim/pushes", _) => pushes(sim, &query),
-        ("/sim/call", _) => match body {
-            Ok(b) => call::play_call(sim, &b).await,
-            Err(e) => Err(e),
-        },
-        ("/sim/sms", _) => match body {
-            Ok(b) => sms::send(sim, &b).await,
-            Err(e) => Err(e),
-        },
-        ("/sim/numstatus", _) => match body {
-            Ok(b) => numstatus::change(sim, &b).await,
-            Err(e) => Err(e),
-        },
+        ("/sim/call", _) => async { call::play_call(sim, &body?).await }.await,
+        ("/sim/sms", _) => async { sms::send(sim, &body?).await }.await,
+        ("/sim/numstatus", _) => async { numstatus::change(sim, &body?).await }.await,
         _ => body.and_then(|b| change_numbers(sim, &b)),
     };
     match answer {
