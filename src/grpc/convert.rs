@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 use super::pb;
 use crate::lifecycle::{
     AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, ListFilter, NumberState,
-    NumberView, PoolError, Scoped, quoted,
+    NumberView, PoolError, quoted,
 };
 use crate::platform::{Mode, number};
 
@@ -439,26 +439,6 @@ impl From<AreaStats> for pb::AreaStats {
             cooling_down: a.cooling_down,
             draining: a.draining,
             free_extensions: a.free_extensions,
-        }
-    }
-}
-
-impl From<Scoped> for pb::ReconcileReport {
-    fn from(s: Scoped) -> pb::ReconcileReport {
-        let r = s.report;
-        pb::ReconcileReport {
-            app: s.app,
-            dry_run: r.dry_run,
-            xs_checked: r.xs_checked,
-            orphans_adopted: r.orphans_adopted,
-            orphans_released: r.orphans_released,
-            ghosts_freed: r.ghosts_freed,
-            fields_corrected: r.fields_corrected,
-            pending_resolved: r.pending_resolved,
-            numbers_removed: r.numbers_removed,
-            errors: r.errors,
-            started_at: Some(timestamp(r.started_at_ms)),
-            finished_at: r.finished_at_ms.map(timestamp),
         }
     }
 }

@@ -6,4 +6,5 @@ mod reconcile;
 mod resolver;
 
 pub use expiry::Expiry;
+pub use reconcile::{ReconcileWorker, ScheduledReconcile};
 pub use resolver::Resolver;

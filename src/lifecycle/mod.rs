@@ -11,7 +11,8 @@
 //! - `app/`: [`AppPool`], one app — `bind`, `release`, `expire`, `reconcile`, `numbers`.
 //! - `binding`, `params`, `error`: the types callers see; `records`: store ↔ domain.
 //! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
-//! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
+//! - `reconciler`: reconciliation runs over every app, one at a time, and what they found;
+//!   `reconcile_runs`: the runs kept in memory for callers to follow.
 //! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
 //! - `upstream_calls`: the adapter to `crate::upstream`.
 
@@ -23,6 +24,7 @@ mod error;
 mod expiry;
 mod inflight;
 mod params;
+mod reconcile_runs;
 mod reconciler;
 mod records;
 mod upstream_calls;
@@ -37,7 +39,10 @@ pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{PoolError, quoted};
 pub use expiry::{ExpiryPolicy, Round};
 pub use params::{BindParams, BindingKey, ListFilter};
-pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
+pub use reconciler::{
+    KEEP as RUNS_KEPT, OrphanPolicy, ReconcileOptions, ReconcileReport, ReconcileRun, Reconciler,
+    RunError, RunId, RunRequest, RunState,
+};
 
 use crate::store::{self, BindingRecord, Store, StoreError};
 
