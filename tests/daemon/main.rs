@@ -18,4 +18,5 @@ mod input;
 mod lifecycle_signals;
 mod modes;
 mod reconcile;
+mod reconcile_runs;
 mod storage;
