@@ -37,22 +37,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Reconcile a running daemon with the platform once, print the report, and exit non-zero if
-    /// the run had errors (1) or the daemon could not be asked (2). For cron jobs.
-    Reconcile {
-        /// The daemon's gRPC address.
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        server: String,
-        /// Only this app (all apps by default).
-        #[arg(long)]
-        app: Option<String>,
-        /// Only these X numbers of --app (repeatable).
-        #[arg(long = "number")]
-        numbers: Vec<String>,
-        /// Count the differences without changing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Reconcile a running daemon with the platform once: start a run, follow it to its end,
+    /// print the report, and exit non-zero if the run failed or was cancelled (1) or the daemon
+    /// could not be asked (2). For cron jobs.
+    Reconcile(cli::reconcile::ReconcileArgs),
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
     Bench(Box<cli::bench::BenchArgs>),
@@ -80,80 +68,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve { config } => cli::serve::run(config).await,
-            Command::Reconcile {
-                server,
-                app,
-                numbers,
-                dry_run,
-            } => {
-                let code = run_reconcile(server, app, numbers, dry_run).await;
-                std::process::exit(code);
-            }
+            Command::Reconcile(args) => std::process::exit(cli::reconcile::run(args).await),
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,
         }
     })
-}
-
-/// Returns the process exit code: 0 clean, 1 the run had errors, 2 the call failed.
-async fn run_reconcile(
-    server: String,
-    app: Option<String>,
-    numbers: Vec<String>,
-    dry_run: bool,
-) -> i32 {
-    use xpool::grpc::pb;
-    let request = pb::ReconcileRequest {
-        app: app.unwrap_or_default(),
-        numbers,
-        dry_run,
-    };
-    let client =
-        pb::reconcile_service_client::ReconcileServiceClient::connect(server.clone()).await;
-    let mut client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("xpool reconcile: cannot reach {server}: {e}");
-            return 2;
-        }
-    };
-    let report = match client.reconcile(request).await {
-        Ok(r) => r.into_inner(),
-        Err(status) => {
-            eprintln!("xpool reconcile: {}: {}", status.code(), status.message());
-            return 2;
-        }
-    };
-    let scope = if report.app.is_empty() {
-        "all apps"
-    } else {
-        report.app.as_str()
-    };
-    println!(
-        "reconciliation of {scope}{}",
-        if report.dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        }
-    );
-    for (what, n) in [
-        ("numbers checked", report.xs_checked),
-        ("orphans adopted", report.orphans_adopted),
-        ("orphans released", report.orphans_released),
-        ("ghosts freed", report.ghosts_freed),
-        ("fields corrected", report.fields_corrected),
-        ("pending resolved", report.pending_resolved),
-        ("numbers removed", report.numbers_removed),
-    ] {
-        println!("  {what:<18} {n}");
-    }
-    println!("  {:<18} {}", "errors", report.errors.len());
-    for e in &report.errors {
-        println!("    {e}");
-    }
-    i32::from(!report.errors.is_empty())
 }
 
 async fn run_sim(listen: SocketAddr, config: PathBuf) -> anyhow::Result<()> {

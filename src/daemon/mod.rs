@@ -39,8 +39,9 @@ pub struct Daemon {
     expiry: jobs::Expiry,
     retention: jobs::Retention,
     reconciler: Arc<lifecycle::Reconciler>,
-    /// Stops a running reconciliation as soon as shutdown refuses new calls (it can take
-    /// minutes, and every step is crash-safe); a child of `cancel`.
+    /// Stops the reconciliation worker as soon as shutdown refuses new calls (a run can take
+    /// minutes, and every step is crash-safe): the running and queued runs end CANCELLED, which
+    /// ends their Watch streams, so the drain need not wait for them. A child of `cancel`.
     stop_reconciling: CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
@@ -102,7 +103,6 @@ impl Daemon {
                 config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
                 config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
             },
-            stop_reconciling.clone(),
         ));
         let retained = Arc::clone(&pool);
         let retention_deleted = ReadCounter::new(
@@ -160,9 +160,17 @@ impl Daemon {
             .spawn(self.expiry.clone().run(self.cancel.clone()));
         self.tasks
             .spawn(self.retention.clone().run(self.cancel.clone()));
+        let worker = jobs::ReconcileWorker {
+            reconciler: Arc::clone(&self.reconciler),
+        };
+        self.tasks.spawn(worker.run(self.stop_reconciling.clone()));
         if self.config.reconcile.interval_seconds > 0 {
-            let every = Duration::from_secs(self.config.reconcile.interval_seconds);
-            self.tasks.spawn(Arc::clone(&self.reconciler).run(every));
+            let scheduled = jobs::ScheduledReconcile {
+                reconciler: Arc::clone(&self.reconciler),
+                every: Duration::from_secs(self.config.reconcile.interval_seconds),
+            };
+            self.tasks
+                .spawn(scheduled.run(self.stop_reconciling.clone()));
         }
         let resolver = jobs::Resolver {
             pool: Arc::clone(&self.pool),

@@ -8,7 +8,7 @@ use super::pb;
 use crate::lifecycle::{
     AppInfo, AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, BindingUpdate,
     CallDirection, CallField, CallOptions, ListFilter, NumberState, NumberView, OptionsChange,
-    PoolError, Scoped, quoted,
+    PoolError, quoted,
 };
 use crate::platform::{Mode, number};
 use crate::upstream::Circuit;
@@ -625,26 +625,6 @@ impl From<AppInfo> for pb::App {
             burst,
             circuit_state: circuit.into(),
             platform_url,
-        }
-    }
-}
-
-impl From<Scoped> for pb::ReconcileReport {
-    fn from(s: Scoped) -> pb::ReconcileReport {
-        let r = s.report;
-        pb::ReconcileReport {
-            app: s.app,
-            dry_run: r.dry_run,
-            xs_checked: r.xs_checked,
-            orphans_adopted: r.orphans_adopted,
-            orphans_released: r.orphans_released,
-            ghosts_freed: r.ghosts_freed,
-            fields_corrected: r.fields_corrected,
-            pending_resolved: r.pending_resolved,
-            numbers_removed: r.numbers_removed,
-            errors: r.errors,
-            started_at: Some(timestamp(r.started_at_ms)),
-            finished_at: r.finished_at_ms.map(timestamp),
         }
     }
 }

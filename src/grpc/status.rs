@@ -42,7 +42,10 @@ pub const ERROR_DOMAIN: &str = "xpool";
 pub fn code(reason: Reason) -> Code {
     match reason {
         Reason::InvalidField => Code::InvalidArgument,
-        Reason::UnknownApp | Reason::BindingNotFound | Reason::NumberNotInPool => Code::NotFound,
+        Reason::UnknownApp
+        | Reason::BindingNotFound
+        | Reason::NumberNotInPool
+        | Reason::RunNotFound => Code::NotFound,
         Reason::NumberExists => Code::AlreadyExists,
         Reason::UnknownArea
         | Reason::PartyAtLimit
@@ -59,6 +62,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::PlatformUnavailable
         | Reason::OutcomeUnknown
         | Reason::PoolOutOfSync
+        | Reason::ReconcileQueueFull
         | Reason::ShuttingDown
         | Reason::StorageFull
         | Reason::StorageFailed => Code::Unavailable,
@@ -122,6 +126,7 @@ mod tests {
         (Reason::UnknownApp, Code::NotFound, false),
         (Reason::BindingNotFound, Code::NotFound, false),
         (Reason::NumberNotInPool, Code::NotFound, false),
+        (Reason::RunNotFound, Code::NotFound, false),
         (Reason::NumberExists, Code::AlreadyExists, false),
         (Reason::UnknownArea, Code::FailedPrecondition, false),
         (Reason::PartyAtLimit, Code::FailedPrecondition, false),
@@ -138,6 +143,7 @@ mod tests {
         (Reason::PlatformUnavailable, Code::Unavailable, true),
         (Reason::OutcomeUnknown, Code::Unavailable, true),
         (Reason::PoolOutOfSync, Code::Unavailable, true),
+        (Reason::ReconcileQueueFull, Code::Unavailable, true),
         (Reason::ShuttingDown, Code::Unavailable, true),
         (Reason::StorageFull, Code::Unavailable, true),
         (Reason::StorageFailed, Code::Unavailable, true),

@@ -7,5 +7,6 @@ mod resolver;
 mod retention;
 
 pub use expiry::Expiry;
+pub use reconcile::{ReconcileWorker, ScheduledReconcile};
 pub use resolver::Resolver;
 pub use retention::Retention;

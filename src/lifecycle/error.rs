@@ -27,6 +27,8 @@ pub enum Reason {
     BindingNotFound,
     /// A well-formed number that is not one of the app's.
     NumberNotInPool,
+    /// No reconciliation run with that id is kept (unknown, or forgotten since).
+    RunNotFound,
     /// The number already belongs to another app.
     NumberExists,
     /// The requested area is not one the app has numbers in at all.
@@ -59,6 +61,8 @@ pub enum Reason {
     OutcomeUnknown,
     /// The platform refused numbers the pool believed free; they await reconciliation.
     PoolOutOfSync,
+    /// Too many reconciliation runs are queued already.
+    ReconcileQueueFull,
     /// The daemon is shutting down.
     ShuttingDown,
     /// The store's disk is full; writes resume once it has recovered.
@@ -73,12 +77,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order README documents them.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 28] = [
         Reason::InvalidField,
         Reason::MessageTooLarge,
         Reason::UnknownApp,
         Reason::BindingNotFound,
         Reason::NumberNotInPool,
+        Reason::RunNotFound,
         Reason::NumberExists,
         Reason::UnknownArea,
         Reason::PartyAtLimit,
@@ -95,6 +100,7 @@ impl Reason {
         Reason::PlatformUnavailable,
         Reason::OutcomeUnknown,
         Reason::PoolOutOfSync,
+        Reason::ReconcileQueueFull,
         Reason::ShuttingDown,
         Reason::StorageFull,
         Reason::StorageFailed,
@@ -110,6 +116,7 @@ impl Reason {
             Reason::UnknownApp => "UNKNOWN_APP",
             Reason::BindingNotFound => "BINDING_NOT_FOUND",
             Reason::NumberNotInPool => "NUMBER_NOT_IN_POOL",
+            Reason::RunNotFound => "RUN_NOT_FOUND",
             Reason::NumberExists => "NUMBER_EXISTS",
             Reason::UnknownArea => "UNKNOWN_AREA",
             Reason::PartyAtLimit => "PARTY_AT_LIMIT",
@@ -126,6 +133,7 @@ impl Reason {
             Reason::PlatformUnavailable => "PLATFORM_UNAVAILABLE",
             Reason::OutcomeUnknown => "OUTCOME_UNKNOWN",
             Reason::PoolOutOfSync => "POOL_OUT_OF_SYNC",
+            Reason::ReconcileQueueFull => "RECONCILE_QUEUE_FULL",
             Reason::ShuttingDown => "SHUTTING_DOWN",
             Reason::StorageFull => "STORAGE_FULL",
             Reason::StorageFailed => "STORAGE_FAILED",
@@ -141,6 +149,8 @@ impl Reason {
             // Numbers free up as bindings end and cool-downs run out.
             Reason::PoolExhausted => Some(Duration::from_secs(5)),
             Reason::StorageFull | Reason::StorageFailed => Some(Duration::from_secs(2)),
+            // A queued run takes as long as the platform's answers for its numbers.
+            Reason::ReconcileQueueFull => Some(Duration::from_secs(10)),
             Reason::PlatformRateLimited
             | Reason::CircuitOpen
             | Reason::PlatformUnavailable

@@ -13,7 +13,8 @@
 //! - `options`: the call options in force on a Bind, and what an UpdateBinding changes.
 //! - `expiry`: expiry rounds over every app (the `jobs` scheduler runs them).
 //! - `retention`: deleting bindings that left service, and forgetting their request ids.
-//! - `reconciler`: reconciliation runs over every app, one at a time, and their status.
+//! - `reconciler`: reconciliation runs over every app, one at a time, and what they found;
+//!   `reconcile_runs`: the runs kept in memory for callers to follow.
 //! - `inflight`, `cleanup`, `clock`: Binds running here, defensive unbinds, wall-clock time.
 //! - `upstream_calls`: the adapter to `crate::upstream`.
 
@@ -26,6 +27,7 @@ mod expiry;
 mod inflight;
 mod options;
 mod params;
+mod reconcile_runs;
 mod reconciler;
 mod records;
 mod retention;
@@ -45,7 +47,10 @@ pub use error::{Meta, PoolError, Reason, quoted};
 pub use expiry::{ExpiryPolicy, Round};
 pub use options::OptionsChange;
 pub use params::{BindParams, BindingKey, BindingUpdate, ListFilter};
-pub use reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, Reconciler, Scoped};
+pub use reconciler::{
+    KEEP as RUNS_KEPT, OrphanPolicy, ReconcileOptions, ReconcileReport, ReconcileRun, Reconciler,
+    RunError, RunId, RunRequest, RunState,
+};
 pub use retention::{RetentionPolicy, RetentionRound};
 
 use crate::store::{self, BindingRecord, Store, StoreError};

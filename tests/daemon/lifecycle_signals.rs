@@ -244,12 +244,14 @@ async fn the_port_opens_only_after_recovery() {
     assert!(second.exit_status().await.success());
 }
 
-/// A reconciliation in flight (here waiting on a platform that never answers) stops when
-/// shutdown begins: the caller gets its report with the reason, and the daemon exits long
-/// before the grace period or the call timeout.
+/// A reconciliation run in flight (here waiting on a platform that never answers) stops when
+/// shutdown begins, and the run queued behind it never starts: both end CANCELLED, their Watch
+/// streams end with that state, and the daemon exits long before the grace period or the
+/// call timeout.
 #[tokio::test]
 async fn a_running_reconciliation_stops_at_shutdown() {
     use tokio_util::sync::CancellationToken;
+    use xpool::grpc::pb::ReconcileRunState as State;
     use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -275,53 +277,62 @@ async fn a_running_reconciliation_stops_at_shutdown() {
 
     let channel = Channel::from_shared(addr).unwrap().connect().await.unwrap();
     let mut client = ReconcileServiceClient::new(channel);
-    let mut status = client.clone();
-    let call = tokio::spawn(async move {
-        client
-            .reconcile(pb::ReconcileRequest {
-                app: "rides".into(),
-                ..Default::default()
-            })
-            .await
-    });
-    let waiting = Instant::now();
+    let req = pb::ReconcileRequest {
+        app: "rides".into(),
+        ..Default::default()
+    };
+    let first = client.reconcile(req.clone()).await.unwrap().into_inner();
+    let second = client.reconcile(req).await.unwrap().into_inner();
+    assert_eq!(second.state(), State::Queued, "{second:?}");
+    let mut first = watch(&mut client, &first.run_id).await;
+    // The first run starts, and waits on the silent platform.
     loop {
-        let now = status
-            .get_reconcile_status(pb::GetReconcileStatusRequest::default())
+        let run = first
+            .message()
             .await
             .unwrap()
-            .into_inner();
-        if now.running.is_some() {
-            break;
+            .expect("the watch ends after the run");
+        match run.state() {
+            State::Queued => {}
+            State::Running => break,
+            _ => panic!("{run:?}"),
         }
-        assert!(
-            waiting.elapsed() < PATIENCE,
-            "the reconciliation never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !call.is_finished(),
-        "the reconciliation did not wait on the platform"
-    );
+    let mut second = watch(&mut client, &second.run_id).await;
+    let queued = second.message().await.unwrap().unwrap();
+    assert_eq!(queued.state(), State::Queued, "{queued:?}");
 
     let stopping = Instant::now();
     shutdown.cancel();
-    let report = tokio::time::timeout(Duration::from_secs(10), call)
+    for (stream, started) in [(&mut first, true), (&mut second, false)] {
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut last = None;
+            while let Some(run) = stream.message().await.unwrap() {
+                last = Some(run);
+            }
+            last.expect("the final state is sent")
+        })
         .await
-        .expect("the reconciliation stops at shutdown")
-        .unwrap()
-        .expect("the caller still gets the report")
-        .into_inner();
-    assert!(
-        report.errors.iter().any(|e| e.contains("shutting down")),
-        "{report:?}"
-    );
+        .expect("the runs end at shutdown");
+        assert_eq!(end.state(), State::Cancelled, "{end:?}");
+        assert_eq!(end.start_time.is_some(), started, "{end:?}");
+        assert!(end.end_time.is_some(), "{end:?}");
+    }
     tokio::time::timeout(Duration::from_secs(10), daemon)
         .await
         .expect("the daemon stops long before its grace period")
         .unwrap()
         .unwrap();
     assert!(stopping.elapsed() < Duration::from_secs(10));
+}
+
+/// A WatchReconcileRun stream of run `run_id`.
+async fn watch(
+    client: &mut xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient<Channel>,
+    run_id: &str,
+) -> tonic::Streaming<pb::ReconcileRun> {
+    let req = pb::WatchReconcileRunRequest {
+        run_id: run_id.into(),
+    };
+    client.watch_reconcile_run(req).await.unwrap().into_inner()
 }

@@ -24,5 +24,6 @@ mod input;
 mod lifecycle_signals;
 mod modes;
 mod reconcile;
+mod reconcile_runs;
 mod retention;
 mod storage;

@@ -1,11 +1,8 @@
 //! Reconciliation against drift made behind the daemon's back (the simulator's own platform API,
-//! its clock and its number controls): the report counts each kind of difference exactly, one
-//! run makes local state equal the platform's, a second run finds nothing, a binding created
-//! while its X is reconciled survives, and the `xpool reconcile` command's output and exit codes.
-//!
-//! Resume of an interrupted run is not tested here: a run cannot be interrupted from outside at a
-//! chosen X (the gRPC call runs in its own task and a shutdown waits for it), so such a test could
-//! not tell a resumed run from a full one.
+//! its clock and its number controls): a run counts each kind of difference exactly, one run
+//! makes local state equal the platform's, a second run finds nothing, a binding created while
+//! its X is reconciled survives, and the `xpool reconcile` command's output and exit codes.
+//! Runs as such (queueing, watching, errors, shutdown and resume) are `reconcile_runs`' subject.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,9 +10,8 @@ use std::time::{Duration, Instant};
 use crate::support::platform::wire::*;
 use serde_json::json;
 use tonic::Code;
-use tonic::transport::Channel;
 use xpool::grpc::pb;
-use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+use xpool::grpc::pb::ReconcileRunState as State;
 
 use crate::support::*;
 
@@ -29,62 +25,69 @@ const AXB_X: [&str; 4] = [
     "+8617000000004",
 ];
 
-async fn reconciler(d: &Daemon) -> ReconcileServiceClient<Channel> {
-    ReconcileServiceClient::connect(d.addr.clone())
-        .await
-        .unwrap()
+/// Reconciles `app` (all: empty) to the end; the run.
+async fn reconcile(d: &Daemon, app: &str, dry_run: bool) -> pb::ReconcileRun {
+    d.reconcile_and_wait(pb::ReconcileRequest {
+        app: app.into(),
+        numbers: Vec::new(),
+        dry_run,
+    })
+    .await
 }
 
-async fn reconcile(d: &Daemon, app: &str, dry_run: bool) -> pb::ReconcileReport {
-    reconciler(d)
-        .await
-        .reconcile(pb::ReconcileRequest {
-            app: app.into(),
-            numbers: Vec::new(),
-            dry_run,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// The counts of a report (no app, mode, errors or times), for exact comparison.
-fn counts(r: &pb::ReconcileReport) -> pb::ReconcileReport {
-    pb::ReconcileReport {
-        app: String::new(),
-        dry_run: false,
-        errors: Vec::new(),
-        started_at: None,
-        finished_at: None,
-        ..r.clone()
+/// The counts of a finished run (no id, request, state, errors or times), for exact
+/// comparison; it checked every number it was to check.
+#[track_caller]
+fn counts(r: &pb::ReconcileRun) -> pb::ReconcileRun {
+    assert_eq!(r.xs_total, r.xs_checked, "every number checked: {r:?}");
+    pb::ReconcileRun {
+        xs_checked: r.xs_checked,
+        orphans_adopted: r.orphans_adopted,
+        orphans_released: r.orphans_released,
+        ghosts_freed: r.ghosts_freed,
+        fields_corrected: r.fields_corrected,
+        pending_resolved: r.pending_resolved,
+        numbers_removed: r.numbers_removed,
+        ..Default::default()
     }
 }
 
-/// A report's counts: `xs_checked` and the named findings; the rest zero.
+/// A run's counts: `xs_checked` and the named findings; the rest zero.
 macro_rules! counts {
     ($xs:expr $(, $field:ident = $n:expr)* $(,)?) => {
-        pb::ReconcileReport { xs_checked: $xs, $($field: $n,)* ..Default::default() }
+        pb::ReconcileRun { xs_checked: $xs, $($field: $n,)* ..Default::default() }
     };
+}
+
+/// A run that succeeded: no errors.
+#[track_caller]
+fn assert_succeeded(r: &pb::ReconcileRun) {
+    assert!(
+        r.errors.is_empty() && r.error_count == 0,
+        "errors: {:?}",
+        r.errors
+    );
+    assert_eq!(r.state(), State::Succeeded, "{r:?}");
 }
 
 /// A clean run that found and changed nothing.
 #[track_caller]
-fn assert_clean(r: &pb::ReconcileReport, xs: u64) {
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+fn assert_clean(r: &pb::ReconcileRun, xs: i64) {
+    assert_succeeded(r);
     assert_eq!(counts(r), counts!(xs), "a second run finds no difference");
 }
 
 /// How a repairing test ends: another run over `app` (all: empty) finds and changes nothing
 /// on `xs` numbers; then a clean stop.
-async fn stop_settled(d: Daemon, app: &str, xs: u64) {
+async fn stop_settled(d: Daemon, app: &str, xs: i64) {
     assert_clean(&reconcile(&d, app, false).await, xs);
     d.stop().await;
 }
 
-/// The report has no errors and exactly these counts.
+/// The run succeeded with exactly these counts.
 #[track_caller]
-fn assert_report(r: &pb::ReconcileReport, want: &pb::ReconcileReport) {
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+fn assert_report(r: &pb::ReconcileRun, want: &pb::ReconcileRun) {
+    assert_succeeded(r);
     assert_eq!(&counts(r), want);
 }
 
@@ -197,10 +200,10 @@ async fn orphan_axyb_yb(d: &Daemon, ax: &AxybBindResponse, b: u32) {
 async fn expire_and_repair(
     d: &Daemon,
     (app, key): (&str, &str),
-    want: pb::ReconcileReport,
+    want: pb::ReconcileRun,
     keep: &pb::Binding,
     gone: [&pb::Binding; 2],
-) -> pb::ReconcileReport {
+) -> pb::ReconcileRun {
     d.sim.advance_clock(600).await;
     d.clock.advance(PAST_GRACE_MS);
     let r = reconcile(d, app, false).await;
@@ -490,7 +493,7 @@ async fn a_run_over_all_apps_covers_every_platform_app() {
     orphan_axb(&d, 1, 2, AXB_X[1]).await;
     orphan_axe(&d, 3, "+8617200000001", "05").await;
     let r = reconcile(&d, "", false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_succeeded(&r);
     assert_eq!(r.app, "");
     // 4 AXB + 3 AX + 2 AXE + 4 AXYB numbers; the X-mode app has no platform.
     assert_report(&r, &counts!(13, orphans_adopted = 2));
@@ -521,7 +524,7 @@ async fn a_dry_run_counts_without_changing_anything() {
     for _ in 0..2 {
         let dry = reconcile(&d, "rides", true).await;
         assert!(dry.dry_run);
-        assert!(dry.errors.is_empty(), "errors: {:?}", dry.errors);
+        assert_succeeded(&dry);
         assert_eq!(counts(&dry), expected);
         assert_eq!(
             local_active(&d, "rides").await,
@@ -539,7 +542,7 @@ async fn a_dry_run_counts_without_changing_anything() {
 
     let real = reconcile(&d, "rides", false).await;
     assert!(!real.dry_run);
-    assert!(real.errors.is_empty(), "errors: {:?}", real.errors);
+    assert_succeeded(&real);
     assert_eq!(counts(&real), expected);
     assert_local_equals_sim(&d, "rides", "k-axb").await;
     stop_settled(d, "rides", 4).await;
@@ -650,7 +653,7 @@ async fn binds_survive_concurrent_reconciles(setup: Setup) {
     let mut freed = 0;
     while Instant::now() < deadline {
         let r = reconcile(&d, "rides", false).await;
-        assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+        assert_succeeded(&r);
         freed += r.ghosts_freed;
         runs += 1;
     }
@@ -740,7 +743,7 @@ async fn total_numbers(d: &Daemon, app: &str) -> i32 {
     d.pool_stats(app).await.areas.iter().map(|a| a.total).sum()
 }
 
-async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, total: i32) {
+async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: i64, total: i32) {
     let d = Daemon::start().await;
     // AXB needs a B; the other modes take none.
     let b_of = |i: u32| (app == "rides").then(|| party(i));
@@ -754,7 +757,7 @@ async fn removed_number_is_retired(app: &str, app_key: &str, x: &str, xs: u64, t
     d.clock.advance(PAST_GRACE_MS);
 
     let r = reconcile(&d, app, false).await;
-    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert_succeeded(&r);
     assert_eq!(
         counts(&r),
         counts!(xs, numbers_removed = 1),
@@ -835,84 +838,6 @@ async fn an_axb_number_removed_on_the_platform_is_retired_when_a_bind_is_refused
 }
 
 // ----------------------------------------------------------------------------------------------
-// Status
-
-#[tokio::test]
-async fn get_reconcile_status_shows_the_last_report() {
-    let d = Daemon::start().await;
-    let status = reconciler(&d)
-        .await
-        .get_reconcile_status(pb::GetReconcileStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        status.running.is_none() && status.last.is_none(),
-        "{status:?}"
-    );
-    orphan_axe(&d, 1, "+8617200000001", "11").await;
-    let r = reconcile(&d, "stores", false).await;
-    assert_eq!(r.orphans_adopted, 1);
-    assert!(r.started_at.is_some() && r.finished_at.is_some());
-    let status = reconciler(&d)
-        .await
-        .get_reconcile_status(pb::GetReconcileStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(status.running.is_none(), "{status:?}");
-    assert_eq!(status.last.as_ref(), Some(&r));
-    // A dry run is the last one after it.
-    let dry = reconcile(&d, "rides", true).await;
-    let status = reconciler(&d)
-        .await
-        .get_reconcile_status(pb::GetReconcileStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let last = status.last.unwrap();
-    assert_eq!(last, dry);
-    assert!(last.dry_run);
-    assert_eq!(last.app, "rides");
-    d.stop().await;
-}
-
-#[tokio::test]
-async fn reconcile_refuses_unknown_apps_and_numbers_without_an_app() {
-    let d = Daemon::start().await;
-    let mut rc = reconciler(&d).await;
-    let err = rc
-        .reconcile(pb::ReconcileRequest {
-            app: "nope".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_reason(&err, Code::NotFound, "UNKNOWN_APP", &[("app", "nope")]);
-    assert!(err.message().contains("nope"), "{err:?}");
-    let err = rc
-        .reconcile(pb::ReconcileRequest {
-            numbers: vec![AXB_X[0].into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_bad_field(&err, "numbers");
-    // With an app, only the named numbers are checked.
-    let r = rc
-        .reconcile(pb::ReconcileRequest {
-            app: "rides".into(),
-            numbers: vec![AXB_X[0].into(), AXB_X[2].into()],
-            dry_run: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_clean(&r, 2);
-    d.stop().await;
-}
-
-// ----------------------------------------------------------------------------------------------
 // The `xpool reconcile` command
 
 struct Run {
@@ -947,14 +872,20 @@ async fn xpool_reconcile(args: &[&str], code: i32) -> Run {
     run
 }
 
-/// The number printed on the report line `what`.
-fn line_count(stdout: &str, what: &str) -> u64 {
+/// The value printed on the report line `what`.
+fn line_value<'a>(stdout: &'a str, what: &str) -> &'a str {
     stdout
         .lines()
         .find(|l| l.trim_start().starts_with(what))
         .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no line {what:?} in:\n{stdout}"))
+}
+
+/// The number printed on the report line `what`.
+fn line_count(stdout: &str, what: &str) -> u64 {
+    line_value(stdout, what)
+        .parse()
+        .unwrap_or_else(|_| panic!("no count on line {what:?} in:\n{stdout}"))
 }
 
 #[tokio::test]
@@ -987,13 +918,15 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     assert_eq!(line_count(&run.stdout, "ghosts freed"), 1);
     assert_state(&d, &ghost, pb::BindingState::Active).await;
 
-    // The real thing.
+    // The real thing. Its stderr is no terminal: no progress there.
     let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"], 0).await;
     assert!(
         run.stdout.contains("reconciliation of rides\n"),
         "{}",
         run.stdout
     );
+    assert_eq!(line_value(&run.stdout, "state"), "succeeded");
+    assert_eq!(run.stderr, "");
     for (what, n) in [
         ("numbers checked", 4),
         ("orphans adopted", 1),
@@ -1024,12 +957,22 @@ async fn the_reconcile_command_prints_the_report_and_exits_by_outcome() {
     let run = xpool_reconcile(&["--server", "http://127.0.0.1:1", "--app", "rides"], 2).await;
     assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
 
-    // The platform failing: the run has errors, 1.
+    // The platform failing: the run fails, each error naming its number and the platform's
+    // result code; 1.
     d.sim
         .faults(json!({"app_key": "k-axb", "error_rate": 1.0}))
         .await;
     let run = xpool_reconcile(&["--server", &d.addr, "--app", "rides"], 1).await;
-    assert!(line_count(&run.stdout, "errors") > 0, "{}", run.stdout);
+    assert_eq!(line_value(&run.stdout, "state"), "failed");
+    assert_eq!(line_count(&run.stdout, "errors"), 4, "{}", run.stdout);
+    for x in AXB_X {
+        let line = run.stdout.lines().find(|l| l.contains(x));
+        assert!(
+            line.is_some_and(|l| l.contains("[rides ") && l.contains("1010001")),
+            "no error line for {x}:\n{}",
+            run.stdout
+        );
+    }
     assert_eq!(line_count(&run.stdout, "ghosts freed"), 0);
     // The failed run changed nothing; with the platform back, a run is clean again.
     d.sim.faults(json!({"app_key": "k-axb"})).await;

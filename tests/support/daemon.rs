@@ -14,7 +14,7 @@ use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use xpool::lifecycle::OffsetClock;
 
-use super::grpc::{list_bindings, wait_serving};
+use super::grpc::{list_bindings, reconcile_and_wait, wait_serving};
 use super::running::Running;
 use super::setup::Setup;
 use super::sim::Sim;
@@ -170,17 +170,26 @@ impl Daemon {
         PoolServiceClient::connect(self.addr.clone()).await.unwrap()
     }
 
-    /// Reconciles `app` (all apps: empty), which must run; its report.
-    pub async fn reconcile(&self, app: &str) -> pb::ReconcileReport {
-        let req = pb::ReconcileRequest {
+    pub async fn reconciler(&self) -> ReconcileServiceClient<Channel> {
+        ReconcileServiceClient::connect(self.addr.clone())
+            .await
+            .unwrap()
+    }
+
+    /// Starts a reconciliation run of `req`, which must be accepted, and follows it to its
+    /// final state (see [`reconcile_and_wait`]); the run then.
+    pub async fn reconcile_and_wait(&self, req: pb::ReconcileRequest) -> pb::ReconcileRun {
+        reconcile_and_wait(&mut self.reconciler().await, req).await
+    }
+
+    /// Reconciles `app` (all apps: empty) to the end; the run.
+    pub async fn reconcile(&self, app: &str) -> pb::ReconcileRun {
+        self.reconcile_and_wait(pb::ReconcileRequest {
             app: app.into(),
             numbers: Vec::new(),
             dry_run: false,
-        };
-        let mut client = ReconcileServiceClient::connect(self.addr.clone())
-            .await
-            .unwrap();
-        must(app, client.reconcile(req).await)
+        })
+        .await
     }
 
     /// Binds, which must succeed.

@@ -10,6 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
 /// Every RPC made through [`rpc`].
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,6 +138,64 @@ pub async fn list_numbers(
         }
     })
     .await
+}
+
+/// Whether a reconciliation run has ended.
+pub fn is_final(run: &pb::ReconcileRun) -> bool {
+    use pb::ReconcileRunState::*;
+    matches!(run.state(), Succeeded | Failed | Cancelled)
+}
+
+/// Starts a reconciliation run of `req`, which must be accepted at once (QUEUED or RUNNING, with
+/// a run id), and follows it to its final state; the run then.
+pub async fn reconcile_and_wait(
+    client: &mut ReconcileServiceClient<Channel>,
+    req: pb::ReconcileRequest,
+) -> pb::ReconcileRun {
+    let what = format!("Reconcile {req:?}");
+    let run = rpc(&what, client.reconcile(req))
+        .await
+        .unwrap_or_else(|s| panic!("{what}: {s:?}"));
+    use pb::ReconcileRunState::*;
+    assert!(
+        matches!(run.state(), Queued | Running) && !run.run_id.is_empty(),
+        "{what}: {run:?}"
+    );
+    watch_run(client, &run.run_id)
+        .await
+        .pop()
+        .expect("a watch sends the run at least once")
+}
+
+/// Every message of a WatchReconcileRun of `run_id` until the stream ends, which it must do
+/// after the run's final state (and only then); each message is that run.
+pub async fn watch_run(
+    client: &mut ReconcileServiceClient<Channel>,
+    run_id: &str,
+) -> Vec<pb::ReconcileRun> {
+    let req = pb::WatchReconcileRunRequest {
+        run_id: run_id.into(),
+    };
+    let mut stream = rpc("WatchReconcileRun", client.watch_reconcile_run(req))
+        .await
+        .unwrap_or_else(|s| panic!("WatchReconcileRun {run_id}: {s:?}"));
+    let mut seen: Vec<pb::ReconcileRun> = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(run)) => {
+                assert_eq!(run.run_id, run_id, "{run:?}");
+                if let Some(last) = seen.last() {
+                    assert!(!is_final(last), "a message after the final state: {run:?}");
+                }
+                seen.push(run);
+            }
+            Ok(None) => break,
+            Err(s) => panic!("WatchReconcileRun {run_id}: {s:?} after {seen:?}"),
+        }
+    }
+    let last = seen.last().expect("a watch sends the run at least once");
+    assert!(is_final(last), "the watch ended before the run: {seen:?}");
+    seen
 }
 
 /// A Bind request for `app` with the given parties.

@@ -1,5 +1,5 @@
-//! One timed full reconciliation of the app (`ReconcileService.Reconcile`, as
-//! `xpool reconcile --app`), with the daemon's memory read every 100 ms while it runs.
+//! One timed full reconciliation run of the app (started and followed to its end as
+//! `xpool reconcile --app` does), with the daemon's memory read every 100 ms while it runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +20,7 @@ const ERRORS_LISTED: usize = 5;
 /// What the reconciliation reported, and what it cost.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcileRun {
-    /// From sending the request to its answer (target ≤ 60000).
+    /// From starting the run to its end (target ≤ 60000).
     pub wall_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
@@ -32,10 +32,9 @@ pub struct ReconcileRun {
     pub sim_requests: Option<u64>,
 }
 
-/// The daemon's report, written as its counts under their proto names (the errors are listed
-/// by [`ReconcileRun`]).
+/// The run's counts under their proto names (the errors are listed by [`ReconcileRun`]).
 #[derive(Debug, Clone, Default)]
-pub struct Counts(pub pb::ReconcileReport);
+pub struct Counts(pub pb::ReconcileRun);
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -136,19 +135,18 @@ pub async fn run(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<ReconcileR
         })
     });
     let t0 = Instant::now();
-    let answer = client
-        .reconcile(pb::ReconcileRequest {
-            app: args.app.clone(),
-            numbers: Vec::new(),
-            dry_run: false,
-        })
-        .await;
+    let request = pb::ReconcileRequest {
+        app: args.app.clone(),
+        numbers: Vec::new(),
+        dry_run: false,
+    };
+    let answer = crate::cli::reconcile::start_and_follow(&mut client, request, |_| {}).await;
     let wall = t0.elapsed();
     running.store(false, Ordering::Relaxed);
     if let Some(s) = sampler {
         let _ = s.await;
     }
-    let mut r = answer.context("ReconcileService.Reconcile")?.into_inner();
+    let mut r = answer.context("reconciliation run")?;
     let after = pid.as_deref().map(read_proc);
     let sim_after = if procs.has_sim {
         super::spawn::sim_stats(&procs.sim_url, &args.app_key).await
@@ -158,9 +156,13 @@ pub async fn run(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<ReconcileR
     let errors = std::mem::take(&mut r.errors);
     Ok(ReconcileRun {
         wall_ms: wall.as_millis() as u64,
+        errors: u64::try_from(r.error_count).unwrap_or_default(),
         counts: Counts(r),
-        errors: errors.len() as u64,
-        first_errors: errors.into_iter().take(ERRORS_LISTED).collect(),
+        first_errors: errors
+            .iter()
+            .take(ERRORS_LISTED)
+            .map(crate::cli::reconcile::error_line)
+            .collect(),
         daemon: DaemonUse::between(before, after, peak_kib.load(Ordering::Relaxed)),
         sim_requests: super::report::SimDelta::between(sim_before, sim_after).map(|d| d.requests),
     })

@@ -192,6 +192,11 @@ impl AppPool {
         self.rules.mode != Mode::X && self.client.is_some()
     }
 
+    /// Whether `x` is one of the app's numbers (not removed).
+    pub(in crate::lifecycle) fn has_number(&self, x: &str) -> bool {
+        self.index().number(x).is_some()
+    }
+
     fn index(&self) -> MutexGuard<'_, Index> {
         lock(&self.index)
     }

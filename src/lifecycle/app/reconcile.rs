@@ -13,49 +13,80 @@
 use super::AppPool;
 use crate::lifecycle::error::PoolError;
 use crate::lifecycle::error::describe;
-use crate::lifecycle::reconciler::{OrphanPolicy, ReconcileOptions, ReconcileReport, merge};
+use crate::lifecycle::reconciler::{
+    OrphanPolicy, Progress, ReconcileOptions, ReconcileReport, RunError,
+};
+use crate::lifecycle::records;
 use crate::lifecycle::upstream_calls::{self, Bound, Remote};
-use crate::lifecycle::{lock, records};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
-use crate::upstream::{CallOpts, ErrorClass, Priority};
+use crate::upstream::{CallOpts, ErrorClass, Priority, UpstreamError};
 
 fn progress_key(app: &str) -> String {
     format!("reconcile/{app}")
 }
 
+/// Why one X could not be reconciled: for callers, with the platform's result code when the
+/// platform refused a call.
+#[derive(Debug)]
+struct Failed {
+    message: String,
+    code: Option<String>,
+}
+
+impl From<PoolError> for Failed {
+    fn from(e: PoolError) -> Failed {
+        Failed {
+            message: e.to_string(),
+            code: None,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Failed {
+    fn from(e: crate::store::StoreError) -> Failed {
+        PoolError::from(e).into()
+    }
+}
+
 impl AppPool {
-    pub(in crate::lifecycle) async fn reconcile(
+    /// The Xs a reconciliation of this app covers, in order: the numbers `opts` names, or every
+    /// number — after the last one an interrupted full run finished.
+    pub(in crate::lifecycle) fn reconcile_plan(
         &self,
         opts: &ReconcileOptions,
-        report: &std::sync::Mutex<ReconcileReport>,
-    ) -> Result<(), PoolError> {
-        let whole_pool = opts.numbers.is_empty();
-        let mut xs: Vec<String> = if whole_pool {
-            // Only the numbers, in order (resume compares with the last one done).
-            let mut all: Vec<String> = self.index().numbers().map(|(x, _)| x.clone()).collect();
-            all.sort();
-            all
-        } else {
-            opts.numbers.clone()
-        };
-        // Resume an interrupted full run after the last X it finished.
-        if whole_pool
-            && !opts.dry_run
+    ) -> Result<Vec<String>, PoolError> {
+        if !opts.numbers.is_empty() {
+            return Ok(opts.numbers.clone());
+        }
+        // Only the numbers, in order (resume compares with the last one done).
+        let mut xs: Vec<String> = self.index().numbers().map(|(x, _)| x.clone()).collect();
+        xs.sort();
+        if !opts.dry_run
             && let Some(done) = self.store.get_meta(&progress_key(&self.name))?
         {
             let done = String::from_utf8_lossy(&done).into_owned();
             xs.retain(|x| *x > done);
         }
+        Ok(xs)
+    }
+
+    /// Reconciles `xs` (from [`AppPool::reconcile_plan`]) one by one, reporting each X's counts
+    /// and errors to `progress`.
+    pub(in crate::lifecycle) async fn reconcile(
+        &self,
+        xs: Vec<String>,
+        opts: &ReconcileOptions,
+        progress: Progress<'_>,
+    ) -> Result<(), PoolError> {
+        let whole_pool = opts.numbers.is_empty();
         for x in xs {
             let mut delta = ReconcileReport::default();
-            if let Err(e) = self.reconcile_x(&x, opts, &mut delta).await {
-                delta
-                    .errors
-                    .push(format!("app {} number {x}: {e}", self.name));
+            if let Err(failed) = self.reconcile_x(&x, opts, &mut delta).await {
+                delta.push_error(self.run_error(&x, None, failed.code, failed.message));
             }
             delta.xs_checked = 1;
-            merge(&mut lock(report), delta);
+            progress(delta);
             if whole_pool && !opts.dry_run {
                 // Only a hint where to resume: it becomes durable with the next write that is
                 // awaited (this run's, or anyone's), and losing it redoes a few numbers.
@@ -71,12 +102,29 @@ impl AppPool {
         Ok(())
     }
 
+    /// An error of this app's reconciliation on `x` (and `binding`).
+    fn run_error(
+        &self,
+        x: &str,
+        binding: Option<BindingId>,
+        platform_code: Option<String>,
+        message: String,
+    ) -> RunError {
+        RunError {
+            app: self.name.clone(),
+            number: Some(x.to_owned()),
+            binding_id: binding.map(Into::into),
+            platform_code,
+            message,
+        }
+    }
+
     async fn reconcile_x(
         &self,
         x: &str,
         opts: &ReconcileOptions,
         report: &mut ReconcileReport,
-    ) -> Result<(), PoolError> {
+    ) -> Result<(), Failed> {
         let client = self
             .client
             .clone()
@@ -151,10 +199,9 @@ impl AppPool {
                 }
                 Err(e) => {
                     tracing::warn!(app = %self.name, id = %b.id, error = %e, "second check failed");
-                    let why = describe(&e);
-                    report
-                        .errors
-                        .push(format!("binding {}: second check failed: {why}", b.id));
+                    let why = format!("second check failed: {}", describe(&e));
+                    let code = e.code().map(str::to_owned);
+                    report.push_error(self.run_error(x, Some(b.id), code, why));
                     false
                 }
             };
@@ -203,10 +250,14 @@ impl AppPool {
         Ok(())
     }
 
-    /// A platform call of the reconciliation failed: the caller learns why, the log the details.
-    fn unreachable(&self, e: &crate::upstream::UpstreamError) -> PoolError {
+    /// A platform call of the reconciliation failed: the caller learns why (and the platform's
+    /// result code), the log the details.
+    fn unreachable(&self, e: &UpstreamError) -> Failed {
         tracing::warn!(app = %self.name, error = %e, "platform call of a reconciliation failed");
-        PoolError::from_upstream(e).in_app(&self.name)
+        Failed {
+            message: describe(e),
+            code: e.code().map(str::to_owned),
+        }
     }
 
     /// Settles the PENDING reservations that may have made a binding on `x` (Binds still
@@ -258,7 +309,7 @@ impl AppPool {
                 if let Err(e) = self.resolve(rec.clone()).await
                     && (!e.is_retryable() || self.still_pending(&rec.id))
                 {
-                    report.errors.push(format!("binding {}: {e}", rec.id));
+                    report.push_error(self.run_error(x, Some(rec.id), None, e.to_string()));
                 }
             }
         }

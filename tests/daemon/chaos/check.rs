@@ -29,7 +29,7 @@ use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use super::history::{History, Request, lock};
 use super::rules::{self, Findings, Times};
 use super::{APPS, now_ms};
-use crate::support::{Sim, list_bindings, list_numbers, rpc};
+use crate::support::{Sim, list_bindings, list_numbers, reconcile_and_wait, rpc};
 
 /// How long a difference explained by an expiry may last.
 const SETTLE: Duration = Duration::from_secs(8);
@@ -54,9 +54,9 @@ pub struct Ctx<'a> {
 /// What a round's reconcile did.
 #[derive(Debug, Default)]
 pub struct Reconciled {
-    pub orphans_adopted: u64,
-    pub pending_resolved: u64,
-    pub fields_corrected: u64,
+    pub orphans_adopted: i64,
+    pub pending_resolved: i64,
+    pub fields_corrected: i64,
 }
 
 /// Every check of a round; panics naming `ctx.label` on a broken rule. With `settle`, waits
@@ -139,19 +139,17 @@ async fn reconcile(ctx: &Ctx<'_>) -> Reconciled {
     let mut total = Reconciled::default();
     let started = Instant::now();
     loop {
-        let call = client.reconcile(pb::ReconcileRequest::default());
+        let call = reconcile_and_wait(&mut client, pb::ReconcileRequest::default());
         let report = tokio::time::timeout(RECONCILE_TIMEOUT, call)
             .await
-            .unwrap_or_else(|_| panic!("{}: Reconcile hung for {RECONCILE_TIMEOUT:?}", ctx.label))
-            .unwrap_or_else(|s| panic!("{}: Reconcile: {s:?}", ctx.label))
-            .into_inner();
+            .unwrap_or_else(|_| panic!("{}: Reconcile hung for {RECONCILE_TIMEOUT:?}", ctx.label));
         total.orphans_adopted += report.orphans_adopted;
         total.pending_resolved += report.pending_resolved;
         total.fields_corrected += report.fields_corrected;
         let rechecks = report
             .errors
             .iter()
-            .all(|e| e.contains("stays pending until it is asked again"));
+            .all(|e| e.message.contains("stays pending until it is asked again"));
         assert!(
             report.errors.is_empty() || (rechecks && started.elapsed() < RECONCILE_TIMEOUT),
             "{}: Reconcile with a healthy platform and disk: {report:?}",
