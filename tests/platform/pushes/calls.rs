@@ -494,18 +494,7 @@ async fn an_x_mode_call_the_customer_closes_ends_8017_and_a_bad_answer_8014() {
 #[tokio::test]
 async fn call_controls_refuse_what_the_platform_could_not_route() {
     let (sim, r) = start().await;
-    let post = |body: Value| {
-        let sim = &sim;
-        async move {
-            sim.unsigned(reqwest::Method::POST, "/sim/call")
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let post = |body: Value| control_status(&sim, "/sim/call", body);
     assert_eq!(
         post(json!({"app_key": "k-none", "from": A1, "to": AXB_X})).await,
         404

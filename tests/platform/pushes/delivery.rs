@@ -231,18 +231,7 @@ async fn number_status_is_pushed_and_a_paused_number_refuses_calls() {
     let connected = call(&sim, "k-axb", A1, X, json!({})).await;
     assert_eq!(connected["stateCode"], 0);
 
-    let bad = |body: Value| {
-        let sim = &sim;
-        async move {
-            sim.unsigned(reqwest::Method::POST, "/sim/numstatus")
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let bad = |body: Value| control_status(&sim, "/sim/numstatus", body);
     assert_eq!(
         bad(json!({"app_key": "k-axb", "number": X, "status": "7"})).await,
         400

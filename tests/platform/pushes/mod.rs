@@ -51,6 +51,18 @@ pub async fn call(sim: &Sim, app_key: &str, from: &str, to: &str, extra: Value) 
     sim.control_post("/sim/call", body).await
 }
 
+/// The HTTP status a `POST` of `body` to the control `path` gets (for refusals, which
+/// `Sim::control_post` would panic on).
+pub async fn control_status(sim: &Sim, path: &str, body: Value) -> u16 {
+    sim.unsigned(reqwest::Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// `GET /sim/pushes?app_key=…`.
 pub async fn pushes(sim: &Sim, app_key: &str) -> Value {
     sim.control_get(&format!("/sim/pushes?app_key={app_key}"))
