@@ -85,6 +85,7 @@ fn build(mode: Mode, n: usize, pct: usize) -> Index {
             area_code: AREA,
             state: NumberState::Active,
             suspect: false,
+            status: Default::default(),
         };
         index.upsert_number(&number, 0);
     }

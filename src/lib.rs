@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod calls;
 pub mod config;
 pub mod daemon;
 pub mod grpc;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use super::ext::{Availability, ExtChoice, ExtSpace};
 use super::parties::PartyXs;
 use super::rules::Rules;
-use super::{Number, NumberState, Occupant};
+use super::{Number, NumberState, NumberStatus, Occupant};
 use crate::platform::Mode;
 
 /// At most this many Xs per A in AX and AXYB (platform rule 1011003).
@@ -31,6 +31,8 @@ pub struct Num {
     pub y_load: u32,
     /// The platform contradicted the index about it: out of rotation until reconciled.
     pub suspect: bool,
+    /// What the platform's status pushes last said of it: out of rotation unless normal.
+    pub status: NumberStatus,
     /// Key under which the number sits in its area's `eligible` set, if it does.
     eligible_key: Option<i64>,
     /// Key under which it sits in its area's `cooling` set, if it does.
@@ -126,6 +128,7 @@ impl Index {
                     .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x)),
                 y_load: 0,
                 suspect: record.suspect,
+                status: record.status,
                 eligible_key: None,
                 cooling_key: None,
             });
@@ -134,6 +137,7 @@ impl Index {
         record.area_code.clone_into(&mut num.area);
         num.state = record.state;
         num.suspect = record.suspect;
+        num.status = record.status;
         self.refresh(record.number, now_ms);
     }
 
@@ -303,6 +307,12 @@ impl Index {
         if num.state != NumberState::Active {
             return busy(&format!("is {:?}", num.state).to_lowercase());
         }
+        if !num.status.takes_bindings() {
+            return busy(&format!(
+                "is held by the platform (status {})",
+                num.status.as_str().to_lowercase()
+            ));
+        }
         if self.holds(a, x) || b.is_some_and(|b| self.holds(b, x)) {
             return busy("already carries one of the parties");
         }
@@ -405,7 +415,7 @@ impl Index {
         let area_name = num.area.clone();
         Self::unlist(&mut self.areas, x, num, &area_name);
         let area = self.areas.entry(area_name).or_default();
-        if num.state != NumberState::Active || num.suspect {
+        if num.state != NumberState::Active || num.suspect || !num.status.takes_bindings() {
             return;
         }
         let rules = &self.rules;

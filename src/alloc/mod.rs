@@ -15,11 +15,13 @@ mod index;
 mod parties;
 mod rules;
 mod stats;
+mod status;
 
 pub use ext::{ExtChoice, ExtSpace};
 pub use index::{Index, MAX_XS_PER_A, NoPick, Num, Pick};
 pub use rules::{AreaRule, MAX_TTL_SECONDS, Rules, area_order};
 pub use stats::{AreaStats, NumberView};
+pub use status::NumberStatus;
 
 /// Whether a number may be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +43,8 @@ pub struct Number<'a> {
     pub state: NumberState,
     /// The platform contradicted the index about it: out of rotation until reconciled.
     pub suspect: bool,
+    /// What the platform's status pushes last said of it; out of rotation unless normal.
+    pub status: NumberStatus,
 }
 
 /// The slot a binding holds (or held), as the index sees it.

@@ -4,7 +4,7 @@
 use std::collections::{BinaryHeap, HashMap};
 
 use super::index::Num;
-use super::{Index, NumberState};
+use super::{Index, NumberState, NumberStatus};
 
 /// Per-area counts of an app's pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct AreaStats {
     pub free: u32,
     pub cooling_down: u32,
     pub draining: u32,
+    /// Numbers the platform holds out of rotation (status paused, unavailable or
+    /// binding-frozen).
+    pub held_by_platform: u32,
     /// AXE: extensions free now across the area's active numbers.
     pub free_extensions: u64,
 }
@@ -27,6 +30,8 @@ pub struct NumberView {
     pub number: String,
     pub area_code: String,
     pub state: NumberState,
+    /// What the platform's status pushes last said of it.
+    pub status: NumberStatus,
     pub bindings: u32,
     pub free_extensions: u64,
     pub cooling: u64,
@@ -90,6 +95,7 @@ impl Index {
             s.total += 1;
             s.bound += u32::from(n.load > 0);
             s.draining += u32::from(n.state == NumberState::Draining);
+            s.held_by_platform += u32::from(!n.status.takes_bindings());
             let cooling = match &n.ext {
                 Some(space) => space.cooling_count(now_ms) > 0 && space.free_now(now_ms) == 0,
                 None => n.cool_until_ms > now_ms && n.load == 0,
@@ -113,6 +119,7 @@ fn view(x: &str, n: &Num, now_ms: i64) -> NumberView {
         number: x.to_owned(),
         area_code: n.area.clone(),
         state: n.state,
+        status: n.status,
         bindings: n.load,
         free_extensions: n.ext.as_ref().map_or(0, |s| s.free_now(now_ms)),
         cooling: match &n.ext {

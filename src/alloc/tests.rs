@@ -26,6 +26,7 @@ fn index(mode: Mode, xs: &[&str]) -> Index {
             area_code: AREA,
             state: NumberState::Active,
             suspect: false,
+            status: NumberStatus::Normal,
         };
         index.upsert_number(&number, 0);
     }
@@ -132,6 +133,7 @@ fn number_pages_are_sorted_and_go_on_after_their_position() {
         area_code: "021",
         state: NumberState::Active,
         suspect: false,
+        status: NumberStatus::Normal,
     };
     ix.upsert_number(&other, 0);
     let page = |ix: &Index, area: Option<&str>, after: Option<&str>, limit| {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alloc::Rules;
+use crate::calls::{CallLog, CallLogSettings};
 use crate::config::{self, AppConfig, Config};
 use crate::jobs;
 use crate::lifecycle::{self, AppSetup, Clock, ExpiryPolicy, Pool, RetentionPolicy};
@@ -39,6 +40,9 @@ pub struct Daemon {
     expiry: jobs::Expiry,
     retention: jobs::Retention,
     reconciler: Arc<lifecycle::Reconciler>,
+    /// Call events, CDRs, SMS and the change feed (written by the push receiver, read over
+    /// gRPC).
+    calls: Arc<CallLog>,
     /// Stops the reconciliation worker as soon as shutdown refuses new calls (a run can take
     /// minutes, and every step is crash-safe): the running and queued runs end CANCELLED, which
     /// ends their Watch streams, so the drain need not wait for them. A child of `cancel`.
@@ -97,12 +101,18 @@ impl Daemon {
         let stop_reconciling = cancel.child_token();
         let reconciler = Arc::new(lifecycle::Reconciler::new(
             Arc::clone(&pool),
-            clock,
+            Arc::clone(&clock),
             Duration::from_secs(config.reconcile.grace_seconds),
             match config.reconcile.orphan_policy {
                 config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
                 config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
             },
+        ));
+        let calls = Arc::new(CallLog::new(
+            Arc::clone(&store),
+            Arc::clone(&pool),
+            Arc::clone(&clock),
+            CallLogSettings::default(),
         ));
         let retained = Arc::clone(&pool);
         let retention_deleted = ReadCounter::new(
@@ -117,6 +127,7 @@ impl Daemon {
             expiry,
             retention,
             reconciler,
+            calls,
             stop_reconciling,
             metrics: Arc::new(crate::metrics::Metrics::with(vec![
                 Box::new(Arc::clone(&connections)),

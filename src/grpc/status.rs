@@ -57,6 +57,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::PlatformRejected
         | Reason::BackupRefused => Code::FailedPrecondition,
         Reason::PoolExhausted | Reason::MessageTooLarge => Code::ResourceExhausted,
+        Reason::WatchExpired => Code::OutOfRange,
         Reason::PlatformRateLimited
         | Reason::CircuitOpen
         | Reason::PlatformUnavailable
@@ -127,6 +128,7 @@ mod tests {
         (Reason::BindingNotFound, Code::NotFound, false),
         (Reason::NumberNotInPool, Code::NotFound, false),
         (Reason::RunNotFound, Code::NotFound, false),
+        (Reason::WatchExpired, Code::OutOfRange, false),
         (Reason::NumberExists, Code::AlreadyExists, false),
         (Reason::UnknownArea, Code::FailedPrecondition, false),
         (Reason::PartyAtLimit, Code::FailedPrecondition, false),

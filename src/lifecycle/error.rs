@@ -29,6 +29,8 @@ pub enum Reason {
     NumberNotInPool,
     /// No reconciliation run with that id is kept (unknown, or forgotten since).
     RunNotFound,
+    /// A Watch resume token older than the change feed keeps.
+    WatchExpired,
     /// The number already belongs to another app.
     NumberExists,
     /// The requested area is not one the app has numbers in at all.
@@ -77,13 +79,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order README documents them.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 29] = [
         Reason::InvalidField,
         Reason::MessageTooLarge,
         Reason::UnknownApp,
         Reason::BindingNotFound,
         Reason::NumberNotInPool,
         Reason::RunNotFound,
+        Reason::WatchExpired,
         Reason::NumberExists,
         Reason::UnknownArea,
         Reason::PartyAtLimit,
@@ -117,6 +120,7 @@ impl Reason {
             Reason::BindingNotFound => "BINDING_NOT_FOUND",
             Reason::NumberNotInPool => "NUMBER_NOT_IN_POOL",
             Reason::RunNotFound => "RUN_NOT_FOUND",
+            Reason::WatchExpired => "WATCH_EXPIRED",
             Reason::NumberExists => "NUMBER_EXISTS",
             Reason::UnknownArea => "UNKNOWN_AREA",
             Reason::PartyAtLimit => "PARTY_AT_LIMIT",

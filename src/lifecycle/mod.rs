@@ -25,6 +25,7 @@ pub mod clock;
 mod error;
 mod expiry;
 mod inflight;
+mod number_status;
 mod options;
 mod params;
 mod reconcile_runs;
@@ -33,18 +34,20 @@ mod records;
 mod retention;
 #[cfg(test)]
 mod retention_tests;
+mod route;
 mod upstream_calls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-pub use crate::alloc::{AreaStats, NumberState, NumberView, Rules};
+pub use crate::alloc::{AreaStats, NumberState, NumberStatus, NumberView, Rules};
 pub use crate::platform::options::{CallDirection, CallField, CallOptions};
 pub use app::{AddedNumbers, AppInfo, AppPool, AppSetup, PlatformInfo};
 pub use binding::{Binding, BindingId, BindingState};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::{Meta, PoolError, Reason, quoted};
 pub use expiry::{ExpiryPolicy, Round};
+pub use number_status::StatusCounts;
 pub use options::OptionsChange;
 pub use params::{BindParams, BindingKey, BindingUpdate, ListFilter};
 pub use reconciler::{
@@ -52,6 +55,7 @@ pub use reconciler::{
     RunError, RunId, RunRequest, RunState,
 };
 pub use retention::{RetentionPolicy, RetentionRound};
+pub use route::CallRoute;
 
 use crate::store::{self, BindingRecord, Store, StoreError};
 
@@ -252,6 +256,11 @@ impl Pool {
     /// Every app's pool.
     pub fn apps(&self) -> impl Iterator<Item = &Arc<AppPool>> {
         self.apps.values()
+    }
+
+    /// The app that holds number `x` (not removed), if any.
+    pub fn app_of_number(&self, x: &str) -> Option<&Arc<AppPool>> {
+        self.apps.values().find(|app| app.has_number(x))
     }
 
     /// Notified when a deadline is written; the expiry job waits on it.

@@ -1,7 +1,7 @@
 //! Between the store's records and the domain's types: the only place that knows both.
 
 use super::binding::{Binding, BindingId, BindingState};
-use crate::alloc::{Number, NumberState, Occupant};
+use crate::alloc::{Number, NumberState, NumberStatus, Occupant};
 use crate::platform::options::{CallDirection, CallOptions};
 use crate::store;
 
@@ -23,6 +23,29 @@ pub(super) fn number(r: &store::NumberRecord) -> Number<'_> {
         area_code: &r.area_code,
         state: r.state.into(),
         suspect: r.needs_reconcile,
+        status: r.platform_status.into(),
+    }
+}
+
+impl From<store::PlatformStatus> for NumberStatus {
+    fn from(s: store::PlatformStatus) -> Self {
+        match s {
+            store::PlatformStatus::Normal => NumberStatus::Normal,
+            store::PlatformStatus::Paused => NumberStatus::Paused,
+            store::PlatformStatus::Unavailable => NumberStatus::Unavailable,
+            store::PlatformStatus::BindingFrozen => NumberStatus::BindingFrozen,
+        }
+    }
+}
+
+impl From<NumberStatus> for store::PlatformStatus {
+    fn from(s: NumberStatus) -> Self {
+        match s {
+            NumberStatus::Normal => store::PlatformStatus::Normal,
+            NumberStatus::Paused => store::PlatformStatus::Paused,
+            NumberStatus::Unavailable => store::PlatformStatus::Unavailable,
+            NumberStatus::BindingFrozen => store::PlatformStatus::BindingFrozen,
+        }
     }
 }
 

@@ -33,7 +33,17 @@ pub trait Stored: Serialize + DeserializeOwned {
 impl Stored for u32 {}
 /// `requests` values.
 impl Stored for BindingId {}
-impl Stored for NumberRecord {}
+/// Version 2 added the platform's status and its cause.
+impl Stored for NumberRecord {
+    const VERSION: u8 = 2;
+
+    fn from_older(version: u8, body: &[u8]) -> Option<Result<Self, String>> {
+        match version {
+            1 => Some(read_body::<legacy::NumberRecordV1>(body).map(Into::into)),
+            _ => None,
+        }
+    }
+}
 /// `remembered` values: a request id kept after its binding left service.
 impl Stored for RequestRef {}
 

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::records::{BindingId, BindingRecord, BindingState, CallOptionsRecord};
+use super::records::{
+    BindingId, BindingRecord, BindingState, CallOptionsRecord, NumberRecord, NumberState,
+    PlatformStatus,
+};
 use crate::platform::Mode;
 
 /// A binding as version 1 stored it: three call options as plain fields.
@@ -154,5 +157,32 @@ mod tests {
         assert_eq!(rec.call_options, CallOptionsRecord::default());
         // Written again, it is version 2.
         assert_eq!(crate::store::codec::encode(&rec)[0], 2);
+    }
+}
+
+/// A number as version 1 stored it: without the platform's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct NumberRecordV1 {
+    pub app: String,
+    pub number: String,
+    pub area_code: String,
+    pub state: NumberState,
+    pub needs_reconcile: bool,
+    pub updated_at_ms: i64,
+}
+
+/// Version 1 knew no status pushes: the platform had said nothing, so the status is normal.
+impl From<NumberRecordV1> for NumberRecord {
+    fn from(r: NumberRecordV1) -> Self {
+        NumberRecord {
+            app: r.app,
+            number: r.number,
+            area_code: r.area_code,
+            state: r.state,
+            needs_reconcile: r.needs_reconcile,
+            updated_at_ms: r.updated_at_ms,
+            platform_status: PlatformStatus::Normal,
+            status_cause: None,
+        }
     }
 }

@@ -151,4 +151,18 @@ pub struct NumberRecord {
     /// clears it.
     pub needs_reconcile: bool,
     pub updated_at_ms: i64,
+    /// What the platform's status pushes last said (independent of `state`, which is ours).
+    pub platform_status: PlatformStatus,
+    /// The platform's cause code with an unavailable status.
+    pub status_cause: Option<String>,
+}
+
+/// A number's status on the platform (notifications.md §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PlatformStatus {
+    #[default]
+    Normal,
+    Paused,
+    Unavailable,
+    BindingFrozen,
 }

