@@ -7,10 +7,17 @@
 //! they return (a group-commit sync, like Binds), so a push is answered 200 only once its
 //! records are on disk.
 
+mod read;
+mod record;
+mod retention;
+mod segments;
+#[cfg(test)]
+mod tests;
 mod types;
 
 use std::sync::Arc;
 
+pub use retention::CallLogRound;
 pub use types::*;
 
 use crate::lifecycle::{Clock, Pool, PoolError};
@@ -63,15 +70,7 @@ impl CallLog {
     /// merged into its call (by `sessionId`), linked to its binding. A repeated event (same
     /// session and event type) is stored once: `Stored::Duplicate`.
     pub async fn record_event(&self, app: &str, event: &CallEvent) -> Result<Stored, PoolError> {
-        let _ = (
-            app,
-            event,
-            &self.store,
-            &self.pool,
-            &self.clock,
-            &self.settings,
-        );
-        Err(PoolError::internal("the call log is not built yet"))
+        self.write_event(app, event).await
     }
 
     /// Stores the CDRs of one push (already parsed one by one: the receiver counts the entries
@@ -83,14 +82,12 @@ impl CallLog {
         app: Option<&str>,
         fees: &[FeeInfo],
     ) -> Result<FeeCounts, PoolError> {
-        let _ = (app, fees);
-        Err(PoolError::internal("the call log is not built yet"))
+        self.write_fees(app, fees).await
     }
 
     /// Stores one SMS event (Notify or Block) of app `app`, with its segment count.
     pub async fn record_sms(&self, app: &str, sms: &SmsEvent) -> Result<Stored, PoolError> {
-        let _ = (app, sms);
-        Err(PoolError::internal("the call log is not built yet"))
+        self.write_sms(app, sms).await
     }
 
     /// One page of call records, newest first, matching `filter`, after `after` (the last id
@@ -101,8 +98,7 @@ impl CallLog {
         after: Option<CallId>,
         limit: usize,
     ) -> Result<(Vec<CallRecord>, bool), PoolError> {
-        let _ = (filter, after, limit);
-        Err(PoolError::internal("the call log is not built yet"))
+        self.read_calls(filter, after, limit)
     }
 
     /// One page of call events (of the calls `filter` matches), newest call first and each
@@ -113,8 +109,7 @@ impl CallLog {
         after: Option<EventCursor>,
         limit: usize,
     ) -> Result<(Vec<CallEventEntry>, bool), PoolError> {
-        let _ = (filter, after, limit);
-        Err(PoolError::internal("the call log is not built yet"))
+        self.read_events(filter, after, limit)
     }
 
     /// One page of SMS records, newest first.
@@ -124,8 +119,7 @@ impl CallLog {
         after: Option<CallId>,
         limit: usize,
     ) -> Result<(Vec<Message>, bool), PoolError> {
-        let _ = (filter, after, limit);
-        Err(PoolError::internal("the call log is not built yet"))
+        self.read_messages(filter, after, limit)
     }
 
     /// Up to `limit` changes after sequence number `after` (0: from the oldest kept), oldest
@@ -137,17 +131,40 @@ impl CallLog {
         filter: &ChangeFilter,
         limit: usize,
     ) -> Result<Vec<Change>, PoolError> {
-        let _ = (after, filter, limit);
-        Err(PoolError::internal("the call log is not built yet"))
+        Ok(self.read_changes(after, filter, limit)?.changes)
+    }
+
+    /// Like [`CallLog::changes_after`], and how far the feed was read (changes the filter
+    /// left out included): a watcher goes on from `cursor`, so a narrow filter does not read
+    /// the same stretch again at every wake-up.
+    pub fn scan_changes(
+        &self,
+        after: u64,
+        filter: &ChangeFilter,
+        limit: usize,
+    ) -> Result<ChangePage, PoolError> {
+        self.read_changes(after, filter, limit)
     }
 
     /// The sequence number of the last durable change (0 when there is none).
     pub fn last_change(&self) -> u64 {
-        0
+        match self.store.change_bounds() {
+            Ok(bounds) => bounds.map_or(0, |(_, last)| last),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the change feed's bounds");
+                0
+            }
+        }
     }
 
-    /// Wakes whenever new changes became durable (the value is the last one's number).
+    /// Wakes whenever writes became durable, new changes among them: a watcher subscribes,
+    /// then reads what is new, then waits.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        tokio::sync::watch::channel(0).1
+        self.store.durable_writes()
+    }
+
+    /// The retention settings.
+    pub fn settings(&self) -> CallLogSettings {
+        self.settings
     }
 }

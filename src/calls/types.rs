@@ -211,3 +211,13 @@ impl ChangeFilter {
             && (self.kinds.is_empty() || self.kinds.contains(&kind))
     }
 }
+
+/// A stretch of the change feed read for a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePage {
+    /// The changes that passed the filter, oldest first.
+    pub changes: Vec<Change>,
+    /// How far the feed was read (filtered-out changes included): where the next read starts,
+    /// and the resume token once `changes` are delivered.
+    pub cursor: u64,
+}

@@ -171,6 +171,10 @@ impl Daemon {
             .spawn(self.expiry.clone().run(self.cancel.clone()));
         self.tasks
             .spawn(self.retention.clone().run(self.cancel.clone()));
+        let call_log = jobs::CallLogRetention {
+            calls: Arc::clone(&self.calls),
+        };
+        self.tasks.spawn(call_log.run(self.cancel.clone()));
         let worker = jobs::ReconcileWorker {
             reconciler: Arc::clone(&self.reconciler),
         };

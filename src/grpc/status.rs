@@ -239,6 +239,7 @@ mod tests {
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
+            Code::OutOfRange => "OUT_OF_RANGE",
             other => panic!("no reason has {other:?}"),
         }
     }

@@ -9,4 +9,4 @@ mod retention;
 pub use expiry::Expiry;
 pub use reconcile::{ReconcileWorker, ScheduledReconcile};
 pub use resolver::Resolver;
-pub use retention::Retention;
+pub use retention::{CallLogRetention, Retention};

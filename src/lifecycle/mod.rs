@@ -24,6 +24,7 @@ mod cleanup;
 pub mod clock;
 mod error;
 mod expiry;
+mod feed;
 mod inflight;
 mod number_status;
 mod options;

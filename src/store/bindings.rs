@@ -15,6 +15,8 @@ pub(super) struct Write {
     request_key: Option<Vec<u8>>,
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
     slot_key: Option<Vec<u8>>,
+    /// The `subscriptions` key: (app, the platform's subscriptionId).
+    subscription_key: Option<Vec<u8>>,
     open: bool,
     pub(super) released_key: Option<[u8; keys::TIMED_KEY_LEN]>,
     /// The `remembered` key and its encoded [`RequestRef`].
@@ -35,6 +37,7 @@ impl Write {
             request_key,
             expiry_key: expiry_key_of(record),
             slot_key: slot_key_of(record),
+            subscription_key: subscription_key_of(record),
             open: is_open(record),
             released_key: released_key_of(record),
             remembered: remembered_key_of(record).map(|key| {
@@ -54,6 +57,16 @@ fn slot_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
         return None;
     }
     keys::slot(&record.app, &record.x, &record.id).ok()
+}
+
+/// The `subscriptions` key a record should have: every binding the platform gave an id, for
+/// as long as the record is kept (pushes about its calls may come after it ended).
+pub(super) fn subscription_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
+    let sub = record
+        .subscription_id
+        .as_deref()
+        .filter(|s| !s.is_empty())?;
+    keys::subscription(&record.app, sub).ok()
 }
 
 /// Whether a record belongs in the `open` index: an outcome still to be settled.
@@ -118,6 +131,31 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The binding the platform's `subscription_id` of `app` belongs to.
+    pub fn binding_of_subscription(
+        &self,
+        app: &str,
+        subscription_id: &str,
+    ) -> TxResult<Option<BindingId>> {
+        let Ok(key) = keys::subscription(app, subscription_id) else {
+            return Ok(None);
+        };
+        match self.subscriptions.get(&key)? {
+            None => Ok(None),
+            Some(value) => codec::decode(keys::SUBSCRIPTIONS, &key, &value).map(Some),
+        }
+    }
+
+    /// Removes `key` from `subscriptions` if it still points at `id`.
+    fn release_subscription(&self, key: &[u8], id: &BindingId) -> TxResult<()> {
+        if let Some(value) = self.subscriptions.get(key)?
+            && codec::decode::<BindingId>(keys::SUBSCRIPTIONS, key, &value)? == *id
+        {
+            self.subscriptions.remove(key)?;
+        }
+        Ok(())
+    }
+
     /// Writes `w` over `old` (the record currently stored under the same id, if any).
     fn apply(&self, w: &Write, old: Option<&BindingRecord>) -> TxResult<()> {
         self.bindings
@@ -145,6 +183,15 @@ impl Tx<'_> {
         }
         if let Some(key) = &w.slot_key {
             self.slots.insert(key.as_slice(), [])?;
+        }
+        if let Some(old_key) = old.and_then(subscription_key_of)
+            && w.subscription_key.as_ref() != Some(&old_key)
+        {
+            self.release_subscription(&old_key, &w.id)?;
+        }
+        if let Some(key) = &w.subscription_key {
+            self.subscriptions
+                .insert(key.as_slice(), codec::encode(&w.id))?;
         }
         if w.open {
             self.open.insert(keys::binding(&w.id), [])?;
@@ -177,6 +224,9 @@ impl Tx<'_> {
     /// that a reader never finds a mapping without its record unless it is a tombstone (see
     /// [`Store::purged_request`]).
     pub(super) fn remove(&self, old: &BindingRecord, keep_request: bool) -> TxResult<()> {
+        self.binding_changes
+            .borrow_mut()
+            .push((Some(old.clone()), None));
         let id = &old.id;
         if !keep_request {
             if let Some(key) = request_key_of(old) {
@@ -187,6 +237,9 @@ impl Tx<'_> {
             }
         }
         self.bindings.remove(keys::binding(id))?;
+        if let Some(key) = subscription_key_of(old) {
+            self.release_subscription(&key, id)?;
+        }
         if let Some(key) = expiry_key_of(old) {
             self.expiry.remove(key)?;
         }
@@ -211,7 +264,11 @@ impl Tx<'_> {
     pub fn put_binding(&self, record: &BindingRecord) -> TxResult<()> {
         let write = Write::new(record)?;
         let old = self.get_binding(&write.id)?;
-        self.apply(&write, old.as_ref())
+        self.apply(&write, old.as_ref())?;
+        self.binding_changes
+            .borrow_mut()
+            .push((old, Some(record.clone())));
+        Ok(())
     }
 
     /// Like `put_binding`, but fails with `StoreError::Conflict` (writing nothing) if
@@ -235,7 +292,11 @@ impl Tx<'_> {
                 record.app
             )));
         }
-        self.apply(&write, None)
+        self.apply(&write, None)?;
+        self.binding_changes
+            .borrow_mut()
+            .push((None, Some(record.clone())));
+        Ok(())
     }
 
     /// Removes the record, its request mapping and its index entries. `Ok(false)` if absent.

@@ -17,6 +17,13 @@
 //! | `released` | left ms (u64 BE) ‖ id (16 bytes)    | empty: RELEASED and EXPIRED bindings, by when they left service |
 //! | `remembered` | left ms (u64 BE) ‖ id (16 bytes)  | `RequestRef`: request ids still remembered for bindings that left service |
 //! | `meta`     | ASCII name, e.g. `format`, `job/…`  | per key                        |
+//! | `calls`    | call id (16 bytes, UUID v7)         | `CallStored`: one call's events and CDR |
+//! | `sessions` | str(app) ‖ str(session_id)          | call id                        |
+//! | `call_links` | binding id ‖ call id (16 + 16)    | empty: the calls of a binding  |
+//! | `messages` | message id (16 bytes, UUID v7)      | `MessageStored`: one SMS notification |
+//! | `message_ids` | str(app) ‖ str(smsIdentifier) ‖ str(mode) | message id          |
+//! | `changes`  | seq (u64 BE)                        | `ChangeStored`: the change feed, oldest first |
+//! | `subscriptions` | str(app) ‖ str(subscription_id) | `BindingId`                   |
 //!
 //! `expiry`, `released` and `remembered` keys share one layout ([`timed`]): a time, then an id,
 //! so a range scan up to a time finds everything due by then, earliest first.
@@ -32,6 +39,13 @@ pub const OPEN: &str = "open";
 pub const META: &str = "meta";
 pub const RELEASED: &str = "released";
 pub const REMEMBERED: &str = "remembered";
+pub const CALLS: &str = "calls";
+pub const SESSIONS: &str = "sessions";
+pub const CALL_LINKS: &str = "call_links";
+pub const MESSAGES: &str = "messages";
+pub const MESSAGE_IDS: &str = "message_ids";
+pub const CHANGES: &str = "changes";
+pub const SUBSCRIPTIONS: &str = "subscriptions";
 
 /// `slots` key: a binding that holds a slot on `x`.
 pub fn slot(app: &str, x: &str, id: &BindingId) -> Result<Vec<u8>, KeyTooLong> {
@@ -43,6 +57,41 @@ pub fn slot(app: &str, x: &str, id: &BindingId) -> Result<Vec<u8>, KeyTooLong> {
 /// Prefix of every `slots` key of (app, x).
 pub fn slot_prefix(app: &str, x: &str) -> Result<Vec<u8>, KeyTooLong> {
     pair(app, x)
+}
+
+/// `sessions` key: str(app) ‖ str(session_id).
+pub fn session(app: &str, session_id: &str) -> Result<Vec<u8>, KeyTooLong> {
+    pair(app, session_id)
+}
+
+/// `call_links` key: binding id ‖ call id.
+pub fn call_link(binding: &BindingId, call: &[u8; 16]) -> [u8; 32] {
+    let mut key = [0; 32];
+    key[..16].copy_from_slice(&binding.0);
+    key[16..].copy_from_slice(call);
+    key
+}
+
+/// `message_ids` key: str(app) ‖ str(sms_identifier) ‖ str(mode).
+pub fn message_id(app: &str, sms_identifier: &str, mode: &str) -> Result<Vec<u8>, KeyTooLong> {
+    let mut key = pair(app, sms_identifier)?;
+    push_str(&mut key, mode)?;
+    Ok(key)
+}
+
+/// `changes` key: the sequence number, big-endian.
+pub fn change(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Reads a `changes` key back.
+pub fn parse_change(key: &[u8]) -> Option<u64> {
+    key.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// `subscriptions` key: str(app) ‖ str(subscription_id).
+pub fn subscription(app: &str, subscription_id: &str) -> Result<Vec<u8>, KeyTooLong> {
+    pair(app, subscription_id)
 }
 
 /// `meta` key holding the on-disk format version of the whole store.

@@ -31,6 +31,7 @@
 
 pub mod admin;
 mod bindings;
+mod calls;
 mod codec;
 mod error;
 #[cfg(test)]
@@ -52,9 +53,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use calls::{
+    CallEventChange, CallStored, CdrStored, ChangeKindStored, ChangeStored, EventStored, LogId,
+    MessageStored, NumberChangeStored,
+};
 pub use error::StoreError;
 pub use records::*;
-pub use wal::{Staged, Tx};
+pub use wal::{BindingChange, Staged, Tx};
 
 use wal::{Retained, TreeId, Trees, TxResult, Wal};
 
@@ -62,8 +67,9 @@ use wal::{Retained, TreeId, Trees, TxResult, Wal};
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// On-disk format of the whole store, kept in `meta`; bump it with a migration (in
-/// `open_files`). 2: the `released` and `remembered` indexes (retention).
-const FORMAT_VERSION: u32 = 2;
+/// `open_files`). 2: the `released` and `remembered` indexes (retention). 3: the
+/// `subscriptions` index (pushes name bindings by the platform's id), and the call log's trees.
+const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this build migrates at open.
 const OLDEST_FORMAT: u32 = 1;
@@ -117,6 +123,8 @@ pub struct Store {
     /// Serialises recoveries.
     recovering: tokio::sync::Mutex<()>,
     health: watch::Sender<Health>,
+    /// Bumped whenever writes became durable (see [`Store::durable_writes`]).
+    durable: watch::Sender<u64>,
     options: StoreOptions,
 }
 
@@ -157,12 +165,14 @@ impl Store {
     /// threads. On failure everything opened is released again.
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let (health, _) = watch::channel(Health::Writable);
-        let open = open_files(options, &health)?;
+        let (durable, _) = watch::channel(0);
+        let open = open_files(options, &health, &durable)?;
         Ok(Store {
             current: RwLock::new(Some(Arc::new(open))),
             retained: Mutex::new(Retained::default()),
             recovering: tokio::sync::Mutex::new(()),
             health,
+            durable,
             options: options.clone(),
         })
     }
@@ -204,6 +214,12 @@ impl Store {
         }
     }
 
+    /// Changes whenever writes became durable: readers of what others write (the change feed)
+    /// wait on it instead of polling.
+    pub fn durable_writes(&self) -> watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
     /// Whether the store takes writes, and every change of it.
     pub fn health(&self) -> watch::Receiver<Health> {
         self.health.subscribe()
@@ -239,8 +255,8 @@ impl Store {
             std::mem::take(&mut *kept)
         };
         let options = self.options.clone();
-        let health = self.health.clone();
-        let reopened = tokio::task::spawn_blocking(move || open_files(&options, &health))
+        let (health, durable) = (self.health.clone(), self.durable.clone());
+        let reopened = tokio::task::spawn_blocking(move || open_files(&options, &health, &durable))
             .await
             .map_err(|_| StoreError::Closed)?;
         let result = match reopened {
@@ -396,6 +412,13 @@ impl Store {
             TreeId::Meta => keys::META,
             TreeId::Released => keys::RELEASED,
             TreeId::Remembered => keys::REMEMBERED,
+            TreeId::Calls => keys::CALLS,
+            TreeId::Sessions => keys::SESSIONS,
+            TreeId::CallLinks => keys::CALL_LINKS,
+            TreeId::Messages => keys::MESSAGES,
+            TreeId::MessageIds => keys::MESSAGE_IDS,
+            TreeId::Changes => keys::CHANGES,
+            TreeId::Subscriptions => keys::SUBSCRIPTIONS,
         };
         TreeId::ALL
             .into_iter()
@@ -435,14 +458,18 @@ impl Drop for Store {
 
 /// Opens sled and the log at `options.path`: checks the format, replays the log and starts
 /// the log's threads, which report a failure on `health`.
-fn open_files(options: &StoreOptions, health: &watch::Sender<Health>) -> Result<Open, StoreError> {
+fn open_files(
+    options: &StoreOptions,
+    health: &watch::Sender<Health>,
+    durable: &watch::Sender<u64>,
+) -> Result<Open, StoreError> {
     let db = open_sled(options)?;
     let trees = Trees::open(&db)?;
     let format = check_format(&trees.meta)?;
     let wal_dir = options.path.join(WAL_DIR);
     let applied = wal::recover(&db, &trees, &wal_dir)?;
     if format < FORMAT_VERSION {
-        migrate(&db, &trees)?;
+        migrate(&db, &trees, format)?;
     }
     let health = health.clone();
     let on_failure: wal::OnFailure = Arc::new(move |e: &StoreError| {
@@ -457,7 +484,7 @@ fn open_files(options: &StoreOptions, health: &watch::Sender<Health>) -> Result<
         });
     });
     Ok(Open {
-        wal: Wal::start(db, &trees, &wal_dir, applied, on_failure)?,
+        wal: Wal::start(db, &trees, &wal_dir, applied, on_failure, durable.clone())?,
         trees,
     })
 }
@@ -564,17 +591,25 @@ fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
 /// migration cut short runs again whole at the next open.
 ///
 /// 1 → 2: the retention indexes (`released`, `remembered`) for the bindings already stored.
-fn migrate(db: &sled::Db, trees: &Trees) -> Result<(), StoreError> {
-    let indexed = retention::index_for_retention(trees)?;
+/// 2 → 3: the `subscriptions` index for them (the call log's trees start empty).
+fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
+    let retention = if from < 2 {
+        retention::index_for_retention(trees)?
+    } else {
+        0
+    };
+    let subscriptions = retention::index_subscriptions(trees)?;
     db.flush()?;
     trees
         .meta
         .insert(keys::META_FORMAT, codec::encode(&FORMAT_VERSION))?;
     db.flush()?;
     tracing::info!(
+        from,
         format = FORMAT_VERSION,
-        indexed,
-        "store migrated: bindings that left service are indexed for retention"
+        retention,
+        subscriptions,
+        "store migrated: older bindings are indexed for retention and by subscription id"
     );
     Ok(())
 }

@@ -132,10 +132,8 @@ impl Store {
 /// Migration to format 2: adds the `released` and `remembered` entries of every stored binding
 /// that left service, directly to sled (see `store::migrate`). Returns how many it indexed.
 pub(super) fn index_for_retention(trees: &Trees) -> Result<usize, StoreError> {
-    let mut indexed = 0;
-    for entry in trees.bindings.iter() {
-        let record = decode_binding(entry)?;
-        let write = Write::new(&record)?;
+    index_bindings(trees, |write, _| {
+        let mut indexed = 0;
         if let Some(key) = write.released_key {
             trees.released.insert(key, &[])?;
             indexed += 1;
@@ -143,6 +141,31 @@ pub(super) fn index_for_retention(trees: &Trees) -> Result<usize, StoreError> {
         if let Some((key, value)) = write.remembered {
             trees.remembered.insert(key, value)?;
         }
+        Ok(indexed)
+    })
+}
+
+/// Format 2 → 3: maps the platform's subscription ids of the bindings already stored to them.
+pub(super) fn index_subscriptions(trees: &Trees) -> Result<usize, StoreError> {
+    index_bindings(trees, |_, record| {
+        let Some(key) = super::bindings::subscription_key_of(record) else {
+            return Ok(0);
+        };
+        trees.subscriptions.insert(key, codec::encode(&record.id))?;
+        Ok(1)
+    })
+}
+
+/// Runs `index` over every stored binding (sled directly, at open), summing what it counts.
+fn index_bindings(
+    trees: &Trees,
+    mut index: impl FnMut(Write, &BindingRecord) -> Result<usize, StoreError>,
+) -> Result<usize, StoreError> {
+    let mut indexed = 0;
+    for entry in trees.bindings.iter() {
+        let record = decode_binding(entry)?;
+        let write = Write::new(&record)?;
+        indexed += index(write, &record)?;
     }
     Ok(indexed)
 }

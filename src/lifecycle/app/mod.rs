@@ -6,6 +6,7 @@ mod expire;
 mod numbers;
 mod reconcile;
 mod release;
+mod status;
 mod update;
 
 pub use numbers::AddedNumbers;
@@ -15,10 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::cleanup::Cleanup;
 use super::clock::Clock;
 use super::error::PoolError;
+use super::feed;
 use super::inflight::InFlight;
 use super::lock;
 use super::records;
 use super::retention::Retention;
+use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
@@ -102,6 +105,8 @@ pub struct AppPool {
     cleanup: Arc<Cleanup>,
     /// How long bindings that left service are kept (see `lifecycle::retention`).
     retention: Retention,
+    /// X mode: whom each call goes to, from the ACTIVE bindings (`None` for other modes).
+    routes: Option<Mutex<Routes>>,
 }
 
 impl AppPool {
@@ -135,6 +140,7 @@ impl AppPool {
             deadlines,
             cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
             retention,
+            routes: (mode == Mode::X).then(Mutex::default),
         })
     }
 
@@ -196,19 +202,7 @@ impl AppPool {
     /// binding on `x` — from memory; `None` when the caller holds no binding there (or the app
     /// is not X mode).
     pub fn route_call(&self, caller: &str, x: &str) -> Option<super::CallRoute> {
-        let _ = (caller, x);
-        None
-    }
-
-    /// Applies the statuses a `numStatus` push reports for this app's numbers (status codes
-    /// as the contract gives them: "5", "9", "10", "11"), durably: a number whose status is
-    /// not normal leaves rotation at once, and comes back when it is normal again.
-    pub async fn set_number_status(
-        &self,
-        statuses: &[crate::platform::push::NumInfo],
-    ) -> Result<super::StatusCounts, PoolError> {
-        let _ = statuses;
-        Err(PoolError::internal("number status is not built yet"))
+        lock(self.routes.as_ref()?).get(caller, x)
     }
 
     /// Whether `x` is one of the app's numbers (not removed).
@@ -232,11 +226,26 @@ impl AppPool {
     ) -> Result<T, PoolError> {
         let staged = {
             let mut index = self.index();
-            let staged = self.store.stage(|t| tx(t, &mut index))?;
-            then(&mut index, staged.value());
+            let now = self.clock.now_ms();
+            let staged = self.store.stage(|t| {
+                let value = tx(t, &mut index)?;
+                let changes = t.take_binding_changes();
+                for change in changes.iter().filter_map(|c| feed::change(c, now)) {
+                    t.append_change(&change)?;
+                }
+                Ok::<_, PoolError>((value, changes))
+            })?;
+            let (value, changes) = staged.value();
+            then(&mut index, value);
+            if let Some(routes) = &self.routes {
+                let mut routes = lock(routes);
+                for (before, after) in changes {
+                    routes.apply(before.as_ref(), after.as_ref());
+                }
+            }
             staged
         };
-        Ok(staged.await?)
+        Ok(staged.await?.0)
     }
 
     /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`
@@ -253,6 +262,9 @@ impl AppPool {
     /// Re-reads one stored binding at start-up.
     pub(super) fn restore(&self, b: &BindingRecord) {
         let now = self.clock.now_ms();
+        if let Some(routes) = &self.routes {
+            lock(routes).apply(None, Some(b));
+        }
         let mut index = self.index();
         if b.state.holds_slot() {
             index.occupy(&records::occupant(b), now);

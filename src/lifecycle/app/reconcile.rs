@@ -374,7 +374,7 @@ impl AppPool {
                 .map_or(0, |t| ((t - now).max(0) / 1000) as u64),
             call_options: Default::default(),
             user_data: None,
-            reason: "adopted by reconciliation: found on the platform only".into(),
+            reason: super::super::feed::ADOPTED.into(),
         }
     }
 

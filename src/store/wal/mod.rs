@@ -59,7 +59,7 @@ use tokio::sync::oneshot;
 
 pub(super) use record::TreeId;
 pub(super) use recover::recover;
-pub use tx::Tx;
+pub use tx::{BindingChange, Tx};
 pub(super) use tx::{Trees, TxResult};
 
 use super::error::{StoreError, is_full};
@@ -135,6 +135,8 @@ struct Shared {
     store_dir: PathBuf,
     /// `fdatasync` calls made by the flusher.
     syncs: AtomicU64,
+    /// Bumped each time records became durable (and readable in sled).
+    applied: tokio::sync::watch::Sender<u64>,
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
     #[cfg(test)]
     checkpoints_paused: std::sync::atomic::AtomicBool,
@@ -277,6 +279,7 @@ impl Wal {
         dir: &Path,
         applied: u64,
         on_failure: OnFailure,
+        on_durable: tokio::sync::watch::Sender<u64>,
     ) -> Result<Wal, StoreError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -297,6 +300,7 @@ impl Wal {
             on_failure,
             store_dir: dir.parent().unwrap_or(dir).to_path_buf(),
             syncs: AtomicU64::new(0),
+            applied: on_durable,
             #[cfg(test)]
             checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
         });
@@ -618,6 +622,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                         capture.extend(records.iter().cloned());
                     }
                     state.durable_seq = last;
+                    shared.applied.send_modify(|n| *n += 1);
                 }
                 Ok(()) => {}
                 Err(e) => shared.fail(&mut state, &e),

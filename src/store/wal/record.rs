@@ -28,11 +28,18 @@ pub enum TreeId {
     Meta = 6,
     Released = 7,
     Remembered = 8,
+    Calls = 9,
+    Sessions = 10,
+    CallLinks = 11,
+    Messages = 12,
+    MessageIds = 13,
+    Changes = 14,
+    Subscriptions = 15,
 }
 
 impl TreeId {
     /// How many trees there are.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 16;
 
     /// Every tree.
     pub const ALL: [TreeId; TreeId::COUNT] = [
@@ -45,6 +52,13 @@ impl TreeId {
         TreeId::Meta,
         TreeId::Released,
         TreeId::Remembered,
+        TreeId::Calls,
+        TreeId::Sessions,
+        TreeId::CallLinks,
+        TreeId::Messages,
+        TreeId::MessageIds,
+        TreeId::Changes,
+        TreeId::Subscriptions,
     ];
 
     fn from_byte(byte: u8) -> Option<TreeId> {
@@ -58,6 +72,13 @@ impl TreeId {
             6 => TreeId::Meta,
             7 => TreeId::Released,
             8 => TreeId::Remembered,
+            9 => TreeId::Calls,
+            10 => TreeId::Sessions,
+            11 => TreeId::CallLinks,
+            12 => TreeId::Messages,
+            13 => TreeId::MessageIds,
+            14 => TreeId::Changes,
+            15 => TreeId::Subscriptions,
             _ => return None,
         })
     }

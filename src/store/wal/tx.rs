@@ -12,7 +12,10 @@ use sled::IVec;
 
 use super::overlay::Pending;
 use super::record::{Op, TreeId};
-use crate::store::{StoreError, keys};
+use crate::store::{BindingRecord, StoreError, keys};
+
+/// A binding a transaction wrote: the record before (`None`: new) and after (`None`: deleted).
+pub type BindingChange = (Option<BindingRecord>, Option<BindingRecord>);
 
 /// What a read or write inside a transaction returns.
 pub(in crate::store) type TxResult<T> = Result<T, StoreError>;
@@ -39,6 +42,20 @@ pub(in crate::store) struct Trees {
     /// (left service at, id) → `RequestRef`, for request ids still remembered for a binding
     /// that left service (its record may already be gone).
     pub remembered: sled::Tree,
+    /// call id → `CallStored`.
+    pub calls: sled::Tree,
+    /// (app, session_id) → call id.
+    pub sessions: sled::Tree,
+    /// (binding id, call id) → empty: a binding's calls.
+    pub call_links: sled::Tree,
+    /// message id → `MessageStored`.
+    pub messages: sled::Tree,
+    /// (app, smsIdentifier ‖ mode) → message id.
+    pub message_ids: sled::Tree,
+    /// seq (u64 BE) → `ChangeStored`: the change feed.
+    pub changes: sled::Tree,
+    /// (app, subscriptionId) → binding id.
+    pub subscriptions: sled::Tree,
 }
 
 impl Trees {
@@ -53,6 +70,13 @@ impl Trees {
             meta: db.open_tree(keys::META)?,
             released: db.open_tree(keys::RELEASED)?,
             remembered: db.open_tree(keys::REMEMBERED)?,
+            calls: db.open_tree(keys::CALLS)?,
+            sessions: db.open_tree(keys::SESSIONS)?,
+            call_links: db.open_tree(keys::CALL_LINKS)?,
+            messages: db.open_tree(keys::MESSAGES)?,
+            message_ids: db.open_tree(keys::MESSAGE_IDS)?,
+            changes: db.open_tree(keys::CHANGES)?,
+            subscriptions: db.open_tree(keys::SUBSCRIPTIONS)?,
         })
     }
 
@@ -67,6 +91,13 @@ impl Trees {
             TreeId::Meta => &self.meta,
             TreeId::Released => &self.released,
             TreeId::Remembered => &self.remembered,
+            TreeId::Calls => &self.calls,
+            TreeId::Sessions => &self.sessions,
+            TreeId::CallLinks => &self.call_links,
+            TreeId::Messages => &self.messages,
+            TreeId::MessageIds => &self.message_ids,
+            TreeId::Changes => &self.changes,
+            TreeId::Subscriptions => &self.subscriptions,
         }
     }
 
@@ -98,6 +129,7 @@ impl Trees {
             ops: &ops,
         };
         let tx = Tx {
+            binding_changes: RefCell::default(),
             bindings: tree(TreeId::Bindings),
             requests: tree(TreeId::Requests),
             numbers: tree(TreeId::Numbers),
@@ -107,6 +139,13 @@ impl Trees {
             meta: tree(TreeId::Meta),
             released: tree(TreeId::Released),
             remembered: tree(TreeId::Remembered),
+            calls: tree(TreeId::Calls),
+            sessions: tree(TreeId::Sessions),
+            call_links: tree(TreeId::CallLinks),
+            messages: tree(TreeId::Messages),
+            message_ids: tree(TreeId::MessageIds),
+            changes: tree(TreeId::Changes),
+            subscriptions: tree(TreeId::Subscriptions),
         };
         let out = f(&tx)?;
         Ok((out, ops.into_inner()))
@@ -169,6 +208,8 @@ impl TxTree<'_> {
 /// (durable or not) and its own. Its typed reads and writes are defined beside the data they
 /// touch (`store/bindings.rs`, `store/mod.rs`); what it writes becomes one log record.
 pub struct Tx<'a> {
+    /// Every binding this transaction wrote, as (before, after), in order.
+    pub(in crate::store) binding_changes: RefCell<Vec<BindingChange>>,
     pub(in crate::store) bindings: TxTree<'a>,
     pub(in crate::store) requests: TxTree<'a>,
     pub(in crate::store) numbers: TxTree<'a>,
@@ -178,6 +219,21 @@ pub struct Tx<'a> {
     pub(in crate::store) meta: TxTree<'a>,
     pub(in crate::store) released: TxTree<'a>,
     pub(in crate::store) remembered: TxTree<'a>,
+    pub(in crate::store) calls: TxTree<'a>,
+    pub(in crate::store) sessions: TxTree<'a>,
+    pub(in crate::store) call_links: TxTree<'a>,
+    pub(in crate::store) messages: TxTree<'a>,
+    pub(in crate::store) message_ids: TxTree<'a>,
+    pub(in crate::store) changes: TxTree<'a>,
+    pub(in crate::store) subscriptions: TxTree<'a>,
+}
+
+impl Tx<'_> {
+    /// The bindings this transaction wrote so far, (before, after), in order; taken, so a
+    /// second call returns only later ones.
+    pub fn take_binding_changes(&self) -> Vec<BindingChange> {
+        std::mem::take(&mut *self.binding_changes.borrow_mut())
+    }
 }
 
 impl std::fmt::Debug for Tx<'_> {

@@ -63,6 +63,83 @@ pub fn desc(code: u64) -> &'static str {
     }
 }
 
+/// What a hang-up code means, in notifications.md §1.7's words (the PrivateNumber table);
+/// `None` for a code the table does not list.
+pub fn meaning(code: u64) -> Option<&'static str> {
+    Some(match code {
+        0 => "normal hang-up after the call was connected",
+        522 => "platform voice ports exhausted",
+        7001 => "call-frequency control per developer",
+        7002 => "call-frequency control per app",
+        7003 => "call-frequency control per display number",
+        7004 => "callee blacklisted",
+        7005 => "caller blacklisted",
+        7100 => "app does not exist",
+        7101 => "app has no privacy-number resources",
+        7102 => "platform internal error",
+        7105 => "service type mismatch",
+        7106 => "app lacks the PrivateNumber capability",
+        7107 => "security-control prompt failed to play",
+        7108 => "account frozen",
+        7109 => "tenant voice ports exhausted",
+        7500 => "call prefix restricted",
+        7501 => "caller hung up before the callee rang",
+        7502 => "caller hung up after the callee started ringing",
+        7503 => "callee rejected",
+        7504 => "call refused (callee rejected, do-not-disturb, blacklist or interception app)",
+        7507 => "no play file",
+        7516 => "caller hung up before forwarding",
+        8006 => "X-mode play file does not exist",
+        8007 => "last-minute prompt failed to play",
+        8008 => "prompt-and-collect failed",
+        8010 => "max call duration reached",
+        8011 => "platform internal error",
+        8012 => "invalid app_key",
+        8013 => "invalid AX call: the AX binding has no temporary callee",
+        8014 => {
+            "invalid call: the binding does not exist, a number is malformed, or (X mode) the Block answer was invalid"
+        }
+        8015 => "recording failed",
+        8016 => "call direction not allowed by the binding",
+        8017 => "X mode: the customer's Block answer said to hang up",
+        8018 => "service has no permission (including: no AX binding exists)",
+        8019 => "callback record not found",
+        8020 => "platform service exception",
+        8022 => "binding missing or expired (AXE, B called X)",
+        8023 => "fixed-line number not allowed as caller",
+        8024 => "\"show real caller number\" mode not allowed",
+        8025 => "dialed X number does not exist (AXE)",
+        8030 => "AXYB binding does not exist",
+        8031 => "AXYB: no Y number could be allocated during the call",
+        8032 => "AXYB: a bound number dialed its own privacy number",
+        8033 => "empty extension received (AXE)",
+        8035 => "no answer: the platform's connect timeout (about 90 s after forwarding)",
+        8040 => "platform internal error",
+        8041 => "recording failed",
+        8042 => "international inbound calls restricted",
+        8043 => "international outbound calls restricted",
+        8044 => "abnormal call-time control",
+        8046 => "abnormal answer-rate control",
+        8047 => "frequency control per caller",
+        8048 => "frequency control per callee",
+        8049 => "frequency control per service number",
+        8050 => "calling-hours restriction",
+        8051 => "sub-enterprise suspended",
+        8055 => "X number unavailable (calls and SMS disabled)",
+        8056 => "test-call number control",
+        8057 => "call-direction control",
+        8058 => "practitioner not real-name verified",
+        8059 => "blocked by the carrier",
+        8100 => "callee number does not exist",
+        8101 => "no answer after ringing",
+        8102 => "callee busy",
+        8103 => "callee unreachable",
+        8104 => "callee powered off or without network",
+        8105 => "callee number suspended",
+        _ => return None,
+    })
+}
+
 /// The Q.850 cause (`fwdUnaswRsn`, §2.5) and SIP status a CDR gives for a forwarded call that
 /// ended with `code`; `(0, 0)` when not applicable.
 pub fn forward_failure(code: u64) -> (u64, u64) {
@@ -102,6 +179,10 @@ mod tests {
             assert_ne!(desc(code), desc(1), "{code}");
         }
         assert_eq!(forward_failure(CALLEE_REJECTED), (21, 603));
+        for code in codes {
+            assert!(meaning(code).is_some(), "{code} has no meaning");
+        }
+        assert_eq!(meaning(1), None);
         assert_eq!(forward_failure(NORMAL), (0, 0));
     }
 }
