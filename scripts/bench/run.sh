@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the scenarios of BENCHMARKS.md (1–7) and leaves JSON reports in $OUT.
-# Usage: scripts/bench/run.sh [1|2|3|4|5|6|7 ...]   (default: 1 7 3; 2 takes a minute more;
+# Runs the scenarios of BENCHMARKS.md (1–8) and leaves JSON reports in $OUT.
+# Usage: scripts/bench/run.sh [1|2|3|4|5|6|7|8 ...]   (default: 1 7 3; 2 takes a minute more;
 #   4, 5 and 6 preload 1M / 200k / 500k bindings first and take several minutes each)
 # Needs: cargo build --release (or XPOOL=path/to/xpool); redis-server for scenario 7 (apt-get install -y redis-server).
 # Smaller runs of 4–6 for a try: SIZE=small scripts/bench/run.sh 4 5 6
@@ -83,6 +83,16 @@ s7() {
     $B bench --spawn --target $t --mode x --concurrency 32 --duration 15 --warmup 2 \
       --numbers 1000 --parties 20000 --mix bind=70,unbind=30 --label "s7 $t" \
       --json "$OUT/s7-$t.json"
+  done
+}
+
+s8() {
+  # X-mode routing: 1,000 Block callins/s through the push receiver while 500 Binds/s run (X
+  # mode, 2,000 numbers, fresh parties), against the same Binds without the callins.
+  for callins in 0 1000; do
+    $B bench --spawn --target grpc --mode x --concurrency 32 --duration 20 --warmup 2 \
+      --numbers 2000 --rate 500 --mix bind=100 --callins $callins --callin-targets 1000 \
+      --label "s8 callins=$callins" --json "$OUT/s8-$callins.json"
   done
 }
 

@@ -19,6 +19,7 @@
 //! over every binding still live at the end (no party twice on one X, no X over its cap).
 
 mod burst;
+mod callins;
 mod load;
 mod preload;
 mod recon;
@@ -200,6 +201,16 @@ pub struct BenchArgs {
     /// before, at its peak during, and after (--target grpc, not X mode).
     #[arg(long)]
     pub reconcile: bool,
+    /// X mode: Block callins per second POSTed to the daemon's push receiver during the
+    /// warm-up and the measured window (scenario 8); 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub callins: f64,
+    /// The push receiver's URL for --callins (without --spawn; with it, the spawned daemon's).
+    #[arg(long, default_value = "http://127.0.0.1:50052/callin")]
+    pub callback_url: String,
+    /// X-mode bindings made before the warm-up for the callins to dial.
+    #[arg(long, default_value_t = 1000)]
+    pub callin_targets: usize,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -303,6 +314,15 @@ async fn measure(
             window_end,
         ))
     });
+    let callins = if args.callins > 0.0 {
+        let targets = Arc::new(callins::prepare(args, &procs.server_url).await?);
+        let (args, url) = (args.clone(), procs.callback_url.clone());
+        Some(tokio::spawn(async move {
+            callins::run(&args, &url, targets, start, window_start, window_end).await
+        }))
+    } else {
+        None
+    };
     let cpu_before = procs.sample();
     let started = Instant::now();
     let mut workers = load::run(Arc::clone(plan), conns, start).await;
@@ -321,6 +341,9 @@ async fn measure(
         sim,
         wall,
     );
+    if let Some(callins) = callins {
+        report.callins = Some(callins.await.context("the callin sender failed")??);
+    }
     if let (Some(at), Some(watch)) = (schedule, watch) {
         eprintln!("expiry burst: waiting for the last preloaded binding to leave ACTIVE");
         let seen = watch.await.context("the expiry watch failed")?;
@@ -333,8 +356,13 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
-    if !args.duration.is_finite() || args.duration < 0.0 || args.warmup < 0.0 || args.rate < 0.0 {
-        bail!("--duration, --warmup and --rate must not be negative");
+    if !args.duration.is_finite()
+        || args.duration < 0.0
+        || args.warmup < 0.0
+        || args.rate < 0.0
+        || !(args.callins >= 0.0 && args.callins.is_finite())
+    {
+        bail!("--duration, --warmup, --rate and --callins must not be negative");
     }
     if args.duration == 0.0 && args.preload == 0 && !args.restart && !args.reconcile {
         bail!("--duration 0 measures nothing without --preload, --restart or --reconcile");
@@ -377,6 +405,9 @@ fn check_phases(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.reconcile && (!grpc || args.mode == BenchMode::X) {
         bail!("--reconcile needs --target grpc and an upstream mode (X mode has no platform)");
+    }
+    if args.callins > 0.0 && !(grpc && args.mode == BenchMode::X && args.callin_targets > 0) {
+        bail!("--callins needs --target grpc --mode x and --callin-targets of at least 1");
     }
     if args.store.is_some() && !(args.spawn && grpc) {
         bail!("--store is the spawned daemon's store (--spawn --target grpc)");

@@ -202,6 +202,8 @@ pub struct Report {
     pub reconcile: Option<super::recon::ReconcileRun>,
     /// The daemon stopped and started again after the window (--restart).
     pub restart: Option<super::restart::RestartReport>,
+    /// X-mode callins sent to the push receiver during the window (--callins).
+    pub callins: Option<super::callins::CallinReport>,
 }
 
 impl Report {
@@ -313,6 +315,7 @@ impl Report {
             expiry_burst: None,
             reconcile: None,
             restart: None,
+            callins: None,
         }
     }
 
@@ -343,6 +346,9 @@ impl Report {
             self.calls_text(&mut s);
         } else {
             s.push_str("no measured window (--duration 0)\n");
+        }
+        if let Some(callins) = &self.callins {
+            s.push_str(&callins.text());
         }
         for p in &self.processes {
             let _ = writeln!(

@@ -35,6 +35,8 @@ pub struct Sample {
 #[derive(Debug)]
 pub struct Spawned {
     pub server_url: String,
+    /// Where the daemon's push receiver takes callins (--callins).
+    pub callback_url: String,
     pub sim_url: String,
     pub redis_addr: String,
     /// Whether the simulator is there to ask for stats (spawned, or external and the target or
@@ -52,6 +54,7 @@ impl Spawned {
     pub fn external(args: &BenchArgs) -> Spawned {
         Spawned {
             server_url: args.server.clone(),
+            callback_url: args.callback_url.clone(),
             sim_url: args.sim.trim_end_matches('/').to_owned(),
             redis_addr: args.redis.clone(),
             has_sim: args.target == TargetKind::Direct
@@ -154,6 +157,7 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut spawned = Spawned {
         server_url: String::new(),
+        callback_url: String::new(),
         sim_url: String::new(),
         redis_addr: String::new(),
         has_sim: false,
@@ -192,7 +196,13 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
         TargetKind::Grpc => {
             let port = free_port()?;
             let path = dir.join("xpool.toml");
-            std::fs::write(&path, daemon_config(args, port, &dir, &spawned.sim_url))?;
+            let mut config = daemon_config(args, port, &dir, &spawned.sim_url);
+            if args.callins > 0.0 {
+                let callbacks = free_port()?;
+                config = format!("[callbacks]\nlisten = \"127.0.0.1:{callbacks}\"\n\n{config}");
+                spawned.callback_url = format!("http://127.0.0.1:{callbacks}/callin");
+            }
+            std::fs::write(&path, config)?;
             let url = format!("http://127.0.0.1:{port}");
             let mut cmd = Command::new(std::env::current_exe()?);
             cmd.args(["serve", "--config"]).arg(&path);
