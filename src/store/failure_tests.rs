@@ -27,6 +27,7 @@ fn assert_health(store: &Store, error: Error) {
     match error {
         Error::Full => assert!(matches!(health, Health::Full(_)), "{health:?}"),
         Error::Io => assert!(matches!(health, Health::Failed(_)), "{health:?}"),
+        Error::Stall => assert!(health.is_writable(), "{health:?}"),
     }
 }
 

@@ -56,7 +56,13 @@ mod injected {
         Full,
         /// `EIO`: the disk failed.
         Io,
+        /// The call hangs for [`STALL`], then succeeds: a disk that stops answering (a test
+        /// kills the daemon while a write waits on it).
+        Stall,
     }
+
+    /// How long a [`Error::Stall`] holds its call.
+    pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
     /// How long a fault lasts.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +103,10 @@ mod injected {
             None => Ok(()),
             Some(Error::Full) => Err(io::Error::from(io::ErrorKind::StorageFull)),
             Some(Error::Io) => Err(io::Error::other(format!("injected I/O error at {point:?}"))),
+            Some(Error::Stall) => {
+                std::thread::sleep(STALL);
+                Ok(())
+            }
         }
     }
 
@@ -179,6 +189,7 @@ mod injected {
         let error = match *error {
             "Full" => Error::Full,
             "Io" => Error::Io,
+            "Stall" => Error::Stall,
             _ => return None,
         };
         let times = match *times {
