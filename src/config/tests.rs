@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 
 mod call_defaults;
+mod callbacks;
 mod rules;
 
 /// The documented example, verbatim.

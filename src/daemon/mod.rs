@@ -112,7 +112,10 @@ impl Daemon {
             Arc::clone(&store),
             Arc::clone(&pool),
             Arc::clone(&clock),
-            CallLogSettings::default(),
+            CallLogSettings {
+                retention_days: config.callbacks.retention_days,
+                watch_retention_hours: config.watch.retention_hours,
+            },
         ));
         let retained = Arc::clone(&pool);
         let retention_deleted = ReadCounter::new(
