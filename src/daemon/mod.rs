@@ -52,6 +52,9 @@ pub struct Daemon {
     tasks: TaskTracker,
     /// Counts of the gRPC listener's connections, kept by the accept loop and each connection.
     connections: Arc<connections::ConnectionStats>,
+    /// A listener bound by the caller for the push receiver (see
+    /// [`Daemon::with_push_listener`]); taken when serving starts.
+    push_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Daemon {
@@ -139,7 +142,16 @@ impl Daemon {
             cancel,
             tasks,
             connections,
+            push_listener: None,
         })
+    }
+
+    /// Serves the push receiver on `listener`, bound already (a test's port 0, whose address
+    /// the simulator must know before the daemon starts), instead of binding `[callbacks]
+    /// listen`.
+    pub fn with_push_listener(mut self, listener: tokio::net::TcpListener) -> Daemon {
+        self.push_listener = Some(listener);
+        self
     }
 
     /// Counts of the gRPC listener's connections (open, accepted, refused at the cap, …), for
