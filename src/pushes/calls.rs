@@ -132,7 +132,7 @@ impl Receiver {
                     format!("a callin was answered but its event could not be stored: {e}"),
                 ),
             };
-            receiver.settle(&reply);
+            receiver.settle(&reply, None);
         });
     }
 }
@@ -170,12 +170,13 @@ fn connect_info(route: CallRoute, x: &str) -> ConnectInfo {
 /// The answer's JSON; with `as_array`, `connectInfo` / `closeInfo` as one-element arrays, as
 /// Huawei's Java demo writes them (§1.5 UNCERTAIN).
 fn encode(answer: &CallinAnswer, as_array: bool) -> Vec<u8> {
+    if !as_array {
+        return serde_json::to_vec(answer).unwrap_or_default();
+    }
     let mut value = serde_json::to_value(answer).unwrap_or(Value::Null);
-    if as_array {
-        for key in ["connectInfo", "closeInfo"] {
-            if let Some(info) = value.get_mut(key) {
-                *info = Value::Array(vec![info.take()]);
-            }
+    for key in ["connectInfo", "closeInfo"] {
+        if let Some(info) = value.get_mut(key) {
+            *info = Value::Array(vec![info.take()]);
         }
     }
     serde_json::to_vec(&value).unwrap_or_default()

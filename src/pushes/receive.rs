@@ -4,7 +4,7 @@
 //! push holds can make the receiver fail: a refused push is counted, logged (once a minute per
 //! reason) and answered, and the next one is served as if nothing happened.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ pub(super) async fn receive(
     let reply = receiver
         .handle(peer, &method, uri.path(), &headers, body, arrived)
         .await;
-    receiver.settle(&reply);
+    receiver.settle(&reply, Some(peer.ip()));
     reply.into_response()
 }
 
@@ -70,10 +70,7 @@ impl Receiver {
         arrived: Instant,
     ) -> Reply {
         if !self.settings.allows(peer.ip()) {
-            let note = format!(
-                "a push from {} is refused (not in callbacks.allow_from)",
-                peer.ip()
-            );
+            let note = "the peer is not in callbacks.allow_from";
             return Reply::refused(None, Outcome::Forbidden, note);
         }
         if method != Method::POST {
@@ -150,14 +147,15 @@ impl Receiver {
         }
     }
 
-    /// Counts a finished push and logs why it was refused or dropped.
-    pub(super) fn settle(&self, reply: &Reply) {
+    /// Counts a finished push and logs why it was refused or dropped (naming the `peer` that
+    /// sent it, when the push is still being answered).
+    pub(super) fn settle(&self, reply: &Reply, peer: Option<IpAddr>) {
         let Some(outcome) = reply.outcome else {
             return;
         };
         self.metrics.pushes.push(reply.kind, outcome.as_str());
         if let Some(note) = &reply.note {
-            self.warnings.warn(reply.kind, outcome, note);
+            self.warnings.warn(reply.kind, outcome, note, peer);
         }
     }
 }

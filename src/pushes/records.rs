@@ -47,7 +47,8 @@ impl Receiver {
             let metrics = &self.metrics.pushes;
             metrics.entries(kind.as_str(), "malformed", count);
             let note = format!("skipped {count} CDR record(s) that could not be read: {first}");
-            self.warnings.warn(kind.as_str(), Outcome::BadJson, &note);
+            self.warnings
+                .warn(kind.as_str(), Outcome::BadJson, &note, None);
         }
         // The app the whole push is for, when known without the records; otherwise each
         // record's appKey says (and each such app's signature rule applies).

@@ -3,6 +3,7 @@
 //! fill the log).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -170,9 +171,9 @@ pub(super) struct Warnings {
 type Reason = (&'static str, Outcome);
 
 impl Warnings {
-    /// Logs `note` for a push of `kind` that ended with `outcome`, unless the same reason was
-    /// logged less than a minute ago.
-    pub fn warn(&self, kind: &'static str, outcome: Outcome, note: &str) {
+    /// Logs `note` for a push of `kind` from `peer` that ended with `outcome`, unless the same
+    /// reason was logged less than a minute ago.
+    pub fn warn(&self, kind: &'static str, outcome: Outcome, note: &str, peer: Option<IpAddr>) {
         let now = Instant::now();
         let left_out = {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -191,9 +192,11 @@ impl Warnings {
                 }
             }
         };
+        let peer = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         tracing::warn!(
             kind,
             outcome = outcome.as_str(),
+            %peer,
             left_out,
             "push refused or dropped: {note}"
         );
@@ -243,9 +246,9 @@ mod tests {
     #[test]
     fn a_reason_is_logged_once_a_minute() {
         let warnings = Warnings::default();
-        warnings.warn("fee", Outcome::BadJson, "one");
-        warnings.warn("fee", Outcome::BadJson, "two");
-        warnings.warn("sms", Outcome::BadJson, "three");
+        warnings.warn("fee", Outcome::BadJson, "one", None);
+        warnings.warn("fee", Outcome::BadJson, "two", None);
+        warnings.warn("sms", Outcome::BadJson, "three", None);
         let last = warnings.last.lock().unwrap();
         assert_eq!(last[&("fee", Outcome::BadJson)].1, 1, "the second left out");
         assert_eq!(last[&("sms", Outcome::BadJson)].1, 0);
