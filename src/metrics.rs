@@ -232,4 +232,28 @@ mod tests {
         );
         assert!(text.contains("xpool_retention_deleted_total 3\n"), "{text}");
     }
+
+    #[test]
+    fn pushes_are_counted_by_kind_and_outcome() {
+        let metrics = Metrics::default();
+        metrics.pushes.push("fee", "ok");
+        metrics.pushes.push("fee", "ok");
+        metrics.pushes.push("unknown", "bad_json");
+        metrics.pushes.entries("fee", "malformed", 3);
+        metrics.pushes.entries("fee", "skipped", 0);
+        metrics.pushes.callin_answer_seconds.observe(0.001);
+        let text = metrics.render();
+        for line in [
+            "xpool_pushes_total{kind=\"fee\",outcome=\"ok\"} 2\n",
+            "xpool_pushes_total{kind=\"unknown\",outcome=\"bad_json\"} 1\n",
+            "xpool_push_entries_total{kind=\"fee\",outcome=\"malformed\"} 3\n",
+            "xpool_callin_answer_seconds_count 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert!(
+            !text.contains("outcome=\"skipped\""),
+            "no series for nothing: {text}"
+        );
+    }
 }
