@@ -94,7 +94,8 @@ impl Receiver {
         };
         if let Some(expected) = path_kind(path).filter(|expected| *expected != kind) {
             let note = format!(
-                "{path} takes {} pushes, and this is a {} push",
+                "{} takes {} pushes, and this is a {} push",
+                path.trim_end_matches('/'),
                 expected.as_str(),
                 kind.as_str()
             );

@@ -155,3 +155,16 @@ async fn a_stalled_or_endless_body_does_not_block_other_pushes() {
     drop(stalled);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_daemon_takes_pushes_on_the_same_port() {
+    let d = Daemon::start_with(setup()).await;
+    let before = d.receiver.clone();
+    assert_good_push_taken(&Pusher::new(&d), "start-up").await;
+    let d = d.restart().await;
+    assert_eq!(d.receiver, before, "the simulator's URLs still lead to it");
+    assert_good_push_taken(&Pusher::new(&d), "a restart").await;
+    let call = sim_call(&d, "k-x", &party(3), X1).await;
+    assert_eq!(call["stateCode"], 8017, "the simulator reaches it: {call}");
+    d.stop().await;
+}
