@@ -195,9 +195,7 @@ impl Daemon {
         }
         Ok(())
     }
-}
 
-impl Daemon {
     /// Starts the push receiver on `listener`, or on `[callbacks] listen`; neither: it is off.
     /// It takes pushes until `stop`, then finishes those in flight (on the daemon's tracker, so
     /// the store is closed only after them).

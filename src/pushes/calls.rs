@@ -47,11 +47,13 @@ impl Receiver {
         let info = &event.status_info;
         // `called` is X on a callin; later events name the real parties, so their app comes
         // from the signature (or is the only one).
-        let by_number = [&info.called, &info.orig_callee_num]
-            .into_iter()
-            .flatten()
-            .find_map(|x| self.apps.by_number(&self.pool, x));
-        let app = signed.app().or(by_number).or_else(|| self.apps.only());
+        let by_number = || {
+            [&info.called, &info.orig_callee_num]
+                .into_iter()
+                .flatten()
+                .find_map(|x| self.apps.by_number(&self.pool, x))
+        };
+        let app = signed.app().or_else(by_number).or_else(|| self.apps.only());
         if let Some(app) = app
             && let Err(why) = signed.admits(app)
         {
@@ -87,11 +89,7 @@ impl Receiver {
         let info = &event.status_info;
         let x = info.called.as_deref().unwrap_or_default();
         let caller = info.caller.as_deref().unwrap_or_default();
-        let route = app
-            .and_then(|app| self.pool.app(&app.name).ok())
-            .filter(|pool| pool.mode() == Mode::X)
-            .and_then(|pool| pool.route_call(caller, x));
-        let answer = match route {
+        let answer = match self.route(app, caller, x) {
             Some(route) => CallinAnswer::connect(connect_info(route, x)),
             None => CallinAnswer::close(CloseInfo {
                 close_hint_tone: app.and_then(|app| app.close_hint_tone.clone()),
@@ -117,6 +115,16 @@ impl Receiver {
         };
         self.store_later(app.name.clone(), event);
         Reply::answer(kind, None, body)
+    }
+
+    /// X mode: the other party of `caller`'s binding on `x` in `app`'s pool; `None` when there
+    /// is none, or the app is not in X mode.
+    pub(super) fn route(&self, app: Option<&PushApp>, caller: &str, x: &str) -> Option<CallRoute> {
+        let pool = self.pool.app(&app?.name).ok()?;
+        if pool.mode() != Mode::X {
+            return None;
+        }
+        pool.route_call(caller, x)
     }
 
     /// Stores a callin's event on the daemon's tracker; counts the push when that is done.

@@ -9,7 +9,6 @@ use super::apps::{PushApp, Signed};
 use super::calls::unavailable;
 use super::reply::{Outcome, Reply, describe_json_error};
 use crate::lifecycle::StatusCounts;
-use crate::platform::Mode;
 use crate::platform::push::{
     FeeInfo, NumInfo, NumStatusNotification, PushKind, SmsAction, SmsBlockAnswer, SmsEvent,
     SmsMessage, SmsNotification, SmsOperation,
@@ -117,6 +116,9 @@ impl Receiver {
         }
         let metrics = &self.metrics.pushes;
         metrics.entries(kind.as_str(), "skipped", unknown);
+        if by_app.is_empty() && unknown == 0 {
+            return Reply::done(kind, Outcome::Ok);
+        }
         if by_app.is_empty() {
             let note = format!("a numStatus push for {unknown} number(s) no app holds; dropped");
             return Reply::refused(Some(kind), Outcome::UnknownApp, note);
@@ -183,13 +185,10 @@ impl Receiver {
     /// other party of the sender's binding on X, as a call would; otherwise the platform
     /// knows the receiver.
     fn sms_answer(&self, app: Option<&PushApp>, event: &SmsEvent) -> Vec<u8> {
-        let message = app
-            .and_then(|app| self.pool.app(&app.name).ok())
-            .filter(|pool| pool.mode() == Mode::X)
-            .and_then(|pool| {
-                let calling = event.calling.as_deref()?;
-                pool.route_call(calling, event.virtual_number.as_deref()?)
-            })
+        let (calling, x) = (event.calling.as_deref(), event.virtual_number.as_deref());
+        let message = calling
+            .zip(x)
+            .and_then(|(calling, x)| self.route(app, calling, x))
             .map(|route| SmsMessage {
                 called: Some(route.callee),
                 calling: event.calling.clone(),
