@@ -4,9 +4,11 @@
 //! `platform` is the wire contract (crate `xpool-platform`, shared with the simulator in
 //! `xpool-sim`), `upstream` the client that calls the platform, `store` the sled store, `alloc`
 //! the pure allocation rules, `lifecycle` the binding lifecycle (two-phase bind, release, expiry,
-//! reconciliation), `jobs` background work, `grpc` the API, `metrics` the Prometheus metrics,
-//! `mask` party numbers for log lines, and `daemon` start-up and shutdown. [`run`] starts it all. The simulator and the load generator are not
-//! part of this library: the binary (`src/main.rs`, `src/cli/`) composes them.
+//! reconciliation), `calls` the call log, `jobs` background work, `grpc` the API, `pushes` the
+//! receiver of the platform's pushes, `metrics` the Prometheus metrics, `mask` party numbers for
+//! log lines, and `daemon` start-up and shutdown. [`run`] starts it all. The simulator and the
+//! load generator are not part of this library: the binary (`src/main.rs`, `src/cli/`) composes
+//! them.
 #![forbid(unsafe_code)]
 
 pub mod alloc;
@@ -18,6 +20,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod mask;
 pub mod metrics;
+pub mod pushes;
 pub mod store;
 pub mod upstream;
 

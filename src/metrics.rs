@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// A counter kept elsewhere (by the domain, which knows nothing of Prometheus), read at each
@@ -60,6 +61,83 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// `kind` of a push (`callEvent`, `fee`, `numStatus`, `sms`, `unknown`) and what came of it
+/// (`ok`, `duplicate`, `bad_json`, `unknown_kind`, `wrong_path`, `too_large`, `bad_signature`,
+/// `forbidden`, `bad_method`, `unknown_app`, `unavailable`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// `operation` of an X-mode callin answer: `connect` or `close`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: &'static str,
+}
+
+/// What the push receiver counts (`crate::pushes`).
+#[derive(Debug)]
+pub struct PushMetrics {
+    /// Pushes by kind and outcome.
+    pub pushes: Family<PushLabels, Counter>,
+    /// Entries of batched pushes (CDR records, numbers of a numStatus) by kind and outcome
+    /// (`stored`, `duplicate`, `changed`, `unchanged`, `skipped`, `malformed`).
+    pub entries: Family<PushLabels, Counter>,
+    /// X-mode callins answered, by operation.
+    pub callin_answers: Family<OperationLabel, Counter>,
+    /// From a callin's arrival to its answer being ready, in seconds.
+    pub callin_answer_seconds: Histogram,
+}
+
+impl PushMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = PushMetrics {
+            pushes: Family::default(),
+            entries: Family::default(),
+            callin_answers: Family::default(),
+            // 50 µs to ~3 s.
+            callin_answer_seconds: Histogram::new(exponential_buckets(0.000_05, 4.0, 9)),
+        };
+        registry.register(
+            "pushes",
+            "Platform pushes received, by kind and outcome",
+            metrics.pushes.clone(),
+        );
+        registry.register(
+            "push_entries",
+            "Entries of CDR and number status pushes, by kind and outcome",
+            metrics.entries.clone(),
+        );
+        registry.register(
+            "callin_answers",
+            "X-mode callins answered, by operation (connect or close)",
+            metrics.callin_answers.clone(),
+        );
+        registry.register(
+            "callin_answer_seconds",
+            "Time from an X-mode callin's arrival to its answer",
+            metrics.callin_answer_seconds.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one push of `kind` with `outcome`.
+    pub fn push(&self, kind: &'static str, outcome: &'static str) {
+        self.pushes
+            .get_or_create(&PushLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Counts `n` entries of a push of `kind` with `outcome`.
+    pub fn entries(&self, kind: &'static str, outcome: &'static str, n: u32) {
+        if n > 0 {
+            let counter = self.entries.get_or_create(&PushLabels { kind, outcome });
+            counter.inc_by(u64::from(n));
+        }
+    }
+}
+
 /// Every metric the daemon keeps; share it as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -70,6 +148,8 @@ pub struct Metrics {
     pub store_failures: Family<ReasonLabel, Counter>,
     /// Times the store recovered from a failure and took writes again.
     pub store_recoveries: Counter,
+    /// The push receiver's counts.
+    pub pushes: PushMetrics,
 }
 
 impl Default for Metrics {
@@ -104,11 +184,13 @@ impl Metrics {
             "Times the store recovered from a failed write and took writes again",
             store_recoveries.clone(),
         );
+        let pushes = PushMetrics::register(&mut registry);
         Metrics {
             registry,
             store_writable,
             store_failures,
             store_recoveries,
+            pushes,
         }
     }
 
@@ -149,5 +231,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("xpool_retention_deleted_total 3\n"), "{text}");
+    }
+
+    #[test]
+    fn pushes_are_counted_by_kind_and_outcome() {
+        let metrics = Metrics::default();
+        metrics.pushes.push("fee", "ok");
+        metrics.pushes.push("fee", "ok");
+        metrics.pushes.push("unknown", "bad_json");
+        metrics.pushes.entries("fee", "malformed", 3);
+        metrics.pushes.entries("fee", "skipped", 0);
+        metrics.pushes.callin_answer_seconds.observe(0.001);
+        let text = metrics.render();
+        for line in [
+            "xpool_pushes_total{kind=\"fee\",outcome=\"ok\"} 2\n",
+            "xpool_pushes_total{kind=\"unknown\",outcome=\"bad_json\"} 1\n",
+            "xpool_push_entries_total{kind=\"fee\",outcome=\"malformed\"} 3\n",
+            "xpool_callin_answer_seconds_count 1\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert!(
+            !text.contains("outcome=\"skipped\""),
+            "no series for nothing: {text}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The embedded default (`xpool serve` with no config): the library's demo apps, and a
-//! platform simulator in-process whose apps match them.
+//! platform simulator in-process whose apps match them and push to the daemon's receiver.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +14,7 @@ pub fn config(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<(Config, Option<SimConfig>)> {
     let config = Config::embedded_default(env)?;
-    let sim = sim_config(&config.apps);
+    let sim = sim_config(&config);
     sim.validate()
         .map_err(|message| anyhow::anyhow!("embedded default: simulator: {message}"))?;
     Ok((config, Some(sim)))
@@ -43,12 +45,15 @@ pub async fn start_sim(
     }))
 }
 
-/// The simulator serving every app still pointed at [`EMBEDDED_SIM_URL`].
-fn sim_config(apps: &[AppConfig]) -> SimConfig {
-    let apps = apps
+/// The simulator serving every app still pointed at [`EMBEDDED_SIM_URL`], pushing to the
+/// daemon's receiver.
+fn sim_config(config: &Config) -> SimConfig {
+    let receiver = receiver_url(config);
+    let apps = config
+        .apps
         .iter()
         .filter(|app| app.base_url == EMBEDDED_SIM_URL)
-        .map(sim_app)
+        .map(|app| sim_app(app, receiver.as_deref()))
         .collect();
     SimConfig {
         apps,
@@ -56,7 +61,23 @@ fn sim_config(apps: &[AppConfig]) -> SimConfig {
     }
 }
 
-fn sim_app(app: &AppConfig) -> SimAppConfig {
+/// Where the daemon's push receiver is reached from this host: `[callbacks] listen`, on
+/// loopback when it listens on every interface; `None` when it is off or its port is chosen
+/// at bind time (the simulator then pushes nowhere).
+fn receiver_url(config: &Config) -> Option<String> {
+    let listen = config.callbacks.listen.filter(|addr| addr.port() != 0)?;
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, listen.port())))
+}
+
+/// The simulator's app for `app`; with a `receiver`, call events and number status go to its
+/// catch-all path, CDRs and SMS to their own paths.
+fn sim_app(app: &AppConfig, receiver: Option<&str>) -> SimAppConfig {
+    let url = |path: &str| receiver.map(|base| format!("{base}{path}"));
     SimAppConfig {
         app_key: app.app_key.clone(),
         app_secret: app.app_secret.expose().to_owned(),
@@ -79,10 +100,9 @@ fn sim_app(app: &AppConfig) -> SimAppConfig {
                 blacklisted: false,
             })
             .collect(),
-        // The embedded default pushes nowhere.
-        callback_url: None,
-        cdr_url: None,
-        sms_url: None,
+        callback_url: url("/"),
+        cdr_url: url("/cdr"),
+        sms_url: url("/sms"),
     }
 }
 
@@ -112,7 +132,45 @@ mod tests {
                 .map(|n| (&n.number, &n.area_code))
                 .collect();
             assert_eq!(sim_numbers, app_numbers);
+            let urls = [
+                &simulated.callback_url,
+                &simulated.cdr_url,
+                &simulated.sms_url,
+            ];
+            assert_eq!(
+                urls.map(Option::as_deref),
+                [
+                    Some("http://127.0.0.1:50052/"),
+                    Some("http://127.0.0.1:50052/cdr"),
+                    Some("http://127.0.0.1:50052/sms")
+                ],
+                "pushes go to the daemon's receiver"
+            );
         }
+        let listen = config.callbacks.listen.map(|addr| addr.to_string());
+        assert_eq!(
+            listen.as_deref(),
+            Some(xpool::config::EMBEDDED_CALLBACKS_LISTEN)
+        );
+    }
+
+    #[test]
+    fn the_simulator_follows_the_receivers_address() {
+        let at = |listen: &str| {
+            let env = [("XPOOL__CALLBACKS__LISTEN".to_owned(), listen.to_owned())];
+            let (_, sim) = config(env).unwrap();
+            sim.unwrap().apps[0].cdr_url.clone()
+        };
+        assert_eq!(
+            at("0.0.0.0:6000").as_deref(),
+            Some("http://127.0.0.1:6000/cdr")
+        );
+        assert_eq!(at("[::]:6000").as_deref(), Some("http://[::1]:6000/cdr"));
+        assert_eq!(
+            at("127.0.0.1:0"),
+            None,
+            "a port chosen at bind time is not known yet"
+        );
     }
 
     #[test]

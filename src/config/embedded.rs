@@ -11,6 +11,9 @@ use crate::platform::Mode;
 /// (see [`Config::point_at_embedded_sim`]).
 pub const EMBEDDED_SIM_URL: &str = "http://embedded-sim";
 
+/// Where the embedded default's push receiver listens; the in-process simulator pushes there.
+pub const EMBEDDED_CALLBACKS_LISTEN: &str = "127.0.0.1:50052";
+
 const ORIGIN: &str = "embedded default";
 
 /// Demo numbers per area: enough to see allocation spread and run out.
@@ -24,8 +27,9 @@ pub(super) fn load(env: impl IntoIterator<Item = (String, String)>) -> Result<Co
 
 /// The embedded default as a config file, so it goes through the same overrides and checks.
 fn demo_toml() -> String {
-    let mut text = String::from(
-        "[server]\nlisten = \"127.0.0.1:50051\"\n\n[store]\npath = \"./xpool-data\"\n",
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:50051\"\n\n[store]\npath = \"./xpool-data\"\n\n\
+         [callbacks]\nlisten = \"{EMBEDDED_CALLBACKS_LISTEN}\"\n"
     );
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
         let name = format!("demo-{}", mode.as_str().to_ascii_lowercase());

@@ -9,6 +9,7 @@
 //! contains a secret value.
 
 mod call_defaults;
+mod callbacks;
 mod embedded;
 mod resolve;
 mod source;
@@ -28,7 +29,8 @@ use crate::platform::auth::Scheme;
 use crate::platform::options::CallOptions;
 use crate::upstream::{AppSettings, Secret};
 
-pub use embedded::EMBEDDED_SIM_URL;
+pub use callbacks::{CallbacksConfig, WatchConfig};
+pub use embedded::{EMBEDDED_CALLBACKS_LISTEN, EMBEDDED_SIM_URL};
 
 /// The whole daemon configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub expiry: ExpiryConfig,
     pub reconcile: ReconcileConfig,
     pub admin: AdminConfig,
+    pub callbacks: CallbacksConfig,
+    pub watch: WatchConfig,
 }
 
 /// `[server]`: the gRPC listener and request handling.
@@ -235,6 +239,11 @@ pub struct AppConfig {
     /// `[apps.call_defaults]`: the call options a Bind gets where it sets none; only options the
     /// app's mode takes.
     pub call_defaults: CallOptions,
+    /// Refuse (401) a push for this app that is not signed with its key and secret
+    /// (notifications.md §0.3); needs `app_key` and `app_secret`.
+    pub verify_push_signature: bool,
+    /// X mode: the tone the caller hears when a callin is answered `close` (no binding).
+    pub close_hint_tone: Option<String>,
 }
 
 /// One number of an app's pool.
@@ -294,7 +303,8 @@ impl Config {
     }
 
     /// The embedded default a newcomer meets with no config at all: store `./xpool-data`,
-    /// listen `127.0.0.1:50051`, one demo app per mode (`demo-ax` … `demo-x`, numbers in areas
+    /// listen `127.0.0.1:50051`, the push receiver on [`EMBEDDED_CALLBACKS_LISTEN`], one demo
+    /// app per mode (`demo-ax` … `demo-x`, numbers in areas
     /// 010 and 021), for a simulator the binary runs in-process. Every app's base URL is
     /// [`EMBEDDED_SIM_URL`] until [`Config::point_at_embedded_sim`] sets the real address.
     /// Env overrides apply too.

@@ -9,11 +9,13 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::call_defaults;
+use super::callbacks;
 use super::source::{self, Problems, SECTIONS};
-use super::{AppConfig, Config, ConfigError, NumberConfig, ServerConfig};
+use super::{AppConfig, CallbacksConfig, Config, ConfigError, NumberConfig, ServerConfig};
 use crate::platform::Mode;
 use crate::platform::auth::Scheme;
 use crate::platform::number::{is_area_code, is_global};
+use crate::platform::options::{MAX_TONE_CHARS, is_tone_name};
 use crate::upstream::Secret;
 
 /// One `[[apps]]` entry as written; every field optional so each key can be checked alone.
@@ -44,6 +46,8 @@ pub(super) struct RawApp {
     numbers: Option<Vec<Table>>,
     check_numbers_on_add: Option<bool>,
     call_defaults: Option<Table>,
+    verify_push_signature: Option<bool>,
+    close_hint_tone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,7 +83,10 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let expiry: super::ExpiryConfig = typed_section(table, "expiry", problems);
     let reconcile = typed_section(table, "reconcile", problems);
     let admin = typed_section(table, "admin", problems);
+    let callbacks: CallbacksConfig = typed_section(table, "callbacks", problems);
+    let watch = typed_section(table, "watch", problems);
     check_server(&server, problems);
+    callbacks::check(&callbacks, &watch, problems);
     if store.path.as_os_str().is_empty() {
         problems.push("store.path", "must not be empty");
     }
@@ -94,6 +101,9 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         problems.push("expiry.round_budget_ms", "must be at least 1");
     }
     let apps = resolve_apps(table.get("apps"), &server, problems);
+    if callbacks.listen.is_some() {
+        check_push_keys(&apps, problems);
+    }
     Config {
         server,
         store,
@@ -101,6 +111,8 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         expiry,
         reconcile,
         admin,
+        callbacks,
+        watch,
     }
 }
 
@@ -278,6 +290,29 @@ fn resolve_app(
     }
     let numbers = resolve_numbers(raw.numbers.as_deref().unwrap_or_default(), path, problems);
     let call_defaults = call_defaults::resolve(raw.call_defaults.as_ref(), mode, path, problems);
+    let verify_push_signature = raw.verify_push_signature.unwrap_or(false);
+    // Apps with a platform require both already.
+    if verify_push_signature && !upstream {
+        let needs = "is required with verify_push_signature (pushes are signed with it)";
+        if app_key.is_empty() {
+            problems.push(key("app_key"), needs);
+        }
+        if app_secret.as_ref().is_some_and(Secret::is_empty) {
+            problems.push(key("app_secret"), format!("{needs}; or app_secret_file"));
+        }
+    }
+    if let Some(tone) = &raw.close_hint_tone {
+        if mode != Mode::X {
+            let message = format!("only X-mode apps answer callins, this one is {mode}");
+            problems.push(key("close_hint_tone"), message);
+        } else if !is_tone_name(tone) {
+            let message = format!(
+                "{tone:?} is not a tone file name (1 to {MAX_TONE_CHARS} characters, no control \
+                 characters or surrounding spaces)"
+            );
+            problems.push(key("close_hint_tone"), message);
+        }
+    }
     (problems.len() == before).then(|| AppConfig {
         name,
         mode,
@@ -302,6 +337,8 @@ fn resolve_app(
         numbers,
         check_numbers_on_add: raw.check_numbers_on_add.unwrap_or(upstream),
         call_defaults,
+        verify_push_signature,
+        close_hint_tone: raw.close_hint_tone,
     })
 }
 
@@ -393,6 +430,22 @@ fn resolve_numbers(tables: &[Table], path: &str, problems: &mut Problems) -> Vec
         }
     }
     numbers
+}
+
+/// With the push receiver on, an app key names one app: a push is told by the key it is
+/// signed with (the `Username` of its token).
+fn check_push_keys(apps: &[AppConfig], problems: &mut Problems) {
+    let mut keys: HashMap<&str, &str> = HashMap::new();
+    for app in apps.iter().filter(|app| !app.app_key.is_empty()) {
+        if let Some(other) = keys.insert(&app.app_key, &app.name) {
+            let message = format!(
+                "app_key {:?} is also used by app {other:?}; the push receiver (callbacks.listen) \
+                 tells apps apart by their key",
+                app.app_key
+            );
+            problems.push(format!("apps[{}].app_key", app.name), message);
+        }
+    }
 }
 
 /// Names are unique, an app key is used once per base URL, a number belongs to one app.

@@ -9,7 +9,8 @@ use toml::{Table, Value};
 
 use super::resolve::RawApp;
 use super::{
-    AdminConfig, ConfigError, ExpiryConfig, Problem, ReconcileConfig, ServerConfig, StoreConfig,
+    AdminConfig, CallbacksConfig, ConfigError, ExpiryConfig, Problem, ReconcileConfig,
+    ServerConfig, StoreConfig, WatchConfig,
 };
 use crate::platform::Mode;
 use crate::platform::auth::Scheme;
@@ -18,7 +19,16 @@ use crate::platform::auth::Scheme;
 pub(super) const ENV_PREFIX: &str = "XPOOL__";
 
 /// The top-level keys of a config file.
-pub(super) const SECTIONS: [&str; 6] = ["server", "store", "apps", "expiry", "reconcile", "admin"];
+pub(super) const SECTIONS: [&str; 8] = [
+    "server",
+    "store",
+    "apps",
+    "expiry",
+    "reconcile",
+    "admin",
+    "callbacks",
+    "watch",
+];
 
 /// Keys whose values must never be quoted back in an error message.
 const SECRET_KEYS: [&str; 1] = ["app_secret"];
@@ -255,6 +265,8 @@ fn accepts(section: &str, key: &str, value: &Value) -> bool {
         "expiry" => single::<ExpiryConfig>(key, value).is_ok(),
         "reconcile" => single::<ReconcileConfig>(key, value).is_ok(),
         "admin" => single::<AdminConfig>(key, value).is_ok(),
+        "callbacks" => single::<CallbacksConfig>(key, value).is_ok(),
+        "watch" => single::<WatchConfig>(key, value).is_ok(),
         _ => single::<RawApp>(key, value).is_ok(),
     }
 }

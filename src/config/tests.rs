@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 
 mod call_defaults;
+mod callbacks;
 mod rules;
 
 /// The documented example, verbatim.
@@ -472,4 +473,27 @@ fn the_deploy_example_is_valid_and_documents_the_defaults() {
     let config = Config::load(&path, Vec::new()).unwrap();
     assert_eq!(config.server, ServerConfig::default());
     assert!(config.apps.iter().all(|app| app.check_numbers_on_add));
+    assert!(config.callbacks.listen.is_some(), "the receiver is on");
+    let callbacks = CallbacksConfig {
+        listen: None,
+        ..config.callbacks.clone()
+    };
+    assert_eq!(callbacks, CallbacksConfig::default());
+    assert_eq!(config.watch, WatchConfig::default());
+
+    // Its commented X-mode app is valid too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (before, x_mode) = text.split_at(text.find("\n# X mode:").unwrap());
+    let uncommented: String = x_mode
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(key) if key.starts_with('[') || key.split_once(" = ").is_some() => key,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = parse(&format!("{before}{uncommented}")).unwrap();
+    let x = config.app("xchat").unwrap();
+    assert_eq!(x.mode, Mode::X);
+    assert!(x.verify_push_signature && x.close_hint_tone.is_some());
 }

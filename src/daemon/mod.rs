@@ -52,6 +52,9 @@ pub struct Daemon {
     tasks: TaskTracker,
     /// Counts of the gRPC listener's connections, kept by the accept loop and each connection.
     connections: Arc<connections::ConnectionStats>,
+    /// A listener bound by the caller for the push receiver (see
+    /// [`Daemon::with_push_listener`]); taken when serving starts.
+    push_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Daemon {
@@ -112,7 +115,10 @@ impl Daemon {
             Arc::clone(&store),
             Arc::clone(&pool),
             Arc::clone(&clock),
-            CallLogSettings::default(),
+            CallLogSettings {
+                retention_days: config.callbacks.retention_days,
+                watch_retention_hours: config.watch.retention_hours,
+            },
         ));
         let retained = Arc::clone(&pool);
         let retention_deleted = ReadCounter::new(
@@ -136,7 +142,16 @@ impl Daemon {
             cancel,
             tasks,
             connections,
+            push_listener: None,
         })
+    }
+
+    /// Serves the push receiver on `listener`, bound already (a test's port 0, whose address
+    /// the simulator must know before the daemon starts), instead of binding `[callbacks]
+    /// listen`.
+    pub fn with_push_listener(mut self, listener: tokio::net::TcpListener) -> Daemon {
+        self.push_listener = Some(listener);
+        self
     }
 
     /// Counts of the gRPC listener's connections (open, accepted, refused at the cap, …), for

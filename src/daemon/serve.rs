@@ -1,7 +1,7 @@
-//! Serving gRPC until shutdown, and the shutdown sequence: health NOT_SERVING for
-//! `server.shutdown_delay_seconds` while calls are still served, then new calls refused and
-//! in-flight ones given `server.shutdown_grace_seconds`, then every task stopped (bounded) and
-//! the store closed.
+//! Serving gRPC and the push receiver until shutdown, and the shutdown sequence: health
+//! NOT_SERVING for `server.shutdown_delay_seconds` while calls and pushes are still served, then
+//! new ones refused and those in flight given `server.shutdown_grace_seconds`, then every task
+//! stopped (bounded) and the store closed.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,18 +23,20 @@ use crate::grpc::pb::binding_service_server::BindingServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
 use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
 use crate::grpc::pb::store_service_server::StoreServiceServer;
+use crate::pushes;
 
 impl Daemon {
     /// Serves on `listener` until `shutdown` completes or the server fails, then stops every
     /// task the daemon started (at most the grace period) and closes the store — also when
     /// serving failed part-way.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
-        let served = self.serve(listener, shutdown).await;
+        let push_listener = self.push_listener.take();
+        let served = self.serve(listener, push_listener, shutdown).await;
         let stopped = self.stop(grace).await;
         if stopped.is_ok() {
             tracing::info!("stopped");
@@ -45,6 +47,7 @@ impl Daemon {
     async fn serve(
         &self,
         listener: TcpListener,
+        push_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let server_config = &self.config.server;
@@ -96,6 +99,10 @@ impl Daemon {
                 }
             });
         }
+        // Cancelled when new calls are refused: the push receiver stops taking pushes then too.
+        let stop_serving = CancellationToken::new();
+        self.start_receiver(push_listener, stop_serving.clone())
+            .await?;
         let addr = listener.local_addr()?;
         let limits = ConnectionLimits::from_config(server_config)
             .within_fd_limit(connections::open_file_limit());
@@ -111,7 +118,6 @@ impl Daemon {
             "connection limits"
         );
         let incoming = Accept::new(listener, limits, Arc::clone(&self.connections));
-        let stop_serving = CancellationToken::new();
         let server = Server::builder()
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
@@ -187,6 +193,42 @@ impl Daemon {
                 server.abort();
             }
         }
+        Ok(())
+    }
+
+    /// Starts the push receiver on `listener`, or on `[callbacks] listen`; neither: it is off.
+    /// It takes pushes until `stop`, then finishes those in flight (on the daemon's tracker, so
+    /// the store is closed only after them).
+    async fn start_receiver(
+        &self,
+        listener: Option<TcpListener>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let listener = match (listener, self.config.callbacks.listen) {
+            (Some(listener), _) => listener,
+            (None, Some(listen)) => TcpListener::bind(listen).await.with_context(|| {
+                format!("binding the push receiver {listen} (callbacks.listen)")
+            })?,
+            (None, None) => return Ok(()),
+        };
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            allow_from = ?self.config.callbacks.allow_from,
+            "push receiver listening (platform callbacks)"
+        );
+        let receiver = Arc::new(pushes::Receiver::new(
+            &self.config,
+            Arc::clone(&self.pool),
+            Arc::clone(&self.calls),
+            Arc::clone(&self.metrics),
+            self.tasks.clone(),
+        ));
+        let served = pushes::serve(receiver, listener, stop);
+        self.tasks.spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "the push receiver failed");
+            }
+        });
         Ok(())
     }
 }

@@ -100,8 +100,12 @@ async fn sighup_is_survived_and_sigterm_drains_after_the_not_serving_delay() {
     let dir = tempfile::tempdir().unwrap();
     let log = "serve.log";
     let port = free_port();
-    let delay = [("XPOOL__SERVER__SHUTDOWN_DELAY_SECONDS", "5")];
-    let mut child = Child::spawn(dir.path(), &[], &delay, port, log);
+    let env = [
+        ("XPOOL__SERVER__SHUTDOWN_DELAY_SECONDS", "5"),
+        // Beside other tests of the embedded default: not its fixed receiver port.
+        ("XPOOL__CALLBACKS__LISTEN", "127.0.0.1:0"),
+    ];
+    let mut child = Child::spawn(dir.path(), &[], &env, port, log);
     child.wait_serving(dir.path(), log).await;
 
     // A bind through the embedded simulator works.

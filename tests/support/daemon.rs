@@ -32,6 +32,9 @@ pub struct Daemon {
     pub setup: Setup,
     /// The gRPC listener's connection counts.
     pub connections: Arc<ConnectionStats>,
+    /// The push receiver, `http://127.0.0.1:PORT` (with [`Setup::receiver`]); the same port
+    /// across restarts, since the simulator pushes there.
+    pub receiver: Option<String>,
     /// The daemon's `run`; shut down on drop.
     server: Running<anyhow::Error>,
 }
@@ -56,11 +59,25 @@ impl Daemon {
         (d, c)
     }
 
-    /// A simulator and a daemon, both from `setup`.
+    /// A simulator and a daemon, both from `setup`. With [`Setup::receiver`], the daemon's
+    /// push receiver is bound first, so that the simulator's apps can push to it.
     pub async fn start_with(setup: Setup) -> Daemon {
+        let (setup, pushes) = if setup.has_receiver() {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            (setup.pushing_to(&base), Some(listener))
+        } else {
+            (setup, None)
+        };
         let sim = Arc::new(Sim::start_with(&setup).await);
         let dir = Arc::new(tempfile::tempdir().unwrap());
-        Daemon::launch(sim, dir, setup, Arc::new(OffsetClock::default())).await
+        Daemon::launch(sim, dir, setup, Arc::new(OffsetClock::default()), pushes).await
+    }
+
+    /// A listener on the receiver's port again, for a restart.
+    async fn rebind(receiver: Option<&str>) -> Option<tokio::net::TcpListener> {
+        let addr = receiver?.trim_start_matches("http://").to_owned();
+        Some(tokio::net::TcpListener::bind(addr).await.unwrap())
     }
 
     async fn launch(
@@ -68,6 +85,7 @@ impl Daemon {
         dir: Arc<tempfile::TempDir>,
         setup: Setup,
         clock: Arc<OffsetClock>,
+        pushes: Option<tokio::net::TcpListener>,
     ) -> Daemon {
         let text = setup.daemon_toml("127.0.0.1:0", &sim.base_url, &dir.path().join("store"));
         let config =
@@ -75,10 +93,16 @@ impl Daemon {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let run_clock: Arc<dyn xpool::lifecycle::Clock> = clock.clone();
+        let receiver = pushes
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()));
         let stats = Arc::new(OnceLock::new());
         let built = Arc::clone(&stats);
         let mut server = Running::spawn(|shutdown| async move {
-            let daemon = xpool::Daemon::build(config, run_clock).await?;
+            let mut daemon = xpool::Daemon::build(config, run_clock).await?;
+            if let Some(listener) = pushes {
+                daemon = daemon.with_push_listener(listener);
+            }
             let _ = built.set(Arc::clone(daemon.connection_stats()));
             daemon.recover().await;
             daemon.run(listener, shutdown).await
@@ -97,6 +121,7 @@ impl Daemon {
             dir,
             setup,
             connections: Arc::clone(stats.get().expect("built before serving")),
+            receiver,
             server,
         }
     }
@@ -125,7 +150,8 @@ impl Daemon {
         );
         self.stop_inner().await;
         meanwhile().await;
-        Daemon::launch(sim, dir, setup, clock).await
+        let pushes = Daemon::rebind(self.receiver.as_deref()).await;
+        Daemon::launch(sim, dir, setup, clock, pushes).await
     }
 
     /// Shuts down, which must fail (the store could not be closed), runs `meanwhile` while it is
@@ -146,7 +172,8 @@ impl Daemon {
             .await;
         let error = stopped.expect_err("the stop failed");
         meanwhile();
-        (error, Daemon::launch(sim, dir, setup, clock).await)
+        let pushes = Daemon::rebind(self.receiver.as_deref()).await;
+        (error, Daemon::launch(sim, dir, setup, clock, pushes).await)
     }
 
     /// Shuts down and waits for a clean exit within the grace period.

@@ -146,6 +146,9 @@ pub struct Setup {
     server: Vec<(String, Value)>,
     /// `[store]` keys of the daemon beside its path.
     store: Vec<(String, Value)>,
+    /// `[callbacks]` keys of the daemon beside its listener; `Some` turns its push receiver on
+    /// (see [`Setup::receiver`]).
+    callbacks: Option<Vec<(String, Value)>>,
     sim_sections: String,
     daemon_sections: String,
 }
@@ -160,6 +163,7 @@ impl Setup {
                 ("shutdown_delay_seconds".into(), Value::from(0)),
             ],
             store: Vec::new(),
+            callbacks: None,
             sim_sections: String::new(),
             daemon_sections: String::new(),
         }
@@ -269,6 +273,47 @@ impl Setup {
         self
     }
 
+    /// The daemon's push receiver on: the harness binds it on a free port, hands it over, and
+    /// points every platform app of the simulator at it ([`Setup::pushing_to`]).
+    pub fn receiver(mut self) -> Setup {
+        self.callbacks.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// A `[callbacks]` key of the daemon; turns the receiver on.
+    pub fn callbacks(mut self, key: &str, value: impl Into<Value>) -> Setup {
+        set(
+            self.callbacks.get_or_insert_with(Vec::new),
+            key,
+            value.into(),
+        );
+        self
+    }
+
+    /// Whether the daemon's push receiver is on.
+    pub fn has_receiver(&self) -> bool {
+        self.callbacks.is_some()
+    }
+
+    /// Every platform app of the simulator pushes to the receiver at `base`
+    /// (`http://host:port`): call events and number status to `/`, CDRs to `/cdr`, SMS to
+    /// `/sms`; URLs an app sets itself are kept.
+    pub fn pushing_to(mut self, base: &str) -> Setup {
+        for app in self.apps.iter_mut().filter(|app| app.key.is_some()) {
+            for (key, path) in [
+                ("callback_url", "/"),
+                ("cdr_url", "/cdr"),
+                ("sms_url", "/sms"),
+            ] {
+                if !app.sim.iter().any(|(k, _)| k == key) {
+                    app.sim
+                        .push((key.into(), Value::from(format!("{base}{path}"))));
+                }
+            }
+        }
+        self
+    }
+
     /// A whole TOML section appended to the simulator's config (replaces earlier ones).
     pub fn sim_section(mut self, text: &str) -> Setup {
         self.sim_sections = text.into();
@@ -305,6 +350,12 @@ impl Setup {
         );
         out += &keys_toml(&self.store);
         out += "\n";
+        if let Some(callbacks) = &self.callbacks {
+            // The harness hands over the listener it bound; this only turns the receiver on.
+            out += "[callbacks]\nlisten = \"127.0.0.1:0\"\n";
+            out += &keys_toml(callbacks);
+            out += "\n";
+        }
         for app in &self.apps {
             out += &format!(
                 "[[apps]]\nname = \"{}\"\nmode = \"{}\"\n",

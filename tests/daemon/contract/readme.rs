@@ -107,6 +107,11 @@ async fn serve(dir: &Path, args: &[String], readme_addr: &str) -> (tokio::proces
         eprintln!("{readme_addr} is taken on this machine: the daemon listens on a free port");
         cmd.env("XPOOL__SERVER__LISTEN", "127.0.0.1:0");
     }
+    let callbacks = xpool::config::EMBEDDED_CALLBACKS_LISTEN;
+    if std::net::TcpListener::bind(callbacks).is_err() {
+        eprintln!("{callbacks} is taken on this machine: the push receiver takes a free port");
+        cmd.env("XPOOL__CALLBACKS__LISTEN", "127.0.0.1:0");
+    }
     let mut child = cmd.spawn().expect("spawning the xpool binary");
     let deadline = Instant::now() + START_TIMEOUT;
     let addr = loop {
