@@ -237,6 +237,7 @@ mod tests {
             Code::AlreadyExists => "ALREADY_EXISTS",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
             other => panic!("no reason has {other:?}"),
