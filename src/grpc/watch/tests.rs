@@ -310,3 +310,97 @@ async fn a_client_that_hangs_up_ends_its_task() {
     tasks.close();
     tokio::time::timeout(WAIT, tasks.wait()).await.unwrap();
 }
+
+/// The WatchService of [`follow`] over a test feed, served for real: what a client reads over
+/// the wire, the status after the last response included.
+struct Served {
+    feed: Arc<Feed>,
+    end: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[tonic::async_trait]
+impl WatchService for Served {
+    type WatchStream = ChangeStream;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let start = WatchStart::try_from(req.into_inner())?;
+        let stream = follow(Arc::clone(&self.feed), start, self.end.clone(), &self.tasks)?;
+        Ok(Response::new(stream))
+    }
+}
+
+#[tokio::test]
+async fn over_the_wire_a_client_reads_the_responses_then_the_status_with_its_details() {
+    use pb::watch_service_client::WatchServiceClient;
+    use pb::watch_service_server::WatchServiceServer;
+
+    let feed = Feed::new();
+    feed.push_many(3);
+    let end = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let service = Served {
+        feed: Arc::clone(&feed),
+        end: end.clone(),
+        tasks: tasks.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(WatchServiceServer::new(service))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    let mut client = WatchServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut stream = client
+        .watch(pb::WatchRequest {
+            resume_token: resume::token(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let read = async |s: &mut tonic::Streaming<pb::WatchResponse>| {
+        tokio::time::timeout(WAIT, s.message()).await.unwrap()
+    };
+    let head = read(&mut stream).await.unwrap().unwrap();
+    assert_eq!(head.resume_token, resume::token(1));
+    let r = read(&mut stream).await.unwrap().unwrap();
+    assert_eq!(seqs(&r), [2, 3]);
+
+    let refused = client
+        .watch(pb::WatchRequest {
+            resume_token: "junk".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    end.cancel();
+    let status = read(&mut stream).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(meta(&status, "resume_token"), resume::token(3));
+    let details = status.get_error_details();
+    assert_eq!(details.error_info().unwrap().reason, "SHUTTING_DOWN");
+    assert!(details.retry_info().is_some());
+    assert!(read(&mut stream).await.unwrap().is_none());
+    tasks.close();
+    tokio::time::timeout(WAIT, tasks.wait()).await.unwrap();
+    stop.cancel();
+    drop(client);
+    tokio::time::timeout(WAIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
