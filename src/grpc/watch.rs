@@ -188,12 +188,14 @@ pub fn follow<F: ChangeFeed>(
     })
 }
 
-/// One page of the feed.
+/// One page of the feed: durable changes only.
 struct Page {
     changes: Vec<Change>,
-    /// The feed's last change, read before the page: when the page is not full, every change
-    /// up to it that the filter passes is on the page (or before the cursor).
+    /// The feed's last durable change, read before the page.
     last: u64,
+    /// Whether every change up to `last` that the filter passes is on the page (or before the
+    /// cursor): then the cursor may move on to `last`, and the reader waits for new changes.
+    complete: bool,
 }
 
 /// Why a stream stops.
@@ -236,7 +238,7 @@ impl<F: ChangeFeed> Reader<F> {
     async fn run(mut self, first: Page) -> Option<Status> {
         let mut page = first;
         loop {
-            let caught_up = page.changes.len() < PAGE;
+            let caught_up = page.complete;
             let sent = match self.send_page(page).await {
                 Ok(()) if caught_up => self.until_changed().await,
                 sent => sent,
@@ -280,15 +282,26 @@ impl<F: ChangeFeed> Reader<F> {
     fn read(&mut self) -> Result<Page, PoolError> {
         self.wake.borrow_and_update();
         let last = self.feed.last_change();
-        let changes = self.feed.changes_after(self.cursor, &self.filter, PAGE)?;
-        Ok(Page { changes, last })
+        let mut changes = self.feed.changes_after(self.cursor, &self.filter, PAGE)?;
+        let complete = changes.len() < PAGE || changes.last().is_some_and(|c| c.seq > last);
+        // A change not yet durable could be lost in a crash and its number given to another:
+        // it is sent once the feed says it is durable (which wakes the reader).
+        changes.retain(|c| c.seq <= last);
+        Ok(Page {
+            changes,
+            last,
+            complete,
+        })
     }
 
     /// Sends the changes of `page` in responses of bounded size, then moves the cursor past
-    /// the changes the filter left out.
+    /// the changes the filter left out (when the page is complete).
     async fn send_page(&mut self, page: Page) -> Result<(), Stop> {
-        let Page { changes, last } = page;
-        let full = changes.len() >= PAGE;
+        let Page {
+            changes,
+            last,
+            complete,
+        } = page;
         let mut events = Vec::new();
         let mut bytes = 0;
         let mut upto = self.cursor;
@@ -307,7 +320,7 @@ impl<F: ChangeFeed> Reader<F> {
         if !events.is_empty() {
             self.send_events(events, upto).await?;
         }
-        if !full && last > self.cursor {
+        if complete && last > self.cursor {
             self.cursor = last;
         }
         if self.cursor == self.sent {

@@ -24,6 +24,8 @@ struct State {
     changes: Vec<Change>,
     /// Changes up to this one were pruned.
     pruned_through: u64,
+    /// Changes after this one are stored but not durable yet (`None`: all are).
+    durable_through: Option<u64>,
 }
 
 impl Feed {
@@ -47,9 +49,27 @@ impl Feed {
             call_event: None,
             message: None,
         });
+        let durable = state.durable_through.is_none();
         drop(state);
-        self.wake.send_replace(seq);
+        if durable {
+            self.wake.send_replace(seq);
+        }
         seq
+    }
+
+    /// From now on, changes are stored but not durable until [`Feed::sync`].
+    fn hold_durability(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.durable_through = Some(state.changes.last().map_or(0, |c| c.seq));
+    }
+
+    /// Every change stored is durable.
+    fn sync(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.durable_through = None;
+        let last = state.changes.last().map_or(0, |c| c.seq);
+        drop(state);
+        self.wake.send_replace(last);
     }
 
     fn push_many(&self, n: usize) -> u64 {
@@ -87,12 +107,9 @@ impl ChangeFeed for Feed {
     }
 
     fn last_change(&self) -> u64 {
-        self.state
-            .lock()
-            .unwrap()
-            .changes
-            .last()
-            .map_or(0, |c| c.seq)
+        let state = self.state.lock().unwrap();
+        let stored = state.changes.last().map_or(0, |c| c.seq);
+        state.durable_through.unwrap_or(stored)
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -215,6 +232,30 @@ async fn filters_apply_and_the_token_moves_past_what_they_leave_out() {
     // Once: nothing more until something changes.
     let later = tokio::time::timeout(PROGRESS_EVERY * 3, w.stream.next());
     assert!(later.await.is_err());
+}
+
+#[tokio::test]
+async fn changes_are_sent_once_durable() {
+    let feed = Feed::new();
+    feed.push_many(2);
+    let mut w = watch_all(&feed, WatchFrom::Now);
+    assert_eq!(w.response().await.resume_token, resume::token(2));
+    feed.hold_durability();
+    feed.push_many(2);
+    // Another change wakes the reader; the two stored ones are not durable yet.
+    feed.wake.send_replace(2);
+    assert!(w.quiet().await, "nothing before it is durable");
+    feed.sync();
+    let r = w.response().await;
+    assert_eq!(seqs(&r), [3, 4]);
+    // A watch that starts meanwhile starts after the last durable change.
+    feed.hold_durability();
+    feed.push_many(1);
+    let mut late = watch_all(&feed, WatchFrom::Now);
+    assert_eq!(late.response().await.resume_token, resume::token(4));
+    feed.sync();
+    assert_eq!(seqs(&late.response().await), [5]);
+    assert_eq!(seqs(&w.response().await), [5]);
 }
 
 #[tokio::test]
