@@ -4,6 +4,7 @@ pub mod binding;
 pub mod calls;
 mod convert;
 mod convert_calls;
+mod convert_watch;
 mod decode;
 mod page;
 pub mod pool;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert_calls::{WatchFrom, WatchStart};
+use super::convert_watch::{WatchFrom, WatchStart};
 use super::pb;
 use super::pb::watch_service_server::WatchService;
 use super::resume;
