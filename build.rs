@@ -6,9 +6,11 @@ use std::{env, error::Error, path::PathBuf};
 
 const PROTOS: &[&str] = &[
     "proto/xpool/v1/binding.proto",
+    "proto/xpool/v1/calls.proto",
     "proto/xpool/v1/pool.proto",
     "proto/xpool/v1/reconcile.proto",
     "proto/xpool/v1/store.proto",
+    "proto/xpool/v1/watch.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -20,9 +20,11 @@ use super::connections::{self, Accept, ConnectionLimits, TrackCalls};
 use crate::grpc;
 use crate::grpc::DecodeErrors;
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
+use crate::grpc::pb::call_service_server::CallServiceServer;
 use crate::grpc::pb::pool_service_server::PoolServiceServer;
 use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
 use crate::grpc::pb::store_service_server::StoreServiceServer;
+use crate::grpc::pb::watch_service_server::WatchServiceServer;
 use crate::pushes;
 
 impl Daemon {
@@ -118,6 +120,9 @@ impl Daemon {
             "connection limits"
         );
         let incoming = Accept::new(listener, limits, Arc::clone(&self.connections));
+        // Ends the Watch streams when new calls are refused, so the drain need not wait for
+        // them (they end with SHUTTING_DOWN and the client's resume token).
+        let end_watches = self.cancel.child_token();
         let server = Server::builder()
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
@@ -148,6 +153,22 @@ impl Daemon {
             .add_service(
                 StoreServiceServer::new(grpc::store::StoreAdmin::new(Arc::clone(&self.store)))
                     .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                CallServiceServer::new(grpc::calls::Calls::new(
+                    Arc::clone(&self.calls),
+                    Arc::clone(&self.pool),
+                ))
+                .max_decoding_message_size(max_message),
+            )
+            .add_service(
+                WatchServiceServer::new(grpc::watch::Changes::new(
+                    Arc::clone(&self.calls),
+                    Arc::clone(&self.pool),
+                    end_watches.clone(),
+                    self.tasks.clone(),
+                ))
+                .max_decoding_message_size(max_message),
             )
             .serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
         tracing::info!(%addr, "gRPC server listening");
@@ -181,6 +202,7 @@ impl Daemon {
         }
         tracing::info!("refusing new calls, draining in-flight requests");
         stop_serving.cancel();
+        end_watches.cancel();
         self.stop_reconciling.cancel();
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         match tokio::time::timeout(grace, &mut server).await {
@@ -242,6 +264,8 @@ pub(super) async fn set_all(health: &HealthReporter, status: tonic_health::Servi
         <PoolServiceServer<grpc::pool::Numbers> as tonic::server::NamedService>::NAME,
         <ReconcileServiceServer<grpc::reconcile::Reconcile> as tonic::server::NamedService>::NAME,
         <StoreServiceServer<grpc::store::StoreAdmin> as tonic::server::NamedService>::NAME,
+        <CallServiceServer<grpc::calls::Calls> as tonic::server::NamedService>::NAME,
+        <WatchServiceServer<grpc::watch::Changes> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(service, status).await;
     }

@@ -7,8 +7,8 @@ use super::page::{self, Filters};
 use super::pb;
 use crate::lifecycle::{
     AppInfo, AreaStats, BindParams, Binding, BindingId, BindingKey, BindingState, BindingUpdate,
-    CallDirection, CallField, CallOptions, ListFilter, NumberState, NumberView, OptionsChange,
-    PoolError, quoted,
+    CallDirection, CallField, CallOptions, ListFilter, NumberState, NumberStatus, NumberView,
+    OptionsChange, PoolError, quoted,
 };
 use crate::platform::{Mode, number};
 use crate::upstream::Circuit;
@@ -500,6 +500,16 @@ pub fn state_filter(value: i32) -> Result<Option<BindingState>, PoolError> {
     })
 }
 
+/// A number's status on the platform, as ListNumbers and Watch show it.
+pub fn number_status(s: NumberStatus) -> pb::NumberStatus {
+    match s {
+        NumberStatus::Normal => pb::NumberStatus::Normal,
+        NumberStatus::Paused => pb::NumberStatus::Paused,
+        NumberStatus::Unavailable => pb::NumberStatus::Unavailable,
+        NumberStatus::BindingFrozen => pb::NumberStatus::BindingFrozen,
+    }
+}
+
 pub fn number_state(s: NumberState) -> pb::NumberState {
     match s {
         NumberState::Active => pb::NumberState::Active,
@@ -569,27 +579,48 @@ fn count64(n: u64) -> i64 {
 
 impl From<NumberView> for pb::NumberInfo {
     fn from(n: NumberView) -> pb::NumberInfo {
+        let NumberView {
+            number,
+            area_code,
+            state,
+            status,
+            bindings,
+            free_extensions,
+            cooling,
+        } = n;
         pb::NumberInfo {
-            number: n.number,
-            area_code: n.area_code,
-            state: number_state(n.state).into(),
-            binding_count: count(n.bindings),
-            free_extension_count: count64(n.free_extensions),
-            cooling_count: count64(n.cooling),
+            number,
+            area_code,
+            state: number_state(state).into(),
+            binding_count: count(bindings),
+            free_extension_count: count64(free_extensions),
+            cooling_count: count64(cooling),
+            status: number_status(status).into(),
         }
     }
 }
 
 impl From<AreaStats> for pb::AreaStats {
     fn from(a: AreaStats) -> pb::AreaStats {
+        let AreaStats {
+            area_code,
+            total,
+            bound,
+            free,
+            cooling_down,
+            draining,
+            held_by_platform,
+            free_extensions,
+        } = a;
         pb::AreaStats {
-            area_code: a.area_code,
-            total: count(a.total),
-            bound: count(a.bound),
-            free: count(a.free),
-            cooling_down: count(a.cooling_down),
-            draining: count(a.draining),
-            free_extensions: count64(a.free_extensions),
+            area_code,
+            total: count(total),
+            bound: count(bound),
+            free: count(free),
+            cooling_down: count(cooling_down),
+            draining: count(draining),
+            free_extensions: count64(free_extensions),
+            held_by_platform: count(held_by_platform),
         }
     }
 }

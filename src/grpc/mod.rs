@@ -1,14 +1,19 @@
 //! The gRPC API: generated types and one file per service, with thin handlers.
 
 pub mod binding;
+pub mod calls;
 mod convert;
+mod convert_calls;
+mod convert_watch;
 mod decode;
 mod page;
 pub mod pool;
 pub mod reconcile;
 mod requests;
+mod resume;
 mod status;
 pub mod store;
+pub mod watch;
 
 /// Types and service stubs generated from `proto/xpool/v1/`.
 #[allow(clippy::all, missing_debug_implementations)]

@@ -237,9 +237,9 @@ mod tests {
             Code::AlreadyExists => "ALREADY_EXISTS",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
-            Code::OutOfRange => "OUT_OF_RANGE",
             other => panic!("no reason has {other:?}"),
         }
     }

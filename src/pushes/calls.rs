@@ -69,7 +69,7 @@ impl Receiver {
         };
         match self.calls.record_event(&app.name, &event).await {
             Ok(stored) => Reply::done(kind, stored.into()),
-            Err(e) => unavailable(kind, &e),
+            Err(e) => not_stored(kind, &e),
         }
     }
 
@@ -145,8 +145,14 @@ impl Receiver {
     }
 }
 
-/// 503: the store could not take the push, so the platform retries it (§6).
-pub(super) fn unavailable(kind: PushKind, e: &PoolError) -> Reply {
+/// A push the call log would not store: 400 when the push itself is at fault (a field it
+/// needs is missing or wrong: sending it again cannot help), otherwise 503, so the platform
+/// retries it (§6).
+pub(super) fn not_stored(kind: PushKind, e: &PoolError) -> Reply {
+    if let PoolError::InvalidArgument { .. } = e {
+        let note = format!("a {} push that cannot be stored: {e}", kind.as_str());
+        return Reply::refused(Some(kind), Outcome::BadJson, note);
+    }
     let note = format!("the push could not be stored, retry later: {e}");
     Reply::refused(Some(kind), Outcome::Unavailable, note)
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Receiver;
 use super::apps::{PushApp, Signed};
-use super::calls::unavailable;
+use super::calls::not_stored;
 use super::reply::{Outcome, Reply, describe_json_error};
 use crate::lifecycle::StatusCounts;
 use crate::platform::push::{
@@ -85,7 +85,7 @@ impl Receiver {
                 };
                 Reply::done(kind, outcome)
             }
-            Err(e) => unavailable(kind, &e),
+            Err(e) => not_stored(kind, &e),
         }
     }
 
@@ -135,7 +135,7 @@ impl Receiver {
                     total.skipped += counts.skipped;
                 }
                 // What was applied stays: applying a status again changes nothing.
-                Err(e) => return unavailable(kind, &e),
+                Err(e) => return not_stored(kind, &e),
             }
         }
         metrics.entries(kind.as_str(), "changed", total.changed);
@@ -177,7 +177,7 @@ impl Receiver {
         match (self.calls.record_sms(&app.name, event).await, answer) {
             (Ok(stored), Some(body)) => Reply::answer(kind, Some(stored.into()), body),
             (Ok(stored), None) => Reply::done(kind, stored.into()),
-            (Err(e), _) => unavailable(kind, &e),
+            (Err(e), _) => not_stored(kind, &e),
         }
     }
 

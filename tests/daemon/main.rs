@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod call_options;
+mod calls_api;
 mod chaos;
 mod concurrency;
 mod connections;

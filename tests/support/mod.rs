@@ -17,6 +17,7 @@ pub mod errors;
 pub mod grpc;
 pub mod setup;
 pub mod sim;
+pub mod watch;
 
 pub use checks::*;
 pub use daemon::Daemon;
@@ -25,6 +26,7 @@ pub use grpc::*;
 pub use process::{DaemonProcess, LogDump, listening_addr, xpool_serve};
 pub use setup::{App, Setup};
 pub use sim::Sim;
+pub use watch::{WATCH_WAIT, Watching};
 
 /// Party number `i`: `+86139` and eight digits.
 pub fn party(i: u32) -> String {

@@ -7,4 +7,4 @@ mod proto_lint;
 mod python_client;
 mod readme;
 mod shell;
-mod tools;
+pub(crate) mod tools;

@@ -176,6 +176,8 @@ fn check_reflection(protocol: &str, answers: &[Answer]) {
     for s in [
         "xpool.v1.BindingService",
         "xpool.v1.PoolService",
+        "xpool.v1.CallService",
+        "xpool.v1.WatchService",
         "grpc.health.v1.Health",
     ] {
         assert!(

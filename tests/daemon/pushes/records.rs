@@ -1,7 +1,5 @@
 //! What the simulator pushes about calls, CDRs, number status and SMS is taken (200), so nothing
-//! is left to retry. All of these need the domain: the call log (`CallLog::record_event`,
-//! `record_fees`, `record_sms`) and number status (`AppPool::set_number_status`); until it
-//! stores, the receiver answers 503 and the simulator keeps retrying.
+//! is left to retry.
 
 use serde_json::json;
 

@@ -3,7 +3,6 @@
 
 use super::*;
 
-/// Needs `AppPool::route_call` (the domain's X-mode routes).
 #[tokio::test]
 async fn a_call_from_a_bound_party_is_connected_to_the_other() {
     let d = Daemon::start_with(setup()).await;
@@ -35,7 +34,6 @@ async fn a_call_from_a_bound_party_is_connected_to_the_other() {
     d.stop().await;
 }
 
-/// Passes without the domain: no route is a `close`.
 #[tokio::test]
 async fn a_call_from_an_unknown_caller_is_closed_with_the_apps_tone() {
     let d = Daemon::start_with(setup()).await;
