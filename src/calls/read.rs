@@ -280,10 +280,19 @@ fn event(call_id: CallId, app: &str, session_id: &str, e: EventStored) -> CallEv
     }
 }
 
+/// A call's events; one stored before its call could be linked (a callin that names no
+/// subscription) shows the binding the call was linked to later.
 fn call_events(c: &CallStored) -> Vec<CallEventEntry> {
+    let call_binding = c.binding.map(BindingId::from);
     c.events
         .iter()
-        .map(|e| event(CallId(c.id.0), &c.app, &c.session_id, e.clone()))
+        .map(|e| {
+            let entry = event(CallId(c.id.0), &c.app, &c.session_id, e.clone());
+            CallEventEntry {
+                binding_id: entry.binding_id.or(call_binding),
+                ..entry
+            }
+        })
         .collect()
 }
 

@@ -351,8 +351,12 @@ impl Setup {
         out += &keys_toml(&self.store);
         out += "\n";
         if let Some(callbacks) = &self.callbacks {
-            // The harness hands over the listener it bound; this only turns the receiver on.
-            out += "[callbacks]\nlisten = \"127.0.0.1:0\"\n";
+            // The in-process harness hands over the listener it bound, so this only turns the
+            // receiver on; a child process is given its port (`callbacks("listen", …)`).
+            out += "[callbacks]\n";
+            if !callbacks.iter().any(|(key, _)| key == "listen") {
+                out += "listen = \"127.0.0.1:0\"\n";
+            }
             out += &keys_toml(callbacks);
             out += "\n";
         }

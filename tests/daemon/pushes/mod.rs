@@ -4,6 +4,8 @@
 //! and the records of calls, CDRs, number status and SMS stored (`records`, which needs the call
 //! log and number status of `xpool::calls` / `xpool::lifecycle`).
 
+mod calls;
+mod crash;
 mod records;
 mod refusals;
 mod signatures;
