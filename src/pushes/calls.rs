@@ -134,11 +134,8 @@ impl Receiver {
             let kind = PushKind::CallEvent;
             let reply = match receiver.calls.record_event(&app, &event).await {
                 Ok(stored) => Reply::done(kind, stored.into()),
-                Err(e) => Reply::refused(
-                    Some(kind),
-                    Outcome::Unavailable,
-                    format!("a callin was answered but its event could not be stored: {e}"),
-                ),
+                // Answered already: this only counts and logs why the event is not kept.
+                Err(e) => not_stored(kind, &e),
             };
             receiver.settle(&reply, None);
         });

@@ -107,6 +107,8 @@ pub async fn run(
     if targets.is_empty() {
         bail!("--callins needs --callin-targets of at least 1");
     }
+    // With `rustls-no-provider`, rustls needs a process-wide provider; installing twice is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .timeout(Duration::from_secs(5))

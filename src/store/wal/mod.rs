@@ -53,7 +53,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -77,6 +77,9 @@ pub const BACKGROUND_WRITE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How often sled is flushed so the log can be trimmed (this bounds the work of a recovery).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// A group commit or checkpoint this slow is logged (a disk that stalls, or sled that does).
+const SLOW_ROUND: Duration = Duration::from_millis(100);
 
 /// Size past which the flusher starts a new segment file (tiny in tests, so they rotate).
 #[cfg(not(test))]
@@ -600,15 +603,27 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             Ok(())
         } else {
             shared.syncs.fetch_add(1, Ordering::Relaxed);
-            segment
-                .append(shared, &batch)
+            let started = Instant::now();
+            let appended = segment.append(shared, &batch);
+            let synced = started.elapsed();
+            let done = appended
                 .and_then(|()| {
                     shared
                         .fault(Point::SledApply)
                         .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
                 })
                 .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
-                .and_then(|()| mark::note_applied(&trees.meta, last))
+                .and_then(|()| mark::note_applied(&trees.meta, last));
+            if started.elapsed() >= SLOW_ROUND {
+                tracing::warn!(
+                    records = records.len(),
+                    bytes = batch.len(),
+                    write_and_sync = ?synced,
+                    apply = ?started.elapsed() - synced,
+                    "a slow group commit: every write in it waited this long"
+                );
+            }
+            done
         };
         batch.clear();
         let result = {
@@ -679,10 +694,14 @@ fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
             continue;
         }
         // Every record up to `target` is applied to sled.
+        let started = Instant::now();
         let flushed = shared
             .fault(Point::Checkpoint)
             .map_err(sled::Error::Io)
             .and_then(|()| db.flush().map(drop));
+        if started.elapsed() >= SLOW_ROUND {
+            tracing::warn!(took = ?started.elapsed(), "a slow checkpoint (sled's flush)");
+        }
         if let Err(e) = flushed {
             // sled fails every later call after an I/O error of its own: reopen it.
             let mut state = shared.lock();
