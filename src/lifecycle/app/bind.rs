@@ -120,7 +120,10 @@ impl AppPool {
                 .await
                 .map_err(|e| self.upstream_error(&e))?;
             let rec = self.reserve(p, &exclude, id, BindingState::Pending).await?;
-            let outcome = upstream_calls::bind(&client, &rec, CallOpts::prepaid(slot)).await;
+            let outcome = {
+                let _turn = self.platform_turn(&rec).await;
+                upstream_calls::bind(&client, &rec, CallOpts::prepaid(slot)).await
+            };
             match outcome {
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
                 Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
@@ -362,7 +365,11 @@ impl AppPool {
         };
         let candidates = self.axyb_candidates(&rec);
         let asked_ms = self.clock.now_ms();
-        match upstream_calls::find(&client, &rec, &candidates, CallOpts::default()).await {
+        let found = {
+            let _turn = self.platform_turn(&rec).await;
+            upstream_calls::find(&client, &rec, &candidates, CallOpts::default()).await
+        };
+        match found {
             Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
             Ok(None) => {
                 let answered_ms = self.clock.now_ms();

@@ -1,6 +1,7 @@
 //! One app's pool: its rules, allocation index, platform client and Binds in flight. The
 //! lifecycle steps are in the submodules, each an `impl AppPool` over these private fields.
 
+mod axyb_steps;
 mod bind;
 mod expire;
 mod numbers;
@@ -27,6 +28,7 @@ use crate::platform::Mode;
 use crate::platform::options::CallOptions;
 use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
+use axyb_steps::{AxybSteps, Steps};
 
 /// Everything needed to open an app's pool.
 #[derive(Debug)]
@@ -107,6 +109,8 @@ pub struct AppPool {
     retention: Retention,
     /// X mode: whom each call goes to, from the ACTIVE bindings (`None` for other modes).
     routes: Option<Mutex<Routes>>,
+    /// AXYB: one bind or search at a time per party A talks to the platform.
+    axyb_steps: AxybSteps,
 }
 
 impl AppPool {
@@ -137,6 +141,7 @@ impl AppPool {
             clock,
             index: Mutex::new(index),
             inflight: InFlight::default(),
+            axyb_steps: AxybSteps::default(),
             deadlines,
             cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
             retention,
@@ -208,6 +213,15 @@ impl AppPool {
     /// Whether `x` is one of the app's numbers (not removed).
     pub fn has_number(&self, x: &str) -> bool {
         self.index().number(x).is_some()
+    }
+
+    /// AXYB: waits until no other bind or search of `rec`'s party A talks to the platform (see
+    /// `axyb_steps`), and holds that turn while the guard lives; other modes go at once.
+    async fn platform_turn(&self, rec: &BindingRecord) -> Option<Steps<'_>> {
+        if self.rules.mode != Mode::Axyb {
+            return None;
+        }
+        Some(self.axyb_steps.of(&rec.party_a).await)
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {

@@ -193,7 +193,11 @@ impl AppPool {
                 continue;
             }
             // Ask again about this one binding before freeing anything.
-            let gone = match upstream_calls::find(&client, b, &[], background()).await {
+            let found = {
+                let _turn = self.platform_turn(b).await;
+                upstream_calls::find(&client, b, &[], background()).await
+            };
+            let gone = match found {
                 Ok(found) => {
                     found.is_none_or(|f| Some(&f.subscription_id) != b.subscription_id.as_ref())
                 }

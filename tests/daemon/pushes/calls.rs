@@ -465,3 +465,39 @@ async fn a_watch_sees_binds_an_expiry_and_a_call_and_resumes_where_it_stopped() 
     assert!(watching.quiet_for(Duration::from_millis(300)).await);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_frozen_number_keeps_its_bindings_but_takes_no_new_ones() {
+    let d = Daemon::start_with(every_mode()).await;
+    let xs = list_numbers(&mut d.pool().await, "rides").await;
+    let (frozen, other) = (&xs[0].number, &xs[1].number);
+    let (a, b) = (party(1), party(2));
+    let kept = d.bind_ok(pinned("rides", &a, Some(&b), frozen)).await;
+
+    set_status(&d, "k-axb", frozen, "11").await;
+    assert_eq!(d.state(&kept.binding_id).await, pb::BindingState::Active);
+    let played = call(&d, "k-axb", &a, frozen, json!({})).await;
+    assert_eq!(
+        played["connectedTo"],
+        b.as_str(),
+        "the binding still connects"
+    );
+    for i in 0..4 {
+        let fresh = d
+            .bind_ok(bind("rides", &party(10 + i), Some(&party(20 + i))))
+            .await;
+        assert_eq!(&fresh.x_number, other, "new binds avoid the frozen X");
+    }
+    let refused = d
+        .bind_refused(
+            pinned("rides", &party(30), Some(&party(31)), frozen),
+            tonic::Code::FailedPrecondition,
+        )
+        .await;
+    assert!(refused.message().contains(frozen.as_str()), "{refused:?}");
+
+    set_status(&d, "k-axb", frozen, "5").await;
+    d.bind_ok(pinned("rides", &party(30), Some(&party(31)), frozen))
+        .await;
+    d.stop().await;
+}
