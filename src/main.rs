@@ -46,6 +46,12 @@ enum Command {
     Bench(Box<cli::bench::BenchArgs>),
     /// Check, repair, back up or restore a store (see README, "Reliability").
     Store(cli::store::StoreArgs),
+    /// Make a token for `[[auth.tokens]]`: `new` prints a fresh token and the `token_sha256`
+    /// the config holds for it; `hash` prints the hash of a token read from stdin.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Run the PrivateNumber platform simulator for local development and tests.
     Sim {
         /// Address to listen on.
@@ -57,8 +63,20 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Print a fresh random token and its SHA-256 (give the token to the caller, put the hash
+    /// in the config).
+    New,
+    /// Print the SHA-256 of the token on stdin (one line).
+    Hash,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Token { action } = &cli.command {
+        return token(action);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("XPOOL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -72,8 +90,33 @@ fn main() -> anyhow::Result<()> {
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,
+            Command::Token { .. } => unreachable!("handled before the runtime starts"),
         }
     })
+}
+
+fn token(action: &TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::New => {
+            let (token, hash) = xpool::auth::new_token();
+            println!("token:        {token}");
+            println!("token_sha256: {hash}");
+            eprintln!(
+                "Give the token to the caller (it is not stored anywhere); put the hash in\n\
+                 [[auth.tokens]] token_sha256, or the token itself in the file token_file names."
+            );
+        }
+        TokenAction::Hash => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the token from stdin")?;
+            let token = line.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!token.is_empty(), "no token on stdin");
+            println!("{}", xpool::auth::sha256_hex(token.as_bytes()));
+        }
+    }
+    Ok(())
 }
 
 async fn run_sim(listen: SocketAddr, config: PathBuf) -> anyhow::Result<()> {

@@ -150,6 +150,9 @@ pub struct Metrics {
     pub store_recoveries: Counter,
     /// The push receiver's counts.
     pub pushes: PushMetrics,
+    /// gRPC calls refused by authentication or authorisation, by reason (`no_token`,
+    /// `malformed`, `unknown_token`, `rate_limited`, `scope`).
+    pub auth_refusals: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -185,13 +188,27 @@ impl Metrics {
             store_recoveries.clone(),
         );
         let pushes = PushMetrics::register(&mut registry);
+        let auth_refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "auth_refusals",
+            "gRPC calls refused by authentication or authorisation, by reason",
+            auth_refusals.clone(),
+        );
         Metrics {
             registry,
             store_writable,
             store_failures,
             store_recoveries,
             pushes,
+            auth_refusals,
         }
+    }
+
+    /// Counts a call refused for `reason`.
+    pub fn auth_refusal(&self, reason: &'static str) {
+        self.auth_refusals
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The metrics in the Prometheus text format.

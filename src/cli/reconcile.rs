@@ -8,6 +8,7 @@ use std::io::{IsTerminal as _, Write as _};
 
 use clap::Args;
 use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use xpool::grpc::pb;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
@@ -17,6 +18,9 @@ pub struct ReconcileArgs {
     /// The daemon's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// Bearer token with the `admin` scope, when the daemon has `[auth]`.
+    #[arg(long, env = "XPOOL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Only this app (all apps by default).
     #[arg(long)]
     app: Option<String>,
@@ -32,12 +36,27 @@ pub struct ReconcileArgs {
 pub async fn run(args: ReconcileArgs) -> i32 {
     let ReconcileArgs {
         server,
+        token,
         app,
         numbers,
         dry_run,
     } = args;
-    let mut client = match ReconcileServiceClient::connect(server.clone()).await {
-        Ok(c) => c,
+    let bearer = match super::Bearer::new(token.as_deref()) {
+        Ok(bearer) => bearer,
+        Err(e) => {
+            eprintln!("xpool reconcile: --token: {e}");
+            return 2;
+        }
+    };
+    let channel = match Channel::from_shared(server.clone()) {
+        Ok(endpoint) => endpoint.connect().await,
+        Err(e) => {
+            eprintln!("xpool reconcile: --server {server:?}: {e}");
+            return 2;
+        }
+    };
+    let mut client = match channel {
+        Ok(channel) => ReconcileServiceClient::with_interceptor(channel, bearer),
         Err(e) => {
             eprintln!("xpool reconcile: cannot reach {server}: {e}");
             return 2;
@@ -69,10 +88,13 @@ pub async fn run(args: ReconcileArgs) -> i32 {
     i32::from(run.state() != pb::ReconcileRunState::Succeeded)
 }
 
+/// A reconcile client that sends the caller's token.
+pub type Client = ReconcileServiceClient<InterceptedService<Channel, super::Bearer>>;
+
 /// Starts a run of `request` and follows it to its final state, calling `progress` with each
 /// earlier state the daemon sends.
 pub async fn start_and_follow(
-    client: &mut ReconcileServiceClient<Channel>,
+    client: &mut Client,
     request: pb::ReconcileRequest,
     mut progress: impl FnMut(&pb::ReconcileRun),
 ) -> Result<pb::ReconcileRun, Status> {

@@ -8,6 +8,7 @@
 //! and its key path, e.g. `deploy/xpool.toml: apps[rides].numbers[2].number: …`. No error ever
 //! contains a secret value.
 
+mod auth;
 mod call_defaults;
 mod callbacks;
 mod embedded;
@@ -29,6 +30,7 @@ use crate::platform::auth::Scheme;
 use crate::platform::options::CallOptions;
 use crate::upstream::{AppSettings, Secret};
 
+pub use auth::{AuthConfig, TokenConfig};
 pub use callbacks::{CallbacksConfig, WatchConfig};
 pub use embedded::{EMBEDDED_CALLBACKS_LISTEN, EMBEDDED_SIM_URL};
 
@@ -43,6 +45,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub callbacks: CallbacksConfig,
     pub watch: WatchConfig,
+    /// `[auth]`; `None`: callers are not authenticated (loopback or `server.insecure` only).
+    pub auth: Option<AuthConfig>,
 }
 
 /// `[server]`: the gRPC listener and request handling.
@@ -74,6 +78,9 @@ pub struct ServerConfig {
     pub tcp_keepalive_seconds: u64,
     /// Largest request message accepted; a larger one is refused with RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// Serve a non-loopback `listen` without `[auth]` (anyone who reaches the port may bind,
+    /// unbind and drain); without it the daemon refuses to start that way.
+    pub insecure: bool,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +97,7 @@ impl Default for ServerConfig {
             http2_keepalive_timeout_seconds: 10,
             tcp_keepalive_seconds: 60,
             max_message_bytes: 64 * 1024,
+            insecure: false,
         }
     }
 }

@@ -104,6 +104,9 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     if callbacks.listen.is_some() {
         check_push_keys(&apps, problems);
     }
+    let names = apps.iter().map(|app| app.name.as_str()).collect();
+    let auth = super::auth::resolve(table.get("auth"), &names, problems);
+    check_exposure(&server, auth.is_some(), problems);
     Config {
         server,
         store,
@@ -113,6 +116,21 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         admin,
         callbacks,
         watch,
+        auth,
+    }
+}
+
+/// Without `[auth]`, anyone who reaches the gRPC port may bind, unbind and drain: allowed on
+/// a loopback address, elsewhere only when `server.insecure` says so.
+fn check_exposure(server: &ServerConfig, auth: bool, problems: &mut Problems) {
+    if !auth && !server.insecure && !server.listen.ip().is_loopback() {
+        let message = format!(
+            "{} is not a loopback address and there is no [auth]: anyone reaching it could \
+             bind, unbind and drain numbers; add [[auth.tokens]] (`xpool token new`), or set \
+             server.insecure = true to serve without authentication",
+            server.listen
+        );
+        problems.push("server.listen", message);
     }
 }
 

@@ -19,7 +19,7 @@ use crate::platform::auth::Scheme;
 pub(super) const ENV_PREFIX: &str = "XPOOL__";
 
 /// The top-level keys of a config file.
-pub(super) const SECTIONS: [&str; 8] = [
+pub(super) const SECTIONS: [&str; 9] = [
     "server",
     "store",
     "apps",
@@ -28,10 +28,11 @@ pub(super) const SECTIONS: [&str; 8] = [
     "admin",
     "callbacks",
     "watch",
+    "auth",
 ];
 
 /// Keys whose values must never be quoted back in an error message.
-const SECRET_KEYS: [&str; 1] = ["app_secret"];
+const SECRET_KEYS: [&str; 2] = ["app_secret", "token_sha256"];
 
 /// Parses TOML text; a syntax error names the source, line and column but quotes no text
 /// (the offending line could hold a secret).

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod auth;
 mod call_defaults;
 mod callbacks;
 mod rules;
@@ -238,6 +239,7 @@ fn env_overrides_a_section_key() {
         EXAMPLE,
         &[
             ("XPOOL__SERVER__LISTEN", "0.0.0.0:50051"),
+            ("XPOOL__SERVER__INSECURE", "true"),
             ("XPOOL__STORE__PATH", "/var/lib/xpool"),
             ("XPOOL__RECONCILE__INTERVAL_SECONDS", "300"),
             ("xpool__reconcile__grace_seconds", "1"),
@@ -251,6 +253,7 @@ fn env_overrides_a_section_key() {
         config.server.listen,
         "0.0.0.0:50051".parse::<SocketAddr>().unwrap()
     );
+    assert!(config.server.insecure);
     assert_eq!(config.store.path, PathBuf::from("/var/lib/xpool"));
     assert_eq!(config.reconcile.interval_seconds, 300);
     assert_eq!(
@@ -417,6 +420,7 @@ fn the_embedded_default_has_one_demo_app_per_mode() {
 fn env_overrides_apply_to_the_embedded_default() {
     let config = Config::embedded_default(vars(&[
         ("XPOOL__SERVER__LISTEN", "0.0.0.0:6000"),
+        ("XPOOL__SERVER__INSECURE", "true"),
         ("XPOOL__APPS__DEMO_AXE__EXTENSION_DIGITS", "2"),
     ]))
     .unwrap();

@@ -17,6 +17,8 @@ use tonic_health::server::HealthReporter;
 
 use super::Daemon;
 use super::connections::{self, Accept, ConnectionLimits, TrackCalls};
+use crate::auth::Authenticator;
+use crate::auth::layer::Authenticate;
 use crate::grpc;
 use crate::grpc::DecodeErrors;
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
@@ -119,6 +121,20 @@ impl Daemon {
             max_message_bytes = max_message,
             "connection limits"
         );
+        match &self.config.auth {
+            Some(auth) => tracing::info!(
+                tokens = auth.tokens.len(),
+                open_health = auth.open_health,
+                open_reflection = auth.open_reflection,
+                "callers authenticated by bearer token"
+            ),
+            None if server_config.insecure && !addr.ip().is_loopback() => tracing::warn!(
+                %addr,
+                "no [auth] and server.insecure = true: anyone who reaches this address may \
+                 bind, unbind and drain numbers"
+            ),
+            None => {}
+        }
         let incoming = Accept::new(listener, limits, Arc::clone(&self.connections));
         // Ends the Watch streams when new calls are refused, so the drain need not wait for
         // them (they end with SHUTTING_DOWN and the client's resume token).
@@ -128,6 +144,10 @@ impl Daemon {
             .http2_keepalive_timeout(Some(keepalive_timeout))
             .layer(TrackCalls)
             .layer(DecodeErrors)
+            .layer(Authenticate::new(
+                self.config.auth.as_ref().map(Authenticator::new),
+                Arc::clone(&self.metrics),
+            ))
             .add_service(health_service.max_decoding_message_size(max_message))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::convert::BindingPage;
 use super::pb;
 use super::pb::binding_service_server::BindingService;
+use crate::auth::Access;
 use crate::lifecycle::{BindParams, Binding, BindingKey, BindingUpdate, Pool, PoolError, Reason};
 
 /// The binding API.
@@ -61,6 +63,16 @@ impl Bindings {
     }
 }
 
+impl Bindings {
+    /// The app of the binding `key` names (looked up when the key is its id).
+    fn app_of(&self, key: &BindingKey) -> Result<String, PoolError> {
+        match key {
+            BindingKey::Request { app, .. } => Ok(app.clone()),
+            BindingKey::Id(_) => Ok(self.pool.get(key)?.app),
+        }
+    }
+}
+
 /// How long a call with deadline `d` waits for its work: what is left once the answer's way
 /// back is set aside.
 fn answer_within(d: Duration) -> Duration {
@@ -101,7 +113,9 @@ impl BindingService for Bindings {
         let max_wait = caller_deadline
             .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
             .unwrap_or(self.max_wait);
+        let caller = access::caller(&req)?;
         let params = BindParams::try_from(req.into_inner())?;
+        caller.require(Access::Bind(&params.app))?;
         self.detached(caller_deadline, |pool| async move {
             pool.bind(params, max_wait).await
         })
@@ -113,7 +127,9 @@ impl BindingService for Bindings {
         req: Request<pb::UnbindRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller_deadline = deadline(&req);
+        let caller = access::caller(&req)?;
         let key = BindingKey::try_from(req.into_inner())?;
+        caller.require(Access::Bind(&self.app_of(&key)?))?;
         self.detached(
             caller_deadline,
             |pool| async move { pool.unbind(&key).await },
@@ -126,7 +142,9 @@ impl BindingService for Bindings {
         req: Request<pb::UpdateBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
         let caller_deadline = deadline(&req);
+        let caller = access::caller(&req)?;
         let update = BindingUpdate::try_from(req.into_inner())?;
+        caller.require(Access::Bind(&self.app_of(&BindingKey::Id(update.id))?))?;
         self.detached(
             caller_deadline,
             |pool| async move { pool.update(&update).await },
@@ -138,20 +156,25 @@ impl BindingService for Bindings {
         &self,
         req: Request<pb::GetBindingRequest>,
     ) -> Result<Response<pb::Binding>, Status> {
+        let caller = access::caller(&req)?;
         let key = BindingKey::try_from(req.into_inner())?;
-        Ok(Response::new(self.pool.get(&key)?.into()))
+        let binding = self.pool.get(&key)?;
+        caller.require(Access::Read(&binding.app))?;
+        Ok(Response::new(binding.into()))
     }
 
     async fn list_bindings(
         &self,
         req: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
+        let caller = access::caller(&req)?;
         let BindingPage {
             filter,
             after,
             limit,
             filters,
         } = BindingPage::try_from(req.into_inner())?;
+        caller.require(filter.app.as_deref().map_or(Access::ReadAll, Access::Read))?;
         let (page, next) = self.pool.list(&filter, after, limit)?;
         Ok(Response::new(pb::ListBindingsResponse {
             bindings: page.into_iter().map(Into::into).collect(),

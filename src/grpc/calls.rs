@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::convert_calls::{CallPage, event_position, next_event_cursor};
 use super::pb;
 use super::pb::call_service_server::CallService;
+use crate::auth::{Access, Caller};
 use crate::calls::{CallFilter, CallId, CallLog, EventCursor};
 use crate::lifecycle::{Pool, PoolError};
 
@@ -24,11 +26,15 @@ impl Calls {
         Calls { calls, pool }
     }
 
-    /// Refuses a filter on an app that is not configured: its listing would be empty forever.
-    fn check_app(&self, filter: &CallFilter) -> Result<(), PoolError> {
+    /// Refuses a filter on an app that is not configured (its listing would be empty
+    /// forever), and a caller who may not read the app (without an app filter: every app).
+    fn check_app(&self, caller: &Caller, filter: &CallFilter) -> Result<(), PoolError> {
         match &filter.app {
-            Some(app) => self.pool.app(app).map(|_| ()),
-            None => Ok(()),
+            Some(app) => {
+                self.pool.app(app)?;
+                caller.require(Access::Read(app))
+            }
+            None => caller.require(Access::ReadAll),
         }
     }
 }
@@ -39,13 +45,14 @@ impl CallService for Calls {
         &self,
         req: Request<pb::ListCallRecordsRequest>,
     ) -> Result<Response<pb::ListCallRecordsResponse>, Status> {
+        let caller = access::caller(&req)?;
         let CallPage {
             filter,
             after,
             limit,
             filters,
         } = CallPage::<CallId>::try_from(req.into_inner())?;
-        self.check_app(&filter)?;
+        self.check_app(&caller, &filter)?;
         let (page, more) = self.calls.list_calls(&filter, after, limit)?;
         let next_page_token = match page.last() {
             Some(last) if more => filters.token(&last.id.to_string()),
@@ -61,13 +68,14 @@ impl CallService for Calls {
         &self,
         req: Request<pb::ListCallEventsRequest>,
     ) -> Result<Response<pb::ListCallEventsResponse>, Status> {
+        let caller = access::caller(&req)?;
         let CallPage {
             filter,
             after,
             limit,
             filters,
         } = CallPage::<EventCursor>::try_from(req.into_inner())?;
-        self.check_app(&filter)?;
+        self.check_app(&caller, &filter)?;
         let (page, more) = self.calls.list_events(&filter, after, limit)?;
         let next_page_token = match next_event_cursor(after, &page) {
             Some(cursor) if more => filters.token(&event_position(&cursor)),
@@ -83,13 +91,14 @@ impl CallService for Calls {
         &self,
         req: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let caller = access::caller(&req)?;
         let CallPage {
             filter,
             after,
             limit,
             filters,
         } = CallPage::<CallId>::try_from(req.into_inner())?;
-        self.check_app(&filter)?;
+        self.check_app(&caller, &filter)?;
         let (page, more) = self.calls.list_messages(&filter, after, limit)?;
         let next_page_token = match page.last() {
             Some(last) if more => filters.token(&last.id.to_string()),

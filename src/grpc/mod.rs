@@ -1,5 +1,6 @@
 //! The gRPC API: generated types and one file per service, with thin handlers.
 
+mod access;
 pub mod binding;
 pub mod calls;
 mod convert;

@@ -1,13 +1,17 @@
-//! `xpool.v1.PoolService`: the admin view of each app's numbers.
+//! `xpool.v1.PoolService`: the admin view of each app's numbers. Changes need the `admin`
+//! scope; ListNumbers and GetPoolStats need `read:<app>` (or `bind:<app>`), and ListApps lists
+//! the apps the caller may read.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::convert::{NewNumbers, NumberPage, required};
 use super::page::{self, Filters};
 use super::pb;
 use super::pb::pool_service_server::PoolService;
+use crate::auth::Access;
 use crate::lifecycle::{AddedNumbers, AppPool, NumberView, Pool, PoolError};
 
 /// The pool admin API.
@@ -38,6 +42,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::ListAppsRequest>,
     ) -> Result<Response<pb::ListAppsResponse>, Status> {
+        let caller = access::caller(&req)?;
         let pb::ListAppsRequest {
             page_size,
             page_token,
@@ -49,6 +54,7 @@ impl PoolService for Numbers {
             .pool
             .apps()
             .filter(|a| after.as_deref().is_none_or(|after| a.name() > after))
+            .filter(|a| caller.may(&Access::Read(a.name())))
             .map(|a| a.info())
             .collect();
         apps.sort_by(|a, b| a.name.cmp(&b.name));
@@ -68,6 +74,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::AddNumbersRequest>,
     ) -> Result<Response<pb::AddNumbersResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let NewNumbers { app, numbers } = NewNumbers::try_from(req.into_inner())?;
         let AddedNumbers {
             added,
@@ -85,6 +92,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::DrainNumbersRequest>,
     ) -> Result<Response<pb::DrainNumbersResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::DrainNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
         let numbers = app.drain_numbers(&numbers).await?;
@@ -97,6 +105,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::UndrainNumbersRequest>,
     ) -> Result<Response<pb::UndrainNumbersResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::UndrainNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
         let numbers = app.undrain_numbers(&numbers).await?;
@@ -109,6 +118,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::RemoveNumbersRequest>,
     ) -> Result<Response<pb::RemoveNumbersResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::RemoveNumbersRequest { app, numbers } = req.into_inner();
         let app = self.app(&app)?;
         let removed = app.remove_numbers(&numbers).await?;
@@ -121,6 +131,7 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::ListNumbersRequest>,
     ) -> Result<Response<pb::ListNumbersResponse>, Status> {
+        let caller = access::caller(&req)?;
         let NumberPage {
             app,
             area_code,
@@ -128,9 +139,9 @@ impl PoolService for Numbers {
             limit,
             filters,
         } = NumberPage::try_from(req.into_inner())?;
-        let (page, more) =
-            self.app(&app)?
-                .list_numbers(area_code.as_deref(), after.as_deref(), limit);
+        let pool = self.app(&app)?;
+        caller.require(Access::Read(&app))?;
+        let (page, more) = pool.list_numbers(area_code.as_deref(), after.as_deref(), limit);
         let next_page_token = match page.last() {
             Some(last) if more => filters.token(&last.number),
             _ => String::new(),
@@ -145,8 +156,11 @@ impl PoolService for Numbers {
         &self,
         req: Request<pb::GetPoolStatsRequest>,
     ) -> Result<Response<pb::GetPoolStatsResponse>, Status> {
+        let caller = access::caller(&req)?;
         let pb::GetPoolStatsRequest { app } = req.into_inner();
-        let areas = self.app(&app)?.stats();
+        let pool = self.app(&app)?;
+        caller.require(Access::Read(&app))?;
+        let areas = pool.stats();
         Ok(Response::new(pb::GetPoolStatsResponse {
             app,
             areas: areas.into_iter().map(Into::into).collect(),

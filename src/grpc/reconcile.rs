@@ -10,10 +10,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::convert::{required, timestamp};
 use super::page::{self, Filters};
 use super::pb;
 use super::pb::reconcile_service_server::ReconcileService;
+use crate::auth::Access;
 use crate::lifecycle::{
     PoolError, RUNS_KEPT, Reason, ReconcileRun, Reconciler, RunError, RunId, RunRequest, RunState,
     quoted,
@@ -49,6 +51,7 @@ impl ReconcileService for Reconcile {
         &self,
         req: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::ReconcileRun>, Status> {
+        access::require(&req, Access::Admin)?;
         let request = RunRequest::try_from(req.into_inner())?;
         let run = self.reconciler.submit(request)?;
         Ok(Response::new(run.into()))
@@ -58,6 +61,7 @@ impl ReconcileService for Reconcile {
         &self,
         req: Request<pb::GetReconcileRunRequest>,
     ) -> Result<Response<pb::ReconcileRun>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::GetReconcileRunRequest { run_id } = req.into_inner();
         let id = run_id_of(&run_id)?;
         let run = self.reconciler.get(id).ok_or_else(|| not_found(&run_id))?;
@@ -68,6 +72,7 @@ impl ReconcileService for Reconcile {
         &self,
         req: Request<pb::ListReconcileRunsRequest>,
     ) -> Result<Response<pb::ListReconcileRunsResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::ListReconcileRunsRequest {
             page_size,
             page_token,
@@ -99,6 +104,7 @@ impl ReconcileService for Reconcile {
         &self,
         req: Request<pb::WatchReconcileRunRequest>,
     ) -> Result<Response<RunStream>, Status> {
+        access::require(&req, Access::Admin)?;
         let pb::WatchReconcileRunRequest { run_id } = req.into_inner();
         let id = run_id_of(&run_id)?;
         let run = self

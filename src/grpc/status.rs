@@ -42,6 +42,8 @@ pub const ERROR_DOMAIN: &str = "xpool";
 pub fn code(reason: Reason) -> Code {
     match reason {
         Reason::InvalidField => Code::InvalidArgument,
+        Reason::Unauthenticated => Code::Unauthenticated,
+        Reason::ScopeRequired => Code::PermissionDenied,
         Reason::UnknownApp
         | Reason::BindingNotFound
         | Reason::NumberNotInPool
@@ -56,7 +58,9 @@ pub fn code(reason: Reason) -> Code {
         | Reason::ModeUnsupported
         | Reason::PlatformRejected
         | Reason::BackupRefused => Code::FailedPrecondition,
-        Reason::PoolExhausted | Reason::MessageTooLarge => Code::ResourceExhausted,
+        Reason::PoolExhausted | Reason::MessageTooLarge | Reason::CallerRateLimited => {
+            Code::ResourceExhausted
+        }
         Reason::WatchExpired => Code::OutOfRange,
         Reason::PlatformRateLimited
         | Reason::CircuitOpen
@@ -124,6 +128,9 @@ mod tests {
     const TABLE: &[(Reason, Code, bool)] = &[
         (Reason::InvalidField, Code::InvalidArgument, false),
         (Reason::MessageTooLarge, Code::ResourceExhausted, false),
+        (Reason::Unauthenticated, Code::Unauthenticated, false),
+        (Reason::ScopeRequired, Code::PermissionDenied, false),
+        (Reason::CallerRateLimited, Code::ResourceExhausted, true),
         (Reason::UnknownApp, Code::NotFound, false),
         (Reason::BindingNotFound, Code::NotFound, false),
         (Reason::NumberNotInPool, Code::NotFound, false),
@@ -238,6 +245,8 @@ mod tests {
             Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::PermissionDenied => "PERMISSION_DENIED",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
             other => panic!("no reason has {other:?}"),

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::pb;
 use super::pb::store_service_server::StoreService;
+use crate::auth::Access;
 use crate::lifecycle::{PoolError, Reason};
 use crate::store::{Store, StoreError};
 
@@ -27,6 +29,7 @@ impl StoreService for StoreAdmin {
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
+        access::require(&req, Access::Admin)?;
         let dir = PathBuf::from(req.into_inner().dir);
         if !dir.is_absolute() {
             return Err(

@@ -21,10 +21,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::convert_watch::{WatchFrom, WatchStart};
 use super::pb;
 use super::pb::watch_service_server::WatchService;
 use super::resume;
+use crate::auth::Access;
 use crate::calls::{CallLog, Change, ChangeFilter};
 use crate::lifecycle::{Pool, PoolError, Reason};
 
@@ -115,9 +117,14 @@ impl WatchService for Changes {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
+        let caller = access::caller(&req)?;
         let start = WatchStart::try_from(req.into_inner())?;
         for app in &start.filter.apps {
             self.pool.app(app)?;
+            caller.require(Access::Read(app))?;
+        }
+        if start.filter.apps.is_empty() {
+            caller.require(Access::ReadAll)?;
         }
         let stream = follow(
             Arc::clone(&self.calls),

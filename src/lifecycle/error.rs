@@ -21,6 +21,12 @@ pub enum Reason {
     InvalidField,
     /// The request message is larger than the server accepts.
     MessageTooLarge,
+    /// The call carries no known bearer token (`[auth]` is on).
+    Unauthenticated,
+    /// The caller's token lacks the scope the call needs.
+    ScopeRequired,
+    /// The caller's token is over its `rate_per_second`.
+    CallerRateLimited,
     /// No app of that name is configured.
     UnknownApp,
     /// No binding with that id (or app and request_id); also one the platform no longer has.
@@ -79,9 +85,12 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order README documents them.
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 32] = [
         Reason::InvalidField,
         Reason::MessageTooLarge,
+        Reason::Unauthenticated,
+        Reason::ScopeRequired,
+        Reason::CallerRateLimited,
         Reason::UnknownApp,
         Reason::BindingNotFound,
         Reason::NumberNotInPool,
@@ -116,6 +125,9 @@ impl Reason {
         match self {
             Reason::InvalidField => "INVALID_FIELD",
             Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::ScopeRequired => "SCOPE_REQUIRED",
+            Reason::CallerRateLimited => "CALLER_RATE_LIMITED",
             Reason::UnknownApp => "UNKNOWN_APP",
             Reason::BindingNotFound => "BINDING_NOT_FOUND",
             Reason::NumberNotInPool => "NUMBER_NOT_IN_POOL",
@@ -153,6 +165,8 @@ impl Reason {
             // Numbers free up as bindings end and cool-downs run out.
             Reason::PoolExhausted => Some(Duration::from_secs(5)),
             Reason::StorageFull | Reason::StorageFailed => Some(Duration::from_secs(2)),
+            // The limiter's own wait is given where it is known.
+            Reason::CallerRateLimited => Some(Duration::from_secs(1)),
             // A queued run takes as long as the platform's answers for its numbers.
             Reason::ReconcileQueueFull => Some(Duration::from_secs(10)),
             Reason::PlatformRateLimited

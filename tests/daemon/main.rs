@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod auth;
 mod call_options;
 mod calls_api;
 mod chaos;

@@ -113,9 +113,12 @@ impl ReconcileRun {
 
 /// Runs one full reconciliation of `args.app` and measures it.
 pub async fn run(args: &BenchArgs, procs: &Spawned) -> anyhow::Result<ReconcileRun> {
-    let mut client = ReconcileServiceClient::connect(procs.server_url.clone())
+    let channel = tonic::transport::Channel::from_shared(procs.server_url.clone())?
+        .connect()
         .await
         .with_context(|| format!("connecting to {}", procs.server_url))?;
+    let mut client =
+        ReconcileServiceClient::with_interceptor(channel, crate::cli::Bearer::default());
     let pid = procs.daemon_pid().map(|p| p.to_string());
     let before = pid.as_deref().map(read_proc);
     let sim_before = if procs.has_sim {

@@ -1,0 +1,237 @@
+//! Who calls, and what they may do: bearer tokens from `[[auth.tokens]]`, each with scopes and
+//! an optional request rate.
+//!
+//! - [`Authenticator`] turns a request's `authorization: Bearer <token>` into a [`Caller`]. The
+//!   configuration holds only each token's SHA-256, so the daemon never stores a token in clear;
+//!   the hash of the presented token is compared with every known one in constant time.
+//! - [`layer::Authenticate`], a tower layer in front of every gRPC route, refuses a call
+//!   without a known token (`UNAUTHENTICATED`) or over its token's rate
+//!   (`RESOURCE_EXHAUSTED` with a retry hint) before it is decoded, and hands the [`Caller`] to
+//!   the handlers in the request's extensions.
+//! - The handlers, which know the app a call is about, ask [`Caller::require`] for the
+//!   [`Access`] it needs (`PERMISSION_DENIED` naming the scope).
+//!
+//! Without `[auth]` every caller is [`Caller::unrestricted`]: the configuration allows that
+//! only on a loopback listener, or with `server.insecure = true`.
+
+pub mod layer;
+mod refusals;
+pub mod scope;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+pub use scope::{Access, Apps, Scope};
+
+use crate::config::AuthConfig;
+use crate::lifecycle::{PoolError, Reason};
+
+/// An authenticated caller.
+#[derive(Debug)]
+pub struct Caller {
+    /// The token's `name` (what logs and refusals call it).
+    name: String,
+    scopes: Vec<Scope>,
+    /// No `[auth]`: everything is allowed.
+    unrestricted: bool,
+}
+
+impl Caller {
+    /// The caller when the daemon has no `[auth]`.
+    pub fn unrestricted() -> Caller {
+        Caller {
+            name: "anonymous".to_owned(),
+            scopes: Vec::new(),
+            unrestricted: true,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the caller may make a call needing `access`.
+    pub fn may(&self, access: &Access<'_>) -> bool {
+        self.unrestricted || scope::granted(&self.scopes, access)
+    }
+
+    /// `Ok` if the caller may; else `PERMISSION_DENIED` naming the scope it lacks.
+    pub fn require(&self, access: Access<'_>) -> Result<(), PoolError> {
+        if self.may(&access) {
+            return Ok(());
+        }
+        let needed = access.scope();
+        let message = format!(
+            "the token {:?} lacks the scope {needed} (or admin) this call needs",
+            self.name
+        );
+        Err(PoolError::refused(Reason::ScopeRequired, message)
+            .with("scope", needed)
+            .with("caller", &self.name))
+    }
+}
+
+/// Why a call was refused before reaching its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `authorization` metadata.
+    NoToken,
+    /// `authorization` is there but not `Bearer <token>`.
+    Malformed,
+    /// A bearer token no `[[auth.tokens]]` entry has.
+    UnknownToken,
+    /// The token's `rate_per_second` is used up; the call may succeed after the delay.
+    RateLimited {
+        caller: String,
+        retry_after: Duration,
+    },
+}
+
+impl Refusal {
+    /// The `reason` label of the refusal counter and log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::NoToken => "no_token",
+            Refusal::Malformed => "malformed",
+            Refusal::UnknownToken => "unknown_token",
+            Refusal::RateLimited { .. } => "rate_limited",
+        }
+    }
+}
+
+impl From<Refusal> for PoolError {
+    fn from(refusal: Refusal) -> PoolError {
+        let unauthenticated = |message: &str| PoolError::refused(Reason::Unauthenticated, message);
+        match refusal {
+            Refusal::NoToken => unauthenticated(
+                "no token: send the metadata `authorization: Bearer <token>` (see [[auth.tokens]])",
+            ),
+            Refusal::Malformed => {
+                unauthenticated("the authorization metadata is not `Bearer <token>`")
+            }
+            Refusal::UnknownToken => unauthenticated("the bearer token is not known"),
+            Refusal::RateLimited {
+                caller,
+                retry_after,
+            } => PoolError::refused(
+                Reason::CallerRateLimited,
+                format!("the token {caller:?} is over its rate_per_second"),
+            )
+            .with("caller", caller)
+            .retry_in(Some(retry_after)),
+        }
+    }
+}
+
+/// A configured token: its hash, its caller and its rate.
+#[derive(Debug)]
+struct Known {
+    sha256: [u8; 32],
+    caller: Arc<Caller>,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+/// Checks bearer tokens against `[[auth.tokens]]`.
+#[derive(Debug)]
+pub struct Authenticator {
+    tokens: Vec<Known>,
+    open_health: bool,
+    open_reflection: bool,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Authenticator {
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|token| Known {
+                sha256: token.sha256,
+                caller: Arc::new(Caller {
+                    name: token.name.clone(),
+                    scopes: token.scopes.clone(),
+                    unrestricted: false,
+                }),
+                limiter: token
+                    .rate_per_second
+                    .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+            })
+            .collect();
+        Authenticator {
+            tokens,
+            open_health: config.open_health,
+            open_reflection: config.open_reflection,
+        }
+    }
+
+    /// Whether a call to `path` (`/package.Service/Method`) needs no token.
+    pub fn is_open(&self, path: &str) -> bool {
+        (self.open_health && path.starts_with("/grpc.health.v1.Health/"))
+            || (self.open_reflection
+                && (path.starts_with("/grpc.reflection.v1.ServerReflection/")
+                    || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")))
+    }
+
+    /// The caller whose token `authorization` carries, within its rate.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<Caller>, Refusal> {
+        let value = authorization.ok_or(Refusal::NoToken)?;
+        let token = bearer(value).ok_or(Refusal::Malformed)?;
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        // Every entry is compared, in constant time, so the time taken says nothing about
+        // which (if any) matched.
+        let mut found = None;
+        for known in &self.tokens {
+            if bool::from(known.sha256.ct_eq(&presented)) {
+                found = Some(known);
+            }
+        }
+        let known = found.ok_or(Refusal::UnknownToken)?;
+        if let Some(limiter) = &known.limiter
+            && let Err(not_until) = limiter.check()
+        {
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(Refusal::RateLimited {
+                caller: known.caller.name.clone(),
+                retry_after: retry_after.max(Duration::from_millis(1)),
+            });
+        }
+        Ok(Arc::clone(&known.caller))
+    }
+}
+
+/// The token of `Bearer <token>` (the scheme in any case, as RFC 7235 has it).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// A fresh token, and the `token_sha256` the configuration holds for it.
+pub fn new_token() -> (String, String) {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    let token = format!(
+        "xpool_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = sha256_hex(token.as_bytes());
+    (token, hash)
+}
+
+/// Lower-case hex SHA-256 of `token`, as `token_sha256` takes it.
+pub fn sha256_hex(token: &[u8]) -> String {
+    Sha256::digest(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
