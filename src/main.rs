@@ -36,7 +36,14 @@ enum Command {
         /// Daemon config (TOML); every key can be overridden by XPOOL__SECTION__KEY.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Only load and validate the config (files it names included), print a summary and
+        /// exit: 0 valid, 1 not.
+        #[arg(long)]
+        check_config: bool,
     },
+    /// Ask a running daemon's health service once: exit 0 if SERVING, 1 if it answered
+    /// otherwise, 2 if it did not answer (for container HEALTHCHECKs).
+    Health(cli::health::HealthArgs),
     /// Reconcile a running daemon with the platform once: start a run, follow it to its end,
     /// print the report, and exit non-zero if the run failed or was cancelled (1) or the daemon
     /// could not be asked (2). For cron jobs.
@@ -85,7 +92,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => cli::serve::run(config).await,
+            Command::Serve {
+                config,
+                check_config: true,
+            } => cli::serve::check(config.as_deref()),
+            Command::Serve { config, .. } => cli::serve::run(config).await,
+            Command::Health(args) => std::process::exit(cli::health::run(args).await),
             Command::Reconcile(args) => std::process::exit(cli::reconcile::run(args).await),
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod embedded;
+pub mod health;
 pub mod reconcile;
 pub mod serve;
 pub mod store;

@@ -31,6 +31,34 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     served
 }
 
+/// `xpool serve --check-config`: loads and validates the config as `serve` would, opens and
+/// binds nothing, and prints what it found.
+pub fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (config, _) = match path {
+        Some(path) => (Config::load(path, std::env::vars())?, None),
+        None => embedded::config(std::env::vars())?,
+    };
+    let origin = path.map_or("the embedded default".to_owned(), |p| {
+        p.display().to_string()
+    });
+    println!(
+        "{origin}: valid; {} app(s), gRPC on {}{}, store {}, auth {}",
+        config.apps.len(),
+        config.server.listen,
+        config
+            .callbacks
+            .listen
+            .map(|l| format!(", pushes on {l}"))
+            .unwrap_or_default(),
+        config.store.path.display(),
+        match &config.auth {
+            Some(auth) => format!("on ({} tokens)", auth.tokens.len()),
+            None => "off".to_owned(),
+        }
+    );
+    Ok(())
+}
+
 /// Builds and recovers first, and only then binds the port: until the daemon can answer,
 /// nothing listens, so probes fail fast instead of hanging.
 async fn serve(config: Config, signals: Signals) -> anyhow::Result<()> {

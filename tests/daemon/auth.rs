@@ -88,6 +88,18 @@ async fn each_call_needs_a_known_token_with_its_scope() {
         Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
     );
 
+    let health_cli = within(
+        "xpool health",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"))
+            .args(["health", "--server", &daemon.addr])
+            .env_remove("XPOOL_TOKEN")
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(health_cli.status.code(), Some(0), "{health_cli:?}");
+    assert_eq!(String::from_utf8_lossy(&health_cli.stdout), "SERVING\n");
+
     // No token, a malformed one, an unknown one: UNAUTHENTICATED, nothing bound.
     let refused = rpc(
         "Bind",
@@ -365,4 +377,26 @@ async fn without_auth_a_daemon_refuses_to_listen_beyond_loopback() {
         !dir.path().join("store").exists(),
         "nothing was opened: {said}"
     );
+
+    // --check-config says the same without starting; with `insecure` the config is valid.
+    let check = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xpool"))
+            .args(["serve", "--check-config", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let refused = check(&config);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a loopback address"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[server]\n", "[server]\ninsecure = true\n"),
+    )
+    .unwrap();
+    let valid = check(&config);
+    assert!(valid.status.success(), "{valid:?}");
+    assert!(String::from_utf8_lossy(&valid.stdout).contains("valid; 1 app(s), gRPC on 0.0.0.0:0"));
+    assert!(!dir.path().join("store").exists(), "checking opens nothing");
 }
