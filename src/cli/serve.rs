@@ -2,7 +2,7 @@
 //! daemon — built and recovered before its port is bound.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -11,13 +11,31 @@ use xpool::config::Config;
 
 use super::embedded;
 
-/// `xpool serve`: the daemon with `--config FILE`, or the embedded default with its simulator.
-pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+/// A loaded config: `--config FILE`, or the embedded default with its simulator's.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    sim_config: Option<xpool_sim::SimConfig>,
+}
+
+impl Loaded {
+    /// Loads and validates `path`, or the embedded default without one; env overrides apply.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
+        let (config, sim_config) = match path {
+            Some(path) => (Config::load(path, std::env::vars())?, None),
+            None => embedded::config(std::env::vars())?,
+        };
+        Ok(Loaded { config, sim_config })
+    }
+}
+
+/// `xpool serve`: the daemon, and with the embedded default its simulator in-process.
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let signals = Signals::install()?;
-    let (mut config, sim_config) = match &path {
-        Some(path) => (Config::load(path, std::env::vars())?, None),
-        None => embedded::config(std::env::vars())?,
-    };
+    let Loaded {
+        mut config,
+        sim_config,
+    } = loaded;
     let sim_stop = CancellationToken::new();
     let sim = match sim_config {
         Some(sim_config) => Some(embedded::start_sim(&mut config, sim_config, &sim_stop).await?),
@@ -33,11 +51,8 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// `xpool serve --check-config`: loads and validates the config as `serve` would, opens and
 /// binds nothing, and prints what it found.
-pub fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let (config, _) = match path {
-        Some(path) => (Config::load(path, std::env::vars())?, None),
-        None => embedded::config(std::env::vars())?,
-    };
+pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
+    let Loaded { config, .. } = Loaded::load(path)?;
     let origin = path.map_or("the embedded default".to_owned(), |p| {
         p.display().to_string()
     });
@@ -104,8 +119,9 @@ impl Signals {
                         _ = int.recv() => "SIGINT",
                         _ = hup.recv() => {
                             tracing::info!(
-                                "SIGHUP received: nothing to reload (the log level comes from \
-                                 XPOOL_LOG, the rest needs a restart); still running"
+                                "SIGHUP received: nothing to reload (logging is set at start \
+                                 from [log] or XPOOL_LOG, the rest needs a restart); still \
+                                 running"
                             );
                             continue;
                         }

@@ -47,6 +47,38 @@ pub struct Config {
     pub watch: WatchConfig,
     /// `[auth]`; `None`: callers are not authenticated (loopback or `server.insecure` only).
     pub auth: Option<AuthConfig>,
+    pub log: LogConfig,
+}
+
+/// `[log]`: what the daemon logs, and how. `XPOOL_LOG` or `RUST_LOG` in the environment
+/// override `level`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `warn`, `xpool=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// How each log line is written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, `fields`, and the request's
+    /// span (`span`, `spans`).
+    Json,
 }
 
 /// `[server]`: the gRPC listener and request handling.

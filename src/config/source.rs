@@ -19,7 +19,7 @@ use crate::platform::auth::Scheme;
 pub(super) const ENV_PREFIX: &str = "XPOOL__";
 
 /// The top-level keys of a config file.
-pub(super) const SECTIONS: [&str; 9] = [
+pub(super) const SECTIONS: [&str; 10] = [
     "server",
     "store",
     "apps",
@@ -29,6 +29,7 @@ pub(super) const SECTIONS: [&str; 9] = [
     "callbacks",
     "watch",
     "auth",
+    "log",
 ];
 
 /// Keys whose values must never be quoted back in an error message.

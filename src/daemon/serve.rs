@@ -140,6 +140,7 @@ impl Daemon {
         // them (they end with SHUTTING_DOWN and the client's resume token).
         let end_watches = self.cancel.child_token();
         let server = Server::builder()
+            .trace_fn(request_span)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
             .layer(TrackCalls)
@@ -272,6 +273,21 @@ impl Daemon {
             }
         });
         Ok(())
+    }
+}
+
+/// The span of one gRPC call: its method, and the caller's `x-request-id` when it sends one,
+/// so that every log line of a call can be grouped (`[log] format = "json"` writes them as the
+/// line's `span`).
+fn request_span(req: &http::Request<()>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|id| &id[..id.len().min(128)]);
+    match request_id {
+        Some(id) => tracing::info_span!("grpc", method = req.uri().path(), request_id = id),
+        None => tracing::info_span!("grpc", method = req.uri().path()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::access;
 use super::convert::BindingPage;
@@ -45,7 +46,10 @@ impl Bindings {
     where
         F: Future<Output = Result<Binding, PoolError>> + Send + 'static,
     {
-        let task = self.tasks.spawn(work(Arc::clone(&self.pool)));
+        // The work keeps the call's span, so its log lines group with the call's.
+        let task = self
+            .tasks
+            .spawn(work(Arc::clone(&self.pool)).instrument(tracing::Span::current()));
         let answered = match deadline {
             Some(d) => match tokio::time::timeout(answer_within(d), task).await {
                 Ok(answered) => answered,

@@ -24,6 +24,7 @@ mod faults;
 mod hung;
 mod input;
 mod lifecycle_signals;
+mod logs;
 mod modes;
 mod pushes;
 mod reconcile;

@@ -1,4 +1,4 @@
-//! `[auth]` and the rule that a non-loopback listener needs it.
+//! `[auth]` and the rule that a non-loopback listener needs it; `[log]`.
 
 use super::*;
 use crate::auth::{Apps, Scope};
@@ -192,4 +192,29 @@ fn a_listener_beyond_loopback_needs_auth_or_an_explicit_insecure() {
     assert!(parse(&with_tokens).unwrap().auth.is_some());
     let v6 = example_with("listen = \"127.0.0.1:50051\"", "listen = \"[::1]:50051\"");
     assert!(parse(&v6).is_ok(), "::1 is loopback too");
+}
+
+#[test]
+fn log_format_and_level_are_checked() {
+    assert_eq!(parse(EXAMPLE).unwrap().log, LogConfig::default());
+    let json = parse(&format!(
+        "{EXAMPLE}\n[log]\nformat = \"json\"\nlevel = \"xpool=debug,warn\"\n"
+    ))
+    .unwrap();
+    assert_eq!(json.log.format, LogFormat::Json);
+    assert_eq!(json.log.level, "xpool=debug,warn");
+    let error = error_of(parse(&format!(
+        "{EXAMPLE}\n[log]\nformat = \"xml\"\nlevel = \"loud=\"\n"
+    )));
+    assert!(
+        error.contains("test.toml: log.format: unknown variant `xml`"),
+        "{error}"
+    );
+    let error = error_of(parse(&format!(
+        "{EXAMPLE}\n[log]\nlevel = \"xpool=loudest\"\n"
+    )));
+    assert!(
+        error.contains("test.toml: log.level: \"xpool=loudest\" is not a log filter"),
+        "{error}"
+    );
 }
