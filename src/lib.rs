@@ -23,6 +23,7 @@ pub mod mask;
 pub mod metrics;
 pub mod pushes;
 pub mod store;
+pub mod tls;
 pub mod upstream;
 
 /// The platform's wire contract, shared with the simulator (crate `xpool-platform`).

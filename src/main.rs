@@ -44,8 +44,8 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
-    /// Ask a running daemon's health service once: exit 0 if SERVING, 1 if it answered
-    /// otherwise, 2 if it did not answer (for container HEALTHCHECKs).
+    /// Ask a running daemon's health service once: exit 0 if SERVING, else 1 (for container
+    /// HEALTHCHECKs).
     Health(cli::health::HealthArgs),
     /// Reconcile a running daemon with the platform once: start a run, follow it to its end,
     /// print the report, and exit non-zero if the run failed or was cancelled (1) or the daemon

@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::refusals::RefusalLog;
 use super::{Authenticator, Caller, Refusal};
+use crate::daemon::connections::ConnInfo;
 use crate::lifecycle::PoolError;
 use crate::metrics::Metrics;
 
@@ -94,7 +95,14 @@ where
             Some(auth) if auth.is_open(req.uri().path()) => Arc::clone(&shared.anonymous),
             Some(auth) => {
                 let header = req.headers().get(http::header::AUTHORIZATION);
-                match auth.authenticate(header.map(http::HeaderValue::as_bytes)) {
+                let client = req
+                    .extensions()
+                    .get::<ConnInfo>()
+                    .and_then(|info| info.client.clone());
+                match auth.authenticate(
+                    header.map(http::HeaderValue::as_bytes),
+                    client.as_deref().map(Vec::as_slice),
+                ) {
                     Ok(caller) => caller,
                     Err(refusal) => {
                         let caller = match &refusal {

@@ -136,10 +136,13 @@ struct Known {
     limiter: Option<DefaultDirectRateLimiter>,
 }
 
-/// Checks bearer tokens against `[[auth.tokens]]`.
+/// Checks bearer tokens against `[[auth.tokens]]`, and client certificates' names against
+/// `[[auth.clients]]`.
 #[derive(Debug)]
 pub struct Authenticator {
     tokens: Vec<Known>,
+    /// Each `[[auth.clients]]` subject and its caller.
+    clients: Vec<(String, Arc<Caller>)>,
     open_health: bool,
     open_reflection: bool,
 }
@@ -161,8 +164,21 @@ impl Authenticator {
                     .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
             })
             .collect();
+        let clients = config
+            .clients
+            .iter()
+            .map(|client| {
+                let caller = Caller {
+                    name: client.name.clone(),
+                    scopes: client.scopes.clone(),
+                    unrestricted: false,
+                };
+                (client.subject.clone(), Arc::new(caller))
+            })
+            .collect();
         Authenticator {
             tokens,
+            clients,
             open_health: config.open_health,
             open_reflection: config.open_reflection,
         }
@@ -176,9 +192,23 @@ impl Authenticator {
                     || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")))
     }
 
-    /// The caller whose token `authorization` carries, within its rate.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<Caller>, Refusal> {
-        let value = authorization.ok_or(Refusal::NoToken)?;
+    /// The caller whose token `authorization` carries, within its rate; without a token, the
+    /// caller whose `subject` is one of the names on the client's verified certificate
+    /// (`client_names`, with mutual TLS).
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        client_names: Option<&[String]>,
+    ) -> Result<Arc<Caller>, Refusal> {
+        let Some(value) = authorization else {
+            let names = client_names.unwrap_or_default();
+            return self
+                .clients
+                .iter()
+                .find(|(subject, _)| names.contains(subject))
+                .map(|(_, caller)| Arc::clone(caller))
+                .ok_or(Refusal::NoToken);
+        };
         let token = bearer(value).ok_or(Refusal::Malformed)?;
         let presented: [u8; 32] = Sha256::digest(token).into();
         // Every entry is compared, in constant time, so the time taken says nothing about

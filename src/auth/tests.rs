@@ -15,6 +15,7 @@ fn token(name: &str, secret: &str, scopes: &[&str], rate: Option<u32>) -> TokenC
 fn authenticator(tokens: Vec<TokenConfig>) -> Authenticator {
     Authenticator::new(&AuthConfig {
         tokens,
+        clients: Vec::new(),
         open_health: true,
         open_reflection: false,
     })
@@ -27,13 +28,13 @@ fn a_known_token_is_its_caller_with_its_scopes() {
         token("ops", "secret-two-0123456789", &["admin"], None),
     ]);
     let rides = auth
-        .authenticate(Some(b"Bearer secret-one-0123456789"))
+        .authenticate(Some(b"Bearer secret-one-0123456789"), None)
         .unwrap();
     assert_eq!(rides.name(), "rides-api");
     assert!(rides.may(&Access::Bind("rides")));
     assert!(!rides.may(&Access::Admin));
     let ops = auth
-        .authenticate(Some(b"bearer  secret-two-0123456789 "))
+        .authenticate(Some(b"bearer  secret-two-0123456789 "), None)
         .unwrap();
     assert_eq!(ops.name(), "ops", "the scheme in any case, spaces trimmed");
     assert!(ops.may(&Access::Admin));
@@ -47,16 +48,16 @@ fn calls_without_a_known_token_are_refused_and_say_why() {
         &["bind:rides"],
         None,
     )]);
-    assert_eq!(auth.authenticate(None).unwrap_err(), Refusal::NoToken);
+    assert_eq!(auth.authenticate(None, None).unwrap_err(), Refusal::NoToken);
     for malformed in [&b"secret-one-0123456789"[..], b"Basic abc", b"Bearer ", b""] {
         assert_eq!(
-            auth.authenticate(Some(malformed)).unwrap_err(),
+            auth.authenticate(Some(malformed), None).unwrap_err(),
             Refusal::Malformed,
             "{malformed:?}"
         );
     }
     assert_eq!(
-        auth.authenticate(Some(b"Bearer secret-one-012345678"))
+        auth.authenticate(Some(b"Bearer secret-one-012345678"), None)
             .unwrap_err(),
         Refusal::UnknownToken
     );
@@ -74,12 +75,12 @@ fn a_token_over_its_rate_is_refused_with_a_retry_hint() {
         Some(2),
     )]);
     let header = Some(&b"Bearer secret-three-0123456789"[..]);
-    assert!(auth.authenticate(header).is_ok());
-    assert!(auth.authenticate(header).is_ok());
+    assert!(auth.authenticate(header, None).is_ok());
+    assert!(auth.authenticate(header, None).is_ok());
     let Err(Refusal::RateLimited {
         caller,
         retry_after,
-    }) = auth.authenticate(header)
+    }) = auth.authenticate(header, None)
     else {
         panic!("the third call in a second is over a rate of 2");
     };
@@ -102,7 +103,7 @@ fn a_missing_scope_is_refused_naming_it() {
         None,
     )]);
     let caller = auth
-        .authenticate(Some(b"Bearer secret-one-0123456789"))
+        .authenticate(Some(b"Bearer secret-one-0123456789"), None)
         .unwrap();
     let status = tonic::Status::from(caller.require(Access::Bind("food")).unwrap_err());
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
@@ -127,4 +128,36 @@ fn a_new_token_matches_its_printed_hash() {
     assert_eq!(hash.len(), 64);
     let (other, _) = new_token();
     assert_ne!(token, other);
+}
+
+#[test]
+fn a_client_certificate_names_its_caller_when_no_token_is_sent() {
+    let auth = Authenticator::new(&AuthConfig {
+        tokens: vec![token(
+            "rides-api",
+            "secret-one-0123456789",
+            &["bind:rides"],
+            None,
+        )],
+        clients: vec![crate::config::ClientConfig {
+            name: "ops-cert".into(),
+            subject: "ops.example.internal".into(),
+            scopes: vec![Scope::Admin],
+        }],
+        open_health: true,
+        open_reflection: true,
+    });
+    let names = ["xpool-client".to_owned(), "ops.example.internal".to_owned()];
+    let caller = auth.authenticate(None, Some(&names)).unwrap();
+    assert_eq!(caller.name(), "ops-cert");
+    assert!(caller.may(&Access::Admin));
+    let other = ["someone.else".to_owned()];
+    assert_eq!(
+        auth.authenticate(None, Some(&other)).unwrap_err(),
+        Refusal::NoToken
+    );
+    let by_token = auth
+        .authenticate(Some(b"Bearer secret-one-0123456789"), Some(&names))
+        .unwrap();
+    assert_eq!(by_token.name(), "rides-api", "a token, when sent, decides");
 }

@@ -15,12 +15,9 @@ use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// The daemon's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// Bearer token with the `admin` scope, when the daemon has `[auth]`.
-    #[arg(long, env = "XPOOL_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// The daemon (a token with the `admin` scope when it has `[auth]`).
+    #[command(flatten)]
+    daemon: super::DaemonArgs,
     /// Only this app (all apps by default).
     #[arg(long)]
     app: Option<String>,
@@ -35,30 +32,22 @@ pub struct ReconcileArgs {
 /// Returns the process exit code.
 pub async fn run(args: ReconcileArgs) -> i32 {
     let ReconcileArgs {
-        server,
-        token,
+        daemon,
         app,
         numbers,
         dry_run,
     } = args;
-    let bearer = match super::Bearer::new(token.as_deref()) {
+    let bearer = match daemon.bearer() {
         Ok(bearer) => bearer,
         Err(e) => {
             eprintln!("xpool reconcile: --token: {e}");
             return 2;
         }
     };
-    let channel = match Channel::from_shared(server.clone()) {
-        Ok(endpoint) => endpoint.connect().await,
-        Err(e) => {
-            eprintln!("xpool reconcile: --server {server:?}: {e}");
-            return 2;
-        }
-    };
-    let mut client = match channel {
+    let mut client = match daemon.channel().await {
         Ok(channel) => ReconcileServiceClient::with_interceptor(channel, bearer),
         Err(e) => {
-            eprintln!("xpool reconcile: cannot reach {server}: {e}");
+            eprintln!("xpool reconcile: {e:#}");
             return 2;
         }
     };

@@ -119,9 +119,8 @@ impl Signals {
                         _ = int.recv() => "SIGINT",
                         _ = hup.recv() => {
                             tracing::info!(
-                                "SIGHUP received: nothing to reload (logging is set at start \
-                                 from [log] or XPOOL_LOG, the rest needs a restart); still \
-                                 running"
+                                "SIGHUP received: [server.tls] files are re-read; the rest \
+                                 of the config needs a restart; still running"
                             );
                             continue;
                         }

@@ -18,6 +18,8 @@ use crate::auth::Scope;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
+    /// Callers known by their client certificate (mutual TLS).
+    pub clients: Vec<ClientConfig>,
     /// `grpc.health.v1.Health` without a token (Kubernetes probes, load balancers).
     pub open_health: bool,
     /// The reflection services without a token (`grpcurl list`).
@@ -46,11 +48,24 @@ impl std::fmt::Debug for TokenConfig {
     }
 }
 
+/// One `[[auth.clients]]` entry: a caller known by its verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Unique among tokens and clients.
+    pub name: String,
+    /// Matched exactly against the certificate's subject common name and its DNS, URI and
+    /// e-mail subject alternative names.
+    pub subject: String,
+    pub scopes: Vec<Scope>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     #[serde(default)]
     tokens: Vec<Table>,
+    #[serde(default)]
+    clients: Vec<Table>,
     #[serde(default = "yes")]
     open_health: bool,
     #[serde(default = "yes")]
@@ -72,11 +87,21 @@ struct RawToken {
     rate_per_second: Option<u32>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Option<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
 /// Resolves `[auth]` (`None` when absent); `apps` are the configured app names a scope may
-/// name.
+/// name; `mutual_tls`: whether clients present certificates (`server.tls.client_ca_file`).
 pub(super) fn resolve(
     value: Option<&Value>,
     apps: &HashSet<&str>,
+    mutual_tls: bool,
     problems: &mut Problems,
 ) -> Option<AuthConfig> {
     let table = match value? {
@@ -87,11 +112,11 @@ pub(super) fn resolve(
         }
     };
     let raw: RawAuth = source::section(table, "auth", problems)?;
-    if raw.tokens.is_empty() {
+    if raw.tokens.is_empty() && raw.clients.is_empty() {
         problems.push(
             "auth.tokens",
-            "[auth] without any [[auth.tokens]] would refuse every call; add a token \
-             (`xpool token new` prints one and its hash)",
+            "[auth] without any [[auth.tokens]] (or [[auth.clients]]) would refuse every call; \
+             add a token (`xpool token new` prints one and its hash)",
         );
     }
     let mut tokens = Vec::new();
@@ -118,8 +143,50 @@ pub(super) fn resolve(
         }
         tokens.push(token);
     }
+    let mut clients = Vec::new();
+    if !raw.clients.is_empty() && !mutual_tls {
+        let message = "callers known by certificate need mutual TLS: set \
+                       server.tls.client_ca_file";
+        problems.push("auth.clients", message);
+    }
+    for (index, entry) in raw.clients.iter().enumerate() {
+        let path = match entry.get("name").and_then(Value::as_str) {
+            Some(name) if is_token_name(name) => format!("auth.clients[{name}]"),
+            _ => format!("auth.clients[{index}]"),
+        };
+        let Some(raw) = source::section::<RawClient>(entry, &path, problems) else {
+            continue;
+        };
+        let before = problems.len();
+        let name = required_name(raw.name, &path, problems);
+        let subject = match raw.subject {
+            Some(subject) if !subject.trim().is_empty() => subject,
+            _ => {
+                let message = "is required: the certificate's common name or a DNS, URI or \
+                               e-mail name it carries";
+                problems.push(format!("{path}.subject"), message);
+                String::new()
+            }
+        };
+        let scopes = resolve_scopes(&raw.scopes, &path, apps, problems);
+        if problems.len() > before {
+            continue;
+        }
+        if !names.insert(name.clone()) {
+            problems.push(
+                format!("{path}.name"),
+                "another token or client has this name",
+            );
+        }
+        clients.push(ClientConfig {
+            name,
+            subject,
+            scopes,
+        });
+    }
     Some(AuthConfig {
         tokens,
+        clients,
         open_health: raw.open_health,
         open_reflection: raw.open_reflection,
     })
@@ -172,23 +239,7 @@ fn resolve_token(
             None
         }
     };
-    if raw.scopes.is_empty() {
-        let message = "at least one of admin, bind:<app>, read:<app> (<app> may be *)";
-        problems.push(format!("{path}.scopes"), message);
-    }
-    let mut scopes = Vec::new();
-    for (i, text) in raw.scopes.iter().enumerate() {
-        let key = format!("{path}.scopes[{i}]");
-        match text.parse::<Scope>() {
-            Ok(scope) => match scope.app() {
-                Some(app) if !apps.contains(app) => {
-                    problems.push(key, format!("{text:?} names no configured app"));
-                }
-                _ => scopes.push(scope),
-            },
-            Err(message) => problems.push(key, message),
-        }
-    }
+    let scopes = resolve_scopes(&raw.scopes, path, apps, problems);
     let rate_per_second = match raw.rate_per_second {
         None => None,
         Some(rate) => {
@@ -206,6 +257,49 @@ fn resolve_token(
         scopes,
         rate_per_second,
     })
+}
+
+fn required_name(name: Option<String>, path: &str, problems: &mut Problems) -> String {
+    match name {
+        Some(name) if is_token_name(&name) => name,
+        Some(_) => {
+            problems.push(
+                format!("{path}.name"),
+                "must be 1 to 64 of A-Z a-z 0-9 _ - .",
+            );
+            String::new()
+        }
+        None => {
+            problems.push(format!("{path}.name"), "is required");
+            String::new()
+        }
+    }
+}
+
+fn resolve_scopes(
+    texts: &[String],
+    path: &str,
+    apps: &HashSet<&str>,
+    problems: &mut Problems,
+) -> Vec<Scope> {
+    if texts.is_empty() {
+        let message = "at least one of admin, bind:<app>, read:<app> (<app> may be *)";
+        problems.push(format!("{path}.scopes"), message);
+    }
+    let mut scopes = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let key = format!("{path}.scopes[{i}]");
+        match text.parse::<Scope>() {
+            Ok(scope) => match scope.app() {
+                Some(app) if !apps.contains(app) => {
+                    problems.push(key, format!("{text:?} names no configured app"));
+                }
+                _ => scopes.push(scope),
+            },
+            Err(message) => problems.push(key, message),
+        }
+    }
+    scopes
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

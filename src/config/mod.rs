@@ -30,7 +30,7 @@ use crate::platform::auth::Scheme;
 use crate::platform::options::CallOptions;
 use crate::upstream::{AppSettings, Secret};
 
-pub use auth::{AuthConfig, TokenConfig};
+pub use auth::{AuthConfig, ClientConfig, TokenConfig};
 pub use callbacks::{CallbacksConfig, WatchConfig};
 pub use embedded::{EMBEDDED_CALLBACKS_LISTEN, EMBEDDED_SIM_URL};
 
@@ -110,6 +110,8 @@ pub struct ServerConfig {
     pub tcp_keepalive_seconds: u64,
     /// Largest request message accepted; a larger one is refused with RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// `[server.tls]`: TLS (and with `client_ca_file` mutual TLS) on the gRPC listener.
+    pub tls: Option<TlsConfig>,
     /// Serve a non-loopback `listen` without `[auth]` (anyone who reaches the port may bind,
     /// unbind and drain); without it the daemon refuses to start that way.
     pub insecure: bool,
@@ -129,9 +131,24 @@ impl Default for ServerConfig {
             http2_keepalive_timeout_seconds: 10,
             tcp_keepalive_seconds: 60,
             max_message_bytes: 64 * 1024,
+            tls: None,
             insecure: false,
         }
     }
+}
+
+/// `[server.tls]`: PEM files, re-read on SIGHUP and when they change.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates a client's certificate must be signed by; a client without one is
+    /// refused at the handshake. Absent: no client certificates asked for.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `[store]`: the sled database.

@@ -112,7 +112,11 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         check_push_keys(&apps, problems);
     }
     let names = apps.iter().map(|app| app.name.as_str()).collect();
-    let auth = super::auth::resolve(table.get("auth"), &names, problems);
+    let mutual_tls = server
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.client_ca_file.is_some());
+    let auth = super::auth::resolve(table.get("auth"), &names, mutual_tls, problems);
     check_exposure(&server, auth.is_some(), problems);
     Config {
         server,
@@ -169,6 +173,11 @@ fn check_retention(store: &super::StoreConfig, problems: &mut Problems) {
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 fn check_server(server: &ServerConfig, problems: &mut Problems) {
+    if let Some(tls) = &server.tls
+        && let Err((key, message)) = crate::tls::check(tls)
+    {
+        problems.push(format!("server.tls.{key}"), message);
+    }
     if server.max_connections == 0 {
         problems.push("server.max_connections", "must be at least 1");
     }

@@ -4,6 +4,7 @@
 //! stopped (bounded) and the store closed.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,6 +29,10 @@ use crate::grpc::pb::reconcile_service_server::ReconcileServiceServer;
 use crate::grpc::pb::store_service_server::StoreServiceServer;
 use crate::grpc::pb::watch_service_server::WatchServiceServer;
 use crate::pushes;
+use crate::tls::ServerTls;
+
+/// How often the TLS files are looked at for changes.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(10);
 
 impl Daemon {
     /// Serves on `listener` until `shutdown` completes or the server fails, then stops every
@@ -135,11 +140,12 @@ impl Daemon {
             ),
             None => {}
         }
+        let handshake_timeout = limits.handshake_timeout;
         let incoming = Accept::new(listener, limits, Arc::clone(&self.connections));
         // Ends the Watch streams when new calls are refused, so the drain need not wait for
         // them (they end with SHUTTING_DOWN and the client's resume token).
         let end_watches = self.cancel.child_token();
-        let server = Server::builder()
+        let router = Server::builder()
             .trace_fn(request_span)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
@@ -190,8 +196,22 @@ impl Daemon {
                     self.tasks.clone(),
                 ))
                 .max_decoding_message_size(max_message),
-            )
-            .serve_with_incoming_shutdown(incoming, stop_serving.clone().cancelled_owned());
+            );
+        let stop = stop_serving.clone().cancelled_owned();
+        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            match self.server_tls()? {
+                Some(tls) => {
+                    self.spawn_tls_reloads(Arc::clone(&tls));
+                    let incoming = connections::tls_incoming(
+                        incoming,
+                        tls,
+                        handshake_timeout,
+                        Arc::clone(&self.connections),
+                    );
+                    Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+                }
+                None => Box::pin(router.serve_with_incoming_shutdown(incoming, stop)),
+            };
         tracing::info!(%addr, "gRPC server listening");
         let mut server = self.tasks.spawn(server);
 
@@ -237,6 +257,63 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// `[server.tls]`, loaded; `None` without it.
+    fn server_tls(&self) -> anyhow::Result<Option<Arc<ServerTls>>> {
+        let Some(files) = &self.config.server.tls else {
+            return Ok(None);
+        };
+        let tls = ServerTls::load(files).map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
+        tracing::info!(
+            cert_file = %files.cert_file.display(),
+            mutual = tls.is_mutual(),
+            "gRPC over TLS"
+        );
+        Ok(Some(Arc::new(tls)))
+    }
+
+    /// Re-reads the TLS files on SIGHUP and when they change (looked at every
+    /// [`TLS_RELOAD_CHECK`]); new handshakes use them, open connections keep theirs.
+    fn spawn_tls_reloads(&self, tls: Arc<ServerTls>) {
+        let stop = self.cancel.clone();
+        self.tasks.spawn(async move {
+            #[cfg(unix)]
+            let mut hup =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(hup) => Some(hup),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch SIGHUP; TLS files are still re-read when they change");
+                        None
+                    }
+                };
+            let mut every = tokio::time::interval(TLS_RELOAD_CHECK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                #[cfg(unix)]
+                let hangup = async {
+                    match &mut hup {
+                        Some(hup) => hup.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let hangup = std::future::pending::<Option<()>>();
+                let outcome = tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = hangup => Some(tls.reload()),
+                    _ = every.tick() => tls.reload_if_changed(),
+                };
+                match outcome {
+                    Some(Ok(())) => tracing::info!("TLS certificate and key re-read"),
+                    Some(Err(e)) => tracing::error!(
+                        error = %e,
+                        "re-reading the TLS files failed; the certificate in use stays"
+                    ),
+                    None => {}
+                }
+            }
+        });
     }
 
     /// Starts the push receiver on `listener`, or on `[callbacks] listen`; neither: it is off.

@@ -31,3 +31,4 @@ mod reconcile;
 mod reconcile_runs;
 mod retention;
 mod storage;
+mod tls;

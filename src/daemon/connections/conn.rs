@@ -44,6 +44,9 @@ pub struct Conn {
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub tcp: TcpConnectInfo,
+    /// With mutual TLS: the names the client's verified certificate carries (see
+    /// [`crate::tls::client_names`]).
+    pub client: Option<Arc<Vec<String>>>,
     pub(super) activity: Arc<Activity>,
 }
 
@@ -106,6 +109,7 @@ impl Conn {
         Conn {
             info: ConnInfo {
                 tcp: stream.connect_info(),
+                client: None,
                 activity: Arc::new(Activity::new()),
             },
             stream,

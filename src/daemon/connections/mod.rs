@@ -5,6 +5,7 @@
 //! - [`accept`]: the accept loop as a stream for tonic, refusing connections beyond the cap and
 //!   backing off when accepting fails (e.g. out of file descriptors), logging both rate-limited.
 //! - [`conn`]: one accepted connection, closed when its handshake or idle deadline passes.
+//! - [`tls`]: TLS on top of the accepted connections, handshakes off the accept loop.
 //! - [`calls`]: the tower layer that tells a connection when it has calls in flight.
 //!
 //! HTTP/2 keepalive pings (tonic's `http2_keepalive_*`) find peers that stopped answering once
@@ -14,6 +15,7 @@
 mod accept;
 mod calls;
 mod conn;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use std::time::Duration;
 pub use accept::{Accept, open_file_limit};
 pub use calls::TrackCalls;
 pub use conn::{Conn, ConnInfo};
+pub use tls::{TlsConn, tls_incoming};
 
 use crate::config::ServerConfig;
 
@@ -82,6 +85,7 @@ pub struct ConnectionStats {
     accept_errors: AtomicU64,
     handshake_timeouts: AtomicU64,
     idle_closed: AtomicU64,
+    tls_failures: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -113,6 +117,11 @@ impl ConnectionStats {
     /// Connections closed after `server.idle_timeout_seconds` without a call.
     pub fn idle_closed_total(&self) -> u64 {
         self.idle_closed.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that failed or timed out (no certificate, an unknown CA, not TLS).
+    pub fn tls_failures_total(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     fn count(counter: &AtomicU64) {
@@ -156,6 +165,11 @@ impl prometheus_client::collector::Collector for ConnectionStats {
                 "grpc_connections_handshake_timeouts",
                 "gRPC connections closed for not sending the HTTP/2 preface in time",
                 self.handshake_timeouts_total(),
+            ),
+            (
+                "grpc_tls_handshake_failures",
+                "gRPC connections whose TLS handshake failed or timed out",
+                self.tls_failures_total(),
             ),
             (
                 "grpc_connections_idle_closed",
