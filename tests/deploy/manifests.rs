@@ -54,9 +54,16 @@ pub fn load_all() -> Vec<Doc> {
     docs
 }
 
-/// The Kubernetes objects: every document but the kustomization.
+/// The Kubernetes objects: every document but the kustomization and Prometheus rule files.
 pub fn objects(docs: &[Doc]) -> impl Iterator<Item = &Doc> {
-    docs.iter().filter(|doc| doc.kind() != "Kustomization")
+    docs.iter()
+        .filter(|doc| doc.kind() != "Kustomization" && !is_prometheus_rules(doc))
+}
+
+/// A plain Prometheus rule file (`deploy/prometheus-rules.yaml`: top-level `groups:`, no
+/// `kind`); tests/observability.rs checks it.
+fn is_prometheus_rules(doc: &Doc) -> bool {
+    doc.value.get("kind").is_none() && doc.value["groups"].is_sequence()
 }
 
 /// The one object of `kind`; panics if there is none or more than one.
