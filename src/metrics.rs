@@ -91,7 +91,7 @@ pub struct PushMetrics {
 }
 
 impl PushMetrics {
-    fn register(registry: &mut Registry) -> Self {
+    fn register(registry: &mut Declared<'_>) -> Self {
         let metrics = PushMetrics {
             pushes: Family::default(),
             entries: Family::default(),
@@ -138,10 +138,143 @@ impl PushMetrics {
     }
 }
 
+/// `method` and `code` of a gRPC call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: String,
+    pub code: &'static str,
+}
+
+/// `method` of a gRPC call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+/// `app` and `outcome` of a Bind: `ok`, or the reason it was refused (`POOL_EXHAUSTED`…).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BindLabels {
+    pub app: String,
+    pub outcome: &'static str,
+}
+
+/// `app` alone.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabel {
+    pub app: String,
+}
+
+/// `app`, `operation` and `result` of a platform call (`ok`, or the error's class).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub app: String,
+    pub operation: &'static str,
+    pub result: &'static str,
+}
+
+/// `app` and `operation` of a platform call.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub app: String,
+    pub operation: &'static str,
+}
+
+/// `state` a reconciliation run ended in.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+/// `app` and `kind` of drift a reconciliation run fixed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub app: String,
+    pub kind: &'static str,
+}
+
+/// A registry that remembers the names registered in it.
+struct Declared<'a> {
+    registry: &'a mut Registry,
+    names: &'a mut Vec<&'static str>,
+}
+
+impl Declared<'_> {
+    fn register(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.names.push(name);
+        self.registry.register(name, help, metric);
+    }
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets, 0.5 ms to ~30 s.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+}
+
+/// What the platform client counts, shared by every app's client (each labels with its app).
+#[derive(Debug, Clone)]
+pub struct UpstreamMetrics {
+    pub calls: Family<UpstreamLabels, Counter>,
+    pub call_seconds: Histograms<OperationLabels>,
+    /// Calls that had to wait for the app's rate limiter.
+    pub limiter_waits: Family<AppLabel, Counter>,
+    /// Calls the limiter refused (the wait would pass the call's deadline).
+    pub limiter_refusals: Family<AppLabel, Counter>,
+}
+
+impl UpstreamMetrics {
+    fn register(registry: &mut Declared<'_>) -> Self {
+        let metrics = UpstreamMetrics {
+            calls: Family::default(),
+            call_seconds: Family::new_with_constructor(latency),
+            limiter_waits: Family::default(),
+            limiter_refusals: Family::default(),
+        };
+        registry.register(
+            "upstream_calls",
+            "Platform calls by app, operation and result (ok, or the error's class)",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "upstream_call_seconds",
+            "Platform call latency by app and operation",
+            metrics.call_seconds.clone(),
+        );
+        registry.register(
+            "upstream_limiter_waits",
+            "Platform calls that waited for the app's rate limiter",
+            metrics.limiter_waits.clone(),
+        );
+        registry.register(
+            "upstream_limiter_refusals",
+            "Platform calls the app's rate limiter refused (the wait would pass the deadline)",
+            metrics.limiter_refusals.clone(),
+        );
+        metrics
+    }
+}
+
+/// The store's group commits.
+#[derive(Debug, Clone)]
+pub struct LogMetrics {
+    /// Each group commit's write and `fdatasync`, in seconds.
+    pub sync_seconds: Histogram,
+    /// Records per group commit.
+    pub batch_records: Histogram,
+}
+
 /// Every metric the daemon keeps; share it as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The names of the metric families registered (collectors' aside).
+    declared: Vec<&'static str>,
     /// 1 while the store takes writes, 0 while it refuses them after a failed write.
     pub store_writable: Gauge,
     /// Times the store failed a write and began refusing writes, by reason.
@@ -153,6 +286,13 @@ pub struct Metrics {
     /// gRPC calls refused by authentication or authorisation, by reason (`no_token`,
     /// `malformed`, `unknown_token`, `rate_limited`, `scope`).
     pub auth_refusals: Family<ReasonLabel, Counter>,
+    pub grpc_requests: Family<GrpcLabels, Counter>,
+    pub grpc_request_seconds: Histograms<MethodLabel>,
+    pub binds: Family<BindLabels, Counter>,
+    pub upstream: UpstreamMetrics,
+    pub log: LogMetrics,
+    pub reconcile_runs: Family<StateLabel, Counter>,
+    pub reconcile_drift: Family<DriftLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -164,10 +304,15 @@ impl Default for Metrics {
 impl Metrics {
     /// The daemon's metrics, and `collectors` read at each scrape.
     pub fn with(collectors: Vec<Box<dyn Collector>>) -> Self {
-        let mut registry = Registry::with_prefix("xpool");
+        let mut inner = Registry::with_prefix("xpool");
         for collector in collectors {
-            registry.register_collector(collector);
+            inner.register_collector(collector);
         }
+        let mut declared = Vec::new();
+        let mut registry = Declared {
+            registry: &mut inner,
+            names: &mut declared,
+        };
         let store_writable = Gauge::default();
         store_writable.set(1);
         registry.register(
@@ -194,14 +339,102 @@ impl Metrics {
             "gRPC calls refused by authentication or authorisation, by reason",
             auth_refusals.clone(),
         );
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_request_seconds: Histograms<MethodLabel> = Family::new_with_constructor(latency);
+        registry.register(
+            "grpc_request_seconds",
+            "gRPC call latency by method (a streaming call: until its stream ends)",
+            grpc_request_seconds.clone(),
+        );
+        let binds = Family::<BindLabels, Counter>::default();
+        registry.register(
+            "binds",
+            "Binds by app and outcome (ok, or the reason they were refused)",
+            binds.clone(),
+        );
+        let upstream = UpstreamMetrics::register(&mut registry);
+        let log = LogMetrics {
+            // 50 µs to ~3 s.
+            sync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+        };
+        registry.register(
+            "log_sync_seconds",
+            "Each group commit's write and fdatasync of the store's log",
+            log.sync_seconds.clone(),
+        );
+        registry.register(
+            "log_batch_records",
+            "Records made durable by one group commit",
+            log.batch_records.clone(),
+        );
+        let reconcile_runs = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "reconcile_runs",
+            "Reconciliation runs by the state they ended in",
+            reconcile_runs.clone(),
+        );
+        let reconcile_drift = Family::<DriftLabels, Counter>::default();
+        registry.register(
+            "reconcile_drift",
+            "Differences with the platform that reconciliation fixed, by app and kind",
+            reconcile_drift.clone(),
+        );
         Metrics {
-            registry,
+            registry: inner,
+            declared,
             store_writable,
             store_failures,
             store_recoveries,
             pushes,
             auth_refusals,
+            grpc_requests,
+            grpc_request_seconds,
+            binds,
+            upstream,
+            log,
+            reconcile_runs,
+            reconcile_drift,
         }
+    }
+
+    /// Every metric family registered, by its full name (`xpool_binds`), whether or not it has
+    /// a series yet (a labelled family shows in a scrape only once it has one); the collectors'
+    /// families are always in a scrape.
+    pub fn declared(&self) -> impl Iterator<Item = String> + '_ {
+        self.declared.iter().map(|name| format!("xpool_{name}"))
+    }
+
+    /// Adds a collector read at each scrape (before the metrics are shared).
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
+    /// Counts a gRPC call of `method` that ended with `code` after `took`.
+    pub fn grpc_request(&self, method: String, code: &'static str, took: std::time::Duration) {
+        self.grpc_request_seconds
+            .get_or_create(&MethodLabel {
+                method: method.clone(),
+            })
+            .observe(took.as_secs_f64());
+        self.grpc_requests
+            .get_or_create(&GrpcLabels { method, code })
+            .inc();
+    }
+
+    /// Counts a Bind of `app` with `outcome`.
+    pub fn bind(&self, app: &str, outcome: &'static str) {
+        self.binds
+            .get_or_create(&BindLabels {
+                app: app.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts a call refused for `reason`.

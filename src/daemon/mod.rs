@@ -4,6 +4,8 @@
 
 mod admin;
 pub mod connections;
+mod gauges;
+mod measure;
 mod serve;
 mod store_watch;
 
@@ -78,15 +80,19 @@ impl Daemon {
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         let connections: Arc<connections::ConnectionStats> = Arc::default();
-        let pool = match open_pool(&config, &store, &clock, &tasks, &cancel).await {
-            Ok(pool) => pool,
-            Err(e) => {
-                if let Err(close) = store.close().await {
-                    tracing::warn!(error = %close, "closing the store after a failed start");
+        let mut metrics = crate::metrics::Metrics::default();
+        store.observe_log(metrics.log.clone());
+        let upstream_metrics = metrics.upstream.clone();
+        let pool =
+            match open_pool(&config, &store, &clock, &tasks, &cancel, &upstream_metrics).await {
+                Ok(pool) => pool,
+                Err(e) => {
+                    if let Err(close) = store.close().await {
+                        tracing::warn!(error = %close, "closing the store after a failed start");
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         let expiry = jobs::Expiry {
             pool: Arc::clone(&pool),
             clock: Arc::clone(&clock),
@@ -102,15 +108,24 @@ impl Daemon {
             clock: Arc::clone(&clock),
         };
         let stop_reconciling = cancel.child_token();
-        let reconciler = Arc::new(lifecycle::Reconciler::new(
-            Arc::clone(&pool),
-            Arc::clone(&clock),
-            Duration::from_secs(config.reconcile.grace_seconds),
-            match config.reconcile.orphan_policy {
-                config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
-                config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
-            },
-        ));
+        let (runs, drift) = (
+            metrics.reconcile_runs.clone(),
+            metrics.reconcile_drift.clone(),
+        );
+        let reconciler = Arc::new(
+            lifecycle::Reconciler::new(
+                Arc::clone(&pool),
+                Arc::clone(&clock),
+                Duration::from_secs(config.reconcile.grace_seconds),
+                match config.reconcile.orphan_policy {
+                    config::OrphanPolicy::Adopt => lifecycle::OrphanPolicy::Adopt,
+                    config::OrphanPolicy::Release => lifecycle::OrphanPolicy::Release,
+                },
+            )
+            .observed(lifecycle::RunObserver::new(move |run| {
+                count_run(&runs, &drift, run);
+            })),
+        );
         let calls = Arc::new(CallLog::new(
             Arc::clone(&store),
             Arc::clone(&pool),
@@ -121,11 +136,18 @@ impl Daemon {
             },
         ));
         let retained = Arc::clone(&pool);
-        let retention_deleted = ReadCounter::new(
+        metrics.register_collector(Box::new(ReadCounter::new(
             "retention_deleted",
             "Bindings that left service deleted once their retention had passed",
             move || retained.retention_deleted(),
-        );
+        )));
+        metrics.register_collector(Box::new(Arc::clone(&connections)));
+        metrics.register_collector(Box::new(gauges::PoolGauges {
+            pool: Arc::clone(&pool),
+            store: Arc::clone(&store),
+            clock: Arc::clone(&clock),
+            skew_grace_ms: expiry.policy.skew_grace_ms,
+        }));
         Ok(Daemon {
             config,
             store,
@@ -135,10 +157,7 @@ impl Daemon {
             reconciler,
             calls,
             stop_reconciling,
-            metrics: Arc::new(crate::metrics::Metrics::with(vec![
-                Box::new(Arc::clone(&connections)),
-                Box::new(retention_deleted),
-            ])),
+            metrics: Arc::new(metrics),
             cancel,
             tasks,
             connections,
@@ -241,12 +260,13 @@ async fn open_pool(
     clock: &Arc<dyn Clock>,
     tasks: &TaskTracker,
     cancel: &CancellationToken,
+    metrics: &crate::metrics::UpstreamMetrics,
 ) -> anyhow::Result<Arc<Pool>> {
     let http = upstream::http_client();
     let setups = config
         .apps
         .iter()
-        .map(|app| app_setup(app, &http, tasks, cancel))
+        .map(|app| app_setup(app, &http, tasks, cancel, metrics))
         .collect();
     let retention = RetentionPolicy::new(
         config.store.released_retention(),
@@ -262,6 +282,7 @@ fn app_setup(
     http: &reqwest::Client,
     tasks: &TaskTracker,
     cancel: &CancellationToken,
+    metrics: &crate::metrics::UpstreamMetrics,
 ) -> AppSetup {
     let rules = Rules {
         mode: app.mode,
@@ -271,9 +292,11 @@ fn app_setup(
         cool_down_ms: (app.cool_down_seconds as i64).saturating_mul(1000),
         fallback_areas: app.fallback_areas.clone(),
     };
-    let client = app
-        .has_upstream()
-        .then(|| Arc::new(AppClient::new(app.upstream_settings(), http.clone())));
+    let client = app.has_upstream().then(|| {
+        let client = AppClient::new(app.upstream_settings(), http.clone());
+        client.observe(&app.name, metrics.clone());
+        Arc::new(client)
+    });
     AppSetup {
         name: app.name.clone(),
         rules,
@@ -283,6 +306,49 @@ fn app_setup(
         call_defaults: app.call_defaults.clone(),
         tasks: tasks.clone(),
         cancel: cancel.clone(),
+    }
+}
+
+/// Counts a finished reconciliation run and the drift it fixed.
+fn count_run(
+    runs: &prometheus_client::metrics::family::Family<
+        crate::metrics::StateLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    drift: &prometheus_client::metrics::family::Family<
+        crate::metrics::DriftLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    run: &lifecycle::ReconcileRun,
+) {
+    let state = match run.state {
+        lifecycle::RunState::Succeeded => "succeeded",
+        lifecycle::RunState::Failed => "failed",
+        lifecycle::RunState::Cancelled => "cancelled",
+        lifecycle::RunState::Queued | lifecycle::RunState::Running => return,
+    };
+    runs.get_or_create(&crate::metrics::StateLabel { state })
+        .inc();
+    if run.request.dry_run {
+        return;
+    }
+    let app = run.request.app.clone().unwrap_or_else(|| "*".to_owned());
+    let r = &run.report;
+    for (kind, n) in [
+        ("orphans_adopted", r.orphans_adopted),
+        ("orphans_released", r.orphans_released),
+        ("ghosts_freed", r.ghosts_freed),
+        ("fields_corrected", r.fields_corrected),
+        ("pending_resolved", r.pending_resolved),
+        ("numbers_removed", r.numbers_removed),
+    ] {
+        if n > 0 {
+            let labels = crate::metrics::DriftLabels {
+                app: app.clone(),
+                kind,
+            };
+            drift.get_or_create(&labels).inc_by(n);
+        }
     }
 }
 

@@ -149,6 +149,7 @@ impl Daemon {
             .trace_fn(request_span)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
+            .layer(super::measure::Measure::new(Arc::clone(&self.metrics)))
             .layer(TrackCalls)
             .layer(DecodeErrors)
             .layer(Authenticate::new(
@@ -163,6 +164,7 @@ impl Daemon {
                     Arc::clone(&self.pool),
                     max_wait,
                     self.tasks.clone(),
+                    Arc::clone(&self.metrics),
                 ))
                 .max_decoding_message_size(max_message),
             )

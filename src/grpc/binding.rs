@@ -12,8 +12,10 @@ use super::access;
 use super::convert::BindingPage;
 use super::pb;
 use super::pb::binding_service_server::BindingService;
+use super::status::reason_of;
 use crate::auth::Access;
 use crate::lifecycle::{BindParams, Binding, BindingKey, BindingUpdate, Pool, PoolError, Reason};
+use crate::metrics::Metrics;
 
 /// The binding API.
 #[derive(Debug)]
@@ -23,15 +25,38 @@ pub struct Bindings {
     max_wait: Duration,
     /// The daemon's tasks: shutdown waits for pool work whose caller hung up.
     tasks: TaskTracker,
+    /// Where each Bind's outcome is counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Bindings {
-    pub fn new(pool: Arc<Pool>, max_wait: Duration, tasks: TaskTracker) -> Self {
+    pub fn new(
+        pool: Arc<Pool>,
+        max_wait: Duration,
+        tasks: TaskTracker,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Bindings {
             pool,
             max_wait,
             tasks,
+            metrics,
         }
+    }
+
+    /// Counts a Bind's outcome under its app (`unknown` for an app not configured, so a
+    /// caller cannot grow the label set).
+    fn count_bind(&self, app: &str, outcome: &Result<Response<pb::Binding>, Status>) {
+        let app = if self.pool.app(app).is_ok() {
+            app
+        } else {
+            "unknown"
+        };
+        let outcome = match outcome {
+            Ok(_) => "ok",
+            Err(status) => reason_of(status),
+        };
+        self.metrics.bind(app, outcome);
     }
 
     /// Runs `work` on the pool in its own task, so a caller hanging up cannot cut a two-phase
@@ -68,6 +93,26 @@ impl Bindings {
 }
 
 impl Bindings {
+    /// The Bind itself (counted by [`BindingService::bind`]).
+    async fn bind_one(
+        &self,
+        req: Request<pb::BindRequest>,
+    ) -> Result<Response<pb::Binding>, Status> {
+        // Leave part of the deadline for the platform call and the durable writes after the
+        // wait, so a caller beyond the rate limit hears UNAVAILABLE before its deadline.
+        let caller_deadline = deadline(&req);
+        let max_wait = caller_deadline
+            .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
+            .unwrap_or(self.max_wait);
+        let caller = access::caller(&req)?;
+        let params = BindParams::try_from(req.into_inner())?;
+        caller.require(Access::Bind(&params.app))?;
+        self.detached(caller_deadline, |pool| async move {
+            pool.bind(params, max_wait).await
+        })
+        .await
+    }
+
     /// The app of the binding `key` names (looked up when the key is its id).
     fn app_of(&self, key: &BindingKey) -> Result<String, PoolError> {
         match key {
@@ -111,19 +156,10 @@ pub fn deadline<T>(req: &Request<T>) -> Option<Duration> {
 #[tonic::async_trait]
 impl BindingService for Bindings {
     async fn bind(&self, req: Request<pb::BindRequest>) -> Result<Response<pb::Binding>, Status> {
-        // Leave part of the deadline for the platform call and the durable writes after the
-        // wait, so a caller beyond the rate limit hears UNAVAILABLE before its deadline.
-        let caller_deadline = deadline(&req);
-        let max_wait = caller_deadline
-            .map(|d| d.saturating_sub((d / 4).max(Duration::from_millis(100))))
-            .unwrap_or(self.max_wait);
-        let caller = access::caller(&req)?;
-        let params = BindParams::try_from(req.into_inner())?;
-        caller.require(Access::Bind(&params.app))?;
-        self.detached(caller_deadline, |pool| async move {
-            pool.bind(params, max_wait).await
-        })
-        .await
+        let app = req.get_ref().app.clone();
+        let answer = self.bind_one(req).await;
+        self.count_bind(&app, &answer);
+        answer
     }
 
     async fn unbind(

@@ -28,3 +28,4 @@ pub mod pb {
 pub use convert::MAX_CALL_MINUTES;
 pub use decode::DecodeErrors;
 pub use requests::{millis, ttl};
+pub use status::reason_of;

@@ -103,6 +103,21 @@ impl From<PoolError> for Status {
     }
 }
 
+/// The reason a status carries (`POOL_EXHAUSTED`…), as a metric label: one of
+/// [`Reason::ALL`], or `OTHER` for a status xpool did not make (e.g. a message that did not
+/// decode).
+pub fn reason_of(status: &Status) -> &'static str {
+    let details = status.get_error_details();
+    let Some(info) = details.error_info() else {
+        return "OTHER";
+    };
+    Reason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .find(|name| *name == info.reason)
+        .unwrap_or("OTHER")
+}
+
 /// The retry hint in the headers clients read: `grpc-retry-pushback-ms` (gRPC's own retry
 /// policy: a delay, or `-1` for "do not retry") and, when waiting helps, `retry-after-ms`.
 fn set_retry_headers(status: &mut Status, retry: Option<Duration>) {

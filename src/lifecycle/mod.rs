@@ -53,7 +53,7 @@ pub use options::OptionsChange;
 pub use params::{BindParams, BindingKey, BindingUpdate, ListFilter};
 pub use reconciler::{
     KEEP as RUNS_KEPT, OrphanPolicy, ReconcileOptions, ReconcileReport, ReconcileRun, Reconciler,
-    RunError, RunId, RunRequest, RunState,
+    RunError, RunId, RunObserver, RunRequest, RunState,
 };
 pub use retention::{RetentionPolicy, RetentionRound};
 pub use route::CallRoute;

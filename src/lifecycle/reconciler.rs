@@ -156,6 +156,23 @@ pub struct Reconciler {
     runs: Mutex<Runs>,
     /// Signalled when a run is queued; the worker waits on it.
     queued: Notify,
+    /// Told of each run that finished (for metrics).
+    observer: Option<RunObserver>,
+}
+
+/// What is told of each finished run.
+pub struct RunObserver(Box<dyn Fn(&ReconcileRun) + Send + Sync>);
+
+impl RunObserver {
+    pub fn new(f: impl Fn(&ReconcileRun) + Send + Sync + 'static) -> Self {
+        RunObserver(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for RunObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunObserver")
+    }
 }
 
 impl Reconciler {
@@ -173,7 +190,14 @@ impl Reconciler {
             policy,
             runs: Mutex::new(Runs::default()),
             queued: Notify::new(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of each run that finishes.
+    pub fn observed(mut self, observer: RunObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Checks `request` and queues a run of it; the run as queued. Refused: an unknown app or
@@ -282,6 +306,9 @@ impl Reconciler {
             run.clone()
         });
         lock(&self.runs).trim();
+        if let Some(observer) = &self.observer {
+            (observer.0)(&run);
+        }
         let r = &run.report;
         tracing::info!(
             run = %run.id,

@@ -126,7 +126,12 @@ pub struct Store {
     /// Bumped whenever writes became durable (see [`Store::durable_writes`]).
     durable: watch::Sender<u64>,
     options: StoreOptions,
+    /// Where the log's group commits are measured, once the daemon's metrics exist.
+    log_metrics: LogObserver,
 }
+
+/// The metrics a log reports its group commits to, set once (see [`Store::observe_log`]).
+pub(crate) type LogObserver = Arc<std::sync::OnceLock<crate::metrics::LogMetrics>>;
 
 /// One opening of the database and its log.
 struct Open {
@@ -166,7 +171,8 @@ impl Store {
     pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
         let (health, _) = watch::channel(Health::Writable);
         let (durable, _) = watch::channel(0);
-        let open = open_files(options, &health, &durable)?;
+        let log_metrics = LogObserver::default();
+        let open = open_files(options, &health, &durable, &log_metrics)?;
         Ok(Store {
             current: RwLock::new(Some(Arc::new(open))),
             retained: Mutex::new(Retained::default()),
@@ -174,6 +180,7 @@ impl Store {
             health,
             durable,
             options: options.clone(),
+            log_metrics,
         })
     }
 
@@ -256,9 +263,12 @@ impl Store {
         };
         let options = self.options.clone();
         let (health, durable) = (self.health.clone(), self.durable.clone());
-        let reopened = tokio::task::spawn_blocking(move || open_files(&options, &health, &durable))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let log_metrics = Arc::clone(&self.log_metrics);
+        let reopened = tokio::task::spawn_blocking(move || {
+            open_files(&options, &health, &durable, &log_metrics)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
         let result = match reopened {
             Ok(open) => match open.wal.relog_and_wait(&retained).await {
                 // The new log may fail at once too: then it has reported that, and stays so.
@@ -384,6 +394,12 @@ impl Store {
         self.current()?.wal.close().await
     }
 
+    /// Reports each group commit of the log (now and after any reopening) to `metrics`; the
+    /// first call wins.
+    pub fn observe_log(&self, metrics: crate::metrics::LogMetrics) {
+        let _ = self.log_metrics.set(metrics);
+    }
+
     /// How many log syncs (`fdatasync`) the log in use has made (to observe group commit).
     pub fn sync_count(&self) -> u64 {
         self.current().map_or(0, |open| open.wal.syncs())
@@ -462,6 +478,7 @@ fn open_files(
     options: &StoreOptions,
     health: &watch::Sender<Health>,
     durable: &watch::Sender<u64>,
+    log_metrics: &LogObserver,
 ) -> Result<Open, StoreError> {
     let db = open_sled(options)?;
     let trees = Trees::open(&db)?;
@@ -484,7 +501,15 @@ fn open_files(
         });
     });
     Ok(Open {
-        wal: Wal::start(db, &trees, &wal_dir, applied, on_failure, durable.clone())?,
+        wal: Wal::start(
+            db,
+            &trees,
+            &wal_dir,
+            applied,
+            on_failure,
+            durable.clone(),
+            Arc::clone(log_metrics),
+        )?,
         trees,
     })
 }

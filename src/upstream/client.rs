@@ -1,7 +1,7 @@
 //! The HTTP core of the client: pacing, the circuit, signing, sending and decoding.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -14,6 +14,7 @@ use super::error::UpstreamError;
 use super::limiter::{Limiter, Priority};
 use super::result::{ErrorClass, classify, classify_http};
 use super::secret::Secret;
+use crate::metrics::{AppLabel, OperationLabels, UpstreamLabels, UpstreamMetrics};
 use crate::platform::wire::{Envelope, Query};
 use crate::platform::{auth, codes, time};
 
@@ -79,6 +80,9 @@ pub struct AppClient {
     permit: Mutex<Option<Slot>>,
 }
 
+/// A limiter slot that took this long counts as a wait.
+const LIMITER_WAITED: Duration = Duration::from_millis(1);
+
 /// What every handle of one app shares.
 #[derive(Debug)]
 struct App {
@@ -86,6 +90,8 @@ struct App {
     http: reqwest::Client,
     limiter: Limiter,
     breaker: Breaker,
+    /// Where calls and limiter waits are counted, with the app's name.
+    metrics: OnceLock<(String, UpstreamMetrics)>,
 }
 
 /// How a platform call waits for its app's rate limiter. Passed explicitly (see
@@ -162,6 +168,7 @@ impl AppClient {
             http,
             limiter,
             breaker: Breaker::default(),
+            metrics: OnceLock::new(),
         };
         AppClient {
             app: Arc::new(app),
@@ -265,7 +272,32 @@ impl AppClient {
         };
         self.app.breaker.record(permit, verdict);
         self.log(op, permit, started, &result);
+        if let Some((app, metrics)) = self.app.metrics.get() {
+            let labels = OperationLabels {
+                app: app.clone(),
+                operation: op,
+            };
+            metrics
+                .call_seconds
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            let result = result.as_ref().err().map_or("ok", UpstreamError::label);
+            metrics
+                .calls
+                .get_or_create(&UpstreamLabels {
+                    app: labels.app,
+                    operation: op,
+                    result,
+                })
+                .inc();
+        }
         result
+    }
+
+    /// Counts this app's calls, limiter waits and refusals in `metrics`, labelled `app`
+    /// (every handle of the app shares it; the first call wins).
+    pub fn observe(&self, app: &str, metrics: UpstreamMetrics) {
+        let _ = self.app.metrics.set((app.to_owned(), metrics));
     }
 
     /// Takes a limiter slot (waiting as this handle's options allow) for a call about to be
@@ -286,15 +318,23 @@ impl AppClient {
     /// Waits for a limiter slot, as long as this handle's `max_wait` allows.
     async fn pace(&self, op: &'static str) -> Result<(), UpstreamError> {
         let max_wait = self.max_wait.unwrap_or(self.app.settings.max_wait);
-        self.app
-            .limiter
-            .acquire(max_wait, self.priority)
-            .await
-            .map_err(|retry_after| UpstreamError::RateLimited {
-                op,
-                app_key: self.app.settings.app_key.clone(),
-                retry_after,
-            })
+        let started = Instant::now();
+        let paced = self.app.limiter.acquire(max_wait, self.priority).await;
+        if let Some((app, metrics)) = self.app.metrics.get() {
+            let counter = match &paced {
+                Err(_) => Some(&metrics.limiter_refusals),
+                Ok(()) if started.elapsed() >= LIMITER_WAITED => Some(&metrics.limiter_waits),
+                Ok(()) => None,
+            };
+            if let Some(counter) = counter {
+                counter.get_or_create(&AppLabel { app: app.clone() }).inc();
+            }
+        }
+        paced.map_err(|retry_after| UpstreamError::RateLimited {
+            op,
+            app_key: self.app.settings.app_key.clone(),
+            retry_after,
+        })
     }
 
     fn auth_open_for(&self, code: &str) -> Duration {

@@ -72,6 +72,33 @@ impl UpstreamError {
         }
     }
 
+    /// The `result` label of the call-count metric: what went wrong, in a few words.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpstreamError::CircuitOpen { .. } => "circuit_open",
+            UpstreamError::RateLimited { .. } => "rate_limited",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::Transport { .. } => "transport",
+            UpstreamError::Decode { .. } => "undecodable",
+            UpstreamError::Platform { class, .. } | UpstreamError::Http { class, .. } => {
+                match class {
+                    ErrorClass::RetryLater => "retry_later",
+                    ErrorClass::Taken => "taken",
+                    ErrorClass::PartyConflict => "party_conflict",
+                    ErrorClass::PartyLimit => "party_limit",
+                    ErrorClass::NotFound => "not_found",
+                    ErrorClass::Exhausted => "exhausted",
+                    ErrorClass::NumberUnusable => "number_unusable",
+                    ErrorClass::Auth => "auth",
+                    ErrorClass::Config => "config",
+                    ErrorClass::InvalidRequest => "invalid_request",
+                    ErrorClass::AccountFrozen => "account_frozen",
+                    ErrorClass::Unknown => "unknown",
+                }
+            }
+        }
+    }
+
     /// The platform's result code, when it answered one.
     pub fn code(&self) -> Option<&str> {
         match self {

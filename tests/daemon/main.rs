@@ -25,6 +25,7 @@ mod hung;
 mod input;
 mod lifecycle_signals;
 mod logs;
+mod metrics;
 mod modes;
 mod pushes;
 mod reconcile;

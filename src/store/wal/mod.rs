@@ -138,6 +138,8 @@ struct Shared {
     store_dir: PathBuf,
     /// `fdatasync` calls made by the flusher.
     syncs: AtomicU64,
+    /// Where each group commit is measured.
+    metrics: super::LogObserver,
     /// Bumped each time records became durable (and readable in sled).
     applied: tokio::sync::watch::Sender<u64>,
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
@@ -283,6 +285,7 @@ impl Wal {
         applied: u64,
         on_failure: OnFailure,
         on_durable: tokio::sync::watch::Sender<u64>,
+        metrics: super::LogObserver,
     ) -> Result<Wal, StoreError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -303,6 +306,7 @@ impl Wal {
             on_failure,
             store_dir: dir.parent().unwrap_or(dir).to_path_buf(),
             syncs: AtomicU64::new(0),
+            metrics,
             applied: on_durable,
             #[cfg(test)]
             checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
@@ -606,6 +610,10 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             let started = Instant::now();
             let appended = segment.append(shared, &batch);
             let synced = started.elapsed();
+            if let Some(metrics) = shared.metrics.get() {
+                metrics.sync_seconds.observe(synced.as_secs_f64());
+                metrics.batch_records.observe(records.len() as f64);
+            }
             let done = appended
                 .and_then(|()| {
                     shared

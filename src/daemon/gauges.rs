@@ -1,0 +1,98 @@
+//! Gauges read from the pool at each scrape: each app's numbers by area and state, its
+//! circuit, and how far expiry is behind.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::lifecycle::{Clock, Pool};
+use crate::store::Store;
+use crate::upstream::Circuit;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NumberLabels {
+    app: String,
+    area: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabel {
+    app: String,
+}
+
+/// The pool's gauges, computed at each scrape.
+#[derive(Debug)]
+pub struct PoolGauges {
+    pub pool: Arc<Pool>,
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// `expiry.skew_grace_seconds`: a deadline is overdue only once this has passed too.
+    pub skew_grace_ms: i64,
+}
+
+impl Collector for PoolGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut apps: Vec<_> = self.pool.apps().collect();
+        apps.sort_by(|a, b| a.name().cmp(b.name()));
+
+        let mut numbers = encoder.encode_descriptor(
+            "pool_numbers",
+            "Numbers by app, area and state (free: a Bind could get it now; held: the platform \
+             holds it out of rotation)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for app in &apps {
+            for area in app.stats() {
+                for (state, count) in [
+                    ("free", area.free),
+                    ("bound", area.bound),
+                    ("cooling", area.cooling_down),
+                    ("draining", area.draining),
+                    ("held", area.held_by_platform),
+                ] {
+                    let labels = NumberLabels {
+                        app: app.name().to_owned(),
+                        area: area.area_code.clone(),
+                        state,
+                    };
+                    ConstGauge::new(i64::from(count)).encode(numbers.encode_family(&labels)?)?;
+                }
+            }
+        }
+
+        let mut circuit = encoder.encode_descriptor(
+            "upstream_circuit_open",
+            "1 while the app's circuit breaker is open (the platform refused its credentials)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for app in &apps {
+            if let Some(platform) = app.info().platform {
+                let open = i64::from(platform.circuit == Circuit::Open);
+                let labels = AppLabel {
+                    app: app.name().to_owned(),
+                };
+                ConstGauge::new(open).encode(circuit.encode_family(&labels)?)?;
+            }
+        }
+
+        // A store that cannot be read reports no lag rather than failing the scrape.
+        let oldest = self.store.next_deadline_ms().ok().flatten();
+        let lag_ms = oldest.map_or(0, |deadline| {
+            (self.clock.now_ms() - deadline - self.skew_grace_ms).max(0)
+        });
+        let lag = ConstGauge::new(lag_ms as f64 / 1000.0);
+        lag.encode(encoder.encode_descriptor(
+            "expiry_lag_seconds",
+            "How long the oldest deadline has been due (past the skew grace) without its \
+             binding leaving ACTIVE; 0 when expiry keeps up",
+            None,
+            lag.metric_type(),
+        )?)
+    }
+}
