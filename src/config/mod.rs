@@ -110,6 +110,19 @@ pub struct ServerConfig {
     pub tcp_keepalive_seconds: u64,
     /// Largest request message accepted; a larger one is refused with RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
+    /// Largest response message sent (a listing page, a Watch batch); a larger one fails with
+    /// OUT_OF_RANGE ("encoded message length too large") rather than reach a client that
+    /// would refuse it.
+    pub max_response_bytes: usize,
+    /// Calls one HTTP/2 connection may have in flight at once; more wait for a slot (the
+    /// client sees the peer's SETTINGS and queues).
+    pub max_concurrent_streams: u32,
+    /// Largest header block (metadata) a request may carry.
+    pub max_header_bytes: u32,
+    /// Binds are refused with UNAVAILABLE (OVERLOADED, with a retry hint) while this many
+    /// writes wait for the store's log: a disk that cannot keep up sheds load instead of
+    /// growing memory without bound. 0: never.
+    pub max_queued_writes: u64,
     /// `[server.tls]`: TLS (and with `client_ca_file` mutual TLS) on the gRPC listener.
     pub tls: Option<TlsConfig>,
     /// Serve a non-loopback `listen` without `[auth]` (anyone who reaches the port may bind,
@@ -131,6 +144,10 @@ impl Default for ServerConfig {
             http2_keepalive_timeout_seconds: 10,
             tcp_keepalive_seconds: 60,
             max_message_bytes: 64 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            max_header_bytes: 16 * 1024,
+            max_queued_writes: 20_000,
             tls: None,
             insecure: false,
         }

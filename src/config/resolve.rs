@@ -188,6 +188,20 @@ fn check_server(server: &ServerConfig, problems: &mut Problems) {
         let message = "must be at least 1 while http2_keepalive_interval_seconds is set";
         problems.push("server.http2_keepalive_timeout_seconds", message);
     }
+    if !(1024..=MAX_MESSAGE_BYTES).contains(&server.max_response_bytes) {
+        let message = format!(
+            "{} is not 1024 to {MAX_MESSAGE_BYTES} (64 MiB)",
+            server.max_response_bytes
+        );
+        problems.push("server.max_response_bytes", message);
+    }
+    if server.max_concurrent_streams == 0 {
+        problems.push("server.max_concurrent_streams", "must be at least 1");
+    }
+    if !(1024..=1024 * 1024).contains(&server.max_header_bytes) {
+        let message = format!("{} is not 1024 to 1048576 (1 MiB)", server.max_header_bytes);
+        problems.push("server.max_header_bytes", message);
+    }
     if !(1024..=MAX_MESSAGE_BYTES).contains(&server.max_message_bytes) {
         let message = format!(
             "{} is not 1024 to {MAX_MESSAGE_BYTES} (64 MiB)",

@@ -61,6 +61,7 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let server_config = &self.config.server;
         let max_message = server_config.max_message_bytes;
+        let max_response = server_config.max_response_bytes;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_all(&health, tonic_health::ServingStatus::Serving).await;
         // Both versions of reflection, each listing both (clients try v1, older ones v1alpha).
@@ -76,10 +77,12 @@ impl Daemon {
         };
         let reflection_v1 = reflection()
             .build_v1()?
-            .max_decoding_message_size(max_message);
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_response);
         let reflection_v1alpha = reflection()
             .build_v1alpha()?
-            .max_decoding_message_size(max_message);
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_response);
         let max_wait = Duration::from_millis(server_config.max_request_wait_ms);
 
         self.start_jobs();
@@ -124,6 +127,10 @@ impl Daemon {
             idle_timeout = ?limits.idle_timeout,
             http2_keepalive = ?keepalive,
             max_message_bytes = max_message,
+            max_response_bytes = max_response,
+            max_concurrent_streams = server_config.max_concurrent_streams,
+            max_header_bytes = server_config.max_header_bytes,
+            max_queued_writes = server_config.max_queued_writes,
             "connection limits"
         );
         match &self.config.auth {
@@ -147,6 +154,8 @@ impl Daemon {
         let end_watches = self.cancel.child_token();
         let router = Server::builder()
             .trace_fn(request_span)
+            .max_concurrent_streams(server_config.max_concurrent_streams)
+            .http2_max_header_list_size(server_config.max_header_bytes)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(keepalive_timeout))
             .layer(super::measure::Measure::new(Arc::clone(&self.metrics)))
@@ -156,7 +165,11 @@ impl Daemon {
                 self.config.auth.as_ref().map(Authenticator::new),
                 Arc::clone(&self.metrics),
             ))
-            .add_service(health_service.max_decoding_message_size(max_message))
+            .add_service(
+                health_service
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_response),
+            )
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(
@@ -165,30 +178,39 @@ impl Daemon {
                     max_wait,
                     self.tasks.clone(),
                     Arc::clone(&self.metrics),
+                    grpc::binding::Shedding {
+                        store: Arc::clone(&self.store),
+                        max_queued_writes: server_config.max_queued_writes,
+                    },
                 ))
-                .max_decoding_message_size(max_message),
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_response),
             )
             .add_service(
                 PoolServiceServer::new(grpc::pool::Numbers::new(Arc::clone(&self.pool)))
-                    .max_decoding_message_size(max_message),
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_response),
             )
             .add_service(
                 ReconcileServiceServer::new(grpc::reconcile::Reconcile::new(
                     Arc::clone(&self.reconciler),
                     self.tasks.clone(),
                 ))
-                .max_decoding_message_size(max_message),
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_response),
             )
             .add_service(
                 StoreServiceServer::new(grpc::store::StoreAdmin::new(Arc::clone(&self.store)))
-                    .max_decoding_message_size(max_message),
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_response),
             )
             .add_service(
                 CallServiceServer::new(grpc::calls::Calls::new(
                     Arc::clone(&self.calls),
                     Arc::clone(&self.pool),
                 ))
-                .max_decoding_message_size(max_message),
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_response),
             )
             .add_service(
                 WatchServiceServer::new(grpc::watch::Changes::new(
@@ -197,7 +219,8 @@ impl Daemon {
                     end_watches.clone(),
                     self.tasks.clone(),
                 ))
-                .max_decoding_message_size(max_message),
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_response),
             );
         let stop = stop_serving.clone().cancelled_owned();
         let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =

@@ -16,6 +16,7 @@ use super::status::reason_of;
 use crate::auth::Access;
 use crate::lifecycle::{BindParams, Binding, BindingKey, BindingUpdate, Pool, PoolError, Reason};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// The binding API.
 #[derive(Debug)]
@@ -27,6 +28,35 @@ pub struct Bindings {
     tasks: TaskTracker,
     /// Where each Bind's outcome is counted.
     metrics: Arc<Metrics>,
+    shedding: Shedding,
+}
+
+/// When Binds are refused for the store's sake.
+#[derive(Debug)]
+pub struct Shedding {
+    pub store: Arc<Store>,
+    /// Refuse while this many writes wait for the log (0: never).
+    pub max_queued_writes: u64,
+}
+
+impl Shedding {
+    /// OVERLOADED while the log's queue is full.
+    fn check(&self) -> Result<(), PoolError> {
+        if self.max_queued_writes == 0 {
+            return Ok(());
+        }
+        let queued = self.store.write_backlog();
+        if queued < self.max_queued_writes {
+            return Ok(());
+        }
+        Err(PoolError::refused(
+            Reason::Overloaded,
+            format!(
+                "{queued} writes wait for the store's disk (server.max_queued_writes {})",
+                self.max_queued_writes
+            ),
+        ))
+    }
 }
 
 impl Bindings {
@@ -35,12 +65,14 @@ impl Bindings {
         max_wait: Duration,
         tasks: TaskTracker,
         metrics: Arc<Metrics>,
+        shedding: Shedding,
     ) -> Self {
         Bindings {
             pool,
             max_wait,
             tasks,
             metrics,
+            shedding,
         }
     }
 
@@ -107,6 +139,7 @@ impl Bindings {
         let caller = access::caller(&req)?;
         let params = BindParams::try_from(req.into_inner())?;
         caller.require(Access::Bind(&params.app))?;
+        self.shedding.check()?;
         self.detached(caller_deadline, |pool| async move {
             pool.bind(params, max_wait).await
         })

@@ -69,6 +69,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::PoolOutOfSync
         | Reason::ReconcileQueueFull
         | Reason::ShuttingDown
+        | Reason::Overloaded
         | Reason::StorageFull
         | Reason::StorageFailed => Code::Unavailable,
         Reason::PlatformUnexpected | Reason::Internal => Code::Internal,
@@ -169,6 +170,7 @@ mod tests {
         (Reason::PoolOutOfSync, Code::Unavailable, true),
         (Reason::ReconcileQueueFull, Code::Unavailable, true),
         (Reason::ShuttingDown, Code::Unavailable, true),
+        (Reason::Overloaded, Code::Unavailable, true),
         (Reason::StorageFull, Code::Unavailable, true),
         (Reason::StorageFailed, Code::Unavailable, true),
         (Reason::PlatformUnexpected, Code::Internal, false),

@@ -73,6 +73,8 @@ pub enum Reason {
     ReconcileQueueFull,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// Too many writes wait for the store's log: Binds are shed until it catches up.
+    Overloaded,
     /// The store's disk is full; writes resume once it has recovered.
     StorageFull,
     /// The store failed a write; writes resume once it has recovered.
@@ -85,7 +87,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order README documents them.
-    pub const ALL: [Reason; 32] = [
+    pub const ALL: [Reason; 33] = [
         Reason::InvalidField,
         Reason::MessageTooLarge,
         Reason::Unauthenticated,
@@ -114,6 +116,7 @@ impl Reason {
         Reason::PoolOutOfSync,
         Reason::ReconcileQueueFull,
         Reason::ShuttingDown,
+        Reason::Overloaded,
         Reason::StorageFull,
         Reason::StorageFailed,
         Reason::PlatformUnexpected,
@@ -151,6 +154,7 @@ impl Reason {
             Reason::PoolOutOfSync => "POOL_OUT_OF_SYNC",
             Reason::ReconcileQueueFull => "RECONCILE_QUEUE_FULL",
             Reason::ShuttingDown => "SHUTTING_DOWN",
+            Reason::Overloaded => "OVERLOADED",
             Reason::StorageFull => "STORAGE_FULL",
             Reason::StorageFailed => "STORAGE_FAILED",
             Reason::PlatformUnexpected => "PLATFORM_UNEXPECTED",
@@ -174,7 +178,8 @@ impl Reason {
             | Reason::PlatformUnavailable
             | Reason::OutcomeUnknown
             | Reason::PoolOutOfSync
-            | Reason::ShuttingDown => Some(Duration::from_secs(1)),
+            | Reason::ShuttingDown
+            | Reason::Overloaded => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

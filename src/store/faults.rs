@@ -11,7 +11,7 @@
 //! read again whenever its modification time changes (one `stat` per check while it is set).
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use injected::{Error, FAULTS_FILE_ENV, Times, clear, set};
+pub use injected::{Error, FAULTS_FILE_ENV, Times, clear, set, stall_for};
 
 /// Where in the store's I/O a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,13 +56,22 @@ mod injected {
         Full,
         /// `EIO`: the disk failed.
         Io,
-        /// The call hangs for [`STALL`], then succeeds: a disk that stops answering (a test
-        /// kills the daemon while a write waits on it).
+        /// The call hangs for [`STALL`] (or what [`stall_for`] set), then succeeds: a disk that
+        /// stops answering (a test kills the daemon while a write waits on it).
         Stall,
     }
 
-    /// How long a [`Error::Stall`] holds its call.
+    /// How long a [`Error::Stall`] holds its call, unless [`stall_for`] says otherwise.
     pub const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+    static STALL_MS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(STALL.as_millis() as u64);
+
+    /// Makes every [`Error::Stall`] of this process hold its call for `d` (a test that must
+    /// see the disk answer again).
+    pub fn stall_for(d: std::time::Duration) {
+        STALL_MS.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 
     /// How long a fault lasts.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +113,8 @@ mod injected {
             Some(Error::Full) => Err(io::Error::from(io::ErrorKind::StorageFull)),
             Some(Error::Io) => Err(io::Error::other(format!("injected I/O error at {point:?}"))),
             Some(Error::Stall) => {
-                std::thread::sleep(STALL);
+                let ms = STALL_MS.load(std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(())
             }
         }

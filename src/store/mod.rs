@@ -394,6 +394,11 @@ impl Store {
         self.current()?.wal.close().await
     }
 
+    /// Writes waiting for the log's next group commits (0 while the store is reopening).
+    pub fn write_backlog(&self) -> u64 {
+        self.current().map_or(0, |open| open.wal.backlog())
+    }
+
     /// Reports each group commit of the log (now and after any reopening) to `metrics`; the
     /// first call wins.
     pub fn observe_log(&self, metrics: crate::metrics::LogMetrics) {

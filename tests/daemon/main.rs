@@ -24,6 +24,7 @@ mod faults;
 mod hung;
 mod input;
 mod lifecycle_signals;
+mod limits;
 mod logs;
 mod metrics;
 mod modes;

@@ -525,6 +525,12 @@ impl Wal {
         self.shared.checkpoints_paused.store(true, Ordering::SeqCst);
     }
 
+    /// Records appended and not yet durable: the group commit's queue.
+    pub fn backlog(&self) -> u64 {
+        let state = self.shared.lock();
+        state.last_seq.saturating_sub(state.durable_seq)
+    }
+
     /// `fdatasync` calls made so far (to observe group commit).
     pub fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
