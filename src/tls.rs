@@ -1,4 +1,4 @@
-//! TLS for the gRPC listener (`[server.tls]`): the certificate and key, and with
+//! TLS for the gRPC listener (`[server.tls]`) and the push receiver (`[callbacks.tls]`): the certificate and key, and with
 //! `client_ca_file` mutual TLS (a client without a certificate signed by that CA is refused at
 //! the handshake). The files are re-read on [`ServerTls::reload`] (SIGHUP) and when they
 //! change; a new handshake uses the newest good configuration, open connections keep theirs,
@@ -19,17 +19,30 @@ use crate::config::TlsConfig;
 #[derive(Debug)]
 pub struct ServerTls {
     files: TlsConfig,
+    /// The application protocols offered (ALPN).
+    alpn: Vec<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
     /// Modification times of the files when last loaded.
     loaded: Mutex<Vec<Option<SystemTime>>>,
 }
 
 impl ServerTls {
-    /// Loads the files; an error says which file and why (never its content).
+    /// Loads the files for gRPC (HTTP/2 only); an error says which file and why (never its
+    /// content).
     pub fn load(files: &TlsConfig) -> Result<ServerTls, String> {
-        let config = server_config(files)?;
+        Self::load_for(files, vec![b"h2".to_vec()])
+    }
+
+    /// Loads the files for plain HTTP servers (the push receiver): HTTP/1.1 and HTTP/2.
+    pub fn load_http(files: &TlsConfig) -> Result<ServerTls, String> {
+        Self::load_for(files, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+    }
+
+    fn load_for(files: &TlsConfig, alpn: Vec<Vec<u8>>) -> Result<ServerTls, String> {
+        let config = server_config(files, &alpn)?;
         Ok(ServerTls {
             files: files.clone(),
+            alpn,
             current: RwLock::new(Arc::new(config)),
             loaded: Mutex::new(stamps(files)),
         })
@@ -49,7 +62,7 @@ impl ServerTls {
     /// returned for the log.
     pub fn reload(&self) -> Result<(), String> {
         let stamps = stamps(&self.files);
-        let config = server_config(&self.files)?;
+        let config = server_config(&self.files, &self.alpn)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
         *self.loaded.lock().unwrap_or_else(PoisonError::into_inner) = stamps;
         Ok(())
@@ -92,11 +105,11 @@ pub fn check(files: &TlsConfig) -> Result<(), (&'static str, String)> {
     if let Some(ca) = &files.client_ca_file {
         roots(ca).map_err(|e| ("client_ca_file", e))?;
     }
-    server_config(files).map_err(|e| ("cert_file", e))?;
+    server_config(files, &[]).map_err(|e| ("cert_file", e))?;
     Ok(())
 }
 
-fn server_config(files: &TlsConfig) -> Result<ServerConfig, String> {
+fn server_config(files: &TlsConfig, alpn: &[Vec<u8>]) -> Result<ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -123,8 +136,7 @@ fn server_config(files: &TlsConfig) -> Result<ServerConfig, String> {
                 files.key_file.display()
             )
         })?;
-    // gRPC is HTTP/2 only.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
 

@@ -27,6 +27,9 @@ pub struct CallbacksConfig {
     pub answer_connect_info_as_array: bool,
     /// Largest distance between a signed push's `Created` and this host's clock.
     pub max_clock_skew_seconds: u64,
+    /// `[callbacks.tls]`: HTTPS for the receiver (re-read on SIGHUP and on change, like
+    /// `[server.tls]`).
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl Default for CallbacksConfig {
@@ -38,6 +41,7 @@ impl Default for CallbacksConfig {
             retention_days: 31,
             answer_connect_info_as_array: false,
             max_clock_skew_seconds: 300,
+            tls: None,
         }
     }
 }
@@ -77,6 +81,11 @@ const MAX_SKEW_SECONDS: u64 = 86_400;
 
 /// Checks the values of both sections.
 pub(super) fn check(callbacks: &CallbacksConfig, watch: &WatchConfig, problems: &mut Problems) {
+    if let Some(tls) = &callbacks.tls
+        && let Err((key, message)) = crate::tls::check(tls)
+    {
+        problems.push(format!("callbacks.tls.{key}"), message);
+    }
     if !PUSH_BYTES.contains(&callbacks.max_push_bytes) {
         let message = format!(
             "{} is not 1024 to {} (64 MiB)",

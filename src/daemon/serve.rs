@@ -359,6 +359,7 @@ impl Daemon {
         tracing::info!(
             addr = %listener.local_addr()?,
             allow_from = ?self.config.callbacks.allow_from,
+            https = self.config.callbacks.tls.is_some(),
             "push receiver listening (platform callbacks)"
         );
         let receiver = Arc::new(pushes::Receiver::new(
@@ -368,7 +369,18 @@ impl Daemon {
             Arc::clone(&self.metrics),
             self.tasks.clone(),
         ));
-        let served = pushes::serve(receiver, listener, stop);
+        let tls = match &self.config.callbacks.tls {
+            Some(files) => {
+                let tls = ServerTls::load_http(files)
+                    .map_err(|e| anyhow::anyhow!("callbacks.tls: {e}"))?;
+                let tls = Arc::new(tls);
+                self.spawn_tls_reloads(Arc::clone(&tls));
+                let handshake = Duration::from_secs(self.config.server.handshake_timeout_seconds);
+                Some((tls, handshake))
+            }
+            None => None,
+        };
+        let served = pushes::serve(receiver, listener, tls, stop);
         self.tasks.spawn(async move {
             if let Err(e) = served.await {
                 tracing::error!(error = %e, "the push receiver failed");

@@ -22,6 +22,7 @@ mod receive;
 mod records;
 mod reply;
 mod signature;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,15 +80,26 @@ impl Receiver {
 pub async fn serve(
     receiver: Arc<Receiver>,
     listener: TcpListener,
+    tls: Option<(Arc<crate::tls::ServerTls>, std::time::Duration)>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
     let app = Router::new()
         .fallback(receive::receive)
-        .with_state(receiver);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
+        .with_state(receiver)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some((tls, handshake_timeout)) => {
+            // `tap_io` only so that the peer's address reaches the handlers.
+            let listener = tls::TlsListener::new(listener, tls, handshake_timeout)?.tap_io(|_| {});
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    }
 }

@@ -274,3 +274,56 @@ async fn mutual_tls_refuses_strangers_and_maps_known_certificates_to_scopes() {
     assert!(log.contains("gRPC over TLS"), "{log}");
     daemon.proc.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_push_receiver_answers_over_https() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("xpool test CA");
+    let (cert, key) = ca.sign("xpool-pushes");
+    let tls = format!(
+        "[callbacks.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        write(dir.path(), "pushes.pem", &cert),
+        write(dir.path(), "pushes.key", &key),
+    );
+    let d = Daemon::start_with(
+        Setup::standard()
+            .only(&["local"])
+            .receiver()
+            .daemon_section(&tls),
+    )
+    .await;
+    let url = d.receiver.clone().unwrap().replace("http://", "https://");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let callin = serde_json::json!({
+        "eventType": "callin",
+        "statusInfo": {
+            "timestamp": "2026-12-03 00:00:00",
+            "sessionId": "tls-1",
+            "caller": party(1),
+            "called": "+8617400000001",
+            "notifyMode": "Block",
+        }
+    });
+    let answer = within("an X-mode callin over HTTPS", https.post(&url).json(&callin).send())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["operation"], "close", "no binding for that caller: {body}");
+
+    let plain = reqwest::Client::new()
+        .post(d.receiver.clone().unwrap())
+        .json(&callin)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP on the HTTPS receiver"
+    );
+    d.stop().await;
+}
