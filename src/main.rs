@@ -61,6 +61,10 @@ enum Command {
     /// held by the platform, free extensions.
     #[command(after_help = cli::admin::EXIT_CODES)]
     Stats(cli::admin::stats::StatsArgs),
+    /// Follow a running daemon's changes (bindings, number status, calls, SMS), a line each
+    /// with its resume token; Ctrl-C ends it (exit 0) and says where to resume.
+    #[command(after_help = cli::admin::EXIT_CODES)]
+    Watch(cli::admin::watch::WatchArgs),
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
     Bench(Box<cli::bench::BenchArgs>),
@@ -119,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             Command::Numbers(args) => std::process::exit(cli::admin::numbers::run(args).await),
             Command::Bindings(args) => std::process::exit(cli::admin::bindings::run(args).await),
             Command::Stats(args) => std::process::exit(cli::admin::stats::run(args).await),
+            Command::Watch(args) => std::process::exit(cli::admin::watch::run(args).await),
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,

@@ -69,6 +69,11 @@ pub fn number_status(s: i32) -> Value {
     enumeration(s, name)
 }
 
+pub fn watch_kind(k: i32) -> Value {
+    let name = pb::WatchKind::try_from(k).ok().map(|k| k.as_str_name());
+    enumeration(k, name)
+}
+
 pub fn binding(b: &pb::Binding) -> Value {
     let pb::Binding {
         binding_id,
@@ -195,6 +200,112 @@ pub fn area_stats(a: &pb::AreaStats) -> Value {
         "draining": draining,
         "freeExtensions": int64(*free_extensions),
         "heldByPlatform": held_by_platform,
+    })
+}
+
+pub fn watch_event(e: &pb::WatchEvent) -> Value {
+    use pb::watch_event::Payload;
+    let pb::WatchEvent {
+        resume_token,
+        kind,
+        app,
+        event_time,
+        payload,
+    } = e;
+    let mut out = json!({
+        "resumeToken": resume_token,
+        "kind": watch_kind(*kind),
+        "app": app,
+        "eventTime": timestamp(event_time),
+    });
+    let (key, value) = match payload {
+        Some(Payload::Binding(b)) => ("binding", binding(b)),
+        Some(Payload::NumberStatus(s)) => ("numberStatus", number_status_change(s)),
+        Some(Payload::CallEvent(c)) => ("callEvent", call_event(c)),
+        Some(Payload::Message(m)) => ("message", sms_message(m)),
+        None => return out,
+    };
+    out[key] = value;
+    out
+}
+
+fn number_status_change(s: &pb::NumberStatusChange) -> Value {
+    let pb::NumberStatusChange {
+        number,
+        status,
+        cause,
+    } = s;
+    json!({ "number": number, "status": number_status(*status), "cause": cause })
+}
+
+fn call_event(c: &pb::CallEvent) -> Value {
+    let pb::CallEvent {
+        call_id,
+        app,
+        session_id,
+        event_type,
+        event_type_name,
+        event_time,
+        caller,
+        called,
+        state_code,
+        state_text,
+        subscription_id,
+        user_data,
+        binding_id,
+        receive_time,
+    } = c;
+    let type_name = pb::CallEventType::try_from(*event_type)
+        .ok()
+        .map(|t| t.as_str_name());
+    json!({
+        "callId": call_id,
+        "app": app,
+        "sessionId": session_id,
+        "eventType": enumeration(*event_type, type_name),
+        "eventTypeName": event_type_name,
+        "eventTime": timestamp(event_time),
+        "caller": caller,
+        "called": called,
+        "stateCode": state_code,
+        "stateText": state_text,
+        "subscriptionId": subscription_id,
+        "userData": user_data,
+        "bindingId": binding_id,
+        "receiveTime": timestamp(receive_time),
+    })
+}
+
+fn sms_message(m: &pb::SmsMessage) -> Value {
+    let pb::SmsMessage {
+        message_id,
+        app,
+        sms_identifier,
+        notification_mode,
+        calling,
+        called,
+        x_number,
+        binding_id,
+        subscription_id,
+        send_time,
+        segments,
+        content,
+        receive_time,
+    } = m;
+    json!({
+        "messageId": message_id,
+        "app": app,
+        "smsIdentifier": sms_identifier,
+        "notificationMode": notification_mode,
+        "calling": calling,
+        "called": called,
+        "xNumber": x_number,
+        "bindingId": binding_id,
+        "subscriptionId": subscription_id,
+        "sendTime": timestamp(send_time),
+        "segments": segments,
+        "content": content,
+        "receiveTime": timestamp(receive_time),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The admin commands that talk to a running daemon over gRPC: `xpool numbers`, `xpool
-//! bindings` and `xpool stats`. Each prints a table for people or, with
+//! bindings`, `xpool stats` and `xpool watch`. Each prints a table for people or, with
 //! `--output json`, the answer as proto3 JSON (see [`json`]).
 //!
 //! Exit codes, the same for every one of them (see [`EXIT_CODES`]): 0 success, 1 the daemon
@@ -11,6 +11,7 @@ pub mod json;
 pub mod numbers;
 pub mod stats;
 pub mod table;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::error::Error as _;
