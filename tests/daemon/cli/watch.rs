@@ -92,3 +92,26 @@ async fn watch_prints_a_bind_made_meanwhile_and_resumes_after_ctrl_c() {
     resumed.child.kill().await.unwrap();
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_watch_the_daemon_ends_at_shutdown_exits_1_with_the_token_to_resume_with() {
+    let d = Daemon::start_with(Setup::standard().only(&["rides"])).await;
+    let mut watch = Watch::spawn(&d.addr, &["--output", "json"]);
+    watch.line().await;
+    let made = d.bind_ok(bind("rides", &party(1), Some(&party(2)))).await;
+    let event: Value = serde_json::from_str(&watch.line().await).unwrap();
+    assert_eq!(event["binding"]["bindingId"], made.binding_id.as_str());
+    let last = event["resumeToken"].as_str().unwrap().to_owned();
+
+    d.stop().await;
+    let out = within("xpool watch after shutdown", watch.child.wait_with_output()).await;
+    let out = out.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("xpool watch: UNAVAILABLE: "), "{stderr}");
+    assert!(stderr.contains("reason: SHUTTING_DOWN"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("resume with --resume-token {last}")),
+        "{stderr}"
+    );
+}
