@@ -51,6 +51,20 @@ enum Command {
     /// print the report, and exit non-zero if the run failed or was cancelled (1) or the daemon
     /// could not be asked (2). For cron jobs.
     Reconcile(cli::reconcile::ReconcileArgs),
+    /// An app's X numbers on a running daemon: list, add, drain, undrain, remove.
+    #[command(after_help = cli::admin::EXIT_CODES)]
+    Numbers(cli::admin::numbers::NumbersArgs),
+    /// Bindings on a running daemon: get one, list them, unbind one.
+    #[command(after_help = cli::admin::EXIT_CODES)]
+    Bindings(cli::admin::bindings::BindingsArgs),
+    /// Each app's pool per area on a running daemon: total, free, bound, cooling, draining,
+    /// held by the platform, free extensions.
+    #[command(after_help = cli::admin::EXIT_CODES)]
+    Stats(cli::admin::stats::StatsArgs),
+    /// Follow a running daemon's changes (bindings, number status, calls, SMS), a line each
+    /// with its resume token; Ctrl-C ends it (exit 0) and says where to resume.
+    #[command(after_help = cli::admin::EXIT_CODES)]
+    Watch(cli::admin::watch::WatchArgs),
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
     Bench(Box<cli::bench::BenchArgs>),
@@ -106,6 +120,10 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { config, .. } => cli::serve::check(config.as_deref()),
             Command::Health(args) => std::process::exit(cli::health::run(args).await),
             Command::Reconcile(args) => std::process::exit(cli::reconcile::run(args).await),
+            Command::Numbers(args) => std::process::exit(cli::admin::numbers::run(args).await),
+            Command::Bindings(args) => std::process::exit(cli::admin::bindings::run(args).await),
+            Command::Stats(args) => std::process::exit(cli::admin::stats::run(args).await),
+            Command::Watch(args) => std::process::exit(cli::admin::watch::run(args).await),
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,

@@ -1,7 +1,8 @@
 //! What the binary adds to the daemon library: `serve` (signals, and the embedded default's
-//! in-process simulator), the `bench` load generator, the `store` tools and the `reconcile`
-//! client.
+//! in-process simulator), the `bench` load generator, the `store` tools, the `reconcile`
+//! client and the admin commands (`numbers`, `bindings`, `stats`, `watch`).
 
+pub mod admin;
 pub mod bench;
 pub mod embedded;
 pub mod health;

@@ -14,6 +14,7 @@ mod auth;
 mod call_options;
 mod calls_api;
 mod chaos;
+mod cli;
 mod concurrency;
 mod connections;
 mod contract;
