@@ -1,7 +1,7 @@
 //! The daemon (`xpool::run`) against the simulator, on 127.0.0.1:0: each mode through the gRPC
 //! API, allocation rules, idempotency, bad input, error details, concurrency, faults, crashes and
 //! shutdown; the receiver of the simulator's pushes; the contract as clients see it (lint, a
-//! generated Python client, the README's commands).
+//! generated Python client, the README's commands, the example clients of `examples/`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

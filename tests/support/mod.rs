@@ -11,6 +11,7 @@ pub use xpool_sim as simulator;
 mod process;
 mod running;
 
+pub mod certs;
 pub mod checks;
 pub mod daemon;
 pub mod errors;
