@@ -308,12 +308,18 @@ async fn the_push_receiver_answers_over_https() {
             "notifyMode": "Block",
         }
     });
-    let answer = within("an X-mode callin over HTTPS", https.post(&url).json(&callin).send())
-        .await
-        .unwrap();
+    let answer = within(
+        "an X-mode callin over HTTPS",
+        https.post(&url).json(&callin).send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value = answer.json().await.unwrap();
-    assert_eq!(body["operation"], "close", "no binding for that caller: {body}");
+    assert_eq!(
+        body["operation"], "close",
+        "no binding for that caller: {body}"
+    );
 
     let plain = reqwest::Client::new()
         .post(d.receiver.clone().unwrap())
