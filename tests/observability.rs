@@ -29,6 +29,7 @@ const METRICS: &[(&str, Kind, &[&str])] = &[
     ("xpool_grpc_request_seconds", Histogram, &["method"]),
     ("xpool_binds_total", Counter, &["app", "outcome"]),
     ("xpool_pool_numbers", Gauge, &["app", "area", "state"]),
+    ("xpool_pool_size", Gauge, &["app", "area"]),
     (
         "xpool_upstream_calls_total",
         Counter,

@@ -20,6 +20,12 @@ struct NumberLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AreaLabels {
+    app: String,
+    area: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabel {
     app: String,
 }
@@ -41,8 +47,8 @@ impl Collector for PoolGauges {
 
         let mut numbers = encoder.encode_descriptor(
             "pool_numbers",
-            "Numbers by app, area and state (free: a Bind could get it now; held: the platform \
-             holds it out of rotation)",
+            "Numbers by app, area and state (free: a Bind could get it now; bound: it carries a \
+             binding; held: the platform holds it out of rotation); states overlap",
             None,
             MetricType::Gauge,
         )?;
@@ -62,6 +68,23 @@ impl Collector for PoolGauges {
                     };
                     ConstGauge::new(i64::from(count)).encode(numbers.encode_family(&labels)?)?;
                 }
+            }
+        }
+
+        let mut size = encoder.encode_descriptor(
+            "pool_size",
+            "Numbers in the pool by app and area, whatever their state (the states of \
+             pool_numbers overlap: an AXB or X-mode number with room is both bound and free)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for app in &apps {
+            for area in app.stats() {
+                let labels = AreaLabels {
+                    app: app.name().to_owned(),
+                    area: area.area_code.clone(),
+                };
+                ConstGauge::new(i64::from(area.total)).encode(size.encode_family(&labels)?)?;
             }
         }
 

@@ -13,6 +13,8 @@ use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::call_service_client::CallServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+use xpool::grpc::pb::store_service_client::StoreServiceClient;
+use xpool::grpc::pb::watch_service_client::WatchServiceClient;
 
 use crate::support::*;
 
@@ -261,6 +263,45 @@ async fn each_call_needs_a_known_token_with_its_scope() {
         .await
         .unwrap();
 
+    // WatchService: read:local follows local, not every app; StoreService: admin only.
+    let mut watch = WatchServiceClient::new(channel.clone());
+    let local = pb::WatchRequest {
+        apps: vec!["local".into()],
+        ..Default::default()
+    };
+    rpc("Watch", watch.watch(with(READER, local)))
+        .await
+        .unwrap();
+    let refused = rpc(
+        "Watch",
+        watch.watch(with(READER, pb::WatchRequest::default())),
+    )
+    .await
+    .unwrap_err();
+    assert_reason(
+        &refused,
+        Code::PermissionDenied,
+        "SCOPE_REQUIRED",
+        &[("scope", "read:*")],
+    );
+    let mut store = StoreServiceClient::new(channel.clone());
+    let backup = pb::BackupRequest {
+        dir: dir.path().join("backup").display().to_string(),
+    };
+    let refused = rpc("Backup", store.backup(with(RIDES, backup)))
+        .await
+        .unwrap_err();
+    assert_reason(
+        &refused,
+        Code::PermissionDenied,
+        "SCOPE_REQUIRED",
+        &[("scope", "admin")],
+    );
+    assert!(
+        !dir.path().join("backup").exists(),
+        "the refused backup wrote nothing"
+    );
+
     // A token over its rate_per_second: RESOURCE_EXHAUSTED with when to retry.
     let mut limited = Vec::new();
     for _ in 0..3 {
@@ -340,7 +381,7 @@ async fn each_call_needs_a_known_token_with_its_scope() {
     assert!(count("no_token") >= 2, "{metrics}");
     assert_eq!(count("malformed"), 1, "{metrics}");
     assert_eq!(count("unknown_token"), 1, "{metrics}");
-    assert!(count("scope") >= 7, "{metrics}");
+    assert!(count("scope") >= 9, "{metrics}");
     assert!(count("rate_limited") >= 1, "{metrics}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = std::fs::read_to_string(&daemon.log).unwrap();

@@ -94,11 +94,12 @@ async fn the_series_operators_use_are_there_and_move() {
     );
     let free_before = before.sum("xpool_pool_numbers", &[("app", "rides"), ("state", "free")]);
     assert_eq!(
-        before.sum("xpool_pool_numbers", &[("app", "rides")]),
+        before.sum("xpool_pool_size", &[("app", "rides")]),
         4.0,
-        "rides' four numbers, each in one state:\n{}",
+        "rides' four numbers:\n{}",
         before.text
     );
+    assert_eq!(free_before, 4.0, "all free before any Bind");
     assert!(before.has(
         "xpool_pool_numbers",
         &[("app", "rides"), ("area", "0755"), ("state", "free")]
