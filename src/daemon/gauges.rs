@@ -1,5 +1,5 @@
 //! Gauges read from the pool at each scrape: each app's numbers by area and state, its
-//! circuit, and how far expiry is behind.
+//! bindings by state, its circuit, and how far expiry is behind.
 
 use std::sync::Arc;
 
@@ -23,6 +23,12 @@ struct NumberLabels {
 struct AreaLabels {
     app: String,
     area: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    app: String,
+    state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +108,45 @@ impl Collector for PoolGauges {
                 };
                 ConstGauge::new(open).encode(circuit.encode_family(&labels)?)?;
             }
+        }
+
+        // Live bindings, and of them those in doubt (PENDING: a bind whose answer was lost;
+        // RELEASING: an unbind not yet confirmed), from the store's small index of open ones.
+        let mut open: std::collections::BTreeMap<(String, &'static str), i64> = Default::default();
+        for b in self.store.open_bindings().unwrap_or_default() {
+            let state = match b.state {
+                crate::store::BindingState::Pending => "pending",
+                crate::store::BindingState::Releasing => "releasing",
+                _ => continue,
+            };
+            *open.entry((b.app.clone(), state)).or_default() += 1;
+        }
+        let mut bindings = encoder.encode_descriptor(
+            "bindings",
+            "Bindings holding a slot, by app and state (active, pending, releasing)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for app in &apps {
+            let live = i64::try_from(app.live_bindings()).unwrap_or(i64::MAX);
+            let mut in_doubt = 0;
+            for state in ["pending", "releasing"] {
+                let n = open
+                    .get(&(app.name().to_owned(), state))
+                    .copied()
+                    .unwrap_or(0);
+                in_doubt += n;
+                let labels = StateLabels {
+                    app: app.name().to_owned(),
+                    state,
+                };
+                ConstGauge::new(n).encode(bindings.encode_family(&labels)?)?;
+            }
+            let labels = StateLabels {
+                app: app.name().to_owned(),
+                state: "active",
+            };
+            ConstGauge::new((live - in_doubt).max(0)).encode(bindings.encode_family(&labels)?)?;
         }
 
         // A store that cannot be read reports no lag rather than failing the scrape.

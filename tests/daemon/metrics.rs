@@ -175,6 +175,15 @@ async fn the_series_operators_use_are_there_and_move() {
         after.sum("xpool_reconcile_runs_total", &[("state", "succeeded")]),
         1.0
     );
+    for app in ["rides", "local"] {
+        let state = |state| after.sum("xpool_bindings", &[("app", app), ("state", state)]);
+        assert_eq!(
+            (state("active"), state("pending"), state("releasing")),
+            (1.0, 0.0, 0.0),
+            "{app}:\n{}",
+            after.text
+        );
+    }
 
     // Every metric the shipped dashboard and alert rules use is one the daemon exports (a
     // labelled family shows only once it has a series: those are taken from the registry).

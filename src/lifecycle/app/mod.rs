@@ -210,6 +210,12 @@ impl AppPool {
         lock(self.routes.as_ref()?).get(caller, x)
     }
 
+    /// Bindings holding a slot on the app's numbers now (PENDING, ACTIVE, RELEASING): one
+    /// pass over the index, for metrics.
+    pub fn live_bindings(&self) -> u64 {
+        self.index().numbers().map(|(_, n)| u64::from(n.load)).sum()
+    }
+
     /// Whether `x` is one of the app's numbers (not removed).
     pub fn has_number(&self, x: &str) -> bool {
         self.index().number(x).is_some()
