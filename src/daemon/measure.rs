@@ -3,8 +3,10 @@
 //!
 //! The code is the response's `grpc-status`: in the headers of a trailers-only answer (errors),
 //! else in the trailers; a response whose body ends without one was cut off (`CANCELLED`). A
-//! method the server does not have counts as `unknown`, so a client cannot grow the label set.
+//! path that is not one of the served methods (read from the services' descriptors) counts as
+//! `unknown`, so no client — authenticated or not — can grow the label set.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,12 +25,43 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct Measure {
     metrics: Arc<Metrics>,
+    methods: Arc<HashSet<String>>,
 }
 
 impl Measure {
     pub fn new(metrics: Arc<Metrics>) -> Measure {
-        Measure { metrics }
+        Measure {
+            metrics,
+            methods: Arc::new(served_methods()),
+        }
     }
+}
+
+/// `/package.Service/Method` of every method the server has: xpool's, health's and
+/// reflection's.
+fn served_methods() -> HashSet<String> {
+    use prost::Message as _;
+    let sets = [
+        crate::grpc::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = HashSet::new();
+    for set in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+    }
+    methods
 }
 
 impl<S> Layer<S> for Measure {
@@ -38,6 +71,7 @@ impl<S> Layer<S> for Measure {
         Measured {
             inner,
             metrics: Arc::clone(&self.metrics),
+            methods: Arc::clone(&self.methods),
         }
     }
 }
@@ -47,6 +81,7 @@ impl<S> Layer<S> for Measure {
 pub struct Measured<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    methods: Arc<HashSet<String>>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -65,9 +100,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let method = if self.methods.contains(path) {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
         let call = Call {
             metrics: Arc::clone(&self.metrics),
-            method: req.uri().path().to_owned(),
+            method,
             started: Instant::now(),
             done: false,
         };
@@ -97,11 +138,7 @@ impl Call {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let method = if code == tonic::Code::Unimplemented as i32 {
-            "unknown".to_owned()
-        } else {
-            std::mem::take(&mut self.method)
-        };
+        let method = std::mem::take(&mut self.method);
         self.metrics
             .grpc_request(method, code_name(code), self.started.elapsed());
     }
@@ -177,5 +214,24 @@ pub fn code_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_methods_are_known_and_nothing_else() {
+        let methods = served_methods();
+        for known in [
+            "/xpool.v1.BindingService/Bind",
+            "/xpool.v1.WatchService/Watch",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(methods.contains(known), "{known}");
+        }
+        assert!(!methods.contains("/xpool.v1.BindingService/DropTables"));
     }
 }
