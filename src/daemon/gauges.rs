@@ -50,6 +50,8 @@ impl Collector for PoolGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut apps: Vec<_> = self.pool.apps().collect();
         apps.sort_by(|a, b| a.name().cmp(b.name()));
+        // One pass over each app's index for both area metrics.
+        let stats: Vec<_> = apps.iter().map(|app| (app.name(), app.stats())).collect();
 
         let mut numbers = encoder.encode_descriptor(
             "pool_numbers",
@@ -58,8 +60,8 @@ impl Collector for PoolGauges {
             None,
             MetricType::Gauge,
         )?;
-        for app in &apps {
-            for area in app.stats() {
+        for (app, areas) in &stats {
+            for area in areas {
                 for (state, count) in [
                     ("free", area.free),
                     ("bound", area.bound),
@@ -68,7 +70,7 @@ impl Collector for PoolGauges {
                     ("held", area.held_by_platform),
                 ] {
                     let labels = NumberLabels {
-                        app: app.name().to_owned(),
+                        app: (*app).to_owned(),
                         area: area.area_code.clone(),
                         state,
                     };
@@ -84,10 +86,10 @@ impl Collector for PoolGauges {
             None,
             MetricType::Gauge,
         )?;
-        for app in &apps {
-            for area in app.stats() {
+        for (app, areas) in &stats {
+            for area in areas {
                 let labels = AreaLabels {
-                    app: app.name().to_owned(),
+                    app: (*app).to_owned(),
                     area: area.area_code.clone(),
                 };
                 ConstGauge::new(i64::from(area.total)).encode(size.encode_family(&labels)?)?;

@@ -45,14 +45,6 @@ fn setup(admin: u16) -> Setup {
         .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n{auth}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `message` carrying `token` the way gRPC clients send call credentials.
 fn with<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);

@@ -10,14 +10,6 @@ use xpool::grpc::pb;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Metrics {
     text: String,
     samples: Vec<Sample>,

@@ -45,15 +45,6 @@ fn assert_storage_refusal(status: &tonic::Status, reason: &str) {
     );
 }
 
-/// A free port on 127.0.0.1 for the admin listener (the daemon binds it itself).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on the admin listener: the status code and the body.
 async fn admin_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

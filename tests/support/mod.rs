@@ -30,6 +30,16 @@ pub use sim::Sim;
 pub use watch::{WATCH_WAIT, Watching};
 
 /// Party number `i`: `+86139` and eight digits.
+/// A loopback port nobody listens on now, for a listener the daemon binds itself (the admin
+/// listener, or a receiver the simulator must reach at the same URL across restarts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn party(i: u32) -> String {
     format!("+86139{i:08}")
 }

@@ -1,7 +1,7 @@
 //! Exit codes and tokens: a refusal exits 1 with its reason, no daemon or a wrong command line
 //! 2; with `[auth]` the token is sent (`--token`, `XPOOL_TOKEN`) and never printed.
 
-use super::{Ran, free_port, xpool};
+use super::{Ran, xpool};
 use crate::support::*;
 
 #[tokio::test]
