@@ -108,9 +108,13 @@ pub struct BenchArgs {
     pub app_key: String,
     #[arg(long, default_value = "s-bench")]
     pub app_secret: String,
-    /// Concurrent clients, each with its own connection.
+    /// Concurrent clients, each with its own connection unless --connections says otherwise.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// --target grpc: HTTP/2 connections the clients share, round robin (each carries several
+    /// calls at once); 0 = one per client.
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
     /// Measured seconds; 0 = no measured load (only --preload, --restart, --reconcile).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
