@@ -5,8 +5,8 @@
 //! Before the measured window the run binds `--callin-targets` X-mode pairs through gRPC; then,
 //! from the start of the warm-up to the end of the window, it POSTs Block callins from those
 //! parties to their X at `--callins` per second on a fixed schedule (latency counted from each
-//! callin's scheduled time), over a few keep-alive HTTP connections, and checks every answer
-//! connects the other party.
+//! callin's scheduled time), each on its own task as the platform would send them, and checks
+//! every answer connects the other party.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +21,6 @@ use super::load::histogram;
 use super::report::Latency;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
-
-/// HTTP connections the callins are spread over (each sends on its own schedule).
-const SENDERS: usize = 8;
 
 /// An X-mode binding the callins dial: a calls X, and should be connected to b.
 #[derive(Debug, Clone)]
@@ -43,6 +40,11 @@ pub struct CallinReport {
     pub wrong: u64,
     /// Non-200 answers and transport errors.
     pub errors: u64,
+    /// Callins of the window that went out more than 1 ms after their scheduled time (the
+    /// bench itself was late: its latency includes that).
+    pub late: u64,
+    /// Most callins waiting for their answer at once.
+    pub most_in_flight: u64,
     /// Scheduled time to answer, of the callins in the measured window.
     pub latency_ms: Latency,
 }
@@ -51,11 +53,13 @@ impl CallinReport {
     pub fn text(&self) -> String {
         let l = &self.latency_ms;
         format!(
-            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
+            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; {} sent > 1 ms late, at most {} in flight; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
             self.offered_per_s,
             self.connected,
             self.wrong,
             self.errors,
+            self.late,
+            self.most_in_flight,
             l.p50,
             l.p90,
             l.p99,
@@ -96,6 +100,12 @@ pub async fn prepare(args: &BenchArgs, server_url: &str) -> anyhow::Result<Vec<T
 
 /// Sends the callins from `start` until `window_end`, counting those scheduled at or after
 /// `window_start`.
+///
+/// Open loop, as the platform sends them: each callin goes out at its scheduled time on a task
+/// of its own, whether or not earlier ones were answered (the HTTP client opens connections as
+/// needed and keeps up to [`IDLE_CONNECTIONS`]). A fixed set of senders, each waiting for its
+/// last answer, would queue callins behind a slow answer and report the sender's own backlog as
+/// the daemon's latency.
 pub async fn run(
     args: &BenchArgs,
     url: &str,
@@ -110,70 +120,102 @@ pub async fn run(
     // With `rustls-no-provider`, rustls needs a process-wide provider; installing twice is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(SENDERS)
+        .pool_max_idle_per_host(IDLE_CONNECTIONS)
+        .tcp_nodelay(true)
         .timeout(Duration::from_secs(5))
         .build()?;
-    let every = Duration::from_secs_f64(SENDERS as f64 / args.callins);
-    let mut tasks = Vec::new();
-    for sender in 0..SENDERS {
-        let (http, url, targets) = (http.clone(), url.to_owned(), Arc::clone(&targets));
-        let first = start + every.mul_f64(sender as f64 / SENDERS as f64);
-        tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let (mut connected, mut wrong, mut errors) = (0u64, 0u64, 0u64);
-            let mut n = sender;
-            let mut at = first;
-            while at < window_end {
-                tokio::time::sleep_until(at.into()).await;
-                let t = &targets[n % targets.len()];
-                let body = json!({
-                    "eventType": "callin",
-                    "statusInfo": {
-                        "timestamp": "2026-12-02 00:00:00",
-                        "sessionId": format!("bench-{sender}-{n}"),
-                        "caller": t.a,
-                        "called": t.x,
-                        "notifyMode": "Block",
-                    }
-                });
-                let answer = http.post(&url).json(&body).send().await;
-                let measured = at >= window_start;
-                let outcome = match answer {
-                    Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-                    _ => None,
-                };
-                if measured {
-                    let us = at.elapsed().as_micros().max(1) as u64;
-                    let _ = h.record(us);
-                    match outcome {
-                        None => errors += 1,
-                        Some(v)
-                            if v["operation"] == "connect"
-                                && v["connectInfo"]["calleeNum"] == t.b.as_str() =>
-                        {
-                            connected += 1
-                        }
-                        Some(_) => wrong += 1,
-                    }
-                }
-                n += SENDERS;
-                at += every;
-            }
-            (h, connected, wrong, errors)
-        }));
-    }
-    let mut all: Histogram<u64> = histogram();
+    let every = Duration::from_secs_f64(1.0 / args.callins);
     let mut report = CallinReport {
         offered_per_s: args.callins,
         ..CallinReport::default()
     };
-    for task in tasks {
-        let (h, connected, wrong, errors) = task.await?;
-        all.add(&h).ok();
-        report.connected += connected;
-        report.wrong += wrong;
-        report.errors += errors;
+    let mut calls = tokio::task::JoinSet::new();
+    let mut all: Histogram<u64> = histogram();
+    let mut at = start;
+    for n in 0usize.. {
+        if at >= window_end {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let measured = at >= window_start;
+        if measured && at.elapsed() > Duration::from_millis(1) {
+            report.late += 1;
+        }
+        let (http, url, target) = (
+            http.clone(),
+            url.to_owned(),
+            targets[n % targets.len()].clone(),
+        );
+        calls.spawn(async move {
+            let outcome = callin(&http, &url, &target, n).await;
+            (measured, at.elapsed(), outcome)
+        });
+        report.most_in_flight = report.most_in_flight.max(calls.len() as u64);
+        // Collect what has finished, so the set stays as small as what is in flight.
+        while let Some(done) = calls.try_join_next() {
+            tally(&mut report, &mut all, done?);
+        }
+        at += every;
+    }
+    while let Some(done) = calls.join_next().await {
+        tally(&mut report, &mut all, done?);
     }
     report.latency_ms = Latency::of(&all);
     Ok(report)
+}
+
+/// Idle keep-alive connections the callin client keeps between bursts.
+const IDLE_CONNECTIONS: usize = 64;
+
+/// What one callin's answer was.
+enum Answer {
+    Connected,
+    Wrong,
+    Failed,
+}
+
+/// POSTs callin number `n` from `target`'s party A to its X and reads the answer.
+async fn callin(http: &reqwest::Client, url: &str, target: &Target, n: usize) -> Answer {
+    let body = json!({
+        "eventType": "callin",
+        "statusInfo": {
+            "timestamp": "2026-12-02 00:00:00",
+            "sessionId": format!("bench-{}-{n}", std::process::id()),
+            "caller": target.a,
+            "called": target.x,
+            "notifyMode": "Block",
+        }
+    });
+    let answer = match http.post(url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+        _ => None,
+    };
+    match answer {
+        None => Answer::Failed,
+        Some(v)
+            if v["operation"] == "connect"
+                && v["connectInfo"]["calleeNum"] == target.b.as_str() =>
+        {
+            Answer::Connected
+        }
+        Some(_) => Answer::Wrong,
+    }
+}
+
+/// Counts a finished callin, if it was scheduled in the measured window; its latency is from
+/// its scheduled time.
+fn tally(
+    report: &mut CallinReport,
+    all: &mut Histogram<u64>,
+    (measured, latency, answer): (bool, Duration, Answer),
+) {
+    if !measured {
+        return;
+    }
+    let _ = all.record(latency.as_micros().max(1) as u64);
+    match answer {
+        Answer::Connected => report.connected += 1,
+        Answer::Wrong => report.wrong += 1,
+        Answer::Failed => report.errors += 1,
+    }
 }
