@@ -5,8 +5,8 @@
 //! Before the measured window the run binds `--callin-targets` X-mode pairs through gRPC; then,
 //! from the start of the warm-up to the end of the window, it POSTs Block callins from those
 //! parties to their X at `--callins` per second on a fixed schedule (latency counted from each
-//! callin's scheduled time), each on its own task as the platform would send them, and checks
-//! every answer connects the other party.
+//! callin's scheduled time), open loop over a bounded set of keep-alive connections, and
+//! checks every answer connects the other party.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,11 +40,9 @@ pub struct CallinReport {
     pub wrong: u64,
     /// Non-200 answers and transport errors.
     pub errors: u64,
-    /// Callins of the window that went out more than 1 ms after their scheduled time (the
-    /// bench itself was late: its latency includes that).
+    /// Callins of the window queued more than 1 ms after their scheduled time (the bench
+    /// itself was late: its latency includes that).
     pub late: u64,
-    /// Most callins waiting for their answer at once.
-    pub most_in_flight: u64,
     /// Scheduled time to answer, of the callins in the measured window.
     pub latency_ms: Latency,
 }
@@ -53,13 +51,12 @@ impl CallinReport {
     pub fn text(&self) -> String {
         let l = &self.latency_ms;
         format!(
-            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; {} sent > 1 ms late, at most {} in flight; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
+            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; {} queued > 1 ms late; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
             self.offered_per_s,
             self.connected,
             self.wrong,
             self.errors,
             self.late,
-            self.most_in_flight,
             l.p50,
             l.p90,
             l.p99,
@@ -101,11 +98,11 @@ pub async fn prepare(args: &BenchArgs, server_url: &str) -> anyhow::Result<Vec<T
 /// Sends the callins from `start` until `window_end`, counting those scheduled at or after
 /// `window_start`.
 ///
-/// Open loop, as the platform sends them: each callin goes out at its scheduled time on a task
-/// of its own, whether or not earlier ones were answered (the HTTP client opens connections as
-/// needed and keeps up to [`IDLE_CONNECTIONS`]). A fixed set of senders, each waiting for its
-/// last answer, would queue callins behind a slow answer and report the sender's own backlog as
-/// the daemon's latency.
+/// Open loop: a scheduler puts each callin on a queue at its scheduled time, and whichever of
+/// [`SENDERS`] senders is free takes the next (each sender holds one keep-alive connection at a
+/// time). A slow answer holds up one sender, not the callins behind it; a backlog only forms
+/// when all of them are busy, and its wait is counted, since latency runs from the scheduled
+/// time. The bound keeps a slow daemon from being met with thousands of new connections.
 pub async fn run(
     args: &BenchArgs,
     url: &str,
@@ -120,17 +117,38 @@ pub async fn run(
     // With `rustls-no-provider`, rustls needs a process-wide provider; installing twice is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(IDLE_CONNECTIONS)
+        .pool_max_idle_per_host(SENDERS)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(5))
         .build()?;
+    let (queue, due) = tokio::sync::mpsc::unbounded_channel::<Due>();
+    let due = Arc::new(tokio::sync::Mutex::new(due));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (http, url, targets, due) = (
+                http.clone(),
+                url.to_owned(),
+                Arc::clone(&targets),
+                Arc::clone(&due),
+            );
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                loop {
+                    let Some(next) = due.lock().await.recv().await else {
+                        break;
+                    };
+                    let target = &targets[next.n % targets.len()];
+                    let answer = callin(&http, &url, target, next.n).await;
+                    if next.measured {
+                        tally.add(next.at.elapsed(), answer);
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
     let every = Duration::from_secs_f64(1.0 / args.callins);
-    let mut report = CallinReport {
-        offered_per_s: args.callins,
-        ..CallinReport::default()
-    };
-    let mut calls = tokio::task::JoinSet::new();
-    let mut all: Histogram<u64> = histogram();
+    let mut late = 0;
     let mut at = start;
     for n in 0usize.. {
         if at >= window_end {
@@ -139,35 +157,77 @@ pub async fn run(
         tokio::time::sleep_until(at.into()).await;
         let measured = at >= window_start;
         if measured && at.elapsed() > Duration::from_millis(1) {
-            report.late += 1;
+            late += 1;
         }
-        let (http, url, target) = (
-            http.clone(),
-            url.to_owned(),
-            targets[n % targets.len()].clone(),
-        );
-        calls.spawn(async move {
-            let outcome = callin(&http, &url, &target, n).await;
-            (measured, at.elapsed(), outcome)
-        });
-        report.most_in_flight = report.most_in_flight.max(calls.len() as u64);
-        // Collect what has finished, so the set stays as small as what is in flight.
-        while let Some(done) = calls.try_join_next() {
-            tally(&mut report, &mut all, done?);
-        }
+        queue.send(Due { at, n, measured })?;
         at += every;
     }
-    while let Some(done) = calls.join_next().await {
-        tally(&mut report, &mut all, done?);
+    drop(queue);
+    let mut all = Tally::default();
+    for sender in senders {
+        all.merge(&sender.await?);
     }
-    report.latency_ms = Latency::of(&all);
-    Ok(report)
+    Ok(CallinReport {
+        offered_per_s: args.callins,
+        connected: all.connected,
+        wrong: all.wrong,
+        errors: all.errors,
+        late,
+        latency_ms: Latency::of(&all.latency),
+    })
 }
 
-/// Idle keep-alive connections the callin client keeps between bursts.
-const IDLE_CONNECTIONS: usize = 64;
+/// Callins answered at once at most, each on its own keep-alive connection.
+const SENDERS: usize = 64;
+
+/// A callin whose time has come.
+struct Due {
+    /// When it was scheduled: its latency runs from here.
+    at: Instant,
+    n: usize,
+    /// Scheduled in the measured window.
+    measured: bool,
+}
+
+/// One sender's count of the measured callins.
+struct Tally {
+    latency: Histogram<u64>,
+    connected: u64,
+    wrong: u64,
+    errors: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            latency: histogram(),
+            connected: 0,
+            wrong: 0,
+            errors: 0,
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, latency: Duration, answer: Answer) {
+        let _ = self.latency.record(latency.as_micros().max(1) as u64);
+        match answer {
+            Answer::Connected => self.connected += 1,
+            Answer::Wrong => self.wrong += 1,
+            Answer::Failed => self.errors += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.connected += other.connected;
+        self.wrong += other.wrong;
+        self.errors += other.errors;
+    }
+}
 
 /// What one callin's answer was.
+#[derive(Debug, Clone, Copy)]
 enum Answer {
     Connected,
     Wrong,
@@ -199,23 +259,5 @@ async fn callin(http: &reqwest::Client, url: &str, target: &Target, n: usize) ->
             Answer::Connected
         }
         Some(_) => Answer::Wrong,
-    }
-}
-
-/// Counts a finished callin, if it was scheduled in the measured window; its latency is from
-/// its scheduled time.
-fn tally(
-    report: &mut CallinReport,
-    all: &mut Histogram<u64>,
-    (measured, latency, answer): (bool, Duration, Answer),
-) {
-    if !measured {
-        return;
-    }
-    let _ = all.record(latency.as_micros().max(1) as u64);
-    match answer {
-        Answer::Connected => report.connected += 1,
-        Answer::Wrong => report.wrong += 1,
-        Answer::Failed => report.errors += 1,
     }
 }
