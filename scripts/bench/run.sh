@@ -50,7 +50,7 @@ s2() {
 s3() {
   # The allocator alone (criterion). SIZE=small runs each benchmark once, as a test.
   if small; then
-    cargo bench --bench allocator -- --test 2>&1 | tee "$OUT/s3-criterion.txt" | grep -c Success
+    cargo test --bench allocator 2>&1 | tee "$OUT/s3-criterion.txt" | grep -c Success
   else
     cargo bench --bench allocator 2>&1 | tee "$OUT/s3-criterion.txt" | grep 'time:'
   fi
