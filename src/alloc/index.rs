@@ -457,6 +457,40 @@ impl Index {
     }
 }
 
+#[cfg(test)]
+impl Index {
+    /// Everything the index holds, in an order that does not depend on how it was built (to
+    /// compare two indexes).
+    pub fn digest(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let numbers: BTreeMap<_, _> = self.numbers.iter().collect();
+        for (x, n) in numbers {
+            let ext = n.ext.as_ref().map(ExtSpace::digest);
+            let _ = writeln!(
+                out,
+                "{x}: area {} {:?} load {} cool_until {} y_load {} suspect {} {:?} eligible {:?} \
+                 cooling {:?} ext {ext:?}",
+                n.area,
+                n.state,
+                n.load,
+                n.cool_until_ms,
+                n.y_load,
+                n.suspect,
+                n.status,
+                n.eligible_key,
+                n.cooling_key,
+            );
+        }
+        for (name, area) in &self.areas {
+            let _ = writeln!(out, "area {name}: {:?} {:?}", area.eligible, area.cooling);
+        }
+        let _ = writeln!(out, "parties: {}", self.party_xs.digest());
+        let _ = writeln!(out, "deferred: {:?}", self.deferred);
+        out
+    }
+}
+
 enum Place {
     Eligible(i64),
     Cooling(i64),

@@ -116,6 +116,24 @@ impl PartyXs {
         self.held(party).contains(x)
     }
 
+    /// Every party and the Xs it holds, sorted (to compare two maps built in another order).
+    #[cfg(test)]
+    pub fn digest(&self) -> String {
+        let show = |k: &Key| format!("{k:?}");
+        let mut all: Vec<(String, Vec<String>)> = self
+            .one
+            .iter()
+            .map(|(p, x)| (show(&Key::Packed(*p)), vec![show(&Key::Packed(*x))]))
+            .chain(self.many.iter().map(|(p, xs)| {
+                let mut xs: Vec<String> = xs.iter().map(show).collect();
+                xs.sort();
+                (show(p), xs)
+            }))
+            .collect();
+        all.sort();
+        format!("{all:?}")
+    }
+
     /// Parties holding at least one X.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -16,6 +16,17 @@ pub(super) fn occupant(b: &store::BindingRecord) -> Occupant<'_> {
     }
 }
 
+/// The slot a binding holds, from its `slots` entry, for the index.
+pub(super) fn slot_occupant<'a>(x: &'a str, slot: &'a store::SlotRecord) -> Occupant<'a> {
+    Occupant {
+        x,
+        extension: slot.extension.as_deref(),
+        y: slot.y.as_deref(),
+        party_a: &slot.party_a,
+        party_b: slot.party_b.as_deref(),
+    }
+}
+
 /// A stored number, for the index.
 pub(super) fn number(r: &store::NumberRecord) -> Number<'_> {
     Number {

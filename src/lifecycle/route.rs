@@ -2,7 +2,7 @@
 //! on every call (a Block `callin`); the answer comes from the bindings xpool holds, in memory.
 
 use super::binding::BindingId;
-use crate::store::{BindingRecord, BindingState};
+use crate::store::{self, BindingRecord, BindingState, SlotRecord};
 
 /// Where an X-mode call goes: the binding whose party dialled X, and its other party.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,19 +42,37 @@ impl Routes {
         }
     }
 
+    /// Start-up: the routes of a binding holding a slot on `x`, from its `slots` entry.
+    pub fn restore(&mut self, x: &str, id: store::BindingId, slot: &SlotRecord) {
+        if slot.state == BindingState::Active {
+            self.insert_slot(x, id, slot);
+        }
+    }
+
     fn insert(&mut self, b: &BindingRecord) {
+        self.insert_slot(&b.x, b.id, &SlotRecord::of(b));
+    }
+
+    fn insert_slot(&mut self, x: &str, id: store::BindingId, b: &SlotRecord) {
         let Some(party_b) = &b.party_b else { return };
         for (caller, callee) in [(&b.party_a, party_b), (party_b, &b.party_a)] {
             let route = CallRoute {
-                binding_id: b.id.into(),
+                binding_id: id.into(),
                 callee: callee.clone(),
-                max_call_minutes: b.call_options.max_call_minutes,
-                record: b.call_options.record,
-                record_hint_tone: b.call_options.record_hint_tone.clone(),
-                last_minute_tone: b.call_options.last_minute_tone.clone(),
+                max_call_minutes: b.max_call_minutes,
+                record: b.record,
+                record_hint_tone: b.record_hint_tone.clone(),
+                last_minute_tone: b.last_minute_tone.clone(),
             };
-            self.by_caller.insert((b.x.clone(), caller.clone()), route);
+            self.by_caller.insert((x.to_owned(), caller.clone()), route);
         }
+    }
+
+    /// Tests: every route, in (X, caller) order.
+    #[cfg(test)]
+    pub fn digest(&self) -> String {
+        let sorted: std::collections::BTreeMap<_, _> = self.by_caller.iter().collect();
+        format!("{sorted:?}")
     }
 
     fn remove(&mut self, b: &BindingRecord) {

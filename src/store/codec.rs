@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::StoreError;
 use super::keys;
 use super::legacy;
-use super::records::{BindingId, BindingRecord, NumberRecord, RequestRef};
+use super::records::{BindingId, BindingRecord, NumberRecord, RequestRef, SlotRecord};
 
 /// A value the store keeps, with the layout version written today and the older ones it reads.
 pub trait Stored: Serialize + DeserializeOwned {
@@ -46,6 +46,8 @@ impl Stored for NumberRecord {
 }
 /// `remembered` values: a request id kept after its binding left service.
 impl Stored for RequestRef {}
+/// `slots` values (store format 4).
+impl Stored for SlotRecord {}
 
 /// Version 2 replaced `call_direction`, `record` and `max_call_minutes` with `call_options`.
 impl Stored for BindingRecord {

@@ -103,6 +103,42 @@ impl BindingRecord {
     }
 }
 
+/// The value of a binding's `slots` entry, whose key names its app, X and id: what the
+/// allocation index and X-mode routing need of a binding that holds a slot. Written in the
+/// transaction that writes the record, so start-up rebuilds the index from these small values
+/// instead of decoding every binding record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub state: BindingState,
+    pub extension: Option<String>,
+    pub y: Option<String>,
+    pub party_a: String,
+    pub party_b: Option<String>,
+    /// The call options an X-mode call routed by this binding gets.
+    pub max_call_minutes: Option<u32>,
+    pub record: Option<bool>,
+    pub record_hint_tone: Option<String>,
+    pub last_minute_tone: Option<String>,
+}
+
+impl SlotRecord {
+    /// The `slots` value of `record`.
+    pub fn of(record: &BindingRecord) -> SlotRecord {
+        let options = &record.call_options;
+        SlotRecord {
+            state: record.state,
+            extension: record.extension.clone(),
+            y: record.y.clone(),
+            party_a: record.party_a.clone(),
+            party_b: record.party_b.clone(),
+            max_call_minutes: options.max_call_minutes,
+            record: options.record,
+            record_hint_tone: options.record_hint_tone.clone(),
+            last_minute_tone: options.last_minute_tone.clone(),
+        }
+    }
+}
+
 /// A request id that is still remembered for a binding that left service (the value of a
 /// `remembered` entry): what to remove from `requests` once it is forgotten, also after the
 /// binding's record is gone.
