@@ -23,13 +23,19 @@ impl Key {
     }
 
     fn pack(number: &str) -> Option<u64> {
-        let digits = number.strip_prefix('+')?;
-        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value: u64 = digits.parse().ok()?;
-        Some(value * 32 + digits.len() as u64)
+        pack_number(number)
     }
+}
+
+/// A phone number as a `u64` when it is `+` and 1–17 digits: the digits as a number × 32 +
+/// their count (the count keeps leading zeros apart); `None` for anything else.
+pub fn pack_number(number: &str) -> Option<u64> {
+    let digits = number.strip_prefix('+')?;
+    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    Some(value * 32 + digits.len() as u64)
 }
 
 type Hasher = foldhash::fast::RandomState;

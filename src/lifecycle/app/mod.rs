@@ -198,10 +198,17 @@ impl AppPool {
     }
 
     /// X mode: where a call from `caller` to `x` goes — the other party of the caller's
-    /// binding on `x` — from memory; `None` when the caller holds no binding there (or the app
-    /// is not X mode).
+    /// binding on `x`, found in memory and read from its durable record; `None` when the caller
+    /// holds no ACTIVE binding there (or the app is not X mode).
     pub fn route_call(&self, caller: &str, x: &str) -> Option<super::CallRoute> {
-        lock(self.routes.as_ref()?).get(caller, x)
+        let id = lock(self.routes.as_ref()?).get(caller, x)?;
+        match self.store.get_binding(&id) {
+            Ok(b) => super::CallRoute::of(&b?, caller, x),
+            Err(e) => {
+                tracing::warn!(app = %self.name, binding = %id, error = %e, "cannot read the binding a call goes by");
+                None
+            }
+        }
     }
 
     /// Bindings holding a slot on the app's numbers now (PENDING, ACTIVE, RELEASING): one
