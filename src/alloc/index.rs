@@ -13,6 +13,8 @@ use super::rules::Rules;
 use super::{Number, NumberState, NumberStatus, Occupant};
 use crate::platform::Mode;
 
+type Hasher = foldhash::fast::RandomState;
+
 /// At most this many Xs per A in AX and AXYB (platform rule 1011003).
 pub const MAX_XS_PER_A: usize = 5;
 
@@ -85,20 +87,21 @@ pub enum NoPick {
 #[derive(Debug)]
 pub struct Index {
     rules: Rules,
-    numbers: HashMap<String, Num>,
+    /// foldhash rather than SipHash: at start-up every live binding looks its X up here.
+    numbers: HashMap<String, Num, Hasher>,
     areas: BTreeMap<String, Area>,
     /// The Xs each party holds (as A or B; AXE and AX: as A).
     party_xs: PartyXs,
     /// While restoring at start-up: the Xs whose place in their area is still to be settled,
     /// once each at the end instead of once per binding (`begin_bulk` / `end_bulk`).
-    deferred: Option<HashSet<String>>,
+    deferred: Option<HashSet<String, Hasher>>,
 }
 
 impl Index {
     pub fn new(rules: Rules) -> Self {
         Index {
             rules,
-            numbers: HashMap::new(),
+            numbers: HashMap::default(),
             areas: BTreeMap::new(),
             party_xs: PartyXs::default(),
             deferred: None,
@@ -215,6 +218,16 @@ impl Index {
             _ => {}
         }
         self.refresh(b.x, now_ms);
+    }
+
+    /// Parties holding one X (a size to [`Index::reserve`] at the next start-up).
+    pub fn single_parties(&self) -> usize {
+        self.party_xs.singles()
+    }
+
+    /// Makes room for `single_parties` parties holding one X.
+    pub fn reserve(&mut self, single_parties: usize) {
+        self.party_xs.reserve(single_parties);
     }
 
     /// Xs that `party` holds.

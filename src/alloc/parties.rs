@@ -95,6 +95,17 @@ impl PartyXs {
         }
     }
 
+    /// Parties holding one X, the table that grows with the bindings.
+    pub fn singles(&self) -> usize {
+        self.one.len()
+    }
+
+    /// Makes room for `singles` parties holding one X, so that a start-up fills the table
+    /// without growing it step by step.
+    pub fn reserve(&mut self, singles: usize) {
+        self.one.reserve(singles);
+    }
+
     /// What `party` holds, looked up once for any number of `contains` checks.
     pub fn held(&self, party: &str) -> Held<'_> {
         let party = Key::new(party);

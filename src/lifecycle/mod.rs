@@ -132,6 +132,12 @@ impl Pool {
         })
     }
 
+    /// At a clean stop, after the last write: notes the size of every app's tables, so the
+    /// next start-up sizes them at once (see `restore::TableSizes`).
+    pub async fn note_table_sizes(&self) -> Result<(), PoolError> {
+        Ok(restore::note_sizes(&self.store, &self.apps).await?)
+    }
+
     /// Resolves what a crash or a lost answer left open: PENDING reservations are looked up on
     /// the platform, RELEASING bindings are unbound. Returns how many are still unresolved.
     pub async fn recover(&self) -> usize {

@@ -17,13 +17,13 @@ pub(super) fn occupant(b: &store::BindingRecord) -> Occupant<'_> {
 }
 
 /// The slot a binding holds, from its `slots` entry, for the index.
-pub(super) fn slot_occupant<'a>(x: &'a str, slot: &'a store::SlotRecord) -> Occupant<'a> {
+pub(super) fn slot_occupant<'a>(x: &'a str, slot: &store::SlotView<'a>) -> Occupant<'a> {
     Occupant {
         x,
-        extension: slot.extension.as_deref(),
-        y: slot.y.as_deref(),
-        party_a: &slot.party_a,
-        party_b: slot.party_b.as_deref(),
+        extension: slot.extension,
+        y: slot.y,
+        party_a: slot.party_a,
+        party_b: slot.party_b,
     }
 }
 

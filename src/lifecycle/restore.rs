@@ -26,6 +26,7 @@ pub(super) fn restore(
     now_ms: i64,
 ) -> Result<(), PoolError> {
     begin(apps);
+    reserve(store, apps);
     if let Err(e) = from_slots(store, apps, now_ms) {
         tracing::warn!(
             error = %e,
@@ -129,4 +130,65 @@ fn from_records(store: &Store, apps: &HashMap<String, Arc<AppPool>>) -> Result<(
         "allocation index rebuilt from every binding record"
     );
     Ok(())
+}
+
+/// How large an app's two biggest tables were at its last clean stop: a hint that lets
+/// start-up size them once instead of growing them step by step (rehashing millions of
+/// entries). A wrong or missing hint costs time, never a wrong answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TableSizes {
+    /// Parties holding one X (`alloc::Index::single_parties`).
+    pub parties: u64,
+    /// X-mode routes whose numbers pack.
+    pub routes: u64,
+}
+
+impl TableSizes {
+    fn encode(self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.parties.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.routes.to_be_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<TableSizes> {
+        let (parties, routes) = bytes.split_first_chunk::<8>()?;
+        Some(TableSizes {
+            parties: u64::from_be_bytes(*parties),
+            routes: u64::from_be_bytes(routes.try_into().ok()?),
+        })
+    }
+}
+
+/// The `meta` entry of an app's [`TableSizes`].
+fn sizes_key(app: &str) -> String {
+    format!("restore/sizes/{app}")
+}
+
+/// Notes every app's [`TableSizes`], for the next start-up (at a clean stop).
+pub(super) async fn note_sizes(
+    store: &Store,
+    apps: &HashMap<String, Arc<AppPool>>,
+) -> Result<(), StoreError> {
+    let sizes: Vec<(String, [u8; 16])> = apps
+        .values()
+        .map(|app| (sizes_key(app.name()), app.table_sizes().encode()))
+        .collect();
+    store
+        .commit(|tx| {
+            sizes
+                .iter()
+                .try_for_each(|(key, value)| tx.put_meta(key, value))
+        })
+        .await
+}
+
+/// Sizes every app's tables as its [`TableSizes`] say, where they were noted.
+fn reserve(store: &Store, apps: &HashMap<String, Arc<AppPool>>) {
+    for app in apps.values() {
+        let noted = store.get_meta(&sizes_key(app.name()));
+        if let Some(sizes) = noted.ok().flatten().and_then(|v| TableSizes::decode(&v)) {
+            app.make_room(sizes);
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::binding::BindingId;
 use crate::alloc::pack_number as pack;
-use crate::store::{self, BindingRecord, BindingState, SlotRecord};
+use crate::store::{self, BindingRecord, BindingState, SlotView};
 
 /// Where an X-mode call goes: the binding whose party dialled X, and its other party.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,16 @@ impl Routes {
         }
     }
 
+    /// Routes whose numbers pack (a size to [`Routes::reserve`] at the next start-up).
+    pub fn packed(&self) -> usize {
+        self.packed.len()
+    }
+
+    /// Makes room for `packed` routes whose numbers pack.
+    pub fn reserve(&mut self, packed: usize) {
+        self.packed.reserve(packed);
+    }
+
     /// Brings the table in step with one binding written: `before` → `after`.
     pub fn apply(&mut self, before: Option<&BindingRecord>, after: Option<&BindingRecord>) {
         if let Some(b) = before.filter(|b| routes(b)) {
@@ -58,9 +68,9 @@ impl Routes {
     }
 
     /// Start-up: the routes of a binding holding a slot on `x`, from its `slots` entry.
-    pub fn restore(&mut self, x: &str, id: store::BindingId, slot: &SlotRecord) {
+    pub fn restore(&mut self, x: &str, id: store::BindingId, slot: &SlotView<'_>) {
         if slot.state == BindingState::Active {
-            self.insert(x, id, &slot.party_a, slot.party_b.as_deref());
+            self.insert(x, id, slot.party_a, slot.party_b);
         }
     }
 

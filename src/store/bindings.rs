@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use super::records::{BindingId, BindingRecord, BindingState, RequestRef, SlotRecord};
+use super::records::{BindingId, BindingRecord, BindingState, RequestRef, SlotRecord, SlotView};
 use super::wal::{TreeId, Tx, TxResult};
 use super::{Store, StoreError, codec, keys, too_long};
 
@@ -375,7 +375,7 @@ impl Store {
     /// stops at the first unreadable entry.
     pub fn for_each_slot(
         &self,
-        mut f: impl FnMut(&str, &str, BindingId, SlotRecord),
+        mut f: impl FnMut(&str, &str, BindingId, SlotView<'_>),
     ) -> Result<usize, StoreError> {
         let scan = self.read(|trees| Ok(trees.slots.iter()))?;
         let mut count = 0;
@@ -387,7 +387,7 @@ impl Store {
                     detail: format!("malformed key {}", keys::describe(&key)),
                 });
             };
-            f(app, x, id, codec::decode(keys::SLOTS, &key, &value)?);
+            f(app, x, id, codec::decode_slot(&key, &value)?);
             count += 1;
         }
         Ok(count)

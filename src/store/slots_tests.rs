@@ -9,7 +9,7 @@ use super::*;
 fn slots(store: &Store) -> Vec<(String, String, BindingId, SlotRecord)> {
     let mut out = Vec::new();
     store
-        .for_each_slot(|app, x, id, slot| out.push((app.into(), x.into(), id, slot)))
+        .for_each_slot(|app, x, id, slot| out.push((app.into(), x.into(), id, slot.into())))
         .unwrap();
     out
 }

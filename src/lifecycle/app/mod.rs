@@ -26,7 +26,7 @@ use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
-use crate::store::{BindingRecord, NumberRecord, NumberState, SlotRecord, Store, Tx};
+use crate::store::{BindingRecord, NumberRecord, NumberState, SlotView, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 use axyb_steps::{AxybSteps, Steps};
 
@@ -291,8 +291,26 @@ impl AppPool {
         Ok(())
     }
 
+    /// The size of its biggest tables now (see `restore::TableSizes`).
+    pub(super) fn table_sizes(&self) -> super::restore::TableSizes {
+        let routes = self.routes.as_ref().map_or(0, |r| lock(r).packed());
+        super::restore::TableSizes {
+            parties: self.index().single_parties() as u64,
+            routes: routes as u64,
+        }
+    }
+
+    /// Start-up: makes room in its tables for `sizes`.
+    pub(super) fn make_room(&self, sizes: super::restore::TableSizes) {
+        let fit = |n: u64| usize::try_from(n).unwrap_or(0);
+        self.index().reserve(fit(sizes.parties));
+        if let Some(routes) = &self.routes {
+            lock(routes).reserve(fit(sizes.routes));
+        }
+    }
+
     /// Re-reads at start-up one binding that holds a slot, from its `slots` entry.
-    pub(super) fn restore_slot(&self, x: &str, id: crate::store::BindingId, slot: &SlotRecord) {
+    pub(super) fn restore_slot(&self, x: &str, id: crate::store::BindingId, slot: &SlotView<'_>) {
         let now = self.clock.now_ms();
         if let Some(routes) = &self.routes {
             lock(routes).restore(x, id, slot);
