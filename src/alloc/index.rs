@@ -27,8 +27,9 @@ pub struct Num {
     pub load: u32,
     /// AX: reusable from (ms) after its last release. AXE: see `ext`.
     pub cool_until_ms: i64,
-    /// AXE only.
-    pub ext: Option<ExtSpace>,
+    /// AXE only. Boxed: an empty space is some 150 bytes, which every number of the other
+    /// modes would carry.
+    pub ext: Option<Box<ExtSpace>>,
     /// AXYB: live relations using this number as Y.
     pub y_load: u32,
     /// The platform contradicted the index about it: out of rotation until reconciled.
@@ -128,7 +129,8 @@ impl Index {
                 load: 0,
                 cool_until_ms: 0,
                 ext: (rules.mode == Mode::Axe)
-                    .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x)),
+                    .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x))
+                    .map(Box::new),
                 y_load: 0,
                 suspect: record.suspect,
                 status: record.status,
@@ -479,7 +481,7 @@ impl Index {
         let mut out = String::new();
         let numbers: BTreeMap<_, _> = self.numbers.iter().collect();
         for (x, n) in numbers {
-            let ext = n.ext.as_ref().map(ExtSpace::digest);
+            let ext = n.ext.as_ref().map(|e| e.digest());
             let _ = writeln!(
                 out,
                 "{x}: area {} {:?} load {} cool_until {} y_load {} suspect {} {:?} eligible {:?} \
