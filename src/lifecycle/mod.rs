@@ -24,6 +24,8 @@ mod cleanup;
 pub mod clock;
 mod error;
 mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 mod feed;
 mod inflight;
 mod number_status;

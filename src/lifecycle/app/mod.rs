@@ -10,6 +10,7 @@ mod release;
 mod status;
 mod update;
 
+pub(super) use expire::StagedExpiry;
 pub use numbers::AddedNumbers;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +27,7 @@ use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
-use crate::store::{BindingRecord, NumberRecord, NumberState, Store, Tx};
+use crate::store::{BindingRecord, NumberRecord, NumberState, Staged, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 use axyb_steps::{AxybSteps, Steps};
 
@@ -244,6 +245,18 @@ impl AppPool {
         tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
         then: impl FnOnce(&mut Index, &T),
     ) -> Result<T, PoolError> {
+        Ok(self.stage_write(tx, then)?.await?)
+    }
+
+    /// [`AppPool::write`] without the wait: the write is ordered and the index in step with it,
+    /// and the returned [`Staged`] write is durable once awaited. For a caller that stages
+    /// several writes and waits once for all of them; nothing it returned may be acted on
+    /// outside the index before that wait.
+    fn stage_write<T>(
+        &self,
+        tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
+        then: impl FnOnce(&mut Index, &T),
+    ) -> Result<Staged<T>, PoolError> {
         let staged = {
             let mut index = self.index();
             let now = self.clock.now_ms();
@@ -265,7 +278,7 @@ impl AppPool {
             }
             staged
         };
-        Ok(staged.await?.0)
+        Ok(staged.map(|(value, _)| value))
     }
 
     /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`

@@ -17,7 +17,7 @@ fn options(dir: &Path) -> StoreOptions {
 }
 
 /// Copies the files of directory `from` into `to` (created), recursively.
-pub(in crate::store) fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -31,7 +31,7 @@ pub(in crate::store) fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Replaces the store at `dir` with sled's files from `sled_copy` and the log from `wal_copy`.
-pub(in crate::store) fn stage_crash(dir: &Path, sled_copy: &Path, wal_copy: &Path) {
+pub(crate) fn stage_crash(dir: &Path, sled_copy: &Path, wal_copy: &Path) {
     let db = dir.join("db");
     std::fs::remove_dir_all(&db).unwrap();
     copy_dir(sled_copy, &db);
