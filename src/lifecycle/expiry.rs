@@ -79,6 +79,9 @@ impl Round {
 
 impl Pool {
     /// Expires what is due at `now_ms`, within the policy's batch size and time budget.
+    ///
+    /// While a round finds more due than it can take, the apps' defensive unbinds wait (see
+    /// `cleanup`): a burst of expiries goes first, the courtesy calls after it.
     pub async fn expire_round(
         &self,
         policy: &ExpiryPolicy,
@@ -156,6 +159,8 @@ impl Pool {
         // on yet (all inside their skew grace): then wait for the earliest of those instead of
         // reading the same batch again at once.
         round.more |= full_batch && round.expired > 0;
+        self.expiring
+            .send_if_modified(|busy| std::mem::replace(busy, round.more) != round.more);
         if !round.more
             && let Some(next) = self.store.next_deadline_ms()?.filter(|t| *t > now_ms)
         {

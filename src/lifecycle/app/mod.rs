@@ -79,6 +79,8 @@ pub(super) struct Shared {
     pub clock: Arc<dyn Clock>,
     /// See [`AppPool::deadlines`].
     pub deadlines: Arc<tokio::sync::Notify>,
+    /// Whether expiry is in a burst, for the defensive unbinds (see `cleanup`).
+    pub expiring: tokio::sync::watch::Receiver<bool>,
     pub retention: Retention,
 }
 
@@ -120,6 +122,7 @@ impl AppPool {
             store,
             clock,
             deadlines,
+            expiring,
             retention,
         } = shared;
         let mode = setup.rules.mode;
@@ -144,7 +147,7 @@ impl AppPool {
             inflight: InFlight::default(),
             axyb_steps: AxybSteps::default(),
             deadlines,
-            cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
+            cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel, expiring)),
             retention,
             routes: (mode == Mode::X).then(Mutex::default),
         })
