@@ -74,7 +74,7 @@ impl AppPool {
                         released_at_ms: Some(now),
                         ..current.clone()
                     };
-                    tx.put_binding(&next)?;
+                    tx.replace_binding(&current, &next)?;
                     // With no retention, the record goes in this same write.
                     batch.deleted += usize::from(self.retention.at_leave(tx, &next, keep_ms)?);
                     batch.expired.push((current, next, only_yb));

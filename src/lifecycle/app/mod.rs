@@ -266,9 +266,11 @@ impl AppPool {
             let staged = self.store.stage(|t| {
                 let value = tx(t, &mut index)?;
                 let changes = t.take_binding_changes();
-                for change in changes.iter().filter_map(|c| feed::change(c, now)) {
-                    t.append_change(&change)?;
-                }
+                let news: Vec<_> = changes
+                    .iter()
+                    .filter_map(|c| feed::change(c, now))
+                    .collect();
+                t.append_changes(&news)?;
                 Ok::<_, PoolError>((value, changes))
             })?;
             let (value, changes) = staged.value();
