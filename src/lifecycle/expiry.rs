@@ -59,8 +59,13 @@ const EXPIRE_CONCURRENCY: usize = 256;
 
 /// Bindings marked EXPIRED in one transaction. The transaction holds the app's index lock and
 /// the log's lock while it runs (some 10 µs per binding), so Binds wait at most about that long
-/// behind one batch; a round's batches are staged one after another and share one log sync.
+/// behind one batch.
 const BATCH: usize = 64;
+
+/// Batches staged before the round waits for them to be durable (together: one log sync).
+/// A Bind's write that comes after them waits for the log to write them and apply them to
+/// sled, so this bounds what a burst adds to a Bind's wait.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 impl Round {
     /// Counts one finished AX expiry task (which logged its own failure).
@@ -132,6 +137,12 @@ impl Pool {
                     failed = Some(e);
                     break;
                 }
+                if staged.len() >= BATCHES_IN_FLIGHT {
+                    finish(&mut staged, policy, &mut round, &mut failed).await;
+                    if failed.is_some() {
+                        break;
+                    }
+                }
             }
         }
         if failed.is_none() {
@@ -142,13 +153,7 @@ impl Pool {
                 }
             }
         }
-        // One wait: the last batch durable means every one before it is.
-        for (app, batch) in staged {
-            match app.finish_expiry(batch, policy.defensive_unbind).await {
-                Ok(n) => round.expired += n,
-                Err(e) => _ = failed.get_or_insert(e),
-            }
-        }
+        finish(&mut staged, policy, &mut round, &mut failed).await;
         while let Some(done) = unbinding.join_next().await {
             round.count(done);
         }
@@ -198,6 +203,22 @@ async fn stage(
     }
     tokio::task::yield_now().await;
     Ok(())
+}
+
+/// Waits for the `staged` batches to be durable (one wait: the last durable means every one
+/// before it is) and counts them into `round`; the first failure goes to `failed`.
+async fn finish(
+    staged: &mut Vec<(Arc<super::AppPool>, StagedExpiry)>,
+    policy: &ExpiryPolicy,
+    round: &mut Round,
+    failed: &mut Option<PoolError>,
+) {
+    for (app, batch) in staged.drain(..) {
+        match app.finish_expiry(batch, policy.defensive_unbind).await {
+            Ok(n) => round.expired += n,
+            Err(e) => _ = failed.get_or_insert(e),
+        }
+    }
 }
 
 /// One AX binding's expiry, as a task of its own; whether it expired.
