@@ -17,6 +17,10 @@ use xpool::config::{LogConfig, LogFormat};
 /// mimalloc instead of glibc's malloc: with a million live bindings the daemon's RSS under glibc
 /// was 1.6 GiB serving against 1.0 GiB right after a restart, most likely freed memory held in
 /// per-thread arenas; see BENCHMARKS.md, scenario 4.
+///
+/// With the `system-allocator` feature the binary keeps the system's malloc instead, so that a
+/// heap profiler that hooks malloc (heaptrack) sees every allocation; see BENCHMARKS.md.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -142,6 +142,20 @@ impl ExtSpace {
     }
 }
 
+#[cfg(test)]
+impl ExtSpace {
+    /// Its state, in an order that does not depend on how it was built.
+    pub fn digest(&self) -> String {
+        let mut in_use: Vec<_> = self.in_use.iter().collect();
+        in_use.sort();
+        let until: std::collections::BTreeMap<_, _> = self.cooling_until.iter().collect();
+        format!(
+            "max {} next_fresh {} in_use {in_use:?} cooling {:?} until {until:?}",
+            self.max, self.next_fresh, self.cooling
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {
     Now,

@@ -13,6 +13,8 @@ use super::rules::Rules;
 use super::{Number, NumberState, NumberStatus, Occupant};
 use crate::platform::Mode;
 
+type Hasher = foldhash::fast::RandomState;
+
 /// At most this many Xs per A in AX and AXYB (platform rule 1011003).
 pub const MAX_XS_PER_A: usize = 5;
 
@@ -25,8 +27,9 @@ pub struct Num {
     pub load: u32,
     /// AX: reusable from (ms) after its last release. AXE: see `ext`.
     pub cool_until_ms: i64,
-    /// AXE only.
-    pub ext: Option<ExtSpace>,
+    /// AXE only. Boxed: an empty space is some 150 bytes, which every number of the other
+    /// modes would carry.
+    pub ext: Option<Box<ExtSpace>>,
     /// AXYB: live relations using this number as Y.
     pub y_load: u32,
     /// The platform contradicted the index about it: out of rotation until reconciled.
@@ -85,20 +88,21 @@ pub enum NoPick {
 #[derive(Debug)]
 pub struct Index {
     rules: Rules,
-    numbers: HashMap<String, Num>,
+    /// foldhash rather than SipHash: at start-up every live binding looks its X up here.
+    numbers: HashMap<String, Num, Hasher>,
     areas: BTreeMap<String, Area>,
     /// The Xs each party holds (as A or B; AXE and AX: as A).
     party_xs: PartyXs,
     /// While restoring at start-up: the Xs whose place in their area is still to be settled,
     /// once each at the end instead of once per binding (`begin_bulk` / `end_bulk`).
-    deferred: Option<HashSet<String>>,
+    deferred: Option<HashSet<String, Hasher>>,
 }
 
 impl Index {
     pub fn new(rules: Rules) -> Self {
         Index {
             rules,
-            numbers: HashMap::new(),
+            numbers: HashMap::default(),
             areas: BTreeMap::new(),
             party_xs: PartyXs::default(),
             deferred: None,
@@ -125,7 +129,8 @@ impl Index {
                 load: 0,
                 cool_until_ms: 0,
                 ext: (rules.mode == Mode::Axe)
-                    .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x)),
+                    .then(|| ExtSpace::new(rules.extension_digits, rules.max_extensions_per_x))
+                    .map(Box::new),
                 y_load: 0,
                 suspect: record.suspect,
                 status: record.status,
@@ -215,6 +220,16 @@ impl Index {
             _ => {}
         }
         self.refresh(b.x, now_ms);
+    }
+
+    /// Parties holding one X (a size to [`Index::reserve`] at the next start-up).
+    pub fn single_parties(&self) -> usize {
+        self.party_xs.singles()
+    }
+
+    /// Makes room for `single_parties` parties holding one X.
+    pub fn reserve(&mut self, single_parties: usize) {
+        self.party_xs.reserve(single_parties);
     }
 
     /// Xs that `party` holds.
@@ -454,6 +469,40 @@ impl Index {
         if let Some(k) = num.cooling_key.take() {
             a.cooling.remove(&(k, x.to_owned()));
         }
+    }
+}
+
+#[cfg(test)]
+impl Index {
+    /// Everything the index holds, in an order that does not depend on how it was built (to
+    /// compare two indexes).
+    pub fn digest(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let numbers: BTreeMap<_, _> = self.numbers.iter().collect();
+        for (x, n) in numbers {
+            let ext = n.ext.as_ref().map(|e| e.digest());
+            let _ = writeln!(
+                out,
+                "{x}: area {} {:?} load {} cool_until {} y_load {} suspect {} {:?} eligible {:?} \
+                 cooling {:?} ext {ext:?}",
+                n.area,
+                n.state,
+                n.load,
+                n.cool_until_ms,
+                n.y_load,
+                n.suspect,
+                n.status,
+                n.eligible_key,
+                n.cooling_key,
+            );
+        }
+        for (name, area) in &self.areas {
+            let _ = writeln!(out, "area {name}: {:?} {:?}", area.eligible, area.cooling);
+        }
+        let _ = writeln!(out, "parties: {}", self.party_xs.digest());
+        let _ = writeln!(out, "deferred: {:?}", self.deferred);
+        out
     }
 }
 

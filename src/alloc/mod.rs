@@ -19,6 +19,7 @@ mod status;
 
 pub use ext::{ExtChoice, ExtSpace};
 pub use index::{Index, MAX_XS_PER_A, NoPick, Num, Pick};
+pub use parties::pack_number;
 pub use rules::{AreaRule, MAX_TTL_SECONDS, Rules, area_order};
 pub use stats::{AreaStats, NumberView};
 pub use status::NumberStatus;

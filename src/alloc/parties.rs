@@ -23,13 +23,19 @@ impl Key {
     }
 
     fn pack(number: &str) -> Option<u64> {
-        let digits = number.strip_prefix('+')?;
-        if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value: u64 = digits.parse().ok()?;
-        Some(value * 32 + digits.len() as u64)
+        pack_number(number)
     }
+}
+
+/// A phone number as a `u64` when it is `+` and 1–17 digits: the digits as a number × 32 +
+/// their count (the count keeps leading zeros apart); `None` for anything else.
+pub fn pack_number(number: &str) -> Option<u64> {
+    let digits = number.strip_prefix('+')?;
+    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    Some(value * 32 + digits.len() as u64)
 }
 
 type Hasher = foldhash::fast::RandomState;
@@ -89,6 +95,17 @@ impl PartyXs {
         }
     }
 
+    /// Parties holding one X, the table that grows with the bindings.
+    pub fn singles(&self) -> usize {
+        self.one.len()
+    }
+
+    /// Makes room for `singles` parties holding one X, so that a start-up fills the table
+    /// without growing it step by step.
+    pub fn reserve(&mut self, singles: usize) {
+        self.one.reserve(singles);
+    }
+
     /// What `party` holds, looked up once for any number of `contains` checks.
     pub fn held(&self, party: &str) -> Held<'_> {
         let party = Key::new(party);
@@ -114,6 +131,24 @@ impl PartyXs {
     /// Whether `party` holds `x`.
     pub fn holds(&self, party: &str, x: &str) -> bool {
         self.held(party).contains(x)
+    }
+
+    /// Every party and the Xs it holds, sorted (to compare two maps built in another order).
+    #[cfg(test)]
+    pub fn digest(&self) -> String {
+        let show = |k: &Key| format!("{k:?}");
+        let mut all: Vec<(String, Vec<String>)> = self
+            .one
+            .iter()
+            .map(|(p, x)| (show(&Key::Packed(*p)), vec![show(&Key::Packed(*x))]))
+            .chain(self.many.iter().map(|(p, xs)| {
+                let mut xs: Vec<String> = xs.iter().map(show).collect();
+                xs.sort();
+                (show(p), xs)
+            }))
+            .collect();
+        all.sort();
+        format!("{all:?}")
     }
 
     /// Parties holding at least one X.

@@ -22,7 +22,13 @@ pub use types::*;
 
 use crate::lifecycle::{Clock, Pool, PoolError};
 use crate::platform::push::{CallEvent, FeeInfo, SmsEvent};
-use crate::store::Store;
+use crate::store::{BindingId, Store};
+
+/// A callin the receiver answered before storing it: whom the answer connected.
+#[derive(Debug, Clone, Copy)]
+struct Answered {
+    routed: Option<BindingId>,
+}
 
 /// How long the log keeps what it stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +76,21 @@ impl CallLog {
     /// merged into its call (by `sessionId`), linked to its binding. A repeated event (same
     /// session and event type) is stored once: `Stored::Duplicate`.
     pub async fn record_event(&self, app: &str, event: &CallEvent) -> Result<Stored, PoolError> {
-        self.write_event(app, event).await
+        self.write_event(app, event, None).await
+    }
+
+    /// Stores an X-mode Block `callin` that was answered already, linked to `routed`, the
+    /// binding the answer connected (`None`: answered close, no binding). Nobody waits for it
+    /// (the platform had its answer), so it asks for no sync of its own: it becomes durable
+    /// with the next write someone waits for, or the log's background write.
+    pub async fn record_answered_callin(
+        &self,
+        app: &str,
+        event: &CallEvent,
+        routed: Option<BindingId>,
+    ) -> Result<Stored, PoolError> {
+        self.write_event(app, event, Some(Answered { routed }))
+            .await
     }
 
     /// Stores the CDRs of one push (already parsed one by one: the receiver counts the entries

@@ -1,7 +1,7 @@
 //! Writing what the platform pushed: each push merged into its call (or stored as a message),
 //! deduplicated, linked to its binding, and put on the change feed, in one durable write.
 
-use super::{CallLog, FeeCounts, Stored, segments};
+use super::{Answered, CallLog, FeeCounts, Stored, segments};
 use crate::lifecycle::PoolError;
 use crate::platform::push::{CallEvent, EventType, FeeInfo, SmsEvent};
 use crate::platform::time;
@@ -101,11 +101,12 @@ impl CallLog {
         Ok(None)
     }
 
-    /// See [`CallLog::record_event`].
+    /// See [`CallLog::record_event`] and [`CallLog::record_answered_callin`].
     pub(super) async fn write_event(
         &self,
         app: &str,
         event: &CallEvent,
+        answered: Option<Answered>,
     ) -> Result<Stored, PoolError> {
         let si = &event.status_info;
         let Some(session_id) = some(&si.session_id) else {
@@ -118,13 +119,19 @@ impl CallLog {
         let now = self.clock.now_ms();
         let callin = event.event_type == EventType::Callin;
         let x = if callin { some(&si.called) } else { None };
-        let binding = self.link(
-            app,
-            si.subscription_id.as_deref(),
-            si.user_data.as_deref(),
-            x.as_deref(),
-            &[si.caller.as_deref(), si.called.as_deref()],
-        )?;
+        let binding = match answered {
+            // The binding the answer was made from: no need to look for it again.
+            Some(Answered {
+                routed: Some(binding),
+            }) => Some(binding),
+            _ => self.link(
+                app,
+                si.subscription_id.as_deref(),
+                si.user_data.as_deref(),
+                x.as_deref(),
+                &[si.caller.as_deref(), si.called.as_deref()],
+            )?,
+        };
         let entry = EventStored {
             event_type: event_type.clone(),
             time_ms: event_ms(si.timestamp.as_deref()),
@@ -138,33 +145,34 @@ impl CallLog {
             digits: some(&si.digit_info),
             received_ms: now,
         };
-        let stored = self
-            .store
-            .commit(|tx| {
-                let mut call = tx
-                    .call_of_session(app, &session_id)?
-                    .unwrap_or_else(|| new_call(app, &session_id, now));
-                if call.events.iter().any(|e| e.event_type == event_type) {
-                    return Ok::<_, PoolError>(Stored::Duplicate);
-                }
-                merge_event(&mut call, &entry, now);
-                tx.put_call(&call)?;
-                tx.append_change(&ChangeStored {
-                    at_ms: now,
-                    app: app.to_owned(),
-                    kind: ChangeKindStored::CallEvent,
-                    binding: None,
-                    number: None,
-                    call_event: Some(CallEventChange {
-                        call: call.id,
-                        session_id: session_id.clone(),
-                        event: entry.clone(),
-                    }),
-                    message: None,
-                })?;
-                Ok(Stored::New)
-            })
-            .await?;
+        let staged = self.store.stage(|tx| {
+            let mut call = tx
+                .call_of_session(app, &session_id)?
+                .unwrap_or_else(|| new_call(app, &session_id, now));
+            if call.events.iter().any(|e| e.event_type == event_type) {
+                return Ok::<_, PoolError>(Stored::Duplicate);
+            }
+            merge_event(&mut call, &entry, now);
+            tx.put_call(&call)?;
+            tx.append_change(&ChangeStored {
+                at_ms: now,
+                app: app.to_owned(),
+                kind: ChangeKindStored::CallEvent,
+                binding: None,
+                number: None,
+                call_event: Some(CallEventChange {
+                    call: call.id,
+                    session_id: session_id.clone(),
+                    event: entry.clone(),
+                }),
+                message: None,
+            })?;
+            Ok(Stored::New)
+        })?;
+        let stored = match answered {
+            Some(_) => staged.ride().await?,
+            None => staged.durable().await?,
+        };
         Ok(stored)
     }
 

@@ -510,3 +510,41 @@ async fn retention_deletes_old_calls_and_old_feed_entries_and_a_stale_token_is_o
         .unwrap_err();
     assert_eq!(err.reason(), crate::lifecycle::Reason::WatchExpired);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_callin_is_linked_to_its_route_and_rides_the_next_sync() {
+    let f = Arc::new(Fixture::new().await);
+    let b = f.bind(A, B, Some(X)).await;
+    let route = f.pool.app("calls").unwrap().route_call(A, X).unwrap();
+    let callin = event(EventType::Callin, "s-9", "2024-03-01 02:14:55", |i| {
+        i.caller = Some(A.into());
+        i.called = Some(X.into());
+        i.notify_mode = Some("Block".into());
+    });
+    let syncs = f.store.sync_count();
+    let stored = {
+        let (f, callin) = (Arc::clone(&f), callin.clone());
+        let routed = Some(route.binding_id.into());
+        tokio::spawn(async move { f.log.record_answered_callin("calls", &callin, routed).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!stored.is_finished(), "it asks for no sync of its own");
+    assert_eq!(f.store.sync_count(), syncs);
+
+    // The next write someone waits for makes it durable too.
+    f.bind("+8613700000003", "+8613700000004", Some(X)).await;
+    let stored = tokio::time::timeout(Duration::from_secs(10), stored).await;
+    assert_eq!(stored.unwrap().unwrap().unwrap(), Stored::New);
+    let (calls, _) = f.log.list_calls(&CallFilter::default(), None, 10).unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].binding_id,
+        Some(b.id),
+        "the binding the answer connected"
+    );
+    assert_eq!(
+        f.log.record_event("calls", &callin).await.unwrap(),
+        Stored::Duplicate,
+        "stored once, whichever way it came"
+    );
+}

@@ -250,6 +250,9 @@ impl Daemon {
                 "background tasks did not stop in time; closing the store anyway"
             );
         }
+        if let Err(e) = self.pool.note_table_sizes().await {
+            tracing::warn!(error = %e, "cannot note the index's size for the next start-up");
+        }
         self.store.close().await.context("flushing the store")
     }
 }

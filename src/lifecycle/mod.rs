@@ -34,6 +34,9 @@ mod params;
 mod reconcile_runs;
 mod reconciler;
 mod records;
+mod restore;
+#[cfg(test)]
+mod restore_tests;
 mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -87,12 +90,23 @@ pub struct Pool {
 
 impl Pool {
     /// Opens every app's pool: loads its numbers (adding the configured ones) and rebuilds the
-    /// index from the stored bindings. Call [`Pool::recover`] before serving.
+    /// index from the stored bindings (see `restore`). Call [`Pool::recover`] before serving.
     pub fn open(
         store: Arc<Store>,
         setups: Vec<AppSetup>,
         clock: &Arc<dyn Clock>,
         retention: RetentionPolicy,
+    ) -> Result<Pool, PoolError> {
+        Pool::open_with(store, setups, clock, retention, restore::restore)
+    }
+
+    /// [`Pool::open`], with the index rebuilt by `rebuild`.
+    fn open_with(
+        store: Arc<Store>,
+        setups: Vec<AppSetup>,
+        clock: &Arc<dyn Clock>,
+        retention: RetentionPolicy,
+        rebuild: impl FnOnce(&Store, &HashMap<String, Arc<AppPool>>, i64) -> Result<(), PoolError>,
     ) -> Result<Pool, PoolError> {
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let (expiring, _) = tokio::sync::watch::channel(false);
@@ -114,21 +128,7 @@ impl Pool {
             .map(|app| app.cool_down_kept_ms())
             .max()
             .unwrap_or(0);
-        for app in apps.values() {
-            app.begin_restore();
-        }
-        for record in store.scan_bindings() {
-            let record = record?;
-            match apps.get(&record.app) {
-                Some(app) => app.restore(&record),
-                None => {
-                    tracing::warn!(app = %record.app, id = %record.id, "binding of an app no longer configured")
-                }
-            }
-        }
-        for app in apps.values() {
-            app.end_restore();
-        }
+        rebuild(&store, &apps, clock.now_ms())?;
         Ok(Pool {
             store,
             apps,
@@ -138,6 +138,12 @@ impl Pool {
             retention,
             cool_down_kept_ms,
         })
+    }
+
+    /// At a clean stop, after the last write: notes the size of every app's tables, so the
+    /// next start-up sizes them at once (see `restore::TableSizes`).
+    pub async fn note_table_sizes(&self) -> Result<(), PoolError> {
+        Ok(restore::note_sizes(&self.store, &self.apps).await?)
     }
 
     /// Resolves what a crash or a lost answer left open: PENDING reservations are looked up on

@@ -16,6 +16,17 @@ pub(super) fn occupant(b: &store::BindingRecord) -> Occupant<'_> {
     }
 }
 
+/// The slot a binding holds, from its `slots` entry, for the index.
+pub(super) fn slot_occupant<'a>(x: &'a str, slot: &store::SlotView<'a>) -> Occupant<'a> {
+    Occupant {
+        x,
+        extension: slot.extension,
+        y: slot.y,
+        party_a: slot.party_a,
+        party_b: slot.party_b,
+    }
+}
+
 /// A stored number, for the index.
 pub(super) fn number(r: &store::NumberRecord) -> Number<'_> {
     Number {

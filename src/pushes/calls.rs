@@ -16,6 +16,7 @@ use crate::platform::Mode;
 use crate::platform::push::{
     CallEvent, CallinAnswer, CallinOperation, CloseInfo, ConnectInfo, EventType, PushKind,
 };
+use crate::store::BindingId;
 
 impl From<Stored> for Outcome {
     fn from(stored: Stored) -> Self {
@@ -89,7 +90,9 @@ impl Receiver {
         let info = &event.status_info;
         let x = info.called.as_deref().unwrap_or_default();
         let caller = info.caller.as_deref().unwrap_or_default();
-        let answer = match self.route(app, caller, x) {
+        let route = self.route(app, caller, x);
+        let routed = route.as_ref().map(|route| route.binding_id.into());
+        let answer = match route {
             Some(route) => CallinAnswer::connect(connect_info(route, x)),
             None => CallinAnswer::close(CloseInfo {
                 close_hint_tone: app.and_then(|app| app.close_hint_tone.clone()),
@@ -113,7 +116,7 @@ impl Receiver {
             let note = "an X-mode callin to a number of no configured app; answered close";
             return Reply::refused(Some(kind), Outcome::UnknownApp, note).with_answer(body);
         };
-        self.store_later(app.name.clone(), event);
+        self.store_later(app.name.clone(), event, routed);
         Reply::answer(kind, None, body)
     }
 
@@ -127,12 +130,14 @@ impl Receiver {
         pool.route_call(caller, x)
     }
 
-    /// Stores a callin's event on the daemon's tracker; counts the push when that is done.
-    fn store_later(self: &Arc<Self>, app: String, event: CallEvent) {
+    /// Stores an answered callin's event, linked to the binding it was `routed` to, on the
+    /// daemon's tracker; counts the push when that is done.
+    fn store_later(self: &Arc<Self>, app: String, event: CallEvent, routed: Option<BindingId>) {
         let receiver = Arc::clone(self);
         self.tasks.spawn(async move {
             let kind = PushKind::CallEvent;
-            let reply = match receiver.calls.record_event(&app, &event).await {
+            let stored = receiver.calls.record_answered_callin(&app, &event, routed);
+            let reply = match stored.await {
                 Ok(stored) => Reply::done(kind, stored.into()),
                 // Answered already: this only counts and logs why the event is not kept.
                 Err(e) => not_stored(kind, &e),

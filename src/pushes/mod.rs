@@ -97,6 +97,11 @@ pub async fn serve(
                 .await
         }
         None => {
+            // Answers (a callin's above all) go out at once, not after the peer's delayed ACK
+            // of the previous one (Nagle).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await

@@ -51,6 +51,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let _ = stream.set_nodelay(true);
                 let (tx, acceptor) = (tx.clone(), TlsAcceptor::from(tls.current()));
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {

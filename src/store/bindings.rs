@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use super::records::{BindingId, BindingRecord, BindingState, RequestRef};
+use super::records::{BindingId, BindingRecord, BindingState, RequestRef, SlotRecord, SlotView};
 use super::wal::{TreeId, Tx, TxResult};
 use super::{Store, StoreError, codec, keys, too_long};
 
@@ -14,7 +14,8 @@ pub(super) struct Write {
     value: Vec<u8>,
     request_key: Option<Vec<u8>>,
     expiry_key: Option<[u8; keys::EXPIRY_KEY_LEN]>,
-    slot_key: Option<Vec<u8>>,
+    /// The `slots` key and its encoded [`SlotRecord`].
+    pub(super) slot: Option<(Vec<u8>, Vec<u8>)>,
     /// The `subscriptions` key: (app, the platform's subscriptionId).
     subscription_key: Option<Vec<u8>>,
     open: bool,
@@ -36,7 +37,7 @@ impl Write {
             value: codec::encode(record),
             request_key,
             expiry_key: expiry_key_of(record),
-            slot_key: slot_key_of(record),
+            slot: slot_key_of(record).map(|key| (key, codec::encode(&SlotRecord::of(record)))),
             subscription_key: subscription_key_of(record),
             open: is_open(record),
             released_key: released_key_of(record),
@@ -51,9 +52,10 @@ impl Write {
     }
 }
 
-/// The `slots` key a record should have: bindings that hold a slot on a known X.
+/// The `slots` key a record should have: bindings that hold a slot (on no X yet, for an AXYB
+/// reservation before the platform chose).
 fn slot_key_of(record: &BindingRecord) -> Option<Vec<u8>> {
-    if !record.state.holds_slot() || record.x.is_empty() {
+    if !record.state.holds_slot() {
         return None;
     }
     keys::slot(&record.app, &record.x, &record.id).ok()
@@ -177,12 +179,12 @@ impl Tx<'_> {
             self.expiry.insert(key, [])?;
         }
         if let Some(old_key) = old.and_then(slot_key_of)
-            && w.slot_key.as_ref() != Some(&old_key)
+            && w.slot.as_ref().map(|(key, _)| key) != Some(&old_key)
         {
             self.slots.remove(old_key)?;
         }
-        if let Some(key) = &w.slot_key {
-            self.slots.insert(key.as_slice(), [])?;
+        if let Some((key, value)) = &w.slot {
+            self.slots.insert(key.as_slice(), value.as_slice())?;
         }
         if let Some(old_key) = old.and_then(subscription_key_of)
             && w.subscription_key.as_ref() != Some(&old_key)
@@ -344,11 +346,14 @@ impl Store {
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:
-    /// one prefix scan of the `slots` index.
+    /// one prefix scan of the `slots` index. None on no X (`x` empty).
     pub fn bindings_on(&self, app: &str, x: &str) -> Result<Vec<BindingRecord>, StoreError> {
         let Ok(prefix) = keys::slot_prefix(app, x) else {
             return Ok(Vec::new());
         };
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
         let scan = self.read(|trees| Ok(trees.slots.scan_prefix(&prefix)))?;
         self.indexed(keys::SLOTS, scan, prefix.len())
     }
@@ -374,6 +379,44 @@ impl Store {
                 out.push(record);
             }
         }
+        Ok(out)
+    }
+
+    /// Every binding that holds a slot, as its `slots` entry, in (app, x, id) order: `f` gets
+    /// the app, the X (empty: none yet), the id and the entry. Returns how many there were;
+    /// stops at the first unreadable entry.
+    pub fn for_each_slot(
+        &self,
+        mut f: impl FnMut(&str, &str, BindingId, SlotView<'_>),
+    ) -> Result<usize, StoreError> {
+        let scan = self.read(|trees| Ok(trees.slots.iter()))?;
+        let mut count = 0;
+        for entry in scan {
+            let (key, value) = self.read(|_| Ok(entry?))?;
+            let Some((app, x, id)) = keys::parse_slot(&key) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::SLOTS,
+                    detail: format!("malformed key {}", keys::describe(&key)),
+                });
+            };
+            f(app, x, id, codec::decode_slot(&key, &value)?);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The RELEASED and EXPIRED bindings that left service at or after `from_ms`, in id order:
+    /// a range scan of the `released` index, and each record read.
+    pub fn released_since(&self, from_ms: i64) -> Result<Vec<BindingRecord>, StoreError> {
+        let start = keys::released(from_ms, &BindingId([0; 16]));
+        let scan = self.read(|trees| Ok(trees.released.range(start..)))?;
+        let mut out = Vec::new();
+        for entry in scan {
+            let (key, _) = self.read(|_| Ok(entry?))?;
+            let (_, id) = parse_timed_key(keys::RELEASED, &key)?;
+            out.extend(self.get_binding(&id)?);
+        }
+        out.sort_unstable_by_key(|r| r.id);
         Ok(out)
     }
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::StoreError;
 use super::keys;
 use super::legacy;
-use super::records::{BindingId, BindingRecord, NumberRecord, RequestRef};
+use super::records::{BindingId, BindingRecord, NumberRecord, RequestRef, SlotRecord, SlotView};
 
 /// A value the store keeps, with the layout version written today and the older ones it reads.
 pub trait Stored: Serialize + DeserializeOwned {
@@ -46,6 +46,8 @@ impl Stored for NumberRecord {
 }
 /// `remembered` values: a request id kept after its binding left service.
 impl Stored for RequestRef {}
+/// `slots` values (store format 4).
+impl Stored for SlotRecord {}
 
 /// Version 2 replaced `call_direction`, `record` and `max_call_minutes` with `call_options`.
 impl Stored for BindingRecord {
@@ -118,6 +120,27 @@ pub fn decode<T: Stored>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result
     value.map_err(corrupt)
 }
 
+/// Reads a `slots` value in place ([`SlotView`], borrowing from `bytes`); like [`decode`], an
+/// unreadable one is `StoreError::Corrupt`.
+pub fn decode_slot<'a>(key: &[u8], bytes: &'a [u8]) -> Result<SlotView<'a>, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        tree: keys::SLOTS,
+        detail: format!("key {}: {what}", keys::describe(key)),
+    };
+    match bytes.split_first() {
+        Some((&version, body)) if version == SlotRecord::VERSION => {
+            let (value, read) = bincode::serde::borrow_decode_from_slice(body, config())
+                .map_err(|e| corrupt(format!("undecodable value: {e}")))?;
+            if read != body.len() {
+                return Err(corrupt(format!("{} trailing bytes", body.len() - read)));
+            }
+            Ok(value)
+        }
+        Some((version, _)) => Err(corrupt(format!("unknown value version {version}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +187,28 @@ mod tests {
         assert_eq!(back, record());
         let id: BindingId = decode("requests", b"k", &encode(&BindingId([9; 16]))).unwrap();
         assert_eq!(id, BindingId([9; 16]));
+    }
+
+    #[test]
+    fn a_slot_reads_in_place_as_it_was_written() {
+        let mut rec = record();
+        rec.y = Some("+8613800000009".into());
+        rec.call_options.record_hint_tone = Some("hint.wav".into());
+        rec.call_options.last_minute_tone = Some("last.wav".into());
+        for rec in [record(), rec] {
+            let slot = SlotRecord::of(&rec);
+            let bytes = encode(&slot);
+            assert_eq!(SlotRecord::from(decode_slot(b"k", &bytes).unwrap()), slot);
+        }
+        let mut bytes = encode(&SlotRecord::of(&record()));
+        bytes.push(0);
+        assert!(decode_slot(b"k", &bytes).is_err(), "trailing bytes");
+        for bad in [&[][..], &[2, 0], &[1, 9]] {
+            assert!(crate::store::tests::corrupt_in(
+                &decode_slot(b"k", bad).unwrap_err(),
+                "slots"
+            ));
+        }
     }
 
     #[test]

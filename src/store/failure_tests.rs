@@ -169,3 +169,18 @@ async fn a_store_left_failed_reopens_with_every_acknowledged_write() {
     store.put_binding(&active(5)).await.unwrap();
     assert!(present(&store, 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_riding_write_hears_of_the_failed_sync_it_rode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(dir.path()));
+    let rider = {
+        let staged = store.stage(|tx| tx.put_binding(&active(1))).unwrap();
+        tokio::spawn(staged.ride())
+    };
+    faults::set(store.path(), Point::LogSync, Error::Io, Times::Always);
+    assert_unavailable(&store.put_binding(&active(2)).await.unwrap_err(), Error::Io);
+    let rode = tokio::time::timeout(Duration::from_secs(10), rider).await;
+    let e = rode.expect("the rider is answered").unwrap().unwrap_err();
+    assert_unavailable(&e, Error::Io);
+}

@@ -12,7 +12,7 @@
 //! | `requests` | str(app) ‖ str(request_id)          | `BindingId`                    |
 //! | `numbers`  | str(app) ‖ str(number)              | `NumberRecord`                 |
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
-//! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | empty: bindings holding a slot on X |
+//! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | `SlotRecord`: every binding holding a slot (x empty: AXYB before the platform chose) |
 //! | `open`     | id (16 bytes)                       | empty: PENDING and RELEASING bindings |
 //! | `released` | left ms (u64 BE) ‖ id (16 bytes)    | empty: RELEASED and EXPIRED bindings, by when they left service |
 //! | `remembered` | left ms (u64 BE) ‖ id (16 bytes)  | `RequestRef`: request ids still remembered for bindings that left service |
@@ -57,6 +57,21 @@ pub fn slot(app: &str, x: &str, id: &BindingId) -> Result<Vec<u8>, KeyTooLong> {
 /// Prefix of every `slots` key of (app, x).
 pub fn slot_prefix(app: &str, x: &str) -> Result<Vec<u8>, KeyTooLong> {
     pair(app, x)
+}
+
+/// Reads a `slots` key back into (app, x, id).
+pub fn parse_slot(key: &[u8]) -> Option<(&str, &str, BindingId)> {
+    let (app, rest) = split_str(key)?;
+    let (x, id) = split_str(rest)?;
+    Some((app, x, parse_binding(id)?))
+}
+
+/// The length-prefixed string at the start of `key`, and what follows it.
+fn split_str(key: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = key.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((text, &rest[len..]))
 }
 
 /// `sessions` key: str(app) ‖ str(session_id).
@@ -351,6 +366,21 @@ mod tests {
         assert!(released(999, &id(0xff)) < released(1000, &id(0)));
         assert!(released(1000, &id(0xff)) <= timed_bound(1000));
         assert!(released(1001, &id(0)) > timed_bound(1000));
+    }
+
+    #[test]
+    fn slot_key_bytes_and_back() {
+        let key = slot("ab", "+861", &id(3)).unwrap();
+        let mut expected = vec![0, 2, b'a', b'b', 0, 4, b'+', b'8', b'6', b'1'];
+        expected.extend_from_slice(&[3; 16]);
+        assert_eq!(key, expected);
+        assert!(key.starts_with(&slot_prefix("ab", "+861").unwrap()));
+        assert_eq!(parse_slot(&key), Some(("ab", "+861", id(3))));
+        let no_x = slot("ab", "", &id(4)).unwrap();
+        assert_eq!(parse_slot(&no_x), Some(("ab", "", id(4))));
+        assert_eq!(parse_slot(&key[..key.len() - 1]), None, "id cut short");
+        assert_eq!(parse_slot(&[0, 9, b'a']), None, "string cut short");
+        assert_eq!(parse_slot(&[0, 1, 0xff, 0, 0]), None, "not UTF-8");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - `bindings`: every [`BindingRecord`] by id (UUID v7, so creation order);
 //! - `requests`: (app, request_id) → binding id, for idempotent Binds;
 //! - `expiry`: (deadline, id) for Active bindings with a deadline, earliest first;
-//! - `slots`: (app, x, id) for bindings holding a slot; `open`: PENDING and RELEASING ids;
+//! - `slots`: (app, x, id) → what the allocation index needs ([`SlotRecord`]) for bindings
+//!   holding a slot, so start-up need not decode every record; `open`: PENDING and RELEASING
+//!   ids;
 //! - `numbers`: every [`NumberRecord`] by (app, number);
 //! - `released`: (left service at, id) for RELEASED and EXPIRED bindings, oldest first, and
 //!   `remembered`: the same for those whose request id is still remembered (retention deletes
@@ -44,6 +46,13 @@ mod retention;
 #[cfg(test)]
 mod retention_tests;
 #[cfg(test)]
+mod slots_tests;
+/// Tests: a crash staged by copying the store's files (see `wal::tests`).
+#[cfg(test)]
+pub(crate) mod test_files {
+    pub(crate) use super::wal::tests::{copy_dir, stage_crash};
+}
+#[cfg(test)]
 mod tests;
 mod wal;
 
@@ -72,7 +81,8 @@ pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 /// On-disk format of the whole store, kept in `meta`; bump it with a migration (in
 /// `open_files`). 2: the `released` and `remembered` indexes (retention). 3: the
 /// `subscriptions` index (pushes name bindings by the platform's id), and the call log's trees.
-const FORMAT_VERSION: u32 = 3;
+/// 4: `slots` values ([`SlotRecord`]), from which start-up rebuilds the allocation index.
+const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format this build migrates at open.
 const OLDEST_FORMAT: u32 = 1;
@@ -456,8 +466,17 @@ impl Store {
             .collect()
     }
 
+    /// Tests: overwrites every `slots` value with bytes no build reads.
+    pub(crate) fn damage_slot_values(&self) {
+        let slots = self.trees().slots;
+        for entry in slots.iter() {
+            let (key, _) = entry.expect("readable");
+            slots.insert(key, &[0xff]).expect("writable");
+        }
+    }
+
     /// See [`Wal::pause_checkpoints`].
-    fn pause_checkpoints(&self) {
+    pub(crate) fn pause_checkpoints(&self) {
         self.current()
             .expect("the store is open")
             .wal
@@ -625,13 +644,19 @@ fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
 ///
 /// 1 → 2: the retention indexes (`released`, `remembered`) for the bindings already stored.
 /// 2 → 3: the `subscriptions` index for them (the call log's trees start empty).
+/// 3 → 4: the `slots` entries' values.
 fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
     let retention = if from < 2 {
         retention::index_for_retention(trees)?
     } else {
         0
     };
-    let subscriptions = retention::index_subscriptions(trees)?;
+    let subscriptions = if from < 3 {
+        retention::index_subscriptions(trees)?
+    } else {
+        0
+    };
+    let slots = retention::index_slots(trees)?;
     db.flush()?;
     trees
         .meta
@@ -642,7 +667,9 @@ fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
         format = FORMAT_VERSION,
         retention,
         subscriptions,
-        "store migrated: older bindings are indexed for retention and by subscription id"
+        slots,
+        "store migrated: older bindings are indexed for retention, by subscription id and by \
+         the slot they hold"
     );
     Ok(())
 }

@@ -103,6 +103,80 @@ impl BindingRecord {
     }
 }
 
+/// The value of a binding's `slots` entry, whose key names its app, X and id: what the
+/// allocation index and X-mode routing need of a binding that holds a slot. Written in the
+/// transaction that writes the record, so start-up rebuilds the index from these small values
+/// instead of decoding every binding record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    pub state: BindingState,
+    pub extension: Option<String>,
+    pub y: Option<String>,
+    pub party_a: String,
+    pub party_b: Option<String>,
+    /// The call options an X-mode call routed by this binding gets.
+    pub max_call_minutes: Option<u32>,
+    pub record: Option<bool>,
+    pub record_hint_tone: Option<String>,
+    pub last_minute_tone: Option<String>,
+}
+
+impl SlotRecord {
+    /// The `slots` value of `record`.
+    pub fn of(record: &BindingRecord) -> SlotRecord {
+        let options = &record.call_options;
+        SlotRecord {
+            state: record.state,
+            extension: record.extension.clone(),
+            y: record.y.clone(),
+            party_a: record.party_a.clone(),
+            party_b: record.party_b.clone(),
+            max_call_minutes: options.max_call_minutes,
+            record: options.record,
+            record_hint_tone: options.record_hint_tone.clone(),
+            last_minute_tone: options.last_minute_tone.clone(),
+        }
+    }
+}
+
+/// A [`SlotRecord`] read in place, its strings borrowed from the stored bytes: start-up reads a
+/// million of them. The same fields in the same order (bincode writes no names), which
+/// `codec`'s tests pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct SlotView<'a> {
+    pub state: BindingState,
+    #[serde(borrow)]
+    pub extension: Option<&'a str>,
+    #[serde(borrow)]
+    pub y: Option<&'a str>,
+    pub party_a: &'a str,
+    #[serde(borrow)]
+    pub party_b: Option<&'a str>,
+    pub max_call_minutes: Option<u32>,
+    pub record: Option<bool>,
+    #[serde(borrow)]
+    pub record_hint_tone: Option<&'a str>,
+    #[serde(borrow)]
+    pub last_minute_tone: Option<&'a str>,
+}
+
+impl From<SlotView<'_>> for SlotRecord {
+    fn from(v: SlotView<'_>) -> Self {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        SlotRecord {
+            state: v.state,
+            extension: owned(v.extension),
+            y: owned(v.y),
+            party_a: v.party_a.to_owned(),
+            party_b: owned(v.party_b),
+            max_call_minutes: v.max_call_minutes,
+            record: v.record,
+            record_hint_tone: owned(v.record_hint_tone),
+            last_minute_tone: owned(v.last_minute_tone),
+        }
+    }
+}
+
 /// A request id that is still remembered for a binding that left service (the value of a
 /// `remembered` entry): what to remove from `requests` once it is forgotten, also after the
 /// binding's record is gone.

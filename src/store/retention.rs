@@ -156,6 +156,20 @@ pub(super) fn index_subscriptions(trees: &Trees) -> Result<usize, StoreError> {
     })
 }
 
+/// Format 3 → 4: every binding that holds a slot gets its `slots` entry with its value (they
+/// were empty, and AXYB reservations on no X had none). The tree is rebuilt whole, so a
+/// migration cut short runs again from the start.
+pub(super) fn index_slots(trees: &Trees) -> Result<usize, StoreError> {
+    trees.slots.clear()?;
+    index_bindings(trees, |write, _| {
+        let Some((key, value)) = write.slot else {
+            return Ok(0);
+        };
+        trees.slots.insert(key, value)?;
+        Ok(1)
+    })
+}
+
 /// Runs `index` over every stored binding (sled directly, at open), summing what it counts.
 fn index_bindings(
     trees: &Trees,

@@ -66,6 +66,10 @@ pub async fn serve(
     let pusher = tokio::spawn(push::run(Arc::clone(&sim), cancel.clone()));
     let service = server::router(sim).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
+    // Answers go out at once, not after the peer's delayed ACK of the previous one (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -5,8 +5,8 @@
 //! Before the measured window the run binds `--callin-targets` X-mode pairs through gRPC; then,
 //! from the start of the warm-up to the end of the window, it POSTs Block callins from those
 //! parties to their X at `--callins` per second on a fixed schedule (latency counted from each
-//! callin's scheduled time), over a few keep-alive HTTP connections, and checks every answer
-//! connects the other party.
+//! callin's scheduled time), open loop over a bounded set of keep-alive connections, and
+//! checks every answer connects the other party.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +21,6 @@ use super::load::histogram;
 use super::report::Latency;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
-
-/// HTTP connections the callins are spread over (each sends on its own schedule).
-const SENDERS: usize = 8;
 
 /// An X-mode binding the callins dial: a calls X, and should be connected to b.
 #[derive(Debug, Clone)]
@@ -43,6 +40,9 @@ pub struct CallinReport {
     pub wrong: u64,
     /// Non-200 answers and transport errors.
     pub errors: u64,
+    /// Callins of the window queued more than 1 ms after their scheduled time (the bench
+    /// itself was late: its latency includes that).
+    pub late: u64,
     /// Scheduled time to answer, of the callins in the measured window.
     pub latency_ms: Latency,
 }
@@ -51,11 +51,12 @@ impl CallinReport {
     pub fn text(&self) -> String {
         let l = &self.latency_ms;
         format!(
-            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
+            "callins: {:.0}/s offered; {} connected, {} wrong, {} errors; {} queued > 1 ms late; answer latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}\n",
             self.offered_per_s,
             self.connected,
             self.wrong,
             self.errors,
+            self.late,
             l.p50,
             l.p90,
             l.p99,
@@ -96,6 +97,12 @@ pub async fn prepare(args: &BenchArgs, server_url: &str) -> anyhow::Result<Vec<T
 
 /// Sends the callins from `start` until `window_end`, counting those scheduled at or after
 /// `window_start`.
+///
+/// Open loop: a scheduler puts each callin on a queue at its scheduled time, and whichever of
+/// [`SENDERS`] senders is free takes the next (each sender holds one keep-alive connection at a
+/// time). A slow answer holds up one sender, not the callins behind it; a backlog only forms
+/// when all of them are busy, and its wait is counted, since latency runs from the scheduled
+/// time. The bound keeps a slow daemon from being met with thousands of new connections.
 pub async fn run(
     args: &BenchArgs,
     url: &str,
@@ -111,69 +118,146 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
+        .tcp_nodelay(true)
         .timeout(Duration::from_secs(5))
         .build()?;
-    let every = Duration::from_secs_f64(SENDERS as f64 / args.callins);
-    let mut tasks = Vec::new();
-    for sender in 0..SENDERS {
-        let (http, url, targets) = (http.clone(), url.to_owned(), Arc::clone(&targets));
-        let first = start + every.mul_f64(sender as f64 / SENDERS as f64);
-        tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let (mut connected, mut wrong, mut errors) = (0u64, 0u64, 0u64);
-            let mut n = sender;
-            let mut at = first;
-            while at < window_end {
-                tokio::time::sleep_until(at.into()).await;
-                let t = &targets[n % targets.len()];
-                let body = json!({
-                    "eventType": "callin",
-                    "statusInfo": {
-                        "timestamp": "2026-12-02 00:00:00",
-                        "sessionId": format!("bench-{sender}-{n}"),
-                        "caller": t.a,
-                        "called": t.x,
-                        "notifyMode": "Block",
-                    }
-                });
-                let answer = http.post(&url).json(&body).send().await;
-                let measured = at >= window_start;
-                let outcome = match answer {
-                    Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
-                    _ => None,
-                };
-                if measured {
-                    let us = at.elapsed().as_micros().max(1) as u64;
-                    let _ = h.record(us);
-                    match outcome {
-                        None => errors += 1,
-                        Some(v)
-                            if v["operation"] == "connect"
-                                && v["connectInfo"]["calleeNum"] == t.b.as_str() =>
-                        {
-                            connected += 1
-                        }
-                        Some(_) => wrong += 1,
+    let (queue, due) = tokio::sync::mpsc::unbounded_channel::<Due>();
+    let due = Arc::new(tokio::sync::Mutex::new(due));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (http, url, targets, due) = (
+                http.clone(),
+                url.to_owned(),
+                Arc::clone(&targets),
+                Arc::clone(&due),
+            );
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                loop {
+                    let Some(next) = due.lock().await.recv().await else {
+                        break;
+                    };
+                    let target = &targets[next.n % targets.len()];
+                    let answer = callin(&http, &url, target, next.n).await;
+                    if next.measured {
+                        tally.add(next.at.elapsed(), answer);
                     }
                 }
-                n += SENDERS;
-                at += every;
-            }
-            (h, connected, wrong, errors)
-        }));
+                tally
+            })
+        })
+        .collect();
+    let every = Duration::from_secs_f64(1.0 / args.callins);
+    let mut late = 0;
+    let mut at = start;
+    for n in 0usize.. {
+        if at >= window_end {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let measured = at >= window_start;
+        if measured && at.elapsed() > Duration::from_millis(1) {
+            late += 1;
+        }
+        queue.send(Due { at, n, measured })?;
+        at += every;
     }
-    let mut all: Histogram<u64> = histogram();
-    let mut report = CallinReport {
+    drop(queue);
+    let mut all = Tally::default();
+    for sender in senders {
+        all.merge(&sender.await?);
+    }
+    Ok(CallinReport {
         offered_per_s: args.callins,
-        ..CallinReport::default()
-    };
-    for task in tasks {
-        let (h, connected, wrong, errors) = task.await?;
-        all.add(&h).ok();
-        report.connected += connected;
-        report.wrong += wrong;
-        report.errors += errors;
+        connected: all.connected,
+        wrong: all.wrong,
+        errors: all.errors,
+        late,
+        latency_ms: Latency::of(&all.latency),
+    })
+}
+
+/// Callins answered at once at most, each on its own keep-alive connection.
+const SENDERS: usize = 64;
+
+/// A callin whose time has come.
+struct Due {
+    /// When it was scheduled: its latency runs from here.
+    at: Instant,
+    n: usize,
+    /// Scheduled in the measured window.
+    measured: bool,
+}
+
+/// One sender's count of the measured callins.
+struct Tally {
+    latency: Histogram<u64>,
+    connected: u64,
+    wrong: u64,
+    errors: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            latency: histogram(),
+            connected: 0,
+            wrong: 0,
+            errors: 0,
+        }
     }
-    report.latency_ms = Latency::of(&all);
-    Ok(report)
+}
+
+impl Tally {
+    fn add(&mut self, latency: Duration, answer: Answer) {
+        let _ = self.latency.record(latency.as_micros().max(1) as u64);
+        match answer {
+            Answer::Connected => self.connected += 1,
+            Answer::Wrong => self.wrong += 1,
+            Answer::Failed => self.errors += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.connected += other.connected;
+        self.wrong += other.wrong;
+        self.errors += other.errors;
+    }
+}
+
+/// What one callin's answer was.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Connected,
+    Wrong,
+    Failed,
+}
+
+/// POSTs callin number `n` from `target`'s party A to its X and reads the answer.
+async fn callin(http: &reqwest::Client, url: &str, target: &Target, n: usize) -> Answer {
+    let body = json!({
+        "eventType": "callin",
+        "statusInfo": {
+            "timestamp": "2026-12-02 00:00:00",
+            "sessionId": format!("bench-{}-{n}", std::process::id()),
+            "caller": target.a,
+            "called": target.x,
+            "notifyMode": "Block",
+        }
+    });
+    let answer = match http.post(url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+        _ => None,
+    };
+    match answer {
+        None => Answer::Failed,
+        Some(v)
+            if v["operation"] == "connect"
+                && v["connectInfo"]["calleeNum"] == target.b.as_str() =>
+        {
+            Answer::Connected
+        }
+        Some(_) => Answer::Wrong,
+    }
 }

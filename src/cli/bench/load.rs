@@ -21,26 +21,31 @@ pub enum Op {
     Bind,
     Unbind,
     Get,
+    /// `grpc.health.v1.Health/Check`: the gRPC hop with no work behind it, to tell what the
+    /// client and the hop can do from what a Bind costs.
+    Health,
 }
 
 impl Op {
-    pub const ALL: [Op; 3] = [Op::Bind, Op::Unbind, Op::Get];
+    pub const ALL: [Op; 4] = [Op::Bind, Op::Unbind, Op::Get, Op::Health];
 
     pub fn name(self) -> &'static str {
         match self {
             Op::Bind => "bind",
             Op::Unbind => "unbind",
             Op::Get => "get",
+            Op::Health => "health",
         }
     }
 }
 
-/// Relative weights of bind, unbind and get.
+/// Relative weights of bind, unbind, get and health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Mix {
     pub bind: u32,
     pub unbind: u32,
     pub get: u32,
+    pub health: u32,
 }
 
 impl FromStr for Mix {
@@ -51,6 +56,7 @@ impl FromStr for Mix {
             bind: 0,
             unbind: 0,
             get: 0,
+            health: 0,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
@@ -64,11 +70,19 @@ impl FromStr for Mix {
                 "bind" => mix.bind = weight,
                 "unbind" => mix.unbind = weight,
                 "get" => mix.get = weight,
-                other => return Err(format!("unknown call {other:?} (bind, unbind, get)")),
+                "health" => mix.health = weight,
+                other => {
+                    return Err(format!(
+                        "unknown call {other:?} (bind, unbind, get, health)"
+                    ));
+                }
             }
         }
-        if mix.bind == 0 {
-            return Err("the mix needs bind > 0 (unbind and get need bindings)".into());
+        if mix.bind == 0 && mix.unbind + mix.get > 0 {
+            return Err("the mix needs bind > 0 with unbind or get (they need bindings)".into());
+        }
+        if mix.bind + mix.health == 0 {
+            return Err("the mix needs bind or health > 0".into());
         }
         Ok(mix)
     }
@@ -78,24 +92,29 @@ impl std::fmt::Display for Mix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bind={},unbind={},get={}",
-            self.bind, self.unbind, self.get
+            "bind={},unbind={},get={},health={}",
+            self.bind, self.unbind, self.get, self.health
         )
     }
 }
 
 impl Mix {
     fn choose(&self, rng: &mut StdRng, holding: bool) -> Op {
-        let total = self.bind + self.unbind + self.get;
+        let total = self.bind + self.unbind + self.get + self.health;
         let r = rng.random_range(0..total);
         let op = if r < self.bind {
             Op::Bind
         } else if r < self.bind + self.unbind {
             Op::Unbind
-        } else {
+        } else if r < self.bind + self.unbind + self.get {
             Op::Get
+        } else {
+            Op::Health
         };
-        if holding { op } else { Op::Bind }
+        match op {
+            Op::Unbind | Op::Get if !holding => Op::Bind,
+            op => op,
+        }
     }
 }
 
@@ -341,6 +360,7 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
                 let id = live[rng.random_range(0..live.len())].id.clone();
                 conn.get(&id).await
             }
+            Op::Health => conn.health().await,
         };
         if t0 >= measure_from {
             let latency = t0.elapsed();
@@ -356,4 +376,26 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
     }
     stats.live = live;
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_names_its_calls_and_needs_bindings_for_unbind_and_get() {
+        let mix: Mix = "bind=50, get=50".parse().unwrap();
+        assert_eq!((mix.bind, mix.get, mix.unbind, mix.health), (50, 50, 0, 0));
+        let health: Mix = "health=1".parse().unwrap();
+        assert_eq!((health.bind, health.health), (0, 1));
+        let mut rng = StdRng::seed_from_u64(1);
+        assert!((0..100).all(|_| health.choose(&mut rng, false) == Op::Health));
+        assert!("get=1".parse::<Mix>().unwrap_err().contains("bind > 0"));
+        assert!("bind=0".parse::<Mix>().is_err());
+        assert!("ping=1".parse::<Mix>().unwrap_err().contains("\"ping\""));
+        // Without a binding held, an unbind or get is a bind.
+        let get: Mix = "bind=1,get=1000".parse().unwrap();
+        assert!((0..100).all(|_| get.choose(&mut rng, false) == Op::Bind));
+        assert!((0..100).any(|_| get.choose(&mut rng, true) == Op::Get));
+    }
 }

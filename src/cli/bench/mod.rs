@@ -108,9 +108,13 @@ pub struct BenchArgs {
     pub app_key: String,
     #[arg(long, default_value = "s-bench")]
     pub app_secret: String,
-    /// Concurrent clients, each with its own connection.
+    /// Concurrent clients, each with its own connection unless --connections says otherwise.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// --target grpc: HTTP/2 connections the clients share, round robin (each carries several
+    /// calls at once); 0 = one per client.
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
     /// Measured seconds; 0 = no measured load (only --preload, --restart, --reconcile).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -288,6 +292,13 @@ async fn measure(
     } else {
         Vec::new()
     };
+    // Before the schedule starts: binding them takes a second or more, and a schedule that
+    // started meanwhile would open with every call already late, sent in one catch-up burst.
+    let callin_targets = if args.callins > 0.0 {
+        Some(Arc::new(callins::prepare(args, &procs.server_url).await?))
+    } else {
+        None
+    };
     // The simulator's counters are read at the start and the end of the measured window.
     let start = schedule.map_or_else(|| Instant::now() + Duration::from_millis(20), |s| s.start);
     let window_start = start + plan.warmup;
@@ -314,15 +325,12 @@ async fn measure(
             window_end,
         ))
     });
-    let callins = if args.callins > 0.0 {
-        let targets = Arc::new(callins::prepare(args, &procs.server_url).await?);
+    let callins = callin_targets.map(|targets| {
         let (args, url) = (args.clone(), procs.callback_url.clone());
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             callins::run(&args, &url, targets, start, window_start, window_end).await
-        }))
-    } else {
-        None
-    };
+        })
+    });
     let cpu_before = procs.sample();
     let started = Instant::now();
     let mut workers = load::run(Arc::clone(plan), conns, start).await;

@@ -1,5 +1,6 @@
-//! One client connection per worker, for each target: the daemon over gRPC, the simulator over
-//! signed HTTP, or Redis over RESP. Each answers Bind / Unbind / Get the same way.
+//! One client connection per worker, for each target: the daemon over gRPC (or `--connections`
+//! shared HTTP/2 connections), the simulator over signed HTTP, or Redis over RESP. Each answers
+//! Bind / Unbind / Get the same way, and Health: the daemon's `Health/Check`, Redis's `PING`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +12,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::resp::{self, Reply, Resp};
 use super::spawn::Spawned;
 use super::{BenchArgs, BenchMode, TargetKind, area_code, pool_number};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::platform::wire::{AxbBindRequest, AxbQuery, AxbUnbind};
@@ -79,6 +82,8 @@ impl XRing {
 pub enum Conn {
     Grpc {
         client: BindingServiceClient<Channel>,
+        // Boxed: it is used only by health-only runs, and keeps the variants close in size.
+        health: Box<HealthClient<Channel>>,
         app: String,
         deadline: Duration,
         request_ids: bool,
@@ -109,7 +114,12 @@ pub async fn connect_all(
     match args.target {
         TargetKind::Grpc => {
             let run = std::process::id();
-            for i in 0..args.concurrency {
+            let connections = match args.connections {
+                0 => args.concurrency,
+                n => n.min(args.concurrency),
+            };
+            let mut channels = Vec::with_capacity(connections);
+            for _ in 0..connections {
                 let endpoint = Endpoint::from_shared(procs.server_url.clone())?
                     .tcp_nodelay(true)
                     .connect_timeout(Duration::from_secs(5));
@@ -117,8 +127,14 @@ pub async fn connect_all(
                     .connect()
                     .await
                     .with_context(|| format!("connecting to {}", procs.server_url))?;
+                channels.push(channel);
+            }
+            for i in 0..args.concurrency {
+                // A tonic channel is a handle: clones share its HTTP/2 connection.
+                let channel = channels[i % connections].clone();
                 conns.push(Conn::Grpc {
-                    client: BindingServiceClient::new(channel),
+                    client: BindingServiceClient::new(channel.clone()),
+                    health: Box::new(HealthClient::new(channel)),
                     app: args.app.clone(),
                     deadline: Duration::from_millis(args.deadline_ms),
                     request_ids: !args.no_request_id,
@@ -247,6 +263,7 @@ impl Conn {
                 tag,
                 seq,
                 has_b,
+                ..
             } => {
                 *seq += 1;
                 let msg = pb::BindRequest {
@@ -376,6 +393,29 @@ impl Conn {
                     _ => Err(OpError::new("NOT_FOUND")),
                 }
             }
+        }
+    }
+}
+
+impl Conn {
+    /// One call that does nothing behind the transport: what the client and the hop cost.
+    pub async fn health(&mut self) -> Res<()> {
+        match self {
+            Conn::Grpc {
+                health, deadline, ..
+            } => {
+                let msg = HealthCheckRequest {
+                    service: String::new(),
+                };
+                with_deadline(*deadline, health.check(request(msg, *deadline))).await?;
+                Ok(())
+            }
+            Conn::Direct { .. } => Err(OpError::new("the simulator has no health call")),
+            Conn::Redis { conn, .. } => match conn.call(&[b"PING"]).await {
+                Ok(Reply::Simple(pong)) if pong == "PONG" => Ok(()),
+                Ok(other) => Err(OpError::new(format!("redis: unexpected {other:?}"))),
+                Err(e) => Err(redis_error(&e)),
+            },
         }
     }
 }

@@ -27,7 +27,7 @@ use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
-use crate::store::{BindingRecord, NumberRecord, NumberState, Staged, Store, Tx};
+use crate::store::{BindingRecord, NumberRecord, NumberState, SlotView, Staged, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 use axyb_steps::{AxybSteps, Steps};
 
@@ -126,13 +126,7 @@ impl AppPool {
             retention,
         } = shared;
         let mode = setup.rules.mode;
-        let mut index = Index::new(setup.rules.clone());
-        let now = clock.now_ms();
-        for n in store.numbers(Some(&setup.name))? {
-            if n.state != NumberState::Removed {
-                index.upsert_number(&records::number(&n), now);
-            }
-        }
+        let index = numbers_index(&store, &setup.name, &setup.rules, clock.now_ms())?;
         Ok(AppPool {
             name: setup.name,
             rules: setup.rules,
@@ -208,10 +202,17 @@ impl AppPool {
     }
 
     /// X mode: where a call from `caller` to `x` goes — the other party of the caller's
-    /// binding on `x` — from memory; `None` when the caller holds no binding there (or the app
-    /// is not X mode).
+    /// binding on `x`, found in memory and read from its durable record; `None` when the caller
+    /// holds no ACTIVE binding there (or the app is not X mode).
     pub fn route_call(&self, caller: &str, x: &str) -> Option<super::CallRoute> {
-        lock(self.routes.as_ref()?).get(caller, x)
+        let id = lock(self.routes.as_ref()?).get(caller, x)?;
+        match self.store.get_binding(&id) {
+            Ok(b) => super::CallRoute::of(&b?, caller, x),
+            Err(e) => {
+                tracing::warn!(app = %self.name, binding = %id, error = %e, "cannot read the binding a call goes by");
+                None
+            }
+        }
     }
 
     /// Bindings holding a slot on the app's numbers now (PENDING, ACTIVE, RELEASING): one
@@ -297,6 +298,44 @@ impl AppPool {
         self.index().end_bulk(now);
     }
 
+    /// Start-up, before restoring again from scratch: the index holds the app's numbers and no
+    /// binding, and no call is routed.
+    pub(super) fn reset_index(&self) -> Result<(), PoolError> {
+        let fresh = numbers_index(&self.store, &self.name, &self.rules, self.clock.now_ms())?;
+        *self.index() = fresh;
+        if let Some(routes) = &self.routes {
+            *lock(routes) = Routes::default();
+        }
+        Ok(())
+    }
+
+    /// The size of its biggest tables now (see `restore::TableSizes`).
+    pub(super) fn table_sizes(&self) -> super::restore::TableSizes {
+        let routes = self.routes.as_ref().map_or(0, |r| lock(r).packed());
+        super::restore::TableSizes {
+            parties: self.index().single_parties() as u64,
+            routes: routes as u64,
+        }
+    }
+
+    /// Start-up: makes room in its tables for `sizes`.
+    pub(super) fn make_room(&self, sizes: super::restore::TableSizes) {
+        let fit = |n: u64| usize::try_from(n).unwrap_or(0);
+        self.index().reserve(fit(sizes.parties));
+        if let Some(routes) = &self.routes {
+            lock(routes).reserve(fit(sizes.routes));
+        }
+    }
+
+    /// Re-reads at start-up one binding that holds a slot, from its `slots` entry.
+    pub(super) fn restore_slot(&self, x: &str, id: crate::store::BindingId, slot: &SlotView<'_>) {
+        let now = self.clock.now_ms();
+        if let Some(routes) = &self.routes {
+            lock(routes).restore(x, id, slot);
+        }
+        self.index().occupy(&records::slot_occupant(x, slot), now);
+    }
+
     /// Re-reads one stored binding at start-up.
     pub(super) fn restore(&self, b: &BindingRecord) {
         let now = self.clock.now_ms();
@@ -367,10 +406,28 @@ impl AppPool {
         }
     }
 
+    /// Tests: the index and routes, in an order that does not depend on how they were built.
+    #[cfg(test)]
+    pub(super) fn digest(&self) -> String {
+        let routes = self.routes.as_ref().map(|r| lock(r).digest());
+        format!("{}\nroutes: {routes:?}", self.index().digest())
+    }
+
     /// A failed platform call, for the caller: the details are logged here, once, and only
     /// the reason and result code go on.
     fn upstream_error(&self, e: &UpstreamError) -> PoolError {
         tracing::warn!(app = %self.name, error = %e, "platform call failed");
         PoolError::from_upstream(e).in_app(&self.name)
     }
+}
+
+/// An index of the app's numbers (all but the removed ones), holding no binding.
+fn numbers_index(store: &Store, app: &str, rules: &Rules, now_ms: i64) -> Result<Index, PoolError> {
+    let mut index = Index::new(rules.clone());
+    for n in store.numbers(Some(app))? {
+        if n.state != NumberState::Removed {
+            index.upsert_number(&records::number(&n), now_ms);
+        }
+    }
+    Ok(index)
 }

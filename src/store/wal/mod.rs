@@ -10,7 +10,8 @@
 //! - **Group commit.** The flusher thread takes the whole buffer and every waiter, writes the
 //!   buffer to the current segment file, `fdatasync`s once, applies the records to sled in order,
 //!   drops them from the overlay and answers the waiters. Without waiters it still does so every
-//!   [`BACKGROUND_WRITE_EVERY`].
+//!   [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without asking for a
+//!   sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
 //! - **Reads see durable state.** sled holds exactly the changes whose records are on disk, so a
 //!   read of sled (the store's plain reads, which take no lock here) never sees a change that a
 //!   crash could still take back. Only transactions read the overlay.
@@ -160,6 +161,9 @@ struct State {
     durable_seq: u64,
     /// Callers waiting until `durable_seq` reaches the number they carry.
     waiters: Vec<(u64, Waiter)>,
+    /// The same, for writes that do not ask for a sync of their own ([`Staged::ride`]): they
+    /// are answered by whichever round makes their record durable.
+    riders: Vec<(u64, Waiter)>,
     /// Segments the flusher has moved on from, oldest first, with the last sequence number in
     /// each; the checkpointer deletes them once sled holds that record.
     full_segments: Vec<(PathBuf, u64)>,
@@ -234,7 +238,16 @@ impl<T> Staged<T> {
 
     /// Waits until the write is durable and returns what the transaction returned.
     pub async fn durable(self) -> Result<T, StoreError> {
-        wait_durable(&self.shared, self.seq).await?;
+        wait_durable(&self.shared, self.seq, SyncRequest::Ask).await?;
+        Ok(self.value)
+    }
+
+    /// Like [`Staged::durable`], without asking for a sync: the write rides the next group
+    /// commit another writer asks for, or the background write within
+    /// [`BACKGROUND_WRITE_EVERY`]. For writes that nobody waits for (a callin's event, answered
+    /// already), so that they add no `fdatasync` of their own.
+    pub async fn ride(self) -> Result<T, StoreError> {
+        wait_durable(&self.shared, self.seq, SyncRequest::Ride).await?;
         Ok(self.value)
     }
 }
@@ -247,7 +260,7 @@ impl<T> IntoFuture for Staged<T> {
         let Staged { value, seq, shared } = self;
         Durable {
             value: Some(value),
-            wait: Box::pin(async move { wait_durable(&shared, seq).await }),
+            wait: Box::pin(async move { wait_durable(&shared, seq, SyncRequest::Ask).await }),
         }
     }
 }
@@ -304,6 +317,7 @@ impl Wal {
                 last_seq: applied,
                 durable_seq: applied,
                 waiters: Vec::new(),
+                riders: Vec::new(),
                 full_segments: Vec::new(),
                 closed: false,
                 failed: None,
@@ -425,7 +439,7 @@ impl Wal {
     /// Resolves once every record appended so far is durable.
     async fn flush(&self) -> Result<(), StoreError> {
         let last = self.shared.lock().last_seq;
-        wait_durable(&self.shared, last).await
+        wait_durable(&self.shared, last, SyncRequest::Ask).await
     }
 
     /// Stops a failed log's threads (writing nothing more) and hands over the records it did
@@ -553,7 +567,14 @@ impl Wal {
 }
 
 /// Resolves once record `seq` and every one before it is on disk and in sled.
-async fn wait_durable(shared: &Shared, seq: u64) -> Result<(), StoreError> {
+/// Whether a wait for durability asks the flusher for a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncRequest {
+    Ask,
+    Ride,
+}
+
+async fn wait_durable(shared: &Shared, seq: u64, sync: SyncRequest) -> Result<(), StoreError> {
     let answer = {
         let mut state = shared.lock();
         if state.durable_seq >= seq {
@@ -566,10 +587,16 @@ async fn wait_durable(shared: &Shared, seq: u64) -> Result<(), StoreError> {
             return Err(StoreError::Closed);
         }
         let (waiter, answer) = oneshot::channel();
-        state.waiters.push((seq, waiter));
-        // The flusher only sleeps with no waiters, so only the first one needs to wake it.
-        if state.waiters.len() == 1 {
-            shared.flusher_wake.notify_one();
+        match sync {
+            SyncRequest::Ride => state.riders.push((seq, waiter)),
+            SyncRequest::Ask => {
+                state.waiters.push((seq, waiter));
+                // The flusher only sleeps with no waiters, so only the first one needs to wake
+                // it.
+                if state.waiters.len() == 1 {
+                    shared.flusher_wake.notify_one();
+                }
+            }
         }
         answer
     };
@@ -649,7 +676,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             done
         };
         batch.clear();
-        let result = {
+        let (result, riders) = {
             let mut state = shared.lock();
             match done {
                 Ok(()) if state.failed.is_none() => {
@@ -671,8 +698,23 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 let later = std::mem::take(&mut state.records);
                 state.retained.0.extend(later);
             }
-            state.failed.clone().map_or(Ok(()), Err)
+            let result = state.failed.clone().map_or(Ok(()), Err);
+            // Riders whose record this round made durable; all of them once nothing more
+            // will be (a failed or closing log).
+            let durable = state.durable_seq;
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.riders)
+                .into_iter()
+                .partition(|(seq, _)| *seq <= durable || result.is_err() || closing);
+            state.riders = waiting;
+            (result, done)
         };
+        for (seq, rider) in riders {
+            let answer = match &result {
+                Ok(()) if seq > last => Err(StoreError::Closed),
+                answer => answer.clone(),
+            };
+            let _ = rider.send(answer);
+        }
         for (_, waiter) in waiters {
             // A waiter that gave up (dropped its receiver) needs no answer.
             let _ = waiter.send(result.clone());

@@ -525,3 +525,27 @@ fn op(tree: TreeId, key: &[u8], value: Option<&[u8]>) -> Op {
         value: value.map(<[u8]>::to_vec),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_riding_write_asks_for_no_sync_and_becomes_durable_with_the_next_one() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    let rider = {
+        let staged = store.stage(|tx| tx.put_binding(&binding(1, BindingState::Active, None)));
+        tokio::spawn(staged.unwrap().ride())
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!rider.is_finished(), "nobody asked for a sync");
+    assert_eq!(store.sync_count(), 0);
+    assert!(
+        store.get_binding(&id(1)).unwrap().is_none(),
+        "not durable yet"
+    );
+
+    put(&store, 2, BindingState::Active, None).await;
+    let rode = tokio::time::timeout(Duration::from_secs(10), rider).await;
+    rode.expect("the rider is answered by the next sync")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.sync_count(), 1, "one sync for both writes");
+    assert!(store.get_binding(&id(1)).unwrap().is_some());
+}
