@@ -4,13 +4,17 @@
 //! marking one EXPIRED only makes sure. A burst of expiries (a shared deadline) would otherwise
 //! start one task and one platform call per binding at once, taking the daemon's CPU and the
 //! app's rate from the Binds arriving meanwhile. Here they wait in a bounded queue that one task
-//! drains a few at a time, at background priority. What does not fit in the queue is dropped
-//! (the platform expires those bindings anyway), with a log line saying how many.
+//! drains a few at a time, at background priority, and not at all while the expiry job works
+//! through a burst (`Pool::expire_round` says so): the bindings are EXPIRED and their slots free
+//! already, so the calls can wait until the burst has left the CPU to the Binds. What does not
+//! fit in the queue is dropped (the platform expires those bindings anyway), with a log line
+//! saying how many.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,6 +37,9 @@ pub struct Cleanup {
     tasks: TaskTracker,
     /// Shutdown: the drain stops (what is left is best-effort anyway).
     cancel: CancellationToken,
+    /// True while expiry works through a burst: no unbind starts meanwhile. The sender is the
+    /// pool's (`Pool::expire_round` sets it).
+    expiring: watch::Receiver<bool>,
     /// (expired binding, unbind only its Y-B relation).
     queue: Mutex<VecDeque<(BindingRecord, bool)>>,
     /// A drain task is running.
@@ -42,10 +49,15 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
-    pub fn new(tasks: TaskTracker, cancel: CancellationToken) -> Self {
+    pub fn new(
+        tasks: TaskTracker,
+        cancel: CancellationToken,
+        expiring: watch::Receiver<bool>,
+    ) -> Self {
         Cleanup {
             tasks,
             cancel,
+            expiring,
             queue: Mutex::default(),
             draining: AtomicBool::default(),
             dropped: AtomicU64::default(),
@@ -83,8 +95,22 @@ impl Cleanup {
 
     async fn drain(self: Arc<Self>, app: String, client: Arc<AppClient>) {
         let mut running = JoinSet::new();
+        let mut expiring = self.expiring.clone();
         loop {
-            while running.len() < CONCURRENCY {
+            let held = *expiring.borrow_and_update();
+            if held && running.is_empty() && !self.is_empty() {
+                // A burst of expiries: wait for its end.
+                let over = tokio::select! {
+                    over = expiring.wait_for(|busy| !busy) => over.is_ok(),
+                    () = self.cancel.cancelled() => false,
+                };
+                if !over {
+                    // Shutdown, or the pool is gone.
+                    return;
+                }
+                continue;
+            }
+            while !held && running.len() < CONCURRENCY {
                 let Some((expired, only_yb)) = self.pop() else {
                     break;
                 };
@@ -124,5 +150,109 @@ impl Cleanup {
 
     fn is_empty(&self) -> bool {
         lock(&self.queue).is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::platform::Mode;
+    use crate::store::{BindingId, BindingState, CallOptionsRecord};
+    use crate::upstream::{AppSettings, Secret, http_client};
+
+    /// A platform that answers every call with success, counting them.
+    async fn counting_platform() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"resultcode":"0","resultdesc":"Success"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, calls)
+    }
+
+    fn expired(n: u8) -> BindingRecord {
+        BindingRecord {
+            id: BindingId([n; 16]),
+            app: "rides".into(),
+            mode: Mode::Axb,
+            state: BindingState::Expired,
+            x: "+8617000000001".into(),
+            extension: None,
+            y: None,
+            party_a: "+8613900000001".into(),
+            party_b: Some("+8613900000002".into()),
+            area_code: "010".into(),
+            subscription_id: Some(format!("sub-{n}")),
+            request_id: None,
+            created_at_ms: 1_000,
+            updated_at_ms: 2_000,
+            expires_at_ms: Some(2_000),
+            released_at_ms: Some(2_000),
+            ttl_seconds: 1,
+            call_options: CallOptionsRecord::default(),
+            user_data: None,
+            reason: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn unbinds_wait_while_expiry_works_through_a_burst() {
+        let (url, calls) = counting_platform().await;
+        let client = Arc::new(AppClient::new(
+            AppSettings::new("key", Secret::new("secret"), url),
+            http_client(),
+        ));
+        let (expiring, held) = watch::channel(true);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let cleanup = Arc::new(Cleanup::new(tasks.clone(), cancel.clone(), held));
+        for n in 0..3 {
+            cleanup.push("rides", &client, expired(n), false);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "held during the burst");
+
+        expiring.send_replace(false);
+        for _ in 0..100 {
+            if calls.load(Ordering::SeqCst) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "sent once the burst is over"
+        );
+        // The drain ends once the queue is empty.
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("the drain ended");
     }
 }

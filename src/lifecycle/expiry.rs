@@ -5,14 +5,17 @@
 //! optionally sends a defensive unbind that treats "not found" as success. AX bindings never
 //! expire on the platform, so xpool unbinds them itself at the deadline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::{JoinError, JoinSet};
 
 use super::Pool;
+use super::app::StagedExpiry;
 use super::error::PoolError;
 use crate::platform::Mode;
+use crate::store::BindingRecord;
 
 /// How expiry behaves (the `[expiry]` config section).
 #[derive(Debug, Clone)]
@@ -27,6 +30,20 @@ pub struct ExpiryPolicy {
     pub round_budget: Duration,
 }
 
+impl ExpiryPolicy {
+    /// When expiry acts on `rec` (wall-clock ms): at its deadline for AX bindings, which xpool
+    /// unbinds itself, after the skew grace for the modes the platform expires; `None` without
+    /// a deadline.
+    pub fn acts_at(&self, rec: &BindingRecord) -> Option<i64> {
+        let deadline = rec.expires_at_ms?;
+        Some(if rec.mode == Mode::Ax {
+            deadline
+        } else {
+            deadline.saturating_add(self.skew_grace_ms)
+        })
+    }
+}
+
 /// What one expiry round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {
@@ -37,11 +54,21 @@ pub struct Round {
     pub next_due_ms: Option<i64>,
 }
 
-/// Bindings one expiry round takes out of service at the same time.
+/// AX bindings one expiry round unbinds on the platform at the same time.
 const EXPIRE_CONCURRENCY: usize = 256;
 
+/// Bindings marked EXPIRED in one transaction. The transaction holds the app's index lock and
+/// the log's lock while it runs (some 10 µs per binding), so Binds wait at most about that long
+/// behind one batch.
+const BATCH: usize = 64;
+
+/// Batches staged before the round waits for them to be durable (together: one log sync).
+/// A Bind's write that comes after them waits for the log to write them and apply them to
+/// sled, so this bounds what a burst adds to a Bind's wait.
+const BATCHES_IN_FLIGHT: usize = 4;
+
 impl Round {
-    /// Counts one finished expiry task (which logged its own failure).
+    /// Counts one finished AX expiry task (which logged its own failure).
     fn count(&mut self, done: Result<bool, JoinError>) {
         match done {
             Ok(true) => self.expired += 1,
@@ -49,10 +76,17 @@ impl Round {
             Err(e) => tracing::warn!(error = %e, "expiry task failed; retried later"),
         }
     }
+
+    fn due_later(&mut self, at: i64) {
+        self.next_due_ms = Some(self.next_due_ms.map_or(at, |t| t.min(at)));
+    }
 }
 
 impl Pool {
     /// Expires what is due at `now_ms`, within the policy's batch size and time budget.
+    ///
+    /// While a round finds more due than it can take, the apps' defensive unbinds wait (see
+    /// `cleanup`): a burst of expiries goes first, the courtesy calls after it.
     pub async fn expire_round(
         &self,
         policy: &ExpiryPolicy,
@@ -62,9 +96,12 @@ impl Pool {
         let due = self.store.due_bindings(now_ms, policy.batch_size)?;
         let full_batch = due.len() == policy.batch_size;
         let mut round = Round::default();
-        // Bindings are expired concurrently, so that their durable writes share group commits
-        // (one at a time, a burst would be paced by one log sync per binding).
-        let mut running = JoinSet::new();
+        // AX bindings are unbound on the platform one by one, concurrently; the others are
+        // written in batches per app.
+        let mut unbinding = JoinSet::new();
+        let mut batches: HashMap<&str, Vec<BindingRecord>> = HashMap::new();
+        let mut staged: Vec<(Arc<super::AppPool>, StagedExpiry)> = Vec::new();
+        let mut failed = None;
         for id in due {
             if started.elapsed() > policy.round_budget {
                 round.more = true;
@@ -73,49 +110,125 @@ impl Pool {
             let Some(rec) = self.store.get_binding(&id)? else {
                 continue;
             };
-            let Ok(app) = self.app(&rec.app) else {
+            let Some((name, app)) = self.apps.get_key_value(rec.app.as_str()) else {
                 continue;
             };
-            let Some(deadline) = rec.expires_at_ms else {
+            let Some(acts_at) = policy.acts_at(&rec) else {
                 continue;
-            };
-            let acts_at = if rec.mode == Mode::Ax {
-                deadline
-            } else {
-                deadline + policy.skew_grace_ms
             };
             if acts_at > now_ms {
-                round.next_due_ms = Some(round.next_due_ms.map_or(acts_at, |t| t.min(acts_at)));
+                round.due_later(acts_at);
                 continue;
             }
-            if running.len() >= EXPIRE_CONCURRENCY
-                && let Some(done) = running.join_next().await
-            {
-                round.count(done);
-            }
-            let (app, defensive_unbind) = (Arc::clone(app), policy.defensive_unbind);
-            running.spawn(async move {
-                let result = app.expire(rec, defensive_unbind).await;
-                if let Err(e) = &result
-                    && !e.is_store_unavailable()
+            if rec.mode == Mode::Ax {
+                if unbinding.len() >= EXPIRE_CONCURRENCY
+                    && let Some(done) = unbinding.join_next().await
                 {
-                    tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
+                    round.count(done);
                 }
-                result.is_ok()
-            });
+                unbinding.spawn(expire_ax(Arc::clone(app), rec));
+                continue;
+            }
+            let batch = batches.entry(name).or_default();
+            batch.push(rec);
+            if batch.len() == BATCH {
+                let batch = std::mem::take(batch);
+                if let Err(e) = stage(app, &batch, policy, now_ms, &mut staged).await {
+                    failed = Some(e);
+                    break;
+                }
+                if staged.len() >= BATCHES_IN_FLIGHT {
+                    finish(&mut staged, policy, &mut round, &mut failed).await;
+                    if failed.is_some() {
+                        break;
+                    }
+                }
+            }
         }
-        while let Some(done) = running.join_next().await {
+        if failed.is_none() {
+            for (name, batch) in batches.into_iter().filter(|(_, b)| !b.is_empty()) {
+                if let Err(e) = stage(&self.apps[name], &batch, policy, now_ms, &mut staged).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        finish(&mut staged, policy, &mut round, &mut failed).await;
+        while let Some(done) = unbinding.join_next().await {
             round.count(done);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         // A full batch may hide more due bindings behind it, unless nothing in it could be acted
         // on yet (all inside their skew grace): then wait for the earliest of those instead of
         // reading the same batch again at once.
         round.more |= full_batch && round.expired > 0;
+        self.expiring
+            .send_if_modified(|busy| std::mem::replace(busy, round.more) != round.more);
         if !round.more
             && let Some(next) = self.store.next_deadline_ms()?.filter(|t| *t > now_ms)
         {
-            round.next_due_ms = Some(round.next_due_ms.map_or(next, |t| t.min(next)));
+            round.due_later(next);
         }
         Ok(round)
     }
+}
+
+/// Stages one batch of `app`'s due bindings, and lets other work run before the next. A
+/// batch that fails for a reason of its own (not the store's) is staged again one binding at a
+/// time, so that one binding that cannot be written holds back only itself.
+async fn stage(
+    app: &Arc<super::AppPool>,
+    batch: &[BindingRecord],
+    policy: &ExpiryPolicy,
+    now_ms: i64,
+    staged: &mut Vec<(Arc<super::AppPool>, StagedExpiry)>,
+) -> Result<(), PoolError> {
+    match app.stage_expiry(batch, policy, now_ms) {
+        Ok(s) => staged.push((Arc::clone(app), s)),
+        Err(e) if e.is_store_unavailable() => return Err(e),
+        Err(e) => {
+            tracing::warn!(app = %app.name(), error = %e, "expiry batch failed; one at a time");
+            for rec in batch {
+                match app.stage_expiry(std::slice::from_ref(rec), policy, now_ms) {
+                    Ok(s) => staged.push((Arc::clone(app), s)),
+                    Err(e) if e.is_store_unavailable() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(app = %app.name(), id = %rec.id, error = %e, "expiry failed; retried later");
+                    }
+                }
+            }
+        }
+    }
+    tokio::task::yield_now().await;
+    Ok(())
+}
+
+/// Waits for the `staged` batches to be durable (one wait: the last durable means every one
+/// before it is) and counts them into `round`; the first failure goes to `failed`.
+async fn finish(
+    staged: &mut Vec<(Arc<super::AppPool>, StagedExpiry)>,
+    policy: &ExpiryPolicy,
+    round: &mut Round,
+    failed: &mut Option<PoolError>,
+) {
+    for (app, batch) in staged.drain(..) {
+        match app.finish_expiry(batch, policy.defensive_unbind).await {
+            Ok(n) => round.expired += n,
+            Err(e) => _ = failed.get_or_insert(e),
+        }
+    }
+}
+
+/// One AX binding's expiry, as a task of its own; whether it expired.
+async fn expire_ax(app: Arc<super::AppPool>, rec: BindingRecord) -> bool {
+    let id = rec.id;
+    let result = app.expire_ax(rec).await;
+    if let Err(e) = &result
+        && !e.is_store_unavailable()
+    {
+        tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
+    }
+    result.is_ok()
 }

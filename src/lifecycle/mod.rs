@@ -24,6 +24,8 @@ mod cleanup;
 pub mod clock;
 mod error;
 mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 mod feed;
 mod inflight;
 mod number_status;
@@ -76,6 +78,9 @@ pub struct Pool {
     apps: HashMap<String, Arc<AppPool>>,
     /// Signalled whenever a binding's deadline is written (see [`Pool::deadlines`]).
     deadlines: Arc<tokio::sync::Notify>,
+    /// True while expiry rounds find more due than one round takes (a burst): set by
+    /// `expire_round`, watched by every app's defensive unbinds, which wait until it is false.
+    expiring: tokio::sync::watch::Sender<bool>,
     /// Held while numbers are added to any app, so two apps cannot take one number at once.
     adding: tokio::sync::Mutex<()>,
     retention: retention::Retention,
@@ -104,6 +109,7 @@ impl Pool {
         rebuild: impl FnOnce(&Store, &HashMap<String, Arc<AppPool>>, i64) -> Result<(), PoolError>,
     ) -> Result<Pool, PoolError> {
         let deadlines = Arc::new(tokio::sync::Notify::new());
+        let (expiring, _) = tokio::sync::watch::channel(false);
         let retention = retention::Retention::new(retention);
         let mut apps = HashMap::new();
         for setup in setups {
@@ -112,6 +118,7 @@ impl Pool {
                 store: Arc::clone(&store),
                 clock: Arc::clone(clock),
                 deadlines: Arc::clone(&deadlines),
+                expiring: expiring.subscribe(),
                 retention: retention.clone(),
             };
             apps.insert(name, Arc::new(AppPool::new(setup, shared)?));
@@ -126,6 +133,7 @@ impl Pool {
             store,
             apps,
             deadlines,
+            expiring,
             adding: tokio::sync::Mutex::new(()),
             retention,
             cool_down_kept_ms,

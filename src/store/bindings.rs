@@ -273,6 +273,18 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// `put_binding` for a caller that has just read `old`, the record stored under the same
+    /// id, in this transaction: the same writes, without reading it again.
+    pub fn replace_binding(&self, old: &BindingRecord, record: &BindingRecord) -> TxResult<()> {
+        debug_assert_eq!(old.id, record.id);
+        let write = Write::new(record)?;
+        self.apply(&write, Some(old))?;
+        self.binding_changes
+            .borrow_mut()
+            .push((Some(old.clone()), Some(record.clone())));
+        Ok(())
+    }
+
     /// Like `put_binding`, but fails with `StoreError::Conflict` (writing nothing) if
     /// (app, request_id) already maps to another id, or if the id already exists. Used for new
     /// reservations so two concurrent Binds with one request_id cannot both reserve.

@@ -249,14 +249,31 @@ impl Tx<'_> {
 
     /// Appends `change` to the feed; its sequence number.
     pub fn append_change(&self, change: &ChangeStored) -> TxResult<u64> {
-        let seq = match self.meta.get(NEXT_CHANGE)? {
+        self.append_in_order(std::slice::from_ref(change))
+    }
+
+    /// Appends `changes` to the feed in order, with one update of the next sequence number
+    /// for all of them (a batch of expiries writes it once, not once per binding).
+    pub fn append_changes(&self, changes: &[ChangeStored]) -> TxResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.append_in_order(changes).map(drop)
+    }
+
+    /// The sequence number of the first of `changes` (at least one).
+    fn append_in_order(&self, changes: &[ChangeStored]) -> TxResult<u64> {
+        let first = match self.meta.get(NEXT_CHANGE)? {
             None => 1,
             Some(value) => codec::decode::<u64>(keys::META, NEXT_CHANGE, &value)?,
         };
-        self.meta.insert(NEXT_CHANGE, codec::encode(&(seq + 1)))?;
-        self.changes
-            .insert(keys::change(seq), codec::encode(change))?;
-        Ok(seq)
+        for (seq, change) in (first..).zip(changes) {
+            self.changes
+                .insert(keys::change(seq), codec::encode(change))?;
+        }
+        let next = first + changes.len() as u64;
+        self.meta.insert(NEXT_CHANGE, codec::encode(&next))?;
+        Ok(first)
     }
 
     /// Deletes change `seq` from the feed.

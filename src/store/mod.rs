@@ -68,6 +68,9 @@ pub use calls::{
 };
 pub use error::StoreError;
 pub use records::*;
+/// Staging a crash by copying the store's files (tests elsewhere in the crate use it too).
+#[cfg(test)]
+pub(crate) use wal::tests::{copy_dir, stage_crash};
 pub use wal::{BindingChange, Staged, Tx};
 
 use wal::{Retained, TreeId, Trees, TxResult, Wal};

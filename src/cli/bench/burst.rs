@@ -195,6 +195,9 @@ pub struct BurstReport {
     pub before: WindowStats,
     /// Binds sent while the bindings were leaving (first to last read that saw them go).
     pub during: WindowStats,
+    /// Binds sent from then to the end of the measured window (the defensive unbinds that
+    /// waited for the burst run meanwhile).
+    pub after: WindowStats,
     /// during.p99 / before.p99 (target ≤ 2).
     pub p99_ratio: Option<f64>,
     pub watch_error: Option<String>,
@@ -217,6 +220,10 @@ impl BurstReport {
             Some(from) => window(samples, at, from, watch.all_left_ms.unwrap_or(window_end)),
             None => WindowStats::default(),
         };
+        let after = match watch.all_left_ms {
+            Some(from) if from < window_end => window(samples, at, from, window_end),
+            _ => WindowStats::default(),
+        };
         let p99_ratio = (before.latency_ms.p99 > 0.0 && during.ok > 0)
             .then(|| during.latency_ms.p99 / before.latency_ms.p99);
         BurstReport {
@@ -231,6 +238,7 @@ impl BurstReport {
             timeline: watch.timeline,
             before: relative(before, last),
             during: relative(during, last),
+            after: relative(after, last),
             p99_ratio,
             watch_error: watch.error,
         }
@@ -268,6 +276,9 @@ impl BurstReport {
         );
         s.push_str(&w("before the deadline", &self.before));
         s.push_str(&w("during the burst", &self.during));
+        if self.after.ok + self.after.errors > 0 {
+            s.push_str(&w("after it", &self.after));
+        }
         if let Some(r) = self.p99_ratio {
             s.push_str(&format!("  Bind p99 during / before: {r:.2}x\n"));
         }
@@ -379,7 +390,7 @@ mod tests {
             error: None,
         };
         let r = BurstReport::build(&cli.args, at(), &samples, watch);
-        assert_eq!((r.before.ok, r.during.ok), (1, 1));
+        assert_eq!((r.before.ok, r.during.ok, r.after.ok), (1, 1, 1));
         assert_eq!((r.before.from_ms, r.before.to_ms), (-19_000, -1_000));
         assert_eq!(
             (r.first_left_after_ms, r.all_left_after_ms),

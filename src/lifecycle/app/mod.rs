@@ -10,6 +10,7 @@ mod release;
 mod status;
 mod update;
 
+pub(super) use expire::StagedExpiry;
 pub use numbers::AddedNumbers;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +27,7 @@ use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
-use crate::store::{BindingRecord, NumberRecord, NumberState, SlotView, Store, Tx};
+use crate::store::{BindingRecord, NumberRecord, NumberState, SlotView, Staged, Store, Tx};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 use axyb_steps::{AxybSteps, Steps};
 
@@ -78,6 +79,8 @@ pub(super) struct Shared {
     pub clock: Arc<dyn Clock>,
     /// See [`AppPool::deadlines`].
     pub deadlines: Arc<tokio::sync::Notify>,
+    /// Whether expiry is in a burst, for the defensive unbinds (see `cleanup`).
+    pub expiring: tokio::sync::watch::Receiver<bool>,
     pub retention: Retention,
 }
 
@@ -119,6 +122,7 @@ impl AppPool {
             store,
             clock,
             deadlines,
+            expiring,
             retention,
         } = shared;
         let mode = setup.rules.mode;
@@ -137,7 +141,7 @@ impl AppPool {
             inflight: InFlight::default(),
             axyb_steps: AxybSteps::default(),
             deadlines,
-            cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel)),
+            cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel, expiring)),
             retention,
             routes: (mode == Mode::X).then(Mutex::default),
         })
@@ -245,15 +249,29 @@ impl AppPool {
         tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
         then: impl FnOnce(&mut Index, &T),
     ) -> Result<T, PoolError> {
+        Ok(self.stage_write(tx, then)?.await?)
+    }
+
+    /// [`AppPool::write`] without the wait: the write is ordered and the index in step with it,
+    /// and the returned [`Staged`] write is durable once awaited. For a caller that stages
+    /// several writes and waits once for all of them; nothing it returned may be acted on
+    /// outside the index before that wait.
+    fn stage_write<T>(
+        &self,
+        tx: impl FnOnce(&Tx<'_>, &mut Index) -> Result<T, PoolError>,
+        then: impl FnOnce(&mut Index, &T),
+    ) -> Result<Staged<T>, PoolError> {
         let staged = {
             let mut index = self.index();
             let now = self.clock.now_ms();
             let staged = self.store.stage(|t| {
                 let value = tx(t, &mut index)?;
                 let changes = t.take_binding_changes();
-                for change in changes.iter().filter_map(|c| feed::change(c, now)) {
-                    t.append_change(&change)?;
-                }
+                let news: Vec<_> = changes
+                    .iter()
+                    .filter_map(|c| feed::change(c, now))
+                    .collect();
+                t.append_changes(&news)?;
                 Ok::<_, PoolError>((value, changes))
             })?;
             let (value, changes) = staged.value();
@@ -266,7 +284,7 @@ impl AppPool {
             }
             staged
         };
-        Ok(staged.await?.0)
+        Ok(staged.map(|(value, _)| value))
     }
 
     /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`

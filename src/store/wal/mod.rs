@@ -227,6 +227,15 @@ impl<T> Staged<T> {
         &self.value
     }
 
+    /// The same write, carrying `f` of what the transaction returned.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Staged<U> {
+        Staged {
+            value: f(self.value),
+            seq: self.seq,
+            shared: self.shared,
+        }
+    }
+
     /// Waits until the write is durable and returns what the transaction returned.
     pub async fn durable(self) -> Result<T, StoreError> {
         wait_durable(&self.shared, self.seq, SyncRequest::Ask).await?;

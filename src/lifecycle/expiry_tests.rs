@@ -1,0 +1,344 @@
+//! Batched expiry over a pool on a store the tests control: a burst expires in batch writes
+//! that share one log sync; a binding released, rebound or given a later deadline after the
+//! round read it is left alone; a crash keeps whole batches or none; a failed store loses
+//! nothing and frees every slot once. Apps have no platform (their bindings are ACTIVE once
+//! durable, and expiry needs no platform call).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::*;
+use crate::platform::Mode;
+use crate::store::faults::{self, Error, Point, Times};
+use crate::store::{BindingState as Stored, StoreOptions};
+
+const START: i64 = 1_700_000_000_000;
+/// Bindings in a burst: more than two batches.
+const BURST: usize = 150;
+const GRACE_MS: i64 = 5_000;
+
+#[derive(Debug)]
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// AXB without a platform, numbers `+861700000000<n>` in area 010, 100 bindings each.
+fn app() -> AppSetup {
+    AppSetup {
+        name: "rides".into(),
+        rules: Rules {
+            mode: Mode::Axb,
+            max_bindings_per_x: 100,
+            extension_digits: 4,
+            max_extensions_per_x: None,
+            cool_down_ms: 0,
+            fallback_areas: Vec::new(),
+        },
+        client: None,
+        pending_recheck: Duration::ZERO,
+        check_numbers_on_add: false,
+        call_defaults: Default::default(),
+        tasks: TaskTracker::new(),
+        cancel: CancellationToken::new(),
+    }
+}
+
+fn parties(n: usize, ttl_seconds: u64, request_id: Option<String>) -> BindParams {
+    BindParams {
+        app: "rides".into(),
+        party_a: format!("+861380{n:07}"),
+        party_b: Some(format!("+861390{n:07}")),
+        area_code: Some("010".into()),
+        ttl_seconds,
+        request_id,
+        ..BindParams::default()
+    }
+}
+
+fn policy() -> ExpiryPolicy {
+    ExpiryPolicy {
+        skew_grace_ms: GRACE_MS,
+        defensive_unbind: true,
+        batch_size: 1000,
+        round_budget: Duration::from_secs(60),
+    }
+}
+
+struct Fixture {
+    store: Arc<Store>,
+    pool: Pool,
+    clock: Arc<ManualClock>,
+}
+
+impl Fixture {
+    /// A pool over `store`, at `now`, with four numbers (added if new).
+    async fn open(store: Arc<Store>, now: i64) -> Fixture {
+        let clock = Arc::new(ManualClock(AtomicI64::new(now)));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let retention =
+            RetentionPolicy::new(Duration::from_secs(86_400), Duration::from_secs(86_400));
+        let pool = Pool::open(Arc::clone(&store), vec![app()], &dyn_clock, retention).unwrap();
+        let numbers: Vec<_> = (1..=4)
+            .map(|n| (format!("+86170000000{n:02}"), "010".to_owned()))
+            .collect();
+        pool.add_configured_numbers("rides", &numbers)
+            .await
+            .unwrap();
+        Fixture { store, pool, clock }
+    }
+
+    /// A binding of parties number `n`, with request id `r<n>`.
+    async fn bind(&self, n: usize, ttl_seconds: u64) -> Binding {
+        let request_id = Some(format!("r{n}"));
+        self.pool
+            .bind(parties(n, ttl_seconds, request_id), Duration::from_secs(1))
+            .await
+            .unwrap()
+    }
+
+    /// `BURST` bindings due at one deadline, 60 s from now.
+    async fn burst(&self) -> Vec<Binding> {
+        let mut out = Vec::new();
+        for n in 0..BURST {
+            out.push(self.bind(n, 60).await);
+        }
+        out
+    }
+
+    /// Past the burst's deadline and its skew grace.
+    fn past_deadline(&self) {
+        self.clock.0.fetch_add(60_000 + GRACE_MS, Ordering::SeqCst);
+    }
+
+    async fn round(&self) -> Result<Round, PoolError> {
+        self.pool.expire_round(&policy(), self.clock.now_ms()).await
+    }
+
+    fn stored(&self, b: &Binding) -> store::BindingRecord {
+        self.store
+            .get_binding(&store::BindingId::from(b.id))
+            .unwrap()
+            .expect("stored")
+    }
+
+    fn state(&self, b: &Binding) -> Stored {
+        self.stored(b).state
+    }
+
+    fn rides(&self) -> &Arc<AppPool> {
+        self.pool.app("rides").unwrap()
+    }
+
+    /// The index, the records and the store's own indexes agree: the slots the index counts
+    /// are the ACTIVE records, each listed on its X once, and those with a deadline are in the
+    /// expiry index.
+    fn assert_consistent(&self) {
+        let all: Vec<_> = self.store.scan_bindings().map(Result::unwrap).collect();
+        let active: std::collections::BTreeSet<_> = all
+            .iter()
+            .filter(|b| b.state.holds_slot())
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(
+            self.rides().live_bindings(),
+            active.len() as u64,
+            "index load"
+        );
+        let mut on_slots = std::collections::BTreeSet::new();
+        for n in 1..=4 {
+            for b in self
+                .store
+                .bindings_on("rides", &format!("+86170000000{n:02}"))
+                .unwrap()
+            {
+                assert!(on_slots.insert(b.id), "{} on two slots", b.id);
+            }
+        }
+        assert_eq!(on_slots, active, "slots index");
+        let with_deadline: std::collections::BTreeSet<_> = all
+            .iter()
+            .filter(|b| b.state == Stored::Active && b.expires_at_ms.is_some())
+            .map(|b| b.id)
+            .collect();
+        let due: std::collections::BTreeSet<_> = self
+            .store
+            .due_bindings(i64::MAX, 10_000)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(due, with_deadline, "expiry index");
+    }
+}
+
+#[tokio::test]
+async fn a_burst_expires_in_batches_that_share_one_log_sync() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    let f = Fixture::open(store, START).await;
+    let burst = f.burst().await;
+    let forever = f.bind(1_000, 0).await;
+    f.clock.0.fetch_add(60_000, Ordering::SeqCst);
+    let early = f.round().await.unwrap();
+    assert_eq!(early.expired, 0, "inside the skew grace");
+    assert_eq!(early.next_due_ms, Some(START + 60_000 + GRACE_MS));
+
+    f.clock.0.fetch_add(GRACE_MS, Ordering::SeqCst);
+    let syncs = f.store.sync_count();
+    let round = f.round().await.unwrap();
+    assert_eq!(round.expired, BURST);
+    assert!(!round.more);
+    assert_eq!(
+        f.store.sync_count() - syncs,
+        1,
+        "one log sync for the round"
+    );
+    for b in &burst {
+        let rec = f.stored(b);
+        assert_eq!(rec.state, Stored::Expired);
+        assert_eq!(rec.released_at_ms, Some(f.clock.now_ms()));
+    }
+    assert_eq!(f.state(&forever), Stored::Active);
+    f.assert_consistent();
+    // The slots are free again.
+    for n in 2_000..2_000 + BURST {
+        f.bind(n, 0).await;
+    }
+    assert_eq!(f.round().await.unwrap().expired, 0);
+    f.assert_consistent();
+}
+
+#[tokio::test]
+async fn a_binding_released_rebound_or_given_a_later_deadline_meanwhile_is_left_alone() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    let f = Fixture::open(store, START).await;
+    let burst = f.burst().await;
+    f.past_deadline();
+    // What a round read before the batch's transaction ran.
+    let read: Vec<_> = burst.iter().map(|b| f.stored(b)).collect();
+    let (released, later, rebound) = (&burst[0], &burst[1], &burst[2]);
+    f.pool.unbind(&BindingKey::Id(released.id)).await.unwrap();
+    f.pool
+        .update(&BindingUpdate {
+            id: later.id,
+            ttl_seconds: Some(600),
+            call_options: OptionsChange::default(),
+        })
+        .await
+        .unwrap();
+    // Its parties bound again (a new binding) after it was released.
+    f.pool.unbind(&BindingKey::Id(rebound.id)).await.unwrap();
+    let again = f
+        .pool
+        .bind(parties(2, 600, None), Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    let app = Arc::clone(f.rides());
+    let staged = app
+        .stage_expiry(&read, &policy(), f.clock.now_ms())
+        .unwrap();
+    assert_eq!(app.finish_expiry(staged, false).await.unwrap(), BURST - 3);
+    assert_eq!(f.state(released), Stored::Released);
+    assert_eq!(f.state(rebound), Stored::Released);
+    assert_eq!(f.state(later), Stored::Active);
+    assert_eq!(f.state(&again), Stored::Active);
+    for b in &burst[3..] {
+        assert_eq!(f.state(b), Stored::Expired);
+    }
+    f.assert_consistent();
+    assert_eq!(
+        f.rides().live_bindings(),
+        2,
+        "the later one and the new one"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_in_a_round_keeps_whole_batches_or_nothing_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions::new(dir.path().join("db"));
+    let (sled_then, wal_later) = (dir.path().join("sled-then"), dir.path().join("wal-later"));
+    let burst = {
+        let f = Fixture::open(Arc::new(Store::open(&options).unwrap()), START).await;
+        let burst = f.burst().await;
+        f.store.close().await.unwrap();
+        burst
+    };
+    crate::store::copy_dir(&dir.path().join("db"), &sled_then);
+    let at = START + 60_000 + GRACE_MS;
+    {
+        let f = Fixture::open(Arc::new(Store::open(&options).unwrap()), at).await;
+        let round = f.round().await.unwrap();
+        assert_eq!(round.expired, BURST);
+        crate::store::copy_dir(&dir.path().join("db").join("wal"), &wal_later);
+    }
+    // The crash cut the round's write short, in its second batch's record (the three
+    // records, of 64, 64 and 22 bindings, went to one segment in one write; the log moved on
+    // to a new segment after it).
+    let segment = std::fs::read_dir(&wal_later)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &bytes[..bytes.len() / 2]).unwrap();
+    // Cut short during that write, the log never got to its next segment.
+    for later in std::fs::read_dir(&wal_later).unwrap() {
+        let later = later.unwrap().path();
+        if later > segment {
+            std::fs::remove_file(later).unwrap();
+        }
+    }
+    crate::store::stage_crash(dir.path(), &sled_then, &wal_later);
+
+    let f = Fixture::open(Arc::new(Store::open(&options).unwrap()), at).await;
+    let expired = burst
+        .iter()
+        .filter(|b| f.state(b) == Stored::Expired)
+        .count();
+    assert_eq!(expired, 64, "the first batch, whole; nothing of the second");
+    f.assert_consistent();
+    // The next round takes the rest, once.
+    assert_eq!(f.round().await.unwrap().expired, BURST - 64);
+    assert!(burst.iter().all(|b| f.state(b) == Stored::Expired));
+    f.assert_consistent();
+}
+
+#[tokio::test]
+async fn a_store_failure_in_a_round_loses_nothing_and_frees_each_slot_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&StoreOptions::new(dir.path().join("db"))).unwrap());
+    let f = Fixture::open(Arc::clone(&store), START).await;
+    let burst = f.burst().await;
+    f.past_deadline();
+    faults::set(store.path(), Point::LogSync, Error::Io, Times::Once);
+    let failed = f.round().await.unwrap_err();
+    assert!(failed.is_store_unavailable(), "{failed:?}");
+    // The slots went back in the index with the staged writes; nothing is handed out while
+    // the store refuses writes.
+    assert_eq!(f.rides().live_bindings(), 0);
+    let refused = f
+        .pool
+        .bind(parties(9_999, 0, None), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(refused.is_store_unavailable(), "{refused:?}");
+
+    // Recovery writes the staged batches again: every binding expired once, none lost.
+    assert!(store.recover().await.unwrap() >= 3);
+    assert!(burst.iter().all(|b| f.state(b) == Stored::Expired));
+    f.assert_consistent();
+    assert_eq!(f.round().await.unwrap().expired, 0);
+    for n in 2_000..2_000 + 4 * 100 {
+        f.bind(n, 0).await;
+    }
+    f.assert_consistent();
+    assert_eq!(f.rides().live_bindings(), 400, "every slot once");
+}
