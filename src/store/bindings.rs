@@ -433,16 +433,10 @@ impl Store {
         app: &str,
         request_id: &str,
     ) -> Result<Option<BindingRecord>, StoreError> {
-        let Ok(key) = keys::request(app, request_id) else {
-            return Ok(None);
-        };
-        let Some(value) = self.get(TreeId::Requests, &key)? else {
-            return Ok(None);
-        };
-        let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
-        Ok(self
-            .get_binding(&id)?
-            .filter(|r| r.app == app && r.request_id.as_deref() == Some(request_id)))
+        Ok(match self.request_lookup(app, request_id)? {
+            super::retention::RequestLookup::Live(record) => Some(*record),
+            _ => None,
+        })
     }
 
     /// Every binding in id (= creation) order; errors per item.

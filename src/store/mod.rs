@@ -68,6 +68,7 @@ pub use calls::{
 };
 pub use error::StoreError;
 pub use records::*;
+pub use retention::RequestLookup;
 /// Staging a crash by copying the store's files (tests elsewhere in the crate use it too).
 #[cfg(test)]
 pub(crate) use wal::tests::{copy_dir, stage_crash};

@@ -8,6 +8,17 @@ use super::records::{BindingId, BindingRecord, RequestRef};
 use super::wal::{TreeId, Trees, Tx, TxResult};
 use super::{Store, StoreError, codec, keys};
 
+/// What a request id names: see [`Store::request_lookup`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestLookup {
+    /// Nothing: a new request id.
+    Unknown,
+    /// The binding it belongs to.
+    Live(Box<BindingRecord>),
+    /// A binding that has ended and been deleted by retention; the request id stays taken.
+    Ended(BindingId),
+}
+
 impl Tx<'_> {
     /// Deletes a binding that left service (RELEASED or EXPIRED) with every index entry of it,
     /// once its retention has passed. With `keep_request` its request id stays taken: the
@@ -109,15 +120,30 @@ impl Store {
         app: &str,
         request_id: &str,
     ) -> Result<Option<BindingId>, StoreError> {
+        Ok(match self.request_lookup(app, request_id)? {
+            RequestLookup::Ended(id) => Some(id),
+            RequestLookup::Unknown | RequestLookup::Live(_) => None,
+        })
+    }
+
+    /// What (app, request_id) names in durable state, from one read of `requests` when it
+    /// names nothing (the common case: a Bind with a new request id): the binding it belongs
+    /// to, or the id of one retention deleted while the request id is still remembered.
+    pub fn request_lookup(&self, app: &str, request_id: &str) -> Result<RequestLookup, StoreError> {
         let Ok(key) = keys::request(app, request_id) else {
-            return Ok(None);
+            return Ok(RequestLookup::Unknown);
         };
         let Some(value) = self.get(TreeId::Requests, &key)? else {
-            return Ok(None);
+            return Ok(RequestLookup::Unknown);
         };
         let id: BindingId = codec::decode(keys::REQUESTS, &key, &value)?;
-        if self.get_binding(&id)?.is_some() {
-            return Ok(None);
+        if let Some(record) = self.get_binding(&id)? {
+            let owns = record.app == app && record.request_id.as_deref() == Some(request_id);
+            return Ok(if owns {
+                RequestLookup::Live(Box::new(record))
+            } else {
+                RequestLookup::Unknown
+            });
         }
         // A removal takes the mapping out before the record: a mapping still there, naming the
         // same id, after its record was seen gone is a tombstone, not a removal half applied.
@@ -125,7 +151,11 @@ impl Store {
         let still = again
             .map(|value| codec::decode::<BindingId>(keys::REQUESTS, &key, &value))
             .transpose()?;
-        Ok((still == Some(id)).then_some(id))
+        Ok(if still == Some(id) {
+            RequestLookup::Ended(id)
+        } else {
+            RequestLookup::Unknown
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::lifecycle::params::BindParams;
 use crate::lifecycle::records;
 use crate::lifecycle::upstream_calls::{self, Bound};
 use crate::platform::Mode;
-use crate::store::{BindingId, BindingRecord, BindingState, StoreError};
+use crate::store::{BindingId, BindingRecord, BindingState, RequestLookup, StoreError};
 use crate::upstream::{CallOpts, ErrorClass, UpstreamError};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
@@ -47,11 +47,10 @@ impl AppPool {
     /// deleted by retention while the id is still remembered is refused: the Bind it came with
     /// was carried out, and its binding has ended.
     fn by_request(&self, request_id: &str) -> Result<Option<BindingRecord>, PoolError> {
-        if let Some(existing) = self.store.binding_by_request(&self.name, request_id)? {
-            return Ok(Some(existing));
-        }
-        match self.store.purged_request(&self.name, request_id)? {
-            Some(id) => Err(PoolError::refused(
+        match self.store.request_lookup(&self.name, request_id)? {
+            RequestLookup::Unknown => Ok(None),
+            RequestLookup::Live(existing) => Ok(Some(*existing)),
+            RequestLookup::Ended(id) => Err(PoolError::refused(
                 Reason::RequestIdConflict,
                 format!(
                     "request_id {} was used for binding {id}, which has ended and been deleted; \
@@ -62,7 +61,6 @@ impl AppPool {
             .with("app", &self.name)
             .with("request_id", request_id)
             .with("binding_id", id)),
-            None => Ok(None),
         }
     }
 
