@@ -156,8 +156,9 @@ impl codec::Stored for MessageStored {}
 impl codec::Stored for ChangeStored {}
 impl codec::Stored for u64 {}
 
-/// `meta` key: the next change's sequence number (u64). Read and written inside the
-/// transactions that append, so numbers follow the log's order, also across a recovery.
+/// `meta` key: the feed's floor (u64), the next change's number as of the last deletion from
+/// the feed, for a restart after retention emptied it (see `Tx::next_change`). Stores written
+/// before 2026-12 kept the next number here after every append; either way it is a floor.
 const NEXT_CHANGE: &[u8] = b"feed/next";
 
 impl Tx<'_> {
@@ -263,22 +264,51 @@ impl Tx<'_> {
 
     /// The sequence number of the first of `changes` (at least one).
     fn append_in_order(&self, changes: &[ChangeStored]) -> TxResult<u64> {
-        let first = match self.meta.get(NEXT_CHANGE)? {
-            None => 1,
-            Some(value) => codec::decode::<u64>(keys::META, NEXT_CHANGE, &value)?,
-        };
+        let first = self.next_change()?;
         for (seq, change) in (first..).zip(changes) {
             self.changes
                 .insert(keys::change(seq), codec::encode(change))?;
         }
-        let next = first + changes.len() as u64;
-        self.meta.insert(NEXT_CHANGE, codec::encode(&next))?;
+        self.next_change.set(Some(first + changes.len() as u64));
         Ok(first)
     }
 
-    /// Deletes change `seq` from the feed.
+    /// The feed's next number. The log keeps it in memory between transactions, so an append
+    /// writes only its entries; the first transaction after opening the store works it out:
+    /// one past the newest entry written (pending or durable), or the floor `meta` keeps for a
+    /// feed that retention emptied, whichever is greater (1 for a feed that never had an
+    /// entry). Numbers are never reused, so a reader's resume token never names two changes.
+    fn next_change(&self) -> TxResult<u64> {
+        if let Some(next) = self.next_change.get() {
+            return Ok(next);
+        }
+        let floor = match self.meta.get(NEXT_CHANGE)? {
+            None => 1,
+            Some(value) => codec::decode::<u64>(keys::META, NEXT_CHANGE, &value)?,
+        };
+        let after_newest = match self.changes.last_key()? {
+            None => 1,
+            Some(key) => {
+                let newest = keys::parse_change(&key).ok_or_else(|| StoreError::Corrupt {
+                    tree: keys::CHANGES,
+                    detail: keys::describe(&key),
+                })?;
+                newest + 1
+            }
+        };
+        let next = floor.max(after_newest);
+        self.next_change.set(Some(next));
+        Ok(next)
+    }
+
+    /// Deletes change `seq` from the feed. The transaction also writes the feed's next number
+    /// to `meta` (once), as the floor a restart numbers from if this leaves the feed empty.
     pub fn delete_change(&self, seq: u64) -> TxResult<()> {
         self.changes.remove(keys::change(seq))?;
+        if !self.feed_floor_written.replace(true) {
+            let next = self.next_change()?;
+            self.meta.insert(NEXT_CHANGE, codec::encode(&next))?;
+        }
         Ok(())
     }
 }
@@ -468,6 +498,103 @@ mod tests {
         assert_eq!(LogId::first_at(id.time_ms()).time_ms(), id.time_ms());
         assert!(LogId::first_at(id.time_ms()) <= id);
         assert!(LogId::first_at(id.time_ms() + 1) > id);
+    }
+
+    fn status_change(at_ms: i64) -> ChangeStored {
+        ChangeStored {
+            at_ms,
+            app: "ride".into(),
+            kind: ChangeKindStored::NumberStatus,
+            binding: None,
+            number: Some(NumberChangeStored {
+                number: "+8617000000001".into(),
+                status: PlatformStatus::Unavailable,
+                cause: None,
+            }),
+            call_event: None,
+            message: None,
+        }
+    }
+
+    async fn append(store: &Store, at_ms: i64) -> u64 {
+        store
+            .commit(|tx| tx.append_change(&status_change(at_ms)))
+            .await
+            .unwrap()
+    }
+
+    /// The next number is kept in memory, not written per append: a reopened store, and one
+    /// whose feed retention emptied, must still never reuse a number.
+    #[tokio::test]
+    async fn feed_numbers_go_on_across_restarts_and_after_the_feed_was_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::store::StoreOptions::new(dir.path().join("db"));
+        let store = Store::open(&options).unwrap();
+        assert_eq!(store.change_floor().unwrap(), 1);
+        assert_eq!((append(&store, 1).await, append(&store, 2).await), (1, 2));
+        store.close().await.unwrap();
+        drop(store);
+
+        let store = Store::open(&options).unwrap();
+        assert_eq!(
+            append(&store, 3).await,
+            3,
+            "numbered on from the newest entry"
+        );
+        store
+            .commit(|tx| (1..=3).try_for_each(|seq| tx.delete_change(seq)))
+            .await
+            .unwrap();
+        assert_eq!(store.change_bounds().unwrap(), None);
+        assert_eq!(store.change_floor().unwrap(), 4);
+        store.close().await.unwrap();
+        drop(store);
+
+        let store = Store::open(&options).unwrap();
+        assert_eq!(store.change_floor().unwrap(), 4);
+        assert_eq!(append(&store, 4).await, 4, "numbered on from the floor");
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_transaction_takes_no_feed_number() {
+        let store = Store::open_temporary().unwrap();
+        assert_eq!(append(&store, 1).await, 1);
+        let failed = store
+            .commit(|tx| {
+                tx.append_change(&status_change(2))?;
+                Err::<(), _>(StoreError::Conflict("changed its mind".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(append(&store, 3).await, 2);
+        assert_eq!(store.change_bounds().unwrap(), Some((1, 2)));
+    }
+
+    /// After a crash the numbering starts from what the log and sled hold: the entries the
+    /// replayed log adds count, so no number a reader may have seen is handed out again.
+    #[tokio::test]
+    async fn feed_numbers_go_on_after_a_crash_from_the_replayed_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::store::StoreOptions::new(dir.path().join("db"));
+        let sled_then = dir.path().join("sled-then");
+        let wal_later = dir.path().join("wal-later");
+        {
+            let store = Store::open(&options).unwrap();
+            append(&store, 1).await;
+            store.close().await.unwrap();
+        }
+        crate::store::copy_dir(&options.path, &sled_then);
+        {
+            let store = Store::open(&options).unwrap();
+            assert_eq!((append(&store, 2).await, append(&store, 3).await), (2, 3));
+            crate::store::copy_dir(&options.path.join("wal"), &wal_later);
+        }
+        crate::store::stage_crash(dir.path(), &sled_then, &wal_later);
+        let store = Store::open(&options).unwrap();
+        assert_eq!(store.change_bounds().unwrap(), Some((1, 3)));
+        assert_eq!(append(&store, 4).await, 4);
+        store.close().await.unwrap();
     }
 
     #[tokio::test]

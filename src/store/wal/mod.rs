@@ -157,6 +157,9 @@ struct State {
     pending: Pending,
     /// Sequence number of the last record appended.
     last_seq: u64,
+    /// The change feed's next number, once a transaction has needed it (see
+    /// `Tx::next_change`); kept here so that appending to the feed writes no counter.
+    next_change: Option<u64>,
     /// Every record up to this one is in a synced segment and applied to sled.
     durable_seq: u64,
     /// Callers waiting until `durable_seq` reaches the number they carry.
@@ -315,6 +318,7 @@ impl Wal {
                 records: Vec::new(),
                 pending: Pending::default(),
                 last_seq: applied,
+                next_change: None,
                 durable_seq: applied,
                 waiters: Vec::new(),
                 riders: Vec::new(),
@@ -381,7 +385,8 @@ impl Wal {
         if state.closed {
             return Err(StoreError::Closed.into());
         }
-        let (value, ops) = trees.transact(&state.pending, f)?;
+        let state = &mut *state;
+        let (value, ops) = trees.transact(&state.pending, &mut state.next_change, f)?;
         if !ops.is_empty() {
             let state = &mut *state;
             let seq = state.last_seq + 1;

@@ -44,6 +44,13 @@ impl Pending {
             .map(|(_, value)| value.as_deref())
     }
 
+    /// The greatest key with a pending change in `tree` (removals included).
+    pub fn last_key(&self, tree: TreeId) -> Option<&[u8]> {
+        self.trees[tree as usize]
+            .last_key_value()
+            .map(|(key, _)| key.as_slice())
+    }
+
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.trees.iter().all(BTreeMap::is_empty)

@@ -6,7 +6,7 @@
 //! touches sled: its changes go to the log and the overlay, and reach sled only after the log
 //! record is on disk.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use sled::IVec;
 
@@ -116,9 +116,12 @@ impl Trees {
 
     /// Runs `f` once over a [`Tx`] that reads `pending` changes before sled, and returns its
     /// result with the changes it made (none if it failed).
+    /// Runs `f` as one transaction over `pending` and sled; its value and changes. The feed's
+    /// next number (`next_change`, the log's) moves on only if `f` succeeds.
     pub(super) fn transact<T, E>(
         &self,
         pending: &Pending,
+        next_change: &mut Option<u64>,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<(T, Vec<Op>), E> {
         let ops = RefCell::new(Vec::new());
@@ -130,6 +133,8 @@ impl Trees {
         };
         let tx = Tx {
             binding_changes: RefCell::default(),
+            next_change: Cell::new(*next_change),
+            feed_floor_written: Cell::new(false),
             bindings: tree(TreeId::Bindings),
             requests: tree(TreeId::Requests),
             numbers: tree(TreeId::Numbers),
@@ -148,6 +153,7 @@ impl Trees {
             subscriptions: tree(TreeId::Subscriptions),
         };
         let out = f(&tx)?;
+        *next_change = tx.next_change.get();
         Ok((out, ops.into_inner()))
     }
 }
@@ -185,6 +191,26 @@ impl TxTree<'_> {
         Ok(())
     }
 
+    /// The greatest key this tree holds or held: in this transaction's changes, the pending
+    /// ones or sled. A key removed but not yet applied still counts (a caller that numbers
+    /// entries must not reuse it).
+    pub fn last_key(&self) -> TxResult<Option<Vec<u8>>> {
+        let own = self
+            .ops
+            .borrow()
+            .iter()
+            .filter(|op| op.tree == self.id)
+            .map(|op| op.key.clone())
+            .max();
+        let pending = self.pending.last_key(self.id).map(<[u8]>::to_vec);
+        let durable = self
+            .trees
+            .tree(self.id)
+            .last()?
+            .map(|(key, _)| key.to_vec());
+        Ok(own.max(pending).max(durable))
+    }
+
     /// Removes `key`; whether it was there.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> TxResult<bool> {
         let key = key.as_ref();
@@ -210,6 +236,11 @@ impl TxTree<'_> {
 pub struct Tx<'a> {
     /// Every binding this transaction wrote, as (before, after), in order.
     pub(in crate::store) binding_changes: RefCell<Vec<BindingChange>>,
+    /// The change feed's next number, if known (the log keeps it between transactions).
+    pub(in crate::store) next_change: Cell<Option<u64>>,
+    /// Whether this transaction already wrote the feed's floor to `meta` (see
+    /// `Tx::delete_change`).
+    pub(in crate::store) feed_floor_written: Cell<bool>,
     pub(in crate::store) bindings: TxTree<'a>,
     pub(in crate::store) requests: TxTree<'a>,
     pub(in crate::store) numbers: TxTree<'a>,
