@@ -58,6 +58,10 @@ impl Error {
     /// The error for an etcd status (a compaction without its revision reports 0).
     pub(crate) fn from_status(status: &Status) -> Error {
         let message = status.message().to_owned();
+        if std::error::Error::source(status).is_some() {
+            // Made by this process's transport (connection refused, broken pipe), not by etcd.
+            return Error::Unavailable(message);
+        }
         match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 Error::Unavailable(message)
