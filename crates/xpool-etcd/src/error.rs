@@ -77,6 +77,9 @@ impl Error {
             Code::FailedPrecondition if message.contains("authentication is not enabled") => {
                 Error::AuthFailed(message)
             }
+            Code::InvalidArgument if message.contains("user name is empty") => {
+                Error::AuthFailed(message)
+            }
             Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(message),
             code => Error::Other { code, message },
         }

@@ -257,6 +257,19 @@ impl EtcdCluster {
         }
     }
 
+    /// The index of the member that is the raft leader, as the running members report it.
+    pub async fn leader(&self) -> Option<usize> {
+        let statuses = self.client().status_all().await;
+        let ids: Vec<Option<u64>> = statuses
+            .iter()
+            .map(|(_, s)| s.as_ref().ok().map(|s| s.member_id))
+            .collect();
+        let leader = statuses
+            .iter()
+            .find_map(|(_, s)| s.as_ref().ok().map(|s| s.leader))?;
+        ids.iter().position(|&id| id == Some(leader))
+    }
+
     /// Every member's log so far, for a failure message.
     pub fn logs(&self) -> String {
         let mut out = String::new();
