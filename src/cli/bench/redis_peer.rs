@@ -147,3 +147,165 @@ pub async fn answers(addr: &str) -> bool {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+
+    use super::super::target::Conn;
+    use super::*;
+
+    /// A throwaway redis-server on a free loopback port (no persistence), killed on drop; None
+    /// when redis-server is not installed.
+    struct Server {
+        addr: String,
+        _child: tokio::process::Child,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn server() -> Option<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let spawned = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // DEBUG SLEEP stalls it for the timeout test.
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!(
+                    "skipped: redis-server is not installed (apt-get install -y redis-server)"
+                );
+                return None;
+            }
+            Err(e) => panic!("spawning redis-server: {e}"),
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let up = super::super::wait_until(Duration::from_secs(10), async || answers(&addr).await);
+        assert!(
+            up.await,
+            "redis-server did not answer on {addr} within 10 s"
+        );
+        Some(Server {
+            addr,
+            _child: child,
+            _dir: dir,
+        })
+    }
+
+    async fn peer(addr: &str, max: u32) -> Peer {
+        let timeout = Some(Duration::from_secs(5));
+        Peer::connect(addr, max, timeout).await.expect("connect")
+    }
+
+    #[tokio::test]
+    async fn the_scripts_allocate_round_robin_within_the_rules_and_release() {
+        let Some(server) = server().await else { return };
+        let addr = &server.addr;
+        let xs = ["+8617000000000".to_owned(), "+8617000000001".to_owned()];
+        prepare(addr, &xs).await.expect("prepare");
+        // Two bindings per X: four parties.
+        let mut c = peer(addr, 2).await;
+
+        // Round robin: consecutive picks of fresh pairs land on alternate Xs.
+        let (id1, x1) = c.pick("a1", "b1").await.expect("pick").expect("an X");
+        let (_, x2) = c.pick("a2", "b2").await.expect("pick").expect("an X");
+        assert_ne!(x1, x2, "round robin moves on to the other X");
+        assert!(xs.contains(&x1) && xs.contains(&x2));
+        // A party already on one X goes to the other, whatever the turn.
+        let (_, x3) = c.pick("a1", "b3").await.expect("pick").expect("an X");
+        assert_ne!(x3, x1, "a1 is on {x1} already");
+        // a1 is now on both Xs: no X can take it again.
+        assert_eq!(c.pick("a1", "b4").await.expect("pick"), None);
+        // One binding left, on x1 (x2 holds a2 b2 a1 b3: full).
+        let (_, x4) = c.pick("a5", "b5").await.expect("pick").expect("an X");
+        assert_eq!(x4, x1, "{x2} is at its cap");
+        assert_eq!(c.pick("a6", "b6").await.expect("pick"), None, "both at cap");
+
+        // Get and Unbind: the binding is there, then gone, and its X takes a new pair.
+        assert!(c.exists(&id1).await.expect("exists"));
+        assert!(c.release(&id1).await.expect("release"));
+        assert!(!c.exists(&id1).await.expect("exists"));
+        assert!(!c.release(&id1).await.expect("release"), "released twice");
+        let (id6, x6) = c.pick("a6", "b6").await.expect("pick").expect("an X");
+        assert_eq!(x6, x1, "the release freed room on {x1}");
+        assert!(c.ping().await.expect("ping"));
+
+        // EVALSHA loads a script the server has lost, on its own (NOSCRIPT, then SCRIPT LOAD).
+        redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .exec_async(&mut c.conn)
+            .await
+            .expect("SCRIPT FLUSH");
+        assert!(c.release(&id6).await.expect("release after the flush"));
+        let (_, x7) = c
+            .pick("a7", "b7")
+            .await
+            .expect("pick after the flush")
+            .expect("an X");
+        assert_eq!(x7, x1);
+
+        // prepare starts the namespace over: the old bindings are gone.
+        prepare(addr, &xs).await.expect("prepare again");
+        let mut conn = Conn::Redis(peer(addr, 2).await);
+        let bound = conn.bind("a1", "b1", 0, 0).await.expect("bind");
+        assert_eq!(bound.id, "1", "the binding ids start over");
+        assert_eq!(
+            conn.unbind("9").await.expect_err("unknown").code,
+            "NOT_FOUND"
+        );
+        assert_eq!(conn.get("9").await.expect_err("unknown").code, "NOT_FOUND");
+        conn.get(&bound.id).await.expect("get");
+        conn.health().await.expect("health");
+        // A server error reaches the report by its code and message.
+        let mut raw = peer(addr, 2).await;
+        redis::cmd("SET")
+            .arg("xpb:nx")
+            .arg("not a number")
+            .exec_async(&mut raw.conn)
+            .await
+            .expect("SET");
+        let e = conn
+            .bind("a9", "b9", 0, 0)
+            .await
+            .expect_err("a broken pool");
+        assert!(e.code.starts_with("redis: ERR "), "{}", e.code);
+        // Exhaustion is its own kind.
+        prepare(addr, &xs[..1]).await.expect("prepare one X");
+        conn.bind("a1", "b1", 0, 0).await.expect("bind");
+        conn.bind("a2", "b2", 0, 0).await.expect("bind");
+        assert_eq!(
+            conn.bind("a3", "b3", 0, 0).await.expect_err("full").code,
+            "EXHAUSTED"
+        );
+
+        // A call unanswered within the client's timeout is CLIENT_TIMEOUT, and the connection
+        // serves the next call.
+        let quick = Peer::connect(addr, 2, Some(Duration::from_millis(200)))
+            .await
+            .expect("connect");
+        let mut quick = Conn::Redis(quick);
+        let stall = tokio::spawn(async move {
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("0.6")
+                .exec_async(&mut raw.conn)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let e = quick.health().await.expect_err("Redis is asleep");
+        assert_eq!(e.code, "CLIENT_TIMEOUT");
+        stall.await.expect("join").expect("DEBUG SLEEP");
+        quick.health().await.expect("health after the timeout");
+    }
+}
