@@ -23,8 +23,8 @@ mod callins;
 mod load;
 mod preload;
 mod recon;
+mod redis_peer;
 mod report;
-mod resp;
 mod restart;
 mod spawn;
 mod target;
@@ -153,7 +153,8 @@ pub struct BenchArgs {
     /// Simulator fault: platform calls per second allowed, beyond it flow control; 0 = none.
     #[arg(long, default_value_t = 0)]
     pub sim_rps_limit: u32,
-    /// Each call's deadline (gRPC timeout header; also enforced by the client, +250 ms).
+    /// Each call's deadline (gRPC timeout header; also enforced by the client, +250 ms, for
+    /// gRPC and Redis calls alike).
     #[arg(long, default_value_t = 5000)]
     pub deadline_ms: u64,
     /// Send Binds without a request_id (by default each carries a unique one, as an

@@ -234,15 +234,9 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
             .arg(&dir);
             let addr = format!("127.0.0.1:{port}");
             let probe = addr.clone();
-            let proc = launch(
-                "redis",
-                cmd,
-                &dir,
-                async || match super::resp::Resp::connect(&probe).await {
-                    Ok(mut c) => c.call(&[b"PING"]).await.is_ok(),
-                    Err(_) => false,
-                },
-            )
+            let proc = launch("redis", cmd, &dir, async || {
+                super::redis_peer::answers(&probe).await
+            })
             .await
             .with_context(|| {
                 format!(

@@ -1,6 +1,7 @@
 //! One client connection per worker, for each target: the daemon over gRPC (or `--connections`
-//! shared HTTP/2 connections), the simulator over signed HTTP, or Redis over RESP. Each answers
-//! Bind / Unbind / Get the same way, and Health: the daemon's `Health/Check`, Redis's `PING`.
+//! shared HTTP/2 connections), the simulator over signed HTTP, or Redis through the `redis`
+//! crate. Each answers Bind / Unbind / Get the same way, and Health: the daemon's
+//! `Health/Check`, Redis's `PING`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tonic::transport::{Channel, Endpoint};
 
-use super::resp::{self, Reply, Resp};
+use super::redis_peer::{self, Peer};
 use super::spawn::Spawned;
 use super::{BenchArgs, BenchMode, TargetKind, area_code, pool_number};
 use tonic_health::pb::HealthCheckRequest;
@@ -95,12 +96,7 @@ pub enum Conn {
         client: Arc<AppClient>,
         xs: Arc<XRing>,
     },
-    Redis {
-        conn: Resp,
-        pick: String,
-        release: String,
-        max: String,
-    },
+    Redis(Peer),
 }
 
 /// Opens `args.concurrency` connections. `phase` keeps their request ids apart from another
@@ -167,19 +163,16 @@ pub async fn connect_all(
         }
         TargetKind::Redis => {
             let numbers: Vec<String> = (0..args.numbers).map(pool_number).collect();
-            resp::prepare(&procs.redis_addr, &numbers)
+            redis_peer::prepare(&procs.redis_addr, &numbers)
                 .await
                 .with_context(|| format!("preparing Redis at {}", procs.redis_addr))?;
+            // Enforced by the client as for gRPC: a call unanswered by then is CLIENT_TIMEOUT.
+            let timeout = Duration::from_millis(args.deadline_ms) + Duration::from_millis(250);
             for _ in 0..args.concurrency {
-                let mut conn = Resp::connect(&procs.redis_addr).await?;
-                let pick = conn.load(resp::PICK).await?;
-                let release = conn.load(resp::RELEASE).await?;
-                conns.push(Conn::Redis {
-                    conn,
-                    pick,
-                    release,
-                    max: args.max_bindings_per_x.to_string(),
-                });
+                let peer = Peer::connect(&procs.redis_addr, args.max_bindings_per_x, Some(timeout))
+                    .await
+                    .with_context(|| format!("connecting to Redis at {}", procs.redis_addr))?;
+                conns.push(Conn::Redis(peer));
             }
         }
     }
@@ -227,8 +220,28 @@ fn upstream_error(e: &xpool::upstream::UpstreamError) -> OpError {
     }
 }
 
-fn redis_error(e: &std::io::Error) -> OpError {
-    OpError::new(format!("io: {}", e.kind()))
+/// A Redis failure by kind: the server's error (code and message, as Redis sent it), a client
+/// timeout, the connection's I/O error kind, or a reply of the wrong shape.
+fn redis_error(e: &redis::RedisError) -> OpError {
+    use redis::ErrorKind;
+    if e.is_timeout() {
+        return OpError::new("CLIENT_TIMEOUT");
+    }
+    if let Some(code) = e.code() {
+        return OpError::new(match e.detail() {
+            Some(detail) => format!("redis: {code} {detail}"),
+            None => format!("redis: {code}"),
+        });
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    OpError::new(match (e.kind(), io) {
+        (_, Some(io)) => format!("io: {}", io.kind()),
+        (ErrorKind::Io, None) => "io: connection lost".to_owned(),
+        (ErrorKind::UnexpectedReturnType | ErrorKind::Parse, None) => {
+            "redis: unexpected reply".to_owned()
+        }
+        (_, None) => format!("redis: {}", e.category()),
+    })
 }
 
 /// A gRPC call with its deadline sent as `grpc-timeout` and enforced here too (a server that
@@ -307,35 +320,15 @@ impl Conn {
                     expires_at_ms: None,
                 })
             }
-            Conn::Redis {
-                conn, pick, max, ..
-            } => {
-                let reply = conn
-                    .call(&[
-                        b"EVALSHA",
-                        pick.as_bytes(),
-                        b"0",
-                        a.as_bytes(),
-                        b.as_bytes(),
-                        max.as_bytes(),
-                    ])
-                    .await
-                    .map_err(|e| redis_error(&e))?;
-                match reply {
-                    Reply::Array(Some(items)) if items.len() == 2 => {
-                        let id = items[0].text().unwrap_or_default();
-                        let x = items[1].text().unwrap_or_default();
-                        Ok(Bound {
-                            id,
-                            x,
-                            expires_at_ms: None,
-                        })
-                    }
-                    Reply::Bulk(None) | Reply::Array(None) => Err(OpError::new("EXHAUSTED")),
-                    Reply::Error(e) => Err(OpError::new(format!("redis: {e}"))),
-                    other => Err(OpError::new(format!("redis: unexpected {other:?}"))),
-                }
-            }
+            Conn::Redis(peer) => match peer.pick(a, b).await {
+                Ok(Some((id, x))) => Ok(Bound {
+                    id,
+                    x,
+                    expires_at_ms: None,
+                }),
+                Ok(None) => Err(OpError::new("EXHAUSTED")),
+                Err(e) => Err(redis_error(&e)),
+            },
         }
     }
 
@@ -352,17 +345,11 @@ impl Conn {
                 .axb_unbind(&AxbUnbind::Subscription(id.to_owned()))
                 .await
                 .map_err(|e| upstream_error(&e)),
-            Conn::Redis { conn, release, .. } => {
-                let reply = conn
-                    .call(&[b"EVALSHA", release.as_bytes(), b"0", id.as_bytes()])
-                    .await
-                    .map_err(|e| redis_error(&e))?;
-                match reply {
-                    Reply::Int(1) => Ok(()),
-                    Reply::Int(_) => Err(OpError::new("NOT_FOUND")),
-                    other => Err(OpError::new(format!("redis: unexpected {other:?}"))),
-                }
-            }
+            Conn::Redis(peer) => match peer.release(id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(OpError::new("NOT_FOUND")),
+                Err(e) => Err(redis_error(&e)),
+            },
         }
     }
 
@@ -380,19 +367,11 @@ impl Conn {
                 .await
                 .map(|_| ())
                 .map_err(|e| upstream_error(&e)),
-            Conn::Redis { conn, .. } => {
-                let key = format!("xpb:b:{id}");
-                let reply = conn
-                    .call(&[b"HMGET", key.as_bytes(), b"x", b"a", b"b"])
-                    .await
-                    .map_err(|e| redis_error(&e))?;
-                match reply {
-                    Reply::Array(Some(v)) if v.first().is_some_and(|x| x.text().is_some()) => {
-                        Ok(())
-                    }
-                    _ => Err(OpError::new("NOT_FOUND")),
-                }
-            }
+            Conn::Redis(peer) => match peer.exists(id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(OpError::new("NOT_FOUND")),
+                Err(e) => Err(redis_error(&e)),
+            },
         }
     }
 }
@@ -411,9 +390,9 @@ impl Conn {
                 Ok(())
             }
             Conn::Direct { .. } => Err(OpError::new("the simulator has no health call")),
-            Conn::Redis { conn, .. } => match conn.call(&[b"PING"]).await {
-                Ok(Reply::Simple(pong)) if pong == "PONG" => Ok(()),
-                Ok(other) => Err(OpError::new(format!("redis: unexpected {other:?}"))),
+            Conn::Redis(peer) => match peer.ping().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(OpError::new("redis: unexpected reply")),
                 Err(e) => Err(redis_error(&e)),
             },
         }
