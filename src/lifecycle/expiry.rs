@@ -126,7 +126,7 @@ impl Pool {
                 {
                     round.count(done);
                 }
-                unbinding.spawn(expire_ax(Arc::clone(app), rec));
+                unbinding.spawn(expire_ax(Arc::clone(app), rec, policy.clone(), now_ms));
                 continue;
             }
             let batch = batches.entry(name).or_default();
@@ -222,13 +222,20 @@ async fn finish(
 }
 
 /// One AX binding's expiry, as a task of its own; whether it expired.
-async fn expire_ax(app: Arc<super::AppPool>, rec: BindingRecord) -> bool {
+async fn expire_ax(
+    app: Arc<super::AppPool>,
+    rec: BindingRecord,
+    policy: ExpiryPolicy,
+    now_ms: i64,
+) -> bool {
     let id = rec.id;
-    let result = app.expire_ax(rec).await;
-    if let Err(e) = &result
-        && !e.is_store_unavailable()
-    {
-        tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
+    match app.expire_ax(rec, &policy, now_ms).await {
+        Ok(expired) => expired,
+        Err(e) => {
+            if !e.is_store_unavailable() {
+                tracing::warn!(app = %app.name(), %id, error = %e, "expiry failed; retried later");
+            }
+            false
+        }
     }
-    result.is_ok()
 }

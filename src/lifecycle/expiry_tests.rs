@@ -30,12 +30,13 @@ impl Clock for ManualClock {
     }
 }
 
-/// AXB without a platform, numbers `+861700000000<n>` in area 010, 100 bindings each.
-fn app() -> AppSetup {
+/// An app in `mode` (AXB in most tests) without a platform, numbers `+861700000000<n>` in area
+/// 010, 100 bindings each.
+fn app_in(mode: Mode) -> AppSetup {
     AppSetup {
         name: "rides".into(),
         rules: Rules {
-            mode: Mode::Axb,
+            mode,
             max_bindings_per_x: 100,
             extension_digits: 4,
             max_extensions_per_x: None,
@@ -81,11 +82,22 @@ struct Fixture {
 impl Fixture {
     /// A pool over `store`, at `now`, with four numbers (added if new).
     async fn open(store: Arc<Store>, now: i64) -> Fixture {
+        Fixture::open_in(store, now, Mode::Axb).await
+    }
+
+    /// [`Fixture::open`] with the app in `mode`.
+    async fn open_in(store: Arc<Store>, now: i64, mode: Mode) -> Fixture {
         let clock = Arc::new(ManualClock(AtomicI64::new(now)));
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let retention =
             RetentionPolicy::new(Duration::from_secs(86_400), Duration::from_secs(86_400));
-        let pool = Pool::open(Arc::clone(&store), vec![app()], &dyn_clock, retention).unwrap();
+        let pool = Pool::open(
+            Arc::clone(&store),
+            vec![app_in(mode)],
+            &dyn_clock,
+            retention,
+        )
+        .unwrap();
         let numbers: Vec<_> = (1..=4)
             .map(|n| (format!("+86170000000{n:02}"), "010".to_owned()))
             .collect();
@@ -258,6 +270,48 @@ async fn a_binding_released_rebound_or_given_a_later_deadline_meanwhile_is_left_
         2,
         "the later one and the new one"
     );
+}
+
+/// AX bindings go one at a time (each unbound on the platform first, when the app has one):
+/// one given a later deadline after the round read it is neither unbound nor expired.
+#[tokio::test]
+async fn an_ax_binding_given_a_later_deadline_after_the_round_read_it_is_left_alone() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    let f = Fixture::open_in(store, START, Mode::Ax).await;
+    let bind_ax = |n: usize| BindParams {
+        party_b: None,
+        ..parties(n, 60, None)
+    };
+    let kept = f
+        .pool
+        .bind(bind_ax(1), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let gone = f
+        .pool
+        .bind(bind_ax(2), Duration::from_secs(1))
+        .await
+        .unwrap();
+    // AX bindings act at the deadline itself (the platform never expires them).
+    f.clock.0.fetch_add(60_000, Ordering::SeqCst);
+    let (read_kept, read_gone) = (f.stored(&kept), f.stored(&gone));
+    f.pool
+        .update(&BindingUpdate {
+            id: kept.id,
+            ttl_seconds: Some(600),
+            call_options: OptionsChange::default(),
+        })
+        .await
+        .unwrap();
+
+    let app = Arc::clone(f.rides());
+    let now = f.clock.now_ms();
+    assert!(!app.expire_ax(read_kept, &policy(), now).await.unwrap());
+    assert!(app.expire_ax(read_gone, &policy(), now).await.unwrap());
+    assert_eq!(f.state(&kept), Stored::Active);
+    assert_eq!(f.state(&gone), Stored::Expired);
+    f.assert_consistent();
+    assert_eq!(f.rides().live_bindings(), 1);
 }
 
 #[tokio::test]

@@ -27,13 +27,24 @@ pub(in crate::lifecycle) type StagedExpiry = Staged<ExpiredBatch>;
 
 impl AppPool {
     /// Takes one ACTIVE AX binding past its deadline out of service: unbound on the platform,
-    /// then EXPIRED.
+    /// then EXPIRED. `rec` was read before: the binding is checked again in the first write,
+    /// so one released, or given a later deadline, meanwhile is left alone (and not unbound).
+    /// Whether it expired.
     pub(in crate::lifecycle) async fn expire_ax(
         &self,
         rec: BindingRecord,
-    ) -> Result<(), PoolError> {
+        policy: &ExpiryPolicy,
+        now_ms: i64,
+    ) -> Result<bool, PoolError> {
         debug_assert_eq!(rec.mode, Mode::Ax);
-        self.release(&rec, BindingState::Expired).await.map(drop)
+        let still_due = |current: &BindingRecord| {
+            current.state == BindingState::Active
+                && policy.acts_at(current).is_some_and(|t| t <= now_ms)
+        };
+        let (_, expired) = self
+            .release_if(&rec, BindingState::Expired, still_due)
+            .await?;
+        Ok(expired)
     }
 
     /// Marks the bindings of `due` that are still ACTIVE and due at `now_ms` EXPIRED, in one

@@ -36,13 +36,29 @@ impl AppPool {
         rec: &BindingRecord,
         to: BindingState,
     ) -> Result<BindingRecord, PoolError> {
+        let (released, _) = self.release_if(rec, to, |_| true).await?;
+        Ok(released)
+    }
+
+    /// [`AppPool::release`], only if `still` holds for the binding as its first write finds
+    /// it (checked inside that transaction, so a change made after `rec` was read counts). If
+    /// it does not, nothing is written or unbound: the current record and `false`.
+    pub(super) async fn release_if(
+        &self,
+        rec: &BindingRecord,
+        to: BindingState,
+        still: impl FnOnce(&BindingRecord) -> bool + Send,
+    ) -> Result<(BindingRecord, bool), PoolError> {
         let Some(client) = &self.client else {
             // X mode: nothing to undo upstream, one durable step.
-            return self.transition(&rec.id, to, |_| {}).await;
+            return self.transition_if(&rec.id, to, still, |_| {}).await;
         };
-        let releasing = self
-            .transition(&rec.id, BindingState::Releasing, |_| {})
+        let (releasing, held) = self
+            .transition_if(&rec.id, BindingState::Releasing, still, |_| {})
             .await?;
+        if !held {
+            return Ok((releasing, false));
+        }
         let only_yb = self.shares_subscription(&releasing);
         let unbind = upstream_calls::unbind(
             client,
@@ -54,7 +70,7 @@ impl AppPool {
             tracing::info!(app = %self.name, id = %rec.id, "unbind failed; the binding stays RELEASING");
             return Err(self.upstream_error(&e));
         }
-        self.transition(&rec.id, to, |_| {}).await
+        Ok((self.transition(&rec.id, to, |_| {}).await?, true))
     }
 
     /// AXYB: whether another live binding here rides on the same AX subscription (an adopted
@@ -88,15 +104,31 @@ impl AppPool {
         to: BindingState,
         edit: impl FnOnce(&mut BindingRecord) + Send,
     ) -> Result<BindingRecord, PoolError> {
+        let (record, _) = self.transition_if(id, to, |_| true, edit).await?;
+        Ok(record)
+    }
+
+    /// [`AppPool::transition`], only if `still` holds for the current record (inside the
+    /// transaction); with whether it did. When it does not, nothing is written.
+    async fn transition_if(
+        &self,
+        id: &BindingId,
+        to: BindingState,
+        still: impl FnOnce(&BindingRecord) -> bool + Send,
+        edit: impl FnOnce(&mut BindingRecord) + Send,
+    ) -> Result<(BindingRecord, bool), PoolError> {
         let now = self.clock.now_ms();
-        let (next, _vacated, deleted) = self
+        let (next, _vacated, deleted, held) = self
             .write(
                 |tx, _| {
                     let current = tx
                         .get_binding(id)?
                         .ok_or_else(|| PoolError::binding_not_found(id))?;
+                    if !still(&current) {
+                        return Ok((current, None, false, false));
+                    }
                     if current.state == to || !current.state.holds_slot() {
-                        return Ok((current, None, false));
+                        return Ok((current, None, false, true));
                     }
                     let mut next = BindingRecord {
                         state: to,
@@ -114,9 +146,9 @@ impl AppPool {
                         && self
                             .retention
                             .at_leave(tx, &next, self.cool_down_kept_ms())?;
-                    Ok((next, left.then_some(current), deleted))
+                    Ok((next, left.then_some(current), deleted, true))
                 },
-                |index, (_, vacated, _)| {
+                |index, (_, vacated, _, _)| {
                     if let Some(current) = vacated {
                         index.vacate(&records::occupant(current), Some(now), now);
                     }
@@ -126,7 +158,7 @@ impl AppPool {
         if deleted {
             self.retention.count(1);
         }
-        Ok(next)
+        Ok((next, held))
     }
 
     /// Edits an ACTIVE binding without changing its state (the store moves its expiry entry in
