@@ -61,7 +61,8 @@ impl TreeId {
         TreeId::Subscriptions,
     ];
 
-    fn from_byte(byte: u8) -> Option<TreeId> {
+    /// The tree a byte names (as the log and etcd keys write it), if any.
+    pub fn from_byte(byte: u8) -> Option<TreeId> {
         Some(match byte {
             0 => TreeId::Bindings,
             1 => TreeId::Requests,
