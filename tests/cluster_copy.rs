@@ -7,6 +7,9 @@
 //! must equal the plain store's, and its feed must hold the same entries, numbered
 //! `revision × 128 + position` alike on every follower.
 
+// Helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use xpool::cluster::copy::Copy;
 use xpool::cluster::keys::{Keys, feed_n};
 use xpool::platform::Mode;
-use xpool::store::replica::{Class, feed_number};
+use xpool::store::replica::{Class, Entry, feed_number};
 use xpool::store::{
     BindingId, BindingRecord, BindingState, CallOptionsRecord, ChangeKindStored, ChangeStored,
     NumberRecord, NumberState, PlatformStatus, Store, StoreError, StoreOptions, TreeId, Tx,
@@ -33,7 +36,7 @@ const BOUND: Duration = Duration::from_secs(120);
 /// How long a follower may take to catch up with the writer.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-type Entries = Vec<(TreeId, Vec<u8>, Vec<u8>)>;
+type Entries = Vec<Entry>;
 
 /// Runs a test body within [`BOUND`].
 async fn bounded(body: impl Future<Output = ()>) {
@@ -165,8 +168,11 @@ impl Leader {
             }
             _ => {
                 if i >= 5 {
-                    self.write(|tx| tx.purge_binding(&binding(i - 5).id, i % 2 == 0).map(drop))
-                        .await;
+                    self.write(|tx| {
+                        tx.purge_binding(&binding(i - 5).id, i.is_multiple_of(2))
+                            .map(drop)
+                    })
+                    .await;
                 }
             }
         }
@@ -378,6 +384,24 @@ async fn followers_hold_what_a_single_node_holds() {
         let value = &announced.first().unwrap().value;
         let value: u64 = std::str::from_utf8(value).unwrap().parse().unwrap();
         assert!(value >= leader.revision, "{value}");
+
+        // A revision with nothing for the store (a leadership key, as a new leader's win) is
+        // reached too, and recorded in the store within a tick.
+        let won = cluster
+            .client()
+            .put(format!("{PREFIX}leader/other"), "b")
+            .await
+            .unwrap();
+        let won = u64::try_from(won).unwrap();
+        first.caught_up(won).await;
+        second.caught_up(won).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(first.store.replica_state().unwrap().applied >= won);
+
+        // The followers do not answer each other's `applied/` writes: etcd falls quiet.
+        let quiet = cluster.client().get("x").await.unwrap().revision;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(cluster.client().get("x").await.unwrap().revision, quiet);
         first.stop().await;
         second.stop().await;
     })

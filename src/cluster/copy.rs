@@ -118,6 +118,7 @@ impl Copy {
         let mut progress = Progress::default();
         let mut pause = FIRST_PAUSE;
         loop {
+            let before = progress.applied;
             let ended = tokio::select! {
                 () = cancel.cancelled() => return,
                 ended = self.round(&mut progress) => ended,
@@ -136,6 +137,9 @@ impl Copy {
                     tracing::warn!(error = %e, applied = progress.applied, "copy: round failed; starting again")
                 }
                 Ok(()) => {}
+            }
+            if progress.applied > before {
+                pause = FIRST_PAUSE; // the round got somewhere: not a failing streak
             }
             tokio::select! {
                 () = cancel.cancelled() => return,

@@ -144,6 +144,9 @@ pub struct ReplicaRevision {
     pub events: Vec<ReplicaEvent>,
 }
 
+/// One stored entry: its tree, key and value.
+pub type Entry = (TreeId, Vec<u8>, Vec<u8>);
+
 /// Where this replica stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplicaState {
@@ -300,7 +303,7 @@ impl Store {
 
     /// Every entry of `class` as (tree, key, value), tree by tree in key order (durable
     /// state; reads everything: for tests and diagnostics).
-    pub fn entries_of(&self, class: Class) -> Result<Vec<(TreeId, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn entries_of(&self, class: Class) -> Result<Vec<Entry>, StoreError> {
         self.read(|trees| {
             let mut out = Vec::new();
             for tree in TreeId::ALL {
