@@ -159,7 +159,7 @@ impl codec::Stored for u64 {}
 /// `meta` key: the feed's floor (u64), the next change's number as of the last deletion from
 /// the feed, for a restart after retention emptied it (see `Tx::next_change`). Stores written
 /// before 2026-12 kept the next number here after every append; either way it is a floor.
-const NEXT_CHANGE: &[u8] = b"feed/next";
+pub(super) const NEXT_CHANGE: &[u8] = b"feed/next";
 
 impl Tx<'_> {
     /// The call of (app, session_id), if one is stored.

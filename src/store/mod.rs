@@ -42,6 +42,7 @@ pub mod faults;
 pub mod keys;
 mod legacy;
 pub mod records;
+pub mod replica;
 mod retention;
 #[cfg(test)]
 mod retention_tests;
@@ -72,9 +73,9 @@ pub use retention::RequestLookup;
 /// Staging a crash by copying the store's files (tests elsewhere in the crate use it too).
 #[cfg(test)]
 pub(crate) use wal::tests::{copy_dir, stage_crash};
-pub use wal::{BindingChange, Staged, Tx};
+pub use wal::{BindingChange, Staged, TreeId, Tx};
 
-use wal::{Retained, TreeId, Trees, TxResult, Wal};
+use wal::{Retained, Trees, TxResult, Wal};
 
 /// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;

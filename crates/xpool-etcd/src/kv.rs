@@ -85,7 +85,15 @@ impl Range {
         }
     }
 
-    /// Reads as of `revision` (0, the default, is the latest).
+    /// Starts the range at `key` instead, keeping its end: the next page after the last key
+    /// read is `starting_at(last ‖ 0)`.
+    pub fn starting_at(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// Reads as of `revision` (0, the default, is the latest). The response's
+    /// [`RangeResponse::revision`] is still the store's revision now, not this one.
     pub fn revision(mut self, revision: i64) -> Self {
         self.revision = revision;
         self
@@ -120,7 +128,9 @@ impl Range {
 pub struct RangeResponse {
     /// The keys, in key order.
     pub kvs: Vec<KeyValue>,
-    /// The store revision the range was served at: watch from `revision + 1` to miss nothing.
+    /// The store's revision when the range was served. For a read of the latest state
+    /// (revision 0) that is the revision read: watch from `revision + 1` to miss nothing. A read
+    /// at an older revision still reports the store's revision now.
     pub revision: i64,
     /// Whether a limit left keys out.
     pub more: bool,
@@ -184,7 +194,12 @@ impl Client {
         let mut range = Range::prefix(prefix).limit(page.max(1));
         loop {
             let response = self.range(range.clone()).await?;
-            out.revision = response.revision;
+            if range.revision == 0 {
+                // Every later page reads at the first one's revision: their own headers carry
+                // the store's revision at their time, which writes between pages move on.
+                out.revision = response.revision;
+                range.revision = response.revision;
+            }
             out.count = out.count.max(response.count);
             let Some(last) = response.kvs.last() else {
                 break;
@@ -197,7 +212,6 @@ impl Client {
                 break;
             }
             range.key = next;
-            range.revision = out.revision;
         }
         Ok(out)
     }

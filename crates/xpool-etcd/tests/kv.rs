@@ -146,3 +146,44 @@ async fn scan_prefix_pages_at_one_revision() {
     })
     .await;
 }
+
+/// A page read at an older revision sees that revision's keys, while its header reports the
+/// store's revision now: paging must hold on to the first page's revision.
+#[tokio::test]
+async fn pages_at_a_fixed_revision_ignore_writes_between_them() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let client = cluster.client();
+        let ops = (0..3).map(|i| TxnOp::put(format!("page/{i}"), "old"));
+        client.txn(Txn::new().and_then(ops)).await.unwrap();
+
+        let first = client.range(Range::prefix("page/").limit(1)).await.unwrap();
+        let revision = first.revision;
+        assert!(first.more);
+        client.put("page/1", "new").await.unwrap();
+        client.put("page/3", "new").await.unwrap();
+
+        let mut next = first.kvs[0].key.clone();
+        next.push(0);
+        let rest = Range::prefix("page/").starting_at(next).revision(revision);
+        let rest = client.range(rest).await.unwrap();
+        let values: Vec<(&[u8], &[u8])> = rest
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+            .collect();
+        assert_eq!(values, [(&b"page/1"[..], &b"old"[..]), (b"page/2", b"old")]);
+        assert_eq!(
+            rest.revision,
+            revision + 2,
+            "the header is the store's revision now"
+        );
+
+        let all = client.scan_prefix("page/", 1).await.unwrap();
+        assert_eq!(all.kvs.len(), 4);
+        assert_eq!(all.revision, revision + 2);
+    })
+    .await;
+}

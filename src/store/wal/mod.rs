@@ -58,10 +58,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-pub(super) use record::TreeId;
+pub use record::TreeId;
 pub(super) use recover::recover;
 pub use tx::{BindingChange, Tx};
-pub(super) use tx::{Trees, TxResult};
+pub(super) use tx::{Trees, TxResult, TxTree};
 
 use super::error::{StoreError, is_full};
 use super::faults::{self, Point};

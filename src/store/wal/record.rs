@@ -15,7 +15,8 @@ const HEADER: usize = 8;
 /// A record longer than this is corruption (a transaction touches a handful of small values).
 const MAX_PAYLOAD: usize = 64 << 20;
 
-/// The store's trees, as a WAL op names them (the byte values are on disk: never renumber).
+/// The store's trees, as a WAL op names them (the byte values are on disk, and in cluster mode
+/// in etcd keys: never renumber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum TreeId {
@@ -61,7 +62,8 @@ impl TreeId {
         TreeId::Subscriptions,
     ];
 
-    fn from_byte(byte: u8) -> Option<TreeId> {
+    /// The tree a byte names (as the log and etcd keys write it), if any.
+    pub fn from_byte(byte: u8) -> Option<TreeId> {
         Some(match byte {
             0 => TreeId::Bindings,
             1 => TreeId::Requests,

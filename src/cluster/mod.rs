@@ -1,0 +1,2 @@
+pub mod copy;
+pub mod keys;
