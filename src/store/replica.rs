@@ -51,8 +51,9 @@ use super::{Store, StoreError, TxResult, calls::NEXT_CHANGE, codec, keys};
 pub const FEED_PER_REVISION: u64 = 128;
 
 /// The `meta` keys that stay on this replica: never written to etcd, never replaced by a copy.
-/// An entry ending in `/` is a prefix. (The store keeps no table-size hints in `meta` today; a
-/// new local key, such a hint included, goes here, or `classify` calls it unknown.)
+/// An entry ending in `/` is a prefix. A new local key goes here, or `classify` calls it
+/// unknown. (Start-up's table-size hints are job entries, `job/restore/sizes/<app>`, so they
+/// are replicated: a replica that comes to lead the app sizes its tables from the leader's.)
 pub const LOCAL_META: &[&[u8]] = &[
     keys::META_FORMAT,
     keys::META_WAL_APPLIED,
