@@ -14,6 +14,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod calls;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod grpc;
