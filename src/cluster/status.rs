@@ -46,15 +46,19 @@ impl Replica {
     }
 }
 
-/// Asks etcd: the member list (an error here is the command's error), every endpoint's status,
-/// then the replicas, applied revisions and leaders under `prefix`.
+/// Asks etcd: the member list (an error here is the command's error), every endpoint's status
+/// (within a third of the client's deadline; a silent one is reported, not fatal), then the
+/// replicas, applied revisions and leaders under `prefix`.
 pub async fn gather(
     client: &Client,
     prefix: &Prefix,
     apps: &[String],
 ) -> Result<ClusterStatus, Error> {
     let members = client.member_list().await?;
+    // A frozen member answers nothing: a third of the deadline for the statuses leaves the
+    // rest for the reads, so one bad member shows as unreachable instead of failing it all.
     let endpoints = client
+        .with_timeout(client.timeout() / 3)
         .status_all()
         .await
         .into_iter()

@@ -154,6 +154,24 @@ async fn resign_hands_the_app_over_and_ends_the_term() {
         let other = b.leads()[0].clone();
         assert!(!a.elector.resign(&other).await.unwrap());
         assert!(a.elector.resign("no-such-app").await.is_err());
+
+        // A graceful stop resigns what A leads: B takes it at once, not after A's lease.
+        let stopped = Instant::now();
+        a.elector.stop().await;
+        eventually(Duration::from_secs(2), "B leading both", || {
+            b.leads().len() == 2
+        })
+        .await;
+        assert!(stopped.elapsed() < TTL, "{:?}", stopped.elapsed());
+        assert!(
+            a.losses
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, why)| *why == LossReason::Stopped),
+            "{:?}",
+            a.losses
+        );
         a.assert_orderly();
         b.assert_orderly();
     })

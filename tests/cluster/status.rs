@@ -57,7 +57,7 @@ async fn xpool(args: &[&str]) -> Output {
 #[tokio::test]
 async fn status_shows_members_replicas_leaders_and_lag() {
     bounded(async {
-        let Some(cluster) = EtcdCluster::start(3).await else {
+        let Some(mut cluster) = EtcdCluster::start(3).await else {
             return;
         };
         let led = apps(2); // rides, food
@@ -124,6 +124,14 @@ async fn status_shows_members_replicas_leaders_and_lag() {
         assert_eq!(json["apps"][2]["leader"], serde_json::Value::Null);
         assert_eq!(json["replicas"][0]["applied_revision"], revision - 2);
         assert_eq!(json["members"].as_array().unwrap().len(), 3);
+
+        // One member down: listed as unreachable, the rest as before.
+        cluster.kill(2);
+        let found = status::gather(&client, &prefix, &configured).await.unwrap();
+        let text = status::render(&found);
+        assert_eq!(text.matches("healthy").count(), 2, "{text}");
+        assert_eq!(text.matches("unreachable: ").count(), 1, "{text}");
+        assert_eq!(found.replicas.len(), 2, "{text}");
     })
     .await;
 }
