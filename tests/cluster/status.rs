@@ -223,6 +223,17 @@ async fn serve_refuses_a_cluster_config_before_opening_the_store() {
         !dir.path().join("data").exists(),
         "the store must not be opened"
     );
+    let out = xpool(&[
+        "serve",
+        "--check-config",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let note = "[cluster]: node \"cli\" on 1 etcd endpoint(s); `xpool serve` refuses it";
+    assert!(stdout.contains(note), "{stdout}");
 
     let out = xpool(&["cluster", "status"]).await;
     assert_eq!(out.status.code(), Some(1));
