@@ -72,6 +72,9 @@ enum Command {
     /// Load-test the daemon (or the simulator directly, or a Redis allocator) and report
     /// throughput, latency percentiles and errors; see BENCHMARKS.md.
     Bench(Box<cli::bench::BenchArgs>),
+    /// Cluster mode on etcd: `status` shows the etcd members, the replicas and each app's
+    /// leader, read with the config's [cluster] section.
+    Cluster(cli::cluster::ClusterArgs),
     /// Check, repair, back up or restore a store (see README, "Reliability").
     Store(cli::store::StoreArgs),
     /// Make a token for `[[auth.tokens]]`: `new` prints a fresh token and the `token_sha256`
@@ -129,6 +132,7 @@ fn main() -> anyhow::Result<()> {
             Command::Stats(args) => std::process::exit(cli::admin::stats::run(args).await),
             Command::Watch(args) => std::process::exit(cli::admin::watch::run(args).await),
             Command::Store(args) => std::process::exit(cli::store::run(args).await),
+            Command::Cluster(args) => std::process::exit(cli::cluster::run(args).await),
             Command::Sim { listen, config } => run_sim(listen, config).await,
             Command::Bench(args) => cli::bench::run(*args).await,
             Command::Token { .. } => unreachable!("handled before the runtime starts"),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod cluster;
 pub mod embedded;
 pub mod health;
 pub mod reconcile;

@@ -71,6 +71,14 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
             None => "off".to_owned(),
         }
     );
+    if let Some(cluster) = &config.cluster {
+        println!(
+            "[cluster]: node {:?} on {} etcd endpoint(s); `xpool serve` refuses it: cluster \
+             serving is not in this build yet (`xpool cluster status` uses it)",
+            cluster.node_id,
+            cluster.etcd_endpoints.len()
+        );
+    }
     Ok(())
 }
 

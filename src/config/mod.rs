@@ -11,6 +11,7 @@
 mod auth;
 mod call_defaults;
 mod callbacks;
+mod cluster;
 mod embedded;
 mod resolve;
 mod source;
@@ -32,6 +33,7 @@ use crate::upstream::{AppSettings, Secret};
 
 pub use auth::{AuthConfig, ClientConfig, TokenConfig};
 pub use callbacks::{CallbacksConfig, WatchConfig};
+pub use cluster::{ClusterConfig, ClusterTlsConfig, EtcdCredentials};
 pub use embedded::{EMBEDDED_CALLBACKS_LISTEN, EMBEDDED_SIM_URL};
 
 /// The whole daemon configuration, validated.
@@ -48,6 +50,8 @@ pub struct Config {
     /// `[auth]`; `None`: callers are not authenticated (loopback or `server.insecure` only).
     pub auth: Option<AuthConfig>,
     pub log: LogConfig,
+    /// `[cluster]`; `None`: a single node on its own store (docs/cluster.md).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[log]`: what the daemon logs, and how. `XPOOL_LOG` or `RUST_LOG` in the environment

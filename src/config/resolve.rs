@@ -118,6 +118,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         .is_some_and(|tls| tls.client_ca_file.is_some());
     let auth = super::auth::resolve(table.get("auth"), &names, mutual_tls, problems);
     check_exposure(&server, auth.is_some(), problems);
+    let cluster = super::cluster::resolve(table.get("cluster"), problems);
     Config {
         server,
         store,
@@ -129,6 +130,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
         watch,
         auth,
         log,
+        cluster,
     }
 }
 

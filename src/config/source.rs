@@ -19,7 +19,7 @@ use crate::platform::auth::Scheme;
 pub(super) const ENV_PREFIX: &str = "XPOOL__";
 
 /// The top-level keys of a config file.
-pub(super) const SECTIONS: [&str; 10] = [
+pub(super) const SECTIONS: [&str; 11] = [
     "server",
     "store",
     "apps",
@@ -30,6 +30,7 @@ pub(super) const SECTIONS: [&str; 10] = [
     "watch",
     "auth",
     "log",
+    "cluster",
 ];
 
 /// Keys whose values must never be quoted back in an error message.
@@ -269,6 +270,7 @@ fn accepts(section: &str, key: &str, value: &Value) -> bool {
         "admin" => single::<AdminConfig>(key, value).is_ok(),
         "callbacks" => single::<CallbacksConfig>(key, value).is_ok(),
         "watch" => single::<WatchConfig>(key, value).is_ok(),
+        "cluster" => super::cluster::accepts(key, value),
         _ => single::<RawApp>(key, value).is_ok(),
     }
 }

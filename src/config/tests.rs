@@ -8,6 +8,7 @@ use super::*;
 mod auth;
 mod call_defaults;
 mod callbacks;
+mod cluster;
 mod rules;
 
 /// The documented example, verbatim.

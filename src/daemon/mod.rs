@@ -61,8 +61,10 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens the store and the pool, adds the configured numbers and wires the jobs; starts
-    /// no task and binds nothing. On an error the store is closed again.
+    /// no task and binds nothing. On an error the store is closed again. Refuses a config
+    /// with `[cluster]` before opening anything: cluster serving is not in this build yet.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
+        crate::cluster::refuse_serving(config.cluster.as_ref())?;
         let store = Arc::new(
             Store::open(&StoreOptions {
                 path: config.store.path.clone(),

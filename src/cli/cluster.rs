@@ -1,0 +1,108 @@
+//! `xpool cluster status`: the cluster as etcd sees it (see [`xpool::cluster::status`]), read
+//! with the `[cluster]` section of the daemon's config.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use xpool::cluster::{self, Prefix, status};
+use xpool::config::Config;
+
+use super::admin::{Output, print_json};
+
+/// The exit codes, as `--help` shows them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  etcd answered
+  1  the config is invalid or has no [cluster] section
+  2  etcd could not be reached, or did not answer within --timeout-seconds";
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The etcd members (health, revision), the registered replicas (address, version, start,
+    /// applied revision and lag) and each app's leader.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The daemon's config (TOML), for its [cluster] section and apps; XPOOL__SECTION__KEY
+    /// variables override it. Without it: the embedded default with those overrides.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Give up when etcd has not answered within this many seconds (exit 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_seconds: u64,
+}
+
+/// Returns the process exit code.
+pub async fn run(args: ClusterArgs) -> i32 {
+    match args.command {
+        ClusterCommand::Status(args) => status(args).await,
+    }
+}
+
+async fn status(args: StatusArgs) -> i32 {
+    let loaded = match &args.config {
+        Some(path) => Config::load(path, std::env::vars()),
+        None => Config::embedded_default(std::env::vars()),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("xpool cluster status: {e}");
+            return 1;
+        }
+    };
+    let Some(cluster) = &config.cluster else {
+        let origin = args
+            .config
+            .as_ref()
+            .map_or("the embedded default".to_owned(), |p| {
+                p.display().to_string()
+            });
+        eprintln!("xpool cluster status: {origin} has no [cluster] section");
+        return 1;
+    };
+    let limit = Duration::from_secs(args.timeout_seconds);
+    let client = match cluster::etcd_client(cluster, limit) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("xpool cluster status: {e}");
+            return 1;
+        }
+    };
+    let apps: Vec<String> = config.apps.iter().map(|a| a.name.clone()).collect();
+    let prefix = Prefix::new(cluster.key_prefix.clone());
+    let endpoints = cluster.etcd_endpoints.join(", ");
+    match tokio::time::timeout(limit, status::gather(&client, &prefix, &apps)).await {
+        Ok(Ok(found)) => {
+            match args.output {
+                Output::Table => print!("{}", status::render(&found)),
+                Output::Json => print_json(&status::to_json(&found)),
+            }
+            0
+        }
+        Ok(Err(e)) => {
+            eprintln!("xpool cluster status: etcd at {endpoints}: {e}");
+            2
+        }
+        Err(_) => {
+            eprintln!(
+                "xpool cluster status: etcd at {endpoints} did not answer within {} s",
+                limit.as_secs()
+            );
+            2
+        }
+    }
+}
