@@ -5,13 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
-use crate::lifecycle::{
-    AppSetup, BindParams, Binding, BindingKey, NumberStatus, RetentionPolicy, Rules,
-};
+use crate::lifecycle::{AppSetup, BindParams, Binding, BindingKey, NumberStatus, RetentionPolicy};
 use crate::platform::Mode;
 use crate::platform::push::{CallEvent, EventType, FeeInfo, NumInfo, SmsEvent, StatusInfo};
 
@@ -37,23 +32,7 @@ struct Fixture {
 }
 
 fn app(mode: Mode) -> AppSetup {
-    AppSetup {
-        name: "calls".into(),
-        rules: Rules {
-            mode,
-            max_bindings_per_x: 100,
-            extension_digits: 4,
-            max_extensions_per_x: None,
-            cool_down_ms: 0,
-            fallback_areas: Vec::new(),
-        },
-        client: None,
-        pending_recheck: Duration::ZERO,
-        check_numbers_on_add: false,
-        call_defaults: Default::default(),
-        tasks: TaskTracker::new(),
-        cancel: CancellationToken::new(),
-    }
+    AppSetup::without_platform("calls", mode)
 }
 
 impl Fixture {

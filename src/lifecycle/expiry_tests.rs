@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
 use crate::platform::Mode;
 use crate::store::faults::{self, Error, Point, Times};
@@ -33,23 +30,7 @@ impl Clock for ManualClock {
 /// An app in `mode` (AXB in most tests) without a platform, numbers `+861700000000<n>` in area
 /// 010, 100 bindings each.
 fn app_in(mode: Mode) -> AppSetup {
-    AppSetup {
-        name: "rides".into(),
-        rules: Rules {
-            mode,
-            max_bindings_per_x: 100,
-            extension_digits: 4,
-            max_extensions_per_x: None,
-            cool_down_ms: 0,
-            fallback_areas: Vec::new(),
-        },
-        client: None,
-        pending_recheck: Duration::ZERO,
-        check_numbers_on_add: false,
-        call_defaults: Default::default(),
-        tasks: TaskTracker::new(),
-        cancel: CancellationToken::new(),
-    }
+    AppSetup::without_platform("rides", mode)
 }
 
 fn parties(n: usize, ttl_seconds: u64, request_id: Option<String>) -> BindParams {

@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
 use crate::platform::Mode;
 use crate::store::{BindingState as Stored, CallOptionsRecord, StoreOptions};
@@ -40,22 +37,17 @@ const APPS: [(&str, Mode); 5] = [
 
 fn setups() -> Vec<AppSetup> {
     APPS.iter()
-        .map(|(name, mode)| AppSetup {
-            name: (*name).into(),
-            rules: Rules {
-                mode: *mode,
-                max_bindings_per_x: 3,
-                extension_digits: 1,
-                max_extensions_per_x: None,
-                cool_down_ms: COOL_DOWN,
-                fallback_areas: Vec::new(),
-            },
-            client: None,
-            pending_recheck: Duration::ZERO,
-            check_numbers_on_add: false,
-            call_defaults: Default::default(),
-            tasks: TaskTracker::new(),
-            cancel: CancellationToken::new(),
+        .map(|(name, mode)| {
+            let base = AppSetup::without_platform(name, *mode);
+            AppSetup {
+                rules: Rules {
+                    max_bindings_per_x: 3,
+                    extension_digits: 1,
+                    cool_down_ms: COOL_DOWN,
+                    ..base.rules
+                },
+                ..base
+            }
         })
         .collect()
 }

@@ -7,9 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
 use crate::platform::Mode;
 use crate::store::{StoreOptions, keys};
@@ -45,22 +42,13 @@ struct Fixture {
 /// An app without a platform: `mode`, numbers `+86170000000<n>` in area 010, cool-down
 /// `cool_down_ms`.
 fn app(name: &str, mode: Mode, cool_down_ms: i64) -> AppSetup {
+    let base = AppSetup::without_platform(name, mode);
     AppSetup {
-        name: name.into(),
         rules: Rules {
-            mode,
-            max_bindings_per_x: 100,
-            extension_digits: 4,
-            max_extensions_per_x: None,
             cool_down_ms,
-            fallback_areas: Vec::new(),
+            ..base.rules
         },
-        client: None,
-        pending_recheck: Duration::ZERO,
-        check_numbers_on_add: false,
-        call_defaults: Default::default(),
-        tasks: TaskTracker::new(),
-        cancel: CancellationToken::new(),
+        ..base
     }
 }
 

@@ -52,6 +52,31 @@ pub struct AppSetup {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+#[cfg(test)]
+impl AppSetup {
+    /// Tests: an app `name` in `mode` without a platform (its bindings are ACTIVE once durable),
+    /// 100 bindings per X, 4-digit extensions, no cool-down, no fallback areas.
+    pub(crate) fn without_platform(name: &str, mode: Mode) -> AppSetup {
+        AppSetup {
+            name: name.into(),
+            rules: Rules {
+                mode,
+                max_bindings_per_x: 100,
+                extension_digits: 4,
+                max_extensions_per_x: None,
+                cool_down_ms: 0,
+                fallback_areas: Vec::new(),
+            },
+            client: None,
+            pending_recheck: std::time::Duration::ZERO,
+            check_numbers_on_add: false,
+            call_defaults: CallOptions::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+}
+
 /// An app as ListApps shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppInfo {
