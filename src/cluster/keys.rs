@@ -120,6 +120,12 @@ impl Keys {
         self.under(&[b"f/", id])
     }
 
+    /// `P leader/<app>`: the app's leadership key, whose create revision fences its leader's
+    /// writes.
+    pub fn leader(&self, app: &str) -> Vec<u8> {
+        self.under(&[b"leader/", app.as_bytes()])
+    }
+
     /// `P applied/<node_id>`.
     pub fn applied(&self, node_id: &str) -> Vec<u8> {
         self.under(&[b"applied/", node_id.as_bytes()])

@@ -22,6 +22,7 @@ pub mod membership;
 mod mirror;
 pub mod ranking;
 pub mod status;
+pub mod writer;
 
 use std::time::Duration;
 

@@ -40,6 +40,11 @@ pub enum StoreError {
     /// The store was closed (`Store::close`) or its flusher thread is gone.
     #[error("store closed")]
     Closed,
+    /// Cluster mode: a write of app `app` that this replica cannot commit, because it does not
+    /// lead the app (any more) or etcd's answer was lost; `why` says which. Nothing was
+    /// acknowledged; a retry (with the same request id) on the app's leader is safe.
+    #[error("this replica cannot commit app {app}'s write: {why}")]
+    NotLeader { app: String, why: String },
     /// A write was refused because it contradicts what is stored (nothing was written).
     #[error("conflict: {0}")]
     Conflict(String),

@@ -73,7 +73,7 @@ pub use retention::RequestLookup;
 /// Staging a crash by copying the store's files (tests elsewhere in the crate use it too).
 #[cfg(test)]
 pub(crate) use wal::tests::{copy_dir, stage_crash};
-pub use wal::{BindingChange, Staged, TreeId, Tx};
+pub use wal::{BindingChange, Lane, LeaderRecord, Staged, Term, TreeId, Tx};
 
 use wal::{Retained, Trees, TxResult, Wal};
 
@@ -143,6 +143,9 @@ pub struct Store {
     options: StoreOptions,
     /// Where the log's group commits are measured, once the daemon's metrics exist.
     log_metrics: LogObserver,
+    /// Cluster mode ([`Store::enable_leader_writes`]): what wakes the writer, kept for a log
+    /// reopened by recovery.
+    cluster: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 /// The metrics a log reports its group commits to, set once (see [`Store::observe_log`]).
@@ -196,6 +199,7 @@ impl Store {
             durable,
             options: options.clone(),
             log_metrics,
+            cluster: Mutex::new(None),
         })
     }
 
@@ -297,6 +301,11 @@ impl Store {
         };
         match result {
             Ok(open) => {
+                let cluster = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(wake) = &*cluster {
+                    open.wal.enable_leader_writes(Arc::clone(wake));
+                }
+                drop(cluster);
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::new(open));
                 Ok(retained.len())
@@ -314,7 +323,16 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        Ok(self.stage(f)?.durable().await?)
+        self.commit_in(Lane::Local, f).await
+    }
+
+    /// [`Store::commit`] on `lane`: in cluster mode, a leader's write goes to etcd.
+    pub async fn commit_in<T: Send, E: From<StoreError>>(
+        &self,
+        lane: Lane<'_>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        Ok(self.stage_in(lane, f)?.durable().await?)
     }
 
     /// Runs `f` as one transaction and returns the write staged: decided and ordered after
@@ -324,8 +342,48 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<Staged<T>, E> {
+        self.stage_in(Lane::Local, f)
+    }
+
+    /// [`Store::stage`] on `lane`: the local log, the copy's, or (cluster mode) a leader's
+    /// term, whose write is durable once etcd committed it and this replica applied it.
+    pub fn stage_in<T, E: From<StoreError>>(
+        &self,
+        lane: Lane<'_>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<Staged<T>, E> {
         let open = self.current()?;
-        open.wal.stage(&open.trees, f)
+        open.wal.stage(&open.trees, lane, f)
+    }
+
+    /// Cluster mode: from now on this store takes leaders' writes ([`Lane::Leader`]) and
+    /// refuses local writes of replicated entries except the copy's. Returns what wakes the
+    /// writer when a leader's record is queued.
+    pub fn enable_leader_writes(&self) -> Result<Arc<tokio::sync::Notify>, StoreError> {
+        let wake = Arc::clone(
+            self.cluster
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(Arc::default),
+        );
+        self.current()?.wal.enable_leader_writes(Arc::clone(&wake));
+        Ok(wake)
+    }
+
+    /// Every leader's record queued so far, in order (for the cluster's writer).
+    pub fn take_leader_records(&self) -> Vec<LeaderRecord> {
+        self.current()
+            .map(|open| open.wal.take_leader_records())
+            .unwrap_or_default()
+    }
+
+    /// Answers the leader's records the writer took, with their outcomes.
+    pub fn finish_leader_records(&self, outcomes: Vec<(LeaderRecord, Result<(), StoreError>)>) {
+        match self.current() {
+            Ok(open) => open.wal.finish_leader_records(outcomes),
+            // The log that queued them is gone: its records were answered when it closed.
+            Err(_) => drop(outcomes),
+        }
     }
 
     /// The durable value of `key`.

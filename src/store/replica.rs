@@ -44,7 +44,7 @@
 //! A crash in between leaves the mark, [`Store::replica_state`] reports it, and the copy starts
 //! again. Readers see the trees emptied and refilled meanwhile.
 
-use super::wal::{TreeId, Tx, TxTree};
+use super::wal::{Lane, TreeId, Tx, TxTree};
 use super::{Store, StoreError, TxResult, calls::NEXT_CHANGE, codec, keys};
 
 /// Feed entries one etcd revision can carry: etcd's default `--max-txn-ops`.
@@ -176,7 +176,7 @@ impl Store {
         through: u64,
         revisions: &[ReplicaRevision],
     ) -> Result<u64, StoreError> {
-        self.commit(|tx| {
+        self.commit_in(Lane::Copy, |tx| {
             if tx.meta.get(COPYING)?.is_some() {
                 return Err(StoreError::Conflict("a full copy is unfinished".into()));
             }

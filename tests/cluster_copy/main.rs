@@ -10,6 +10,7 @@
 // Helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod leader_writes;
 mod writer;
 
 use std::path::Path;

@@ -180,7 +180,7 @@ pub fn number(n: u64, at: u64) -> NumberRecord {
     }
 }
 
-fn binding(i: u64) -> BindingRecord {
+pub fn binding(i: u64) -> BindingRecord {
     let mut id = [0; 16];
     id[8..].copy_from_slice(&i.to_be_bytes());
     BindingRecord {
@@ -207,7 +207,7 @@ fn binding(i: u64) -> BindingRecord {
     }
 }
 
-fn released(record: BindingRecord, at: u64) -> BindingRecord {
+pub fn released(record: BindingRecord, at: u64) -> BindingRecord {
     let at = 2_000 + i64::try_from(at).unwrap();
     BindingRecord {
         state: BindingState::Released,
@@ -217,7 +217,7 @@ fn released(record: BindingRecord, at: u64) -> BindingRecord {
     }
 }
 
-fn change(i: u64, k: u64) -> ChangeStored {
+pub fn change(i: u64, k: u64) -> ChangeStored {
     ChangeStored {
         at_ms: i64::try_from(i * 10 + k).unwrap(),
         app: APP.into(),

@@ -6,7 +6,7 @@ use super::{
     APPLIED, COPYING, Class, FEED_MAP, Floor, ReplicaEvent, ReplicaRevision, apply_event, classify,
     feed_number, tx_tree, tx_u64,
 };
-use crate::store::{Store, StoreError, TreeId, calls::NEXT_CHANGE, codec};
+use crate::store::{Lane, Store, StoreError, TreeId, calls::NEXT_CHANGE, codec};
 
 /// Entries removed or written per record by a full copy, so no record nears the log's limit.
 const COPY_CHUNK_OPS: usize = 512;
@@ -17,7 +17,7 @@ impl Store {
     /// Starts a full copy of etcd's snapshot at `revision`: marks it in progress and removes
     /// every replicated entry, the feed and its map (in several records).
     pub async fn begin_full_copy(&self, revision: u64) -> Result<(), StoreError> {
-        self.commit(|tx| {
+        self.commit_in(Lane::Copy, |tx| {
             tx.meta.insert(COPYING, revision.to_be_bytes())?;
             tx.meta.remove(APPLIED).map(drop)
         })
@@ -40,7 +40,7 @@ impl Store {
                 if doomed.is_empty() {
                     break;
                 }
-                self.commit(|tx| {
+                self.commit_in(Lane::Copy, |tx| {
                     let tree = tx_tree(tx, tree);
                     doomed.iter().try_for_each(|key| tree.remove(key).map(drop))
                 })
@@ -77,7 +77,7 @@ impl Store {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.commit(|tx| {
+        self.commit_in(Lane::Copy, |tx| {
             if tx.meta.get(COPYING)?.is_none() {
                 return Err(StoreError::Conflict("no full copy is under way".into()));
             }
@@ -97,7 +97,7 @@ impl Store {
             Some((first, _)) => first,
             None => feed_number(revision + 1, 0),
         };
-        self.commit(|tx| {
+        self.commit_in(Lane::Copy, |tx| {
             if tx_u64(tx, COPYING)? != Some(revision) {
                 return Err(StoreError::Conflict(format!(
                     "no full copy at revision {revision} is under way"

@@ -36,6 +36,7 @@
 //!   and writes them again: the in-memory state built on them stays true, and nothing is lost.
 
 pub(super) mod inspect;
+mod leader;
 pub(super) mod mark;
 mod overlay;
 mod record;
@@ -58,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use leader::{Lane, LeaderRecord, Term};
 pub use record::TreeId;
 pub(super) use recover::recover;
 pub use tx::{BindingChange, Tx};
@@ -65,8 +67,9 @@ pub(super) use tx::{Trees, TxResult, TxTree};
 
 use super::error::{StoreError, is_full};
 use super::faults::{self, Point};
+use leader::LeaderWrites;
 pub(super) use mark::Mark;
-use overlay::Pending;
+use overlay::{Overlay, Pending};
 use record::Op;
 
 /// How often buffered records are written even when no caller waits for them (a staged write
@@ -178,6 +181,9 @@ struct State {
     retained: Retained,
     /// While a backup copies sled: every record applied meanwhile, for the copy to replay.
     capture: Option<Vec<(u64, Vec<Op>)>>,
+    /// Cluster mode: the writes of the apps this replica leads, on their way to etcd
+    /// (`leader`). `None` on a single node.
+    leader: Option<LeaderWrites>,
 }
 
 impl Shared {
@@ -208,18 +214,40 @@ impl Shared {
 #[must_use = "a staged write is not durable until it is awaited"]
 pub struct Staged<T> {
     value: T,
-    /// The record that must be durable: this write's, or for a transaction that changed
-    /// nothing, the last one it may have read.
-    seq: u64,
-    shared: Arc<Shared>,
+    wait: Wait,
+}
+
+/// What a staged write waits for.
+enum Wait {
+    /// The local log: the record that must be durable, this write's or, for a transaction
+    /// that changed nothing, the last one it may have read.
+    Log { seq: u64, shared: Arc<Shared> },
+    /// A leader's write (cluster mode): etcd's outcome, once the copy has applied it.
+    Leader(oneshot::Receiver<Result<(), StoreError>>),
+    /// Nothing: a leader's transaction that changed nothing and read nothing unfinished.
+    Nothing,
+}
+
+impl Wait {
+    async fn done(self, sync: SyncRequest) -> Result<(), StoreError> {
+        match self {
+            Wait::Log { seq, shared } => wait_durable(&shared, seq, sync).await,
+            Wait::Leader(outcome) => outcome.await.map_err(|_| StoreError::Closed)?,
+            Wait::Nothing => Ok(()),
+        }
+    }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Staged<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Staged")
-            .field("value", &self.value)
-            .field("seq", &self.seq)
-            .finish()
+        let mut out = f.debug_struct("Staged");
+        out.field("value", &self.value);
+        match &self.wait {
+            Wait::Log { seq, .. } => out.field("seq", seq),
+            Wait::Leader(_) => out.field("leader", &true),
+            Wait::Nothing => out.field("leader", &false),
+        };
+        out.finish()
     }
 }
 
@@ -234,14 +262,13 @@ impl<T> Staged<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Staged<U> {
         Staged {
             value: f(self.value),
-            seq: self.seq,
-            shared: self.shared,
+            wait: self.wait,
         }
     }
 
     /// Waits until the write is durable and returns what the transaction returned.
     pub async fn durable(self) -> Result<T, StoreError> {
-        wait_durable(&self.shared, self.seq, SyncRequest::Ask).await?;
+        self.wait.done(SyncRequest::Ask).await?;
         Ok(self.value)
     }
 
@@ -250,7 +277,7 @@ impl<T> Staged<T> {
     /// [`BACKGROUND_WRITE_EVERY`]. For writes that nobody waits for (a callin's event, answered
     /// already), so that they add no `fdatasync` of their own.
     pub async fn ride(self) -> Result<T, StoreError> {
-        wait_durable(&self.shared, self.seq, SyncRequest::Ride).await?;
+        self.wait.done(SyncRequest::Ride).await?;
         Ok(self.value)
     }
 }
@@ -260,10 +287,10 @@ impl<T> IntoFuture for Staged<T> {
     type IntoFuture = Durable<T>;
 
     fn into_future(self) -> Durable<T> {
-        let Staged { value, seq, shared } = self;
+        let Staged { value, wait } = self;
         Durable {
             value: Some(value),
-            wait: Box::pin(async move { wait_durable(&shared, seq, SyncRequest::Ask).await }),
+            wait: Box::pin(wait.done(SyncRequest::Ask)),
         }
     }
 }
@@ -327,6 +354,7 @@ impl Wal {
                 failed: None,
                 retained: Retained::default(),
                 capture: None,
+                leader: None,
             }),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
@@ -373,9 +401,14 @@ impl Wal {
     /// record. Fails with `Closed` once the store is closed, and with the log's first failure
     /// once it has failed (a write that can never be made durable is refused). If `f` fails,
     /// nothing is written.
+    ///
+    /// `lane` says where the record goes: the local log, or in cluster mode a leader's way to
+    /// etcd (`leader`). In cluster mode a local transaction may change only the replica's own
+    /// `meta` keys, unless it is the copy's.
     pub fn stage<T, E: From<StoreError>>(
         &self,
         trees: &Trees,
+        lane: Lane<'_>,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<Staged<T>, E> {
         let mut state = self.shared.lock();
@@ -386,7 +419,30 @@ impl Wal {
             return Err(StoreError::Closed.into());
         }
         let state = &mut *state;
-        let (value, ops) = trees.transact(&state.pending, &mut state.next_change, f)?;
+        if let Lane::Leader(term) = lane {
+            return self.stage_leader(state, trees, term, f);
+        }
+        let overlay = Overlay {
+            leader: None,
+            log: &state.pending,
+        };
+        let (value, ops) = trees.transact(overlay, &mut state.next_change, f)?;
+        let local_only = state.leader.is_some() && matches!(lane, Lane::Local);
+        if local_only
+            && let Some(op) = ops
+                .iter()
+                .find(|op| replica_class(op) != crate::store::replica::Class::Local)
+        {
+            return Err(StoreError::NotLeader {
+                app: String::new(),
+                why: format!(
+                    "in cluster mode {:?} entries are written only by an app's leader \
+                     (a write that names no app: a bug)",
+                    op.tree
+                ),
+            }
+            .into());
+        }
         if !ops.is_empty() {
             let state = &mut *state;
             let seq = state.last_seq + 1;
@@ -397,9 +453,65 @@ impl Wal {
         }
         Ok(Staged {
             value,
-            seq: state.last_seq,
-            shared: Arc::clone(&self.shared),
+            wait: Wait::Log {
+                seq: state.last_seq,
+                shared: Arc::clone(&self.shared),
+            },
         })
+    }
+
+    /// A leader's transaction (see `leader`): read through both overlays, queued for etcd.
+    fn stage_leader<T, E: From<StoreError>>(
+        &self,
+        state: &mut State,
+        trees: &Trees,
+        term: &Arc<Term>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<Staged<T>, E> {
+        let Some(leader) = &mut state.leader else {
+            return Err(StoreError::NotLeader {
+                app: term.app.clone(),
+                why: "this store does not take leaders' writes (not in cluster mode)".into(),
+            }
+            .into());
+        };
+        leader.check(term)?;
+        let overlay = Overlay {
+            leader: Some(&leader.pending),
+            log: &state.pending,
+        };
+        let (value, ops) = trees.transact(overlay, &mut state.next_change, f)?;
+        let ops = LeaderWrites::keep(term, ops)?;
+        let wait = match leader.stage(term, ops) {
+            Some(outcome) => Wait::Leader(outcome),
+            None => Wait::Nothing,
+        };
+        Ok(Staged { value, wait })
+    }
+
+    /// Cluster mode: from now on leaders' writes are taken (and local writes of replicated
+    /// entries refused, except the copy's); `wake` is told when a leader's record is queued.
+    pub fn enable_leader_writes(&self, wake: Arc<tokio::sync::Notify>) {
+        let mut state = self.shared.lock();
+        state.leader.get_or_insert_with(LeaderWrites::default).wake = wake;
+    }
+
+    /// Every leader's record queued so far, in order, for the writer to commit to etcd.
+    pub fn take_leader_records(&self) -> Vec<LeaderRecord> {
+        let mut state = self.shared.lock();
+        state
+            .leader
+            .as_mut()
+            .map(LeaderWrites::take)
+            .unwrap_or_default()
+    }
+
+    /// Answers leaders' records the writer took, with their outcomes (see `leader`).
+    pub fn finish_leader_records(&self, outcomes: Vec<(LeaderRecord, Result<(), StoreError>)>) {
+        let mut state = self.shared.lock();
+        if let Some(leader) = &mut state.leader {
+            leader.finish(outcomes);
+        }
     }
 
     /// Appends what a failed log left, numbered as they were: the records after `applied` (the
@@ -431,8 +543,10 @@ impl Wal {
         }
         Ok(Staged {
             value: (),
-            seq: state.last_seq,
-            shared: Arc::clone(&self.shared),
+            wait: Wait::Log {
+                seq: state.last_seq,
+                shared: Arc::clone(&self.shared),
+            },
         })
     }
 
@@ -565,13 +679,17 @@ impl Wal {
     }
 
     fn mark_closed(&self) {
-        self.shared.lock().closed = true;
+        let mut state = self.shared.lock();
+        state.closed = true;
+        if let Some(leader) = &mut state.leader {
+            leader.abandon(&StoreError::Closed);
+        }
+        drop(state);
         self.shared.flusher_wake.notify_all();
         self.shared.checkpointer_wake.notify_all();
     }
 }
 
-/// Resolves once record `seq` and every one before it is on disk and in sled.
 /// Whether a wait for durability asks the flusher for a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncRequest {
@@ -871,4 +989,9 @@ fn log_error(path: &Path, doing: &str, e: &std::io::Error) -> StoreError {
         detail: format!("{doing}: {e}"),
         full: is_full(e),
     }
+}
+
+/// What replication does with the entry `op` changes.
+fn replica_class(op: &Op) -> crate::store::replica::Class {
+    crate::store::replica::classify(op.tree, &op.key)
 }

@@ -57,6 +57,35 @@ impl Pending {
     }
 }
 
+/// What a transaction reads before sled: the changes of an app's leader on their way to etcd
+/// (cluster mode, `leader`), then the log's.
+///
+/// A leader's write is staged on top of everything this replica holds, so its next write must
+/// see it first. The copy's writes (what etcd committed, on its way to sled) read the log's
+/// pending changes only: they must see what this replica holds, not what a leader hopes to
+/// commit (a leader's pending removal would hide the key the copy is removing).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Overlay<'a> {
+    pub leader: Option<&'a Pending>,
+    pub log: &'a Pending,
+}
+
+impl<'a> Overlay<'a> {
+    /// The pending value of `key`, the leader's first: `None` if nothing is pending,
+    /// `Some(None)` if it was removed.
+    pub fn get(&self, tree: TreeId, key: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.leader
+            .and_then(|leader| leader.get(tree, key))
+            .or_else(|| self.log.get(tree, key))
+    }
+
+    /// The greatest key with a pending change in `tree`, in either.
+    pub fn last_key(&self, tree: TreeId) -> Option<&'a [u8]> {
+        let leader = self.leader.and_then(|leader| leader.last_key(tree));
+        leader.max(self.log.last_key(tree))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

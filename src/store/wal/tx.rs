@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 
 use sled::IVec;
 
-use super::overlay::Pending;
+use super::overlay::Overlay;
 use super::record::{Op, TreeId};
 use crate::store::{BindingRecord, StoreError, keys};
 
@@ -114,20 +114,19 @@ impl Trees {
         Ok(())
     }
 
-    /// Runs `f` once over a [`Tx`] that reads `pending` changes before sled, and returns its
-    /// result with the changes it made (none if it failed).
-    /// Runs `f` as one transaction over `pending` and sled; its value and changes. The feed's
-    /// next number (`next_change`, the log's) moves on only if `f` succeeds.
+    /// Runs `f` once as one transaction that reads the `overlay` of pending changes before
+    /// sled; its value and the changes it made (none if it failed). The feed's next number
+    /// (`next_change`, the log's) moves on only if `f` succeeds.
     pub(super) fn transact<T, E>(
         &self,
-        pending: &Pending,
+        overlay: Overlay<'_>,
         next_change: &mut Option<u64>,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<(T, Vec<Op>), E> {
         let ops = RefCell::new(Vec::new());
         let tree = |id| TxTree {
             trees: self,
-            pending,
+            overlay,
             id,
             ops: &ops,
         };
@@ -162,7 +161,7 @@ impl Trees {
 /// writes are recorded as [`Op`]s.
 pub(in crate::store) struct TxTree<'a> {
     trees: &'a Trees,
-    pending: &'a Pending,
+    overlay: Overlay<'a>,
     id: TreeId,
     ops: &'a RefCell<Vec<Op>>,
 }
@@ -180,7 +179,7 @@ impl TxTree<'_> {
         if let Some(value) = own {
             return Ok(value.map(IVec::from));
         }
-        match self.pending.get(self.id, key) {
+        match self.overlay.get(self.id, key) {
             Some(value) => Ok(value.map(IVec::from)),
             None => Ok(self.trees.tree(self.id).get(key)?),
         }
@@ -202,7 +201,7 @@ impl TxTree<'_> {
             .filter(|op| op.tree == self.id)
             .map(|op| op.key.clone())
             .max();
-        let pending = self.pending.last_key(self.id).map(<[u8]>::to_vec);
+        let pending = self.overlay.last_key(self.id).map(<[u8]>::to_vec);
         let durable = self
             .trees
             .tree(self.id)
