@@ -401,7 +401,7 @@ async fn sms_are_stored_once_per_identifier_and_mode_with_their_segments() {
 #[tokio::test]
 async fn a_number_the_platform_holds_is_not_handed_out_until_it_is_normal_again() {
     let f = Fixture::new().await;
-    let app = Arc::clone(f.pool.app("calls").unwrap());
+    let app = f.pool.app("calls").unwrap();
     let status = |code: &str| NumInfo {
         number: X.into(),
         status: code.into(),

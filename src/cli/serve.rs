@@ -73,10 +73,11 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
     );
     if let Some(cluster) = &config.cluster {
         println!(
-            "[cluster]: node {:?} on {} etcd endpoint(s); `xpool serve` refuses it: cluster \
-             serving is not in this build yet (`xpool cluster status` uses it)",
+            "[cluster]: node {:?} on {} etcd endpoint(s), advertised at {}; apps are served \
+             where this replica leads them (docs/cluster.md)",
             cluster.node_id,
-            cluster.etcd_endpoints.len()
+            cluster.etcd_endpoints.len(),
+            cluster.advertise_addr
         );
     }
     Ok(())

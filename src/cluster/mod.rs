@@ -11,8 +11,10 @@
 //! - [`copy`] and [`keys`]: every replica's local store following what the leaders write to
 //!   etcd (the store side is `store::replica`).
 //!
-//! Serving with `[cluster]` is refused until the leader's write path and the wiring of
-//! leadership to the pools land ([`refuse_serving`]).
+//! - [`writer`]: the leader's write path, fenced by the term (the store side is
+//!   `store::wal::leader`).
+//!
+//! The daemon wires them together in `daemon::cluster`.
 
 mod campaign;
 pub mod copy;
@@ -107,20 +109,6 @@ pub fn etcd_client(config: &ClusterConfig, timeout: Duration) -> Result<xpool_et
         .as_ref()
         .map(|c| xpool_etcd::Credentials::new(&c.username, c.password.expose()));
     Ok(xpool_etcd::Client::new(etcd)?)
-}
-
-/// Refuses to serve with `[cluster]`: membership and leadership exist, but the store does not
-/// replicate through etcd yet, and serving as if it did would lose writes on failover.
-pub fn refuse_serving(cluster: Option<&ClusterConfig>) -> anyhow::Result<()> {
-    if let Some(cluster) = cluster {
-        anyhow::bail!(
-            "[cluster] is set (node_id {:?}), but cluster serving is not in this build yet: \
-             the store does not replicate through etcd (docs/cluster.md). Remove [cluster] to \
-             serve as a single node; `xpool cluster status` already uses the section",
-            cluster.node_id
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ pub struct ClusterConfig {
     pub etcd_endpoints: Vec<String>,
     /// This replica's id: unique in the cluster, `[A-Za-z0-9._-]{1,64}`.
     pub node_id: String,
-    /// `host:port` at which the other replicas reach this one's gRPC listener.
+    /// `host:port` at which the other replicas reach this one's gRPC listener; port 0 stands
+    /// for the port the listener bound.
     pub advertise_addr: String,
     /// TTL of this replica's etcd lease: how long a dead replica keeps its apps (2 to 60).
     pub lease_ttl_seconds: u64,
@@ -208,8 +209,9 @@ fn check_host_port(addr: &str) -> Result<(), String> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| bad("is not host:port (e.g. xpool-0.xpool:50051)"))?;
-    if port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(bad("has no valid port (1 to 65535)"));
+    // Port 0: the port the gRPC listener bound (with `server.listen` on port 0, in tests).
+    if port.parse::<u16>().is_err() {
+        return Err(bad("has no valid port (0 to 65535)"));
     }
     let host = host
         .strip_prefix('[')

@@ -3,6 +3,7 @@
 //! until shutdown, then stops every task it started and closes the store.
 
 mod admin;
+mod cluster;
 pub mod connections;
 mod gauges;
 mod measure;
@@ -57,14 +58,16 @@ pub struct Daemon {
     /// A listener bound by the caller for the push receiver (see
     /// [`Daemon::with_push_listener`]); taken when serving starts.
     push_listener: Option<tokio::net::TcpListener>,
+    /// Cluster mode (`[cluster]`): this replica's membership, copy, writer and leadership;
+    /// taken at stop.
+    cluster: std::sync::Mutex<Option<cluster::ClusterNode>>,
 }
 
 impl Daemon {
     /// Opens the store and the pool, adds the configured numbers and wires the jobs; starts
     /// no task and binds nothing. On an error the store is closed again. Refuses a config
-    /// with `[cluster]` before opening anything: cluster serving is not in this build yet.
+    /// With `[cluster]` the pool serves no app until this replica leads it (see `cluster`).
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        crate::cluster::refuse_serving(config.cluster.as_ref())?;
         let store = Arc::new(
             Store::open(&StoreOptions {
                 path: config.store.path.clone(),
@@ -164,7 +167,40 @@ impl Daemon {
             tasks,
             connections,
             push_listener: None,
+            cluster: std::sync::Mutex::default(),
         })
+    }
+
+    /// Cluster mode: joins the cluster once the gRPC listener is bound at `bound` (the
+    /// address other replicas forward to, unless `advertise_addr` names another), so that no
+    /// app is led before this replica can answer for it.
+    async fn join_cluster(&self, bound: std::net::SocketAddr) -> anyhow::Result<()> {
+        let Some(cluster) = &self.config.cluster else {
+            return Ok(());
+        };
+        let mut cluster = cluster.clone();
+        if cluster.advertise_addr.ends_with(":0") {
+            cluster.advertise_addr = bound.to_string();
+        }
+        let node = cluster::ClusterNode::start(
+            &cluster,
+            &self.config,
+            &self.store,
+            &self.pool,
+            &self.tasks,
+            &self.cancel,
+        )
+        .await?;
+        *self
+            .cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
+        Ok(())
+    }
+
+    /// Whether this daemon is a replica of a cluster (`[cluster]`).
+    pub fn is_clustered(&self) -> bool {
+        self.config.cluster.is_some()
     }
 
     /// Serves the push receiver on `listener`, bound already (a test's port 0, whose address
@@ -205,12 +241,20 @@ impl Daemon {
     fn start_jobs(&self) {
         self.tasks
             .spawn(self.expiry.clone().run(self.cancel.clone()));
-        self.tasks
-            .spawn(self.retention.clone().run(self.cancel.clone()));
-        let call_log = jobs::CallLogRetention {
-            calls: Arc::clone(&self.calls),
-        };
-        self.tasks.spawn(call_log.run(self.cancel.clone()));
+        if self.is_clustered() {
+            // Their writes name no app yet, so they cannot go through a leader's term.
+            tracing::warn!(
+                "cluster mode: retention of released bindings and of call records does not \
+                 run in this build (docs/cluster.md)"
+            );
+        } else {
+            self.tasks
+                .spawn(self.retention.clone().run(self.cancel.clone()));
+            let call_log = jobs::CallLogRetention {
+                calls: Arc::clone(&self.calls),
+            };
+            self.tasks.spawn(call_log.run(self.cancel.clone()));
+        }
         let worker = jobs::ReconcileWorker {
             reconciler: Arc::clone(&self.reconciler),
         };
@@ -240,6 +284,15 @@ impl Daemon {
 
     /// Cancels every task, waits for them at most `bound`, and closes the store.
     async fn stop(&self, bound: Duration) -> anyhow::Result<()> {
+        let node = self
+            .cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(node) = node {
+            // Resign first, so that another replica takes the apps at once.
+            node.stop().await;
+        }
         self.cancel.cancel();
         self.tasks.close();
         if tokio::time::timeout(bound, self.tasks.wait())
@@ -252,7 +305,9 @@ impl Daemon {
                 "background tasks did not stop in time; closing the store anyway"
             );
         }
-        if let Err(e) = self.pool.note_table_sizes().await {
+        if !self.is_clustered()
+            && let Err(e) = self.pool.note_table_sizes().await
+        {
             tracing::warn!(error = %e, "cannot note the index's size for the next start-up");
         }
         self.store.close().await.context("flushing the store")
@@ -277,6 +332,15 @@ async fn open_pool(
         config.store.released_retention(),
         config.store.request_id_retention(),
     );
+    if config.cluster.is_some() {
+        // Apps are served (and their configured numbers added) as this replica leads them.
+        return Ok(Arc::new(Pool::standby(
+            Arc::clone(store),
+            setups,
+            clock,
+            retention,
+        )?));
+    }
     let pool = Pool::open(Arc::clone(store), setups, clock, retention)?;
     add_configured_numbers(&pool, config).await?;
     Ok(Arc::new(pool))

@@ -116,6 +116,7 @@ impl Daemon {
         self.start_receiver(push_listener, stop_serving.clone())
             .await?;
         let addr = listener.local_addr()?;
+        self.join_cluster(addr).await?;
         let limits = ConnectionLimits::from_config(server_config)
             .within_fd_limit(connections::open_file_limit());
         let keepalive = (server_config.http2_keepalive_interval_seconds > 0)
@@ -356,6 +357,15 @@ impl Daemon {
             })?,
             (None, None) => return Ok(()),
         };
+        if self.is_clustered() {
+            // Its records are written without an app's term, which cluster mode refuses.
+            tracing::warn!(
+                addr = %listener.local_addr()?,
+                "cluster mode: the push receiver (platform callbacks, X-mode routing) is not \
+                 served in this build (docs/cluster.md)"
+            );
+            return Ok(());
+        }
         tracing::info!(
             addr = %listener.local_addr()?,
             allow_from = ?self.config.callbacks.allow_from,

@@ -26,7 +26,7 @@ impl Numbers {
     }
 
     /// The pool of the app a request names.
-    fn app(&self, app: &str) -> Result<&Arc<AppPool>, PoolError> {
+    fn app(&self, app: &str) -> Result<Arc<AppPool>, PoolError> {
         required("app", app)?;
         self.pool.app(app)
     }

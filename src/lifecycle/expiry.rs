@@ -102,6 +102,7 @@ impl Pool {
         let mut batches: HashMap<&str, Vec<BindingRecord>> = HashMap::new();
         let mut staged: Vec<(Arc<super::AppPool>, StagedExpiry)> = Vec::new();
         let mut failed = None;
+        let apps = self.served();
         for id in due {
             if started.elapsed() > policy.round_budget {
                 round.more = true;
@@ -110,7 +111,7 @@ impl Pool {
             let Some(rec) = self.store.get_binding(&id)? else {
                 continue;
             };
-            let Some((name, app)) = self.apps.get_key_value(rec.app.as_str()) else {
+            let Some((name, app)) = apps.get_key_value(rec.app.as_str()) else {
                 continue;
             };
             let Some(acts_at) = policy.acts_at(&rec) else {
@@ -147,7 +148,7 @@ impl Pool {
         }
         if failed.is_none() {
             for (name, batch) in batches.into_iter().filter(|(_, b)| !b.is_empty()) {
-                if let Err(e) = stage(&self.apps[name], &batch, policy, now_ms, &mut staged).await {
+                if let Err(e) = stage(&apps[name], &batch, policy, now_ms, &mut staged).await {
                     failed = Some(e);
                     break;
                 }

@@ -126,7 +126,7 @@ impl Fixture {
         self.stored(b).state
     }
 
-    fn rides(&self) -> &Arc<AppPool> {
+    fn rides(&self) -> Arc<AppPool> {
         self.pool.app("rides").unwrap()
     }
 
@@ -233,7 +233,7 @@ async fn a_binding_released_rebound_or_given_a_later_deadline_meanwhile_is_left_
         .await
         .unwrap();
 
-    let app = Arc::clone(f.rides());
+    let app = f.rides();
     let staged = app
         .stage_expiry(&read, &policy(), f.clock.now_ms())
         .unwrap();
@@ -285,7 +285,7 @@ async fn an_ax_binding_given_a_later_deadline_after_the_round_read_it_is_left_al
         .await
         .unwrap();
 
-    let app = Arc::clone(f.rides());
+    let app = f.rides();
     let now = f.clock.now_ms();
     assert!(!app.expire_ax(read_kept, &policy(), now).await.unwrap());
     assert!(app.expire_ax(read_gone, &policy(), now).await.unwrap());

@@ -44,7 +44,7 @@ mod route;
 mod upstream_calls;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 pub use crate::alloc::{AreaStats, NumberState, NumberStatus, NumberView, Rules};
 pub use crate::platform::options::{CallDirection, CallField, CallOptions};
@@ -71,11 +71,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn read_lock<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Every app's pool, over one store.
 #[derive(Debug)]
 pub struct Pool {
     store: Arc<Store>,
-    apps: HashMap<String, Arc<AppPool>>,
+    /// The pools of the apps served here: every configured app on a single node; in cluster
+    /// mode the apps this replica leads (see [`Pool::lead`]).
+    apps: RwLock<HashMap<String, Arc<AppPool>>>,
+    /// Every configured app's setup, for [`Pool::lead`].
+    setups: HashMap<String, AppSetup>,
+    /// What every app's pool shares.
+    shared: app::Shared,
     /// Signalled whenever a binding's deadline is written (see [`Pool::deadlines`]).
     deadlines: Arc<tokio::sync::Notify>,
     /// True while expiry rounds find more due than one round takes (a burst): set by
@@ -108,30 +122,45 @@ impl Pool {
         retention: RetentionPolicy,
         rebuild: impl FnOnce(&Store, &HashMap<String, Arc<AppPool>>, i64) -> Result<(), PoolError>,
     ) -> Result<Pool, PoolError> {
+        let mut pool = Pool::standby(store, setups, clock, retention)?;
+        let mut apps = HashMap::new();
+        for setup in pool.setups.values() {
+            let app = AppPool::new(setup.clone(), pool.shared.clone(), None)?;
+            apps.insert(setup.name.clone(), Arc::new(app));
+        }
+        rebuild(&pool.store, &apps, clock.now_ms())?;
+        pool.apps = RwLock::new(apps);
+        Ok(pool)
+    }
+
+    /// Cluster mode: a pool that serves no app until this replica leads it ([`Pool::lead`]).
+    pub fn standby(
+        store: Arc<Store>,
+        setups: Vec<AppSetup>,
+        clock: &Arc<dyn Clock>,
+        retention: RetentionPolicy,
+    ) -> Result<Pool, PoolError> {
         let deadlines = Arc::new(tokio::sync::Notify::new());
         let (expiring, _) = tokio::sync::watch::channel(false);
         let retention = retention::Retention::new(retention);
-        let mut apps = HashMap::new();
-        for setup in setups {
-            let name = setup.name.clone();
-            let shared = app::Shared {
-                store: Arc::clone(&store),
-                clock: Arc::clone(clock),
-                deadlines: Arc::clone(&deadlines),
-                expiring: expiring.subscribe(),
-                retention: retention.clone(),
-            };
-            apps.insert(name, Arc::new(AppPool::new(setup, shared)?));
-        }
-        let cool_down_kept_ms = apps
-            .values()
-            .map(|app| app.cool_down_kept_ms())
+        let shared = app::Shared {
+            store: Arc::clone(&store),
+            clock: Arc::clone(clock),
+            deadlines: Arc::clone(&deadlines),
+            expiring: expiring.subscribe(),
+            retention: retention.clone(),
+        };
+        let cool_down_kept_ms = setups
+            .iter()
+            .map(|setup| app::cool_down_kept_ms(&setup.rules))
             .max()
             .unwrap_or(0);
-        rebuild(&store, &apps, clock.now_ms())?;
+        let setups = setups.into_iter().map(|s| (s.name.clone(), s)).collect();
         Ok(Pool {
             store,
-            apps,
+            apps: RwLock::default(),
+            setups,
+            shared,
             deadlines,
             expiring,
             adding: tokio::sync::Mutex::new(()),
@@ -140,10 +169,71 @@ impl Pool {
         })
     }
 
+    /// Cluster mode: starts serving app `name` under `term`, its pool rebuilt from the store
+    /// (which must have applied every revision up to the term's start), and resolves what an
+    /// earlier leader left open. Replaces a pool of an earlier term.
+    pub async fn lead(&self, name: &str, term: Arc<store::Term>) -> Result<(), PoolError> {
+        let setup = self
+            .setups
+            .get(name)
+            .ok_or_else(|| PoolError::unknown_app(name))?;
+        let app = Arc::new(AppPool::new(
+            setup.clone(),
+            self.shared.clone(),
+            Some(term),
+        )?);
+        let one = HashMap::from([(name.to_owned(), Arc::clone(&app))]);
+        restore::restore(&self.store, &one, self.shared.clock.now_ms())?;
+        let open: Vec<BindingRecord> = self
+            .store
+            .open_bindings()?
+            .into_iter()
+            .filter(|b| b.app == name)
+            .collect();
+        write_lock(&self.apps).insert(name.to_owned(), Arc::clone(&app));
+        let left = app.recover(open).await;
+        if left > 0 {
+            tracing::warn!(
+                app = name,
+                left,
+                "bindings left open by an earlier leader are still unresolved; retried in the background"
+            );
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: stops serving app `name` (this replica no longer leads it). Calls already
+    /// inside its pool finish against the old term, whose writes etcd refuses.
+    pub fn step_down(&self, name: &str) -> bool {
+        write_lock(&self.apps).remove(name).is_some()
+    }
+
+    /// Whether `term`'s app is served here under that term.
+    pub fn serves_term(&self, term: &store::Term) -> bool {
+        read_lock(&self.apps)
+            .get(&term.app)
+            .is_some_and(|app| app.term().is_some_and(|t| **t == *term))
+    }
+
+    /// Whether app `name` is served here.
+    pub fn serves(&self, name: &str) -> bool {
+        read_lock(&self.apps).contains_key(name)
+    }
+
+    /// Whether `name` is a configured app.
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.setups.contains_key(name)
+    }
+
+    /// The pools of the apps served now.
+    fn served(&self) -> HashMap<String, Arc<AppPool>> {
+        read_lock(&self.apps).clone()
+    }
+
     /// At a clean stop, after the last write: notes the size of every app's tables, so the
     /// next start-up sizes them at once (see `restore::TableSizes`).
     pub async fn note_table_sizes(&self) -> Result<(), PoolError> {
-        Ok(restore::note_sizes(&self.store, &self.apps).await?)
+        Ok(restore::note_sizes(&self.store, &self.served()).await?)
     }
 
     /// Resolves what a crash or a lost answer left open: PENDING reservations are looked up on
@@ -165,8 +255,9 @@ impl Pool {
             }
         }
         let mut left = 0;
+        let apps = self.served();
         for (name, open) in by_app {
-            match self.apps.get(&name) {
+            match apps.get(&name) {
                 Some(app) => left += app.recover(open).await,
                 None => tracing::warn!(app = %name, "open bindings of an app no longer configured"),
             }
@@ -175,9 +266,10 @@ impl Pool {
     }
 
     /// The pool of app `name`.
-    pub fn app(&self, name: &str) -> Result<&Arc<AppPool>, PoolError> {
-        self.apps
+    pub fn app(&self, name: &str) -> Result<Arc<AppPool>, PoolError> {
+        read_lock(&self.apps)
             .get(name)
+            .cloned()
             .ok_or_else(|| PoolError::unknown_app(name))
     }
 
@@ -256,7 +348,7 @@ impl Pool {
 
     /// The configured app other than `app` that holds `number` (in any state but removed).
     fn owner_elsewhere(&self, app: &str, number: &str) -> Result<Option<&str>, PoolError> {
-        for other in self.apps.keys().filter(|name| name.as_str() != app) {
+        for other in self.setups.keys().filter(|name| name.as_str() != app) {
             let held = self
                 .store
                 .get_number(other, number)?
@@ -269,13 +361,25 @@ impl Pool {
     }
 
     /// Every app's pool.
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<AppPool>> {
-        self.apps.values()
+    pub fn apps(&self) -> impl Iterator<Item = Arc<AppPool>> + use<> {
+        self.served().into_values()
     }
 
     /// The app that holds number `x` (not removed), if any.
-    pub fn app_of_number(&self, x: &str) -> Option<&Arc<AppPool>> {
-        self.apps.values().find(|app| app.has_number(x))
+    pub fn app_of_number(&self, x: &str) -> Option<Arc<AppPool>> {
+        read_lock(&self.apps)
+            .values()
+            .find(|app| app.has_number(x))
+            .cloned()
+    }
+
+    /// Refuses an app that is not configured (reads of the store need no pool of the app).
+    fn check_configured(&self, name: &str) -> Result<(), PoolError> {
+        if self.is_configured(name) {
+            Ok(())
+        } else {
+            Err(PoolError::unknown_app(name))
+        }
     }
 
     /// Notified when a deadline is written; the expiry job waits on it.
@@ -321,7 +425,7 @@ impl Pool {
         let found = match key {
             BindingKey::Id(id) => self.store.get_binding(&store::BindingId::from(*id))?,
             BindingKey::Request { app, request_id } => {
-                self.app(app)?;
+                self.check_configured(app)?;
                 self.store.binding_by_request(app, request_id)?
             }
         };
@@ -348,7 +452,7 @@ impl Pool {
         limit: usize,
     ) -> Result<(Vec<Binding>, Option<BindingId>), PoolError> {
         if let Some(app) = &filter.app {
-            self.app(app)?;
+            self.check_configured(app)?;
         }
         let keep = |b: &BindingRecord| {
             filter.app.as_ref().is_none_or(|a| &b.app == a)

@@ -116,7 +116,7 @@ impl Pool {
             message: e.to_string(),
             ..Default::default()
         };
-        let apps: Vec<&Arc<AppPool>> = match &opts.app {
+        let apps: Vec<Arc<AppPool>> = match &opts.app {
             Some(name) => vec![self.app(name).map_err(|e| stopped(name, e))?],
             None => {
                 let mut all: Vec<_> = self.apps().collect();

@@ -4,7 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
 mod common;
 mod leadership;
 mod membership;
+mod serve;
 mod status;

@@ -207,35 +207,3 @@ async fn the_binary_prints_the_status_and_fails_clearly_without_etcd() {
     })
     .await;
 }
-
-#[tokio::test]
-async fn serve_refuses_a_cluster_config_before_opening_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &["http://127.0.0.1:2379".to_owned()]);
-    let out = xpool(&["serve", "--config", config.to_str().unwrap()]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("cluster serving is not in this build yet"),
-        "{stderr}"
-    );
-    assert!(
-        !dir.path().join("data").exists(),
-        "the store must not be opened"
-    );
-    let out = xpool(&[
-        "serve",
-        "--check-config",
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    let note = "[cluster]: node \"cli\" on 1 etcd endpoint(s); `xpool serve` refuses it";
-    assert!(stdout.contains(note), "{stdout}");
-
-    let out = xpool(&["cluster", "status"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no [cluster] section"));
-}

@@ -27,12 +27,14 @@ use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
-use crate::store::{BindingRecord, NumberRecord, NumberState, SlotView, Staged, Store, Tx};
+use crate::store::{
+    BindingRecord, Lane, NumberRecord, NumberState, SlotView, Staged, Store, Term, Tx,
+};
 use crate::upstream::{AppClient, Circuit, UpstreamError};
 use axyb_steps::{AxybSteps, Steps};
 
 /// Everything needed to open an app's pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AppSetup {
     pub name: String,
     pub rules: Rules,
@@ -99,6 +101,7 @@ pub struct PlatformInfo {
 }
 
 /// What every app's pool shares with the others.
+#[derive(Debug, Clone)]
 pub(super) struct Shared {
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
@@ -139,10 +142,27 @@ pub struct AppPool {
     routes: Option<Mutex<Routes>>,
     /// AXYB: one bind or search at a time per party A talks to the platform.
     axyb_steps: AxybSteps,
+    /// Cluster mode: the term of this replica's leadership of the app (see [`AppPool::lane`]).
+    term: Option<Arc<Term>>,
+}
+
+/// How long a binding of an app with `rules` must be kept after it left service, for its
+/// slot's cool-down to survive a restart (see [`AppPool::cool_down_kept_ms`]).
+pub(super) fn cool_down_kept_ms(rules: &Rules) -> i64 {
+    match rules.mode {
+        Mode::Ax | Mode::Axe => rules.cool_down_ms.max(0),
+        _ => 0,
+    }
 }
 
 impl AppPool {
-    pub(super) fn new(setup: AppSetup, shared: Shared) -> Result<Self, PoolError> {
+    /// The pool of `setup`'s app; `term`: in cluster mode, the term of this replica's
+    /// leadership of it, under which its writes go to etcd.
+    pub(super) fn new(
+        setup: AppSetup,
+        shared: Shared,
+        term: Option<Arc<Term>>,
+    ) -> Result<Self, PoolError> {
         let Shared {
             store,
             clock,
@@ -169,6 +189,7 @@ impl AppPool {
             cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel, expiring)),
             retention,
             routes: (mode == Mode::X).then(Mutex::default),
+            term,
         })
     }
 
@@ -176,9 +197,20 @@ impl AppPool {
     /// cool-down to survive a restart: the record is what restores it (AX numbers, AXE
     /// extensions); 0 for the other modes.
     pub(in crate::lifecycle) fn cool_down_kept_ms(&self) -> i64 {
-        match self.rules.mode {
-            Mode::Ax | Mode::Axe => self.rules.cool_down_ms.max(0),
-            _ => 0,
+        cool_down_kept_ms(&self.rules)
+    }
+
+    /// Cluster mode: the term of this replica's leadership under which the pool serves.
+    pub fn term(&self) -> Option<&Arc<Term>> {
+        self.term.as_ref()
+    }
+
+    /// Where the app's writes go: the local log, or in cluster mode etcd under this
+    /// replica's term.
+    pub(in crate::lifecycle) fn lane(&self) -> Lane<'_> {
+        match &self.term {
+            Some(term) => Lane::Leader(term),
+            None => Lane::Local,
         }
     }
 
@@ -289,7 +321,7 @@ impl AppPool {
         let staged = {
             let mut index = self.index();
             let now = self.clock.now_ms();
-            let staged = self.store.stage(|t| {
+            let staged = self.store.stage_in(self.lane(), |t| {
                 let value = tx(t, &mut index)?;
                 let changes = t.take_binding_changes();
                 let news: Vec<_> = changes

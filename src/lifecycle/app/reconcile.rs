@@ -90,14 +90,17 @@ impl AppPool {
             if whole_pool && !opts.dry_run {
                 // Only a hint where to resume: it becomes durable with the next write that is
                 // awaited (this run's, or anyone's), and losing it redoes a few numbers.
-                let progress = self
-                    .store
-                    .stage(|tx| tx.put_meta(&progress_key(&self.name), x.as_bytes()))?;
+                let progress = self.store.stage_in(self.lane(), |tx| {
+                    tx.put_meta(&progress_key(&self.name), x.as_bytes())
+                })?;
                 drop(progress);
             }
         }
         if whole_pool && !opts.dry_run {
-            self.store.delete_meta(&progress_key(&self.name)).await?;
+            let key = progress_key(&self.name);
+            self.store
+                .commit_in(self.lane(), |tx| tx.delete_meta(&key))
+                .await?;
         }
         Ok(())
     }
