@@ -10,12 +10,15 @@
 //! - [`status`]: what `xpool cluster status` shows.
 //! - [`copy`] and [`keys`]: every replica's local store following what the leaders write to
 //!   etcd (the store side is `store::replica`).
+//! - [`forward`]: the tower layer that sends a call about an app this replica does not lead to
+//!   the app's leader, for every method, with no code per RPC.
 //!
 //! Serving with `[cluster]` is refused until the leader's write path and the wiring of
 //! leadership to the pools land ([`refuse_serving`]).
 
 mod campaign;
 pub mod copy;
+pub mod forward;
 pub mod keys;
 pub mod leadership;
 pub mod membership;
