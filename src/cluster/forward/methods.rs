@@ -106,6 +106,13 @@ impl Methods {
         self.by_path.get(path)
     }
 
+    /// These methods and `method` at `path` (a test routes a method the API does not).
+    #[cfg(test)]
+    pub(super) fn with(mut self, path: &str, method: Method) -> Methods {
+        self.by_path.insert(path.to_owned(), method);
+        self
+    }
+
     /// Every routed method, by path.
     #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &Method)> {

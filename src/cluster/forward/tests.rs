@@ -10,7 +10,7 @@ use http_body::Body as _;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic_types::StatusExt as _;
 
@@ -18,6 +18,8 @@ use super::*;
 use crate::grpc::pb;
 use crate::grpc::pb::binding_service_client::BindingServiceClient;
 use crate::grpc::pb::binding_service_server::{BindingService, BindingServiceServer};
+use crate::grpc::pb::reconcile_service_client::ReconcileServiceClient;
+use crate::grpc::pb::reconcile_service_server::{ReconcileService, ReconcileServiceServer};
 
 /// Generous: only "did not hang".
 const WAIT: Duration = Duration::from_secs(20);
@@ -436,6 +438,7 @@ impl BindingService for Fake {
 
 /// A leader and a follower (with the layer) on loopback, and a client of the follower.
 struct Pair {
+    follower_addr: String,
     leader: Arc<Mutex<Vec<Seen>>>,
     follower: Arc<Mutex<Vec<Seen>>>,
     table: Arc<Table>,
@@ -483,7 +486,8 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
     let servers = vec![
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(BindingServiceServer::new(leader))
+                .add_service(BindingServiceServer::new(leader.clone()))
+                .add_service(ReconcileServiceServer::new(leader))
                 .serve_with_incoming_shutdown(
                     TcpIncoming::from(leader_listener),
                     stop.clone().cancelled_owned(),
@@ -491,20 +495,24 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
         ),
         tokio::spawn(
             tonic::transport::Server::builder()
-                .layer(Forward::new(
+                .layer(watch_runs_by_id(Forward::new(
                     Arc::clone(&table) as Arc<dyn Router>,
                     "follower".into(),
                     None,
-                ))
-                .add_service(BindingServiceServer::new(follower))
+                )))
+                .add_service(BindingServiceServer::new(follower.clone()))
+                .add_service(ReconcileServiceServer::new(follower))
                 .serve_with_incoming_shutdown(
                     TcpIncoming::from(follower_listener),
                     stop.clone().cancelled_owned(),
                 ),
         ),
     ];
-    let client = BindingServiceClient::connect(follower_addr).await.unwrap();
+    let client = BindingServiceClient::connect(follower_addr.clone())
+        .await
+        .unwrap();
     Pair {
+        follower_addr,
         leader: leader_seen,
         follower: follower_seen,
         table,
@@ -812,5 +820,98 @@ async fn an_unavailable_route_is_unavailable_with_its_reason() {
         "{status:?}"
     );
     assert!(p.leader_saw().is_empty() && p.follower_saw().is_empty());
+    p.stop().await;
+}
+
+/// The layer, also routing WatchReconcileRun by its `run_id` as if it were an app: no routed
+/// method of the API streams its answer and names an app, so this one stands in for them.
+fn watch_runs_by_id(mut forward: Forward) -> Forward {
+    let methods = Methods::from_descriptors(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+        .unwrap()
+        .with(
+            "/xpool.v1.ReconcileService/WatchReconcileRun",
+            Method {
+                app: Some(1),
+                binding_id: None,
+                kind: CallKind::Write,
+            },
+        );
+    forward.methods = Arc::new(methods);
+    forward
+}
+
+/// The fake's reconciliation runs: only WatchReconcileRun answers, with three runs named
+/// `<node>-1`…`<node>-3` and trailing metadata `x-ended-by: <node>`.
+#[tonic::async_trait]
+impl ReconcileService for Fake {
+    async fn reconcile(
+        &self,
+        _: tonic::Request<pb::ReconcileRequest>,
+    ) -> Result<tonic::Response<pb::ReconcileRun>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_reconcile_run(
+        &self,
+        _: tonic::Request<pb::GetReconcileRunRequest>,
+    ) -> Result<tonic::Response<pb::ReconcileRun>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_reconcile_runs(
+        &self,
+        _: tonic::Request<pb::ListReconcileRunsRequest>,
+    ) -> Result<tonic::Response<pb::ListReconcileRunsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    type WatchReconcileRunStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::ReconcileRun, Status>>>;
+
+    async fn watch_reconcile_run(
+        &self,
+        req: tonic::Request<pb::WatchReconcileRunRequest>,
+    ) -> Result<tonic::Response<Self::WatchReconcileRunStream>, Status> {
+        self.note("WatchReconcileRun", &req.get_ref().run_id, &req);
+        let mut runs: Vec<_> = (1..=3)
+            .map(|i| {
+                Ok(pb::ReconcileRun {
+                    run_id: format!("{}-{i}", self.node),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let mut end = MetadataMap::new();
+        end.insert("x-ended-by", MetadataValue::from_static(self.node));
+        runs.push(Err(Status::with_metadata(Code::Aborted, "the end", end)));
+        self.answer(tokio_stream::iter(runs))
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_comes_back_message_by_message_with_its_trailers() {
+    let p = pair(vec![]).await;
+    let mut client = ReconcileServiceClient::connect(p.follower_addr.clone())
+        .await
+        .unwrap();
+    for (run, node) in [("a", "leader"), ("b", "follower")] {
+        let watch = pb::WatchReconcileRunRequest { run_id: run.into() };
+        let response = client.watch_reconcile_run(watch).await.unwrap();
+        assert_eq!(served_by(&response), node);
+        let mut stream = response.into_inner();
+        let mut ids = Vec::new();
+        let end = loop {
+            match tokio::time::timeout(WAIT, stream.message()).await.unwrap() {
+                Ok(Some(run)) => ids.push(run.run_id),
+                Ok(None) => panic!("the stream ended without its status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ids, [1, 2, 3].map(|i| format!("{node}-{i}")));
+        assert_eq!((end.code(), end.message()), (Code::Aborted, "the end"));
+        let ended_by = end.metadata().get("x-ended-by").unwrap();
+        assert_eq!(ended_by.to_str().unwrap(), node);
+    }
+    assert_eq!(p.leader_saw(), [("WatchReconcileRun", "a".to_owned())]);
     p.stop().await;
 }
