@@ -50,6 +50,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::lifecycle::{PoolError, Reason, quoted};
+use crate::metrics::Metrics;
 use methods::{Method, Methods};
 use wire::FirstFrame;
 
@@ -118,6 +119,8 @@ pub struct Forward {
     methods: Arc<Methods>,
     client_tls: Option<ClientTlsConfig>,
     max_message: usize,
+    /// Counts the calls for apps another replica leads (`xpool_forwarded_calls_total`).
+    metrics: Option<Arc<Metrics>>,
     /// One lazily connected channel per leader address, kept for the life of the layer (the
     /// addresses are the cluster's few replicas); a channel reconnects by itself.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
@@ -144,6 +147,7 @@ impl Forward {
             methods: Arc::new(methods),
             client_tls,
             max_message: DEFAULT_MAX_MESSAGE,
+            metrics: None,
             channels: Arc::default(),
         }
     }
@@ -154,6 +158,18 @@ impl Forward {
     pub fn max_message_bytes(mut self, max: usize) -> Self {
         self.max_message = max;
         self
+    }
+
+    /// Counts, in `metrics`, what came of each call for an app another replica leads.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, outcome: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.forwarded_call(outcome);
+        }
     }
 }
 
@@ -240,8 +256,14 @@ impl Forward {
         match (route, forwarded_by) {
             (Route::Local, _) => inner.call(req).await,
             (Route::Forward { node_id, .. }, _) if node_id == self.node_id => inner.call(req).await,
-            (route, Some(by)) => Ok(refuse_again(&target, &by, &route).into_http()),
-            (Route::Unavailable(why), None) => Ok(unavailable(&target, why, None).into_http()),
+            (route, Some(by)) => {
+                self.count("refused_loop");
+                Ok(refuse_again(&target, &by, &route).into_http())
+            }
+            (Route::Unavailable(why), None) => {
+                self.count("no_leader");
+                Ok(unavailable(&target, why, None).into_http())
+            }
             (Route::Forward { node_id, addr }, None) => {
                 let deadline = grpc_timeout(req.headers()).map(|t| received + t);
                 Ok(self.forward(req, deadline, &target, &node_id, &addr).await)
@@ -274,6 +296,7 @@ impl Forward {
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                self.count("timed_out");
                 return Status::deadline_exceeded(
                     "the call's deadline passed before it was sent to the app's leader",
                 )
@@ -298,8 +321,12 @@ impl Forward {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), sent).await,
         };
         match answered {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                self.count("forwarded");
+                response
+            }
             Ok(Err(e)) => {
+                self.count("unreachable");
                 tracing::debug!(leader = node_id, addr, error = %e, "a forwarded call failed");
                 let why = format!(
                     "this replica does not lead app {}, and its leader {node_id} could not be \
@@ -309,6 +336,7 @@ impl Forward {
                 unavailable(target, why, Some(node_id)).into_http()
             }
             Err(_) => {
+                self.count("timed_out");
                 tracing::debug!(leader = node_id, addr, "a forwarded call timed out");
                 let why = format!(
                     "this replica does not lead app {}, and its leader {node_id} did not answer \

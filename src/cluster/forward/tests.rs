@@ -439,6 +439,8 @@ impl BindingService for Fake {
 /// A leader and a follower (with the layer) on loopback, and a client of the follower.
 struct Pair {
     follower_addr: String,
+    /// The follower's.
+    metrics: Arc<Metrics>,
     leader: Arc<Mutex<Vec<Seen>>>,
     follower: Arc<Mutex<Vec<Seen>>>,
     table: Arc<Table>,
@@ -483,6 +485,7 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
         ..Table::default()
     });
     let (leader_seen, follower_seen) = (Arc::clone(&leader.seen), Arc::clone(&follower.seen));
+    let metrics = Arc::new(Metrics::default());
     let servers = vec![
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -495,11 +498,14 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
         ),
         tokio::spawn(
             tonic::transport::Server::builder()
-                .layer(watch_runs_by_id(Forward::new(
-                    Arc::clone(&table) as Arc<dyn Router>,
-                    "follower".into(),
-                    None,
-                )))
+                .layer(watch_runs_by_id(
+                    Forward::new(
+                        Arc::clone(&table) as Arc<dyn Router>,
+                        "follower".into(),
+                        None,
+                    )
+                    .metrics(Arc::clone(&metrics)),
+                ))
                 .add_service(BindingServiceServer::new(follower.clone()))
                 .add_service(ReconcileServiceServer::new(follower))
                 .serve_with_incoming_shutdown(
@@ -513,6 +519,7 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
         .unwrap();
     Pair {
         follower_addr,
+        metrics,
         leader: leader_seen,
         follower: follower_seen,
         table,
@@ -523,6 +530,12 @@ async fn pair(apps: Vec<(&str, Route)>) -> Pair {
 }
 
 impl Pair {
+    /// The follower's count of forwarded calls with `outcome`.
+    fn counted(&self, outcome: &'static str) -> u64 {
+        let label = crate::metrics::OutcomeLabel { outcome };
+        self.metrics.forwarded_calls.get_or_create(&label).get()
+    }
+
     fn leader_saw(&self) -> Vec<(&'static str, String)> {
         summary(&self.leader)
     }
@@ -607,6 +620,7 @@ async fn a_write_for_an_app_led_elsewhere_is_answered_by_its_leader() {
             .metadata
             .contains_key("grpc-timeout")
     );
+    assert_eq!(p.counted("forwarded"), 2);
     assert_eq!(
         p.table.asked()[..2],
         [
@@ -742,6 +756,7 @@ async fn a_forwarded_call_is_never_forwarded_again() {
         .insert("xpool-forwarded-by", MetadataValue::from_static("n3"));
     assert_eq!(served_by(&p.client.bind(req).await.unwrap()), "follower");
     assert!(p.leader_saw().is_empty());
+    assert_eq!(p.counted("refused_loop"), 1);
     p.stop().await;
 }
 
@@ -773,6 +788,7 @@ async fn an_unreachable_leader_is_unavailable_at_once() {
             ("LEADER_UNAVAILABLE", "n9")
         );
     }
+    assert_eq!(p.counted("unreachable"), 2);
     p.stop().await;
 }
 
@@ -820,6 +836,7 @@ async fn an_unavailable_route_is_unavailable_with_its_reason() {
         "{status:?}"
     );
     assert!(p.leader_saw().is_empty() && p.follower_saw().is_empty());
+    assert_eq!(p.counted("no_leader"), 1);
     p.stop().await;
 }
 
