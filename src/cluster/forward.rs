@@ -15,8 +15,9 @@
 //!   runs by id, a Reconcile of all apps).
 //! - [`Route::Forward`]: the same HTTP/2 request (path, metadata including `authorization`,
 //!   body) to the leader, over one cached connection per address, with `grpc-timeout` set to
-//!   what is left of the caller's deadline and `xpool-forwarded-by: <this node id>` added. The
-//!   leader's answer (headers, messages, trailers — a stream too) comes back as it is.
+//!   what is left of the caller's deadline (less a margin for the way back: a tenth, at most
+//!   50 ms) and `xpool-forwarded-by: <this node id>` added. The leader's answer (headers,
+//!   messages, trailers — a stream too) comes back as it is.
 //! - [`Route::Unavailable`]: `UNAVAILABLE` `LEADER_UNAVAILABLE` with the router's reason.
 //!
 //! A call is a [`CallKind::Write`] for the methods that change state ([`methods::WRITES`]), else
@@ -293,8 +294,13 @@ impl Forward {
             headers.remove(hop);
         }
         headers.remove(GRPC_TIMEOUT);
+        // The leader gets what is left less a margin, and this replica waits for it until
+        // half the margin is left: the leader's own answer at its deadline (a Bind's
+        // OUTCOME_UNKNOWN) travels back in time, and so does ours when it never answers.
+        let mut wait_until = None;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
+            let margin = hop_margin(left);
             if left.is_zero() {
                 self.count("timed_out");
                 return Status::deadline_exceeded(
@@ -302,7 +308,8 @@ impl Forward {
                 )
                 .into_http();
             }
-            headers.insert(GRPC_TIMEOUT, encode_timeout(left));
+            headers.insert(GRPC_TIMEOUT, encode_timeout(left - margin));
+            wait_until = Some(deadline - margin / 2);
         }
         // Config validation keeps node ids to plain characters; a hop without the header
         // could be forwarded once more.
@@ -316,36 +323,37 @@ impl Forward {
             std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
             channel.call(req).await
         };
-        let answered = match deadline {
+        let answered = match wait_until {
             None => Ok(sent.await),
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), sent).await,
+            Some(until) => tokio::time::timeout_at(until.into(), sent).await,
         };
-        match answered {
+        let error: Box<dyn std::error::Error + Send + Sync> = match answered {
             Ok(Ok(response)) => {
                 self.count("forwarded");
-                response
+                return response;
             }
-            Ok(Err(e)) => {
-                self.count("unreachable");
-                tracing::debug!(leader = node_id, addr, error = %e, "a forwarded call failed");
-                let why = format!(
-                    "this replica does not lead app {}, and its leader {node_id} could not be \
-                     reached or failed the call",
-                    app_of(target),
-                );
-                unavailable(target, why, Some(node_id)).into_http()
-            }
-            Err(_) => {
-                self.count("timed_out");
-                tracing::debug!(leader = node_id, addr, "a forwarded call timed out");
-                let why = format!(
-                    "this replica does not lead app {}, and its leader {node_id} did not answer \
-                     before the call's deadline",
-                    app_of(target),
-                );
-                unavailable(target, why, Some(node_id)).into_http()
-            }
-        }
+            Ok(Err(e)) => e.into(),
+            Err(_) => tonic::TimeoutExpired(()).into(),
+        };
+        // The channel ends a call at its `grpc-timeout` by itself (before `wait_until`).
+        let why = if is_timeout(&*error) {
+            self.count("timed_out");
+            tracing::debug!(leader = node_id, addr, "a forwarded call timed out");
+            format!(
+                "this replica does not lead app {}, and its leader {node_id} did not answer \
+                 before the call's deadline",
+                app_of(target),
+            )
+        } else {
+            self.count("unreachable");
+            tracing::debug!(leader = node_id, addr, error = %error, "a forwarded call failed");
+            format!(
+                "this replica does not lead app {}, and its leader {node_id} could not be \
+                 reached or failed the call",
+                app_of(target),
+            )
+        };
+        unavailable(target, why, Some(node_id)).into_http()
     }
 
     /// The channel to `addr`, made (connecting lazily) on first use.
@@ -369,6 +377,18 @@ impl Forward {
 }
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// Whether `error` is (or was caused by) a deadline that passed.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
 
 fn is_true(value: Option<&HeaderValue>) -> bool {
     value.is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
@@ -411,6 +431,12 @@ fn refuse_again(target: &Target<'_>, by: &str, route: &Route) -> Status {
         app_of(target),
     );
     unavailable(target, why, leader)
+}
+
+/// What a forwarding hop keeps of the `left` of a caller's deadline: a tenth, at most 50 ms
+/// (as a proxy's `grpc-timeout` offset).
+fn hop_margin(left: Duration) -> Duration {
+    (left / 10).min(Duration::from_millis(50))
 }
 
 /// The caller's deadline: its `grpc-timeout`, if valid (at most 8 digits and a unit).
