@@ -368,6 +368,13 @@ impl Forward {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT);
         if addr.starts_with("https://") {
+            if self.client_tls.is_none() {
+                tracing::warn!(
+                    addr,
+                    "a leader's address is https://, but forwarding has no client TLS config: \
+                     its certificate cannot be verified and calls to it fail"
+                );
+            }
             endpoint = endpoint.tls_config(self.client_tls.clone().unwrap_or_default())?;
         }
         let channel = endpoint.connect_lazy();

@@ -106,3 +106,89 @@ impl http_body::Body for Prefixed {
         hint
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of `frames`, polled in order.
+    fn of(frames: Vec<Result<Frame<Bytes>, Status>>) -> Body {
+        struct Frames(std::vec::IntoIter<Result<Frame<Bytes>, Status>>);
+        impl http_body::Body for Frames {
+            type Data = Bytes;
+            type Error = Status;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+                Poll::Ready(self.0.next())
+            }
+        }
+        Body::new(Frames(frames.into_iter()))
+    }
+
+    /// Everything `body` gives: data as `d:<bytes>`, trailers as `t:<names>`, errors `e:<code>`.
+    async fn drain(mut body: Prefixed) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            out.push(match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => format!("d:{}", String::from_utf8_lossy(&data)),
+                    Err(frame) => {
+                        let trailers = frame.into_trailers().unwrap();
+                        let names: Vec<&str> = trailers.keys().map(|k| k.as_str()).collect();
+                        format!("t:{}", names.join(","))
+                    }
+                },
+                Err(status) => format!("e:{:?}", status.code()),
+            });
+        }
+        out
+    }
+
+    fn data(bytes: &'static [u8]) -> Result<Frame<Bytes>, Status> {
+        Ok(Frame::data(Bytes::from_static(bytes)))
+    }
+
+    #[tokio::test]
+    async fn stops_reading_once_the_first_frame_is_whole() {
+        let frames = vec![
+            data(b"\0\0\0"),
+            data(b"\0\x02h"),
+            data(b"i\0"),
+            data(b"rest"),
+        ];
+        let (head, rest) = read_first_frame(of(frames), 1024).await;
+        assert_eq!(&head[..], b"\0\0\0\0\x02hi\0");
+        assert_eq!(drain(rest).await, ["d:\0\0\0\0\x02hi\0", "d:rest"]);
+    }
+
+    #[tokio::test]
+    async fn an_error_or_trailers_while_reading_come_after_the_bytes_read() {
+        let frames = vec![data(b"\0\0\0"), Err(Status::cancelled("reset"))];
+        let (head, rest) = read_first_frame(of(frames), 1024).await;
+        assert_eq!(&head[..], b"\0\0\0");
+        assert_eq!(drain(rest).await, ["d:\0\0\0", "e:Cancelled"]);
+
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-end", http::HeaderValue::from_static("1"));
+        let frames = vec![data(b"\0\0"), Ok(Frame::trailers(trailers))];
+        let (head, rest) = read_first_frame(of(frames), 1024).await;
+        assert_eq!(&head[..], b"\0\0");
+        assert_eq!(drain(rest).await, ["d:\0\0", "t:x-end"]);
+
+        let (head, rest) = read_first_frame(of(vec![]), 1024).await;
+        assert!(head.is_empty());
+        assert!(http_body::Body::is_end_stream(&rest));
+        assert!(drain(rest).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_not_read_further() {
+        let frames = vec![data(b"\0\0\0\x04\0"), data(b"more")];
+        let (head, rest) = read_first_frame(of(frames), 16).await;
+        assert_eq!(head.len(), 5, "1024 bytes announced, 16 allowed");
+        assert_eq!(drain(rest).await, ["d:\0\0\0\x04\0", "d:more"]);
+    }
+}
