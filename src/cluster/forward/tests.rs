@@ -938,3 +938,91 @@ async fn a_streamed_answer_comes_back_message_by_message_with_its_trailers() {
     assert_eq!(p.leader_saw(), [("WatchReconcileRun", "a".to_owned())]);
     p.stop().await;
 }
+
+/// A CA (PEM), and a certificate and key it signs for 127.0.0.1.
+fn tls_files() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn an_https_leader_is_reached_with_the_client_tls_config() {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (ca, cert, key) = tls_files();
+    let stop = CancellationToken::new();
+    let (leader_listener, leader_addr) = listener().await;
+    let leader_addr = leader_addr.replace("http://", "https://");
+    let leader = Fake {
+        node: "leader",
+        seen: Arc::default(),
+    };
+    let leader_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .unwrap()
+            .add_service(BindingServiceServer::new(leader.clone()))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(leader_listener),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    let table: Arc<dyn Router> = Arc::new(Table {
+        apps: HashMap::from([(
+            "a".to_owned(),
+            Route::Forward {
+                node_id: "leader".into(),
+                addr: leader_addr,
+            },
+        )]),
+        ..Table::default()
+    });
+    let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    for (tls, served) in [(Some(trusting), true), (None, false)] {
+        let mut follower = Forward::new(Arc::clone(&table), "follower".into(), tls).layer(
+            BindingServiceServer::new(Fake {
+                node: "follower",
+                seen: Arc::default(),
+            }),
+        );
+        let message = pb::BindRequest {
+            app: "a".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut req = request(BIND, chunked(vec![framed(0, &message)]));
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        req.headers_mut()
+            .insert("te", HeaderValue::from_static("trailers"));
+        let response = tokio::time::timeout(WAIT, follower.call(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let served_by = response.headers().get("x-served-by").cloned();
+        if served {
+            assert_eq!(served_by.unwrap(), "leader");
+        } else {
+            let status = Status::from_header_map(response.headers()).unwrap();
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        }
+    }
+    assert_eq!(summary(&leader.seen), [("Bind", "a".to_owned())]);
+    stop.cancel();
+    tokio::time::timeout(WAIT, leader_server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
