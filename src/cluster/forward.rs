@@ -33,6 +33,7 @@
 //! Bind with the same `request_id` is idempotent on whichever replica leads by then.
 
 mod body;
+mod deadline;
 mod methods;
 mod wire;
 
@@ -43,7 +44,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -52,6 +53,7 @@ use tower_service::Service;
 
 use crate::lifecycle::{PoolError, Reason, quoted};
 use crate::metrics::Metrics;
+use deadline::{GRPC_TIMEOUT, encode_timeout, grpc_timeout, hop_margin};
 use methods::{Method, Methods};
 use wire::FirstFrame;
 
@@ -383,8 +385,6 @@ impl Forward {
     }
 }
 
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-
 /// Whether `error` is (or was caused by) a deadline that passed.
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
@@ -440,48 +440,7 @@ fn refuse_again(target: &Target<'_>, by: &str, route: &Route) -> Status {
     unavailable(target, why, leader)
 }
 
-/// What a forwarding hop keeps of the `left` of a caller's deadline: a tenth, at most 50 ms
-/// (as a proxy's `grpc-timeout` offset).
-fn hop_margin(left: Duration) -> Duration {
-    (left / 10).min(Duration::from_millis(50))
-}
-
-/// The caller's deadline: its `grpc-timeout`, if valid (at most 8 digits and a unit).
-fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
-    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// `left` as a `grpc-timeout` value: the finest unit that fits in 8 digits, rounded down.
-fn encode_timeout(left: Duration) -> HeaderValue {
-    const MAX: u128 = 99_999_999;
-    let value = [
-        (left.as_micros(), 'u'),
-        (left.as_millis(), 'm'),
-        (u128::from(left.as_secs()), 'S'),
-        (u128::from(left.as_secs() / 60), 'M'),
-    ]
-    .into_iter()
-    .find(|(n, _)| *n <= MAX)
-    .map_or_else(
-        || format!("{}H", (u128::from(left.as_secs() / 3600)).min(MAX)),
-        |(n, unit)| format!("{n}{unit}"),
-    );
-    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("99999999H"))
-}
-
+#[cfg(test)]
+mod loopback_tests;
 #[cfg(test)]
 mod tests;
