@@ -17,7 +17,8 @@
 //!   body) to the leader, over one cached connection per address, with `grpc-timeout` set to
 //!   what is left of the caller's deadline (less a margin for the way back: a tenth, at most
 //!   50 ms) and `xpool-forwarded-by: <this node id>` added. The leader's answer (headers,
-//!   messages, trailers — a stream too) comes back as it is.
+//!   messages, trailers — a stream too) comes back as it is. A route to this replica's own
+//!   node id is served locally.
 //! - [`Route::Unavailable`]: `UNAVAILABLE` `LEADER_UNAVAILABLE` with the router's reason.
 //!
 //! A call is a [`CallKind::Write`] for the methods that change state ([`methods::WRITES`]), else
@@ -113,7 +114,8 @@ pub enum Route {
     Unavailable(String),
 }
 
-/// The layer: [`Server::layer(Forward::new(…))`](tonic::transport::Server::layer).
+/// The layer: [`Server::layer(Forward::new(…))`](tonic::transport::Server::layer), inside
+/// `Authenticate` (a caller the follower refuses is not sent on) and `DecodeErrors`.
 #[derive(Debug, Clone)]
 pub struct Forward {
     router: Arc<dyn Router>,
