@@ -70,6 +70,14 @@ pub struct PushLabels {
     pub outcome: &'static str,
 }
 
+/// What came of a call that cluster mode would forward to its app's leader: `forwarded` (the
+/// leader answered, whatever its status), `unreachable`, `timed_out`, `refused_loop` (it had
+/// been forwarded to this replica already), `no_leader` (nobody to send it to).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// `operation` of an X-mode callin answer: `connect` or `close`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
@@ -293,6 +301,8 @@ pub struct Metrics {
     pub log: LogMetrics,
     pub reconcile_runs: Family<StateLabel, Counter>,
     pub reconcile_drift: Family<DriftLabels, Counter>,
+    /// Cluster mode: calls for an app led by another replica, by outcome.
+    pub forwarded_calls: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -385,6 +395,12 @@ impl Metrics {
             "Differences with the platform that reconciliation fixed, by app and kind",
             reconcile_drift.clone(),
         );
+        let forwarded_calls = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "forwarded_calls",
+            "Cluster mode: calls for an app another replica leads, sent to it or refused, by outcome",
+            forwarded_calls.clone(),
+        );
         Metrics {
             registry: inner,
             declared,
@@ -400,6 +416,7 @@ impl Metrics {
             log,
             reconcile_runs,
             reconcile_drift,
+            forwarded_calls,
         }
     }
 
@@ -434,6 +451,13 @@ impl Metrics {
                 app: app.to_owned(),
                 outcome,
             })
+            .inc();
+    }
+
+    /// Counts a call for an app another replica leads, by what came of it.
+    pub fn forwarded_call(&self, outcome: &'static str) {
+        self.forwarded_calls
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 

@@ -10,6 +10,8 @@
 //! - [`status`]: what `xpool cluster status` shows.
 //! - [`copy`] and [`keys`]: every replica's local store following what the leaders write to
 //!   etcd (the store side is `store::replica`).
+//! - [`forward`]: the tower layer that sends a call about an app this replica does not lead to
+//!   the app's leader, for every method, with no code per RPC.
 //!
 //! - [`writer`]: the leader's write path, fenced by the term (the store side is
 //!   `store::wal::leader`).
@@ -18,6 +20,7 @@
 
 mod campaign;
 pub mod copy;
+pub mod forward;
 pub mod keys;
 pub mod leadership;
 pub mod membership;

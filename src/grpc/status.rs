@@ -70,6 +70,7 @@ pub fn code(reason: Reason) -> Code {
         | Reason::ReconcileQueueFull
         | Reason::ShuttingDown
         | Reason::Overloaded
+        | Reason::LeaderUnavailable
         | Reason::StorageFull
         | Reason::StorageFailed => Code::Unavailable,
         Reason::PlatformUnexpected | Reason::Internal => Code::Internal,
@@ -171,6 +172,7 @@ mod tests {
         (Reason::ReconcileQueueFull, Code::Unavailable, true),
         (Reason::ShuttingDown, Code::Unavailable, true),
         (Reason::Overloaded, Code::Unavailable, true),
+        (Reason::LeaderUnavailable, Code::Unavailable, true),
         (Reason::StorageFull, Code::Unavailable, true),
         (Reason::StorageFailed, Code::Unavailable, true),
         (Reason::PlatformUnexpected, Code::Internal, false),

@@ -75,6 +75,8 @@ pub enum Reason {
     ShuttingDown,
     /// Too many writes wait for the store's log: Binds are shed until it catches up.
     Overloaded,
+    /// Cluster mode: the app's leader is not known, cannot be reached, or did not answer.
+    LeaderUnavailable,
     /// The store's disk is full; writes resume once it has recovered.
     StorageFull,
     /// The store failed a write; writes resume once it has recovered.
@@ -87,7 +89,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order README documents them.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Reason::InvalidField,
         Reason::MessageTooLarge,
         Reason::Unauthenticated,
@@ -117,6 +119,7 @@ impl Reason {
         Reason::ReconcileQueueFull,
         Reason::ShuttingDown,
         Reason::Overloaded,
+        Reason::LeaderUnavailable,
         Reason::StorageFull,
         Reason::StorageFailed,
         Reason::PlatformUnexpected,
@@ -155,6 +158,7 @@ impl Reason {
             Reason::ReconcileQueueFull => "RECONCILE_QUEUE_FULL",
             Reason::ShuttingDown => "SHUTTING_DOWN",
             Reason::Overloaded => "OVERLOADED",
+            Reason::LeaderUnavailable => "LEADER_UNAVAILABLE",
             Reason::StorageFull => "STORAGE_FULL",
             Reason::StorageFailed => "STORAGE_FAILED",
             Reason::PlatformUnexpected => "PLATFORM_UNEXPECTED",
@@ -179,7 +183,8 @@ impl Reason {
             | Reason::OutcomeUnknown
             | Reason::PoolOutOfSync
             | Reason::ShuttingDown
-            | Reason::Overloaded => Some(Duration::from_secs(1)),
+            | Reason::Overloaded
+            | Reason::LeaderUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
