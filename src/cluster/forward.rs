@@ -157,6 +157,20 @@ impl Forward {
         }
     }
 
+    /// A layer that forwards nothing (a single node): every call goes to this replica's
+    /// handlers, at the cost of one table lookup.
+    pub fn off() -> Self {
+        Forward {
+            router: Arc::new(AllLocal),
+            node_id: String::new(),
+            methods: Arc::default(),
+            client_tls: None,
+            max_message: DEFAULT_MAX_MESSAGE,
+            metrics: None,
+            channels: Arc::default(),
+        }
+    }
+
     /// Reads request messages of up to `max` bytes to find their target. Set it to the
     /// server's own limit (`server.max_message_bytes`), so that every message a handler
     /// accepts is routed; a larger one is served locally (and refused there).
@@ -175,6 +189,16 @@ impl Forward {
         if let Some(metrics) = &self.metrics {
             metrics.forwarded_call(outcome);
         }
+    }
+}
+
+/// The router of [`Forward::off`].
+#[derive(Debug)]
+struct AllLocal;
+
+impl Router for AllLocal {
+    fn route(&self, _: &Target<'_>, _: CallKind) -> Route {
+        Route::Local
     }
 }
 

@@ -25,8 +25,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::copy::Copy;
 use crate::cluster::keys::Keys;
-use crate::cluster::leadership::{Elector, LeadershipConfig, LeadershipEvent};
-use crate::cluster::membership::{Membership, MembershipConfig};
+use crate::cluster::leadership::{Elector, Leaders, LeadershipConfig, LeadershipEvent};
+use crate::cluster::membership::{Membership, MembershipConfig, Nodes};
 use crate::cluster::writer::{Ended, Writer};
 use crate::cluster::{Prefix, etcd_client};
 use crate::config::{ClusterConfig, Config};
@@ -115,6 +115,16 @@ impl ClusterNode {
             elector,
             stop_replication,
         })
+    }
+
+    /// The leaders table, kept current.
+    pub fn leaders(&self) -> watch::Receiver<Leaders> {
+        self.elector.leaders()
+    }
+
+    /// The live replicas, kept current.
+    pub fn nodes(&self) -> watch::Receiver<Nodes> {
+        self.membership.nodes()
     }
 
     /// Resigns every app (another replica takes them at once), leaves the cluster, and

@@ -7,6 +7,7 @@ mod cluster;
 pub mod connections;
 mod gauges;
 mod measure;
+mod router;
 mod serve;
 mod store_watch;
 
@@ -196,6 +197,34 @@ impl Daemon {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node);
         Ok(())
+    }
+
+    /// The forwarding layer: in cluster mode, calls about apps another replica leads go to
+    /// it (see `router`); on a single node, off.
+    fn forwarding(&self) -> crate::cluster::forward::Forward {
+        use crate::cluster::forward::Forward;
+        let cluster = self
+            .cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (Some(node), Some(config)) = (&*cluster, &self.config.cluster) else {
+            return Forward::off();
+        };
+        let router = router::ClusterRouter {
+            node_id: config.node_id.clone(),
+            pool: Arc::clone(&self.pool),
+            store: Arc::clone(&self.store),
+            leaders: node.leaders(),
+            nodes: node.nodes(),
+            scheme: if self.config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+        };
+        Forward::new(Arc::new(router), config.node_id.clone(), None)
+            .max_message_bytes(self.config.server.max_message_bytes)
+            .metrics(Arc::clone(&self.metrics))
     }
 
     /// Whether this daemon is a replica of a cluster (`[cluster]`).

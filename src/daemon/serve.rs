@@ -166,6 +166,7 @@ impl Daemon {
                 self.config.auth.as_ref().map(Authenticator::new),
                 Arc::clone(&self.metrics),
             ))
+            .layer(self.forwarding())
             .add_service(
                 health_service
                     .max_decoding_message_size(max_message)

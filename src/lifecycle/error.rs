@@ -412,6 +412,15 @@ impl From<StoreError> for PoolError {
         if let StoreError::Unavailable { full, .. } = e {
             return PoolError::StorageUnavailable { full };
         }
+        if let StoreError::NotLeader { app, why } = &e {
+            // Cluster mode: leadership moved while the write was on its way to etcd.
+            let message = format!(
+                "this replica no longer leads app {}, so the write was not acknowledged ({why}); \
+                 retry (a Bind with the same request_id is idempotent on any replica)",
+                quoted(app)
+            );
+            return PoolError::refused(Reason::LeaderUnavailable, message).with("app", app);
+        }
         tracing::error!(error = %e, "store error");
         PoolError::Storage(e)
     }

@@ -1,0 +1,72 @@
+//! Cluster mode: where a call goes (`cluster::forward::Router`), from this replica's pool and
+//! its view of the leaders table and the live replicas.
+//!
+//! - A write, or a read the caller asked to be consistent, about an app this replica serves is
+//!   served here; about another app, it goes to the app's leader at its advertised address.
+//! - A plain read is served from the local copy of etcd (it may trail the leader by the copy's
+//!   lag).
+//! - A call naming a binding id is routed by the app of the binding in the local copy; one the
+//!   copy does not hold (yet) is answered here (NOT_FOUND), as a plain read would be.
+//! - No leader known (an election under way), or this replica won the app and is still catching
+//!   up: `UNAVAILABLE` (`LEADER_UNAVAILABLE`), which a client retries.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::cluster::forward::{CallKind, Route, Router, Target};
+use crate::cluster::leadership::Leaders;
+use crate::cluster::membership::Nodes;
+use crate::lifecycle::{BindingId, Pool};
+use crate::store::Store;
+
+/// The daemon's [`Router`]; see the module docs.
+#[derive(Debug)]
+pub struct ClusterRouter {
+    pub node_id: String,
+    pub pool: Arc<Pool>,
+    pub store: Arc<Store>,
+    pub leaders: watch::Receiver<Leaders>,
+    pub nodes: watch::Receiver<Nodes>,
+    /// `http` or `https` (the replicas' gRPC listeners all use the same).
+    pub scheme: &'static str,
+}
+
+impl Router for ClusterRouter {
+    fn route(&self, target: &Target<'_>, kind: CallKind) -> Route {
+        let app = match target {
+            Target::App(app) => (*app).to_owned(),
+            Target::Binding(id) => {
+                let record = BindingId::parse(id)
+                    .and_then(|id| self.store.get_binding(&id.into()).ok().flatten());
+                match record {
+                    Some(record) => record.app,
+                    None => return Route::Local,
+                }
+            }
+        };
+        if !self.pool.is_configured(&app) || kind == CallKind::Read || self.pool.serves(&app) {
+            return Route::Local;
+        }
+        let Some(leader) = self.leaders.borrow().leader(&app) else {
+            return Route::Unavailable(format!(
+                "no replica leads app {app:?} right now (an election is under way); retry"
+            ));
+        };
+        if leader.node_id == self.node_id {
+            return Route::Unavailable(format!(
+                "this replica is taking over app {app:?} (catching up with etcd); retry"
+            ));
+        }
+        match self.nodes.borrow().entries.get(&leader.node_id) {
+            Some(node) => Route::Forward {
+                addr: format!("{}://{}", self.scheme, node.value.advertise_addr),
+                node_id: leader.node_id,
+            },
+            None => Route::Unavailable(format!(
+                "app {app:?}'s leader {:?} is not registered (its lease is ending); retry",
+                leader.node_id
+            )),
+        }
+    }
+}
