@@ -123,6 +123,12 @@ impl Conn {
         }
     }
 
+    /// Whether the socket sends small writes at once (`TCP_NODELAY`), for tests.
+    #[cfg(test)]
+    pub(super) fn nodelay(&self) -> io::Result<bool> {
+        self.stream.nodelay()
+    }
+
     /// The preface is in: from now on the idle deadline applies (checked on the next read).
     fn handshake_done(&mut self) {
         self.handshake_by = None;

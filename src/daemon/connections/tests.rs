@@ -117,6 +117,20 @@ async fn a_silent_or_slow_peer_is_closed_at_the_handshake_deadline() {
     assert_eq!(stats.handshake_timeouts_total(), 2);
 }
 
+/// Without `TCP_NODELAY`, an answer written while an earlier one is still unacknowledged waits
+/// for the peer's delayed ACK (40 ms on Linux): the classic Nagle stall of a request/response
+/// protocol. Every accepted socket must have it set.
+#[tokio::test]
+async fn accepted_connections_have_nodelay_set() {
+    let (addr, _stats, mut accepted) = listen(limits(8, None)).await;
+    let _peer = TcpStream::connect(&addr).await.unwrap();
+    let conn = accepted.recv().await.unwrap();
+    assert!(
+        conn.nodelay().unwrap(),
+        "TCP_NODELAY is off on an accepted socket"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_sent_the_preface_stays_without_an_idle_timeout() {
     let (addr, stats, mut accepted) = listen(limits(8, None)).await;
