@@ -235,3 +235,321 @@ async fn a_killed_leaders_acknowledged_bindings_survive_on_the_next() {
     })
     .await;
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `replica`.
+fn signal(replica: &Replica, signal: &str) {
+    let pid = replica.proc.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// One Bind on `addr`, no retry; the binding, or the status code.
+async fn bind_once(addr: &str, request_id: &str, a: &str) -> Result<pb::Binding, tonic::Code> {
+    let mut request = tonic::Request::new(pb::BindRequest {
+        request_id: request_id.to_owned(),
+        ..bind(APP, a, Some(&a.replacen("+86138", "+86139", 1)))
+    });
+    request.set_timeout(Duration::from_secs(20));
+    let channel = Channel::from_shared(addr.to_owned())
+        .unwrap()
+        .connect()
+        .await;
+    let channel = channel.map_err(|_| tonic::Code::Unavailable)?;
+    let bound = BindingServiceClient::new(channel).bind(request).await;
+    bound.map(tonic::Response::into_inner).map_err(|e| e.code())
+}
+
+/// Waits until etcd names a leader of `APP` other than `old`; its id.
+async fn new_leader(etcd: &Client, old: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(id) = leader_id(etcd).await.filter(|id| id != old) {
+            return id;
+        }
+        assert!(started.elapsed() < RETRY_FOR, "nobody took over from {old}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged binding is ACTIVE on `addr` as acknowledged, and no two ACTIVE
+/// bindings share a party on one X; the ACTIVE bindings.
+async fn assert_holds(addr: &str, acked: &BTreeMap<String, pb::Binding>) -> Vec<pb::Binding> {
+    let channel = Channel::from_shared(addr.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut api = BindingServiceClient::new(channel);
+    let active = list_bindings(&mut api, APP, pb::BindingState::Active).await;
+    let by_id: HashMap<&str, &pb::Binding> =
+        active.iter().map(|b| (b.binding_id.as_str(), b)).collect();
+    for (request_id, binding) in acked {
+        let found = by_id.get(binding.binding_id.as_str());
+        let found = found.unwrap_or_else(|| panic!("{request_id}'s binding is gone"));
+        assert_eq!(
+            (&found.x_number, &found.party_a),
+            (&binding.x_number, &binding.party_a),
+            "{request_id}"
+        );
+    }
+    let mut seen = HashSet::new();
+    for b in &active {
+        assert!(
+            seen.insert((b.x_number.clone(), b.party_a.clone())),
+            "{} twice on {}",
+            b.party_a,
+            b.x_number
+        );
+    }
+    active
+}
+
+/// The leader is SIGSTOPped with Binds in flight, for longer than its lease: another replica
+/// takes the app; once SIGCONTed, the old leader commits nothing under its old term (what it
+/// acknowledges is on the new leader, nothing is bound twice) and serves again as a follower,
+/// forwarding to the new leader.
+#[tokio::test]
+async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2", "r3"] {
+            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+        }
+        let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let etcd = cluster.client();
+        let warm = bind_through(&all, 0, "warm-up", "+8613800000000").await;
+        let old = leader_id(&etcd).await.unwrap();
+        let stopped = replicas.iter().position(|r| r.id == old).unwrap();
+        let stopped_addr = replicas[stopped].addr.clone();
+
+        let mut in_flight = Vec::new();
+        for i in 0..8 {
+            let addr = stopped_addr.clone();
+            in_flight.push(tokio::spawn(async move {
+                let request_id = format!("stopped-{i}");
+                let a = format!("+861380100{i:02}00");
+                (request_id.clone(), bind_once(&addr, &request_id, &a).await)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        signal(&replicas[stopped], "STOP");
+        let next = new_leader(&etcd, &old).await;
+        let others: Vec<String> = replicas
+            .iter()
+            .filter(|r| r.id != old)
+            .map(|r| r.addr.clone())
+            .collect();
+        let mut acked = BTreeMap::from([("warm-up".to_owned(), warm)]);
+        for i in 0..5 {
+            let request_id = format!("meanwhile-{i}");
+            let a = format!("+861380200{i:02}00");
+            acked.insert(
+                request_id.clone(),
+                bind_through(&others, i, &request_id, &a).await,
+            );
+        }
+        signal(&replicas[stopped], "CONT");
+        for (i, task) in in_flight.into_iter().enumerate() {
+            let (request_id, outcome) = task.await.unwrap();
+            let binding = match outcome {
+                Ok(binding) => binding,
+                Err(code) => {
+                    assert!(
+                        matches!(
+                            code,
+                            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                        ),
+                        "{request_id}: {code:?}"
+                    );
+                    // Refused or unknown: the retry (same request id) binds it exactly once.
+                    let a = format!("+861380100{i:02}00");
+                    bind_through(&others, i, &request_id, &a).await
+                }
+            };
+            acked.insert(request_id, binding);
+        }
+        // Back as a follower: its Binds reach the new leader.
+        for i in 0..5 {
+            let request_id = format!("after-{i}");
+            let a = format!("+861380300{i:02}00");
+            let only = [stopped_addr.clone()];
+            acked.insert(
+                request_id.clone(),
+                bind_through(&only, 0, &request_id, &a).await,
+            );
+        }
+        assert_eq!(leader_id(&etcd).await.as_deref(), Some(next.as_str()));
+        let next_addr = &replicas.iter().find(|r| r.id == next).unwrap().addr;
+        let active = assert_holds(next_addr, &acked).await;
+        assert_eq!(
+            active.len(),
+            acked.len(),
+            "nothing bound but what was acknowledged"
+        );
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+    })
+    .await;
+}
+
+/// One etcd member killed: Binds go on. Quorum lost: Binds are refused UNAVAILABLE within
+/// their deadline, reads are still served; quorum back: Binds succeed again, and nothing
+/// acknowledged is lost.
+#[tokio::test]
+async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
+    bounded(async {
+        let Some(mut cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2", "r3"] {
+            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+        }
+        let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let mut acked = BTreeMap::new();
+        acked.insert(
+            "warm-up".to_owned(),
+            bind_through(&all, 0, "warm-up", "+8613800000000").await,
+        );
+
+        let etcd_leader = cluster.leader().await.unwrap();
+        let first = (etcd_leader + 1) % 3;
+        cluster.kill(first);
+        for i in 0..5 {
+            let request_id = format!("one-down-{i}");
+            let a = format!("+861380400{i:02}00");
+            acked.insert(
+                request_id.clone(),
+                bind_through(&all, i, &request_id, &a).await,
+            );
+        }
+
+        let second = (first + 1) % 3;
+        cluster.kill(second);
+        // Every replica refuses writes, promptly, whatever it knew of the leader.
+        tokio::time::sleep(Duration::from_secs(TTL_SECONDS + 1)).await;
+        for (i, addr) in all.iter().enumerate() {
+            let mut request = tonic::Request::new(pb::BindRequest {
+                request_id: format!("no-quorum-{i}"),
+                ..bind(APP, "+8613805000000", Some("+8613905000000"))
+            });
+            request.set_timeout(Duration::from_secs(3));
+            let channel = Channel::from_shared(addr.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let started = Instant::now();
+            let refused = tokio::time::timeout(
+                Duration::from_secs(6),
+                BindingServiceClient::new(channel).bind(request),
+            )
+            .await
+            .expect("a Bind without quorum must not hang past its deadline");
+            let code = refused.expect_err("no write commits without quorum").code();
+            assert!(
+                matches!(
+                    code,
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ),
+                "{code:?} after {:?}",
+                started.elapsed()
+            );
+            // Reads are served from the local copy.
+            let channel = Channel::from_shared(addr.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut api = BindingServiceClient::new(channel);
+            let active = list_bindings(&mut api, APP, pb::BindingState::Active).await;
+            assert!(
+                active.len() >= acked.len(),
+                "{addr}: {} bindings",
+                active.len()
+            );
+        }
+
+        cluster.restart(first);
+        cluster.restart(second);
+        cluster.wait_healthy(Duration::from_secs(30)).await.unwrap();
+        for i in 0..5 {
+            let request_id = format!("healed-{i}");
+            let a = format!("+861380600{i:02}00");
+            acked.insert(
+                request_id.clone(),
+                bind_through(&all, i, &request_id, &a).await,
+            );
+        }
+        let etcd = cluster.client();
+        let leader = leader_id(&etcd).await.unwrap();
+        let leader_addr = &replicas.iter().find(|r| r.id == leader).unwrap().addr;
+        assert_holds(leader_addr, &acked).await;
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+    })
+    .await;
+}
+
+/// A replica started again on an empty disk copies everything from etcd, and once it is the
+/// only one left it leads the app with every acknowledged binding.
+#[tokio::test]
+async fn a_replica_on_an_empty_disk_catches_up_and_can_lead() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2", "r3"] {
+            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+        }
+        let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let mut acked = BTreeMap::new();
+        for i in 0..20 {
+            let request_id = format!("before-{i}");
+            let a = format!("+861380700{i:02}00");
+            acked.insert(
+                request_id.clone(),
+                bind_through(&all, i, &request_id, &a).await,
+            );
+        }
+        let etcd = cluster.client();
+        let leader = leader_id(&etcd).await.unwrap();
+        let wiped = replicas.iter().position(|r| r.id != leader).unwrap();
+        let id = replicas[wiped].id.clone();
+        replicas.swap_remove(wiped).sigkill().await;
+        std::fs::remove_dir_all(dir.path().join(&id).join("data")).unwrap();
+        let fresh = Replica::spawn(dir.path(), &cluster, &id).await;
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+        let only = [fresh.addr.clone()];
+        for i in 0..5 {
+            let request_id = format!("after-{i}");
+            let a = format!("+861380800{i:02}00");
+            acked.insert(
+                request_id.clone(),
+                bind_through(&only, 0, &request_id, &a).await,
+            );
+        }
+        assert_eq!(leader_id(&etcd).await.as_deref(), Some(id.as_str()));
+        let active = assert_holds(&fresh.addr, &acked).await;
+        assert_eq!(active.len(), acked.len());
+        fresh.sigkill().await;
+    })
+    .await;
+}
