@@ -1,7 +1,10 @@
-//! Checks the files in `deploy/`: the Kubernetes manifests (parsed as YAML), every daemon config
-//! (run through the built binary's `serve --check-config`), the Dockerfile and the systemd unit.
+//! Checks the files in `deploy/`: the Kubernetes manifests (parsed as YAML; the single-node
+//! install and cluster mode's), every daemon config (run through the built binary's
+//! `serve --check-config`), the Dockerfile and the systemd unit.
 //! Nothing here starts a daemon or needs a cluster; `systemd-analyze verify` runs where it exists.
 
+#[path = "deploy/cluster.rs"]
+mod cluster;
 #[path = "deploy/configs.rs"]
 mod configs;
 #[path = "deploy/docker.rs"]

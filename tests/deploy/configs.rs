@@ -62,12 +62,12 @@ fn named_files(value: &toml::Value, found: &mut Vec<String>) {
 
 /// A config rewritten to run here: each file it names under [`MOUNTED`] is a dummy file in
 /// `dir` (a token or secret of 30 characters, each different), except those in `missing`.
-struct Prepared {
-    config: PathBuf,
-    named: Vec<String>,
+pub struct Prepared {
+    pub config: PathBuf,
+    pub named: Vec<String>,
 }
 
-fn prepare(text: &str, dir: &Path, missing: &[&str]) -> Prepared {
+pub fn prepare(text: &str, dir: &Path, missing: &[&str]) -> Prepared {
     let parsed: toml::Value = toml::from_str(text).expect("TOML");
     let mut named = Vec::new();
     named_files(&parsed, &mut named);

@@ -12,27 +12,55 @@ const UID: i64 = 10001;
 
 #[test]
 fn the_kustomization_lists_every_manifest() {
-    let dir = super::deploy_dir().join("kubernetes");
-    let kustomization: Value =
-        serde_yaml_ng::from_str(&super::read(&dir.join("kustomization.yaml"))).unwrap();
-    let listed: BTreeSet<String> = seq(&kustomization["resources"])
-        .iter()
-        .filter_map(|r| r.as_str().map(str::to_owned))
-        .collect();
-    let present: BTreeSet<String> = super::files_under(&dir)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .filter(|name| name != "kustomization.yaml")
-        .collect();
-    assert_eq!(listed, present, "kustomization.yaml resources vs files");
-    assert_eq!(kustomization["namespace"].as_str(), Some("xpool"));
+    let kubernetes = super::deploy_dir().join("kubernetes");
+    let mut dirs = vec![kubernetes.clone()];
+    dirs.extend(manifests::CLUSTER_DIRS.iter().map(|d| kubernetes.join(d)));
+    for dir in dirs {
+        let kustomization: Value =
+            serde_yaml_ng::from_str(&super::read(&dir.join("kustomization.yaml"))).unwrap();
+        let resources: Vec<&str> = seq(&kustomization["resources"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // A resource that is not a file is another kustomization's directory (../etcd).
+        let (files, bases): (Vec<&str>, Vec<&str>) =
+            resources.into_iter().partition(|r| r.ends_with(".yaml"));
+        for base in bases {
+            let path = dir.join(base).join("kustomization.yaml");
+            assert!(
+                path.is_file(),
+                "{}: no {}",
+                super::shown(&dir),
+                path.display()
+            );
+        }
+        let listed: BTreeSet<String> = files.into_iter().map(str::to_owned).collect();
+        let present: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .filter(|name| name != "kustomization.yaml")
+            .collect();
+        assert_eq!(
+            listed,
+            present,
+            "{}/kustomization.yaml resources vs files",
+            super::shown(&dir)
+        );
+        assert_eq!(kustomization["namespace"].as_str(), Some("xpool"));
+    }
+    // The cluster's kustomization applies etcd's.
+    let cluster: Value =
+        serde_yaml_ng::from_str(&super::read(&kubernetes.join("cluster/kustomization.yaml")))
+            .unwrap();
+    assert!(seq(&cluster["resources"]).iter().any(|r| r == "../etcd"));
 }
 
 #[test]
 fn every_object_has_a_kind_and_a_name() {
     let docs = manifests::load_all();
-    for doc in manifests::objects(&docs) {
+    for doc in manifests::objects(&docs).chain(manifests::objects(&manifests::load_cluster())) {
         assert!(
             doc.value["apiVersion"].is_string() && !doc.kind().is_empty() && !doc.name().is_empty(),
             "{}: apiVersion, kind and metadata.name are required",
@@ -105,7 +133,17 @@ fn every_pod_is_hardened() {
     let docs = manifests::load_all();
     let pods = pods(&docs);
     assert!(pods.len() >= 2, "the StatefulSet and the CronJob");
-    for pod in &pods {
+    hardened(&pods);
+    let cluster = manifests::load_cluster();
+    let pods = manifests::pods(&cluster);
+    assert!(pods.len() >= 2, "the replicas' and etcd's StatefulSets");
+    hardened(&pods);
+}
+
+/// Every container runs as the image's user, read-only, with no privilege and with resources,
+/// and takes no secret from a literal.
+pub fn hardened(pods: &[manifests::Pod<'_>]) {
+    for pod in pods {
         for container in containers(pod.spec) {
             let what = format!("{} container {:?}", pod.owner, container["name"]);
             let effective = |key: &str| {
@@ -250,8 +288,15 @@ pub fn service<'a>(docs: &'a [Doc], name: &str) -> &'a Doc {
         .unwrap_or_else(|| panic!("no Service {name}"))
 }
 
+/// The StatefulSet `xpool` (cluster mode's manifests have etcd's too).
+pub fn daemon_set(docs: &[Doc]) -> &Doc {
+    manifests::objects(docs)
+        .find(|d| d.kind() == "StatefulSet" && d.name() == "xpool")
+        .expect("no StatefulSet xpool")
+}
+
 pub fn daemon_pod_template(docs: &[Doc]) -> &Value {
-    at(&only(docs, "StatefulSet").value, "spec.template")
+    at(&daemon_set(docs).value, "spec.template")
 }
 
 pub fn daemon_pod(docs: &[Doc]) -> &Value {

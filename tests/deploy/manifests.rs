@@ -32,10 +32,35 @@ impl Doc {
     }
 }
 
-/// Every non-empty document of every `*.yaml` / `*.yml` under `deploy/`, parsed with a YAML
-/// parser; a file that does not parse fails the test.
+/// The directories of cluster mode's manifests (`kubectl apply -k deploy/kubernetes/cluster`,
+/// which takes `etcd/` too), under `deploy/kubernetes/`.
+pub const CLUSTER_DIRS: [&str; 2] = ["cluster", "etcd"];
+
+/// Whether `path` is one of cluster mode's manifests.
+fn in_cluster_dirs(path: &Path) -> bool {
+    let kubernetes = super::deploy_dir().join("kubernetes");
+    CLUSTER_DIRS
+        .iter()
+        .any(|dir| path.starts_with(kubernetes.join(dir)))
+}
+
+/// Every non-empty document of every `*.yaml` / `*.yml` under `deploy/` but cluster mode's
+/// manifests (the single-node install, the Prometheus rules), parsed with a YAML parser; a
+/// file that does not parse fails the test.
 pub fn load_all() -> Vec<Doc> {
-    let files = super::deploy_files(&["yaml", "yml"]);
+    load(|path| !in_cluster_dirs(path))
+}
+
+/// Cluster mode's manifests: `deploy/kubernetes/cluster/` and `deploy/kubernetes/etcd/`.
+pub fn load_cluster() -> Vec<Doc> {
+    load(in_cluster_dirs)
+}
+
+fn load(wanted: impl Fn(&Path) -> bool) -> Vec<Doc> {
+    let files: Vec<PathBuf> = super::deploy_files(&["yaml", "yml"])
+        .into_iter()
+        .filter(|path| wanted(path))
+        .collect();
     assert!(!files.is_empty(), "no YAML under deploy/");
     let mut docs = Vec::new();
     for file in files {

@@ -13,13 +13,19 @@ use super::manifests::{self, Doc, Pod, Source, at, containers, only, pods, selec
 
 #[test]
 fn every_configmap_secret_and_claim_referenced_exists_or_is_documented() {
-    let docs = manifests::load_all();
+    references_resolve(&manifests::load_all());
+    references_resolve(&manifests::load_cluster());
+}
+
+/// Every ConfigMap, Secret and claim the pods of `docs` take data from exists in `docs` or is
+/// documented (Secrets).
+fn references_resolve(docs: &[Doc]) {
     let documented = documented_secrets();
-    let config_maps: BTreeMap<&str, &Doc> = manifests::objects(&docs)
+    let config_maps: BTreeMap<&str, &Doc> = manifests::objects(docs)
         .filter(|d| d.kind() == "ConfigMap")
         .map(|d| (d.name(), d))
         .collect();
-    for doc in manifests::objects(&docs) {
+    for doc in manifests::objects(docs) {
         assert_ne!(
             doc.kind(),
             "Secret",
@@ -27,7 +33,7 @@ fn every_configmap_secret_and_claim_referenced_exists_or_is_documented() {
             doc.what()
         );
     }
-    for pod in pods(&docs) {
+    for pod in pods(docs) {
         for (name, key, what) in references(&pod) {
             match what {
                 "configMap" => {
@@ -59,7 +65,7 @@ fn every_configmap_secret_and_claim_referenced_exists_or_is_documented() {
                     let exists = claims
                         .iter()
                         .any(|c| at(c, "metadata.name") == name.as_str())
-                        || manifests::objects(&docs)
+                        || manifests::objects(docs)
                             .any(|d| d.kind() == "PersistentVolumeClaim" && d.name() == name);
                     assert!(exists, "{}: no claim {name}", pod.owner);
                 }
