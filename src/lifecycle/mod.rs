@@ -266,11 +266,20 @@ impl Pool {
     }
 
     /// The pool of app `name`.
+    /// In cluster mode a configured app this replica does not lead (a call routed here just
+    /// before leadership moved) is `LEADER_UNAVAILABLE`, which the caller retries.
     pub fn app(&self, name: &str) -> Result<Arc<AppPool>, PoolError> {
-        read_lock(&self.apps)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| PoolError::unknown_app(name))
+        if let Some(app) = read_lock(&self.apps).get(name) {
+            return Ok(Arc::clone(app));
+        }
+        if !self.is_configured(name) {
+            return Err(PoolError::unknown_app(name));
+        }
+        let message = format!(
+            "this replica does not lead app {} (leadership moved); retry",
+            quoted(name)
+        );
+        Err(PoolError::refused(Reason::LeaderUnavailable, message).with("app", name))
     }
 
     /// Adds numbers to app `app` (or updates their area), all or none: refused when one is

@@ -118,21 +118,11 @@ async fn bind_through(addrs: &[String], first: usize, request_id: &str, a: &str)
             started.elapsed() < RETRY_FOR,
             "{request_id} not bound within {RETRY_FOR:?}; last: {last}"
         );
-        let addr = addrs[attempt % addrs.len()].clone();
-        let mut request = tonic::Request::new(pb::BindRequest {
-            request_id: request_id.to_owned(),
-            ..bind(APP, a, Some(&a.replacen("+86138", "+86139", 1)))
-        });
-        request.set_timeout(Duration::from_secs(3));
-        let answer = async {
-            let channel = Channel::from_shared(addr).unwrap().connect().await;
-            let channel = channel.map_err(|e| e.to_string())?;
-            let bound = BindingServiceClient::new(channel).bind(request).await;
-            bound.map_err(|e| format!("{:?}: {}", e.code(), e.message()))
-        };
-        match tokio::time::timeout(Duration::from_secs(4), answer).await {
-            Ok(Ok(reply)) => return reply.into_inner(),
-            Ok(Err(e)) => last = e,
+        let addr = &addrs[attempt % addrs.len()];
+        let bound = bind_once(addr, request_id, a, Duration::from_secs(3));
+        match tokio::time::timeout(Duration::from_secs(4), bound).await {
+            Ok(Ok(reply)) => return reply,
+            Ok(Err(code)) => last = format!("{code:?}"),
             Err(_) => last = "timed out".into(),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -246,13 +236,18 @@ fn signal(replica: &Replica, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
-/// One Bind on `addr`, no retry; the binding, or the status code.
-async fn bind_once(addr: &str, request_id: &str, a: &str) -> Result<pb::Binding, tonic::Code> {
+/// One Bind on `addr` with `deadline`, no retry; the binding, or the status code.
+async fn bind_once(
+    addr: &str,
+    request_id: &str,
+    a: &str,
+    deadline: Duration,
+) -> Result<pb::Binding, tonic::Code> {
     let mut request = tonic::Request::new(pb::BindRequest {
         request_id: request_id.to_owned(),
         ..bind(APP, a, Some(&a.replacen("+86138", "+86139", 1)))
     });
-    request.set_timeout(Duration::from_secs(20));
+    request.set_timeout(deadline);
     let channel = Channel::from_shared(addr.to_owned())
         .unwrap()
         .connect()
@@ -336,7 +331,8 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
             in_flight.push(tokio::spawn(async move {
                 let request_id = format!("stopped-{i}");
                 let a = format!("+861380100{i:02}00");
-                (request_id.clone(), bind_once(&addr, &request_id, &a).await)
+                let bound = bind_once(&addr, &request_id, &a, Duration::from_secs(20)).await;
+                (request_id.clone(), bound)
             }));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -571,7 +567,7 @@ async fn bind_live(live: &Live, first: usize, request_id: &str, a: &str) -> pb::
         attempt += 1;
         let bound = tokio::time::timeout(
             Duration::from_secs(5),
-            bind_once_with_timeout(&one[0], request_id, a),
+            bind_once(&one[0], request_id, a, Duration::from_secs(3)),
         )
         .await;
         if let Ok(Ok(binding)) = bound {
@@ -579,26 +575,6 @@ async fn bind_live(live: &Live, first: usize, request_id: &str, a: &str) -> pb::
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// [`bind_once`] with a 3 s deadline.
-async fn bind_once_with_timeout(
-    addr: &str,
-    request_id: &str,
-    a: &str,
-) -> Result<pb::Binding, tonic::Code> {
-    let mut request = tonic::Request::new(pb::BindRequest {
-        request_id: request_id.to_owned(),
-        ..bind(APP, a, Some(&a.replacen("+86138", "+86139", 1)))
-    });
-    request.set_timeout(Duration::from_secs(3));
-    let channel = Channel::from_shared(addr.to_owned())
-        .unwrap()
-        .connect()
-        .await;
-    let channel = channel.map_err(|_| tonic::Code::Unavailable)?;
-    let bound = BindingServiceClient::new(channel).bind(request).await;
-    bound.map(tonic::Response::into_inner).map_err(|e| e.code())
 }
 
 /// A small deterministic generator (xorshift), so a seed replays the same rounds.
