@@ -24,7 +24,8 @@
 //! A call is a [`CallKind::Write`] for the methods that change state ([`methods::WRITES`]), else
 //! a [`CallKind::Read`] — or a [`CallKind::ConsistentRead`] when the caller sends the metadata
 //! `xpool-consistent: true` (the router serves plain reads from the local copy and sends
-//! consistent ones to the leader).
+//! consistent ones to the leader), or for the reads only the leader can answer, the app's
+//! live pool ([`methods::LEADER_READS`]: GetPoolStats, ListNumbers).
 //!
 //! A call forwarded once is never forwarded again: a request carrying `xpool-forwarded-by` whose
 //! route is not local is answered `UNAVAILABLE` (leadership moved while it travelled; the

@@ -33,6 +33,12 @@ pub(super) const WRITES: [&str; 8] = [
     "Reconcile",
 ];
 
+/// The reads only the app's leader can answer (it alone holds the app's live pool: numbers,
+/// their states, counts): always [`CallKind::ConsistentRead`], so a replica that does not
+/// lead the app forwards them. Every other read is served from the local copy unless the
+/// caller asks otherwise.
+pub(super) const LEADER_READS: [&str; 2] = ["GetPoolStats", "ListNumbers"];
+
 /// The request's field that names the app, and the one that names a binding.
 pub(super) const APP_FIELD: &str = "app";
 pub(super) const BINDING_FIELD: &str = "binding_id";
@@ -44,7 +50,8 @@ pub(super) struct Method {
     pub app: Option<u32>,
     /// The field number of the request's `binding_id` string, if it has one.
     pub binding_id: Option<u32>,
-    /// Write or Read (a Read becomes a ConsistentRead by the caller's metadata).
+    /// Write, Read (a ConsistentRead by the caller's metadata) or, for [`LEADER_READS`],
+    /// ConsistentRead.
     pub kind: CallKind,
 }
 
@@ -84,6 +91,8 @@ impl Methods {
                     let input = messages.get(method.input_type()).copied();
                     let kind = if WRITES.contains(&method.name()) {
                         CallKind::Write
+                    } else if LEADER_READS.contains(&method.name()) {
+                        CallKind::ConsistentRead
                     } else {
                         CallKind::Read
                     };
@@ -214,6 +223,16 @@ mod tests {
         let mut want = WRITES.to_vec();
         want.sort_unstable();
         assert_eq!(writes, want, "every name in WRITES is a routed method");
+        let mut leader_reads: Vec<&str> = methods
+            .iter()
+            .filter(|(_, m)| m.kind == CallKind::ConsistentRead)
+            .map(|(p, _)| p.rsplit('/').next().unwrap())
+            .collect();
+        leader_reads.sort_unstable();
+        assert_eq!(
+            leader_reads, LEADER_READS,
+            "every name in LEADER_READS is routed"
+        );
     }
 
     #[test]
