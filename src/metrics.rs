@@ -303,6 +303,10 @@ pub struct Metrics {
     pub reconcile_drift: Family<DriftLabels, Counter>,
     /// Cluster mode: calls for an app led by another replica, by outcome.
     pub forwarded_calls: Family<OutcomeLabel, Counter>,
+    /// 1 where this replica can serve the app's calls now (itself, or through its leader).
+    pub app_serving: Family<AppLabel, Gauge>,
+    /// 1 where this replica serves the app itself (on a single node, every app).
+    pub app_leading: Family<AppLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -401,6 +405,18 @@ impl Metrics {
             "Cluster mode: calls for an app another replica leads, sent to it or refused, by outcome",
             forwarded_calls.clone(),
         );
+        let app_serving = Family::<AppLabel, Gauge>::default();
+        registry.register(
+            "app_serving",
+            "1 where this replica can serve the app's calls now (itself, or forwarded to its leader)",
+            app_serving.clone(),
+        );
+        let app_leading = Family::<AppLabel, Gauge>::default();
+        registry.register(
+            "app_leading",
+            "1 where this replica serves the app itself (in cluster mode: leads it)",
+            app_leading.clone(),
+        );
         Metrics {
             registry: inner,
             declared,
@@ -417,6 +433,8 @@ impl Metrics {
             reconcile_runs,
             reconcile_drift,
             forwarded_calls,
+            app_serving,
+            app_leading,
         }
     }
 

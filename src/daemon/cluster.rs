@@ -127,6 +127,11 @@ impl ClusterNode {
         self.membership.nodes()
     }
 
+    /// This replica's etcd session; `None` while its lease is lost and it rejoins.
+    pub fn session(&self) -> watch::Receiver<Option<crate::cluster::membership::Session>> {
+        self.membership.session()
+    }
+
     /// Resigns every app (another replica takes them at once), leaves the cluster, and
     /// stops the copy and the writer.
     pub async fn stop(self) {

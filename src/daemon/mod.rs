@@ -6,6 +6,7 @@ mod admin;
 mod cluster;
 pub mod connections;
 mod gauges;
+mod health;
 mod measure;
 mod router;
 mod serve;
@@ -203,28 +204,47 @@ impl Daemon {
     /// it (see `router`); on a single node, off.
     fn forwarding(&self) -> crate::cluster::forward::Forward {
         use crate::cluster::forward::Forward;
+        match (self.cluster_router(), &self.config.cluster) {
+            (Some(router), Some(config)) => {
+                Forward::new(Arc::new(router), config.node_id.clone(), None)
+                    .max_message_bytes(self.config.server.max_message_bytes)
+                    .metrics(Arc::clone(&self.metrics))
+            }
+            _ => Forward::off(),
+        }
+    }
+
+    /// Where each app's calls are served from this replica, for its health.
+    fn app_reach(&self) -> Arc<dyn health::AppReach> {
+        match self.cluster_router() {
+            Some(router) => Arc::new(router),
+            None => Arc::new(router::SingleNode(Arc::clone(&self.pool))),
+        }
+    }
+
+    /// In cluster mode, once joined: where calls go, from this replica's view of the leaders
+    /// and the live replicas.
+    fn cluster_router(&self) -> Option<router::ClusterRouter> {
         let cluster = self
             .cluster
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (Some(node), Some(config)) = (&*cluster, &self.config.cluster) else {
-            return Forward::off();
+            return None;
         };
-        let router = router::ClusterRouter {
+        Some(router::ClusterRouter {
             node_id: config.node_id.clone(),
             pool: Arc::clone(&self.pool),
             store: Arc::clone(&self.store),
             leaders: node.leaders(),
             nodes: node.nodes(),
+            session: node.session(),
             scheme: if self.config.server.tls.is_some() {
                 "https"
             } else {
                 "http"
             },
-        };
-        Forward::new(Arc::new(router), config.node_id.clone(), None)
-            .max_message_bytes(self.config.server.max_message_bytes)
-            .metrics(Arc::clone(&self.metrics))
+        })
     }
 
     /// Whether this daemon is a replica of a cluster (`[cluster]`).

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use super::health::{AppReach, Reach};
 use crate::cluster::forward::{CallKind, Route, Router, Target};
 use crate::cluster::leadership::Leaders;
-use crate::cluster::membership::Nodes;
+use crate::cluster::membership::{Nodes, Session};
 use crate::lifecycle::{BindingId, Pool};
 use crate::store::Store;
 
@@ -28,6 +29,9 @@ pub struct ClusterRouter {
     pub store: Arc<Store>,
     pub leaders: watch::Receiver<Leaders>,
     pub nodes: watch::Receiver<Nodes>,
+    /// This replica's etcd session (`None` while its lease is lost): without one, its view
+    /// of the leaders may be stale, and its health says so.
+    pub session: watch::Receiver<Option<Session>>,
     /// `http` or `https` (the replicas' gRPC listeners all use the same).
     pub scheme: &'static str,
 }
@@ -67,6 +71,33 @@ impl Router for ClusterRouter {
                 "app {app:?}'s leader {:?} is not registered (its lease is ending); retry",
                 leader.node_id
             )),
+        }
+    }
+}
+
+impl AppReach for ClusterRouter {
+    fn reach(&self, app: &str) -> Reach {
+        if self.session.borrow().is_none() {
+            return Reach::Unreachable;
+        }
+        match self.route(&Target::App(app), CallKind::Write) {
+            Route::Local if self.pool.serves(app) => Reach::Here,
+            Route::Local | Route::Unavailable(_) => Reach::Unreachable,
+            Route::Forward { .. } => Reach::Forwarded,
+        }
+    }
+}
+
+/// A single node serves every app it has a pool for.
+#[derive(Debug)]
+pub struct SingleNode(pub Arc<Pool>);
+
+impl AppReach for SingleNode {
+    fn reach(&self, app: &str) -> Reach {
+        if self.0.serves(app) {
+            Reach::Here
+        } else {
+            Reach::Unreachable
         }
     }
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
 
 use super::Daemon;
 use super::connections::{self, Accept, ConnectionLimits, TrackCalls};
+use super::health::Health;
 use crate::auth::Authenticator;
 use crate::auth::layer::Authenticate;
 use crate::grpc;
@@ -62,8 +62,9 @@ impl Daemon {
         let server_config = &self.config.server;
         let max_message = server_config.max_message_bytes;
         let max_response = server_config.max_response_bytes;
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_all(&health, tonic_health::ServingStatus::Serving).await;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter);
+        health.set(tonic_health::ServingStatus::Serving).await;
         // Both versions of reflection, each listing both (clients try v1, older ones v1alpha).
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -117,6 +118,18 @@ impl Daemon {
             .await?;
         let addr = listener.local_addr()?;
         self.join_cluster(addr).await?;
+        let apps = self
+            .config
+            .apps
+            .iter()
+            .map(|app| app.name.clone())
+            .collect();
+        self.tasks.spawn(health.clone().follow_apps(
+            apps,
+            self.app_reach(),
+            Arc::clone(&self.metrics),
+            self.cancel.child_token(),
+        ));
         let limits = ConnectionLimits::from_config(server_config)
             .within_fd_limit(connections::open_file_limit());
         let keepalive = (server_config.http2_keepalive_interval_seconds > 0)
@@ -260,7 +273,7 @@ impl Daemon {
         if watching.await.is_err() {
             tracing::warn!("the store's watch panicked");
         }
-        set_all(&health, tonic_health::ServingStatus::NotServing).await;
+        health.set(tonic_health::ServingStatus::NotServing).await;
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             result = &mut server => {
@@ -413,21 +426,5 @@ fn request_span(req: &http::Request<()>) -> tracing::Span {
     match request_id {
         Some(id) => tracing::info_span!("grpc", method = req.uri().path(), request_id = id),
         None => tracing::info_span!("grpc", method = req.uri().path()),
-    }
-}
-
-/// Sets every service and the server as a whole (`""`, what load balancers and Kubernetes
-/// probes ask about).
-pub(super) async fn set_all(health: &HealthReporter, status: tonic_health::ServingStatus) {
-    for service in [
-        "",
-        <BindingServiceServer<grpc::binding::Bindings> as tonic::server::NamedService>::NAME,
-        <PoolServiceServer<grpc::pool::Numbers> as tonic::server::NamedService>::NAME,
-        <ReconcileServiceServer<grpc::reconcile::Reconcile> as tonic::server::NamedService>::NAME,
-        <StoreServiceServer<grpc::store::StoreAdmin> as tonic::server::NamedService>::NAME,
-        <CallServiceServer<grpc::calls::Calls> as tonic::server::NamedService>::NAME,
-        <WatchServiceServer<grpc::watch::Changes> as tonic::server::NamedService>::NAME,
-    ] {
-        health.set_service_status(service, status).await;
     }
 }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
-use super::serve::set_all;
+use super::health::Health as GrpcHealth;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::store::{Health, Store};
 
@@ -22,7 +21,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 pub(super) async fn watch_store(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    health: HealthReporter,
+    health: GrpcHealth,
     stop: CancellationToken,
 ) {
     let mut changes = store.health();
@@ -51,7 +50,7 @@ pub(super) async fn watch_store(
             cause,
             "the store failed a write: refusing writes, health NOT_SERVING; recovering"
         );
-        set_all(&health, ServingStatus::NotServing).await;
+        health.set(ServingStatus::NotServing).await;
         let since = Instant::now();
         let mut delay = RETRY_FIRST;
         let mut attempts = 0u32;
@@ -77,6 +76,6 @@ pub(super) async fn watch_store(
         );
         metrics.store_writable.set(1);
         metrics.store_recoveries.inc();
-        set_all(&health, ServingStatus::Serving).await;
+        health.set(ServingStatus::Serving).await;
     }
 }

@@ -9,12 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool_etcd::Client;
 
 use crate::common::{EtcdCluster, PREFIX, bounded};
-use crate::support::{LogDump, bind, list_bindings, listening_addr, wait_serving, xpool_serve};
+use crate::support::{
+    LogDump, bind, health_of, list_bindings, list_numbers, listening_addr, wait_serving,
+    xpool_serve,
+};
 
 const APP: &str = "rides";
 /// The replicas' lease TTL (the smallest `[cluster]` takes).
@@ -226,6 +231,19 @@ async fn a_killed_leaders_acknowledged_bindings_survive_on_the_next() {
     .await;
 }
 
+/// Waits until the replica at `addr` says `want` for the app's health (`app/<APP>`).
+async fn wait_app_health(addr: &str, want: ServingStatus) {
+    let service = format!("app/{APP}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while health_of(addr, &service).await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: {service} never said {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends `signal` (`STOP`, `CONT`) to `replica`.
 fn signal(replica: &Replica, signal: &str) {
     let pid = replica.proc.id().unwrap().to_string();
@@ -419,6 +437,21 @@ async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
             bind_through(&all, 0, "warm-up", "+8613800000000").await,
         );
 
+        // The app is served through every replica: its leader, and the others forwarding.
+        for addr in &all {
+            wait_app_health(addr, ServingStatus::Serving).await;
+        }
+        // The app's pool, which only its leader holds, is listed through any replica.
+        for addr in &all {
+            let channel = Channel::from_shared(addr.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let numbers = list_numbers(&mut PoolServiceClient::new(channel), APP).await;
+            assert_eq!(numbers.len(), 8, "{addr}: {numbers:?}");
+        }
+
         let etcd_leader = cluster.leader().await.unwrap();
         let first = (etcd_leader + 1) % 3;
         cluster.kill(first);
@@ -476,10 +509,23 @@ async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
                 active.len()
             );
         }
+        // No replica keeps its lease without quorum, so none can vouch for a leader: the
+        // app's health says so everywhere, while the server itself still serves reads.
+        for addr in &all {
+            wait_app_health(addr, ServingStatus::NotServing).await;
+            assert_eq!(
+                health_of(addr, "").await,
+                Some(ServingStatus::Serving),
+                "{addr}"
+            );
+        }
 
         cluster.restart(first);
         cluster.restart(second);
         cluster.wait_healthy(Duration::from_secs(30)).await.unwrap();
+        for addr in &all {
+            wait_app_health(addr, ServingStatus::Serving).await;
+        }
         for i in 0..5 {
             let request_id = format!("healed-{i}");
             let a = format!("+861380600{i:02}00");

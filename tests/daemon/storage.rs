@@ -15,9 +15,17 @@ use crate::support::*;
 
 /// Asks health until it says `want`; panics after 30 s.
 async fn wait_health(d: &Daemon, want: ServingStatus) {
+    wait_health_of(d, "xpool.v1.BindingService", want).await;
+}
+
+/// Waits until `service`'s health (an app's: `app/<name>`) says `want`.
+async fn wait_health_of(d: &Daemon, service: &str, want: ServingStatus) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while health(&d.addr).await != Some(want) {
-        assert!(Instant::now() < deadline, "health never said {want:?}");
+    while health_of(&d.addr, service).await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{service:?} health never said {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -66,6 +74,9 @@ async fn survives(point: Point, error: Error, reason: &str) {
     )
     .await;
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
+    // Each app has a health entry of its own; an app not configured has none.
+    wait_health_of(&d, "app/rides", ServingStatus::Serving).await;
+    assert_eq!(health_of(&d.addr, "app/not-configured").await, None);
     let mut acked = Vec::new();
     for i in 0..4 {
         acked.push(
@@ -83,6 +94,7 @@ async fn survives(point: Point, error: Error, reason: &str) {
         .await;
     assert_storage_refusal(&refused, reason);
     wait_health(&d, ServingStatus::NotServing).await;
+    wait_health_of(&d, "app/rides", ServingStatus::NotServing).await;
     // Health stays NOT_SERVING while the disk fails, and every write is refused the same way.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(health(&d.addr).await, Some(ServingStatus::NotServing));
@@ -102,6 +114,10 @@ async fn survives(point: Point, error: Error, reason: &str) {
     };
     assert!(metrics.contains("xpool_store_writable 0"), "{metrics}");
     assert!(
+        metrics.contains("xpool_app_serving{app=\"rides\"} 0"),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(&format!(
             "xpool_store_failures_total{{reason=\"{label}\"}} 1"
         )),
@@ -110,9 +126,18 @@ async fn survives(point: Point, error: Error, reason: &str) {
 
     faults::clear(&store_path(&d));
     wait_health(&d, ServingStatus::Serving).await;
+    wait_health_of(&d, "app/rides", ServingStatus::Serving).await;
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
     let (_, metrics) = admin_get(admin, "/metrics").await;
     assert!(metrics.contains("xpool_store_writable 1"), "{metrics}");
+    assert!(
+        metrics.contains("xpool_app_serving{app=\"rides\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("xpool_app_leading{app=\"rides\"} 1"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("xpool_store_recoveries_total 1"),
         "{metrics}"
