@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use xpool::cluster::{self, Prefix, status};
-use xpool::config::Config;
+use xpool::config::{ClusterConfig, Config};
 
 use super::admin::{Output, print_json};
 
@@ -33,11 +33,21 @@ enum ClusterCommand {
 
 #[derive(Debug, Args)]
 struct StatusArgs {
-    /// The daemon's config (TOML), for its [cluster] section and apps; XPOOL__SECTION__KEY
-    /// variables override it. Without it: the embedded default with those overrides.
+    /// The daemon's config (TOML), for its [cluster] section (endpoints, prefix, etcd TLS and
+    /// credentials) and apps; XPOOL__SECTION__KEY variables override it. Not needed with
+    /// --etcd-endpoints.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// How to print the answer.
+    /// etcd client URLs (comma-separated or repeated), instead of or over the config's
+    /// `cluster.etcd_endpoints`; without --config, etcd is reached without TLS client
+    /// certificates or credentials.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// The replicas' `cluster.key_prefix`, over the config's (default without a config:
+    /// /xpool/).
+    #[arg(long, value_name = "PREFIX")]
+    key_prefix: Option<String>,
+    /// How to print the answer: a table, or JSON (keys in lowerCamelCase).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// Give up when etcd has not answered within this many seconds (exit 2).
@@ -53,27 +63,14 @@ pub async fn run(args: ClusterArgs) -> i32 {
 }
 
 async fn status(args: StatusArgs) -> i32 {
-    let loaded = match &args.config {
-        Some(path) => Config::load(path, std::env::vars()),
-        None => Config::embedded_default(std::env::vars()),
-    };
-    let config = match loaded {
-        Ok(config) => config,
+    let (cluster, apps) = match cluster_of(&args) {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("xpool cluster status: {e}");
             return 1;
         }
     };
-    let Some(cluster) = &config.cluster else {
-        let origin = args
-            .config
-            .as_ref()
-            .map_or("the embedded default".to_owned(), |p| {
-                p.display().to_string()
-            });
-        eprintln!("xpool cluster status: {origin} has no [cluster] section");
-        return 1;
-    };
+    let cluster = &cluster;
     let limit = Duration::from_secs(args.timeout_seconds);
     let client = match cluster::etcd_client(cluster, limit) {
         Ok(client) => client,
@@ -82,7 +79,6 @@ async fn status(args: StatusArgs) -> i32 {
             return 1;
         }
     };
-    let apps: Vec<String> = config.apps.iter().map(|a| a.name.clone()).collect();
     let prefix = Prefix::new(cluster.key_prefix.clone());
     let endpoints = cluster.etcd_endpoints.join(", ");
     match tokio::time::timeout(limit, status::gather(&client, &prefix, &apps)).await {
@@ -105,4 +101,43 @@ async fn status(args: StatusArgs) -> i32 {
             2
         }
     }
+}
+
+/// The `[cluster]` section to read etcd with, and the configured apps (shown even without a
+/// leader): from `--config` (or, without flags, the embedded default with its overrides),
+/// with `--etcd-endpoints` and `--key-prefix` over it; from the flags alone without a config.
+fn cluster_of(args: &StatusArgs) -> Result<(ClusterConfig, Vec<String>), String> {
+    let (mut cluster, apps) = if args.config.is_none() && !args.etcd_endpoints.is_empty() {
+        (
+            ClusterConfig::for_reading(args.etcd_endpoints.clone()),
+            Vec::new(),
+        )
+    } else {
+        let config = match &args.config {
+            Some(path) => Config::load(path, std::env::vars()),
+            None => Config::embedded_default(std::env::vars()),
+        }
+        .map_err(|e| e.to_string())?;
+        let Some(cluster) = config.cluster else {
+            let origin = args
+                .config
+                .as_ref()
+                .map_or("the embedded default".to_owned(), |p| {
+                    p.display().to_string()
+                });
+            return Err(format!(
+                "{origin} has no [cluster] section (or give --etcd-endpoints)"
+            ));
+        };
+        let apps = config.apps.iter().map(|a| a.name.clone()).collect();
+        (cluster, apps)
+    };
+    if !args.etcd_endpoints.is_empty() {
+        cluster.etcd_endpoints = args.etcd_endpoints.clone();
+    }
+    if let Some(prefix) = &args.key_prefix {
+        cluster.key_prefix = prefix.clone();
+    }
+    cluster.check_reading().map_err(|e| e.to_string())?;
+    Ok((cluster, apps))
 }

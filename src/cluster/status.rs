@@ -265,7 +265,8 @@ fn started(ms: u64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The status as one JSON document (field names in snake_case; absent values `null`).
+/// The status as one JSON document (keys in lowerCamelCase, as the other admin commands print
+/// them; absent values `null`).
 pub fn to_json(status: &ClusterStatus) -> Value {
     let members: Vec<Value> = status
         .members
@@ -275,11 +276,11 @@ pub fn to_json(status: &ClusterStatus) -> Value {
             json!({
                 "name": member.name,
                 "id": format!("{:x}", member.id),
-                "client_urls": member.client_urls,
+                "clientUrls": member.client_urls,
                 "health": health,
-                "is_leader": answered.map(|s| s.leader == member.id),
+                "isLeader": answered.map(|s| s.leader == member.id),
                 "revision": answered.map(|s| s.revision),
-                "raft_term": answered.map(|s| s.raft_term),
+                "raftTerm": answered.map(|s| s.raft_term),
             })
         })
         .collect();
@@ -288,12 +289,12 @@ pub fn to_json(status: &ClusterStatus) -> Value {
         .iter()
         .map(|r| {
             json!({
-                "node_id": r.node_id,
-                "advertise_addr": r.info.as_ref().map(|i| &i.advertise_addr),
-                "callbacks_addr": r.info.as_ref().and_then(|i| i.callbacks_addr.as_ref()),
+                "nodeId": r.node_id,
+                "advertiseAddr": r.info.as_ref().map(|i| &i.advertise_addr),
+                "callbacksAddr": r.info.as_ref().and_then(|i| i.callbacks_addr.as_ref()),
                 "version": r.info.as_ref().map(|i| &i.version),
-                "started_at_ms": r.info.as_ref().map(|i| i.started_at_ms),
-                "applied_revision": r.applied,
+                "startedAtMs": r.info.as_ref().map(|i| i.started_at_ms),
+                "appliedRevision": r.applied,
                 "lag": r.lag(status.revision),
             })
         })

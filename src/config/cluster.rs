@@ -34,6 +34,39 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// A `[cluster]` for reading etcd only (`xpool cluster status --etcd-endpoints`): the
+    /// defaults, without a node id or address of its own, TLS or credentials.
+    pub fn for_reading(etcd_endpoints: Vec<String>) -> ClusterConfig {
+        let raw = RawCluster::default();
+        ClusterConfig {
+            etcd_endpoints,
+            node_id: String::new(),
+            advertise_addr: String::new(),
+            lease_ttl_seconds: raw.lease_ttl_seconds,
+            key_prefix: raw.key_prefix,
+            tls: None,
+            credentials: None,
+        }
+    }
+
+    /// Checks what a reader of etcd uses, the endpoints and the key prefix, as given on the
+    /// command line (`--etcd-endpoints`, `--key-prefix`).
+    pub fn check_reading(&self) -> Result<(), String> {
+        if self.etcd_endpoints.is_empty() {
+            return Err("--etcd-endpoints: at least one etcd client URL is needed".into());
+        }
+        for url in &self.etcd_endpoints {
+            check_endpoint(url).map_err(|message| format!("--etcd-endpoints: {message}"))?;
+        }
+        if !(self.key_prefix.starts_with('/') && self.key_prefix.ends_with('/')) {
+            return Err(format!(
+                "--key-prefix: {:?} must start and end with /",
+                self.key_prefix
+            ));
+        }
+        Ok(())
+    }
+
     /// The lease TTL.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_seconds)

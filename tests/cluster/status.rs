@@ -122,7 +122,7 @@ async fn status_shows_members_replicas_leaders_and_lag() {
         assert_eq!(line("chat"), ["chat", "none", "-"], "{text}");
         let json = status::to_json(&found);
         assert_eq!(json["apps"][2]["leader"], serde_json::Value::Null);
-        assert_eq!(json["replicas"][0]["applied_revision"], revision - 2);
+        assert_eq!(json["replicas"][0]["appliedRevision"], revision - 2);
         assert_eq!(json["members"].as_array().unwrap().len(), 3);
 
         // One member down: listed as unreachable, the rest as before.
@@ -174,9 +174,50 @@ async fn the_binary_prints_the_status_and_fails_clearly_without_etcd() {
         let out = xpool(&["cluster", "status", "--config", config, "--output", "json"]).await;
         assert!(out.status.success());
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["replicas"][0]["node_id"], "node-a");
+        assert_eq!(json["replicas"][0]["nodeId"], "node-a");
         assert_eq!(json["replicas"][0]["lag"], serde_json::Value::Null);
         assert_eq!(json["apps"][0]["leader"], "node-a");
+
+        // Without a config: etcd's address on the command line, and the apps etcd has leaders
+        // for. A malformed one is refused naming the flag, before any call.
+        let endpoints = cluster.endpoints().join(",");
+        let out = xpool(&[
+            "cluster",
+            "status",
+            "--etcd-endpoints",
+            &endpoints,
+            "--output",
+            "json",
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["replicas"][0]["nodeId"], "node-a");
+        assert_eq!(json["apps"][0]["app"], "rides");
+        assert_eq!(json["apps"][0]["leader"], "node-a");
+        let out = xpool(&["cluster", "status", "--etcd-endpoints", "etcd-0:2379"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("--etcd-endpoints: \"etcd-0:2379\""),
+            "{stderr}"
+        );
+        let out = xpool(&[
+            "cluster",
+            "status",
+            "--etcd-endpoints",
+            &endpoints,
+            "--key-prefix",
+            "x",
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("--key-prefix"), "{stderr}");
 
         // Nothing listens there: a clear message and exit 2 within the deadline.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
