@@ -290,15 +290,11 @@ impl Daemon {
     fn start_jobs(&self) {
         self.tasks
             .spawn(self.expiry.clone().run(self.cancel.clone()));
-        if self.is_clustered() {
-            // Their writes name no app yet, so they cannot go through a leader's term.
-            tracing::warn!(
-                "cluster mode: retention of released bindings and of call records does not \
-                 run in this build (docs/cluster.md)"
-            );
-        } else {
-            self.tasks
-                .spawn(self.retention.clone().run(self.cancel.clone()));
+        // In cluster mode, each replica purges the bindings of the apps it leads.
+        self.tasks
+            .spawn(self.retention.clone().run(self.cancel.clone()));
+        if !self.is_clustered() {
+            // Call records come from the push receiver, which does not run in cluster mode.
             let call_log = jobs::CallLogRetention {
                 calls: Arc::clone(&self.calls),
             };

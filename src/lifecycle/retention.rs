@@ -15,6 +15,8 @@
 //! - With `released_ms` 0, a binding whose slot has no cool-down is deleted in the transaction
 //!   that takes it out of service; the rest is done by rounds of the retention job
 //!   ([`Pool::retention_round`]), in bounded transactions through the store's log.
+//! - In cluster mode each replica's rounds cover the apps it leads, each written under the
+//!   app's term to etcd; the other replicas' copies follow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use super::Pool;
 use super::error::PoolError;
-use crate::store::{BindingRecord, StoreError, Tx};
+use crate::store::{BindingRecord, Lane, StoreError, Tx};
 
 /// How long bindings that left service and their request ids are kept (the `[store]` config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,12 @@ pub struct RetentionRound {
     pub forgotten: usize,
     /// More is due now: run another round soon.
     pub more: bool,
+}
+
+/// Which records a retention round deletes (one app's, or every app's) and where it writes.
+struct Scope<'a, 't> {
+    app: Option<&'a str>,
+    lane: Lane<'t>,
 }
 
 /// Entries one round reads from each index at most.
@@ -104,15 +112,43 @@ impl Retention {
 impl Pool {
     /// Forgets the request ids and deletes the bindings whose time is up at `now_ms`, at most
     /// [`ROUND_LIMIT`] of each, in transactions of [`CHUNK`].
+    ///
+    /// On a single node every app's records go, through the local log (those of apps no
+    /// longer configured too). In cluster mode each replica purges the apps it leads, each
+    /// in its own term's writes to etcd (the others' copies follow).
     pub async fn retention_round(&self, now_ms: i64) -> Result<RetentionRound, PoolError> {
+        if !self.store.takes_leader_writes() {
+            return self.retention_round_of(None, Lane::Local, now_ms).await;
+        }
+        let mut total = RetentionRound::default();
+        for app in self.apps() {
+            let Some(term) = app.term() else { continue };
+            let round = self
+                .retention_round_of(Some(app.name()), Lane::Leader(term), now_ms)
+                .await?;
+            total.deleted += round.deleted;
+            total.forgotten += round.forgotten;
+            total.more |= round.more;
+        }
+        Ok(total)
+    }
+
+    /// [`Pool::retention_round`] of `app` (every app: `None`), written on `lane`.
+    async fn retention_round_of(
+        &self,
+        app: Option<&str>,
+        lane: Lane<'_>,
+        now_ms: i64,
+    ) -> Result<RetentionRound, PoolError> {
         let policy = self.retention.policy;
+        let scope = Scope { app, lane };
         let (forgotten, more_requests) = self
-            .forget_requests(now_ms.saturating_sub(policy.request_ms))
+            .forget_requests(&scope, now_ms.saturating_sub(policy.request_ms))
             .await?;
         let kept_ms = policy.released_ms.max(self.cool_down_kept_ms);
         let remembered = |left: i64| left.saturating_add(policy.request_ms) > now_ms;
         let (deleted, more_records) = self
-            .delete_records(now_ms.saturating_sub(kept_ms), remembered)
+            .delete_records(&scope, now_ms.saturating_sub(kept_ms), remembered)
             .await?;
         self.retention.count(deleted);
         Ok(RetentionRound {
@@ -124,13 +160,19 @@ impl Pool {
 
     /// Forgets the request ids of bindings that left service at or before `until_ms`; returns
     /// how many, and whether more may be due.
-    async fn forget_requests(&self, until_ms: i64) -> Result<(usize, bool), PoolError> {
-        let due = self.store.remembered_until(until_ms, ROUND_LIMIT)?;
+    async fn forget_requests(
+        &self,
+        scope: &Scope<'_, '_>,
+        until_ms: i64,
+    ) -> Result<(usize, bool), PoolError> {
+        let due = self
+            .store
+            .remembered_until(until_ms, ROUND_LIMIT, scope.app)?;
         let mut forgotten = 0;
         for chunk in due.chunks(CHUNK) {
             forgotten += self
                 .store
-                .commit(|tx| {
+                .commit_in(scope.lane, |tx| {
                     let mut n = 0;
                     for (left, id) in chunk {
                         n += usize::from(tx.forget_request(*left, id)?);
@@ -148,15 +190,18 @@ impl Pool {
     /// whether more may be due.
     async fn delete_records(
         &self,
+        scope: &Scope<'_, '_>,
         until_ms: i64,
         remembered: impl Fn(i64) -> bool,
     ) -> Result<(usize, bool), PoolError> {
-        let due = self.store.released_until(until_ms, ROUND_LIMIT)?;
+        let due = self
+            .store
+            .released_until(until_ms, ROUND_LIMIT, scope.app)?;
         let mut deleted = 0;
         for chunk in due.chunks(CHUNK) {
             deleted += self
                 .store
-                .commit(|tx| {
+                .commit_in(scope.lane, |tx| {
                     let mut n = 0;
                     for (left, id) in chunk {
                         n += usize::from(tx.purge_binding(id, remembered(*left))?);

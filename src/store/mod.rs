@@ -370,6 +370,15 @@ impl Store {
         Ok(wake)
     }
 
+    /// Whether this store takes leaders' writes (cluster mode; see
+    /// [`Store::enable_leader_writes`]).
+    pub fn takes_leader_writes(&self) -> bool {
+        self.cluster
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Every leader's record queued so far, in order (for the cluster's writer).
     pub fn take_leader_records(&self) -> Vec<LeaderRecord> {
         self.current()

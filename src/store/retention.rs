@@ -77,39 +77,68 @@ impl Store {
         &self,
         until_ms: i64,
         limit: usize,
+        app: Option<&str>,
     ) -> Result<Vec<(i64, BindingId)>, StoreError> {
-        self.timed_until(TreeId::Released, keys::RELEASED, until_ms, limit)
+        self.timed_until(TreeId::Released, keys::RELEASED, until_ms, limit, app)
     }
 
     /// Request ids still remembered for bindings that left service at or before `until_ms`,
-    /// earliest first, at most `limit`: (left at ms, id), one range scan of the `remembered`
-    /// index.
+    /// earliest first, at most `limit`, of `app` only if given: (left at ms, id), one range
+    /// scan of the `remembered` index.
     pub fn remembered_until(
         &self,
         until_ms: i64,
         limit: usize,
+        app: Option<&str>,
     ) -> Result<Vec<(i64, BindingId)>, StoreError> {
-        self.timed_until(TreeId::Remembered, keys::REMEMBERED, until_ms, limit)
+        self.timed_until(TreeId::Remembered, keys::REMEMBERED, until_ms, limit, app)
     }
 
+    /// The entries of `tree` (`released` or `remembered`) up to `until_ms`; with `app`, only
+    /// that app's, found from the binding's record (`released`) or the entry (`remembered`).
     fn timed_until(
         &self,
         tree: TreeId,
         name: &'static str,
         until_ms: i64,
         limit: usize,
+        app: Option<&str>,
     ) -> Result<Vec<(i64, BindingId)>, StoreError> {
         if until_ms < 0 {
             return Ok(Vec::new());
         }
         let bound = keys::timed_bound(until_ms);
         self.read(|trees| {
-            trees
-                .tree(tree)
-                .range(..=bound)
-                .take(limit)
-                .map(|entry| parse_timed_key(name, &entry?.0))
-                .collect()
+            let mut due = Vec::new();
+            for entry in trees.tree(tree).range(..=bound) {
+                if due.len() == limit {
+                    break;
+                }
+                let (key, value) = entry?;
+                let (left, id) = parse_timed_key(name, &key)?;
+                let Some(app) = app else {
+                    due.push((left, id));
+                    continue;
+                };
+                let of = if tree == TreeId::Remembered {
+                    let entry: RequestRef = codec::decode(name, &key, &value)?;
+                    entry.app
+                } else {
+                    let record_key = keys::binding(&id);
+                    match trees.tree(TreeId::Bindings).get(record_key)? {
+                        Some(record) => {
+                            let record: BindingRecord =
+                                codec::decode(keys::BINDINGS, &record_key, &record)?;
+                            record.app
+                        }
+                        None => continue,
+                    }
+                };
+                if of == app {
+                    due.push((left, id));
+                }
+            }
+            Ok(due)
         })
     }
 

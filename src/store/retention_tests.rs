@@ -75,16 +75,28 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
     let store = Store::open_temporary().unwrap();
     let mut rec = binding(1, BindingState::Active, Some(9_000));
     store.put_binding(&rec).await.unwrap();
-    assert_eq!(store.released_until(i64::MAX, 10).unwrap(), []);
-    assert_eq!(store.remembered_until(i64::MAX, 10).unwrap(), []);
+    assert_eq!(store.released_until(i64::MAX, 10, None).unwrap(), []);
+    assert_eq!(store.remembered_until(i64::MAX, 10, None).unwrap(), []);
 
     rec.state = BindingState::Expired;
     rec.released_at_ms = Some(9_500);
     store.put_binding(&rec).await.unwrap();
-    assert_eq!(store.released_until(9_499, 10).unwrap(), []);
-    assert_eq!(store.released_until(9_500, 10).unwrap(), [(9_500, rec.id)]);
+    assert_eq!(store.released_until(9_499, 10, None).unwrap(), []);
     assert_eq!(
-        store.remembered_until(9_500, 10).unwrap(),
+        store.released_until(9_500, 10, None).unwrap(),
+        [(9_500, rec.id)]
+    );
+    // One app's only (a cluster replica purges the apps it leads).
+    let of = |app: &str| {
+        (
+            store.released_until(9_500, 10, Some(app)).unwrap(),
+            store.remembered_until(9_500, 10, Some(app)).unwrap(),
+        )
+    };
+    assert_eq!(of(&rec.app), (vec![(9_500, rec.id)], vec![(9_500, rec.id)]));
+    assert_eq!(of("another-app"), (vec![], vec![]));
+    assert_eq!(
+        store.remembered_until(9_500, 10, None).unwrap(),
         [(9_500, rec.id)]
     );
 
@@ -98,31 +110,31 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
     };
     store.put_binding(&bare).await.unwrap();
     assert_eq!(
-        store.released_until(i64::MAX, 10).unwrap(),
+        store.released_until(i64::MAX, 10, None).unwrap(),
         [(7_000, bare.id), (9_500, rec.id)]
     );
     assert_eq!(
-        store.remembered_until(i64::MAX, 10).unwrap(),
+        store.remembered_until(i64::MAX, 10, None).unwrap(),
         [(9_500, rec.id)]
     );
     assert_eq!(
-        store.released_until(i64::MAX, 1).unwrap(),
+        store.released_until(i64::MAX, 1, None).unwrap(),
         [(7_000, bare.id)]
     );
-    assert_eq!(store.released_until(-1, 10).unwrap(), []);
+    assert_eq!(store.released_until(-1, 10, None).unwrap(), []);
 
     // Deleting takes both entries out.
     bare.updated_at_ms = 8_000;
     store.put_binding(&bare).await.unwrap();
     assert_eq!(
-        store.released_until(i64::MAX, 10).unwrap(),
+        store.released_until(i64::MAX, 10, None).unwrap(),
         [(8_000, bare.id), (9_500, rec.id)],
         "a rewrite moves the entry"
     );
     store.delete_binding(&rec.id).await.unwrap();
     store.delete_binding(&bare.id).await.unwrap();
-    assert_eq!(store.released_until(i64::MAX, 10).unwrap(), []);
-    assert_eq!(store.remembered_until(i64::MAX, 10).unwrap(), []);
+    assert_eq!(store.released_until(i64::MAX, 10, None).unwrap(), []);
+    assert_eq!(store.remembered_until(i64::MAX, 10, None).unwrap(), []);
 }
 
 #[tokio::test]
@@ -277,7 +289,7 @@ async fn forgetting_leaves_a_request_id_another_binding_took_over() {
         store.binding_by_request("ride", "req-1").unwrap(),
         Some(new)
     );
-    assert_eq!(store.remembered_until(i64::MAX, 10).unwrap(), []);
+    assert_eq!(store.remembered_until(i64::MAX, 10, None).unwrap(), []);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use xpool_etcd::Client;
 
 use crate::common::{EtcdCluster, PREFIX, bounded};
 use crate::support::{
-    LogDump, bind, health_of, list_bindings, list_numbers, listening_addr, wait_serving,
+    LogDump, Sim, bind, health_of, list_bindings, list_numbers, listening_addr, wait_serving,
     xpool_serve,
 };
 
@@ -37,14 +37,28 @@ struct Replica {
 impl Replica {
     /// Starts replica `id` over `dir/<id>` and waits until it serves gRPC.
     async fn spawn(dir: &Path, cluster: &EtcdCluster, id: &str) -> Replica {
+        Replica::spawn_with(dir, cluster, id, "", &[]).await
+    }
+
+    /// [`Replica::spawn`] with `more` at the end of the config (e.g. another app) and `env`
+    /// (`XPOOL__…` overrides) set.
+    async fn spawn_with(
+        dir: &Path,
+        cluster: &EtcdCluster,
+        id: &str,
+        more: &str,
+        env: &[(&str, &str)],
+    ) -> Replica {
         let home = dir.join(id);
         std::fs::create_dir_all(&home).unwrap();
         let config = home.join("xpool.toml");
-        std::fs::write(&config, config_text(&home, cluster, id)).unwrap();
+        let text = config_text(&home, cluster, id) + more;
+        std::fs::write(&config, text).unwrap();
         let log = dir.join(format!("{id}.log"));
         let mut proc = xpool_serve(&log)
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -767,4 +781,115 @@ async fn chaos_rounds_keep_every_acknowledged_binding() {
     {
         panic!("cluster chaos did not finish within 400 s (seed {seed})");
     }
+}
+
+/// Retention runs in cluster mode, on each app's leader under its term. An AX app (on the
+/// simulator) keeps a released binding through its 2 s cool-down, and request ids are not
+/// remembered, so the retention job deletes an unbound binding about 2 s after its release:
+/// it is then gone from every replica, and its request id binds anew.
+#[tokio::test]
+async fn retention_runs_on_the_leader_and_reaches_every_replica() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let sim = Sim::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let retention = [
+            ("XPOOL__STORE__RELEASED_RETENTION_DAYS", "0"),
+            ("XPOOL__STORE__REQUEST_ID_RETENTION_HOURS", "0"),
+        ];
+        let drivers = format!(
+            r#"
+[[apps]]
+name = "drivers"
+mode = "AX"
+cool_down_seconds = 2
+base_url = "{base_url}"
+app_key = "k-ax"
+app_secret = "s-ax"
+numbers = [ {{ number = "+8617100000001", area_code = "010" }} ]
+"#,
+            base_url = sim.base_url
+        );
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2", "r3"] {
+            let replica = Replica::spawn_with(dir.path(), &cluster, id, &drivers, &retention);
+            replicas.push(replica.await);
+        }
+        let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let connect = |addr: &String| {
+            let addr = addr.clone();
+            async move {
+                let channel = Channel::from_shared(addr).unwrap().connect().await.unwrap();
+                BindingServiceClient::new(channel)
+            }
+        };
+        let request = pb::BindRequest {
+            request_id: "ax-1".into(),
+            ..bind("drivers", "+8613800000001", None)
+        };
+        let first = bind_until_bound(&all, &request).await;
+        // Unbound through a replica that may not lead (forwarded if so).
+        connect(&all[1])
+            .await
+            .unbind(pb::UnbindRequest::by_id(first.binding_id.clone()))
+            .await
+            .unwrap();
+        let released_at = Instant::now();
+
+        for addr in &all {
+            let mut api = connect(addr).await;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let by_id = api
+                    .get_binding(pb::GetBindingRequest::by_id(first.binding_id.clone()))
+                    .await;
+                if by_id
+                    .as_ref()
+                    .is_err_and(|s| s.code() == tonic::Code::NotFound)
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{addr}: still there: {by_id:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        assert!(
+            released_at.elapsed() >= Duration::from_secs(2),
+            "deleted by the retention job after the cool-down, not at release"
+        );
+        let again = bind_until_bound(&all, &request).await;
+        assert_ne!(again.binding_id, first.binding_id, "a new binding");
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+        sim.stop().await;
+    })
+    .await;
+}
+
+/// Sends `request` through the replicas in turn until one acknowledges it (retrying through
+/// an election, and while its request id is still taken).
+async fn bind_until_bound(addrs: &[String], request: &pb::BindRequest) -> pb::Binding {
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut last = None;
+    for addr in addrs.iter().cycle() {
+        assert!(Instant::now() < deadline, "not bound: {last:?}");
+        let channel = Channel::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        match BindingServiceClient::new(channel)
+            .bind(request.clone())
+            .await
+        {
+            Ok(reply) => return reply.into_inner(),
+            Err(status) => last = Some(status),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!()
 }
