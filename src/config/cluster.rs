@@ -29,6 +29,10 @@ pub struct ClusterConfig {
     pub key_prefix: String,
     /// `[cluster.tls]`: TLS towards etcd; `None` with `https://` endpoints trusts the system roots.
     pub tls: Option<ClusterTlsConfig>,
+    /// `[cluster.peer_tls]`: TLS towards the other replicas' gRPC listeners (forwarded calls),
+    /// required with `[server.tls]`: the CA of their server certificates and, when they ask
+    /// for client certificates, this replica's.
+    pub peer_tls: Option<ClusterTlsConfig>,
     /// etcd user and password (from `username` and `password_file`), when etcd's auth is on.
     pub credentials: Option<EtcdCredentials>,
 }
@@ -45,6 +49,7 @@ impl ClusterConfig {
             lease_ttl_seconds: raw.lease_ttl_seconds,
             key_prefix: raw.key_prefix,
             tls: None,
+            peer_tls: None,
             credentials: None,
         }
     }
@@ -103,6 +108,7 @@ pub(super) struct RawCluster {
     lease_ttl_seconds: u64,
     key_prefix: String,
     tls: Option<Table>,
+    peer_tls: Option<Table>,
     username: Option<String>,
     password_file: Option<PathBuf>,
 }
@@ -116,6 +122,7 @@ impl Default for RawCluster {
             lease_ttl_seconds: 5,
             key_prefix: "/xpool/".to_owned(),
             tls: None,
+            peer_tls: None,
             username: None,
             password_file: None,
         }
@@ -185,7 +192,14 @@ pub(super) fn resolve(value: Option<&Value>, problems: &mut Problems) -> Option<
         let message = format!("{:?} must start and end with /", raw.key_prefix);
         problems.push("cluster.key_prefix", message);
     }
-    let tls = raw.tls.as_ref().and_then(|t| resolve_tls(t, problems));
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| resolve_tls(t, "cluster.tls", problems));
+    let peer_tls = raw
+        .peer_tls
+        .as_ref()
+        .and_then(|t| resolve_tls(t, "cluster.peer_tls", problems));
     if tls.is_some() && !etcd_endpoints.iter().any(|e| e.starts_with("https://")) {
         let message = "is set but no etcd endpoint is https://, so it would not be used";
         problems.push("cluster.tls", message);
@@ -198,6 +212,7 @@ pub(super) fn resolve(value: Option<&Value>, problems: &mut Problems) -> Option<
         lease_ttl_seconds: raw.lease_ttl_seconds,
         key_prefix: raw.key_prefix,
         tls,
+        peer_tls,
         credentials,
     })
 }
@@ -226,6 +241,36 @@ fn check_endpoint(url: &str) -> Result<(), String> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// `[cluster.peer_tls]` against `[server.tls]`: the replicas forward calls to each other's
+/// gRPC listener, so with TLS there they need the CA of each other's certificates and, when
+/// those listeners ask for client certificates, one of their own.
+pub(super) fn check_peer_tls(
+    cluster: &ClusterConfig,
+    server_tls: Option<&super::TlsConfig>,
+    problems: &mut Problems,
+) {
+    let peer = cluster.peer_tls.as_ref();
+    match server_tls {
+        None if peer.is_some() => {
+            let message = "is set but [server.tls] is not: the replicas' gRPC is plaintext";
+            problems.push("cluster.peer_tls", message);
+        }
+        None => {}
+        Some(server) => {
+            if peer.is_none_or(|p| p.ca_file.is_none()) {
+                let message = "is required with [server.tls]: the CA that signed the other \
+                               replicas' server certificates (forwarded calls go over TLS)";
+                problems.push("cluster.peer_tls.ca_file", message);
+            }
+            if server.client_ca_file.is_some() && peer.is_none_or(|p| p.cert_file.is_none()) {
+                let message = "is required with server.tls.client_ca_file: the replicas ask \
+                               each other for a client certificate (with key_file)";
+                problems.push("cluster.peer_tls.cert_file", message);
+            }
+        }
+    }
 }
 
 /// `[A-Za-z0-9._-]{1,64}`.
@@ -264,8 +309,9 @@ fn check_host_port(addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn resolve_tls(table: &Table, problems: &mut Problems) -> Option<ClusterTlsConfig> {
-    let tls: ClusterTlsConfig = source::section(table, "cluster.tls", problems)?;
+/// `[cluster.tls]` or `[cluster.peer_tls]` (`name`).
+fn resolve_tls(table: &Table, name: &str, problems: &mut Problems) -> Option<ClusterTlsConfig> {
+    let tls: ClusterTlsConfig = source::section(table, name, problems)?;
     let files = [
         ("ca_file", &tls.ca_file),
         ("cert_file", &tls.cert_file),
@@ -275,7 +321,7 @@ fn resolve_tls(table: &Table, problems: &mut Problems) -> Option<ClusterTlsConfi
         if let Some(path) = file
             && let Err(message) = check_pem(path)
         {
-            problems.push(format!("cluster.tls.{key}"), message);
+            problems.push(format!("{name}.{key}"), message);
         }
     }
     if tls.cert_file.is_some() != tls.key_file.is_some() {
@@ -285,7 +331,7 @@ fn resolve_tls(table: &Table, problems: &mut Problems) -> Option<ClusterTlsConfi
             "cert_file"
         };
         let message = "is required with the other: cert_file and key_file go together";
-        problems.push(format!("cluster.tls.{missing}"), message);
+        problems.push(format!("{name}.{missing}"), message);
     }
     Some(tls)
 }

@@ -119,6 +119,9 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let auth = super::auth::resolve(table.get("auth"), &names, mutual_tls, problems);
     check_exposure(&server, auth.is_some(), problems);
     let cluster = super::cluster::resolve(table.get("cluster"), problems);
+    if let Some(cluster) = &cluster {
+        super::cluster::check_peer_tls(cluster, server.tls.as_ref(), problems);
+    }
     Config {
         server,
         store,

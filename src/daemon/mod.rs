@@ -202,16 +202,20 @@ impl Daemon {
 
     /// The forwarding layer: in cluster mode, calls about apps another replica leads go to
     /// it (see `router`); on a single node, off.
-    fn forwarding(&self) -> crate::cluster::forward::Forward {
+    fn forwarding(&self) -> anyhow::Result<crate::cluster::forward::Forward> {
         use crate::cluster::forward::Forward;
-        match (self.cluster_router(), &self.config.cluster) {
+        Ok(match (self.cluster_router(), &self.config.cluster) {
             (Some(router), Some(config)) => {
-                Forward::new(Arc::new(router), config.node_id.clone(), None)
+                let tls = match &config.peer_tls {
+                    Some(files) => Some(peer_tls(files).context("cluster.peer_tls")?),
+                    None => None,
+                };
+                Forward::new(Arc::new(router), config.node_id.clone(), tls)
                     .max_message_bytes(self.config.server.max_message_bytes)
                     .metrics(Arc::clone(&self.metrics))
             }
             _ => Forward::off(),
-        }
+        })
     }
 
     /// Where each app's calls are served from this replica, for its health.
@@ -488,4 +492,23 @@ async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// The client side of TLS towards the other replicas (`[cluster.peer_tls]`): their CA and,
+/// when given, this replica's certificate. Read once, at start.
+fn peer_tls(
+    files: &crate::config::ClusterTlsConfig,
+) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &files.ca_file {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&files.cert_file, &files.key_file) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
 }

@@ -179,7 +179,7 @@ impl Daemon {
                 self.config.auth.as_ref().map(Authenticator::new),
                 Arc::clone(&self.metrics),
             ))
-            .layer(self.forwarding())
+            .layer(self.forwarding()?)
             .add_service(
                 health_service
                     .max_decoding_message_size(max_message)

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
@@ -16,6 +16,7 @@ use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool_etcd::Client;
 
 use crate::common::{EtcdCluster, PREFIX, bounded};
+use crate::support::certs::Ca;
 use crate::support::{
     LogDump, Sim, bind, health_of, list_bindings, list_numbers, listening_addr, wait_serving,
     xpool_serve,
@@ -49,6 +50,23 @@ impl Replica {
         more: &str,
         env: &[(&str, &str)],
     ) -> Replica {
+        let replica = Replica::start(dir, cluster, id, more, env).await;
+        let gone = || None::<String>;
+        wait_serving(&replica.addr, Duration::from_secs(30), gone)
+            .await
+            .unwrap();
+        replica
+    }
+
+    /// [`Replica::spawn_with`] without waiting for it to serve (its address is
+    /// `http://…` even when it serves TLS).
+    async fn start(
+        dir: &Path,
+        cluster: &EtcdCluster,
+        id: &str,
+        more: &str,
+        env: &[(&str, &str)],
+    ) -> Replica {
         let home = dir.join(id);
         std::fs::create_dir_all(&home).unwrap();
         let config = home.join("xpool.toml");
@@ -72,10 +90,6 @@ impl Replica {
             assert!(Instant::now() < deadline, "replica {id} did not listen");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let gone = || None::<String>;
-        wait_serving(&addr, Duration::from_secs(30), gone)
-            .await
-            .unwrap();
         Replica {
             id: id.to_owned(),
             proc,
@@ -892,4 +906,91 @@ async fn bind_until_bound(addrs: &[String], request: &pb::BindRequest) -> pb::Bi
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     unreachable!()
+}
+
+/// With `[server.tls]` asking for client certificates, the replicas forward to each other
+/// over mutual TLS (`[cluster.peer_tls]`): a client with a certificate binds through every
+/// replica, the two that do not lead forwarding to the one that does.
+#[tokio::test]
+async fn replicas_forward_to_each_other_over_mutual_tls() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let ca = Ca::new("xpool test CA");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let ca_file = write("ca.pem", &ca.pem);
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2", "r3"] {
+            let (cert, key) = ca.sign(id);
+            let cert_file = write(&format!("{id}.pem"), &cert);
+            let key_file = write(&format!("{id}.key"), &key);
+            let tls = format!(
+                r#"
+[server.tls]
+cert_file = "{cert_file}"
+key_file = "{key_file}"
+client_ca_file = "{ca_file}"
+[cluster.peer_tls]
+ca_file = "{ca_file}"
+cert_file = "{cert_file}"
+key_file = "{key_file}"
+"#
+            );
+            replicas.push(Replica::start(dir.path(), &cluster, id, &tls, &[]).await);
+        }
+        let (cert, key) = ca.sign("a-client");
+        let client_tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca.pem))
+            .identity(Identity::from_pem(cert, key));
+        let connect = |addr: &str| {
+            let url = addr.replacen("http://", "https://", 1);
+            Channel::from_shared(url)
+                .unwrap()
+                .tls_config(client_tls.clone())
+                .unwrap()
+                .connect_lazy()
+        };
+        let mut acked = Vec::new();
+        for (i, replica) in replicas.iter().enumerate() {
+            let request = pb::BindRequest {
+                request_id: format!("tls-{i}"),
+                ..bind(APP, &format!("+86138000000{i:02}"), Some("+8613900000000"))
+            };
+            let deadline = Instant::now() + RETRY_FOR;
+            let bound = loop {
+                let mut api = BindingServiceClient::new(connect(&replica.addr));
+                match api.bind(request.clone()).await {
+                    Ok(reply) => break reply.into_inner(),
+                    Err(status) => assert!(
+                        Instant::now() < deadline,
+                        "{} did not bind: {status:?}",
+                        replica.id
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            acked.push(bound);
+        }
+        let leader = leader_id(&cluster.client()).await.unwrap();
+        let leader = replicas.iter().find(|r| r.id == leader).unwrap();
+        let mut api = BindingServiceClient::new(connect(&leader.addr));
+        let active = list_bindings(&mut api, APP, pb::BindingState::Active).await;
+        for bound in &acked {
+            assert!(
+                active.iter().any(|b| b.binding_id == bound.binding_id),
+                "{bound:?} not on the leader"
+            );
+        }
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+    })
+    .await;
 }

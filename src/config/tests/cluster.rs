@@ -277,3 +277,66 @@ fn the_environment_sets_cluster_keys_and_is_blamed_for_bad_ones() {
         "{error}"
     );
 }
+
+#[test]
+fn tls_between_replicas_follows_the_servers() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = secret_file(&cert.cert.pem());
+    let key_file = secret_file(&cert.signing_key.serialize_pem());
+    let server_tls = |client_ca: bool| {
+        let mut text = format!(
+            "\n[server.tls]\ncert_file = {:?}\nkey_file = {:?}",
+            cert_file.path(),
+            key_file.path()
+        );
+        if client_ca {
+            text += &format!("\nclient_ca_file = {:?}", cert_file.path());
+        }
+        text
+    };
+    let peer = |keys: &str| format!("\n[cluster.peer_tls]\n{keys}");
+    let ca = format!("ca_file = {:?}", cert_file.path());
+    let identity = format!(
+        "cert_file = {:?}\nkey_file = {:?}",
+        cert_file.path(),
+        key_file.path()
+    );
+    // TLS on the listener: the replicas must trust each other's certificates...
+    rejected_at(
+        &format!("{VALID}{}", server_tls(false)),
+        "cluster.peer_tls.ca_file",
+        "is required with [server.tls]",
+    );
+    parse(&with_cluster(&format!(
+        "{VALID}{}{}",
+        peer(&ca),
+        server_tls(false)
+    )))
+    .unwrap();
+    // ...and, when the listener asks for client certificates, present one.
+    rejected_at(
+        &format!("{VALID}{}{}", peer(&ca), server_tls(true)),
+        "cluster.peer_tls.cert_file",
+        "server.tls.client_ca_file",
+    );
+    let both = format!("{ca}\n{identity}");
+    let config = parse(&with_cluster(&format!(
+        "{VALID}{}{}",
+        peer(&both),
+        server_tls(true)
+    )))
+    .unwrap();
+    let peer_tls = config.cluster.unwrap().peer_tls.unwrap();
+    assert_eq!(peer_tls.ca_file.as_deref(), Some(cert_file.path()));
+    // Without TLS on the listener, peer TLS would never be used.
+    rejected_at(
+        &format!("{VALID}{}", peer(&ca)),
+        "cluster.peer_tls",
+        "[server.tls] is not",
+    );
+    rejected_at(
+        &format!("{VALID}\n[cluster.peer_tls]\nca_file = \"/nonexistent/ca.pem\""),
+        "cluster.peer_tls.ca_file",
+        "cannot read /nonexistent/ca.pem",
+    );
+}
