@@ -223,3 +223,44 @@ fn replica_config(
         args.lease_ttl
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn a_replicas_generated_config_is_one_the_daemon_takes() {
+        let argv = [
+            "bench",
+            "--spawn",
+            "--mode",
+            "x",
+            "--cluster",
+            "3",
+            "--lease-ttl",
+            "2",
+        ];
+        let args = <Cli as clap::Parser>::try_parse_from(argv).unwrap().args;
+        let endpoints = vec![
+            "http://127.0.0.1:2379".to_owned(),
+            "http://127.0.0.1:2381".to_owned(),
+        ];
+        let home = Path::new("/tmp/xpool-bench-test/r2");
+        let text = replica_config(&args, 40_002, home, "", "r2", &endpoints);
+        let config = xpool::config::Config::from_toml_str(&text, "r2.toml", Vec::new())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.etcd_endpoints, endpoints);
+        assert_eq!(cluster.node_id, "r2");
+        assert_eq!(cluster.advertise_addr, "127.0.0.1:40002");
+        assert_eq!(cluster.lease_ttl_seconds, 2);
+        assert_eq!(cluster.key_prefix, PREFIX);
+        assert_eq!(config.store.path, home.join("store"));
+    }
+}
