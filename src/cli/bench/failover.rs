@@ -213,7 +213,7 @@ async fn kill_one(
     }
     let killed_at = Instant::now();
     procs.kill(&victim.id).await?;
-    let (first_bind, answered_by, probes) = first_bind(args, &mut survivors, killed_at).await?;
+    let (first_bind, answered_by, probes) = first_bind(args, &survivors, killed_at).await?;
     let new_leader = cluster.leader(&args.app).await.ok().flatten();
     let rejoin = rejoin(args, procs, cluster, &victim, registered).await?;
     Ok(FailoverSample {
@@ -230,23 +230,26 @@ async fn kill_one(
 /// the replica that answered, and the probes sent.
 async fn first_bind(
     args: &BenchArgs,
-    survivors: &mut [(String, BindingServiceClient<Channel>)],
+    survivors: &[(String, BindingServiceClient<Channel>)],
     killed_at: Instant,
 ) -> anyhow::Result<(Duration, String, u64)> {
-    for probe in 0..u64::MAX {
-        let (id, client) = &mut survivors[(probe % survivors.len() as u64) as usize];
-        if restart::bind_once(client, args, "failover", PROBE_DEADLINE)
+    let mut probes = 0;
+    for (id, client) in survivors.iter().cycle() {
+        probes += 1;
+        // A handle on the replica's channel: the clone shares its connection.
+        let mut client = client.clone();
+        if restart::bind_once(&mut client, args, "failover", PROBE_DEADLINE)
             .await
             .is_ok()
         {
-            return Ok((killed_at.elapsed(), id.clone(), probe + 1));
+            return Ok((killed_at.elapsed(), id.clone(), probes));
         }
         if killed_at.elapsed() > LIMIT {
-            bail!("no Bind for the app succeeded within {LIMIT:?} of killing its leader");
+            break;
         }
         tokio::time::sleep(PROBE_PAUSE).await;
     }
-    unreachable!("u64::MAX probes")
+    bail!("no Bind for the app succeeded within {LIMIT:?} of killing its leader")
 }
 
 /// Starts `replica` again and waits until it is back: registered anew (its old registration,
