@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs the scenarios of BENCHMARKS.md (1–9) and leaves JSON reports in $OUT.
-# Usage: scripts/bench/run.sh [all | 1 2 3 4 5 6 7 8 9 ...]   (default: 1 7 3)
+# Runs the scenarios of BENCHMARKS.md (1–10) and leaves JSON reports in $OUT.
+# Usage: scripts/bench/run.sh [all | 1 2 3 4 5 6 7 8 9 10 ...]   (default: 1 7 3)
 #   `all` takes about 30 minutes on 2 cores: 4, 5 and 6 preload 1M / 200k / 500k bindings.
 #   SIZE=small runs every scenario at a size that only checks it runs and reports (a few
 #   minutes for `all`; CI does this as a smoke test). Its figures mean nothing.
 # Needs: cargo build --release (or XPOOL=path/to/xpool); redis-server for scenario 7 (apt-get
-# install -y redis-server; without it, scenario 7 is skipped with a message).
+# install -y redis-server; without it, scenario 7 is skipped with a message); etcd for scenario
+# 10 (apt-get install -y etcd-server, or ETCD=path/to/etcd; without it, skipped likewise).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${XPOOL:-./target/release/xpool}
@@ -134,9 +135,29 @@ s9() {
   fi
 }
 
+s10() {
+  # Cluster mode (issue 14): X-mode Binds (local only, no platform: the write path alone) from
+  # 32 clients through 3 replicas on one 3-member etcd cluster, the clients' connections spread
+  # over the replicas, against one daemon at the same concurrency; then, with the load on, the
+  # app's leader SIGKILLed 10 times: kill → first successful Bind through a surviving replica,
+  # the killed replica restarted (same store) and back in the cluster before the next kill.
+  # The replicas' lease TTL is the daemon's default, 5 s (LEASE_TTL to change it).
+  if ! command -v "${ETCD:-etcd}" >/dev/null; then
+    echo "scenario 10: etcd not installed (apt-get install -y etcd-server): skipping"
+    return 0
+  fi
+  local failovers=10 ttl=${LEASE_TTL:-5}
+  if small; then failovers=2 ttl=${LEASE_TTL:-2}; fi
+  $B bench --spawn --target grpc --mode x --concurrency 32 --duration "$(secs 20)" \
+    --warmup "$(warm)" --numbers 1000 --label "s10 single node" --json "$OUT/s10-single.json"
+  $B bench --spawn --target grpc --mode x --concurrency 32 --duration "$(secs 20)" \
+    --warmup "$(warm)" --numbers 1000 --cluster 3 --etcd "${ETCD:-etcd}" --lease-ttl "$ttl" \
+    --failovers $failovers --label "s10 cluster" --json "$OUT/s10-cluster.json"
+}
+
 machine
 scenarios="${*:-1 7 3}"
-if [ "$scenarios" = all ]; then scenarios="1 2 3 4 5 6 7 8 9"; fi
+if [ "$scenarios" = all ]; then scenarios="1 2 3 4 5 6 7 8 9 10"; fi
 for one in $scenarios; do
   echo "== scenario $one ($(date -u +%H:%M:%S), $(machine | tail -1))"
   "s$one"

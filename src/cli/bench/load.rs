@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -118,6 +118,9 @@ impl Mix {
     }
 }
 
+/// The duration of a plan that runs until stopped: a day, longer than any run.
+const UNTIL_STOPPED: Duration = Duration::from_secs(86_400);
+
 /// What every worker shares.
 #[derive(Debug)]
 pub struct Plan {
@@ -137,6 +140,10 @@ pub struct Plan {
     pub keep_samples: bool,
     /// The next never-used party, when `parties` is 0.
     fresh: AtomicU64,
+    /// Set by [`Plan::stop`]: the workers end after their current call.
+    stopped: AtomicBool,
+    /// How long a worker waits after a failed call before its next (0: not at all).
+    pub error_pause: Duration,
 }
 
 impl Plan {
@@ -155,7 +162,40 @@ impl Plan {
             ttl: args.ttl,
             keep_samples: burst,
             fresh: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            error_pause: Duration::ZERO,
         }
+    }
+
+    /// Load that runs until [`Plan::stop`] (no warm-up), each worker pausing `error_pause`
+    /// after a failed call as a retrying client would (and so as not to spin on a connection
+    /// to a dead replica). Its parties start at `first_party`, apart from another plan's.
+    pub fn until_stopped(args: &BenchArgs, first_party: u64, error_pause: Duration) -> Plan {
+        Plan {
+            concurrency: args.concurrency,
+            warmup: Duration::ZERO,
+            duration: UNTIL_STOPPED,
+            rate: args.rate,
+            mix: args.mix,
+            parties: args.parties,
+            first_area: 0,
+            areas: args.areas,
+            ttl: args.ttl,
+            keep_samples: false,
+            fresh: AtomicU64::new(first_party),
+            stopped: AtomicBool::new(false),
+            error_pause,
+        }
+    }
+
+    /// Ends the workers after their current call.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// The next party never used by this plan (a plan of fresh parties).
+    pub fn next_fresh(&self) -> u64 {
+        self.fresh.load(Ordering::Relaxed)
     }
 
     fn party(&self, rng: &mut StdRng) -> u64 {
@@ -310,6 +350,9 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
     let mut live: Vec<Live> = Vec::new();
     tokio::time::sleep_until(start.into()).await;
     for k in 0u64.. {
+        if plan.stopped.load(Ordering::Relaxed) {
+            break;
+        }
         // On a schedule, this worker's k-th call is due at start + (k·N + i) / rate.
         let t0 = if plan.rate > 0.0 {
             let due = start + Duration::from_secs_f64((k as f64 * n + i as f64) / plan.rate);
@@ -362,6 +405,7 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
             }
             Op::Health => conn.health().await,
         };
+        let failed = result.is_err();
         if t0 >= measure_from {
             let latency = t0.elapsed();
             if plan.keep_samples && op == Op::Bind {
@@ -372,6 +416,9 @@ async fn worker(i: usize, plan: Arc<Plan>, mut conn: Conn, start: Instant) -> Wo
                 });
             }
             stats.record(op, latency, result);
+        }
+        if failed && !plan.error_pause.is_zero() {
+            tokio::time::sleep(plan.error_pause).await;
         }
     }
     stats.live = live;

@@ -13,13 +13,18 @@
 //!
 //! With `--spawn` the run starts what it needs as child processes of this binary on 127.0.0.1
 //! (`xpool sim`, `xpool serve` with a generated config, `redis-server` with AOF
-//! `appendfsync always`), measures their CPU time and memory, and stops them at the end. The
+//! `appendfsync always`; with `--cluster N`, a 3-member etcd cluster and N replicas, the
+//! clients' connections spread over them, and with `--failovers K` the app's leader killed K
+//! times after the measured window, see `failover.rs`), measures their CPU time and memory, and
+//! stops them at the end. The
 //! report (text, and JSON with `--json FILE`) gives throughput, latency percentiles per call,
 //! errors by code (and whether each carried a retry hint), and a check of the allocation rules
 //! over every binding still live at the end (no party twice on one X, no X over its cap).
 
 mod burst;
 mod callins;
+mod cluster;
+mod failover;
 mod load;
 mod preload;
 mod recon;
@@ -216,6 +221,23 @@ pub struct BenchArgs {
     /// X-mode bindings made before the warm-up for the callins to dial.
     #[arg(long, default_value_t = 1000)]
     pub callin_targets: usize,
+    /// --spawn --target grpc: run N replicas of the daemon (`xpool serve` with `[cluster]`, node
+    /// ids r1 … rN) on a 3-member etcd cluster started from --etcd, instead of one daemon; the
+    /// clients' connections go round robin over the replicas. 0 = one daemon, no etcd.
+    #[arg(long, default_value_t = 0)]
+    pub cluster: usize,
+    /// With --cluster 2 or more: after the measured window, kill the app's leader (SIGKILL)
+    /// this many times while the load goes on, timing each kill → the first successful Bind
+    /// through a surviving replica, and restarting the killed replica before the next kill.
+    #[arg(long, default_value_t = 0)]
+    pub failovers: u32,
+    /// The replicas' `[cluster] lease_ttl_seconds` (2 to 60; the daemon's default is 5): how
+    /// long a killed leader keeps the app.
+    #[arg(long, default_value_t = 5)]
+    pub lease_ttl: u64,
+    /// The etcd binary for --cluster (Debian's `etcd-server` package).
+    #[arg(long, default_value = "etcd")]
+    pub etcd: String,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -275,6 +297,11 @@ async fn run_phases(args: &BenchArgs, procs: &mut spawn::Spawned) -> anyhow::Res
         let run = restart::run(args, procs).await?;
         eprintln!("{}", run.text());
         report.restart = Some(run);
+    }
+    if args.failovers > 0 {
+        let run = failover::run(args, procs, plan.next_fresh()).await?;
+        eprintln!("{}", run.text());
+        report.failover = Some(run);
     }
     Ok(report)
 }
@@ -373,8 +400,16 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     {
         bail!("--duration, --warmup, --rate and --callins must not be negative");
     }
-    if args.duration == 0.0 && args.preload == 0 && !args.restart && !args.reconcile {
-        bail!("--duration 0 measures nothing without --preload, --restart or --reconcile");
+    if args.duration == 0.0
+        && args.preload == 0
+        && !args.restart
+        && !args.reconcile
+        && args.failovers == 0
+    {
+        bail!(
+            "--duration 0 measures nothing without --preload, --restart, --reconcile or \
+             --failovers"
+        );
     }
     if args.spawn && (args.numbers == 0 || args.areas == 0 || args.areas > 90) {
         bail!("--numbers must be at least 1 and --areas 1 to 90");
@@ -420,6 +455,31 @@ fn check_phases(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.store.is_some() && !(args.spawn && grpc) {
         bail!("--store is the spawned daemon's store (--spawn --target grpc)");
+    }
+    check_cluster(args)
+}
+
+/// The options of --cluster and --failovers.
+fn check_cluster(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.cluster > 0 {
+        if !(args.spawn && args.target == TargetKind::Grpc) {
+            bail!("--cluster needs --spawn --target grpc (it starts the replicas itself)");
+        }
+        if args.cluster > 9 {
+            bail!("--cluster must be 0 (one daemon) or 1 to 9 replicas");
+        }
+        if args.restart || args.callins > 0.0 || args.store.is_some() {
+            bail!(
+                "--cluster does not combine with --restart, --callins or --store (they act on \
+                 one daemon; the push receiver does not run in cluster mode)"
+            );
+        }
+    }
+    if args.failovers > 0 && args.cluster < 2 {
+        bail!("--failovers needs --cluster 2 or more (a replica to fail over to)");
+    }
+    if !(2..=60).contains(&args.lease_ttl) {
+        bail!("--lease-ttl must be 2 to 60 seconds ([cluster] lease_ttl_seconds)");
     }
     Ok(())
 }
@@ -492,5 +552,45 @@ mod tests {
         assert!(checked(&["--duration", "0"]).is_err());
         assert_eq!(checked(&["--duration", "0", "--reconcile"]), Ok(()));
         assert!(checked(&["--target", "redis", "--mode", "x", "--ttl", "5"]).is_err());
+    }
+
+    #[test]
+    fn the_cluster_options_name_the_flag_they_need() {
+        let err = |argv: &[&str]| checked(argv).unwrap_err();
+        assert_eq!(
+            checked(&["--spawn", "--mode", "x", "--cluster", "3"]),
+            Ok(())
+        );
+        let failovers = [
+            "--spawn",
+            "--mode",
+            "x",
+            "--cluster",
+            "3",
+            "--failovers",
+            "2",
+        ];
+        assert_eq!(checked(&failovers), Ok(()));
+        let mut only_failovers = failovers.to_vec();
+        only_failovers.extend(["--duration", "0"]);
+        assert_eq!(checked(&only_failovers), Ok(()));
+        assert!(err(&["--cluster", "3"]).contains("--spawn"));
+        assert!(
+            err(&[
+                "--spawn",
+                "--target",
+                "redis",
+                "--mode",
+                "x",
+                "--cluster",
+                "3"
+            ])
+            .contains("--target grpc")
+        );
+        assert!(err(&["--spawn", "--cluster", "10"]).contains("--cluster"));
+        assert!(err(&["--spawn", "--cluster", "1", "--failovers", "1"]).contains("--cluster 2"));
+        assert!(err(&["--spawn", "--failovers", "1"]).contains("--failovers"));
+        assert!(err(&["--spawn", "--cluster", "3", "--restart"]).contains("--restart"));
+        assert!(err(&["--spawn", "--cluster", "3", "--lease-ttl", "1"]).contains("--lease-ttl"));
     }
 }

@@ -204,6 +204,8 @@ pub struct Report {
     pub restart: Option<super::restart::RestartReport>,
     /// X-mode callins sent to the push receiver during the window (--callins).
     pub callins: Option<super::callins::CallinReport>,
+    /// The app's leader killed and the failovers timed after the window (--failovers).
+    pub failover: Option<super::failover::FailoverReport>,
 }
 
 impl Report {
@@ -316,6 +318,7 @@ impl Report {
             reconcile: None,
             restart: None,
             callins: None,
+            failover: None,
         }
     }
 
@@ -342,6 +345,15 @@ impl Report {
             "   machine: {} CPUs ({}), {} MiB; mix {}",
             self.machine.cpus, self.machine.cpu_model, self.machine.mem_total_mib, self.args.mix
         );
+        if self.args.cluster > 0 {
+            let _ = writeln!(
+                s,
+                "   cluster: {} replicas on a {}-member etcd cluster, the clients' connections \
+                 spread over them",
+                self.args.cluster,
+                super::cluster::ETCD_MEMBERS
+            );
+        }
         if self.window_s > 0.0 {
             self.calls_text(&mut s);
         } else {
@@ -390,6 +402,9 @@ impl Report {
         }
         if let Some(r) = &self.restart {
             let _ = writeln!(s, "{}", r.text());
+        }
+        if let Some(f) = &self.failover {
+            s.push_str(&f.text());
         }
         s
     }

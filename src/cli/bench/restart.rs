@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+use tonic::transport::Channel;
 
 use super::load::party_number;
 use super::spawn::{Spawned, read_proc};
@@ -70,8 +71,8 @@ pub async fn run(args: &BenchArgs, procs: &mut Spawned) -> anyhow::Result<Restar
     let url = procs.server_url.clone();
     let proc = procs
         .restart_daemon(async || {
-            let n = attempts.fetch_add(1, Ordering::Relaxed);
-            probe_bind(&url, args, n).await
+            attempts.fetch_add(1, Ordering::Relaxed);
+            probe_bind(&url, args, "restart").await
         })
         .await?;
     report.first_bind_ms = proc.startup.as_millis() as u64;
@@ -85,11 +86,27 @@ pub async fn run(args: &BenchArgs, procs: &mut Spawned) -> anyhow::Result<Restar
     Ok(report)
 }
 
-/// One Bind with new parties on a new connection; true when it succeeded.
-async fn probe_bind(url: &str, args: &BenchArgs, n: u64) -> bool {
+/// The probes' sequence number: each probe binds new parties under a request id of its own.
+static PROBES: AtomicU64 = AtomicU64::new(0);
+
+/// One Bind with new parties on a new connection; true when it succeeded. `tag` names the
+/// phase in its request id.
+pub(super) async fn probe_bind(url: &str, args: &BenchArgs, tag: &str) -> bool {
     let Ok(mut client) = BindingServiceClient::connect(url.to_owned()).await else {
         return false;
     };
+    let deadline = Duration::from_millis(args.deadline_ms);
+    bind_once(&mut client, args, tag, deadline).await.is_ok()
+}
+
+/// One Bind with new parties through `client`, with `deadline` (sent, and enforced here).
+pub(super) async fn bind_once(
+    client: &mut BindingServiceClient<Channel>,
+    args: &BenchArgs,
+    tag: &str,
+    deadline: Duration,
+) -> Result<pb::Binding, tonic::Code> {
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
     let msg = pb::BindRequest {
         app: args.app.clone(),
         party_a: party_number(PROBE_PARTIES + 2 * n),
@@ -99,10 +116,14 @@ async fn probe_bind(url: &str, args: &BenchArgs, n: u64) -> bool {
             String::new()
         },
         area_code: area_code(0),
-        request_id: format!("bench-{}-restart-{n}", std::process::id()),
+        request_id: format!("bench-{}-{tag}-{n}", std::process::id()),
         ..Default::default()
     };
     let mut req = tonic::Request::new(msg);
-    req.set_timeout(Duration::from_millis(args.deadline_ms));
-    client.bind(req).await.is_ok()
+    req.set_timeout(deadline);
+    match tokio::time::timeout(deadline + Duration::from_millis(250), client.bind(req)).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err(status.code()),
+        Err(_) => Err(tonic::Code::DeadlineExceeded),
+    }
 }

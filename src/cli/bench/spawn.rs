@@ -15,7 +15,8 @@ use super::{BenchArgs, BenchMode, TargetKind, area_code, pool_number, wait_until
 /// One child process.
 #[derive(Debug)]
 pub struct Proc {
-    pub name: &'static str,
+    /// Also its log's name in the run's directory (`<name>.log`).
+    pub name: String,
     pub pid: u32,
     /// From spawning to answering.
     pub startup: Duration,
@@ -35,6 +36,8 @@ pub struct Sample {
 #[derive(Debug)]
 pub struct Spawned {
     pub server_url: String,
+    /// Every replica's gRPC URL with --cluster (the first is `server_url`); empty otherwise.
+    pub server_urls: Vec<String>,
     /// Where the daemon's push receiver takes callins (--callins).
     pub callback_url: String,
     pub sim_url: String,
@@ -46,6 +49,8 @@ pub struct Spawned {
     dir: Option<PathBuf>,
     /// The spawned daemon's generated config, for a restart.
     daemon_config: Option<PathBuf>,
+    /// The etcd cluster and the replicas (--cluster).
+    pub cluster: Option<super::cluster::Cluster>,
     keep: bool,
 }
 
@@ -54,6 +59,7 @@ impl Spawned {
     pub fn external(args: &BenchArgs) -> Spawned {
         Spawned {
             server_url: args.server.clone(),
+            server_urls: Vec::new(),
             callback_url: args.callback_url.clone(),
             sim_url: args.sim.trim_end_matches('/').to_owned(),
             redis_addr: args.redis.clone(),
@@ -63,6 +69,7 @@ impl Spawned {
             procs: Vec::new(),
             dir: None,
             daemon_config: None,
+            cluster: None,
             keep: args.keep,
         }
     }
@@ -111,14 +118,42 @@ impl Spawned {
     /// Starts the daemon again over the same config and store; it counts as started when
     /// `ready` first returns true.
     pub async fn restart_daemon(&mut self, ready: impl AsyncFn() -> bool) -> anyhow::Result<&Proc> {
-        let (Some(dir), Some(config)) = (self.dir.clone(), self.daemon_config.clone()) else {
+        let Some(config) = self.daemon_config.clone() else {
             bail!("--restart needs a daemon spawned by this run (--spawn --target grpc)");
         };
+        self.serve("daemon", &config, ready).await
+    }
+
+    /// Starts `xpool serve --config <config>` as child `name`; it counts as started when
+    /// `ready` first returns true.
+    pub async fn serve(
+        &mut self,
+        name: &str,
+        config: &Path,
+        ready: impl AsyncFn() -> bool,
+    ) -> anyhow::Result<&Proc> {
+        let Some(dir) = self.dir.clone() else {
+            bail!("no directory of spawned processes to start the {name} in");
+        };
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["serve", "--config"]).arg(&config);
-        let proc = launch("daemon", cmd, &dir, ready).await?;
+        cmd.args(["serve", "--config"]).arg(config);
+        let proc = launch(name, cmd, &dir, ready).await?;
         self.procs.push(proc);
-        self.procs.last().context("the daemon just started")
+        self.procs.last().context("the process just started")
+    }
+
+    /// SIGKILLs child `name` and waits for it to exit; it leaves the list of children.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("no spawned {name} to kill"))?;
+        let mut proc = self.procs.remove(i);
+        proc.child
+            .kill()
+            .await
+            .with_context(|| format!("killing the {name} (pid {})", proc.pid))
     }
 
     /// CPU and memory of this process (the load generator, first) and of every child.
@@ -132,7 +167,8 @@ impl Spawned {
 
     /// Kills the children, waits for them, and removes the directory unless kept.
     pub async fn stop(&mut self) {
-        for p in &mut self.procs {
+        // The last started first: the replicas before the etcd cluster they use.
+        for p in self.procs.iter_mut().rev() {
             let _ = p.child.kill().await;
         }
         if let Some(dir) = &self.dir {
@@ -157,6 +193,7 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut spawned = Spawned {
         server_url: String::new(),
+        server_urls: Vec::new(),
         callback_url: String::new(),
         sim_url: String::new(),
         redis_addr: String::new(),
@@ -164,6 +201,7 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
         procs: Vec::new(),
         dir: Some(dir.clone()),
         daemon_config: None,
+        cluster: None,
         keep: args.keep,
     };
     let needs_sim = match args.target {
@@ -193,6 +231,13 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
         spawned.has_sim = true;
     }
     match args.target {
+        TargetKind::Grpc if args.cluster > 0 => {
+            let cluster =
+                super::cluster::start(args, &dir, &spawned.sim_url, &mut spawned.procs).await?;
+            spawned.server_urls = cluster.urls();
+            spawned.server_url = spawned.server_urls[0].clone();
+            spawned.cluster = Some(cluster);
+        }
         TargetKind::Grpc => {
             let port = free_port()?;
             let path = dir.join("xpool.toml");
@@ -252,8 +297,10 @@ pub async fn start(args: &BenchArgs) -> anyhow::Result<Spawned> {
     Ok(spawned)
 }
 
-async fn launch(
-    name: &'static str,
+/// Spawns `cmd` as `name` (its output in `<dir>/<name>.log`, appended to) and waits until it
+/// answers `ready` (or exits: an error naming its log).
+pub(super) async fn launch(
+    name: &str,
     mut cmd: Command,
     dir: &Path,
     ready: impl AsyncFn() -> bool,
@@ -293,14 +340,15 @@ async fn launch(
     let startup = t0.elapsed();
     tracing::info!(name, pid, ms = startup.as_millis() as u64, "started");
     Ok(Proc {
-        name,
+        name: name.to_owned(),
         pid,
         startup,
         child,
     })
 }
 
-async fn daemon_ready(url: &str) -> bool {
+/// Whether the daemon at `url` serves gRPC.
+pub(super) async fn daemon_ready(url: &str) -> bool {
     use xpool::grpc::pb;
     let Ok(mut client) =
         pb::binding_service_client::BindingServiceClient::connect(url.to_owned()).await
@@ -315,7 +363,7 @@ async fn daemon_ready(url: &str) -> bool {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -349,7 +397,8 @@ fn sim_config(args: &BenchArgs) -> String {
     )
 }
 
-fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> String {
+/// The daemon's config: listening on `port`, its store in `dir/store` unless --store says.
+pub(super) fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &str) -> String {
     // 0: leave `burst` to the daemon's default (a tenth of the rate).
     let burst = if args.app_burst == 0 {
         String::new()

@@ -1,7 +1,7 @@
 //! One client connection per worker, for each target: the daemon over gRPC (or `--connections`
-//! shared HTTP/2 connections), the simulator over signed HTTP, or Redis through the `redis`
-//! crate. Each answers Bind / Unbind / Get the same way, and Health: the daemon's
-//! `Health/Check`, Redis's `PING`.
+//! shared HTTP/2 connections; with `--cluster`, spread round robin over the replicas), the
+//! simulator over signed HTTP, or Redis through the `redis` crate. Each answers Bind / Unbind /
+//! Get the same way, and Health: the daemon's `Health/Check`, Redis's `PING`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,15 +114,21 @@ pub async fn connect_all(
                 0 => args.concurrency,
                 n => n.min(args.concurrency),
             };
+            // With --cluster, the connections go round robin over the replicas.
+            let urls = match procs.server_urls.as_slice() {
+                [] => std::slice::from_ref(&procs.server_url),
+                urls => urls,
+            };
             let mut channels = Vec::with_capacity(connections);
-            for _ in 0..connections {
-                let endpoint = Endpoint::from_shared(procs.server_url.clone())?
+            for c in 0..connections {
+                let url = &urls[c % urls.len()];
+                let endpoint = Endpoint::from_shared(url.clone())?
                     .tcp_nodelay(true)
                     .connect_timeout(Duration::from_secs(5));
                 let channel = endpoint
                     .connect()
                     .await
-                    .with_context(|| format!("connecting to {}", procs.server_url))?;
+                    .with_context(|| format!("connecting to {url}"))?;
                 channels.push(channel);
             }
             for i in 0..args.concurrency {
