@@ -93,7 +93,14 @@ impl Pool {
         now_ms: i64,
     ) -> Result<Round, PoolError> {
         let started = Instant::now();
-        let due = self.store.due_bindings(now_ms, policy.batch_size)?;
+        let apps = self.served();
+        let due = if self.store.takes_leader_writes() {
+            // Cluster mode: only the apps led here, so that others' cannot fill the batch.
+            self.store
+                .due_bindings_of(now_ms, policy.batch_size, |app| apps.contains_key(app))?
+        } else {
+            self.store.due_bindings(now_ms, policy.batch_size)?
+        };
         let full_batch = due.len() == policy.batch_size;
         let mut round = Round::default();
         // AX bindings are unbound on the platform one by one, concurrently; the others are
@@ -102,7 +109,6 @@ impl Pool {
         let mut batches: HashMap<&str, Vec<BindingRecord>> = HashMap::new();
         let mut staged: Vec<(Arc<super::AppPool>, StagedExpiry)> = Vec::new();
         let mut failed = None;
-        let apps = self.served();
         for id in due {
             if started.elapsed() > policy.round_budget {
                 round.more = true;

@@ -492,6 +492,36 @@ impl Store {
         })
     }
 
+    /// [`Store::due_bindings`] of the apps for which `of` holds (read from each binding's
+    /// record): a cluster replica expires the apps it leads, and the others' due bindings
+    /// must not fill its batch.
+    pub fn due_bindings_of(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        of: impl Fn(&str) -> bool,
+    ) -> Result<Vec<BindingId>, StoreError> {
+        let due = keys::expiry_due_bound(now_ms);
+        self.read(|trees| {
+            let mut out = Vec::new();
+            for entry in trees.expiry.range(..=due) {
+                if out.len() >= limit {
+                    break;
+                }
+                let id = parse_expiry_key(&entry?.0)?.1;
+                let key = keys::binding(&id);
+                let Some(value) = trees.bindings.get(key)? else {
+                    continue;
+                };
+                let record: BindingRecord = codec::decode(keys::BINDINGS, &key, &value)?;
+                if of(&record.app) {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// The earliest deadline in the expiry index (one seek).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
         self.read(|trees| match trees.expiry.first()? {

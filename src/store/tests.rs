@@ -293,6 +293,22 @@ async fn due_bindings_earliest_first_with_limit() {
         [id(2), id(3), id(4), id(1)]
     );
     assert_eq!(store.due_bindings(3_000, 2).unwrap(), [id(2), id(3)]);
+    // One app's only: another app's due bindings do not fill the batch.
+    let mut other = binding(8, BindingState::Active, Some(500));
+    other.app = "another-app".into();
+    store.put_binding(&other).await.unwrap();
+    let app = binding(1, BindingState::Active, None).app;
+    assert_eq!(
+        store.due_bindings_of(3_000, 2, |a| a == app).unwrap(),
+        [id(2), id(3)]
+    );
+    assert_eq!(
+        store
+            .due_bindings_of(3_000, 10, |a| a == "another-app")
+            .unwrap(),
+        [id(8)]
+    );
+    store.delete_binding(&id(8).into()).await.unwrap();
     assert_eq!(store.due_bindings(i64::MAX, 0).unwrap(), []);
     assert_eq!(store.due_bindings(-1, 10).unwrap(), []);
 
