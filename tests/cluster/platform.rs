@@ -318,10 +318,8 @@ async fn kill_leader_under_load(
     for client in clients {
         client.await.unwrap();
     }
-    eprintln!(
-        "failover (kill → 5 more Binds acknowledged): {failover:?}; left open at the kill: {}",
-        left_open.len()
-    );
+    let states: Vec<_> = left_open.iter().map(pb::Binding::state).collect();
+    eprintln!("failover (kill → 5 more Binds acknowledged): {failover:?}; left open: {states:?}");
     assert!(
         failover < Duration::from_secs(TTL_SECONDS + 13),
         "failover took {failover:?}"
@@ -541,6 +539,58 @@ async fn a_killed_axb_leaders_bindings_equal_the_platforms_after_a_reconcile() {
         assert_platform_holds(&sim, &local).await;
         assert_copy_follows(other, &local).await;
         assert_only_leaders_called(dir.path(), &replicas, &admin, &killed.next).await;
+        for replica in replicas {
+            replica.sigkill().await;
+        }
+        sim.stop().await;
+    })
+    .await;
+}
+
+/// `xpool reconcile --app` sent to a replica that does not lead the app: the Reconcile is
+/// forwarded to the leader, which runs it, and the command follows the run to its end (exit 0)
+/// as it does on the leader.
+///
+/// It does not yet: WatchReconcileRun names no app, so the follower serves it locally, does
+/// not know the run, and the command exits 2 ("no reconciliation run …") while the run goes on
+/// on the leader (docs/cluster.md, "Calls", open points). Run with `--run-ignored all`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a run is followed only on the replica that runs it (docs/cluster.md)"]
+async fn xpool_reconcile_through_a_follower_follows_the_run_on_the_leader() {
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let sim = Sim::start_with(&setup()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let mut replicas = Vec::new();
+        for id in ["r1", "r2"] {
+            let port = free_port();
+            replicas.push(spawn_replica(dir.path(), &cluster, &sim.base_url, id, port).await);
+        }
+        let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let req = bind(APP, &party(1), Some(&party(2)));
+        through(&all, 0, "Bind", |channel| {
+            let req = deadline(req.clone());
+            async move { BindingServiceClient::new(channel).bind(req).await }
+        })
+        .await;
+        let leader = leader_id(&cluster.client(), APP).await.unwrap();
+        let follower = replicas.iter().find(|r| r.id != leader).unwrap();
+        let reconciled = tokio::process::Command::new(env!("CARGO_BIN_EXE_xpool"))
+            .args(["reconcile", "--server", &follower.addr, "--app", APP])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            reconciled.status.success(),
+            "xpool reconcile through {}: {}\n{}{}",
+            follower.id,
+            reconciled.status,
+            String::from_utf8_lossy(&reconciled.stdout),
+            String::from_utf8_lossy(&reconciled.stderr)
+        );
         for replica in replicas {
             replica.sigkill().await;
         }
