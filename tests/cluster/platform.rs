@@ -131,11 +131,13 @@ where
 }
 
 /// Whether a call's outcome is unknown or it was refused for now: UNAVAILABLE, past its
-/// deadline, or its connection lost (the replica killed under it).
+/// deadline, or its connection or stream lost (the replica killed under it).
 fn retried(status: &tonic::Status) -> bool {
     use tonic::Code::*;
-    let lost = status.code() == Unknown && status.message() == "transport error";
-    lost || matches!(status.code(), Unavailable | DeadlineExceeded)
+    let message = status.message();
+    let lost = matches!(status.code(), Unknown | Internal)
+        && (message.starts_with("transport error") || message.starts_with("h2 protocol error"));
+    lost || matches!(status.code(), Unavailable | DeadlineExceeded | Cancelled)
 }
 
 /// A request with a 3 s deadline.
