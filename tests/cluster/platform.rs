@@ -14,13 +14,14 @@ use serde_json::json;
 use tonic::transport::Channel;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
+use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use xpool_etcd::Client;
 
 use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
 use crate::support::{
-    App, LogDump, Setup, Sim, Slot, bind, free_port, list_bindings, party, sim_slots, slot, text,
-    watch_run,
+    App, LogDump, Setup, Sim, Slot, bind, free_port, list_bindings, list_numbers, party, sim_slots,
+    slot, text, watch_run,
 };
 
 const APP: &str = "rides";
@@ -430,6 +431,28 @@ async fn assert_platform_holds(sim: &Sim, local: &BTreeSet<Slot>) {
     );
 }
 
+/// The leader's allocation index (ListNumbers at `leader`) holds on each X what the ACTIVE
+/// slots `local` hold there: no slot is counted twice, none left taken.
+async fn assert_index_counts(leader: &str, local: &BTreeSet<Slot>) {
+    let channel = Channel::from_shared(leader.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let numbers = list_numbers(&mut PoolServiceClient::new(channel), APP).await;
+    assert_eq!(numbers.len(), 4, "{numbers:?}");
+    for n in numbers {
+        let held = local.iter().filter(|s| s.1 == n.number).count();
+        assert_eq!(
+            usize::try_from(n.binding_count).unwrap(),
+            held,
+            "the index counts {} bindings on {}, {held} are ACTIVE",
+            n.binding_count,
+            n.number
+        );
+    }
+}
+
 /// The copy of the replica at `addr` comes to hold the ACTIVE slots `local`.
 async fn assert_copy_follows(addr: &str, local: &BTreeSet<Slot>) {
     let started = Instant::now();
@@ -539,6 +562,7 @@ async fn a_killed_axb_leaders_bindings_equal_the_platforms_after_a_reconcile() {
         let everything = listed(leader, pb::BindingState::Unspecified).await;
         let local = assert_as_told(&everything, &told, &killed.left_open);
         assert_platform_holds(&sim, &local).await;
+        assert_index_counts(leader, &local).await;
         assert_copy_follows(other, &local).await;
         assert_only_leaders_called(dir.path(), &replicas, &admin, &killed.next).await;
         for replica in replicas {
