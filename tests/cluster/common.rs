@@ -1,9 +1,11 @@
-//! In-process replicas (a membership and an elector each) and the waits the tests share.
+//! In-process replicas (a membership and an elector each), `xpool serve` replicas as child
+//! processes, and the waits the tests share.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use xpool::cluster::Prefix;
@@ -13,6 +15,8 @@ use xpool::cluster::leadership::{
 use xpool::cluster::membership::{Membership, MembershipConfig, NodeInfo};
 pub use xpool_etcd::testing::EtcdCluster;
 use xpool_etcd::{Client, Txn, TxnOp};
+
+use crate::support::{listening_addr, wait_serving, xpool_serve};
 
 /// The lease TTL of the test replicas (the smallest `[cluster]` accepts).
 pub const TTL: Duration = Duration::from_secs(2);
@@ -194,4 +198,109 @@ pub fn settled(nodes: &[&Node], apps: &[String], most: usize) -> bool {
                 table.leader(app).map(|l| l.node_id) == owners.get(app).map(|o| o[0].clone())
             })
         })
+}
+
+/// One `xpool serve` replica, a child process (SIGKILLed when dropped).
+pub struct Replica {
+    pub id: String,
+    pub proc: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`, read from its log.
+    pub addr: String,
+}
+
+impl Replica {
+    /// Starts replica `id` with the config `text`, written to `dir/<id>/xpool.toml`, and `env`
+    /// (`XPOOL__…` overrides) set, logging to `dir/<id>.log`, and waits until it serves gRPC.
+    pub async fn spawn(dir: &Path, id: &str, text: &str, env: &[(&str, &str)]) -> Replica {
+        let replica = Replica::start(dir, id, text, env).await;
+        let gone = || None::<String>;
+        wait_serving(&replica.addr, Duration::from_secs(30), gone)
+            .await
+            .unwrap();
+        replica
+    }
+
+    /// [`Replica::spawn`] without waiting for it to serve (its address is `http://…` even when
+    /// it serves TLS).
+    pub async fn start(dir: &Path, id: &str, text: &str, env: &[(&str, &str)]) -> Replica {
+        let home = dir.join(id);
+        std::fs::create_dir_all(&home).unwrap();
+        let config = home.join("xpool.toml");
+        std::fs::write(&config, text).unwrap();
+        let log = dir.join(format!("{id}.log"));
+        let mut proc = xpool_serve(&log)
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if let Some(status) = proc.try_wait().unwrap() {
+                panic!("replica {id} exited during start-up ({status})");
+            }
+            if let Some(addr) = listening_addr(&log) {
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "replica {id} did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Replica {
+            id: id.to_owned(),
+            proc,
+            addr,
+        }
+    }
+
+    pub async fn sigkill(mut self) {
+        self.proc.kill().await.unwrap();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.proc.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+}
+
+/// The `[cluster]` section of replica `id` on `cluster`'s three members, advertising the port
+/// it binds, under [`PREFIX`].
+pub fn cluster_section(cluster: &EtcdCluster, id: &str, ttl_seconds: u64) -> String {
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
+    format!(
+        r#"
+[cluster]
+etcd_endpoints = {endpoints:?}
+node_id = "{id}"
+advertise_addr = "127.0.0.1:0"
+lease_ttl_seconds = {ttl_seconds}
+key_prefix = "{PREFIX}"
+"#
+    )
+}
+
+/// The node id leading `app` now, by etcd.
+pub async fn leader_id(client: &Client, app: &str) -> Option<String> {
+    let got = client.get(format!("{PREFIX}leader/{app}")).await.ok()?;
+    got.first()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+/// Waits until etcd names a leader of `app` other than `old`, failing after `limit`; its id.
+pub async fn new_leader(etcd: &Client, app: &str, old: &str, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        if let Some(id) = leader_id(etcd, app).await.filter(|id| id != old) {
+            return id;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "nobody took over {app} from {old}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

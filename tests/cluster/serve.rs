@@ -13,14 +13,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
-use xpool_etcd::Client;
 
-use crate::common::{EtcdCluster, PREFIX, bounded};
+use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
 use crate::support::certs::Ca;
-use crate::support::{
-    LogDump, Sim, bind, health_of, list_bindings, list_numbers, listening_addr, wait_serving,
-    xpool_serve,
-};
+use crate::support::{LogDump, Sim, bind, health_of, list_bindings, list_numbers};
 
 const APP: &str = "rides";
 /// The replicas' lease TTL (the smallest `[cluster]` takes).
@@ -28,82 +24,25 @@ const TTL_SECONDS: u64 = 2;
 /// How long a client keeps retrying one Bind (through elections) before the test fails.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
-/// One `xpool serve` replica.
-struct Replica {
-    id: String,
-    proc: tokio::process::Child,
-    addr: String,
+/// Replica `id` over `dir/<id>`, with [`config_text`], serving.
+async fn spawn_replica(dir: &Path, cluster: &EtcdCluster, id: &str) -> Replica {
+    spawn_replica_with(dir, cluster, id, "", &[]).await
 }
 
-impl Replica {
-    /// Starts replica `id` over `dir/<id>` and waits until it serves gRPC.
-    async fn spawn(dir: &Path, cluster: &EtcdCluster, id: &str) -> Replica {
-        Replica::spawn_with(dir, cluster, id, "", &[]).await
-    }
-
-    /// [`Replica::spawn`] with `more` at the end of the config (e.g. another app) and `env`
-    /// (`XPOOL__…` overrides) set.
-    async fn spawn_with(
-        dir: &Path,
-        cluster: &EtcdCluster,
-        id: &str,
-        more: &str,
-        env: &[(&str, &str)],
-    ) -> Replica {
-        let replica = Replica::start(dir, cluster, id, more, env).await;
-        let gone = || None::<String>;
-        wait_serving(&replica.addr, Duration::from_secs(30), gone)
-            .await
-            .unwrap();
-        replica
-    }
-
-    /// [`Replica::spawn_with`] without waiting for it to serve (its address is
-    /// `http://…` even when it serves TLS).
-    async fn start(
-        dir: &Path,
-        cluster: &EtcdCluster,
-        id: &str,
-        more: &str,
-        env: &[(&str, &str)],
-    ) -> Replica {
-        let home = dir.join(id);
-        std::fs::create_dir_all(&home).unwrap();
-        let config = home.join("xpool.toml");
-        let text = config_text(&home, cluster, id) + more;
-        std::fs::write(&config, text).unwrap();
-        let log = dir.join(format!("{id}.log"));
-        let mut proc = xpool_serve(&log)
-            .arg("--config")
-            .arg(&config)
-            .envs(env.iter().copied())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            if let Some(status) = proc.try_wait().unwrap() {
-                panic!("replica {id} exited during start-up ({status})");
-            }
-            if let Some(addr) = listening_addr(&log) {
-                break addr;
-            }
-            assert!(Instant::now() < deadline, "replica {id} did not listen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        Replica {
-            id: id.to_owned(),
-            proc,
-            addr,
-        }
-    }
-
-    async fn sigkill(mut self) {
-        self.proc.kill().await.unwrap();
-    }
+/// [`spawn_replica`] with `more` at the end of the config (e.g. another app) and `env`
+/// (`XPOOL__…` overrides) set.
+async fn spawn_replica_with(
+    dir: &Path,
+    cluster: &EtcdCluster,
+    id: &str,
+    more: &str,
+    env: &[(&str, &str)],
+) -> Replica {
+    let text = config_text(&dir.join(id), cluster, id) + more;
+    Replica::spawn(dir, id, &text, env).await
 }
 
 fn config_text(home: &Path, cluster: &EtcdCluster, id: &str) -> String {
-    let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
     let numbers: Vec<String> = (1..=8)
         .map(|n| format!("{{ number = \"+86176000000{n:02}\", area_code = \"010\" }}"))
         .collect();
@@ -118,23 +57,11 @@ path = "{store}"
 name = "{APP}"
 mode = "X"
 numbers = [ {numbers} ]
-[cluster]
-etcd_endpoints = {endpoints:?}
-node_id = "{id}"
-advertise_addr = "127.0.0.1:0"
-lease_ttl_seconds = {TTL_SECONDS}
-key_prefix = "{PREFIX}"
-"#,
+{cluster}"#,
         store = home.join("data").display(),
         numbers = numbers.join(", "),
+        cluster = cluster_section(cluster, id, TTL_SECONDS),
     )
-}
-
-/// The node id leading `APP` now, by etcd.
-async fn leader_id(client: &Client) -> Option<String> {
-    let got = client.get(format!("{PREFIX}leader/{APP}")).await.ok()?;
-    got.first()
-        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
 }
 
 /// What the clients were told: request id → the binding acknowledged for it.
@@ -176,7 +103,7 @@ async fn a_killed_leaders_acknowledged_bindings_survive_on_the_next() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+            replicas.push(spawn_replica(dir.path(), &cluster, id).await);
         }
         let addrs: HashMap<String, String> = replicas
             .iter()
@@ -185,7 +112,7 @@ async fn a_killed_leaders_acknowledged_bindings_survive_on_the_next() {
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let etcd = cluster.client();
         bind_through(&all, 0, "warm-up", "+8613800000000").await;
-        let first = leader_id(&etcd).await.unwrap();
+        let first = leader_id(&etcd, APP).await.unwrap();
 
         let acked: Acked = Arc::default();
         let mut clients = Vec::new();
@@ -214,7 +141,7 @@ async fn a_killed_leaders_acknowledged_bindings_survive_on_the_next() {
         for client in clients {
             client.await.unwrap();
         }
-        let next = leader_id(&etcd).await.unwrap();
+        let next = leader_id(&etcd, APP).await.unwrap();
         assert_ne!(next, first, "another replica leads");
         eprintln!("failover (kill → 5 more Binds acknowledged): {failover:?}");
         assert!(
@@ -272,16 +199,6 @@ async fn wait_app_health(addr: &str, want: ServingStatus) {
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to `replica`.
-fn signal(replica: &Replica, signal: &str) {
-    let pid = replica.proc.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -{signal} {pid}");
-}
-
 /// One Bind on `addr` with `deadline`, no retry; the binding, or the status code.
 async fn bind_once(
     addr: &str,
@@ -301,18 +218,6 @@ async fn bind_once(
     let channel = channel.map_err(|_| tonic::Code::Unavailable)?;
     let bound = BindingServiceClient::new(channel).bind(request).await;
     bound.map(tonic::Response::into_inner).map_err(|e| e.code())
-}
-
-/// Waits until etcd names a leader of `APP` other than `old`; its id.
-async fn new_leader(etcd: &Client, old: &str) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(id) = leader_id(etcd).await.filter(|id| id != old) {
-            return id;
-        }
-        assert!(started.elapsed() < RETRY_FOR, "nobody took over from {old}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every acknowledged binding is ACTIVE on `addr` as acknowledged, and no two ACTIVE
@@ -362,12 +267,12 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+            replicas.push(spawn_replica(dir.path(), &cluster, id).await);
         }
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let etcd = cluster.client();
         let warm = bind_through(&all, 0, "warm-up", "+8613800000000").await;
-        let old = leader_id(&etcd).await.unwrap();
+        let old = leader_id(&etcd, APP).await.unwrap();
         let stopped = replicas.iter().position(|r| r.id == old).unwrap();
         let stopped_addr = replicas[stopped].addr.clone();
 
@@ -382,8 +287,8 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-        signal(&replicas[stopped], "STOP");
-        let next = new_leader(&etcd, &old).await;
+        replicas[stopped].signal("STOP");
+        let next = new_leader(&etcd, APP, &old, RETRY_FOR).await;
         let others: Vec<String> = replicas
             .iter()
             .filter(|r| r.id != old)
@@ -398,7 +303,7 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
                 bind_through(&others, i, &request_id, &a).await,
             );
         }
-        signal(&replicas[stopped], "CONT");
+        replicas[stopped].signal("CONT");
         for (i, task) in in_flight.into_iter().enumerate() {
             let (request_id, outcome) = task.await.unwrap();
             let binding = match outcome {
@@ -428,7 +333,7 @@ async fn a_leader_stopped_past_its_lease_commits_nothing_when_it_resumes() {
                 bind_through(&only, 0, &request_id, &a).await,
             );
         }
-        assert_eq!(leader_id(&etcd).await.as_deref(), Some(next.as_str()));
+        assert_eq!(leader_id(&etcd, APP).await.as_deref(), Some(next.as_str()));
         let next_addr = &replicas.iter().find(|r| r.id == next).unwrap().addr;
         let active = assert_holds(next_addr, &acked).await;
         assert_eq!(
@@ -456,7 +361,7 @@ async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+            replicas.push(spawn_replica(dir.path(), &cluster, id).await);
         }
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let mut acked = BTreeMap::new();
@@ -563,7 +468,7 @@ async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
             );
         }
         let etcd = cluster.client();
-        let leader = leader_id(&etcd).await.unwrap();
+        let leader = leader_id(&etcd, APP).await.unwrap();
         let leader_addr = &replicas.iter().find(|r| r.id == leader).unwrap().addr;
         assert_holds(leader_addr, &acked).await;
         for replica in replicas {
@@ -585,7 +490,7 @@ async fn a_replica_on_an_empty_disk_catches_up_and_can_lead() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+            replicas.push(spawn_replica(dir.path(), &cluster, id).await);
         }
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let mut acked = BTreeMap::new();
@@ -598,12 +503,12 @@ async fn a_replica_on_an_empty_disk_catches_up_and_can_lead() {
             );
         }
         let etcd = cluster.client();
-        let leader = leader_id(&etcd).await.unwrap();
+        let leader = leader_id(&etcd, APP).await.unwrap();
         let wiped = replicas.iter().position(|r| r.id != leader).unwrap();
         let id = replicas[wiped].id.clone();
         replicas.swap_remove(wiped).sigkill().await;
         std::fs::remove_dir_all(dir.path().join(&id).join("data")).unwrap();
-        let fresh = Replica::spawn(dir.path(), &cluster, &id).await;
+        let fresh = spawn_replica(dir.path(), &cluster, &id).await;
         for replica in replicas {
             replica.sigkill().await;
         }
@@ -616,7 +521,7 @@ async fn a_replica_on_an_empty_disk_catches_up_and_can_lead() {
                 bind_through(&only, 0, &request_id, &a).await,
             );
         }
-        assert_eq!(leader_id(&etcd).await.as_deref(), Some(id.as_str()));
+        assert_eq!(leader_id(&etcd, APP).await.as_deref(), Some(id.as_str()));
         let active = assert_holds(&fresh.addr, &acked).await;
         assert_eq!(active.len(), acked.len());
         fresh.sigkill().await;
@@ -690,7 +595,7 @@ async fn chaos_rounds_keep_every_acknowledged_binding() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            replicas.push(Replica::spawn(dir.path(), &cluster, id).await);
+            replicas.push(spawn_replica(dir.path(), &cluster, id).await);
         }
         let live: Live = Arc::new(Mutex::new(
             replicas.iter().map(|r| r.addr.clone()).collect(),
@@ -714,7 +619,7 @@ async fn chaos_rounds_keep_every_acknowledged_binding() {
         }
         let mut rng = Rng(seed);
         for round in 0..rounds {
-            let leader = leader_id(&etcd).await;
+            let leader = leader_id(&etcd, APP).await;
             let pick = rng.below(4);
             let at = match pick {
                 // The leader (or, without one, anyone), then a follower: SIGKILL, restart.
@@ -729,15 +634,15 @@ async fn chaos_rounds_keep_every_acknowledged_binding() {
                     replicas.remove(victim).sigkill().await;
                     *live.lock().unwrap() = replicas.iter().map(|r| r.addr.clone()).collect();
                     tokio::time::sleep(Duration::from_millis(300 + rng.below(1500))).await;
-                    replicas.push(Replica::spawn(dir.path(), &cluster, &id).await);
+                    replicas.push(spawn_replica(dir.path(), &cluster, &id).await);
                     format!("killed and restarted {id}")
                 }
                 // The leader stopped past its lease, then resumed.
                 2 => match leader.and_then(|l| replicas.iter().position(|r| r.id == l)) {
                     Some(i) => {
-                        signal(&replicas[i], "STOP");
+                        replicas[i].signal("STOP");
                         tokio::time::sleep(Duration::from_secs(TTL_SECONDS + 1)).await;
-                        signal(&replicas[i], "CONT");
+                        replicas[i].signal("CONT");
                         format!("stopped {} past its lease", replicas[i].id)
                     }
                     None => "no leader to stop".to_owned(),
@@ -772,7 +677,7 @@ async fn chaos_rounds_keep_every_acknowledged_binding() {
             client.await.unwrap();
         }
         let acked = acked.lock().unwrap().clone();
-        let leader = leader_id(&etcd).await.unwrap();
+        let leader = leader_id(&etcd, APP).await.unwrap();
         let leader_addr = replicas
             .iter()
             .find(|r| r.id == leader)
@@ -829,7 +734,7 @@ numbers = [ {{ number = "+8617100000001", area_code = "010" }} ]
         );
         let mut replicas = Vec::new();
         for id in ["r1", "r2", "r3"] {
-            let replica = Replica::spawn_with(dir.path(), &cluster, id, &drivers, &retention);
+            let replica = spawn_replica_with(dir.path(), &cluster, id, &drivers, &retention);
             replicas.push(replica.await);
         }
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
@@ -943,7 +848,8 @@ cert_file = "{cert_file}"
 key_file = "{key_file}"
 "#
             );
-            replicas.push(Replica::start(dir.path(), &cluster, id, &tls, &[]).await);
+            let text = config_text(&dir.path().join(id), &cluster, id) + &tls;
+            replicas.push(Replica::start(dir.path(), id, &text, &[]).await);
         }
         let (cert, key) = ca.sign("a-client");
         let client_tls = ClientTlsConfig::new()
@@ -978,7 +884,7 @@ key_file = "{key_file}"
             };
             acked.push(bound);
         }
-        let leader = leader_id(&cluster.client()).await.unwrap();
+        let leader = leader_id(&cluster.client(), APP).await.unwrap();
         let leader = replicas.iter().find(|r| r.id == leader).unwrap();
         let mut api = BindingServiceClient::new(connect(&leader.addr));
         let active = list_bindings(&mut api, APP, pb::BindingState::Active).await;
