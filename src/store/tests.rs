@@ -308,7 +308,7 @@ async fn due_bindings_earliest_first_with_limit() {
             .unwrap(),
         [id(8)]
     );
-    store.delete_binding(&id(8).into()).await.unwrap();
+    store.delete_binding(&id(8)).await.unwrap();
     assert_eq!(store.due_bindings(i64::MAX, 0).unwrap(), []);
     assert_eq!(store.due_bindings(-1, 10).unwrap(), []);
 
