@@ -15,7 +15,7 @@
 //! only on a loopback listener, or with `server.insecure = true`.
 
 pub mod layer;
-mod refusals;
+pub(crate) mod refusals;
 pub mod scope;
 
 use std::sync::Arc;

@@ -236,6 +236,16 @@ async fn mutual_tls_refuses_strangers_and_maps_known_certificates_to_scopes() {
     );
 
     let log = std::fs::read_to_string(&daemon.log).unwrap();
+    // The refused handshakes are in the log at warn level, with the reason, once a minute
+    // per peer address: the no-certificate, other-CA and plaintext attempts all came from
+    // 127.0.0.1 within the minute.
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(failed[0].contains("WARN"), "{}", failed[0]);
+    assert!(failed[0].contains("peer"), "{}", failed[0]);
     assert!(log.contains("TLS certificate and key re-read"), "{log}");
     assert!(log.contains("gRPC over TLS"), "{log}");
     daemon.proc.kill().await.unwrap();

@@ -2,14 +2,15 @@
 //! `server.handshake_timeout_seconds`, so a slow or silent peer never holds up the accept
 //! loop; connections whose handshake completes are handed to the server in order of
 //! completion. A failed handshake (no client certificate under mutual TLS, one from another
-//! CA, plain HTTP/2 on a TLS port) is counted and logged at debug level; the client sees the
-//! TLS alert.
+//! CA, plain HTTP/2 on a TLS port) is counted and logged at warn level, once a minute per
+//! peer address and kind with how many there were since (a scanner cannot flood the log);
+//! the client sees the TLS alert.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -20,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use super::{Accept, Conn, ConnInfo, ConnectionStats};
+use crate::auth::refusals::RefusalLog;
 use crate::tls::{ServerTls, client_names};
 
 /// Connections whose handshake is done but that the server has not taken yet.
@@ -41,6 +43,7 @@ pub fn tls_incoming(
     stats: Arc<ConnectionStats>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(READY_QUEUE);
+    let failures = Arc::new(RefusalLog::default());
     tokio::spawn(async move {
         loop {
             let conn = tokio::select! {
@@ -49,6 +52,7 @@ pub fn tls_incoming(
             };
             let Some(Ok(conn)) = conn else { return };
             let (tx, tls, stats) = (tx.clone(), Arc::clone(&tls), Arc::clone(&stats));
+            let failures = Arc::clone(&failures);
             tokio::spawn(async move {
                 let peer = conn.connect_info().tcp.remote_addr();
                 let acceptor = TlsAcceptor::from(tls.current());
@@ -64,11 +68,26 @@ pub fn tls_incoming(
                     }
                     Ok(Err(error)) => {
                         ConnectionStats::count(&stats.tls_failures);
-                        tracing::debug!(?peer, %error, "TLS handshake failed");
+                        let ip = peer.map(|p| p.ip());
+                        if let Some(count) = failures.note(ip, "failed", "", Instant::now()) {
+                            tracing::warn!(
+                                ?peer,
+                                %error,
+                                since_last = count,
+                                "TLS handshake failed"
+                            );
+                        }
                     }
                     Err(_) => {
                         ConnectionStats::count(&stats.tls_failures);
-                        tracing::debug!(?peer, "no TLS handshake in time; closing");
+                        let ip = peer.map(|p| p.ip());
+                        if let Some(count) = failures.note(ip, "timed_out", "", Instant::now()) {
+                            tracing::warn!(
+                                ?peer,
+                                since_last = count,
+                                "no TLS handshake in time; closed"
+                            );
+                        }
                     }
                 }
             });
