@@ -88,21 +88,18 @@ fn the_otlp_keys_come_from_the_environment_too() {
     assert_eq!(config.log.otlp_service_name, "xpool-eu");
     assert_eq!(config.log.otlp_sample_ratio, 0.25);
     let endpoint = [("XPOOL__LOG__OTLP_ENDPOINT", "http://collector:4317")];
-    match parse_env(EXAMPLE, &endpoint) {
-        Ok(config) => {
-            assert!(OTLP_BUILT_IN);
-            assert_eq!(
-                config.log.otlp_endpoint.as_deref(),
-                Some("http://collector:4317")
-            );
-        }
-        Err(e) => {
-            assert!(!OTLP_BUILT_IN);
+    match (parse_env(EXAMPLE, &endpoint), OTLP_BUILT_IN) {
+        (Ok(config), true) => assert_eq!(
+            config.log.otlp_endpoint.as_deref(),
+            Some("http://collector:4317")
+        ),
+        (Err(e), false) => {
             let e = e.to_string();
             assert!(
                 e.contains("XPOOL__LOG__OTLP_ENDPOINT: log.otlp_endpoint: is set, but"),
                 "{e}"
             );
         }
+        (result, built_in) => panic!("built with otlp: {built_in}, got {result:?}"),
     }
 }
