@@ -187,3 +187,29 @@ impl<E: SpanExporter> SpanExporter for Reported<E> {
         self.inner.set_resource(resource);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::{Key, Value};
+
+    use super::resource;
+
+    #[test]
+    fn the_resource_names_the_service_its_version_and_in_a_cluster_the_node() {
+        let get = |resource: &opentelemetry_sdk::Resource, key: &'static str| {
+            resource.get(&Key::from_static_str(key))
+        };
+        let alone = resource("xpool-eu", None);
+        assert_eq!(get(&alone, "service.name"), Some(Value::from("xpool-eu")));
+        assert_eq!(
+            get(&alone, "service.version"),
+            Some(Value::from(env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(get(&alone, "service.instance.id"), None);
+        let replica = resource("xpool", Some("node-b"));
+        assert_eq!(
+            get(&replica, "service.instance.id"),
+            Some(Value::from("node-b"))
+        );
+    }
+}
