@@ -9,10 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal as _;
-
-use tracing_subscriber::EnvFilter;
-use xpool::config::{LogConfig, LogFormat};
+use xpool::config::LogConfig;
 
 /// mimalloc instead of glibc's malloc: with a million live bindings the daemon's RSS under glibc
 /// was 1.6 GiB serving against 1.0 GiB right after a restart, most likely freed memory held in
@@ -116,10 +113,19 @@ fn main() -> anyhow::Result<()> {
         } => Some(cli::serve::Loaded::load(config.as_deref())?),
         _ => None,
     };
-    let default_log = LogConfig::default();
-    init_logging(daemon.as_ref().map_or(&default_log, |d| &d.config.log));
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(async {
+    let default_log = LogConfig::default();
+    let logging = {
+        // The OTLP exporter's channel is made on the runtime.
+        let _entered = runtime.enter();
+        let log = daemon.as_ref().map_or(&default_log, |d| &d.config.log);
+        let node_id = daemon
+            .as_ref()
+            .and_then(|d| d.config.cluster.as_ref())
+            .map(|cluster| cluster.node_id.as_str());
+        cli::logging::init(log, node_id)?
+    };
+    let result = runtime.block_on(async {
         if let Some(daemon) = daemon {
             return cli::serve::run(daemon).await;
         }
@@ -137,27 +143,10 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => cli::bench::run(*args).await,
             Command::Token { .. } => unreachable!("handled before the runtime starts"),
         }
-    })
-}
-
-/// Logs to stderr as `log` says, at the level `XPOOL_LOG` or `RUST_LOG` give, else `log.level`;
-/// colour only when stderr is a terminal.
-fn init_logging(log: &LogConfig) {
-    let filter = ["XPOOL_LOG", "RUST_LOG"]
-        .into_iter()
-        .find_map(|var| EnvFilter::try_from_env(var).ok())
-        .unwrap_or_else(|| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
+    });
+    // The runtime still runs here, so the exporter can send the last spans.
+    logging.shutdown();
+    result
 }
 
 fn token(action: &TokenAction) -> anyhow::Result<()> {

@@ -7,6 +7,9 @@ pub mod bench;
 pub mod cluster;
 pub mod embedded;
 pub mod health;
+pub mod logging;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod reconcile;
 pub mod serve;
 pub mod store;

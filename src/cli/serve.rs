@@ -71,6 +71,12 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
             None => "off".to_owned(),
         }
     );
+    if let Some(endpoint) = &config.log.otlp_endpoint {
+        println!(
+            "[log]: spans exported to {endpoint} (OTLP/gRPC) as service {:?}, sample ratio {}",
+            config.log.otlp_service_name, config.log.otlp_sample_ratio
+        );
+    }
     if let Some(cluster) = &config.cluster {
         println!(
             "[cluster]: node {:?} on {} etcd endpoint(s), advertised at {}; apps are served \

@@ -13,6 +13,7 @@ mod call_defaults;
 mod callbacks;
 mod cluster;
 mod embedded;
+mod log;
 mod resolve;
 mod source;
 
@@ -35,6 +36,7 @@ pub use auth::{AuthConfig, ClientConfig, TokenConfig};
 pub use callbacks::{CallbacksConfig, WatchConfig};
 pub use cluster::{ClusterConfig, ClusterTlsConfig, EtcdCredentials};
 pub use embedded::{EMBEDDED_CALLBACKS_LISTEN, EMBEDDED_SIM_URL};
+pub use log::{LogConfig, LogFormat, OTLP_BUILT_IN};
 
 /// The whole daemon configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,37 +54,6 @@ pub struct Config {
     pub log: LogConfig,
     /// `[cluster]`; `None`: a single node on its own store (docs/cluster.md).
     pub cluster: Option<ClusterConfig>,
-}
-
-/// `[log]`: what the daemon logs, and how. `XPOOL_LOG` or `RUST_LOG` in the environment
-/// override `level`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    /// A `tracing` filter: `info`, `warn`, `xpool=debug,info`.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
-    }
-}
-
-/// How each log line is written (to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable; coloured only when stderr is a terminal.
-    #[default]
-    Text,
-    /// One JSON object a line: `timestamp`, `level`, `target`, `fields`, and the request's
-    /// span (`span`, `spans`).
-    Json,
 }
 
 /// `[server]`: the gRPC listener and request handling.

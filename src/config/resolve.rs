@@ -86,12 +86,7 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     let callbacks: CallbacksConfig = typed_section(table, "callbacks", problems);
     let watch = typed_section(table, "watch", problems);
     let log: super::LogConfig = typed_section(table, "log", problems);
-    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log.level) {
-        problems.push(
-            "log.level",
-            format!("{:?} is not a log filter: {e}", log.level),
-        );
-    }
+    super::log::check(&log, super::OTLP_BUILT_IN, problems);
     check_server(&server, problems);
     callbacks::check(&callbacks, &watch, problems);
     if store.path.as_os_str().is_empty() {

@@ -270,6 +270,7 @@ fn accepts(section: &str, key: &str, value: &Value) -> bool {
         "admin" => single::<AdminConfig>(key, value).is_ok(),
         "callbacks" => single::<CallbacksConfig>(key, value).is_ok(),
         "watch" => single::<WatchConfig>(key, value).is_ok(),
+        "log" => single::<super::LogConfig>(key, value).is_ok(),
         "cluster" => super::cluster::accepts(key, value),
         _ => single::<RawApp>(key, value).is_ok(),
     }

@@ -9,6 +9,7 @@ mod auth;
 mod call_defaults;
 mod callbacks;
 mod cluster;
+mod log;
 mod rules;
 
 /// The documented example, verbatim.
