@@ -87,12 +87,16 @@ pub async fn start_and_follow(
     request: pb::ReconcileRequest,
     mut progress: impl FnMut(&pb::ReconcileRun),
 ) -> Result<pb::ReconcileRun, Status> {
+    let app = request.app.clone();
     let run = client.reconcile(request).await?.into_inner();
     let run_id = run.run_id.clone();
     let mut stream = client
-        .watch_reconcile_run(pb::WatchReconcileRunRequest {
-            run_id: run_id.clone(),
-        })
+        .watch_reconcile_run(on_app_leader(
+            &app,
+            pb::WatchReconcileRunRequest {
+                run_id: run_id.clone(),
+            },
+        ))
         .await?
         .into_inner();
     while let Some(run) = stream.message().await? {
@@ -103,7 +107,7 @@ pub async fn start_and_follow(
     }
     // The stream ends after the final state; should it end early, ask once more.
     let run = client
-        .get_reconcile_run(pb::GetReconcileRunRequest { run_id })
+        .get_reconcile_run(on_app_leader(&app, pb::GetReconcileRunRequest { run_id }))
         .await?
         .into_inner();
     if is_final(&run) {
@@ -113,6 +117,25 @@ pub async fn start_and_follow(
             "the daemon stopped sending the run's progress",
         ))
     }
+}
+
+/// `message`, sent where a run of `app` runs: in cluster mode the replica that leads `app`
+/// (a run lives on the replica that runs it), so a replica that does not lead it forwards the
+/// call there (`xpool-app`, `xpool-consistent`). A run of every app (`app` empty) is followed
+/// on the replica asked.
+fn on_app_leader<T>(app: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !app.is_empty()
+        && let Ok(value) = app.parse()
+    {
+        let metadata = request.metadata_mut();
+        metadata.insert("xpool-app", value);
+        metadata.insert(
+            "xpool-consistent",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+    }
+    request
 }
 
 fn is_final(run: &pb::ReconcileRun) -> bool {

@@ -12,7 +12,8 @@
 //! - [`Route::Local`]: to this replica's handlers. So does every call the layer cannot look
 //!   into: a compressed or malformed message (the handler answers INVALID_ARGUMENT), one over
 //!   the size limit, a request that names neither an app nor a binding (ListApps, reconciliation
-//!   runs by id, a Reconcile of all apps).
+//!   runs by id, a Reconcile of all apps) unless the metadata `xpool-app` names its app
+//!   ([`APP_HINT`]: `xpool reconcile --app` follows its run on the app's leader that way).
 //! - [`Route::Forward`]: the same HTTP/2 request (path, metadata including `authorization`,
 //!   body) to the leader, over one cached connection per address, with `grpc-timeout` set to
 //!   what is left of the caller's deadline (less a margin for the way back: a tenth, at most
@@ -64,6 +65,11 @@ pub const FORWARDED_BY: HeaderName = HeaderName::from_static("xpool-forwarded-by
 
 /// Metadata a caller sends (`true`) to have a read answered by the app's leader.
 pub const CONSISTENT: HeaderName = HeaderName::from_static("xpool-consistent");
+
+/// The metadata that names the app of a call whose request names none, such as
+/// GetReconcileRun and WatchReconcileRun by run id: it is routed as if its request named
+/// that app (the app named in the request, when there is one, wins).
+pub const APP_HINT: HeaderName = HeaderName::from_static("xpool-app");
 
 /// How long connecting to a leader may take (TCP and TLS) before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -269,9 +275,16 @@ impl Forward {
         let Some(fields) = wire::strings(message, method.app, method.binding_id) else {
             return inner.call(req).await;
         };
-        let target = match (fields.a, fields.b) {
-            (Some(app), _) if !app.is_empty() => Target::App(app),
-            (_, Some(binding)) if !binding.is_empty() => Target::Binding(binding),
+        let hinted = req
+            .headers()
+            .get(APP_HINT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|app| !app.is_empty())
+            .map(str::to_owned);
+        let target = match (fields.a, fields.b, hinted.as_deref()) {
+            (Some(app), _, _) if !app.is_empty() => Target::App(app),
+            (_, Some(binding), _) if !binding.is_empty() => Target::Binding(binding),
+            (_, _, Some(app)) => Target::App(app),
             _ => return inner.call(req).await,
         };
         let kind = match method.kind {

@@ -576,13 +576,9 @@ async fn a_killed_axb_leaders_bindings_equal_the_platforms_after_a_reconcile() {
 
 /// `xpool reconcile --app` sent to a replica that does not lead the app: the Reconcile is
 /// forwarded to the leader, which runs it, and the command follows the run to its end (exit 0)
-/// as it does on the leader.
-///
-/// It does not yet: WatchReconcileRun names no app, so the follower serves it locally, does
-/// not know the run, and the command exits 2 ("no reconciliation run …") while the run goes on
-/// on the leader (docs/cluster.md, "Calls", open points). Run with `--run-ignored all`.
+/// as it does on the leader: its WatchReconcileRun names the app in the metadata
+/// (`xpool-app`), so the follower forwards it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: a run is followed only on the replica that runs it (docs/cluster.md)"]
 async fn xpool_reconcile_through_a_follower_follows_the_run_on_the_leader() {
     bounded(async {
         let Some(cluster) = EtcdCluster::start(3).await else {
