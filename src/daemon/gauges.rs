@@ -104,7 +104,7 @@ impl Collector for PoolGauges {
         )?;
         for app in &apps {
             if let Some(platform) = app.info().platform {
-                let open = i64::from(platform.circuit == Circuit::Open);
+                let open = i64::from(platform.circuit == Some(Circuit::Open));
                 let labels = AppLabel {
                     app: app.name().to_owned(),
                 };

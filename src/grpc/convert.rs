@@ -641,9 +641,10 @@ impl From<AppInfo> for pb::App {
                 count(p.rate_per_second),
                 count(p.burst),
                 match p.circuit {
-                    Circuit::Closed => pb::CircuitState::Closed,
-                    Circuit::Open => pb::CircuitState::Open,
-                    Circuit::HalfOpen => pb::CircuitState::HalfOpen,
+                    Some(Circuit::Closed) => pb::CircuitState::Closed,
+                    Some(Circuit::Open) => pb::CircuitState::Open,
+                    Some(Circuit::HalfOpen) => pb::CircuitState::HalfOpen,
+                    None => pb::CircuitState::Unspecified,
                 },
             ),
         };

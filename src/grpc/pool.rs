@@ -52,10 +52,10 @@ impl PoolService for Numbers {
         let limit = page::page_size(page_size)?;
         let mut apps: Vec<_> = self
             .pool
-            .apps()
-            .filter(|a| after.as_deref().is_none_or(|after| a.name() > after))
-            .filter(|a| caller.may(&Access::Read(a.name())))
-            .map(|a| a.info())
+            .app_infos()?
+            .into_iter()
+            .filter(|a| after.as_deref().is_none_or(|after| a.name.as_str() > after))
+            .filter(|a| caller.may(&Access::Read(&a.name)))
             .collect();
         apps.sort_by(|a, b| a.name.cmp(&b.name));
         let next_page_token = if apps.len() > limit {

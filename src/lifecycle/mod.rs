@@ -374,6 +374,46 @@ impl Pool {
         self.served().into_values()
     }
 
+    /// Every configured app's summary, for ListApps. The apps served here come from their
+    /// pools. In cluster mode the others, led by another replica, come from this replica's
+    /// copy of their numbers, with no circuit state (it makes no platform calls for them).
+    pub fn app_infos(&self) -> Result<Vec<AppInfo>, PoolError> {
+        let served = self.served();
+        let mut infos: Vec<AppInfo> = served.values().map(|app| app.info()).collect();
+        if !self.store.takes_leader_writes() {
+            return Ok(infos);
+        }
+        for (name, setup) in &self.setups {
+            if served.contains_key(name) {
+                continue;
+            }
+            let (mut numbers, mut draining) = (0, 0);
+            for number in self.store.numbers(Some(name))? {
+                if number.state != store::NumberState::Removed {
+                    numbers += 1;
+                    draining += u32::from(number.state == store::NumberState::Draining);
+                }
+            }
+            let platform = setup.client.as_ref().map(|client| {
+                let settings = client.settings();
+                PlatformInfo {
+                    base_url: settings.base_url.clone(),
+                    rate_per_second: settings.rate_per_second.get(),
+                    burst: settings.burst.get(),
+                    circuit: None,
+                }
+            });
+            infos.push(AppInfo {
+                name: name.clone(),
+                mode: setup.rules.mode,
+                numbers,
+                draining,
+                platform,
+            });
+        }
+        Ok(infos)
+    }
+
     /// The app that holds number `x` (not removed), if any.
     pub fn app_of_number(&self, x: &str) -> Option<Arc<AppPool>> {
         read_lock(&self.apps)

@@ -381,8 +381,18 @@ async fn quorum_loss_refuses_writes_promptly_and_serves_reads() {
                 .connect()
                 .await
                 .unwrap();
-            let numbers = list_numbers(&mut PoolServiceClient::new(channel), APP).await;
+            let mut pool = PoolServiceClient::new(channel);
+            let numbers = list_numbers(&mut pool, APP).await;
             assert_eq!(numbers.len(), 8, "{addr}: {numbers:?}");
+            // Every replica lists the app, led here or not, with its numbers.
+            let apps = pool
+                .list_apps(pb::ListAppsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .apps;
+            assert_eq!(apps.len(), 1, "{addr}: {apps:?}");
+            assert_eq!((apps[0].name.as_str(), apps[0].number_count), (APP, 8));
         }
 
         let etcd_leader = cluster.leader().await.unwrap();

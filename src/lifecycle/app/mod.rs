@@ -97,7 +97,9 @@ pub struct PlatformInfo {
     pub base_url: String,
     pub rate_per_second: u32,
     pub burst: u32,
-    pub circuit: Circuit,
+    /// `None` on a cluster replica that does not lead the app: it makes no platform calls
+    /// for it.
+    pub circuit: Option<Circuit>,
 }
 
 /// What every app's pool shares with the others.
@@ -241,7 +243,7 @@ impl AppPool {
                 base_url: s.base_url.clone(),
                 rate_per_second: s.rate_per_second.get(),
                 burst: s.burst.get(),
-                circuit: c.circuit(),
+                circuit: Some(c.circuit()),
             }
         });
         AppInfo {
