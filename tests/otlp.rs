@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -152,7 +156,7 @@ impl Daemon {
         let deadline = Instant::now() + WAIT;
         let addr = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = listening_addr(&text) {
+            if let Some(addr) = support::listening_addr(&log) {
                 break addr;
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -207,18 +211,6 @@ impl Daemon {
         let log = std::fs::read_to_string(&self.log).unwrap();
         (status, started.elapsed(), log)
     }
-}
-
-fn listening_addr(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("gRPC") && l.contains("listening"))?;
-    let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
-    let port: String = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
 }
 
 #[tokio::test]
