@@ -20,9 +20,9 @@ use std::sync::Arc;
 pub use retention::CallLogRound;
 pub use types::*;
 
-use crate::lifecycle::{Clock, Pool, PoolError};
+use crate::lifecycle::{AppPool, Clock, Pool, PoolError};
 use crate::platform::push::{CallEvent, FeeInfo, SmsEvent};
-use crate::store::{BindingId, Store};
+use crate::store::{BindingId, Lane, Store};
 
 /// A callin the receiver answered before storing it: whom the answer connected.
 #[derive(Debug, Clone, Copy)]
@@ -187,4 +187,20 @@ impl CallLog {
     pub fn settings(&self) -> CallLogSettings {
         self.settings
     }
+
+    /// Who writes app `app`'s records: on a single node nobody in particular (`None`: the
+    /// local log); in cluster mode this replica's pool of the app, under whose term the
+    /// writes go to etcd. An app this replica does not lead (any more) is `LEADER_UNAVAILABLE`,
+    /// so a push is answered 503 and the platform sends it again.
+    fn writer(&self, app: &str) -> Result<Option<Arc<AppPool>>, PoolError> {
+        if !self.store.takes_leader_writes() {
+            return Ok(None);
+        }
+        self.pool.app(app).map(Some)
+    }
+}
+
+/// The lane of a [`CallLog::writer`].
+fn lane(writer: &Option<Arc<AppPool>>) -> Lane<'_> {
+    writer.as_deref().map_or(Lane::Local, AppPool::lane)
 }

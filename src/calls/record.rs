@@ -1,7 +1,9 @@
 //! Writing what the platform pushed: each push merged into its call (or stored as a message),
 //! deduplicated, linked to its binding, and put on the change feed, in one durable write.
 
-use super::{Answered, CallLog, FeeCounts, Stored, segments};
+use std::collections::BTreeMap;
+
+use super::{Answered, CallLog, FeeCounts, Stored, lane, segments};
 use crate::lifecycle::PoolError;
 use crate::platform::push::{CallEvent, EventType, FeeInfo, SmsEvent};
 use crate::platform::time;
@@ -145,7 +147,8 @@ impl CallLog {
             digits: some(&si.digit_info),
             received_ms: now,
         };
-        let staged = self.store.stage(|tx| {
+        let writer = self.writer(app)?;
+        let staged = self.store.stage_in(lane(&writer), |tx| {
             let mut call = tx
                 .call_of_session(app, &session_id)?
                 .unwrap_or_else(|| new_call(app, &session_id, now));
@@ -184,7 +187,7 @@ impl CallLog {
     ) -> Result<FeeCounts, PoolError> {
         let now = self.clock.now_ms();
         let mut counts = FeeCounts::default();
-        let mut ready = Vec::with_capacity(fees.len());
+        let mut ready: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for fee in fees {
             let session = some(&fee.session_id).or_else(|| some(&fee.icid));
             let owner = match app {
@@ -192,8 +195,7 @@ impl CallLog {
                 None => fee
                     .bind_num
                     .as_deref()
-                    .and_then(|x| self.pool.app_of_number(x))
-                    .map(|a| a.name().to_owned()),
+                    .and_then(|x| self.pool.owner_of_number(x)),
             };
             let (Some(session), Some(owner)) = (session, owner) else {
                 tracing::warn!(
@@ -210,29 +212,38 @@ impl CallLog {
                 fee.bind_num.as_deref(),
                 &[fee.caller_num.as_deref(), fee.fwd_dst_num.as_deref()],
             )?;
-            ready.push((owner, session, binding, fee));
+            ready
+                .entry(owner)
+                .or_insert_with(Vec::new)
+                .push((session, binding, fee));
         }
-        let (stored, duplicates) = self
-            .store
-            .commit(|tx| {
-                let (mut stored, mut duplicates) = (0, 0);
-                for (app, session, binding, fee) in &ready {
-                    let mut call = tx
-                        .call_of_session(app, session)?
-                        .unwrap_or_else(|| new_call(app, session, now));
-                    if call.cdr.is_some() {
-                        duplicates += 1;
-                        continue;
+        // One write per app: in cluster mode each goes under its own app's term. A failed one
+        // fails the push, which the platform sends again; the apps written already then find
+        // their records duplicates.
+        for (app, fees) in &ready {
+            let writer = self.writer(app)?;
+            let (stored, duplicates) = self
+                .store
+                .commit_in(lane(&writer), |tx| {
+                    let (mut stored, mut duplicates) = (0, 0);
+                    for (session, binding, fee) in fees {
+                        let mut call = tx
+                            .call_of_session(app, session)?
+                            .unwrap_or_else(|| new_call(app, session, now));
+                        if call.cdr.is_some() {
+                            duplicates += 1;
+                            continue;
+                        }
+                        merge_fee(&mut call, fee, *binding, now);
+                        tx.put_call(&call)?;
+                        stored += 1;
                     }
-                    merge_fee(&mut call, fee, *binding, now);
-                    tx.put_call(&call)?;
-                    stored += 1;
-                }
-                Ok::<_, PoolError>((stored, duplicates))
-            })
-            .await?;
-        counts.stored = stored;
-        counts.duplicates = duplicates;
+                    Ok::<_, PoolError>((stored, duplicates))
+                })
+                .await?;
+            counts.stored += stored;
+            counts.duplicates += duplicates;
+        }
         Ok(counts)
     }
 
@@ -282,9 +293,10 @@ impl CallLog {
             content,
             received_ms: now,
         };
+        let writer = self.writer(app)?;
         let stored = self
             .store
-            .commit(|tx| {
+            .commit_in(lane(&writer), |tx| {
                 if tx.message_of(app, &ident, mode)?.is_some() {
                     return Ok::<_, PoolError>(Stored::Duplicate);
                 }

@@ -31,7 +31,8 @@ impl Calls {
     fn check_app(&self, caller: &Caller, filter: &CallFilter) -> Result<(), PoolError> {
         match &filter.app {
             Some(app) => {
-                self.pool.app(app)?;
+                // Any replica lists any app's records from its copy (cluster mode).
+                self.pool.check_configured(app)?;
                 caller.require(Access::Read(app))
             }
             None => caller.require(Access::ReadAll),

@@ -422,8 +422,26 @@ impl Pool {
             .cloned()
     }
 
+    /// The name of the configured app that holds number `x` (not removed), served here or not:
+    /// in cluster mode the apps another replica leads are looked up in this replica's copy.
+    pub fn owner_of_number(&self, x: &str) -> Option<String> {
+        if let Some(app) = self.app_of_number(x) {
+            return Some(app.name().to_owned());
+        }
+        let mut unserved: Vec<&String> = self
+            .setups
+            .keys()
+            .filter(|name| !self.serves(name))
+            .collect();
+        unserved.sort();
+        unserved.into_iter().find_map(|name| {
+            let record = self.store.get_number(name, x).ok().flatten()?;
+            (record.state != store::NumberState::Removed).then(|| name.clone())
+        })
+    }
+
     /// Refuses an app that is not configured (reads of the store need no pool of the app).
-    fn check_configured(&self, name: &str) -> Result<(), PoolError> {
+    pub(crate) fn check_configured(&self, name: &str) -> Result<(), PoolError> {
         if self.is_configured(name) {
             Ok(())
         } else {

@@ -379,38 +379,38 @@ impl Store {
         }))
     }
 
-    /// Up to `limit` calls first seen before `until_ms`, oldest first (retention).
+    /// Up to `limit` calls first seen before `until_ms`, oldest first (retention); of `app`
+    /// only, when given (cluster mode: each app's leader deletes its own).
     pub fn calls_seen_before(
         &self,
         until_ms: i64,
         limit: usize,
+        app: Option<&str>,
     ) -> Result<Vec<CallStored>, StoreError> {
         let end = LogId::first_at(until_ms);
         let range = self.read(|trees| Ok(trees.calls.range(..end.0)))?;
-        range
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry?;
-                codec::decode(keys::CALLS, &key, &value)
-            })
-            .collect()
+        let decoded = range.map(|entry| {
+            let (key, value) = entry?;
+            codec::decode::<CallStored>(keys::CALLS, &key, &value)
+        });
+        of_app(decoded, app, |call| &call.app, limit)
     }
 
-    /// Up to `limit` messages first seen before `until_ms`, oldest first (retention).
+    /// Up to `limit` messages first seen before `until_ms`, oldest first (retention); of
+    /// `app` only, when given.
     pub fn messages_seen_before(
         &self,
         until_ms: i64,
         limit: usize,
+        app: Option<&str>,
     ) -> Result<Vec<MessageStored>, StoreError> {
         let end = LogId::first_at(until_ms);
         let range = self.read(|trees| Ok(trees.messages.range(..end.0)))?;
-        range
-            .take(limit)
-            .map(|entry| {
-                let (key, value) = entry?;
-                codec::decode(keys::MESSAGES, &key, &value)
-            })
-            .collect()
+        let decoded = range.map(|entry| {
+            let (key, value) = entry?;
+            codec::decode::<MessageStored>(keys::MESSAGES, &key, &value)
+        });
+        of_app(decoded, app, |message| &message.app, limit)
     }
 
     /// Up to `limit` changes after `after`, oldest first, with their numbers.
@@ -457,15 +457,27 @@ impl Store {
         }
     }
 
-    /// Up to `limit` changes made before `until_ms`, oldest first: their numbers (retention).
-    pub fn changes_before(&self, until_ms: i64, limit: usize) -> Result<Vec<u64>, StoreError> {
+    /// Up to `limit` changes made before `until_ms`, oldest first: their numbers (retention);
+    /// of `app` only, when given (the others' are read past).
+    pub fn changes_before(
+        &self,
+        until_ms: i64,
+        limit: usize,
+        app: Option<&str>,
+    ) -> Result<Vec<u64>, StoreError> {
         let range = self.read(|trees| Ok(trees.changes.iter()))?;
         let mut out = Vec::new();
-        for entry in range.take(limit) {
+        for entry in range {
+            if out.len() >= limit {
+                break;
+            }
             let (key, value) = entry?;
             let change: ChangeStored = codec::decode(keys::CHANGES, &key, &value)?;
             if change.at_ms >= until_ms {
                 break;
+            }
+            if app.is_some_and(|app| app != change.app) {
+                continue;
             }
             if let Some(seq) = keys::parse_change(&key) {
                 out.push(seq);
@@ -473,6 +485,26 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The first `limit` of `records` that belong to `app` (all, when `None`).
+fn of_app<T>(
+    records: impl Iterator<Item = Result<T, StoreError>>,
+    app: Option<&str>,
+    app_of: impl Fn(&T) -> &str,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for record in records {
+        if out.len() >= limit {
+            break;
+        }
+        let record = record?;
+        if app.is_none_or(|app| app == app_of(&record)) {
+            out.push(record);
+        }
+    }
+    Ok(out)
 }
 
 /// The key range of ids from `from` (inclusive) to `before` (exclusive).
@@ -636,7 +668,7 @@ mod tests {
             .map(|c| c.0)
             .collect();
         assert_eq!(after_one, [2, 3]);
-        assert_eq!(store.changes_before(25, 10).unwrap(), [1, 2]);
+        assert_eq!(store.changes_before(25, 10, None).unwrap(), [1, 2]);
         store
             .commit(|tx| {
                 tx.delete_change(1)?;

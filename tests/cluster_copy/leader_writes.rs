@@ -2,6 +2,7 @@
 //! transactions go to etcd fenced by their term, and come back through the copy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use xpool::cluster::writer::Writer;
 use xpool::store::replica::Class;
@@ -255,6 +256,137 @@ async fn a_deposed_leaders_writes_fail_and_change_nothing() {
             .await
             .unwrap();
         leader.stop().await;
+    })
+    .await;
+}
+
+/// A plain app setup for the pool: X mode, no platform.
+fn x_app(name: &str) -> xpool::lifecycle::AppSetup {
+    xpool::lifecycle::AppSetup {
+        name: name.into(),
+        rules: xpool::lifecycle::Rules {
+            mode: xpool::platform::Mode::X,
+            max_bindings_per_x: 100,
+            extension_digits: 4,
+            max_extensions_per_x: None,
+            cool_down_ms: 0,
+            fallback_areas: Vec::new(),
+        },
+        client: None,
+        pending_recheck: std::time::Duration::ZERO,
+        check_numbers_on_add: false,
+        call_defaults: xpool::lifecycle::CallOptions::default(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        cancel: CancellationToken::new(),
+    }
+}
+
+/// In cluster mode the call log writes an app's records under the term of this replica's
+/// leadership of the app, and refuses (LEADER_UNAVAILABLE, so the push is sent again) those of
+/// an app it does not lead. Its retention deletes only the led apps' records, feed entries
+/// included, through etcd, and the other replicas' copies follow.
+#[tokio::test]
+async fn the_call_log_writes_and_prunes_the_led_apps_records_through_etcd() {
+    use xpool::calls::{CallLog, CallLogSettings};
+    use xpool::lifecycle::{Clock, OffsetClock, Pool, Reason, RetentionPolicy};
+    use xpool::platform::push::{CallEvent, SmsNotification};
+
+    bounded(async {
+        let Some(cluster) = cluster().await else {
+            return;
+        };
+        let client = cluster.client();
+        let mut leader = LeaderNode::start(client.clone(), "leader");
+        let mut follower = Follower::start(client.clone(), Store::open_temporary().unwrap(), "f");
+        let term = leader.win(&client).await;
+        // Another app, whose records this replica writes under a term the pool does not hold.
+        let other_key = format!("{PREFIX}leader/food");
+        let token = client.put(other_key, "elsewhere").await.unwrap();
+        leader.node.caught_up(u64::try_from(token).unwrap()).await;
+        let other = Arc::new(Term {
+            app: "food".into(),
+            token,
+        });
+
+        let offset = Arc::new(OffsetClock::default());
+        let clock: Arc<dyn Clock> = offset.clone();
+        let store = Arc::clone(&leader.node.store);
+        let retention = RetentionPolicy::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let pool = Pool::standby(
+            Arc::clone(&store),
+            vec![x_app(APP), x_app("food")],
+            &clock,
+            retention,
+        )
+        .unwrap();
+        let pool = Arc::new(pool);
+        pool.lead(APP, Arc::clone(&term)).await.unwrap();
+        let settings = CallLogSettings {
+            retention_days: 1,
+            watch_retention_hours: 1,
+        };
+        let calls = CallLog::new(Arc::clone(&store), Arc::clone(&pool), clock, settings);
+
+        let event = |app: &str| -> CallEvent {
+            serde_json::from_value(serde_json::json!({"eventType": "callin", "statusInfo": {
+                "sessionId": format!("s-{app}"), "caller": "+8613900000001",
+                "called": "+8617600000001"}}))
+            .unwrap()
+        };
+        let sms: SmsNotification = serde_json::from_value(serde_json::json!({"smsEvent": {
+            "smsIdentifier": "m-1", "notifyMode": "Notify", "calling": "+8613900000001",
+            "virtualNumber": "+8617600000001", "smsContent": "hi"}}))
+        .unwrap();
+        calls.record_event(APP, &event(APP)).await.unwrap();
+        calls.record_sms(APP, &sms.sms_event).await.unwrap();
+        let refused = calls
+            .record_event("food", &event("food"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.reason(), Reason::LeaderUnavailable, "{refused}");
+        // The other app's leader (played here) writes its records under its own term.
+        let foods = store.calls_seen_before(i64::MAX, 10, None).unwrap();
+        let mut food_call = foods[0].clone();
+        // Seen at the same time as the led app's call (ids start with their time).
+        food_call.id.0[15] ^= 0xff;
+        food_call.app = "food".into();
+        food_call.session_id = "s-food".into();
+        let mut food_change = feed(&store)[0].1.clone();
+        food_change.app = "food".into();
+        leader
+            .node
+            .store
+            .commit_in(Lane::Leader(&other), |tx| {
+                tx.put_call(&food_call)?;
+                tx.append_change(&food_change).map(drop)
+            })
+            .await
+            .unwrap();
+
+        offset.advance(2 * 24 * 3600 * 1000);
+        let round = calls.prune().await.unwrap();
+        assert_eq!((round.calls, round.messages, round.changes), (1, 1, 2));
+        let revision = *leader.node.applied.borrow();
+        follower.caught_up(revision).await;
+        for store in [&leader.node.store, &follower.store] {
+            let left = store.calls_seen_before(i64::MAX, 10, None).unwrap();
+            let apps: Vec<&str> = left.iter().map(|c| c.app.as_str()).collect();
+            assert_eq!(apps, ["food"], "only the led app's calls are deleted");
+            assert!(
+                store
+                    .messages_seen_before(i64::MAX, 10, None)
+                    .unwrap()
+                    .is_empty()
+            );
+            let feed: Vec<String> = feed(store).into_iter().map(|c| c.1.app).collect();
+            assert_eq!(
+                feed,
+                ["food"],
+                "only the led app's feed entries are deleted"
+            );
+        }
+        leader.stop().await;
+        follower.stop().await;
     })
     .await;
 }

@@ -209,7 +209,7 @@ impl AppPool {
 
     /// Where the app's writes go: the local log, or in cluster mode etcd under this
     /// replica's term.
-    pub(in crate::lifecycle) fn lane(&self) -> Lane<'_> {
+    pub(crate) fn lane(&self) -> Lane<'_> {
         match &self.term {
             Some(term) => Lane::Leader(term),
             None => Lane::Local,
