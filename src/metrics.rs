@@ -63,7 +63,8 @@ pub struct ReasonLabel {
 
 /// `kind` of a push (`callEvent`, `fee`, `numStatus`, `sms`, `unknown`) and what came of it
 /// (`ok`, `duplicate`, `bad_json`, `unknown_kind`, `wrong_path`, `too_large`, `bad_signature`,
-/// `forbidden`, `bad_method`, `unknown_app`, `unavailable`).
+/// `forbidden`, `bad_method`, `unknown_app`, `unavailable`, and in cluster mode `forwarded`:
+/// sent on to the app's leader, which counts what came of it).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PushLabels {
     pub kind: &'static str,

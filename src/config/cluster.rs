@@ -243,32 +243,55 @@ fn check_endpoint(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[cluster.peer_tls]` against `[server.tls]`: the replicas forward calls to each other's
-/// gRPC listener, so with TLS there they need the CA of each other's certificates and, when
-/// those listeners ask for client certificates, one of their own.
+/// Checks `[cluster.peer_tls]` against the listeners the replicas reach each other on: the
+/// gRPC one (`[server.tls]`, forwarded calls) and the push receiver (`[callbacks.tls]`,
+/// forwarded pushes). Each that uses TLS needs the CA of the other replicas' certificates,
+/// and, when it asks for client certificates, this replica's.
 pub(super) fn check_peer_tls(
     cluster: &ClusterConfig,
     server_tls: Option<&super::TlsConfig>,
+    callbacks_tls: Option<&super::TlsConfig>,
     problems: &mut Problems,
 ) {
     let peer = cluster.peer_tls.as_ref();
-    match server_tls {
-        None if peer.is_some() => {
-            let message = "is set but [server.tls] is not: the replicas' gRPC is plaintext";
+    if server_tls.is_none() && callbacks_tls.is_none() {
+        if peer.is_some() {
+            let message = "is set but [server.tls] is not, nor [callbacks.tls]: the replicas \
+                           talk to each other in plaintext";
             problems.push("cluster.peer_tls", message);
         }
-        None => {}
-        Some(server) => {
-            if peer.is_none_or(|p| p.ca_file.is_none()) {
-                let message = "is required with [server.tls]: the CA that signed the other \
-                               replicas' server certificates (forwarded calls go over TLS)";
-                problems.push("cluster.peer_tls.ca_file", message);
-            }
-            if server.client_ca_file.is_some() && peer.is_none_or(|p| p.cert_file.is_none()) {
-                let message = "is required with server.tls.client_ca_file: the replicas ask \
-                               each other for a client certificate (with key_file)";
-                problems.push("cluster.peer_tls.cert_file", message);
-            }
+        return;
+    }
+    let listeners = [
+        ("[server.tls]", "server.tls", server_tls, "forwarded calls"),
+        (
+            "[callbacks.tls]",
+            "callbacks.tls",
+            callbacks_tls,
+            "forwarded pushes",
+        ),
+    ];
+    let (mut ca_missing, mut cert_missing) = (true, true);
+    for (section, key, tls, what) in listeners {
+        let Some(tls) = tls else { continue };
+        if ca_missing && peer.is_none_or(|p| p.ca_file.is_none()) {
+            let message = format!(
+                "is required with {section}: the CA that signed the other replicas' \
+                 certificates ({what} go over TLS)"
+            );
+            problems.push("cluster.peer_tls.ca_file", message);
+            ca_missing = false;
+        }
+        if cert_missing
+            && tls.client_ca_file.is_some()
+            && peer.is_none_or(|p| p.cert_file.is_none())
+        {
+            let message = format!(
+                "is required with {key}.client_ca_file: the replicas ask each other for a \
+                 client certificate (with key_file)"
+            );
+            problems.push("cluster.peer_tls.cert_file", message);
+            cert_missing = false;
         }
     }
 }

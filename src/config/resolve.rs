@@ -115,7 +115,12 @@ fn resolve(table: &Table, problems: &mut Problems) -> Config {
     check_exposure(&server, auth.is_some(), problems);
     let cluster = super::cluster::resolve(table.get("cluster"), problems);
     if let Some(cluster) = &cluster {
-        super::cluster::check_peer_tls(cluster, server.tls.as_ref(), problems);
+        super::cluster::check_peer_tls(
+            cluster,
+            server.tls.as_ref(),
+            callbacks.tls.as_ref(),
+            problems,
+        );
     }
     Config {
         server,

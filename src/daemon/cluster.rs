@@ -50,6 +50,7 @@ impl ClusterNode {
     /// campaigning; `pool` serves the apps this replica comes to lead.
     pub async fn start(
         cluster: &ClusterConfig,
+        callbacks: Option<String>,
         config: &Config,
         store: &Arc<Store>,
         pool: &Arc<Pool>,
@@ -77,7 +78,6 @@ impl ClusterNode {
         let stop_replication = cancel.child_token();
         tasks.spawn(copy.run(stop_replication.clone()));
         tasks.spawn(writer.run(stop_replication.clone()));
-        let callbacks = config.callbacks.listen.map(|addr| addr.to_string());
         let membership = Membership::join(
             client,
             Prefix::new(cluster.key_prefix.clone()),

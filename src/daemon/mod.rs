@@ -176,7 +176,14 @@ impl Daemon {
     /// Cluster mode: joins the cluster once the gRPC listener is bound at `bound` (the
     /// address other replicas forward to, unless `advertise_addr` names another), so that no
     /// app is led before this replica can answer for it.
-    async fn join_cluster(&self, bound: std::net::SocketAddr) -> anyhow::Result<()> {
+    ///
+    /// `callbacks` is where the push receiver is bound, if it runs: the other replicas forward
+    /// pushes there (at the advertised host when it is bound to every interface).
+    async fn join_cluster(
+        &self,
+        bound: std::net::SocketAddr,
+        callbacks: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<()> {
         let Some(cluster) = &self.config.cluster else {
             return Ok(());
         };
@@ -184,8 +191,10 @@ impl Daemon {
         if cluster.advertise_addr.ends_with(":0") {
             cluster.advertise_addr = bound.to_string();
         }
+        let callbacks = callbacks.map(|at| callbacks_advertised(&cluster.advertise_addr, at));
         let node = cluster::ClusterNode::start(
             &cluster,
+            callbacks,
             &self.config,
             &self.store,
             &self.pool,
@@ -248,6 +257,11 @@ impl Daemon {
             } else {
                 "http"
             },
+            callbacks_scheme: if self.config.callbacks.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
         })
     }
 
@@ -297,13 +311,11 @@ impl Daemon {
         // In cluster mode, each replica purges the bindings of the apps it leads.
         self.tasks
             .spawn(self.retention.clone().run(self.cancel.clone()));
-        if !self.is_clustered() {
-            // Call records come from the push receiver, which does not run in cluster mode.
-            let call_log = jobs::CallLogRetention {
-                calls: Arc::clone(&self.calls),
-            };
-            self.tasks.spawn(call_log.run(self.cancel.clone()));
-        }
+        // In cluster mode, each replica purges the call records of the apps it leads.
+        let call_log = jobs::CallLogRetention {
+            calls: Arc::clone(&self.calls),
+        };
+        self.tasks.spawn(call_log.run(self.cancel.clone()));
         let worker = jobs::ReconcileWorker {
             reconciler: Arc::clone(&self.reconciler),
         };
@@ -494,6 +506,48 @@ async fn add_configured_numbers(pool: &Pool, config: &Config) -> anyhow::Result<
     Ok(())
 }
 
+/// Where the other replicas reach this one's push receiver, bound at `bound`: there, unless
+/// it is bound to every interface (`0.0.0.0`, `[::]`); then at the host of `advertise_addr`
+/// (`host:port`, already checked).
+fn callbacks_advertised(advertise_addr: &str, bound: std::net::SocketAddr) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let host = advertise_addr
+        .rsplit_once(':')
+        .map_or(advertise_addr, |(host, _)| host);
+    format!("{host}:{}", bound.port())
+}
+
+/// The client that forwards pushes to the other replicas' receivers: HTTPS, trusting
+/// `[cluster.peer_tls]`'s CA and showing its certificate, when `[callbacks.tls]` is on.
+fn push_forwarding_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true);
+    let peer = config.cluster.as_ref().and_then(|c| c.peer_tls.as_ref());
+    if let (Some(_), Some(files)) = (&config.callbacks.tls, peer) {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        if let Some(ca) = &files.ca_file {
+            let ca =
+                reqwest::Certificate::from_pem(&read(ca)?).context("cluster.peer_tls.ca_file")?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        if let (Some(cert), Some(key)) = (&files.cert_file, &files.key_file) {
+            let mut pem = read(cert)?;
+            pem.extend_from_slice(&read(key)?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).context("cluster.peer_tls.cert_file")?;
+            builder = builder.identity(identity);
+        }
+    }
+    builder.build().context("the client that forwards pushes")
+}
+
 /// The client side of TLS towards the other replicas (`[cluster.peer_tls]`): their CA and,
 /// when given, this replica's certificate. Read once, at start.
 fn peer_tls(
@@ -511,4 +565,27 @@ fn peer_tls(
         tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
     }
     Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::callbacks_advertised;
+
+    #[test]
+    fn the_push_receiver_is_advertised_at_a_host_the_others_can_dial() {
+        let at = |addr: &str| addr.parse().unwrap();
+        assert_eq!(
+            callbacks_advertised("xpool-0.xpool:50051", at("0.0.0.0:8090")),
+            "xpool-0.xpool:8090"
+        );
+        assert_eq!(
+            callbacks_advertised("[fd00::1]:50051", at("[::]:8090")),
+            "[fd00::1]:8090"
+        );
+        assert_eq!(
+            callbacks_advertised("10.0.0.1:50051", at("10.0.0.2:8090")),
+            "10.0.0.2:8090",
+            "bound to one address: that one"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 //!   copy does not hold (yet) is answered here (NOT_FOUND), as a plain read would be.
 //! - No leader known (an election under way), or this replica won the app and is still catching
 //!   up: `UNAVAILABLE` (`LEADER_UNAVAILABLE`), which a client retries.
+//! - A push from the platform goes where a write about its app would: to the leader's push
+//!   receiver (`pushes::forward`).
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use crate::cluster::forward::{CallKind, Route, Router, Target};
 use crate::cluster::leadership::Leaders;
 use crate::cluster::membership::{Nodes, Session};
 use crate::lifecycle::{BindingId, Pool};
+use crate::pushes::{PushRoute, PushRouter};
 use crate::store::Store;
 
 /// The daemon's [`Router`]; see the module docs.
@@ -34,6 +37,8 @@ pub struct ClusterRouter {
     pub session: watch::Receiver<Option<Session>>,
     /// `http` or `https` (the replicas' gRPC listeners all use the same).
     pub scheme: &'static str,
+    /// `http` or `https`: the replicas' push receivers (`[callbacks.tls]`).
+    pub callbacks_scheme: &'static str,
 }
 
 impl Router for ClusterRouter {
@@ -70,6 +75,33 @@ impl Router for ClusterRouter {
             None => Route::Unavailable(format!(
                 "app {app:?}'s leader {:?} is not registered (its lease is ending); retry",
                 leader.node_id
+            )),
+        }
+    }
+}
+
+impl PushRouter for ClusterRouter {
+    /// A push goes where a write about its app would, to the leader's push receiver.
+    fn push_route(&self, app: &str) -> PushRoute {
+        let node_id = match self.route(&Target::App(app), CallKind::Write) {
+            Route::Local => return PushRoute::Here,
+            Route::Unavailable(why) => return PushRoute::Unavailable(why),
+            Route::Forward { node_id, .. } => node_id,
+        };
+        let callbacks = self
+            .nodes
+            .borrow()
+            .entries
+            .get(&node_id)
+            .and_then(|node| node.value.callbacks_addr.clone());
+        match callbacks {
+            Some(addr) => PushRoute::Forward {
+                url: format!("{}://{addr}", self.callbacks_scheme),
+                node_id,
+            },
+            None => PushRoute::Unavailable(format!(
+                "app {app:?}'s leader {node_id:?} takes no pushes (it has no \
+                 [callbacks] listen); retry"
             )),
         }
     }

@@ -114,10 +114,17 @@ impl Daemon {
         }
         // Cancelled when new calls are refused: the push receiver stops taking pushes then too.
         let stop_serving = CancellationToken::new();
-        self.start_receiver(push_listener, stop_serving.clone())
-            .await?;
+        let push_listener = self.bind_receiver(push_listener).await?;
         let addr = listener.local_addr()?;
-        self.join_cluster(addr).await?;
+        let callbacks = push_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        // In cluster mode the receiver forwards by the leaders table, which joining starts.
+        self.join_cluster(addr, callbacks).await?;
+        if let Some(push_listener) = push_listener {
+            self.start_receiver(push_listener, stop_serving.clone())?;
+        }
         let apps = self
             .config
             .apps
@@ -356,43 +363,46 @@ impl Daemon {
         });
     }
 
-    /// Starts the push receiver on `listener`, or on `[callbacks] listen`; neither: it is off.
-    /// It takes pushes until `stop`, then finishes those in flight (on the daemon's tracker, so
-    /// the store is closed only after them).
-    async fn start_receiver(
+    /// The push receiver's listener: `listener`, or `[callbacks] listen` bound; neither: the
+    /// receiver is off.
+    async fn bind_receiver(
         &self,
         listener: Option<TcpListener>,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let listener = match (listener, self.config.callbacks.listen) {
-            (Some(listener), _) => listener,
-            (None, Some(listen)) => TcpListener::bind(listen).await.with_context(|| {
+    ) -> anyhow::Result<Option<TcpListener>> {
+        Ok(match (listener, self.config.callbacks.listen) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(listen)) => Some(TcpListener::bind(listen).await.with_context(|| {
                 format!("binding the push receiver {listen} (callbacks.listen)")
-            })?,
-            (None, None) => return Ok(()),
-        };
-        if self.is_clustered() {
-            // Its records are written without an app's term, which cluster mode refuses.
-            tracing::warn!(
-                addr = %listener.local_addr()?,
-                "cluster mode: the push receiver (platform callbacks, X-mode routing) is not \
-                 served in this build (docs/cluster.md)"
-            );
-            return Ok(());
-        }
+            })?),
+            (None, None) => None,
+        })
+    }
+
+    /// Starts the push receiver on `listener`. It takes pushes until `stop`, then finishes
+    /// those in flight (on the daemon's tracker, so the store is closed only after them). In
+    /// cluster mode, after joining: pushes about apps another replica leads go there.
+    fn start_receiver(&self, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(
             addr = %listener.local_addr()?,
             allow_from = ?self.config.callbacks.allow_from,
             https = self.config.callbacks.tls.is_some(),
             "push receiver listening (platform callbacks)"
         );
-        let receiver = Arc::new(pushes::Receiver::new(
+        let mut receiver = pushes::Receiver::new(
             &self.config,
             Arc::clone(&self.pool),
             Arc::clone(&self.calls),
             Arc::clone(&self.metrics),
             self.tasks.clone(),
-        ));
+        );
+        if let (Some(router), Some(cluster)) = (self.cluster_router(), &self.config.cluster) {
+            receiver = receiver.forwarding(pushes::Forwarding {
+                router: Arc::new(router),
+                node_id: cluster.node_id.clone(),
+                http: super::push_forwarding_client(&self.config)?,
+            });
+        }
+        let receiver = Arc::new(receiver);
         let tls = match &self.config.callbacks.tls {
             Some(files) => {
                 let tls = ServerTls::load_http(files)

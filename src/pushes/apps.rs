@@ -108,10 +108,10 @@ impl PushApps {
             .find(|app| !app.app_key.is_empty() && app.app_key == app_key)
     }
 
-    /// The app whose pool holds the number `x`.
+    /// The app that holds the number `x` (in cluster mode, led here or not).
     pub fn by_number(&self, pool: &Pool, x: &str) -> Option<&PushApp> {
-        pool.app_of_number(x)
-            .and_then(|owner| self.by_name(owner.name()))
+        pool.owner_of_number(x)
+            .and_then(|owner| self.by_name(&owner))
     }
 
     /// The one app, when only one is configured.

@@ -15,9 +15,11 @@
 //! - `calls`: call events, and the answer to an X-mode callin; `records`: CDRs, number status
 //!   and SMS.
 //! - `reply`: answers, outcomes (counted in `xpool_pushes_total`) and rate-limited warnings.
+//! - `forward`: cluster mode, a push about an app another replica leads sent on to it.
 
 mod apps;
 mod calls;
+mod forward;
 mod receive;
 mod records;
 mod reply;
@@ -38,6 +40,7 @@ use crate::lifecycle::Pool;
 use crate::metrics::Metrics;
 
 use apps::PushApps;
+pub use forward::{FORWARDED_BY, Forwarding, PushRoute, PushRouter};
 use reply::Warnings;
 
 /// The receiver's state, shared by every request.
@@ -52,6 +55,8 @@ pub struct Receiver {
     /// daemon's stop waits for it (bounded) before closing the store.
     tasks: TaskTracker,
     warnings: Warnings,
+    /// Cluster mode: pushes about apps another replica leads go there (`forward`).
+    forwarding: Option<Forwarding>,
 }
 
 impl Receiver {
@@ -71,7 +76,14 @@ impl Receiver {
             metrics,
             tasks,
             warnings: Warnings::default(),
+            forwarding: None,
         }
+    }
+
+    /// Cluster mode: pushes about apps another replica leads are forwarded to it.
+    pub fn forwarding(mut self, forwarding: Forwarding) -> Receiver {
+        self.forwarding = Some(forwarding);
+        self
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::Receiver;
+use super::forward::Arrived;
 use super::reply::{Outcome, Reply, describe_json_error};
 use super::signature;
 use crate::platform::push::PushKind;
@@ -113,6 +114,18 @@ impl Receiver {
                 return Reply::refused(Some(kind), Outcome::BadSignature, note);
             }
         };
+        let forwarded = Arrived {
+            peer,
+            path,
+            headers,
+            body: &bytes,
+        };
+        if let Some(reply) = self
+            .forward_if_led_elsewhere(kind, &value, signed, &forwarded)
+            .await
+        {
+            return reply;
+        }
         match kind {
             PushKind::CallEvent => self.call_event(value, signed, arrived).await,
             PushKind::Fee => self.fees(value, signed).await,

@@ -125,8 +125,11 @@ impl Receiver {
         }
         let mut total = StatusCounts::default();
         for (name, (_, infos)) in by_app {
-            let Ok(pool) = self.pool.app(name) else {
-                continue;
+            // In cluster mode an app led elsewhere (leadership moved since the push was
+            // routed): 503, and the platform sends the push again.
+            let pool = match self.pool.app(name) {
+                Ok(pool) => pool,
+                Err(e) => return not_stored(kind, &e),
             };
             match pool.set_number_status(&infos).await {
                 Ok(counts) => {

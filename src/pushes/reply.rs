@@ -40,6 +40,9 @@ pub(super) enum Outcome {
     BadMethod,
     /// For no configured app; answered 200 (retrying cannot help) and dropped.
     UnknownApp,
+    /// Cluster mode: sent on to the app's leader, whose answer it got (the leader counts
+    /// what came of it).
+    Forwarded,
     /// The store could not take it; answered 503, so the platform retries.
     Unavailable,
 }
@@ -58,6 +61,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::BadMethod => "bad_method",
             Outcome::UnknownApp => "unknown_app",
+            Outcome::Forwarded => "forwarded",
             Outcome::Unavailable => "unavailable",
         }
     }
@@ -65,7 +69,9 @@ impl Outcome {
     /// The HTTP status of a push that ended with this outcome.
     fn status(self) -> StatusCode {
         match self {
-            Outcome::Ok | Outcome::Duplicate | Outcome::UnknownApp => StatusCode::OK,
+            Outcome::Ok | Outcome::Duplicate | Outcome::UnknownApp | Outcome::Forwarded => {
+                StatusCode::OK
+            }
             Outcome::BadJson
             | Outcome::UnknownKind
             | Outcome::WrongPath
@@ -96,6 +102,8 @@ pub(super) struct Reply {
     pub note: Option<String>,
     /// A JSON answer (a Block push's), sent with 200.
     json: Option<Vec<u8>>,
+    /// The leader's answer to a forwarded push, sent as it came: status, content type, body.
+    relayed: Option<(StatusCode, Option<HeaderValue>, Vec<u8>)>,
 }
 
 impl Reply {
@@ -106,6 +114,7 @@ impl Reply {
             outcome: Some(outcome),
             note: None,
             json: None,
+            relayed: None,
         }
     }
 
@@ -116,6 +125,7 @@ impl Reply {
             outcome,
             note: None,
             json: Some(body),
+            relayed: None,
         }
     }
 
@@ -126,6 +136,23 @@ impl Reply {
             outcome: Some(outcome),
             note: Some(note.into()),
             json: None,
+            relayed: None,
+        }
+    }
+
+    /// The answer of the leader a push was forwarded to, relayed as is.
+    pub fn relayed(
+        kind: PushKind,
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Vec<u8>,
+    ) -> Reply {
+        Reply {
+            kind: kind.as_str(),
+            outcome: Some(Outcome::Forwarded),
+            note: None,
+            json: None,
+            relayed: Some((status, content_type, body)),
         }
     }
 
@@ -138,6 +165,15 @@ impl Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
+        if let Some((status, content_type, body)) = self.relayed {
+            let mut response = (status, body).into_response();
+            if let Some(content_type) = content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            return response;
+        }
         let status = self.outcome.map_or(StatusCode::OK, Outcome::status);
         if let Some(body) = self.json {
             return (

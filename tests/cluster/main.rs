@@ -13,5 +13,6 @@ mod common;
 mod leadership;
 mod membership;
 mod platform;
+mod pushes;
 mod serve;
 mod status;

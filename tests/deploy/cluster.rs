@@ -237,11 +237,24 @@ fn three_replicas_spread_over_nodes_and_zones_with_a_budget_and_probes() {
         .any(|p| p["targetPort"] == "grpc" || p["targetPort"].as_i64() == Some(grpc));
     assert!(served, "the Service xpool has no gRPC port");
 
-    // No push port: the push receiver does not run in cluster mode (yet).
-    assert!(
-        config.get("callbacks").is_none(),
-        "[callbacks] in cluster mode"
+    // The platform's pushes reach every replica through the Service xpool, on the port the
+    // receiver listens on; a replica forwards a push to the app's leader on the same port.
+    let listen = config["callbacks"]["listen"]
+        .as_str()
+        .expect("[callbacks] listen: the push receiver runs on every replica");
+    let pushes = port_of(listen);
+    assert_eq!(
+        container_port(container, "pushes"),
+        pushes,
+        "the container's pushes port vs callbacks.listen"
     );
+    for name in ["xpool", "xpool-headless"] {
+        let ports = seq(at(&service(&docs, name).value, "spec.ports"));
+        let published = ports
+            .iter()
+            .any(|p| p["targetPort"] == "pushes" || p["targetPort"].as_i64() == Some(pushes));
+        assert!(published, "the Service {name} has no push port");
+    }
 
     // One image, this version's, for every xpool container.
     for container in containers(&template["spec"]) {

@@ -340,3 +340,29 @@ fn tls_between_replicas_follows_the_servers() {
         "cannot read /nonexistent/ca.pem",
     );
 }
+
+#[test]
+fn https_pushes_between_replicas_need_the_replicas_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_file = secret_file(&cert.cert.pem());
+    let key_file = secret_file(&cert.signing_key.serialize_pem());
+    let callbacks_tls = format!(
+        "\n[callbacks.tls]\ncert_file = {:?}\nkey_file = {:?}",
+        cert_file.path(),
+        key_file.path()
+    );
+    // Forwarded pushes go to the other replicas' receivers over HTTPS: trust their CA.
+    rejected_at(
+        &format!("{VALID}{callbacks_tls}"),
+        "cluster.peer_tls.ca_file",
+        "is required with [callbacks.tls]",
+    );
+    let peer = format!("\n[cluster.peer_tls]\nca_file = {:?}", cert_file.path());
+    parse(&with_cluster(&format!("{VALID}{peer}{callbacks_tls}"))).unwrap();
+    // And peer TLS alone, with neither listener on TLS, is still refused.
+    rejected_at(
+        &format!("{VALID}{peer}"),
+        "cluster.peer_tls",
+        "nor [callbacks.tls]",
+    );
+}
