@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::refusals::RefusalLog;
-use super::{Authenticator, Caller, Refusal};
+use super::{Authenticator, Caller, FORWARDED_CLIENT, Refusal};
 use crate::daemon::connections::ConnInfo;
 use crate::lifecycle::PoolError;
 use crate::metrics::Metrics;
@@ -27,13 +27,27 @@ pub struct Authenticate {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+/// Cluster mode: whether a verified client certificate with these names is another replica's
+/// (see [`Authenticate::trusting`]).
+pub type Forwarders = Arc<dyn Fn(&[String]) -> bool + Send + Sync>;
+
 struct Shared {
     /// `None`: no `[auth]`, every call is [`Caller::unrestricted`].
     auth: Option<Authenticator>,
     anonymous: Arc<Caller>,
     metrics: Arc<Metrics>,
     log: RefusalLog,
+    /// `None` on a single node: [`FORWARDED_CLIENT`] is refused from anyone.
+    forwarders: Option<Forwarders>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("auth", &self.auth)
+            .field("forwarders", &self.forwarders.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Authenticate {
@@ -44,8 +58,19 @@ impl Authenticate {
                 anonymous: Arc::new(Caller::unrestricted()),
                 metrics,
                 log: RefusalLog::default(),
+                forwarders: None,
             }),
         }
+    }
+
+    /// Cluster mode: a call that carries [`FORWARDED_CLIENT`] and no token is its caller's
+    /// when it comes from a peer whose verified certificate `forwarders` says is a replica's
+    /// (the other replica authenticated the caller by its certificate, then forwarded it).
+    pub fn trusting(mut self, forwarders: Forwarders) -> Authenticate {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.forwarders = Some(forwarders);
+        }
+        self
     }
 }
 
@@ -99,10 +124,20 @@ where
                     .extensions()
                     .get::<ConnInfo>()
                     .and_then(|info| info.client.clone());
-                match auth.authenticate(
-                    header.map(http::HeaderValue::as_bytes),
-                    client.as_deref().map(Vec::as_slice),
-                ) {
+                let forwarded = req.headers().get(FORWARDED_CLIENT);
+                let authenticated = match forwarded {
+                    // A token authenticates by itself; the header is not looked at.
+                    Some(name) if header.is_none() => shared.forwarded_client(
+                        auth,
+                        name.as_bytes(),
+                        client.as_deref().map(Vec::as_slice),
+                    ),
+                    _ => auth.authenticate(
+                        header.map(http::HeaderValue::as_bytes),
+                        client.as_deref().map(Vec::as_slice),
+                    ),
+                };
+                match authenticated {
                     Ok(caller) => caller,
                     Err(refusal) => {
                         let caller = match &refusal {
@@ -135,6 +170,26 @@ where
 }
 
 impl Shared {
+    /// The caller `name` that another replica forwarded a call for, when the peer's verified
+    /// certificate (`client` names) is a replica's.
+    fn forwarded_client(
+        &self,
+        auth: &Authenticator,
+        name: &[u8],
+        client: Option<&[String]>,
+    ) -> Result<Arc<Caller>, Refusal> {
+        let from_replica = self
+            .forwarders
+            .as_ref()
+            .zip(client)
+            .is_some_and(|(is_replica, names)| is_replica(names));
+        if !from_replica {
+            return Err(Refusal::UntrustedForwarder);
+        }
+        let name = std::str::from_utf8(name).map_err(|_| Refusal::UnknownClient("?".into()))?;
+        auth.client_named(name)
+    }
+
     /// Counts and (rate-limited) logs a refusal; `token_name` is empty when no token was
     /// recognised. Never the token itself.
     fn refused(&self, peer: Option<IpAddr>, reason: &'static str, token_name: &str, path: &str) {

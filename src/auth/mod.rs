@@ -31,6 +31,13 @@ pub use scope::{Access, Apps, Scope};
 use crate::config::AuthConfig;
 use crate::lifecycle::{PoolError, Reason};
 
+/// Metadata a replica adds to a call it forwards for a caller known by its client certificate
+/// (`[[auth.clients]]`, no token): the caller's `name`. The leader sees the forwarding
+/// replica's certificate, not the caller's, so it takes the caller from here — only from a
+/// peer whose own certificate names a replica of the cluster (`layer::Authenticate::trusting`).
+pub const FORWARDED_CLIENT: http::HeaderName =
+    http::HeaderName::from_static("xpool-forwarded-client");
+
 /// An authenticated caller.
 #[derive(Debug)]
 pub struct Caller {
@@ -39,6 +46,8 @@ pub struct Caller {
     scopes: Vec<Scope>,
     /// No `[auth]`: everything is allowed.
     unrestricted: bool,
+    /// Known by its client certificate (`[[auth.clients]]`) rather than a token.
+    by_certificate: bool,
 }
 
 impl Caller {
@@ -48,11 +57,17 @@ impl Caller {
             name: "anonymous".to_owned(),
             scopes: Vec::new(),
             unrestricted: true,
+            by_certificate: false,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the caller was known by its client certificate (`[[auth.clients]]`).
+    pub fn by_certificate(&self) -> bool {
+        self.by_certificate
     }
 
     /// Whether the caller may make a call needing `access`.
@@ -85,6 +100,10 @@ pub enum Refusal {
     Malformed,
     /// A bearer token no `[[auth.tokens]]` entry has.
     UnknownToken,
+    /// [`FORWARDED_CLIENT`] from a peer whose certificate names no replica of the cluster.
+    UntrustedForwarder,
+    /// [`FORWARDED_CLIENT`] from a replica, naming no `[[auth.clients]]` entry.
+    UnknownClient(String),
     /// The token's `rate_per_second` is used up; the call may succeed after the delay.
     RateLimited {
         caller: String,
@@ -99,6 +118,8 @@ impl Refusal {
             Refusal::NoToken => "no_token",
             Refusal::Malformed => "malformed",
             Refusal::UnknownToken => "unknown_token",
+            Refusal::UntrustedForwarder => "untrusted_forwarder",
+            Refusal::UnknownClient(_) => "unknown_client",
             Refusal::RateLimited { .. } => "rate_limited",
         }
     }
@@ -115,6 +136,13 @@ impl From<Refusal> for PoolError {
                 unauthenticated("the authorization metadata is not `Bearer <token>`")
             }
             Refusal::UnknownToken => unauthenticated("the bearer token is not known"),
+            Refusal::UntrustedForwarder => unauthenticated(
+                "xpool-forwarded-client is taken only from another replica of the cluster, \
+                 known by its client certificate",
+            ),
+            Refusal::UnknownClient(name) => unauthenticated(&format!(
+                "the forwarded caller {name:?} is not in [[auth.clients]] here"
+            )),
             Refusal::RateLimited {
                 caller,
                 retry_after,
@@ -158,6 +186,7 @@ impl Authenticator {
                     name: token.name.clone(),
                     scopes: token.scopes.clone(),
                     unrestricted: false,
+                    by_certificate: false,
                 }),
                 limiter: token
                     .rate_per_second
@@ -172,6 +201,7 @@ impl Authenticator {
                     name: client.name.clone(),
                     scopes: client.scopes.clone(),
                     unrestricted: false,
+                    by_certificate: true,
                 };
                 (client.subject.clone(), Arc::new(caller))
             })
@@ -182,6 +212,16 @@ impl Authenticator {
             open_health: config.open_health,
             open_reflection: config.open_reflection,
         }
+    }
+
+    /// The `[[auth.clients]]` caller named `name` (a forwarded call's, see
+    /// [`FORWARDED_CLIENT`]).
+    pub fn client_named(&self, name: &str) -> Result<Arc<Caller>, Refusal> {
+        self.clients
+            .iter()
+            .find(|(_, caller)| caller.name == name)
+            .map(|(_, caller)| Arc::clone(caller))
+            .ok_or_else(|| Refusal::UnknownClient(name.to_owned()))
     }
 
     /// Whether a call to `path` (`/package.Service/Method`) needs no token.

@@ -325,6 +325,7 @@ impl Forward {
         addr: &str,
     ) -> http::Response<Body> {
         let (mut parts, body) = req.into_parts();
+        let caller = parts.extensions.get::<Arc<crate::auth::Caller>>().cloned();
         parts.extensions = http::Extensions::new();
         parts.version = http::Version::HTTP_2;
         let headers = &mut parts.headers;
@@ -352,6 +353,15 @@ impl Forward {
             }
             headers.insert(GRPC_TIMEOUT, encode_timeout(left - margin));
             wait_until = Some(deadline - margin / 2);
+        }
+        // A caller known by its client certificate: the leader sees this replica's, so it is
+        // told whom this replica authenticated (and trusts that only from a replica).
+        headers.remove(crate::auth::FORWARDED_CLIENT);
+        if !headers.contains_key(http::header::AUTHORIZATION)
+            && let Some(caller) = caller.filter(|caller| caller.by_certificate())
+            && let Ok(name) = HeaderValue::from_str(caller.name())
+        {
+            headers.insert(crate::auth::FORWARDED_CLIENT, name);
         }
         // Config validation keeps node ids to plain characters; a hop without the header
         // could be forwarded once more.

@@ -18,8 +18,6 @@ use tonic::transport::Server;
 use super::Daemon;
 use super::connections::{self, Accept, ConnectionLimits, TrackCalls};
 use super::health::Health;
-use crate::auth::Authenticator;
-use crate::auth::layer::Authenticate;
 use crate::grpc;
 use crate::grpc::DecodeErrors;
 use crate::grpc::pb::binding_service_server::BindingServiceServer;
@@ -182,10 +180,7 @@ impl Daemon {
             .layer(super::measure::Measure::new(Arc::clone(&self.metrics)))
             .layer(TrackCalls)
             .layer(DecodeErrors)
-            .layer(Authenticate::new(
-                self.config.auth.as_ref().map(Authenticator::new),
-                Arc::clone(&self.metrics),
-            ))
+            .layer(self.authenticate())
             .layer(self.forwarding()?)
             .add_service(
                 health_service

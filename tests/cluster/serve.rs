@@ -824,8 +824,10 @@ async fn bind_until_bound(addrs: &[String], request: &pb::BindRequest) -> pb::Bi
 }
 
 /// With `[server.tls]` asking for client certificates, the replicas forward to each other
-/// over mutual TLS (`[cluster.peer_tls]`): a client with a certificate binds through every
-/// replica, the two that do not lead forwarding to the one that does.
+/// over mutual TLS (`[cluster.peer_tls]`): a client known only by its certificate
+/// (`[[auth.clients]]`) binds through every replica, the two that do not lead forwarding to the
+/// one that does, which takes the caller from the forwarding replica (a replica's certificate
+/// names its node id). A stranger's certificate claiming to forward for that client is refused.
 #[tokio::test]
 async fn replicas_forward_to_each_other_over_mutual_tls() {
     bounded(async {
@@ -856,6 +858,11 @@ client_ca_file = "{ca_file}"
 ca_file = "{ca_file}"
 cert_file = "{cert_file}"
 key_file = "{key_file}"
+[auth]
+[[auth.clients]]
+name = "rides-client"
+subject = "a-client"
+scopes = ["bind:{APP}"]
 "#
             );
             let text = config_text(&dir.path().join(id), &cluster, id) + &tls;
@@ -904,6 +911,25 @@ key_file = "{key_file}"
                 "{bound:?} not on the leader"
             );
         }
+        // Only a replica may say whom it forwards for.
+        let (cert, key) = ca.sign("a-stranger");
+        let stranger_tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca.pem))
+            .identity(Identity::from_pem(cert, key));
+        let channel = Channel::from_shared(leader.addr.replacen("http://", "https://", 1))
+            .unwrap()
+            .tls_config(stranger_tls)
+            .unwrap()
+            .connect_lazy();
+        let mut request = tonic::Request::new(bind(APP, "+8613800000099", Some("+8613900000000")));
+        request
+            .metadata_mut()
+            .insert("xpool-forwarded-client", "rides-client".parse().unwrap());
+        let refused = BindingServiceClient::new(channel)
+            .bind(request)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
         for replica in replicas {
             replica.sigkill().await;
         }
