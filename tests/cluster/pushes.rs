@@ -18,6 +18,8 @@ use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::call_service_client::CallServiceClient;
 
 use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
+use crate::support::certs::Ca;
+use crate::support::platform::auth::{self, Scheme};
 use crate::support::{App, LogDump, Setup, Sim, bind, free_port, party};
 
 const APP: &str = "xmode";
@@ -104,13 +106,25 @@ fn setup(front: &str) -> Setup {
 }
 
 async fn spawn_node(dir: &std::path::Path, cluster: &EtcdCluster, sim: &Sim, id: &str) -> Node {
+    spawn_node_with(dir, cluster, sim, id, "").await
+}
+
+/// [`spawn_node`] with the TOML `extra` appended.
+async fn spawn_node_with(
+    dir: &std::path::Path,
+    cluster: &EtcdCluster,
+    sim: &Sim,
+    id: &str,
+    extra: &str,
+) -> Node {
     let (callbacks, admin) = (format!("127.0.0.1:{}", free_port()), free_port());
     let store = dir.join(id).join("data");
     let text = setup("http://unused")
         .callbacks("listen", callbacks.as_str())
         .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"))
         .daemon_toml("127.0.0.1:0", &sim.base_url, &store)
-        + &cluster_section(cluster, id, TTL_SECONDS);
+        + &cluster_section(cluster, id, TTL_SECONDS)
+        + extra;
     let replica = Replica::spawn(dir, id, &text, &[]).await;
     Node {
         replica,
@@ -257,6 +271,92 @@ async fn pushes_to_a_follower_reach_the_apps_leader_through_a_failover() {
         // The first call, stored under the dead leader's term, is still listed.
         for addr in addrs(&nodes) {
             record_of(&addr, &first.binding_id).await;
+        }
+        for (_, node) in nodes {
+            node.replica.sigkill().await;
+        }
+        sim.stop().await;
+    })
+    .await;
+}
+
+/// With `[callbacks.tls]`, a push sent over HTTPS to a replica that does not lead its app goes
+/// on to the leader over HTTPS too, trusting `[cluster.peer_tls]`'s CA: the SMS is stored once,
+/// and listed on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_forwarded_over_https_with_callbacks_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    bounded(async {
+        let Some(cluster) = EtcdCluster::start(3).await else {
+            return;
+        };
+        let sim = Sim::start_with(&setup("http://unused")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let _dump = LogDump(dir.path().to_path_buf());
+        let ca = Ca::new("xpool test CA");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let ca_file = write("ca.pem", &ca.pem);
+        let mut nodes: HashMap<String, Node> = HashMap::new();
+        for id in ["r1", "r2"] {
+            let (cert, key) = ca.sign(id);
+            let (cert_file, key_file) = (
+                write(&format!("{id}.pem"), &cert),
+                write(&format!("{id}.key"), &key),
+            );
+            let tls = format!(
+                "[callbacks.tls]\ncert_file = \"{cert_file}\"\nkey_file = \"{key_file}\"\n\
+                 [cluster.peer_tls]\nca_file = \"{ca_file}\"\n"
+            );
+            let node = spawn_node_with(dir.path(), &cluster, &sim, id, &tls).await;
+            nodes.insert(id.into(), node);
+        }
+        let addrs: Vec<String> = nodes.values().map(|n| n.replica.addr.clone()).collect();
+        bind_through(&addrs, &party(1), &party(2)).await;
+        let leader = leader_id(&cluster.client(), APP).await.unwrap();
+        let follower = nodes.keys().find(|id| **id != leader).unwrap().clone();
+
+        let https = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let sms = json!({"appKey": KEY, "smsEvent": {"smsIdentifier": "tls-sms-1",
+            "notifyMode": "Notify", "calling": party(1), "called": party(2),
+            "virtualNumber": "+8617600000001", "smsContent": "hello"}});
+        let url = format!("https://{}/sms", nodes[&follower].callbacks);
+        // Signed as the app, which verifies signatures: the headers go on with the push.
+        let created = xpool::platform::time::format_created(time::OffsetDateTime::now_utc());
+        let token = auth::token(Scheme::Aksk, KEY, "s-x", &auth::new_nonce(), &created);
+        let answer = https
+            .post(&url)
+            .header("Authorization", Scheme::Aksk.authorization())
+            .header(Scheme::Aksk.token_header(), token)
+            .json(&sms)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        assert_eq!(status, 200, "{}", answer.text().await.unwrap());
+        assert_eq!(pushes(nodes[&follower].admin, "forwarded").await, 1.0);
+        assert_eq!(pushes(nodes[&leader].admin, "ok").await, 1.0);
+        for addr in &addrs {
+            let started = Instant::now();
+            loop {
+                let mut calls = CallServiceClient::connect(addr.clone()).await.unwrap();
+                let req = pb::ListMessagesRequest {
+                    app: APP.into(),
+                    ..Default::default()
+                };
+                let listed = calls.list_messages(req).await.unwrap().into_inner();
+                if listed.messages.len() == 1 {
+                    break;
+                }
+                assert!(started.elapsed() < SETTLE, "the SMS on {addr}: {listed:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         for (_, node) in nodes {
             node.replica.sigkill().await;
