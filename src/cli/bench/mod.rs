@@ -471,7 +471,7 @@ fn check_cluster(args: &BenchArgs) -> anyhow::Result<()> {
         if args.restart || args.callins > 0.0 || args.store.is_some() {
             bail!(
                 "--cluster does not combine with --restart, --callins or --store (they act on \
-                 one daemon; the push receiver does not run in cluster mode)"
+                 one daemon)"
             );
         }
     }
