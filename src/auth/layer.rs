@@ -28,7 +28,7 @@ pub struct Authenticate {
 }
 
 /// Cluster mode: whether a verified client certificate with these names is another replica's
-/// (see [`Authenticate::trusting`]).
+/// (see [`Authenticate::new`]).
 pub type Forwarders = Arc<dyn Fn(&[String]) -> bool + Send + Sync>;
 
 struct Shared {
@@ -51,26 +51,24 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Authenticate {
-    pub fn new(auth: Option<Authenticator>, metrics: Arc<Metrics>) -> Authenticate {
+    /// The layer over `auth`. In cluster mode, `forwarders`: a call that carries
+    /// [`FORWARDED_CLIENT`] and no token is its caller's when it comes from a peer whose
+    /// verified certificate `forwarders` says is a replica's (that replica authenticated the
+    /// caller by its certificate, then forwarded the call).
+    pub fn new(
+        auth: Option<Authenticator>,
+        metrics: Arc<Metrics>,
+        forwarders: Option<Forwarders>,
+    ) -> Authenticate {
         Authenticate {
             shared: Arc::new(Shared {
                 auth,
                 anonymous: Arc::new(Caller::unrestricted()),
                 metrics,
                 log: RefusalLog::default(),
-                forwarders: None,
+                forwarders,
             }),
         }
-    }
-
-    /// Cluster mode: a call that carries [`FORWARDED_CLIENT`] and no token is its caller's
-    /// when it comes from a peer whose verified certificate `forwarders` says is a replica's
-    /// (the other replica authenticated the caller by its certificate, then forwarded it).
-    pub fn trusting(mut self, forwarders: Forwarders) -> Authenticate {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.forwarders = Some(forwarders);
-        }
-        self
     }
 }
 

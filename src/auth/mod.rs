@@ -34,7 +34,7 @@ use crate::lifecycle::{PoolError, Reason};
 /// Metadata a replica adds to a call it forwards for a caller known by its client certificate
 /// (`[[auth.clients]]`, no token): the caller's `name`. The leader sees the forwarding
 /// replica's certificate, not the caller's, so it takes the caller from here — only from a
-/// peer whose own certificate names a replica of the cluster (`layer::Authenticate::trusting`).
+/// peer whose own certificate names a replica of the cluster (`layer::Authenticate::new`).
 pub const FORWARDED_CLIENT: http::HeaderName =
     http::HeaderName::from_static("xpool-forwarded-client");
 

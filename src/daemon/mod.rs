@@ -232,25 +232,26 @@ impl Daemon {
     /// from a peer whose certificate names a live replica: its node id, or the host of its
     /// `advertise_addr`.
     fn authenticate(&self) -> crate::auth::layer::Authenticate {
-        use crate::auth::{Authenticator, layer::Authenticate};
-        let layer = Authenticate::new(
+        use crate::auth::{Authenticator, layer::Authenticate, layer::Forwarders};
+        let forwarders = self.cluster_router().map(|router| {
+            let nodes = router.nodes;
+            let is_replica: Forwarders = Arc::new(move |names: &[String]| {
+                let nodes = nodes.borrow();
+                nodes.entries.iter().any(|(id, node)| {
+                    let addr = &node.value.advertise_addr;
+                    let host = addr
+                        .rsplit_once(':')
+                        .map_or(addr.as_str(), |(host, _)| host);
+                    names.iter().any(|name| name == id || name == host)
+                })
+            });
+            is_replica
+        });
+        Authenticate::new(
             self.config.auth.as_ref().map(Authenticator::new),
             Arc::clone(&self.metrics),
-        );
-        let Some(router) = self.cluster_router() else {
-            return layer;
-        };
-        let nodes = router.nodes;
-        layer.trusting(Arc::new(move |names: &[String]| {
-            let nodes = nodes.borrow();
-            nodes.entries.iter().any(|(id, node)| {
-                let addr = &node.value.advertise_addr;
-                let host = addr
-                    .rsplit_once(':')
-                    .map_or(addr.as_str(), |(host, _)| host);
-                names.iter().any(|name| name == id || name == host)
-            })
-        }))
+            forwarders,
+        )
     }
 
     /// Where each app's calls are served from this replica, for its health.
