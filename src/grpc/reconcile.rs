@@ -156,7 +156,9 @@ fn not_found(run_id: &str) -> Status {
     PoolError::refused(
         Reason::RunNotFound,
         format!(
-            "no reconciliation run {} (the daemon keeps the last {RUNS_KEPT} since it started)",
+            "no reconciliation run {} (the daemon keeps the last {RUNS_KEPT} it ran since it \
+             started; in cluster mode a run stays on the replica that ran it, and is gone when \
+             that replica stops or the app's leadership moves: start another)",
             quoted(run_id)
         ),
     )
