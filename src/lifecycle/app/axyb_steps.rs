@@ -7,6 +7,11 @@
 //! its steps: both bindings would ride on one subscription, and when the other bind's YB step
 //! failed, its undo (unbinding the AX) would take this binding off the platform too, leaving it
 //! ACTIVE here only. With it, a half-made AX the search finds is one nobody is working on.
+//!
+//! A bind keeps the turn until its answer is recorded, and a search until what it found is: so
+//! a search knows the subscription of every settled bind of its party, and passes over the
+//! platform's bindings with one of them (an earlier binding of the same parties, still
+//! RELEASING here, is not the one whose answer was lost).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

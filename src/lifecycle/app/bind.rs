@@ -118,14 +118,18 @@ impl AppPool {
                 .await
                 .map_err(|e| self.upstream_error(&e))?;
             let rec = self.reserve(p, &exclude, id, BindingState::Pending).await?;
-            let outcome = {
-                let _turn = self.platform_turn(&rec).await;
-                upstream_calls::bind(&client, &rec, CallOpts::prepaid(slot)).await
-            };
+            let turn = self.platform_turn(&rec).await;
+            let outcome = upstream_calls::bind(&client, &rec, CallOpts::prepaid(slot)).await;
             match outcome {
+                // Recorded before the turn passes: a search of the same party that comes next
+                // knows this subscription as this binding's (see `axyb_steps`).
                 Ok(bound) => return self.activate(rec, Some(bound)).await,
-                Err(e) if e.outcome_unknown() => return self.resolve(rec).await,
+                Err(e) if e.outcome_unknown() => {
+                    drop(turn);
+                    return self.resolve(rec).await;
+                }
                 Err(e) if retry_elsewhere(&e) && !rec.x.is_empty() => {
+                    drop(turn);
                     self.drop_reservation(&rec).await?;
                     self.flag_number(&rec.x, &e).await;
                     if p.x_number.is_some() {
@@ -134,6 +138,7 @@ impl AppPool {
                     exclude.insert(rec.x.clone());
                 }
                 Err(e) => {
+                    drop(turn);
                     self.drop_reservation(&rec).await?;
                     return Err(self.upstream_error(&e));
                 }
@@ -357,19 +362,31 @@ impl AppPool {
     /// A bind whose answer never came: ask the platform. Found → ACTIVE; absent, and still
     /// absent when asked again `pending_recheck` later → dropped; until then, or while the
     /// platform cannot be asked, it stays PENDING (its slot and request_id held).
+    ///
+    /// A platform binding whose subscription another binding here holds is not this one's,
+    /// however alike their parties: each bind makes a subscription of its own. The party's turn
+    /// (`axyb_steps`) is held from before the look-up until what it found is recorded, and
+    /// every bind of the party records its answer before passing the turn on, so the
+    /// subscriptions known here are all those of the party's settled binds.
     pub(super) async fn resolve(&self, rec: BindingRecord) -> Result<BindingRecord, PoolError> {
         let Some(client) = self.client.clone() else {
             return self.activate(rec, None).await;
         };
+        let turn = self.platform_turn(&rec).await;
         let candidates = self.axyb_candidates(&rec);
+        let theirs = self.subscriptions_held_besides(&rec, &candidates)?;
         let asked_ms = self.clock.now_ms();
-        let found = {
-            let _turn = self.platform_turn(&rec).await;
-            upstream_calls::find(&client, &rec, &candidates, CallOpts::default()).await
-        };
-        match found {
-            Ok(Some(bound)) => self.activate(rec, Some(bound)).await,
-            Ok(None) => {
+        let absent =
+            match upstream_calls::find(&client, &rec, &candidates, &theirs, CallOpts::default())
+                .await
+            {
+                Ok(Some(bound)) => return self.activate(rec, Some(bound)).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+        drop(turn);
+        match absent {
+            Ok(()) => {
                 let answered_ms = self.clock.now_ms();
                 let recheck = self.pending_recheck_ms;
                 if !self.inflight.absent(rec.id, asked_ms, answered_ms, recheck) {
@@ -404,6 +421,36 @@ impl AppPool {
                 .retry_in(e.retry_after()))
             }
         }
+    }
+
+    /// AXYB: the subscriptions that bindings here other than `rec` hold on `rec`'s X and on
+    /// `candidates` (`rec`'s own excepted: an adopted AX with several YB relations is several
+    /// bindings here on one subscription). A platform binding with one of them is not `rec`'s.
+    ///
+    /// Other modes name the slot in the bind, and a slot held here (RELEASING included) is never
+    /// reserved again, so a look-up there cannot meet another binding of the same parties:
+    /// nothing to read.
+    pub(super) fn subscriptions_held_besides(
+        &self,
+        rec: &BindingRecord,
+        candidates: &[String],
+    ) -> Result<HashSet<String>, PoolError> {
+        let mut held = HashSet::new();
+        if rec.mode != Mode::Axyb {
+            return Ok(held);
+        }
+        let xs = candidates
+            .iter()
+            .map(String::as_str)
+            .chain((!rec.x.is_empty()).then_some(rec.x.as_str()));
+        for x in xs {
+            for b in self.store.bindings_on(&self.name, x)? {
+                if b.id != rec.id && b.subscription_id != rec.subscription_id {
+                    held.extend(b.subscription_id);
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// The Xs an AXYB bind whose answer was lost may have landed on (the platform picks X):

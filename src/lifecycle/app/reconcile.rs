@@ -198,7 +198,8 @@ impl AppPool {
             // Ask again about this one binding before freeing anything.
             let found = {
                 let _turn = self.platform_turn(b).await;
-                upstream_calls::find(&client, b, &[], background()).await
+                let theirs = self.subscriptions_held_besides(b, &[])?;
+                upstream_calls::find(&client, b, &[], &theirs, background()).await
             };
             let gone = match found {
                 Ok(found) => {

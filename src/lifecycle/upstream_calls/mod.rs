@@ -3,6 +3,8 @@
 //! [`CallOpts`].
 //! "Not found" on an unbind counts as done.
 
+use std::collections::HashSet;
+
 use crate::platform::Mode;
 use crate::platform::options::{CallDirection, CallOptions};
 use crate::platform::wire::*;
@@ -152,13 +154,19 @@ async fn bind_axyb(
 }
 
 /// Looks for `rec` on the platform, after a bind whose outcome is unknown.
+///
+/// `theirs` are the subscriptions other bindings here already hold: a bind always makes a new
+/// subscription, so a platform binding with one of them is never `rec`'s, however alike their
+/// parties (an earlier binding of the same parties still RELEASING here, say).
 pub async fn find(
     client: &AppClient,
     rec: &BindingRecord,
     candidates: &[String],
+    theirs: &HashSet<String>,
     opts: CallOpts,
 ) -> Result<Option<Bound>, UpstreamError> {
     let client = &client.with_opts(opts);
+    let ours = |subscription_id: &str| !theirs.contains(subscription_id);
     let found = match rec.mode {
         Mode::Axb => {
             let q = AxbQuery::RelationNum {
@@ -172,7 +180,9 @@ pub async fn find(
                 r.relation_num_list
                     .into_iter()
                     .find(|b| {
-                        b.caller_num == rec.party_a && Some(&b.callee_num) == rec.party_b.as_ref()
+                        b.caller_num == rec.party_a
+                            && Some(&b.callee_num) == rec.party_b.as_ref()
+                            && ours(&b.subscription_id)
                     })
                     .map(|b| Bound {
                         subscription_id: b.subscription_id,
@@ -188,6 +198,7 @@ pub async fn find(
                     .into_iter()
                     .find(|b| b.orig_num == rec.party_a)
                     .and_then(|b| b.subscription_id)
+                    .filter(|id| ours(id))
                     .map(|id| Bound {
                         subscription_id: id,
                         x: rec.x.clone(),
@@ -201,24 +212,26 @@ pub async fn find(
                 extend_num: rec.extension.clone().unwrap_or_default(),
             };
             not_found_is_none(client.axe_query_v1(&q).await)?
-                .filter(|b| b.bind_num == rec.party_a)
+                .filter(|b| b.bind_num == rec.party_a && ours(&b.subscription_id))
                 .map(|b| Bound {
                     subscription_id: b.subscription_id,
                     x: rec.x.clone(),
                     y: None,
                 })
         }
-        Mode::Axyb => find_axyb(client, rec, candidates).await?,
+        Mode::Axyb => find_axyb(client, rec, candidates, theirs).await?,
         Mode::X => None,
     };
     Ok(found)
 }
 
-/// An AXYB bind whose answer was lost left no X behind: look on each candidate X of its area.
+/// An AXYB bind whose answer was lost left no X behind: look on each candidate X of its area,
+/// passing over the relations of subscriptions in `theirs` (other bindings' here).
 async fn find_axyb(
     client: &AppClient,
     rec: &BindingRecord,
     candidates: &[String],
+    theirs: &HashSet<String>,
 ) -> Result<Option<Bound>, UpstreamError> {
     let xs: Vec<String> = if rec.x.is_empty() {
         candidates.to_vec()
@@ -234,7 +247,7 @@ async fn find_axyb(
         for b in r
             .xy_relation_num_list
             .into_iter()
-            .filter(|b| b.num_a == rec.party_a)
+            .filter(|b| b.num_a == rec.party_a && !theirs.contains(&b.bind_id))
         {
             if b.num_b.as_ref() == rec.party_b.as_ref() {
                 return Ok(Some(Bound {

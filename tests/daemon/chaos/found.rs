@@ -91,6 +91,80 @@ async fn axyb_lost_answer_on_an_x_still_releasing_here_is_found() {
     d.stop().await;
 }
 
+/// AXYB: a Bind whose answer is lost is looked for by its parties on the Xs of its area, those
+/// held here by bindings in doubt included. When an earlier binding of the same parties is
+/// RELEASING here (its unbind not carried out yet, or its answer lost), the search takes that
+/// binding's subscription for the lost Bind's, although every AX step makes a new subscription
+/// and that one is already another binding's here. The new binding is ACTIVE on the old one's
+/// subscription; once the old one's unbind lands it is ACTIVE here only, while its own AX step
+/// sits on the platform unknown, for reconciliation to adopt as a stranger (chaos seed
+/// 104372001308677, the default, round 9: "two bindings hold one slot" and "ACTIVE here, not
+/// on the platform"). `upstream_calls::find` now passes over platform bindings whose
+/// subscription another binding here holds (`subscriptions_held_besides` in
+/// `src/lifecycle/app/bind.rs`).
+#[tokio::test]
+async fn axyb_lost_answer_is_not_taken_for_a_releasing_binding_of_the_same_parties() {
+    let setup = Setup::standard().only(&["chat"]).app("chat", |a| {
+        a.daemon("timeout_ms", 300)
+            .daemon("pending_recheck_ms", 0)
+            .renumber(8617300000001, &["010", "010", "010"])
+    });
+    let d = Daemon::start_with(setup).await;
+    let (a, b) = (party(1), party(2));
+    let old = d.bind_ok(in_area("chat", &a, Some(&b), "010")).await;
+    // The old binding's unbind does not reach the platform: RELEASING here, still there.
+    d.sim
+        .faults(json!({"app_key": "k-axyb", "error_rate": 1.0}))
+        .await;
+    let unbind = pb::UnbindRequest::by_id(old.binding_id.clone());
+    let refused = d.bindings().await.unbind(unbind).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(d.state(&old.binding_id).await, pb::BindingState::Releasing);
+    // A new Bind of the same parties: the platform makes its AX step (a new subscription on
+    // another X) but the answer is lost, and so is the answer to any step after it.
+    d.sim
+        .faults(json!({"app_key": "k-axyb", "lost_response_rate": 1.0}))
+        .await;
+    let req = pb::BindRequest {
+        request_id: "r1".into(),
+        ..in_area("chat", &a, Some(&b), "010")
+    };
+    let first = d.bindings().await.bind(req.clone()).await;
+    d.sim.faults(json!({"app_key": "k-axyb"})).await;
+    // Asked again, it must find what the platform made for it, not the old binding.
+    let mut answers = vec![format!("{first:?}")];
+    let new = match first {
+        Ok(b) => b.into_inner(),
+        Err(_) => {
+            let again = d.bindings().await.bind(req).await;
+            answers.push(format!("{again:?}"));
+            d.get_by_request("chat", "r1").await
+        }
+    };
+    assert_ne!(
+        new.subscription_id, old.subscription_id,
+        "the new Bind took the RELEASING binding's subscription; answers: {answers:#?}"
+    );
+    // The old binding's unbind goes through: the new binding is still on the platform.
+    d.unbind_ok(&old.binding_id).await;
+    let of_a: Vec<serde_json::Value> = d
+        .sim
+        .bindings("k-axyb")
+        .await
+        .into_iter()
+        .filter(|v| text(v, "a") == a)
+        .collect();
+    assert_eq!(of_a.len(), 1, "{of_a:#?}");
+    assert_eq!(
+        text(&of_a[0], "subscriptionId"),
+        new.subscription_id,
+        "new: {new:?}; the platform: {of_a:#?}"
+    );
+    assert_eq!(text(&of_a[0], "b"), b, "{of_a:#?}");
+    assert_eq!(new.state(), pb::BindingState::Active, "{new:?}");
+    d.stop().await;
+}
+
 /// A hung platform: a Bind's request reaches the platform after the daemon gave up on it and
 /// asked about it in vain ("not found", the request still on its way). The daemon drops the
 /// reservation and the retried request id makes a second binding; the first one lands anyway
