@@ -657,6 +657,7 @@ fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
         // The write-ahead log's checkpoints flush sled; its own timer would only add work.
         .flush_every_ms(None);
     let start = Instant::now();
+    let mut unfinished_removed = false;
     loop {
         match config.open() {
             Err(e) if is_lock_held(&e) => {
@@ -666,6 +667,11 @@ fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
                     });
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(sled::Error::Corruption { .. })
+                if !unfinished_removed && remove_unfinished_snapshots(&options.path)? > 0 =>
+            {
+                unfinished_removed = true;
             }
             Err(sled::Error::Corruption { .. }) => {
                 return Err(StoreError::Refused {
@@ -678,6 +684,39 @@ fn open_sled(options: &StoreOptions) -> Result<sled::Db, StoreError> {
             opened => return Ok(opened?),
         }
     }
+}
+
+/// Removes the snapshot files sled was still writing when the process died
+/// (`snap.<lsn>.generating`); how many. sled writes a snapshot to such a file, syncs it and
+/// only then renames it to `snap.<lsn>`, removing the older snapshots after the rename, and
+/// reuses none of its log before that. So an unfinished file is a torn write nobody relied on,
+/// and without it sled recovers from its previous snapshot and its log. But sled 0.34 takes
+/// the unfinished file for the newest snapshot when it sorts last, and refuses to open
+/// ("empty/corrupt snapshot file found", then `Corruption`): a SIGKILL while it writes one is
+/// enough (sled issues #1527, #1533).
+///
+/// Called only after an open failed with `Corruption`, which it can do only once it holds the
+/// directory's lock: no live process is writing a snapshot here.
+fn remove_unfinished_snapshots(path: &Path) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(0);
+    };
+    for entry in entries {
+        let entry = entry.map_err(sled::Error::Io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(sled::Error::Io)?;
+            tracing::warn!(
+                file = %entry.path().display(),
+                "removed a sled snapshot that was still being written when the process stopped; \
+                 sled recovers from its previous snapshot and its log"
+            );
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether sled refused to open because another handle holds its file lock.

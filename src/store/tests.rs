@@ -584,3 +584,41 @@ async fn open_index_lists_pending_and_releasing_bindings_only() {
     store.delete_binding(&active.id).await.unwrap();
     assert!(open(&store).is_empty());
 }
+
+/// sled 0.34 takes a snapshot file it was still writing when the process died
+/// (`snap.<lsn>.generating`, torn) for its newest snapshot and refuses to open. That file is
+/// a write nobody relied on: the store removes it, and sled recovers from its previous
+/// snapshot and its log. A damaged finished snapshot is still refused.
+#[tokio::test]
+async fn an_unfinished_sled_snapshot_is_a_torn_write_and_a_damaged_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions::new(dir.path().join("db"));
+    let rec = binding(1, BindingState::Active, Some(4_000));
+    {
+        let store = Store::open(&options).unwrap();
+        store.insert_binding(&rec).await.unwrap();
+        store.close().await.unwrap();
+    }
+    let torn = options.path.join("snap.FFFFFFFFFFFFFFFF.generating");
+    std::fs::write(&torn, b"torn").unwrap();
+    let store = Store::open(&options).unwrap();
+    assert_eq!(store.get_binding(&rec.id).unwrap(), Some(rec.clone()));
+    assert!(!torn.exists(), "the unfinished snapshot is removed");
+    store.close().await.unwrap();
+    drop(store);
+
+    let finished = std::fs::read_dir(&options.path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("snap.") && !name.ends_with(".generating")
+        })
+        .expect("sled wrote a snapshot");
+    std::fs::write(&finished, b"torn").unwrap();
+    let err = Store::open(&options).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Refused { why, .. } if why.contains("damaged")),
+        "{err:?}"
+    );
+}
