@@ -390,19 +390,28 @@ impl Store {
         mut f: impl FnMut(&str, &str, BindingId, SlotView<'_>),
     ) -> Result<usize, StoreError> {
         let scan = self.read(|trees| Ok(trees.slots.iter()))?;
-        let mut count = 0;
-        for entry in scan {
-            let (key, value) = self.read(|_| Ok(entry?))?;
-            let Some((app, x, id)) = keys::parse_slot(&key) else {
-                return Err(StoreError::Corrupt {
-                    tree: keys::SLOTS,
-                    detail: format!("malformed key {}", keys::describe(&key)),
-                });
-            };
-            f(app, x, id, codec::decode_slot(&key, &value)?);
-            count += 1;
-        }
-        Ok(count)
+        // At start-up, sled's walk over a million entries and what `f` does with them (filling
+        // the index's tables) take about as long each: a second thread walks sled and hands
+        // over batches of entries, so the two overlap on a machine's two cores.
+        std::thread::scope(|scope| {
+            let (batches, walked) = std::sync::mpsc::sync_channel(SLOT_BATCHES_AHEAD);
+            scope.spawn(move || walk_in_batches(scan, &batches));
+            let mut count = 0;
+            for batch in walked {
+                for entry in batch {
+                    let (key, value) = self.read(|_| Ok(entry?))?;
+                    let Some((app, x, id)) = keys::parse_slot(&key) else {
+                        return Err(StoreError::Corrupt {
+                            tree: keys::SLOTS,
+                            detail: format!("malformed key {}", keys::describe(&key)),
+                        });
+                    };
+                    f(app, x, id, codec::decode_slot(&key, &value)?);
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
     }
 
     /// The RELEASED and EXPIRED bindings that left service at or after `from_ms`, in id order:
@@ -550,4 +559,28 @@ pub(super) fn parse_timed_key(
         tree,
         detail: format!("malformed key {}", keys::describe(key)),
     })
+}
+
+/// Entries per batch that [`Store::for_each_slot`]'s walker hands over, and batches it may be
+/// ahead by: enough to keep both threads busy, little memory.
+const SLOT_BATCH: usize = 1024;
+const SLOT_BATCHES_AHEAD: usize = 4;
+
+type SlotEntries = Vec<sled::Result<(sled::IVec, sled::IVec)>>;
+
+/// Sends `scan`'s entries in batches until it ends, fails (the error is the batch's last
+/// entry) or nobody receives any more (the reader stopped at a bad entry).
+fn walk_in_batches(scan: sled::Iter, batches: &std::sync::mpsc::SyncSender<SlotEntries>) {
+    let mut batch = Vec::with_capacity(SLOT_BATCH);
+    for entry in scan {
+        let failed = entry.is_err();
+        batch.push(entry);
+        if failed || batch.len() == SLOT_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(SLOT_BATCH));
+            if batches.send(full).is_err() || failed {
+                return;
+            }
+        }
+    }
+    let _ = batches.send(batch);
 }
