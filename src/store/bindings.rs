@@ -389,29 +389,44 @@ impl Store {
         &self,
         mut f: impl FnMut(&str, &str, BindingId, SlotView<'_>),
     ) -> Result<usize, StoreError> {
-        let scan = self.read(|trees| Ok(trees.slots.iter()))?;
+        let slots = self.read(|trees| Ok(trees.slots.clone()))?;
         // At start-up, sled's walk over a million entries and what `f` does with them (filling
         // the index's tables) take about as long each: a second thread walks sled and hands
         // over batches of entries, so the two overlap on a machine's two cores.
         std::thread::scope(|scope| {
             let (batches, walked) = std::sync::mpsc::sync_channel(SLOT_BATCHES_AHEAD);
-            scope.spawn(move || walk_in_batches(scan, &batches));
-            let mut count = 0;
-            for batch in walked {
-                for entry in batch {
-                    let (key, value) = self.read(|_| Ok(entry?))?;
-                    let Some((app, x, id)) = keys::parse_slot(&key) else {
-                        return Err(StoreError::Corrupt {
-                            tree: keys::SLOTS,
-                            detail: format!("malformed key {}", keys::describe(&key)),
-                        });
-                    };
-                    f(app, x, id, codec::decode_slot(&key, &value)?);
-                    count += 1;
+            let scan = slots.iter();
+            let walker = std::thread::Builder::new()
+                .name("xpool-slots".into())
+                .spawn_scoped(scope, move || walk_in_batches(scan, &batches));
+            match walker {
+                Ok(_) => self.take_slots(walked.into_iter().flatten(), &mut f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no thread to walk the slots index; walking it here");
+                    self.take_slots(slots.iter(), &mut f)
                 }
             }
-            Ok(count)
         })
+    }
+
+    fn take_slots(
+        &self,
+        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        f: &mut impl FnMut(&str, &str, BindingId, SlotView<'_>),
+    ) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for entry in entries {
+            let (key, value) = self.read(|_| Ok(entry?))?;
+            let Some((app, x, id)) = keys::parse_slot(&key) else {
+                return Err(StoreError::Corrupt {
+                    tree: keys::SLOTS,
+                    detail: format!("malformed key {}", keys::describe(&key)),
+                });
+            };
+            f(app, x, id, codec::decode_slot(&key, &value)?);
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// The RELEASED and EXPIRED bindings that left service at or after `from_ms`, in id order:
