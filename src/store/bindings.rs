@@ -162,12 +162,19 @@ impl Tx<'_> {
     fn apply(&self, w: &Write, old: Option<&BindingRecord>) -> TxResult<()> {
         self.bindings
             .insert(keys::binding(&w.id), w.value.as_slice())?;
-        if let Some(old_key) = old.and_then(request_key_of)
-            && w.request_key.as_ref() != Some(&old_key)
+        // An index entry the old record already had, unchanged, is not written again: each
+        // is a sled insert on the log thread (an expiry burst makes hundreds of thousands),
+        // and a request id or subscription whose mapping another binding holds now (or that
+        // retention ended) is not taken back by this binding's later writes.
+        let old_request = old.and_then(request_key_of);
+        if let Some(old_key) = &old_request
+            && w.request_key.as_ref() != Some(old_key)
         {
-            self.release_request(&old_key, &w.id)?;
+            self.release_request(old_key, &w.id)?;
         }
-        if let Some(key) = &w.request_key {
+        if let Some(key) = &w.request_key
+            && old_request.as_ref() != Some(key)
+        {
             self.requests.insert(key.as_slice(), codec::encode(&w.id))?;
         }
         if let Some(old_key) = old.and_then(expiry_key_of)
@@ -175,7 +182,9 @@ impl Tx<'_> {
         {
             self.expiry.remove(old_key)?;
         }
-        if let Some(key) = &w.expiry_key {
+        if let Some(key) = &w.expiry_key
+            && old.and_then(expiry_key_of).as_ref() != Some(key)
+        {
             self.expiry.insert(key, [])?;
         }
         if let Some(old_key) = old.and_then(slot_key_of)
@@ -191,13 +200,16 @@ impl Tx<'_> {
         {
             self.release_subscription(&old_key, &w.id)?;
         }
-        if let Some(key) = &w.subscription_key {
+        if let Some(key) = &w.subscription_key
+            && old.and_then(subscription_key_of).as_ref() != Some(key)
+        {
             self.subscriptions
                 .insert(key.as_slice(), codec::encode(&w.id))?;
         }
-        if w.open {
+        let was_open = old.is_some_and(is_open);
+        if w.open && !was_open {
             self.open.insert(keys::binding(&w.id), [])?;
-        } else if old.is_some_and(is_open) {
+        } else if !w.open && was_open {
             self.open.remove(keys::binding(&w.id))?;
         }
         if let Some(old_key) = old.and_then(released_key_of)
@@ -205,7 +217,9 @@ impl Tx<'_> {
         {
             self.released.remove(old_key)?;
         }
-        if let Some(key) = &w.released_key {
+        if let Some(key) = &w.released_key
+            && old.and_then(released_key_of).as_ref() != Some(key)
+        {
             self.released.insert(key, [])?;
         }
         if let Some(old_key) = old.and_then(remembered_key_of)
@@ -213,7 +227,11 @@ impl Tx<'_> {
         {
             self.remembered.remove(old_key)?;
         }
-        if let Some((key, value)) = &w.remembered {
+        // Its value names the app and request id, the same when the request key is.
+        if let Some((key, value)) = &w.remembered
+            && (old.and_then(remembered_key_of).as_ref() != Some(key)
+                || old_request != w.request_key)
+        {
             self.remembered.insert(key, value.as_slice())?;
         }
         Ok(())

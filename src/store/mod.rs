@@ -345,6 +345,14 @@ impl Store {
         self.stage_in(Lane::Local, f)
     }
 
+    /// Tests: the (tree, key) entries of the last write staged and not yet durable.
+    #[cfg(test)]
+    pub(crate) fn last_staged(&self) -> Vec<(TreeId, Vec<u8>)> {
+        self.current()
+            .map(|open| open.wal.last_staged())
+            .unwrap_or_default()
+    }
+
     /// [`Store::stage`] on `lane`: the local log, the copy's, or (cluster mode) a leader's
     /// term, whose write is durable once etcd committed it and this replica applied it.
     pub fn stage_in<T, E: From<StoreError>>(

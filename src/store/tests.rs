@@ -622,3 +622,63 @@ async fn an_unfinished_sled_snapshot_is_a_torn_write_and_a_damaged_one_is_refuse
         "{err:?}"
     );
 }
+
+/// An update writes the record and the index entries that change, not the ones it already had:
+/// an AXB binding expiring keeps its request id and subscription mapped without writing them
+/// again (each write is a sled insert on the log thread, hundreds of thousands in an expiry
+/// burst), and the store ends up with the same entries as if they had been written.
+#[tokio::test]
+async fn an_update_writes_only_the_index_entries_that_change() {
+    let store = Store::open_temporary().unwrap();
+    let active = BindingRecord {
+        subscription_id: Some("sub-1".into()),
+        ..binding(1, BindingState::Active, Some(9_000))
+    };
+    store.put_binding(&active).await.unwrap();
+    let expired = BindingRecord {
+        state: BindingState::Expired,
+        updated_at_ms: 9_500,
+        released_at_ms: Some(9_500),
+        ..active.clone()
+    };
+    let staged = store.stage(|tx| tx.put_binding(&expired)).unwrap();
+    let written: Vec<TreeId> = store.last_staged().into_iter().map(|(t, _)| t).collect();
+    staged.await.unwrap();
+    for unchanged in [TreeId::Requests, TreeId::Subscriptions] {
+        assert!(
+            !written.contains(&unchanged),
+            "{unchanged:?} written again: {written:?}"
+        );
+    }
+    for changed in [
+        TreeId::Bindings,
+        TreeId::Expiry,
+        TreeId::Slots,
+        TreeId::Released,
+        TreeId::Remembered,
+    ] {
+        assert!(
+            written.contains(&changed),
+            "{changed:?} not written: {written:?}"
+        );
+    }
+    assert_eq!(
+        store.binding_by_request("ride", "req-1").unwrap(),
+        Some(expired.clone())
+    );
+    let sub = store
+        .commit(|tx| tx.binding_of_subscription("ride", "sub-1"))
+        .await
+        .unwrap();
+    assert_eq!(sub, Some(expired.id));
+    // The same again changes nothing but the record (and the change feed).
+    let staged = store.stage(|tx| tx.put_binding(&expired)).unwrap();
+    let again: Vec<TreeId> = store.last_staged().into_iter().map(|(t, _)| t).collect();
+    staged.await.unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|t| [TreeId::Bindings, TreeId::Changes].contains(t)),
+        "{again:?}"
+    );
+}

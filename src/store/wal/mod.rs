@@ -496,6 +496,17 @@ impl Wal {
         state.leader.get_or_insert_with(LeaderWrites::default).wake = wake;
     }
 
+    /// Tests: the entries the last record staged and not yet written touches, as (tree, key).
+    #[cfg(test)]
+    pub fn last_staged(&self) -> Vec<(TreeId, Vec<u8>)> {
+        let state = self.shared.lock();
+        let ops = state.records.last().map(|(_, ops)| ops.as_slice());
+        ops.unwrap_or_default()
+            .iter()
+            .map(|op| (op.tree, op.key.clone()))
+            .collect()
+    }
+
     /// Every leader's record queued so far, in order, for the writer to commit to etcd.
     pub fn take_leader_records(&self) -> Vec<LeaderRecord> {
         let mut state = self.shared.lock();
