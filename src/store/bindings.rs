@@ -164,8 +164,8 @@ impl Tx<'_> {
             .insert(keys::binding(&w.id), w.value.as_slice())?;
         // An index entry the old record already had, unchanged, is not written again: each
         // is a sled insert on the log thread (an expiry burst makes hundreds of thousands),
-        // and a request id or subscription whose mapping another binding holds now (or that
-        // retention ended) is not taken back by this binding's later writes.
+        // and a request id or subscription whose mapping another binding holds now is not
+        // taken back by this binding's later writes.
         let old_request = old.and_then(request_key_of);
         if let Some(old_key) = &old_request
             && w.request_key.as_ref() != Some(old_key)
