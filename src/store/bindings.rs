@@ -128,7 +128,7 @@ impl Tx<'_> {
     /// Removes `key` from `requests` if it still points at `id` (never another binding's).
     pub(super) fn release_request(&self, key: &[u8], id: &BindingId) -> TxResult<()> {
         if self.request_owner(key)? == Some(*id) {
-            self.requests.remove(key)?;
+            self.requests.delete(key);
         }
         Ok(())
     }
@@ -153,7 +153,7 @@ impl Tx<'_> {
         if let Some(value) = self.subscriptions.get(key)?
             && codec::decode::<BindingId>(keys::SUBSCRIPTIONS, key, &value)? == *id
         {
-            self.subscriptions.remove(key)?;
+            self.subscriptions.delete(key);
         }
         Ok(())
     }
@@ -180,7 +180,7 @@ impl Tx<'_> {
         if let Some(old_key) = old.and_then(expiry_key_of)
             && w.expiry_key != Some(old_key)
         {
-            self.expiry.remove(old_key)?;
+            self.expiry.delete(old_key);
         }
         if let Some(key) = &w.expiry_key
             && old.and_then(expiry_key_of).as_ref() != Some(key)
@@ -190,7 +190,7 @@ impl Tx<'_> {
         if let Some(old_key) = old.and_then(slot_key_of)
             && w.slot.as_ref().map(|(key, _)| key) != Some(&old_key)
         {
-            self.slots.remove(old_key)?;
+            self.slots.delete(old_key);
         }
         if let Some((key, value)) = &w.slot {
             self.slots.insert(key.as_slice(), value.as_slice())?;
@@ -210,12 +210,12 @@ impl Tx<'_> {
         if w.open && !was_open {
             self.open.insert(keys::binding(&w.id), [])?;
         } else if !w.open && was_open {
-            self.open.remove(keys::binding(&w.id))?;
+            self.open.delete(keys::binding(&w.id));
         }
         if let Some(old_key) = old.and_then(released_key_of)
             && w.released_key != Some(old_key)
         {
-            self.released.remove(old_key)?;
+            self.released.delete(old_key);
         }
         if let Some(key) = &w.released_key
             && old.and_then(released_key_of).as_ref() != Some(key)
@@ -225,7 +225,7 @@ impl Tx<'_> {
         if let Some(old_key) = old.and_then(remembered_key_of)
             && w.remembered.as_ref().map(|(key, _)| *key) != Some(old_key)
         {
-            self.remembered.remove(old_key)?;
+            self.remembered.delete(old_key);
         }
         // Its value names the app and request id, the same when the request key is.
         if let Some((key, value)) = &w.remembered
@@ -253,24 +253,24 @@ impl Tx<'_> {
                 self.release_request(&key, id)?;
             }
             if let Some(key) = remembered_key_of(old) {
-                self.remembered.remove(key)?;
+                self.remembered.delete(key);
             }
         }
-        self.bindings.remove(keys::binding(id))?;
+        self.bindings.delete(keys::binding(id));
         if let Some(key) = subscription_key_of(old) {
             self.release_subscription(&key, id)?;
         }
         if let Some(key) = expiry_key_of(old) {
-            self.expiry.remove(key)?;
+            self.expiry.delete(key);
         }
         if let Some(key) = slot_key_of(old) {
-            self.slots.remove(key)?;
+            self.slots.delete(key);
         }
         if is_open(old) {
-            self.open.remove(keys::binding(id))?;
+            self.open.delete(keys::binding(id));
         }
         if let Some(key) = released_key_of(old) {
-            self.released.remove(key)?;
+            self.released.delete(key);
         }
         Ok(())
     }

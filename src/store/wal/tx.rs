@@ -210,6 +210,13 @@ impl TxTree<'_> {
         Ok(own.max(pending).max(durable))
     }
 
+    /// Removes `key` without reading it first, for a key the caller knows is there (an index
+    /// entry its record implies, or one it has just read): a read through the overlay and sled
+    /// saved per entry. Removing a key that is not there changes nothing.
+    pub fn delete(&self, key: impl AsRef<[u8]>) {
+        self.record(key.as_ref(), None);
+    }
+
     /// Removes `key`; whether it was there.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> TxResult<bool> {
         let key = key.as_ref();
