@@ -222,7 +222,7 @@ impl TxTree<'_> {
         let key = key.as_ref();
         let present = self.get(key)?.is_some();
         if present {
-            self.record(key, None);
+            self.delete(key);
         }
         Ok(present)
     }
