@@ -71,6 +71,7 @@ impl Owned {
             y: None,
             party_a: &self.party_a,
             party_b: self.party_b.as_deref(),
+            binding: [0; 16],
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::ext::{Availability, ExtChoice, ExtSpace};
-use super::parties::PartyXs;
+use super::parties::{Holder, PartyXs};
 use super::rules::Rules;
 use super::{Number, NumberState, NumberStatus, Occupant};
 use crate::platform::Mode;
@@ -59,7 +59,8 @@ pub struct Pick {
 }
 
 impl Pick {
-    /// The slot a binding of `party_a` (and `party_b`) holds once it takes this pick.
+    /// The slot a binding of `party_a` (and `party_b`) holds once it takes this pick, the
+    /// binding not named (tests and benches: only X-mode call routing uses the name).
     pub fn occupant<'a>(&'a self, party_a: &'a str, party_b: Option<&'a str>) -> Occupant<'a> {
         Occupant {
             x: &self.x,
@@ -67,6 +68,7 @@ impl Pick {
             y: None,
             party_a,
             party_b,
+            binding: super::parties::NO_HOLDER,
         }
     }
 }
@@ -100,11 +102,16 @@ pub struct Index {
 
 impl Index {
     pub fn new(rules: Rules) -> Self {
+        // X mode routes calls by the binding each party holds its X by.
+        let party_xs = match rules.mode {
+            Mode::X => PartyXs::with_holders(),
+            _ => PartyXs::default(),
+        };
         Index {
             rules,
             numbers: HashMap::default(),
             areas: BTreeMap::new(),
-            party_xs: PartyXs::default(),
+            party_xs,
             deferred: None,
         }
     }
@@ -166,7 +173,7 @@ impl Index {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            self.party_xs.insert(p, b.x);
+            self.party_xs.insert(p, b.x, b.binding);
         }
         if let Some(num) = self.numbers.get_mut(b.x) {
             num.load += 1;
@@ -189,7 +196,7 @@ impl Index {
             return;
         }
         for p in parties(b, self.rules.mode) {
-            self.party_xs.remove(p, b.x);
+            self.party_xs.remove(p, b.x, b.binding);
         }
         let until = released_ms.map_or(0, |t| t.saturating_add(self.rules.cool_down_ms));
         if let Some(num) = self.numbers.get_mut(b.x) {
@@ -235,6 +242,12 @@ impl Index {
     /// Xs that `party` holds.
     pub fn xs_of(&self, party: &str) -> usize {
         self.party_xs.count(party)
+    }
+
+    /// X mode: the binding by which `party` holds `x`, which a call from `party` to `x` goes
+    /// by (`None` in other modes).
+    pub fn route(&self, party: &str, x: &str) -> Option<Holder> {
+        self.party_xs.holder(party, x)
     }
 
     fn holds(&self, party: &str, x: &str) -> bool {

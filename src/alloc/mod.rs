@@ -19,7 +19,7 @@ mod status;
 
 pub use ext::{ExtChoice, ExtSpace};
 pub use index::{Index, MAX_XS_PER_A, NoPick, Num, Pick};
-pub use parties::pack_number;
+pub use parties::{Holder, pack_number};
 pub use rules::{AreaRule, MAX_TTL_SECONDS, Rules, area_order};
 pub use stats::{AreaStats, NumberView};
 pub use status::NumberStatus;
@@ -58,6 +58,8 @@ pub struct Occupant<'a> {
     pub y: Option<&'a str>,
     pub party_a: &'a str,
     pub party_b: Option<&'a str>,
+    /// The binding holding it (the store's id). X mode keeps it, to route calls by it.
+    pub binding: Holder,
 }
 
 #[cfg(test)]

@@ -6,8 +6,19 @@
 //! form (`+` and up to 17 digits) packs into a `u64`, and a party holding one X is one
 //! `u64 → u64` entry: about 20 bytes per party. Anything else is kept as exact text, so the
 //! answers never change.
+//!
+//! In X mode the map also names the binding by which each party holds its X ([`Holder`]): that
+//! is whom a call from the party to X goes by, so one table serves both the allocation rule and
+//! call routing (32 bytes an entry, instead of this map and a route table of the same pairs).
 
 use std::collections::HashMap;
+
+/// The binding by which a party holds an X: the store's binding id, opaque here. Kept only by
+/// a map made [`PartyXs::with_holders`]; elsewhere every holder is [`NO_HOLDER`].
+pub type Holder = [u8; 16];
+
+/// The holder of a map that keeps none.
+pub const NO_HOLDER: Holder = [0; 16];
 
 /// A phone number packed into a `u64` when it is `+` and 1–17 digits, else its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,55 +51,148 @@ pub fn pack_number(number: &str) -> Option<u64> {
 
 type Hasher = foldhash::fast::RandomState;
 
-/// party → the Xs it holds. A party holds each X at most once (a set).
+/// party → the Xs it holds (and, made [`PartyXs::with_holders`], by which binding). A party
+/// holds each X at most once (a set).
 ///
 /// foldhash rather than SipHash: at start-up this map takes two inserts per live binding, and
 /// SipHash was a large part of the start-up CPU.
 #[derive(Debug, Default)]
 pub struct PartyXs {
-    /// A packed party holding one packed X, the common case: 16 bytes an entry.
-    one: HashMap<u64, u64, Hasher>,
+    /// A packed party holding one packed X, the common case.
+    one: Singles,
     /// Every other party: holding several Xs, or with a party or X that does not pack. A party
     /// is in one of the two maps, never both.
-    many: HashMap<Key, Vec<Key>, Hasher>,
+    many: HashMap<Key, Vec<(Key, Holder)>, Hasher>,
+}
+
+/// The map of packed parties holding one packed X, with or without holders: without, an entry
+/// is 16 bytes; with, 32.
+#[derive(Debug)]
+enum Singles {
+    Plain(HashMap<u64, u64, Hasher>),
+    Held(HashMap<u64, (u64, Holder), Hasher>),
+}
+
+impl Default for Singles {
+    fn default() -> Self {
+        Singles::Plain(HashMap::default())
+    }
+}
+
+impl Singles {
+    fn get(&self, party: u64) -> Option<(u64, Holder)> {
+        match self {
+            Singles::Plain(map) => map.get(&party).map(|&x| (x, NO_HOLDER)),
+            Singles::Held(map) => map.get(&party).copied(),
+        }
+    }
+
+    fn insert(&mut self, party: u64, x: u64, holder: Holder) {
+        match self {
+            Singles::Plain(map) => _ = map.insert(party, x),
+            Singles::Held(map) => _ = map.insert(party, (x, holder)),
+        }
+    }
+
+    fn remove(&mut self, party: u64) {
+        match self {
+            Singles::Plain(map) => _ = map.remove(&party),
+            Singles::Held(map) => _ = map.remove(&party),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Singles::Plain(map) => map.len(),
+            Singles::Held(map) => map.len(),
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        match self {
+            Singles::Plain(map) => map.reserve(additional),
+            Singles::Held(map) => map.reserve(additional),
+        }
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> Vec<(u64, u64, Holder)> {
+        match self {
+            Singles::Plain(map) => map.iter().map(|(&p, &x)| (p, x, NO_HOLDER)).collect(),
+            Singles::Held(map) => map.iter().map(|(&p, &(x, h))| (p, x, h)).collect(),
+        }
+    }
 }
 
 impl PartyXs {
-    /// Records that `party` holds `x` (once: holding it again changes nothing).
-    pub fn insert(&mut self, party: &str, x: &str) {
+    /// A map that also keeps, for each (party, X), the binding by which the party holds X.
+    pub fn with_holders() -> Self {
+        PartyXs {
+            one: Singles::Held(HashMap::default()),
+            many: HashMap::default(),
+        }
+    }
+
+    fn keeps_holders(&self) -> bool {
+        matches!(self.one, Singles::Held(_))
+    }
+
+    /// Records that `party` holds `x` by binding `holder` (once: holding it again changes only
+    /// the holder, where holders are kept).
+    pub fn insert(&mut self, party: &str, x: &str, holder: Holder) {
+        let holder = if self.keeps_holders() {
+            holder
+        } else {
+            NO_HOLDER
+        };
         let (party, x) = (Key::new(party), Key::new(x));
         if let Key::Packed(p) = party {
-            if let Some(&held) = self.one.get(&p) {
-                if x != Key::Packed(held) {
-                    self.one.remove(&p);
-                    self.many.insert(party, vec![Key::Packed(held), x]);
+            if let Some((held, by)) = self.one.get(p) {
+                if x == Key::Packed(held) {
+                    if by != holder {
+                        self.one.insert(p, held, holder);
+                    }
+                } else {
+                    self.one.remove(p);
+                    self.many
+                        .insert(party, vec![(Key::Packed(held), by), (x, holder)]);
                 }
                 return;
             }
             if let Key::Packed(x) = x
                 && !self.many.contains_key(&party)
             {
-                self.one.insert(p, x);
+                self.one.insert(p, x, holder);
                 return;
             }
         }
         let held = self.many.entry(party).or_default();
-        if !held.contains(&x) {
-            held.push(x);
+        match held.iter_mut().find(|(h, _)| *h == x) {
+            Some((_, by)) => *by = holder,
+            None => held.push((x, holder)),
         }
     }
 
-    /// Records that `party` no longer holds `x`.
-    pub fn remove(&mut self, party: &str, x: &str) {
+    /// Records that `party` no longer holds `x` by binding `holder`. Where holders are kept,
+    /// another binding's hold stays.
+    pub fn remove(&mut self, party: &str, x: &str, holder: Holder) {
+        let holder = if self.keeps_holders() {
+            holder
+        } else {
+            NO_HOLDER
+        };
         let (party, x) = (Key::new(party), Key::new(x));
         if let (Key::Packed(p), Key::Packed(x)) = (&party, &x)
-            && self.one.get(p) == Some(x)
+            && let Some((held, by)) = self.one.get(*p)
+            && held == *x
         {
-            self.one.remove(p);
+            if by == holder {
+                self.one.remove(*p);
+            }
             return;
         }
         if let Some(held) = self.many.get_mut(&party) {
-            held.retain(|h| *h != x);
+            held.retain(|(h, by)| *h != x || *by != holder);
             if held.is_empty() {
                 self.many.remove(&party);
             }
@@ -110,9 +214,9 @@ impl PartyXs {
     pub fn held(&self, party: &str) -> Held<'_> {
         let party = Key::new(party);
         if let Key::Packed(p) = party
-            && let Some(&x) = self.one.get(&p)
+            && let Some((x, by)) = self.one.get(p)
         {
-            return Held::One(x);
+            return Held::One(x, by);
         }
         self.many
             .get(&party)
@@ -123,7 +227,7 @@ impl PartyXs {
     pub fn count(&self, party: &str) -> usize {
         match self.held(party) {
             Held::Nothing => 0,
-            Held::One(_) => 1,
+            Held::One(..) => 1,
             Held::Many(xs) => xs.len(),
         }
     }
@@ -133,18 +237,38 @@ impl PartyXs {
         self.held(party).contains(x)
     }
 
-    /// Every party and the Xs it holds, sorted (to compare two maps built in another order).
+    /// The binding by which `party` holds `x`; `None` if it does not, or if holders are not
+    /// kept.
+    pub fn holder(&self, party: &str, x: &str) -> Option<Holder> {
+        if !self.keeps_holders() {
+            return None;
+        }
+        self.held(party).holder(x)
+    }
+
+    /// Every party and the Xs it holds (with their holders, where kept), sorted (to compare two
+    /// maps built in another order).
     #[cfg(test)]
     pub fn digest(&self) -> String {
-        let show = |k: &Key| format!("{k:?}");
+        let holders = self.keeps_holders();
+        let show = |k: &Key, by: &Holder| match holders {
+            true => format!("{k:?}@{}", hex(by)),
+            false => format!("{k:?}"),
+        };
         let mut all: Vec<(String, Vec<String>)> = self
             .one
-            .iter()
-            .map(|(p, x)| (show(&Key::Packed(*p)), vec![show(&Key::Packed(*x))]))
+            .entries()
+            .into_iter()
+            .map(|(p, x, by)| {
+                (
+                    format!("{:?}", Key::Packed(p)),
+                    vec![show(&Key::Packed(x), &by)],
+                )
+            })
             .chain(self.many.iter().map(|(p, xs)| {
-                let mut xs: Vec<String> = xs.iter().map(show).collect();
+                let mut xs: Vec<String> = xs.iter().map(|(x, by)| show(x, by)).collect();
                 xs.sort();
-                (show(p), xs)
+                (format!("{p:?}"), xs)
             }))
             .collect();
         all.sort();
@@ -158,24 +282,36 @@ impl PartyXs {
     }
 }
 
+#[cfg(test)]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The Xs of one party (see [`PartyXs::held`]).
 pub enum Held<'a> {
     Nothing,
-    One(u64),
-    Many(&'a [Key]),
+    One(u64, Holder),
+    Many(&'a [(Key, Holder)]),
 }
 
 impl Held<'_> {
     /// Whether `x` is among them (a party holding nothing costs no packing of `x`).
     pub fn contains(&self, x: &str) -> bool {
+        self.holder(x).is_some()
+    }
+
+    /// The holder of `x`, if it is among them.
+    fn holder(&self, x: &str) -> Option<Holder> {
         match self {
-            Held::Nothing => false,
-            Held::One(held) => Key::pack(x) == Some(*held),
-            Held::Many(held) => held.contains(&Key::new(x)),
+            Held::Nothing => None,
+            Held::One(held, by) => (Key::pack(x) == Some(*held)).then_some(*by),
+            Held::Many(held) => {
+                let x = Key::new(x);
+                held.iter().find(|(h, _)| *h == x).map(|(_, by)| *by)
+            }
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,32 +346,63 @@ mod tests {
     #[test]
     fn holds_counts_and_forgets_like_a_set() {
         let mut xs = PartyXs::default();
-        xs.insert("+861", "+8670001");
-        xs.insert("+861", "+8670001");
+        xs.insert("+861", "+8670001", NO_HOLDER);
+        xs.insert("+861", "+8670001", NO_HOLDER);
         assert_eq!(xs.count("+861"), 1);
-        xs.insert("+861", "X-text");
-        xs.insert("+861", "+8670003");
+        xs.insert("+861", "X-text", NO_HOLDER);
+        xs.insert("+861", "+8670003", NO_HOLDER);
         assert_eq!(xs.count("+861"), 3);
         assert!(xs.holds("+861", "X-text") && xs.holds("+861", "+8670003"));
         assert!(!xs.holds("+861", "+8670002") && !xs.holds("+862", "+8670001"));
-        xs.remove("+861", "+8670001");
-        xs.remove("+861", "X-text");
+        xs.remove("+861", "+8670001", NO_HOLDER);
+        xs.remove("+861", "X-text", NO_HOLDER);
         assert_eq!(xs.count("+861"), 1);
         assert!(xs.holds("+861", "+8670003"));
-        xs.remove("+861", "+8670009"); // not held: nothing changes
+        xs.remove("+861", "+8670009", NO_HOLDER); // not held: nothing changes
         assert_eq!(xs.count("+861"), 1);
-        xs.remove("+861", "+8670003");
+        xs.remove("+861", "+8670003", NO_HOLDER);
         assert_eq!((xs.count("+861"), xs.len()), (0, 0));
-        xs.insert("party-as-text", "+8670001");
+        xs.insert("party-as-text", "+8670001", NO_HOLDER);
         assert!(xs.holds("party-as-text", "+8670001"));
         // A party that held several Xs and is down to none starts over as a one-X party.
-        xs.insert("+863", "+8670001");
-        xs.insert("+863", "+8670002");
-        xs.remove("+863", "+8670001");
-        xs.remove("+863", "+8670002");
+        xs.insert("+863", "+8670001", NO_HOLDER);
+        xs.insert("+863", "+8670002", NO_HOLDER);
+        xs.remove("+863", "+8670001", NO_HOLDER);
+        xs.remove("+863", "+8670002", NO_HOLDER);
         assert_eq!(xs.count("+863"), 0);
-        xs.insert("+863", "+8670005");
+        xs.insert("+863", "+8670005", NO_HOLDER);
         assert!(xs.holds("+863", "+8670005") && !xs.holds("+863", "+8670002"));
         assert_eq!(xs.len(), 2);
+    }
+
+    #[test]
+    fn with_holders_it_names_the_binding_and_keeps_another_bindings_hold() {
+        let (one, two) = ([1; 16], [2; 16]);
+        let mut xs = PartyXs::with_holders();
+        xs.insert("+861", "+8670001", one);
+        xs.insert("+861", "X-text", two);
+        xs.insert("text-party", "+8670001", two);
+        assert_eq!(xs.holder("+861", "+8670001"), Some(one));
+        assert_eq!(xs.holder("+861", "X-text"), Some(two));
+        assert_eq!(xs.holder("text-party", "+8670001"), Some(two));
+        assert_eq!(xs.holder("+861", "+8670002"), None);
+        // Another binding's release leaves the hold as it is.
+        xs.remove("+861", "+8670001", two);
+        assert_eq!(xs.holder("+861", "+8670001"), Some(one));
+        xs.remove("+861", "+8670001", one);
+        assert_eq!(xs.holder("+861", "+8670001"), None);
+        assert_eq!(xs.count("+861"), 1);
+        // Down to one packed X again, in the small table, holder and all.
+        xs.remove("+861", "X-text", two);
+        xs.insert("+862", "+8670003", one);
+        xs.remove("+862", "+8670003", two);
+        assert_eq!(xs.holder("+862", "+8670003"), Some(one));
+        assert_eq!(xs.singles(), 1);
+        // Without holders, any release of the pair ends it, and no holder is named.
+        let mut plain = PartyXs::default();
+        plain.insert("+861", "+8670001", one);
+        assert_eq!(plain.holder("+861", "+8670001"), None);
+        plain.remove("+861", "+8670001", two);
+        assert!(!plain.holds("+861", "+8670001"));
     }
 }

@@ -140,6 +140,13 @@ async fn x_mode_routes_follow_bindings_and_survive_a_restart() {
     );
     f.pool.unbind(&BindingKey::Id(b.id)).await.unwrap();
     assert_eq!(app.route_call(A, X), None, "gone with its binding");
+
+    // The same caller on the same X by a new binding: its calls go by the new one.
+    let c = "+8613700000003";
+    let again = f.bind(A, c, Some(X)).await;
+    let route = app.route_call(A, X).unwrap();
+    assert_eq!((route.binding_id, route.callee.as_str()), (again.id, c));
+    assert_eq!(app.route_call(B, X), None, "B left with the first binding");
 }
 
 #[tokio::test]

@@ -13,17 +13,23 @@ pub(super) fn occupant(b: &store::BindingRecord) -> Occupant<'_> {
         y: b.y.as_deref(),
         party_a: &b.party_a,
         party_b: b.party_b.as_deref(),
+        binding: b.id.0,
     }
 }
 
-/// The slot a binding holds, from its `slots` entry, for the index.
-pub(super) fn slot_occupant<'a>(x: &'a str, slot: &store::SlotView<'a>) -> Occupant<'a> {
+/// The slot binding `id` holds, from its `slots` entry, for the index.
+pub(super) fn slot_occupant<'a>(
+    x: &'a str,
+    id: store::BindingId,
+    slot: &store::SlotView<'a>,
+) -> Occupant<'a> {
     Occupant {
         x,
         extension: slot.extension,
         y: slot.y,
         party_a: slot.party_a,
         party_b: slot.party_b,
+        binding: id.0,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Start-up: every app's allocation index and X-mode routes, rebuilt from the store.
+//! Start-up: every app's allocation index (in X mode, the calls' routes too), rebuilt from the
+//! store.
 //!
 //! The index needs, of each binding, only the slot it holds (X, extension, Y, parties) or, for a
 //! binding released within its cool-down, the slot that is cooling. The `slots` index holds the
@@ -132,30 +133,26 @@ fn from_records(store: &Store, apps: &HashMap<String, Arc<AppPool>>) -> Result<(
     Ok(())
 }
 
-/// How large an app's two biggest tables were at its last clean stop: a hint that lets
-/// start-up size them once instead of growing them step by step (rehashing millions of
-/// entries). A wrong or missing hint costs time, never a wrong answer.
+/// How large an app's biggest table was at its last clean stop: a hint that lets start-up
+/// size it once instead of growing it step by step (rehashing millions of entries). A wrong or
+/// missing hint costs time, never a wrong answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct TableSizes {
     /// Parties holding one X (`alloc::Index::single_parties`).
     pub parties: u64,
-    /// X-mode routes whose numbers pack.
-    pub routes: u64,
 }
 
 impl TableSizes {
-    fn encode(self) -> [u8; 16] {
-        let mut bytes = [0; 16];
-        bytes[..8].copy_from_slice(&self.parties.to_be_bytes());
-        bytes[8..].copy_from_slice(&self.routes.to_be_bytes());
-        bytes
+    fn encode(self) -> [u8; 8] {
+        self.parties.to_be_bytes()
     }
 
+    /// Also reads the hint of a build that kept X-mode routes in a table of their own: 16
+    /// bytes, the parties first.
     fn decode(bytes: &[u8]) -> Option<TableSizes> {
-        let (parties, routes) = bytes.split_first_chunk::<8>()?;
+        let (parties, _) = bytes.split_first_chunk::<8>()?;
         Some(TableSizes {
             parties: u64::from_be_bytes(*parties),
-            routes: u64::from_be_bytes(routes.try_into().ok()?),
         })
     }
 }
@@ -170,7 +167,7 @@ pub(super) async fn note_sizes(
     store: &Store,
     apps: &HashMap<String, Arc<AppPool>>,
 ) -> Result<(), StoreError> {
-    let sizes: Vec<(String, [u8; 16])> = apps
+    let sizes: Vec<(String, [u8; 8])> = apps
         .values()
         .map(|app| (sizes_key(app.name()), app.table_sizes().encode()))
         .collect();

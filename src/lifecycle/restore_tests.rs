@@ -240,8 +240,13 @@ async fn the_index_from_the_slots_index_is_the_index_from_every_record() {
             "{app}: the load left nothing to restore"
         );
     }
-    let routes = restored["x"].split("routes:").nth(1).unwrap();
-    assert!(routes.contains("BindingId"), "{}", restored["x"]);
+    // X mode: each party's X with the binding it holds it by, which its calls are routed by.
+    let parties = restored["x"].split("parties:").nth(1).unwrap();
+    assert!(
+        parties.contains("Packed") && parties.contains('@'),
+        "{}",
+        restored["x"]
+    );
     assert!(restored["axe"].contains("until {"), "{}", restored["axe"]);
     // Every cool-down over: the released bindings no longer count.
     f.advance(COOL_DOWN);

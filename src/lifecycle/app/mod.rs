@@ -23,7 +23,6 @@ use super::inflight::InFlight;
 use super::lock;
 use super::records;
 use super::retention::Retention;
-use super::route::Routes;
 use crate::alloc::{Index, Rules};
 use crate::platform::Mode;
 use crate::platform::options::CallOptions;
@@ -140,8 +139,6 @@ pub struct AppPool {
     cleanup: Arc<Cleanup>,
     /// How long bindings that left service are kept (see `lifecycle::retention`).
     retention: Retention,
-    /// X mode: whom each call goes to, from the ACTIVE bindings (`None` for other modes).
-    routes: Option<Mutex<Routes>>,
     /// AXYB: one bind or search at a time per party A talks to the platform.
     axyb_steps: AxybSteps,
     /// Cluster mode: the term of this replica's leadership of the app (see [`AppPool::lane`]).
@@ -190,7 +187,6 @@ impl AppPool {
             deadlines,
             cleanup: Arc::new(Cleanup::new(setup.tasks, setup.cancel, expiring)),
             retention,
-            routes: (mode == Mode::X).then(Mutex::default),
             term,
         })
     }
@@ -261,10 +257,11 @@ impl AppPool {
     }
 
     /// X mode: where a call from `caller` to `x` goes — the other party of the caller's
-    /// binding on `x`, found in memory and read from its durable record; `None` when the caller
-    /// holds no ACTIVE binding there (or the app is not X mode).
+    /// binding on `x`, found in the index (which keeps, in X mode, the binding by which each
+    /// party holds its X) and read from its durable record; `None` when the caller holds no
+    /// ACTIVE binding there (or the app is not X mode).
     pub fn route_call(&self, caller: &str, x: &str) -> Option<super::CallRoute> {
-        let id = lock(self.routes.as_ref()?).get(caller, x)?;
+        let id = crate::store::BindingId(self.index().route(caller, x)?);
         match self.store.get_binding(&id) {
             Ok(b) => super::CallRoute::of(&b?, caller, x),
             Err(e) => {
@@ -325,25 +322,18 @@ impl AppPool {
             let now = self.clock.now_ms();
             let staged = self.store.stage_in(self.lane(), |t| {
                 let value = tx(t, &mut index)?;
-                let changes = t.take_binding_changes();
-                let news: Vec<_> = changes
+                let news: Vec<_> = t
+                    .take_binding_changes()
                     .iter()
                     .filter_map(|c| feed::change(c, now))
                     .collect();
                 t.append_changes(&news)?;
-                Ok::<_, PoolError>((value, changes))
+                Ok::<_, PoolError>(value)
             })?;
-            let (value, changes) = staged.value();
-            then(&mut index, value);
-            if let Some(routes) = &self.routes {
-                let mut routes = lock(routes);
-                for (before, after) in changes {
-                    routes.apply(before.as_ref(), after.as_ref());
-                }
-            }
+            then(&mut index, staged.value());
             staged
         };
-        Ok(staged.map(|(value, _)| value))
+        Ok(staged)
     }
 
     /// Start-up: the `restore` calls that follow only record what they change, and `end_restore`
@@ -362,18 +352,13 @@ impl AppPool {
     pub(super) fn reset_index(&self) -> Result<(), PoolError> {
         let fresh = numbers_index(&self.store, &self.name, &self.rules, self.clock.now_ms())?;
         *self.index() = fresh;
-        if let Some(routes) = &self.routes {
-            *lock(routes) = Routes::default();
-        }
         Ok(())
     }
 
     /// The size of its biggest tables now (see `restore::TableSizes`).
     pub(super) fn table_sizes(&self) -> super::restore::TableSizes {
-        let routes = self.routes.as_ref().map_or(0, |r| lock(r).packed());
         super::restore::TableSizes {
             parties: self.index().single_parties() as u64,
-            routes: routes as u64,
         }
     }
 
@@ -381,26 +366,18 @@ impl AppPool {
     pub(super) fn make_room(&self, sizes: super::restore::TableSizes) {
         let fit = |n: u64| usize::try_from(n).unwrap_or(0);
         self.index().reserve(fit(sizes.parties));
-        if let Some(routes) = &self.routes {
-            lock(routes).reserve(fit(sizes.routes));
-        }
     }
 
     /// Re-reads at start-up one binding that holds a slot, from its `slots` entry.
     pub(super) fn restore_slot(&self, x: &str, id: crate::store::BindingId, slot: &SlotView<'_>) {
         let now = self.clock.now_ms();
-        if let Some(routes) = &self.routes {
-            lock(routes).restore(x, id, slot);
-        }
-        self.index().occupy(&records::slot_occupant(x, slot), now);
+        self.index()
+            .occupy(&records::slot_occupant(x, id, slot), now);
     }
 
     /// Re-reads one stored binding at start-up.
     pub(super) fn restore(&self, b: &BindingRecord) {
         let now = self.clock.now_ms();
-        if let Some(routes) = &self.routes {
-            lock(routes).apply(None, Some(b));
-        }
         let mut index = self.index();
         if b.state.holds_slot() {
             index.occupy(&records::occupant(b), now);
@@ -465,11 +442,11 @@ impl AppPool {
         }
     }
 
-    /// Tests: the index and routes, in an order that does not depend on how they were built.
+    /// Tests: the index (X mode: with the routes), in an order that does not depend on how it
+    /// was built.
     #[cfg(test)]
     pub(super) fn digest(&self) -> String {
-        let routes = self.routes.as_ref().map(|r| lock(r).digest());
-        format!("{}\nroutes: {routes:?}", self.index().digest())
+        self.index().digest()
     }
 
     /// A failed platform call, for the caller: the details are logged here, once, and only
