@@ -149,6 +149,7 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// Directory of the database, relative to the working directory unless absolute.
     pub path: PathBuf,
+    /// sled's page cache (it holds about twice this); see `store::DEFAULT_CACHE_CAPACITY_BYTES`.
     pub cache_capacity_mb: u64,
     /// Days a RELEASED or EXPIRED binding (with its real numbers) is kept after it left
     /// service; 0 deletes it at release or expiry (an AX number or AXE extension's binding is
@@ -164,7 +165,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("./xpool-data"),
-            cache_capacity_mb: 64,
+            cache_capacity_mb: crate::store::DEFAULT_CACHE_CAPACITY_BYTES / (1024 * 1024),
             released_retention_days: 7,
             request_id_retention_hours: 24,
         }

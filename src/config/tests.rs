@@ -84,7 +84,7 @@ fn the_example_parses_with_defaults() {
     assert_eq!(config.server.tcp_keepalive_seconds, 60);
     assert_eq!(config.server.max_message_bytes, 65536);
     assert_eq!(config.store.path, PathBuf::from("./xpool-data"));
-    assert_eq!(config.store.cache_capacity_mb, 64);
+    assert_eq!(config.store.cache_capacity_mb, 16);
     assert_eq!(config.store.released_retention_days, 7);
     assert_eq!(config.store.request_id_retention_hours, 24);
     assert_eq!(

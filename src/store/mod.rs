@@ -77,8 +77,10 @@ pub use wal::{BindingChange, Lane, LeaderRecord, Staged, Term, TreeId, Tx};
 
 use wal::{Retained, Trees, TxResult, Wal};
 
-/// Default sled page-cache size: 64 MiB (sled's own default is 1 GiB).
-pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default sled page-cache size: 16 MiB (sled's own default is 1 GiB). sled holds about twice
+/// this in memory; at 1.1M bindings 64 MiB cost ~130 MiB more RSS than 16 and bought no
+/// measurable speed (BENCHMARKS.md, scenario 4).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// On-disk format of the whole store, kept in `meta`; bump it with a migration (in
 /// `open_files`). 2: the `released` and `remembered` indexes (retention). 3: the

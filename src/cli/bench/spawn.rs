@@ -417,7 +417,7 @@ pub(super) fn daemon_config(args: &BenchArgs, port: u16, dir: &Path, sim_url: &s
     let store = args.store.clone().unwrap_or_else(|| dir.join("store"));
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_delay_seconds = 0\nshutdown_grace_seconds = 2\n\
-         max_request_wait_ms = {}\nmax_connections = {}\n\n[store]\npath = \"{}\"\ncache_capacity_mb = 64\n\n\
+         max_request_wait_ms = {}\nmax_connections = {}\n\n[store]\npath = \"{}\"\n\n\
          [expiry]\nskew_grace_seconds = {}\n\n\
          [[apps]]\nname = \"{}\"\nmode = \"{}\"\n{upstream}max_bindings_per_x = {}\n\
          extension_digits = 4\ncool_down_seconds = 0\n{}",
