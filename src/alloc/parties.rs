@@ -137,14 +137,19 @@ impl PartyXs {
         matches!(self.one, Singles::Held(_))
     }
 
-    /// Records that `party` holds `x` by binding `holder` (once: holding it again changes only
-    /// the holder, where holders are kept).
-    pub fn insert(&mut self, party: &str, x: &str, holder: Holder) {
-        let holder = if self.keeps_holders() {
+    /// `holder` as this map stores it: [`NO_HOLDER`] where holders are not kept.
+    fn kept(&self, holder: Holder) -> Holder {
+        if self.keeps_holders() {
             holder
         } else {
             NO_HOLDER
-        };
+        }
+    }
+
+    /// Records that `party` holds `x` by binding `holder` (once: holding it again changes only
+    /// the holder, where holders are kept).
+    pub fn insert(&mut self, party: &str, x: &str, holder: Holder) {
+        let holder = self.kept(holder);
         let (party, x) = (Key::new(party), Key::new(x));
         if let Key::Packed(p) = party {
             if let Some((held, by)) = self.one.get(p) {
@@ -176,11 +181,7 @@ impl PartyXs {
     /// Records that `party` no longer holds `x` by binding `holder`. Where holders are kept,
     /// another binding's hold stays.
     pub fn remove(&mut self, party: &str, x: &str, holder: Holder) {
-        let holder = if self.keeps_holders() {
-            holder
-        } else {
-            NO_HOLDER
-        };
+        let holder = self.kept(holder);
         let (party, x) = (Key::new(party), Key::new(x));
         if let (Key::Packed(p), Key::Packed(x)) = (&party, &x)
             && let Some((held, by)) = self.one.get(*p)
@@ -312,6 +313,7 @@ impl Held<'_> {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
