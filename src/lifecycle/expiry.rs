@@ -60,12 +60,13 @@ const EXPIRE_CONCURRENCY: usize = 256;
 /// Bindings marked EXPIRED in one transaction. The transaction holds the app's index lock and
 /// the log's lock while it runs (some 10 µs per binding), so Binds wait at most about that long
 /// behind one batch.
-const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 
 /// Batches staged before the round waits for them to be durable (together: one log sync).
 /// A Bind's write that comes after them waits for the log to write them and apply them to
-/// sled, so this bounds what a burst adds to a Bind's wait.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// sled, so this bounds what a burst adds to a Bind's wait. At 4 a burst of 200k cleared a
+/// little sooner but the Binds during it had a p99 a third higher (BENCHMARKS.md, scenario 5).
+pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 
 impl Round {
     /// Counts one finished AX expiry task (which logged its own failure).
