@@ -1,8 +1,8 @@
 //! Batched expiry over a pool on a store the tests control: a burst expires in batch writes
-//! that share one log sync; a binding released, rebound or given a later deadline after the
-//! round read it is left alone; a crash keeps whole batches or none; a failed store loses
-//! nothing and frees every slot once. Apps have no platform (their bindings are ACTIVE once
-//! durable, and expiry needs no platform call).
+//! that share log syncs (a few batches each); a binding released, rebound or given a later
+//! deadline after the round read it is left alone; a crash keeps whole batches or none; a
+//! failed store loses nothing and frees every slot once. Apps have no platform (their bindings
+//! are ACTIVE once durable, and expiry needs no platform call).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
