@@ -307,8 +307,25 @@ impl Tx<'_> {
     /// (app, request_id) already maps to another id, or if the id already exists. Used for new
     /// reservations so two concurrent Binds with one request_id cannot both reserve.
     pub fn insert_binding(&self, record: &BindingRecord) -> TxResult<()> {
+        self.insert(record, true)
+    }
+
+    /// [`Tx::insert_binding`] for a record whose id was minted for it just now by
+    /// [`BindingId::new`] (a UUIDv7: its millisecond and 74 random bits), which no stored
+    /// binding has: the id is not looked up, a read of a key that is not there saved on every
+    /// Bind. The request id is still checked.
+    pub fn insert_new_binding(&self, record: &BindingRecord) -> TxResult<()> {
+        debug_assert!(
+            matches!(self.get_binding(&record.id), Ok(None)),
+            "a minted id {} is taken",
+            record.id
+        );
+        self.insert(record, false)
+    }
+
+    fn insert(&self, record: &BindingRecord, check_id: bool) -> TxResult<()> {
         let write = Write::new(record)?;
-        if self.get_binding(&write.id)?.is_some() {
+        if check_id && self.get_binding(&write.id)?.is_some() {
             return Err(StoreError::Conflict(format!(
                 "binding {} already exists",
                 write.id

@@ -157,6 +157,37 @@ async fn put_takes_over_a_request_id_and_delete_keeps_the_new_owner() {
 }
 
 #[tokio::test]
+async fn a_binding_inserted_under_a_minted_id_still_checks_its_request_id() {
+    let store = Store::open_temporary().unwrap();
+    let first = BindingRecord {
+        id: BindingId::new(),
+        ..binding(1, BindingState::Active, Some(9_000))
+    };
+    store
+        .commit(|tx| tx.insert_new_binding(&first))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.binding_by_request("ride", "req-1").unwrap(),
+        Some(first.clone())
+    );
+
+    // Another minted id with the same (app, request_id): refused, nothing written.
+    let same_request = BindingRecord {
+        id: BindingId::new(),
+        request_id: first.request_id.clone(),
+        ..binding(2, BindingState::Active, Some(1_000))
+    };
+    let err = store
+        .commit(|tx| tx.insert_new_binding(&same_request))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(tree_keys(&store, TreeId::Bindings).len(), 1);
+    assert_eq!(expiry_keys(&store), [(9_000, first.id)]);
+}
+
+#[tokio::test]
 async fn insert_binding_conflicts_write_nothing() {
     let store = Store::open_temporary().unwrap();
     let first = binding(1, BindingState::Active, Some(9_000));

@@ -152,7 +152,8 @@ impl AppPool {
         ))
     }
 
-    /// Picks a slot and writes the reservation in `state`, durably.
+    /// Picks a slot and writes the reservation in `state`, durably, under `id`, minted for it
+    /// ([`BindingId::new`]).
     async fn reserve(
         &self,
         p: &BindParams,
@@ -164,7 +165,7 @@ impl AppPool {
         self.write(
             |tx, index| {
                 let rec = self.reservation(index, p, exclude, id, state, now)?;
-                match tx.insert_binding(&rec) {
+                match tx.insert_new_binding(&rec) {
                     Ok(()) => Ok(rec),
                     // Another Bind with the same request_id reserved first.
                     Err(StoreError::Conflict(why)) => {
