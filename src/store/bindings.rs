@@ -304,8 +304,9 @@ impl Tx<'_> {
     }
 
     /// Like `put_binding`, but fails with `StoreError::Conflict` (writing nothing) if
-    /// (app, request_id) already maps to another id, or if the id already exists. Used for new
-    /// reservations so two concurrent Binds with one request_id cannot both reserve.
+    /// (app, request_id) already maps to another id, or if the id already exists. For new
+    /// bindings (adopted ones; a Bind's reservation uses [`Tx::insert_new_binding`]): two
+    /// concurrent Binds with one request_id cannot both reserve.
     pub fn insert_binding(&self, record: &BindingRecord) -> TxResult<()> {
         self.insert(record, true)
     }
