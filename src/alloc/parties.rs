@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 /// The binding by which a party holds an X: the store's binding id, opaque here. Kept only by
-/// a map made [`PartyXs::with_holders`]; elsewhere every holder is [`NO_HOLDER`].
+/// a map made `PartyXs::with_holders`; elsewhere every holder is `NO_HOLDER`.
 pub type Holder = [u8; 16];
 
 /// The holder of a map that keeps none.
