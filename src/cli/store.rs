@@ -127,7 +127,16 @@ fn check(which: &Which) -> anyhow::Result<i32> {
         let records = s.records.map_or("no records".to_owned(), |(first, last)| {
             format!("records {first}..={last}")
         });
-        println!("  {}: {} bytes, {records}", s.path.display(), s.bytes);
+        if s.written < s.bytes && s.unreadable_at.is_none() {
+            let prepared = s.bytes - s.written;
+            println!(
+                "  {}: {} bytes written, {prepared} prepared, {records}",
+                s.path.display(),
+                s.written
+            );
+        } else {
+            println!("  {}: {} bytes, {records}", s.path.display(), s.bytes);
+        }
         if let Some((at, why)) = s.unreadable_at {
             println!("    unreadable from byte {at}: {why}");
         }

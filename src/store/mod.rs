@@ -561,6 +561,22 @@ impl Store {
             .wal
             .pause_checkpoints();
     }
+
+    /// See [`Wal::prepare_spares`].
+    pub(crate) fn prepare_spares(&self) {
+        self.current()
+            .expect("the store is open")
+            .wal
+            .prepare_spares();
+    }
+
+    /// See [`Wal::set_spare_headroom`].
+    pub(crate) fn set_spare_headroom(&self, bytes: u64) {
+        self.current()
+            .expect("the store is open")
+            .wal
+            .set_spare_headroom(bytes);
+    }
 }
 
 impl Drop for Store {

@@ -17,6 +17,9 @@ use crate::store::StoreError;
 pub struct SegmentInfo {
     pub path: PathBuf,
     pub bytes: u64,
+    /// Where reading stopped: past the last intact record (what follows is zeros the log
+    /// prepared, or unreadable), or the end of the file.
+    pub written: u64,
     /// The first and last intact records read (none if the segment holds none).
     pub records: Option<(u64, u64)>,
     /// Where reading stopped before the end of the file, and why.
@@ -47,9 +50,10 @@ pub fn report(trees: &Trees, dir: &Path) -> Result<LogReport, StoreError> {
     let mut segments = Vec::new();
     for path in paths {
         let bytes = read(&path)?;
-        let (records, stop) = read_from_start(&bytes);
+        let (records, end, stop) = read_from_start(&bytes);
         segments.push(SegmentInfo {
             bytes: bytes.len() as u64,
+            written: end as u64,
             records: records
                 .first()
                 .zip(records.last())
@@ -110,7 +114,7 @@ pub fn plan_truncate(
     let path = &segments[index];
     let bytes = read(path)?;
     let cut = usize::try_from(offset).unwrap_or(usize::MAX);
-    let (kept, stop) = read_from_start(&bytes[..cut.min(bytes.len())]);
+    let (kept, _, stop) = read_from_start(&bytes[..cut.min(bytes.len())]);
     if cut < MAGIC.len() || cut > bytes.len() || stop.is_some() {
         let read_to = stop.map_or(String::new(), |(at, why)| {
             format!(" (the records read from the start stop at byte {at}: {why})")
@@ -204,24 +208,22 @@ fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
     std::fs::read(path).map_err(|e| log_error(path, "reading", &e))
 }
 
-/// The intact records from the start of a segment, and where and why reading stopped before
-/// its end.
-fn read_from_start(bytes: &[u8]) -> (Vec<Record>, Option<(usize, &'static str)>) {
+/// The intact records from the start of a segment, where reading stopped, and why if that is
+/// before its end (zeros after the records are its end).
+fn read_from_start(bytes: &[u8]) -> (Vec<Record>, usize, Option<(usize, &'static str)>) {
     if !bytes.starts_with(MAGIC) {
-        let why = if MAGIC.starts_with(bytes) {
-            None // created, cut short before its first record
-        } else {
-            Some((0, "not a write-ahead log segment"))
-        };
-        return (Vec::new(), why);
+        if MAGIC.starts_with(bytes) {
+            return (Vec::new(), bytes.len(), None); // created, cut short before its first record
+        }
+        return (Vec::new(), 0, Some((0, "not a write-ahead log segment")));
     }
     let mut pos = MAGIC.len();
     let mut records = Vec::new();
     loop {
         match record::read(bytes, &mut pos) {
-            Next::End => return (records, None),
+            Next::End => return (records, pos, None),
             Next::Record(r) => records.push(r),
-            Next::Bad(why) => return (records, Some((pos, why))),
+            Next::Bad(why) => return (records, pos, Some((pos, why))),
         }
     }
 }
@@ -243,7 +245,8 @@ fn salvage(bytes: &[u8], from: u64) -> Salvaged {
     } else {
         0
     };
-    while pos < bytes.len() {
+    // A prepared segment's unwritten zeros are no damage: they end it.
+    while !record::is_blank(&bytes[pos..]) {
         let mut at = pos;
         if let Next::Record(r) = record::read(bytes, &mut at)
             && r.seq >= from

@@ -22,6 +22,14 @@
 //! - **Checkpoints.** Every [`CHECKPOINT_EVERY`] the checkpointer notes the last record applied
 //!   to sled, runs `sled::Db::flush` (sled's own timer flush is off) and deletes the full segments
 //!   up to that record. The flusher starts a new segment past [`SEGMENT_BYTES`].
+//! - **Prepared segments.** Between checkpoints the checkpointer prepares a spare segment
+//!   ([`SPARE`]): its header, then zeros to [`SEGMENT_BYTES`], written and synced. It does so
+//!   once the log has written [`SPARE_AFTER`] into a segment it had to create itself (the first
+//!   after open), and a quarter into a prepared one: a log that writes little never pays for
+//!   one. The flusher moves to the spare when its segment is full, and early from a segment it
+//!   created. A record written over zeros the disk already holds needs a sync of its data
+//!   only; one that grows the file also commits the file system's journal. A sync over zeros
+//!   took 25–50 % less time here (BENCHMARKS.md, "The write-ahead log against okaywal").
 //! - **Recovery** (`recover`, at open) reads and checks every segment first, and only if the
 //!   whole log is sound applies it to sled, flushes sled and empties the log.
 //! - **Close** flushes, stops both threads, flushes sled and deletes the log: a cleanly closed
@@ -49,7 +57,7 @@ mod tx;
 
 use std::fs::{File, OpenOptions};
 use std::future::{Future, IntoFuture};
-use std::io::Write as _;
+use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +98,21 @@ const SLOW_ROUND: Duration = Duration::from_millis(100);
 pub const SEGMENT_BYTES: u64 = 32 << 20;
 #[cfg(test)]
 pub const SEGMENT_BYTES: u64 = 4 << 10;
+
+/// The spare segment in the log's directory, prepared by the checkpointer for the flusher to
+/// move to. Not a `.wal` file: recovery never reads it, and a stale one is deleted at start.
+const SPARE: &str = "next.wal-spare";
+
+/// What the log writes into a segment it created itself before it wants a spare.
+const SPARE_AFTER: u64 = SEGMENT_BYTES / 32;
+
+/// Free space the disk must keep besides a spare for the checkpointer to prepare one: a nearly
+/// full disk is left to the log's records and sled, which need it more than a faster sync.
+const SPARE_HEADROOM: u64 = 4 * SEGMENT_BYTES;
+
+/// How much of a spare is written before it is synced: the disk never has a whole segment of
+/// zeros to write at once, ahead of a group commit's sync.
+const SPARE_CHUNK: usize = 1 << 20;
 
 /// How a flush is answered.
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
@@ -149,6 +172,13 @@ struct Shared {
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
     #[cfg(test)]
     checkpoints_paused: std::sync::atomic::AtomicBool,
+    /// Tests: the checkpointer prepares spare segments (off unless a test turns it on, so that
+    /// the others' segments are written by the flusher alone, one record after another).
+    #[cfg(test)]
+    spares: std::sync::atomic::AtomicBool,
+    /// Tests: the free space a spare needs besides itself ([`SPARE_HEADROOM`] unless set).
+    #[cfg(test)]
+    spare_headroom: AtomicU64,
 }
 
 struct State {
@@ -184,6 +214,24 @@ struct State {
     /// Cluster mode: the writes of the apps this replica leads, on their way to etcd
     /// (`leader`). `None` on a single node.
     leader: Option<LeaderWrites>,
+    /// Where the [`SPARE`] segment is.
+    spare: Spare,
+    /// The flusher's segment has written enough to want a spare after it (see
+    /// [`Segment::wants_a_spare`]).
+    spare_wanted: bool,
+}
+
+/// Where the [`SPARE`] segment is. Only the checkpointer makes one (`Absent` → `Ready`), and
+/// only the flusher takes one (`Ready` → `Taken` → `Absent`), so neither touches the file
+/// while the other does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    /// None, or one the checkpointer is preparing.
+    Absent,
+    /// Prepared and synced, for the flusher to take.
+    Ready,
+    /// The flusher is moving to it (or cleaning up after failing to).
+    Taken,
 }
 
 impl Shared {
@@ -355,6 +403,8 @@ impl Wal {
                 retained: Retained::default(),
                 capture: None,
                 leader: None,
+                spare: Spare::Absent,
+                spare_wanted: false,
             }),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
@@ -365,7 +415,12 @@ impl Wal {
             applied: on_durable,
             #[cfg(test)]
             checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            spares: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            spare_headroom: AtomicU64::new(SPARE_HEADROOM),
         });
+        remove_spare(dir)?;
         let segment = Segment::create(&shared, dir, applied + 1)?;
         Mark {
             applied,
@@ -380,10 +435,10 @@ impl Wal {
                 .spawn(move || run_flusher(&shared, &trees, &dir, segment))
         };
         let checkpointer = {
-            let (shared, db) = (Arc::clone(&shared), db.clone());
+            let (shared, db, dir) = (Arc::clone(&shared), db.clone(), dir.to_path_buf());
             std::thread::Builder::new()
                 .name("xpool-checkpoint".into())
-                .spawn(move || run_checkpointer(&shared, &db, applied))
+                .spawn(move || run_checkpointer(&shared, &db, &dir, applied))
         };
         let threads = [flusher, checkpointer]
             .into_iter()
@@ -624,7 +679,7 @@ impl Wal {
             for path in segment_files(&dir)? {
                 std::fs::remove_file(&path).map_err(|e| log_error(&path, "deleting", &e))?;
             }
-            Ok(())
+            remove_spare(&dir)
         })
         .await
         .unwrap_or(Err(StoreError::Closed));
@@ -676,6 +731,19 @@ impl Wal {
     #[cfg(test)]
     pub fn pause_checkpoints(&self) {
         self.shared.checkpoints_paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Tests: the checkpointer prepares spare segments from its next round on, as it always
+    /// does outside tests.
+    #[cfg(test)]
+    pub fn prepare_spares(&self) {
+        self.shared.spares.store(true, Ordering::SeqCst);
+    }
+
+    /// Tests: a spare is prepared only if the disk has `bytes` free besides it.
+    #[cfg(test)]
+    pub fn set_spare_headroom(&self, bytes: u64) {
+        self.shared.spare_headroom.store(bytes, Ordering::SeqCst);
     }
 
     /// Records appended and not yet durable: the group commit's queue.
@@ -810,7 +878,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             done
         };
         batch.clear();
-        let (result, riders) = {
+        let (result, riders, rotate, spare, full) = {
             let mut state = shared.lock();
             match done {
                 Ok(()) if state.failed.is_none() => {
@@ -833,6 +901,15 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 state.retained.0.extend(later);
             }
             let result = state.failed.clone().map_or(Ok(()), Err);
+            let full = segment.len >= SEGMENT_BYTES;
+            let rotate = result.is_ok()
+                && !closing
+                && (full || !segment.prepared && state.spare == Spare::Ready);
+            let spare = rotate && state.spare == Spare::Ready;
+            if spare {
+                state.spare = Spare::Taken;
+            }
+            state.spare_wanted = segment.wants_a_spare();
             // Riders whose record this round made durable; all of them once nothing more
             // will be (a failed or closing log).
             let durable = state.durable_seq;
@@ -840,7 +917,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 .into_iter()
                 .partition(|(seq, _)| *seq <= durable || result.is_err() || closing);
             state.riders = waiting;
-            (result, done)
+            (result, done, rotate, spare, full)
         };
         for (seq, rider) in riders {
             let answer = match &result {
@@ -856,24 +933,55 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
         if closing {
             return;
         }
-        if result.is_ok() && segment.len >= SEGMENT_BYTES {
-            match Segment::create(shared, dir, last + 1) {
-                Ok(next) => {
-                    let full = std::mem::replace(&mut segment, next);
-                    shared.lock().full_segments.push((full.path, last));
+        if rotate {
+            let next = next_segment(shared, dir, last + 1, spare, full);
+            let mut state = shared.lock();
+            if spare {
+                state.spare = Spare::Absent;
+            }
+            match next {
+                Ok(Some(next)) => {
+                    let done = std::mem::replace(&mut segment, next);
+                    state.full_segments.push((done.path, last));
+                    state.spare_wanted = segment.wants_a_spare();
                 }
-                Err(e) => {
-                    let mut state = shared.lock();
-                    shared.fail(&mut state, &e);
-                }
+                Ok(None) => {}
+                Err(e) => shared.fail(&mut state, &e),
             }
         }
     }
 }
 
-/// The checkpointer: flushes sled and trims the log every `CHECKPOINT_EVERY` until closed.
-fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
+/// The segment the flusher goes on in after record `first_seq - 1`: the spare if it took it
+/// (`spare`), else a new one if its segment is `full`; `None` to stay in the segment it has (a
+/// spare it could not take, when it moved early).
+fn next_segment(
+    shared: &Shared,
+    dir: &Path,
+    first_seq: u64,
+    spare: bool,
+    full: bool,
+) -> Result<Option<Segment>, StoreError> {
+    if spare {
+        match Segment::from_spare(shared, dir, first_seq) {
+            Ok(next) => return Ok(Some(next)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not move to the prepared log segment");
+                // Whatever is left of it: the checkpointer prepares a new one.
+                let _ = remove_spare(dir);
+            }
+        }
+    }
+    full.then(|| Segment::create(shared, dir, first_seq))
+        .transpose()
+}
+
+/// The checkpointer: flushes sled and trims the log every `CHECKPOINT_EVERY` until closed, and
+/// keeps a spare segment ready for the flusher.
+fn run_checkpointer(shared: &Shared, db: &sled::Db, dir: &Path, mut checkpointed: u64) {
+    let mut spare_failed = false;
     loop {
+        keep_a_spare(shared, dir, &mut spare_failed);
         let target = {
             let state = shared.lock();
             let (state, _) = shared
@@ -927,12 +1035,109 @@ fn run_checkpointer(shared: &Shared, db: &sled::Db, mut checkpointed: u64) {
     }
 }
 
+/// Prepares a [`SPARE`] segment if the flusher's segment wants one and none is ready (and the
+/// log is neither closed nor failed), and the disk has room for it and [`SPARE_HEADROOM`]
+/// besides. A spare that cannot be prepared costs only speed: the flusher creates its segments
+/// itself meanwhile. `failed` keeps a disk that stays short of room from being reported every
+/// round.
+fn keep_a_spare(shared: &Shared, dir: &Path, failed: &mut bool) {
+    #[cfg(test)]
+    if !shared.spares.load(Ordering::SeqCst) {
+        return;
+    }
+    {
+        let state = shared.lock();
+        if !state.spare_wanted
+            || state.spare != Spare::Absent
+            || state.closed
+            || state.failed.is_some()
+        {
+            return;
+        }
+    }
+    #[cfg(not(test))]
+    let headroom = SPARE_HEADROOM;
+    #[cfg(test)]
+    let headroom = shared.spare_headroom.load(Ordering::SeqCst);
+    let needed = SEGMENT_BYTES.saturating_add(headroom);
+    match free_bytes(dir) {
+        Ok(free) if free >= needed => {}
+        short => {
+            if !std::mem::replace(failed, true) {
+                let free =
+                    short.map_or_else(|e| format!("unknown ({e})"), |b| format!("{} MiB", b >> 20));
+                tracing::warn!(
+                    free,
+                    needed_mib = needed >> 20,
+                    "not preparing the next log segment: the disk is nearly full; writes sync more slowly until it has room"
+                );
+            }
+            return;
+        }
+    }
+    match prepare_spare(shared, dir) {
+        Ok(()) => {
+            *failed = false;
+            shared.lock().spare = Spare::Ready;
+        }
+        Err(e) => {
+            if !std::mem::replace(failed, true) {
+                tracing::warn!(error = %e, "could not prepare the next log segment; writes sync more slowly until it can");
+            }
+            let _ = remove_spare(dir);
+        }
+    }
+}
+
+/// The bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let fs = rustix::fs::statvfs(dir)?;
+    Ok(fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
+/// Writes the [`SPARE`]: a segment header, then zeros to [`SEGMENT_BYTES`], synced a chunk at
+/// a time.
+fn prepare_spare(shared: &Shared, dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(SPARE);
+    let zeros = vec![0; SPARE_CHUNK];
+    let write = || {
+        shared.fault(Point::LogCreate)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(record::MAGIC)?;
+        let mut len = record::MAGIC.len() as u64;
+        while len < SEGMENT_BYTES {
+            let chunk =
+                usize::try_from(SEGMENT_BYTES - len).map_or(SPARE_CHUNK, |n| n.min(SPARE_CHUNK));
+            file.write_all(&zeros[..chunk])?;
+            file.sync_data()?;
+            len += chunk as u64;
+        }
+        file.sync_all()
+    };
+    write().map_err(|e| log_error(&path, "preparing", &e))
+}
+
+/// Deletes the [`SPARE`], if there is one.
+fn remove_spare(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(SPARE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(log_error(&path, "deleting", &e)),
+        _ => Ok(()),
+    }
+}
+
 /// The segment file the flusher appends to.
 struct Segment {
     file: File,
     path: PathBuf,
     /// Bytes written so far, the header included.
     len: u64,
+    /// Made from a spare: zeros on disk from `len` to [`SEGMENT_BYTES`].
+    prepared: bool,
 }
 
 impl Segment {
@@ -960,6 +1165,41 @@ impl Segment {
             file,
             path,
             len: record::MAGIC.len() as u64,
+            prepared: false,
+        })
+    }
+
+    /// Whether the checkpointer should prepare a spare to follow this segment: once it holds
+    /// [`SPARE_AFTER`] if the flusher created it, once a quarter is used if it was prepared
+    /// (well before it fills, with the checkpointer's round a second apart).
+    fn wants_a_spare(&self) -> bool {
+        self.len
+            >= if self.prepared {
+                SEGMENT_BYTES / 4
+            } else {
+                SPARE_AFTER
+            }
+    }
+
+    /// Makes the [`SPARE`] `<first_seq>.wal` (its name durable before any record goes in it);
+    /// records are written from after its header, over its zeros.
+    fn from_spare(shared: &Shared, dir: &Path, first_seq: u64) -> Result<Segment, StoreError> {
+        let path = dir.join(format!("{first_seq:020}.wal"));
+        let len = record::MAGIC.len() as u64;
+        let open = || {
+            shared.fault(Point::LogCreate)?;
+            std::fs::rename(dir.join(SPARE), &path)?;
+            File::open(dir)?.sync_all()?;
+            let mut file = OpenOptions::new().write(true).open(&path)?;
+            file.seek(std::io::SeekFrom::Start(len))?;
+            Ok(file)
+        };
+        let file = open().map_err(|e: std::io::Error| log_error(&path, "creating", &e))?;
+        Ok(Segment {
+            file,
+            path,
+            len,
+            prepared: true,
         })
     }
 

@@ -1,6 +1,8 @@
 //! The write-ahead log's on-disk format: segment files of checksummed records.
 //!
-//! A segment is [`MAGIC`], then records back to back. A record is
+//! A segment is [`MAGIC`], then records back to back, then possibly zeros to its end (a
+//! segment prepared ahead of use, see `Segment` in the log's module): zeros where a record
+//! would start end the segment, as its end does. A record is
 //! `payload length: u32 LE ‖ crc32(payload): u32 LE ‖ payload`, and a payload is
 //! `seq: u64 LE ‖ op count: u32 LE ‖ ops`. An op is
 //! `tree: u8 ‖ key length: u32 LE ‖ key ‖ 0` (remove) or `… ‖ 1 ‖ value length: u32 LE ‖ value`
@@ -151,10 +153,18 @@ pub fn claimed_len(bytes: &[u8]) -> Option<usize> {
     Some(HEADER.saturating_add(len))
 }
 
+/// Whether `rest` holds no record, only zeros (or nothing): the unwritten part of a prepared
+/// segment. No record starts with a zero header (its payload is never empty), so only a rest
+/// whose first bytes are zero is read through.
+pub fn is_blank(rest: &[u8]) -> bool {
+    let head = &rest[..rest.len().min(HEADER)];
+    head.iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
+}
+
 /// Reads the record at `*pos` in `segment` (which starts after [`MAGIC`]).
 pub fn read(segment: &[u8], pos: &mut usize) -> Next {
     let rest = &segment[*pos..];
-    if rest.is_empty() {
+    if is_blank(rest) {
         return Next::End;
     }
     let Some((header, body)) = rest.split_first_chunk::<HEADER>() else {
@@ -268,6 +278,31 @@ mod tests {
         );
         assert_eq!(read(&log, &mut pos), Next::End);
         assert_eq!(pos, log.len());
+    }
+
+    #[test]
+    fn zeros_after_the_records_end_the_segment() {
+        let mut log = two_records();
+        let records = log.len();
+        log.resize(records + 4096, 0);
+        let mut pos = 0;
+        assert!(matches!(read(&log, &mut pos), Next::Record(_)));
+        assert!(matches!(read(&log, &mut pos), Next::Record(_)));
+        assert_eq!(read(&log, &mut pos), Next::End);
+        assert_eq!(pos, records, "the end is where the records end");
+    }
+
+    #[test]
+    fn a_zero_header_before_more_bytes_is_bad() {
+        let mut log = vec![0; HEADER];
+        encode(7, &ops(), &mut log);
+        let mut pos = 0;
+        assert_eq!(read(&log, &mut pos), Next::Bad("record payload malformed"));
+        assert_eq!(pos, 0);
+        // Zeros with a single byte set far past them are not blank either.
+        let mut zeros = vec![0; 4096];
+        zeros[4000] = 1;
+        assert!(matches!(read(&zeros, &mut 0), Next::Bad(_)));
     }
 
     #[test]

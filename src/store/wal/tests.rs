@@ -4,7 +4,7 @@
 //! it was later (sled is never ahead of the log: a change reaches sled only once its record is
 //! on disk).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -548,4 +548,163 @@ async fn a_riding_write_asks_for_no_sync_and_becomes_durable_with_the_next_one()
         .unwrap();
     assert_eq!(store.sync_count(), 1, "one sync for both writes");
     assert!(store.get_binding(&id(1)).unwrap().is_some());
+}
+
+/// A store at `dir` whose sled holds nothing but whose log holds meta `job/1..=n` (each its own
+/// acknowledged write), the last `more` + 1 in a segment made from a prepared spare: a crash
+/// that lost sled's copy. Returns that segment, where its records end (its zeros begin) and `n`.
+async fn crash_in_a_prepared_segment(dir: &Path, more: usize) -> (PathBuf, usize, usize) {
+    let sled_then = dir.join("sled-then");
+    let wal_later = dir.join("wal-later");
+    copy_dir(&dir.join("db"), &sled_then);
+    let written = {
+        let store = Store::open(&options(dir)).unwrap();
+        store.pause_checkpoints();
+        store.prepare_spares();
+        let wal = dir.join("db").join("wal");
+        let mut n = 0;
+        // The checkpointer prepares a spare within a second; the flusher moves to it after the
+        // round that finds it ready.
+        while prepared_segment(&wal).is_none() {
+            n += 1;
+            assert!(n < 1000, "the log never moved to a prepared segment");
+            store.put_meta(&format!("job/{n}"), b"v").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..more {
+            n += 1;
+            store.put_meta(&format!("job/{n}"), b"v").await.unwrap();
+        }
+        copy_dir(&wal, &wal_later);
+        n
+    };
+    stage_crash(dir, &sled_then, &wal_later);
+    let segment = prepared_segment(&dir.join("db").join("wal")).expect("still there");
+    let bytes = std::fs::read(&segment).unwrap();
+    let mut end = MAGIC.len();
+    while let record::Next::Record(_) = record::read(&bytes, &mut end) {}
+    assert!(end > MAGIC.len(), "records went into the prepared segment");
+    assert!(record::is_blank(&bytes[end..]), "zeros after them");
+    (segment, end, written)
+}
+
+/// The last `.wal` segment in `wal` if it was made from a spare: as long as a segment may be,
+/// with records and then zeros to its end.
+fn prepared_segment(wal: &Path) -> Option<PathBuf> {
+    let last = super::segment_files(wal).ok()?.pop()?;
+    let bytes = std::fs::read(&last).ok()?;
+    let prepared = bytes.len() as u64 == super::SEGMENT_BYTES
+        && bytes.len() > MAGIC.len() + 8
+        && bytes[MAGIC.len()] != 0
+        && bytes.last() == Some(&0);
+    prepared.then_some(last)
+}
+
+#[tokio::test]
+async fn writes_in_a_prepared_segment_survive_a_crash() {
+    let dir = closed_store().await;
+    let (_, _, written) = crash_in_a_prepared_segment(dir.path(), 20).await;
+    // A spare the crash cut short, which the log must not use.
+    let spare = dir.path().join("db").join("wal").join(super::SPARE);
+    std::fs::write(&spare, &MAGIC[..4]).unwrap();
+    // `xpool store check` reads the zeros as the segment's end, not as damage.
+    let report = crate::store::admin::check(&dir.path().join("db")).unwrap();
+    assert!(report.log.refusal.is_none(), "{report:?}");
+    let damaged: Vec<_> = report
+        .log
+        .segments
+        .iter()
+        .filter(|s| s.unreadable_at.is_some())
+        .collect();
+    assert!(damaged.is_empty(), "{damaged:?}");
+    let last = report.log.segments.last().unwrap();
+    assert!(
+        (MAGIC.len() as u64) < last.written && last.written < last.bytes,
+        "records, then the prepared zeros: {last:?}"
+    );
+    let store = Store::open(&options(dir.path())).unwrap();
+    for n in 1..=written {
+        let value = store.get_meta(&format!("job/{n}")).unwrap();
+        assert_eq!(value.as_deref(), Some(&b"v"[..]), "job/{n}");
+    }
+    assert!(!spare.exists(), "a stale spare is deleted at open");
+    store.put_meta("after", b"v").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_torn_over_a_prepared_segments_zeros_is_a_torn_tail() {
+    let dir = closed_store().await;
+    let (segment, end, written) = crash_in_a_prepared_segment(dir.path(), 20).await;
+    // Half of a further record, where the crash cut its write short.
+    let mut torn = Vec::new();
+    record::encode(
+        9_999,
+        &[op(TreeId::Meta, b"job/torn", Some(b"v"))],
+        &mut torn,
+    );
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[end..end + torn.len() / 2].copy_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let store = Store::open(&options(dir.path())).unwrap();
+    assert!(store.get_meta(&format!("job/{written}")).unwrap().is_some());
+    assert!(store.get_meta("job/torn").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_damaged_record_before_a_prepared_segments_zeros_with_records_after_is_corruption() {
+    let dir = closed_store().await;
+    let (segment, _, _) = crash_in_a_prepared_segment(dir.path(), 20).await;
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Inside the first record's payload; intact records follow it.
+    bytes[MAGIC.len() + 12] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let err = Store::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::Log { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_log_that_writes_little_prepares_no_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path())).unwrap();
+    store.prepare_spares();
+    store.put_meta("job/1", b"v").await.unwrap();
+    // Two of the checkpointer's rounds: a spare would be ready by then.
+    tokio::time::sleep(super::CHECKPOINT_EVERY * 2 + Duration::from_millis(200)).await;
+    let spare = dir.path().join("db").join("wal").join(super::SPARE);
+    assert!(!spare.exists(), "one small record asked for no spare");
+    // Past the first few records' worth, it does.
+    let mut n = 1;
+    while !spare.exists() {
+        n += 1;
+        assert!(n < 1000, "no spare was ever prepared");
+        store.put_meta(&format!("job/{n}"), b"v").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn no_spare_is_prepared_on_a_disk_without_room_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&options(dir.path())).unwrap();
+    store.prepare_spares();
+    // More free space than any disk has.
+    store.set_spare_headroom(u64::MAX / 2);
+    for n in 0..40 {
+        store.put_meta(&format!("job/{n}"), b"v").await.unwrap();
+    }
+    // Two of the checkpointer's rounds: a spare would be ready by then.
+    tokio::time::sleep(super::CHECKPOINT_EVERY * 2 + Duration::from_millis(200)).await;
+    let spare = dir.path().join("db").join("wal").join(super::SPARE);
+    assert!(!spare.exists(), "a spare on a disk without room for it");
+    // With room again, the next rounds prepare one.
+    store.set_spare_headroom(0);
+    let prepared = async {
+        while !spare.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(super::CHECKPOINT_EVERY * 10, prepared)
+        .await
+        .expect("a spare once there is room");
 }
