@@ -8,10 +8,11 @@
 //! it resolves once the record is on disk and applied to sled.
 //!
 //! - **Group commit.** The flusher thread takes the whole buffer and every waiter, writes the
-//!   buffer to the current segment file, `fdatasync`s once, applies the records to sled in order,
-//!   drops them from the overlay and answers the waiters. Without waiters it still does so every
-//!   [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without asking for a
-//!   sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
+//!   buffer to the current segment file, `fdatasync`s once, applies the records to sled in order
+//!   (answering each waiter as soon as sled holds its record) and drops them from the overlay.
+//!   Without waiters it still does so every [`BACKGROUND_WRITE_EVERY`]. A write that nobody
+//!   waits for can wait without asking for a sync ([`Staged::ride`]): it is answered by
+//!   whichever round makes it durable.
 //! - **Reads see durable state.** sled holds exactly the changes whose records are on disk, so a
 //!   read of sled (the store's plain reads, which take no lock here) never sees a change that a
 //!   crash could still take back. Only transactions read the overlay.
@@ -60,7 +61,7 @@ use std::future::{Future, IntoFuture};
 use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,6 +156,9 @@ pub(super) struct Wal {
 
 struct Shared {
     state: Mutex<State>,
+    /// Whether `State::failed` is set, for the flusher to read without the lock while it
+    /// answers waiters during a round (`apply_answering`).
+    failed: AtomicBool,
     /// Wakes the flusher when the first waiter arrives, or on close.
     flusher_wake: Condvar,
     /// Wakes the checkpointer early, on close.
@@ -171,11 +175,11 @@ struct Shared {
     applied: tokio::sync::watch::Sender<u64>,
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
     #[cfg(test)]
-    checkpoints_paused: std::sync::atomic::AtomicBool,
+    checkpoints_paused: AtomicBool,
     /// Tests: the checkpointer prepares spare segments (off unless a test turns it on, so that
     /// the others' segments are written by the flusher alone, one record after another).
     #[cfg(test)]
-    spares: std::sync::atomic::AtomicBool,
+    spares: AtomicBool,
     /// Tests: the free space a spare needs besides itself ([`SPARE_HEADROOM`] unless set).
     #[cfg(test)]
     spare_headroom: AtomicU64,
@@ -246,6 +250,7 @@ impl Shared {
             let refused = e.unavailable();
             (self.on_failure)(&refused);
             state.failed = Some(refused);
+            self.failed.store(true, Ordering::Release);
         }
     }
 
@@ -406,6 +411,7 @@ impl Wal {
                 spare: Spare::Absent,
                 spare_wanted: false,
             }),
+            failed: AtomicBool::new(false),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
             on_failure,
@@ -414,9 +420,9 @@ impl Wal {
             metrics,
             applied: on_durable,
             #[cfg(test)]
-            checkpoints_paused: std::sync::atomic::AtomicBool::new(false),
+            checkpoints_paused: AtomicBool::new(false),
             #[cfg(test)]
-            spares: std::sync::atomic::AtomicBool::new(false),
+            spares: AtomicBool::new(false),
             #[cfg(test)]
             spare_headroom: AtomicU64::new(SPARE_HEADROOM),
         });
@@ -826,7 +832,7 @@ impl Drop for Wal {
 fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment) {
     let mut batch = Vec::new();
     loop {
-        let (last, records, waiters, closing, failed) = {
+        let (last, records, mut waiters, closing, failed) = {
             let mut state = shared.lock();
             while state.waiters.is_empty() && !state.closed {
                 let (next, wait) = shared
@@ -864,7 +870,7 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                         .fault(Point::SledApply)
                         .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
                 })
-                .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+                .and_then(|()| apply_answering(shared, trees, &records, &mut waiters))
                 .and_then(|()| mark::note_applied(&trees.meta, last));
             if started.elapsed() >= SLOW_ROUND {
                 tracing::warn!(
@@ -950,6 +956,36 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
             }
         }
     }
+}
+
+/// Applies a durable round's `records` to sled in order, and answers each waiter as soon as
+/// sled holds its record: a write early in a large round (an expiry batch's, or a wave of
+/// Binds') does not wait for the records after it. Nobody is answered once the log has failed
+/// (what `waiters` still holds is answered with the round). The round's end (the applied mark,
+/// the overlay, `durable_seq`) follows for all of them at once: a record in sled whose round
+/// has not ended is still in the log, so its acknowledgement holds whatever happens next.
+fn apply_answering(
+    shared: &Shared,
+    trees: &Trees,
+    records: &[(u64, Vec<Op>)],
+    waiters: &mut Vec<(u64, Waiter)>,
+) -> Result<(), StoreError> {
+    // The earliest record last, to pop.
+    waiters.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    for (seq, ops) in records {
+        trees.apply(ops)?;
+        if waiters.last().is_none_or(|(waiting, _)| waiting > seq) {
+            continue;
+        }
+        if shared.failed.load(Ordering::Acquire) {
+            continue;
+        }
+        while let Some((_, waiter)) = waiters.pop_if(|(waiting, _)| *waiting <= *seq) {
+            // A waiter that gave up (dropped its receiver) needs no answer.
+            let _ = waiter.send(Ok(()));
+        }
+    }
+    Ok(())
 }
 
 /// The segment the flusher goes on in after record `first_seq - 1`: the spare if it took it

@@ -72,6 +72,44 @@ async fn concurrent_commits_share_few_syncs() {
     assert!((1..50).contains(&syncs), "{syncs} syncs for 200 commits");
 }
 
+/// Writers answered during a round (as soon as sled holds their record, not once the whole
+/// round is applied) still see their own write in a plain read the moment they are answered,
+/// and so does every writer before them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_answered_during_its_round_reads_its_write_and_every_earlier_one() {
+    let store = Arc::new(Store::open_temporary().unwrap());
+    // Staged in one go, so that they share rounds: each a record of its own, in order.
+    let staged: Vec<_> = (0..300)
+        .map(|n| {
+            store
+                .stage(|tx| tx.put_meta(&format!("job/{n:03}"), b"v"))
+                .unwrap()
+        })
+        .collect();
+    let calls: Vec<_> = staged
+        .into_iter()
+        .enumerate()
+        .map(|(n, staged)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                staged.await.unwrap();
+                // Everything staged before this write is durable and in sled as well.
+                for earlier in (0..=n).rev().take(5) {
+                    let key = format!("job/{earlier:03}");
+                    assert!(
+                        store.get_meta(&key).unwrap().is_some(),
+                        "{key} unreadable once job/{n:03} was answered"
+                    );
+                }
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert!(store.sync_count() < 300, "the writes shared rounds");
+}
+
 #[tokio::test]
 async fn a_write_costs_one_sync_and_a_transaction_that_writes_nothing_none() {
     let store = Store::open_temporary().unwrap();
