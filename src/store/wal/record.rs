@@ -154,11 +154,10 @@ pub fn claimed_len(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Whether `rest` holds no record, only zeros (or nothing): the unwritten part of a prepared
-/// segment. No record starts with a zero header (its payload is never empty), so only a rest
-/// whose first bytes are zero is read through.
+/// segment. No record starts with a zero header (its payload is never empty), so the check
+/// stops within a record's first bytes and reads through only a rest of zeros.
 pub fn is_blank(rest: &[u8]) -> bool {
-    let head = &rest[..rest.len().min(HEADER)];
-    head.iter().all(|&b| b == 0) && rest.iter().all(|&b| b == 0)
+    rest.iter().all(|&b| b == 0)
 }
 
 /// Reads the record at `*pos` in `segment` (which starts after [`MAGIC`]).

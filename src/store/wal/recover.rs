@@ -234,9 +234,7 @@ fn is_torn_tail(segment: &[u8], pos: usize, next: Option<u64>, applied: u64) -> 
     let rest = &segment[pos..];
     let ends_the_file = match record::claimed_len(rest) {
         None => true, // not even a whole header
-        Some(claimed) => rest
-            .get(claimed..)
-            .is_none_or(|after| after.iter().all(|&b| b == 0)),
+        Some(claimed) => rest.get(claimed..).is_none_or(record::is_blank),
     };
     ends_the_file && !next.is_some_and(|next| intact_record_follows(segment, pos, next))
 }
