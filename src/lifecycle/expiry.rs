@@ -5,7 +5,7 @@
 //! optionally sends a defensive unbind that treats "not found" as success. AX bindings never
 //! expire on the platform, so xpool unbinds them itself at the deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,10 +62,13 @@ const EXPIRE_CONCURRENCY: usize = 256;
 /// behind one batch.
 pub(super) const BATCH: usize = 64;
 
-/// Batches staged before the round waits for them to be durable (together: one log sync).
-/// A Bind's write that comes after them waits for the log to write them and apply them to
-/// sled, so this bounds what a burst adds to a Bind's wait. At 4 a burst of 200k cleared a
-/// little sooner but the Binds during it had a p99 a third higher (BENCHMARKS.md, scenario 5).
+/// Batches staged and not yet known durable. With this many, the round waits for the oldest
+/// and then stages the next, so it stages one batch while the log writes and applies the one
+/// before (waiting for both at once left the log idle while the round staged, and the round
+/// idle while the log worked). A Bind's write that comes after them waits for the log to write
+/// them and apply them to sled, so this bounds what a burst adds to a Bind's wait. At 4 a
+/// burst of 200k cleared a little sooner but the Binds during it had a p99 a third higher
+/// (BENCHMARKS.md, scenario 5).
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 
 impl Round {
@@ -108,7 +111,7 @@ impl Pool {
         // written in batches per app.
         let mut unbinding = JoinSet::new();
         let mut batches: HashMap<&str, Vec<BindingRecord>> = HashMap::new();
-        let mut staged: Vec<(Arc<super::AppPool>, StagedExpiry)> = Vec::new();
+        let mut staged = VecDeque::new();
         let mut failed = None;
         for id in due {
             if started.elapsed() > policy.round_budget {
@@ -146,7 +149,7 @@ impl Pool {
                     break;
                 }
                 if staged.len() >= BATCHES_IN_FLIGHT {
-                    finish(&mut staged, policy, &mut round, &mut failed).await;
+                    finish_oldest(&mut staged, policy, &mut round, &mut failed).await;
                     if failed.is_some() {
                         break;
                     }
@@ -191,16 +194,16 @@ async fn stage(
     batch: &[BindingRecord],
     policy: &ExpiryPolicy,
     now_ms: i64,
-    staged: &mut Vec<(Arc<super::AppPool>, StagedExpiry)>,
+    staged: &mut VecDeque<(Arc<super::AppPool>, StagedExpiry)>,
 ) -> Result<(), PoolError> {
     match app.stage_expiry(batch, policy, now_ms) {
-        Ok(s) => staged.push((Arc::clone(app), s)),
+        Ok(s) => staged.push_back((Arc::clone(app), s)),
         Err(e) if e.is_store_unavailable() => return Err(e),
         Err(e) => {
             tracing::warn!(app = %app.name(), error = %e, "expiry batch failed; one at a time");
             for rec in batch {
                 match app.stage_expiry(std::slice::from_ref(rec), policy, now_ms) {
-                    Ok(s) => staged.push((Arc::clone(app), s)),
+                    Ok(s) => staged.push_back((Arc::clone(app), s)),
                     Err(e) if e.is_store_unavailable() => return Err(e),
                     Err(e) => {
                         tracing::warn!(app = %app.name(), id = %rec.id, error = %e, "expiry failed; retried later");
@@ -213,19 +216,32 @@ async fn stage(
     Ok(())
 }
 
-/// Waits for the `staged` batches to be durable (one wait: the last durable means every one
-/// before it is) and counts them into `round`; the first failure goes to `failed`.
+/// Waits for every `staged` batch to be durable, oldest first (see [`finish_oldest`]).
 async fn finish(
-    staged: &mut Vec<(Arc<super::AppPool>, StagedExpiry)>,
+    staged: &mut VecDeque<(Arc<super::AppPool>, StagedExpiry)>,
     policy: &ExpiryPolicy,
     round: &mut Round,
     failed: &mut Option<PoolError>,
 ) {
-    for (app, batch) in staged.drain(..) {
-        match app.finish_expiry(batch, policy.defensive_unbind).await {
-            Ok(n) => round.expired += n,
-            Err(e) => _ = failed.get_or_insert(e),
-        }
+    while !staged.is_empty() {
+        finish_oldest(staged, policy, round, failed).await;
+    }
+}
+
+/// Waits for the oldest `staged` batch to be durable and counts it into `round`; the first
+/// failure goes to `failed`.
+async fn finish_oldest(
+    staged: &mut VecDeque<(Arc<super::AppPool>, StagedExpiry)>,
+    policy: &ExpiryPolicy,
+    round: &mut Round,
+    failed: &mut Option<PoolError>,
+) {
+    let Some((app, batch)) = staged.pop_front() else {
+        return;
+    };
+    match app.finish_expiry(batch, policy.defensive_unbind).await {
+        Ok(n) => round.expired += n,
+        Err(e) => _ = failed.get_or_insert(e),
     }
 }
 
