@@ -42,7 +42,7 @@ const PAGE: i64 = 500;
 /// How often `P applied/<node_id>` is written (when it moved) and the lag looked at.
 const TICK: Duration = Duration::from_secs(1);
 /// Revisions behind etcd past which the copy warns (each tick, at most every
-/// [`WARN_EVERY`]).
+/// `WARN_EVERY`).
 pub const LAG_WARNING: u64 = 1000;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Pause after a failed round, doubled up to [`MAX_PAUSE`].

@@ -5,7 +5,7 @@
 //! reflection, `StoreService` and `WatchService` always stay local), the layer reads the first
 //! gRPC frame of the request body and finds in it the request's `app` field, or its
 //! `binding_id` when it names no app (UpdateBinding; Unbind and GetBinding by id), by field
-//! number, from a table built at start-up from the API's descriptors ([`methods`]). The bytes
+//! number, from a table built at start-up from the API's descriptors (`methods`). The bytes
 //! read are put back in front of the body, so the request goes on unchanged. A
 //! [`Router`] then says where the call goes:
 //!
@@ -22,11 +22,11 @@
 //!   node id is served locally.
 //! - [`Route::Unavailable`]: `UNAVAILABLE` `LEADER_UNAVAILABLE` with the router's reason.
 //!
-//! A call is a [`CallKind::Write`] for the methods that change state ([`methods::WRITES`]), else
+//! A call is a [`CallKind::Write`] for the methods that change state (`methods::WRITES`), else
 //! a [`CallKind::Read`] — or a [`CallKind::ConsistentRead`] when the caller sends the metadata
 //! `xpool-consistent: true` (the router serves plain reads from the local copy and sends
 //! consistent ones to the leader), or for the reads only the leader can answer, the app's
-//! live pool ([`methods::LEADER_READS`]: GetPoolStats, ListNumbers).
+//! live pool (`methods::LEADER_READS`: GetPoolStats, ListNumbers).
 //!
 //! A call forwarded once is never forwarded again: a request carrying `xpool-forwarded-by` whose
 //! route is not local is answered `UNAVAILABLE` (leadership moved while it travelled; the

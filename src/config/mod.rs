@@ -2,8 +2,8 @@
 //! `XPOOL__SECTION__KEY` variables from an injectable environment, validated as a whole before
 //! anything is opened or bound.
 //!
-//! Loading goes file → `toml::Table` → env overrides applied to the table ([`source`]) →
-//! each section deserialized with `deny_unknown_fields` and checked ([`resolve`]). Every problem
+//! Loading goes file → `toml::Table` → env overrides applied to the table (`source`) →
+//! each section deserialized with `deny_unknown_fields` and checked (`resolve`). Every problem
 //! found is reported at once, each naming where the value came from (the file or the variable)
 //! and its key path, e.g. `deploy/xpool.toml: apps[rides].numbers[2].number: …`. No error ever
 //! contains a secret value.

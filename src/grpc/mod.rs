@@ -16,8 +16,9 @@ mod status;
 pub mod store;
 pub mod watch;
 
-/// Types and service stubs generated from `proto/xpool/v1/`.
-#[allow(clippy::all, missing_debug_implementations)]
+/// Types and service stubs generated from `proto/xpool/v1/`. Their docs are the proto's
+/// comments, written for API readers (`call_options.<field>`), not as rustdoc markup.
+#[allow(clippy::all, missing_debug_implementations, rustdoc::invalid_html_tags)]
 pub mod pb {
     tonic::include_proto!("xpool.v1");
 

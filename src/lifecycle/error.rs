@@ -369,8 +369,8 @@ impl PoolError {
         .with("free_elsewhere", free_elsewhere)
     }
 
-    /// What a failed platform call means for the caller: the reason [`upstream_reason`] gives,
-    /// the words [`describe`] gives. The caller of this logs the details.
+    /// What a failed platform call means for the caller: the reason `upstream_reason` gives,
+    /// the words `describe` gives. The caller of this logs the details.
     pub fn from_upstream(e: &UpstreamError) -> Self {
         if e.class() == ErrorClass::InvalidRequest
             && let Some(field) = e.desc().and_then(CallField::named_in)

@@ -67,7 +67,7 @@ pub struct ReconcileReport {
     pub fields_corrected: u64,
     pub pending_resolved: u64,
     pub numbers_removed: u64,
-    /// The first [`MAX_ERRORS`] errors.
+    /// The first `MAX_ERRORS` errors.
     pub errors: Vec<RunError>,
     /// All errors.
     pub error_count: u64,

@@ -111,7 +111,7 @@ impl Retention {
 
 impl Pool {
     /// Forgets the request ids and deletes the bindings whose time is up at `now_ms`, at most
-    /// [`ROUND_LIMIT`] of each, in transactions of [`CHUNK`].
+    /// `ROUND_LIMIT` of each, in transactions of `CHUNK`.
     ///
     /// On a single node every app's records go, through the local log (those of apps no
     /// longer configured too). In cluster mode each replica purges the apps it leads, each

@@ -1,6 +1,6 @@
 //! The sled store: bindings, their indexes, and the number pool, on one sled database.
 //!
-//! Trees (key layouts in [`keys`], values behind a version byte in [`codec`]):
+//! Trees (key layouts in [`keys`], values behind a version byte in `codec`):
 //! - `bindings`: every [`BindingRecord`] by id (UUID v7, so creation order);
 //! - `requests`: (app, request_id) → binding id, for idempotent Binds;
 //! - `expiry`: (deadline, id) for Active bindings with a deadline, earliest first;

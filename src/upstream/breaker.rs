@@ -18,7 +18,7 @@ enum State {
     HalfOpen,
 }
 
-/// The state of a breaker as [`Breaker::circuit`] shows it.
+/// The state of a breaker as `Breaker::circuit` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Circuit {
     /// Calls go through.

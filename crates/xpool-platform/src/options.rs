@@ -178,7 +178,7 @@ impl CallField {
     }
 
     /// The option a platform refusal is about, when `resultdesc` names its parameter (1010002
-    /// "Invalid request. <parameter>").
+    /// `Invalid request. <parameter>`).
     pub fn named_in(resultdesc: &str) -> Option<Self> {
         let param = resultdesc.rsplit(['.', ' ']).next()?;
         Self::ALL.into_iter().find(|f| f.wire_name() == param)

@@ -2,11 +2,11 @@
 //! start speaking HTTP/2 or stay without a call, TCP keepalive, and the counts a metrics
 //! endpoint exports.
 //!
-//! - [`accept`]: the accept loop as a stream for tonic, refusing connections beyond the cap and
+//! - `accept`: the accept loop as a stream for tonic, refusing connections beyond the cap and
 //!   backing off when accepting fails (e.g. out of file descriptors), logging both rate-limited.
-//! - [`conn`]: one accepted connection, closed when its handshake or idle deadline passes.
-//! - [`tls`]: TLS on top of the accepted connections, handshakes off the accept loop.
-//! - [`calls`]: the tower layer that tells a connection when it has calls in flight.
+//! - `conn`: one accepted connection, closed when its handshake or idle deadline passes.
+//! - `tls`: TLS on top of the accepted connections, handshakes off the accept loop.
+//! - `calls`: the tower layer that tells a connection when it has calls in flight.
 //!
 //! HTTP/2 keepalive pings (tonic's `http2_keepalive_*`) find peers that stopped answering once
 //! the connection is up; the deadlines here cover what pings cannot: a peer that never completes

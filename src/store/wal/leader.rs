@@ -22,6 +22,9 @@
 //!   replication does not know ([`Class::Unknown`]) refuses the transaction (a bug to fix, not
 //!   a write to lose). Feed entries travel to etcd but stay out of the overlay: the numbers the
 //!   leader gave them are provisional, and only the copy's numbers are ever shown.
+//!
+//! [`Wal::take_leader_records`]: super::Wal::take_leader_records
+//! [`Wal::finish_leader_records`]: super::Wal::finish_leader_records
 
 use std::collections::HashSet;
 use std::sync::Arc;

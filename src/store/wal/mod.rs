@@ -327,7 +327,7 @@ impl<T> Staged<T> {
 
     /// Like [`Staged::durable`], without asking for a sync: the write rides the next group
     /// commit another writer asks for, or the background write within
-    /// [`BACKGROUND_WRITE_EVERY`]. For writes that nobody waits for (a callin's event, answered
+    /// `BACKGROUND_WRITE_EVERY`. For writes that nobody waits for (a callin's event, answered
     /// already), so that they add no `fdatasync` of their own.
     pub async fn ride(self) -> Result<T, StoreError> {
         self.wait.done(SyncRequest::Ride).await?;

@@ -64,7 +64,7 @@ pub(crate) fn callin(call: &Call, route: &Route) -> CallEvent {
     }
 }
 
-/// Plays a routed call: callin, [collectInfo], then callout → alerting → [answer] → disconnect
+/// Plays a routed call: callin, \[collectInfo\], then callout → alerting → \[answer\] → disconnect
 /// when forwarded, or straight to disconnect when refused; and its CDR.
 pub(crate) fn play(call: &Call, route: &Route) -> Played {
     let at = |base: OffsetDateTime, seconds: i64| base + time::Duration::seconds(seconds);
