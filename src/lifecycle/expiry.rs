@@ -148,11 +148,12 @@ impl Pool {
                     failed = Some(e);
                     break;
                 }
-                if staged.len() >= BATCHES_IN_FLIGHT {
+                // A batch staged one binding at a time (see `stage`) counts as many.
+                while staged.len() >= BATCHES_IN_FLIGHT && failed.is_none() {
                     finish_oldest(&mut staged, policy, &mut round, &mut failed).await;
-                    if failed.is_some() {
-                        break;
-                    }
+                }
+                if failed.is_some() {
+                    break;
                 }
             }
         }
