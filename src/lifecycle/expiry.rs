@@ -66,9 +66,9 @@ pub(super) const BATCH: usize = 64;
 /// and then stages the next, so it stages one batch while the log writes and applies the one
 /// before (waiting for both at once left the log idle while the round staged, and the round
 /// idle while the log worked). A Bind's write that comes after them waits for the log to write
-/// them and apply them to sled, so this bounds what a burst adds to a Bind's wait. At 4 a
-/// burst of 200k cleared a little sooner but the Binds during it had a p99 a third higher
-/// (BENCHMARKS.md, scenario 5).
+/// them and apply them to sled, so this bounds what a burst adds to a Bind's wait. At 4 (when
+/// the round still waited for all of them) a burst of 200k cleared a little sooner but the
+/// Binds during it had a p99 a third higher (BENCHMARKS.md, scenario 5).
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 
 impl Round {

@@ -13,7 +13,7 @@
 //!   Without waiters it still does so every [`BACKGROUND_WRITE_EVERY`]. A write that nobody
 //!   waits for can wait without asking for a sync ([`Staged::ride`]): it is answered by
 //!   whichever round makes it durable.
-//! - **Reads see durable state.** sled holds exactly the changes whose records are on disk, so a
+//! - **Reads see durable state.** sled holds only changes whose records are on disk, so a
 //!   read of sled (the store's plain reads, which take no lock here) never sees a change that a
 //!   crash could still take back. Only transactions read the overlay.
 //! - **sled is never ahead of the log.** sled's state after a crash (a prefix of the flusher's
