@@ -12,8 +12,9 @@
 //! - **Never in sled directly.** Only the copy writes what etcd committed, so sled never holds
 //!   a change etcd refused, and a deposed leader has nothing to undo.
 //! - **A term that failed stays failed.** Once one record of a term fails (the fence no longer
-//!   holds, or etcd's answer was lost), every later write of that term is refused: it may have
-//!   read the failed one's changes. The app's pool is rebuilt from the copy if this replica
+//!   holds, or etcd's answer was lost), every later write of that term is refused, also one
+//!   queued before the failure and not yet taken by the writer: it may have read the failed
+//!   one's changes. The app's pool is rebuilt from the copy if this replica
 //!   leads the app again, under a new term.
 //! - **A transaction that changed nothing** but may have read a leader's pending change (an
 //!   idempotent retry finding a binding staged a moment ago) is answered only once the records
@@ -180,17 +181,44 @@ impl LeaderWrites {
     }
 
     /// Drops finished records' changes from the overlay, ends the terms of failed ones and
-    /// answers them.
+    /// answers them. Records of an ended term still queued are refused with it: they were
+    /// staged while the failed one was unfinished, so they may have read its changes (a
+    /// read-only transaction that found a binding staged a moment ago would otherwise be
+    /// answered with a binding etcd never held).
     pub fn finish(&mut self, outcomes: Vec<(LeaderRecord, Result<(), StoreError>)>) {
+        let mut failed = false;
         for (mut record, outcome) in outcomes {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.pending.applied(record.id, &record.ops);
             if outcome.is_err() {
+                failed = true;
                 self.ended.insert(Arc::clone(&record.term));
             }
             if let Some(answer) = record.answer.take() {
                 // A caller that gave up needs no answer.
                 let _ = answer.send(outcome);
+            }
+        }
+        if failed {
+            self.refuse_ended();
+        }
+    }
+
+    /// Takes the queued records of ended terms out of the queue and refuses them.
+    fn refuse_ended(&mut self) {
+        let (refused, kept) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|record| self.ended.contains(&record.term));
+        self.queue = kept;
+        let refused: Vec<LeaderRecord> = refused;
+        for mut record in refused {
+            self.pending.applied(record.id, &record.ops);
+            let e = not_leader(
+                &record.term,
+                "an earlier write of this replica's leadership of the app failed",
+            );
+            if let Some(answer) = record.answer.take() {
+                let _ = answer.send(Err(e));
             }
         }
     }
@@ -208,5 +236,71 @@ fn not_leader(term: &Term, why: &str) -> StoreError {
     StoreError::NotLeader {
         app: term.app.clone(),
         why: why.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(token: i64) -> Arc<Term> {
+        Arc::new(Term {
+            app: "app".into(),
+            token,
+        })
+    }
+
+    fn put(key: &[u8]) -> Vec<Op> {
+        vec![Op {
+            tree: TreeId::Bindings,
+            key: key.to_vec(),
+            value: Some(b"v".to_vec()),
+        }]
+    }
+
+    /// A record queued behind one that fails, and taken only after the failure, is refused:
+    /// it may have read the failed one's changes (here a read-only transaction waiting for the
+    /// binding it found), and must never be answered as if they were committed.
+    #[test]
+    fn a_record_queued_behind_a_failed_one_is_refused() {
+        let (mine, other) = (term(1), term(2));
+        let mut writes = LeaderWrites::default();
+        let first = writes.stage(&mine, put(b"b1")).expect("a change waits");
+        let taken = writes.take();
+        assert_eq!(taken.len(), 1);
+        // Both read `b1` through the overlay while its record is unfinished.
+        assert_eq!(
+            writes.pending.get(TreeId::Bindings, b"b1"),
+            Some(Some(&b"v"[..]))
+        );
+        let mut reader = writes.stage(&mine, Vec::new()).expect("it waits for b1");
+        let mut writer = writes.stage(&mine, put(b"b2")).expect("a change waits");
+        let mut elsewhere = writes.stage(&other, put(b"c1")).expect("a change waits");
+
+        let lost = not_leader(&mine, "etcd did not confirm the write");
+        writes.finish(taken.into_iter().map(|r| (r, Err(lost.clone()))).collect());
+
+        assert!(matches!(
+            first.blocking_recv(),
+            Ok(Err(StoreError::NotLeader { .. }))
+        ));
+        for refused in [&mut reader, &mut writer] {
+            let outcome = refused.try_recv().expect("answered at once");
+            assert!(
+                matches!(outcome, Err(StoreError::NotLeader { .. })),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(writes.pending.get(TreeId::Bindings, b"b2"), None);
+        assert_eq!(writes.pending.get(TreeId::Bindings, b"b1"), None);
+        // Another term's record goes on to the writer.
+        let next = writes.take();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].term(), &other);
+        assert!(elsewhere.try_recv().is_err(), "not answered yet");
+        assert!(
+            writes.check(&mine).is_err(),
+            "the failed term takes no more writes"
+        );
     }
 }
