@@ -14,8 +14,8 @@
 //! - **A term that failed stays failed.** Once one record of a term fails (the fence no longer
 //!   holds, or etcd's answer was lost), every later write of that term is refused, also one
 //!   queued before the failure and not yet taken by the writer: it may have read the failed
-//!   one's changes. The app's pool is rebuilt from the copy if this replica
-//!   leads the app again, under a new term.
+//!   one's changes. The app's pool is rebuilt from the copy if this replica leads the app
+//!   again, under a new term.
 //! - **A transaction that changed nothing** but may have read a leader's pending change (an
 //!   idempotent retry finding a binding staged a moment ago) is answered only once the records
 //!   before it are: it waits as a record without changes.
@@ -206,11 +206,10 @@ impl LeaderWrites {
 
     /// Takes the queued records of ended terms out of the queue and refuses them.
     fn refuse_ended(&mut self) {
-        let (refused, kept) = std::mem::take(&mut self.queue)
+        let (refused, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue)
             .into_iter()
             .partition(|record| self.ended.contains(&record.term));
         self.queue = kept;
-        let refused: Vec<LeaderRecord> = refused;
         for mut record in refused {
             self.pending.applied(record.id, &record.ops);
             let e = not_leader(
