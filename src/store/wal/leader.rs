@@ -267,7 +267,8 @@ mod tests {
         let first = writes.stage(&mine, put(b"b1")).expect("a change waits");
         let taken = writes.take();
         assert_eq!(taken.len(), 1);
-        // Both read `b1` through the overlay while its record is unfinished.
+        // The next records are staged while `b1`'s is unfinished: their transactions could
+        // read it through the overlay.
         assert_eq!(
             writes.pending.get(TreeId::Bindings, b"b1"),
             Some(Some(&b"v"[..]))
