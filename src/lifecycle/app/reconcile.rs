@@ -2,8 +2,8 @@
 //! runs and what they report).
 //!
 //! For each X the platform's bindings on it are queried (paged) and compared with the local
-//! bindings holding a slot on it: a platform-only binding (orphan) is adopted, or released by
-//! policy; a local-only binding (ghost) is freed only when it is older than the grace window and
+//! bindings holding a slot on it: a platform-only binding (orphan) that a second query still
+//! finds is adopted, or released by policy; a local-only binding (ghost) is freed only when it is older than the grace window and
 //! a second query confirms it is gone; differing fields take the platform's value; a
 //! platform binding that a PENDING reservation asked for completes that reservation (its
 //! request_id kept) before anything is called an orphan, and the other PENDING reservations are
@@ -20,7 +20,7 @@ use crate::lifecycle::records;
 use crate::lifecycle::upstream_calls::{self, Bound, Remote};
 use crate::platform::Mode;
 use crate::store::{BindingId, BindingRecord, BindingState, NumberRecord, NumberState};
-use crate::upstream::{CallOpts, ErrorClass, Priority, UpstreamError};
+use crate::upstream::{AppClient, CallOpts, ErrorClass, Priority, UpstreamError};
 
 fn progress_key(app: &str) -> String {
     format!("reconcile/{app}")
@@ -153,6 +153,7 @@ impl AppPool {
         self.settle_pending(x, &remote, &local, &pending, opts, report)
             .await?;
 
+        let mut unknown = Vec::new();
         for r in &remote {
             match local.iter().find(|b| same_binding(b, r)) {
                 Some(b) => {
@@ -166,23 +167,26 @@ impl AppPool {
                 // Made by a PENDING reservation of the same party (perhaps half of an AXYB bind
                 // whose second step is still to come): not an orphan.
                 None if pending.iter().any(|p| p.party_a == r.a) => {}
-                None => match opts.orphan_policy {
-                    OrphanPolicy::Adopt => {
-                        report.orphans_adopted += 1;
-                        if !opts.dry_run {
-                            self.adopt(x, r, now).await?;
-                        }
+                None => unknown.push(r),
+            }
+        }
+        for r in self.still_there(&client, x, unknown).await? {
+            match opts.orphan_policy {
+                OrphanPolicy::Adopt => {
+                    report.orphans_adopted += 1;
+                    if !opts.dry_run {
+                        self.adopt(x, &r, now).await?;
                     }
-                    OrphanPolicy::Release => {
-                        report.orphans_released += 1;
-                        if !opts.dry_run {
-                            let stray = self.orphan_record(x, r, now);
-                            upstream_calls::unbind(&client, &stray, false, background())
-                                .await
-                                .map_err(|e| self.unreachable(&e))?;
-                        }
+                }
+                OrphanPolicy::Release => {
+                    report.orphans_released += 1;
+                    if !opts.dry_run {
+                        let stray = self.orphan_record(x, &r, now);
+                        upstream_calls::unbind(&client, &stray, false, background())
+                            .await
+                            .map_err(|e| self.unreachable(&e))?;
                     }
-                },
+                }
             }
         }
 
@@ -256,6 +260,37 @@ impl AppPool {
         )
         .await?;
         Ok(())
+    }
+
+    /// Of the platform bindings on `x` that the listing had and nothing here knows, those the
+    /// platform still has when asked again, as it has them now.
+    ///
+    /// The local bindings are read after the listing, so a binding that left both sides in
+    /// between is in the listing and in no record here: an AXYB bind whose YB step was refused
+    /// takes its AX step back and then drops its reservation; an Unbind lands on the platform
+    /// and then releases the binding here. A listing made after the local read no longer has
+    /// it, while a binding that really is the platform's alone is in both.
+    async fn still_there(
+        &self,
+        client: &AppClient,
+        x: &str,
+        unknown: Vec<&Remote>,
+    ) -> Result<Vec<Remote>, Failed> {
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let opts = CallOpts::priority(Priority::Background);
+        let now = upstream_calls::list_on(client, self.rules.mode, x, opts)
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        Ok(now
+            .into_iter()
+            .filter(|r| {
+                unknown
+                    .iter()
+                    .any(|u| u.subscription_id == r.subscription_id && u.y == r.y)
+            })
+            .collect())
     }
 
     /// A platform call of the reconciliation failed: the caller learns why (and the platform's

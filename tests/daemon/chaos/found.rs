@@ -5,6 +5,7 @@ use tonic::Code;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
+use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use xpool::platform::wire::{AreaMatch, AxybAxRequest, AxybUnbind};
 
 use super::proxy::HangProxy;
@@ -240,6 +241,79 @@ async fn a_bind_landing_late_on_a_hung_platform_makes_one_binding_per_request() 
         "request r1 has {} bindings on the platform; the daemon answered {answers:#?}, then \
          {retried:?}; the platform: {of_a:#?}",
         of_a.len()
+    );
+    let status = daemon.sigterm().await;
+    assert!(status.success(), "{status}");
+}
+
+/// Reconciliation lists an X's platform bindings, then reads the daemon's. A platform binding
+/// that leaves both sides in between is in the listing and in no record here, so it was taken
+/// for an orphan and adopted: ACTIVE here, gone from the platform. An AXYB bind whose YB step
+/// is refused does just that (it takes its AX step back, then drops its reservation), and so
+/// does an Unbind landing (the platform first, then RELEASED here). Chaos seed
+/// 104372001308677, the default, round 1, about one run in fourteen: "adopted by
+/// reconciliation" and "ACTIVE here, not on the platform". Here the listing's answer is held
+/// while the binding is unbound on the platform. Reconciliation now lists the X again before
+/// adopting, and adopts only what is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_binding_gone_before_it_is_adopted_is_not_adopted() {
+    let setup = Setup::standard().only(&["chat"]).app("chat", |a| {
+        a.daemon("timeout_ms", 5_000)
+            .renumber(8617300000001, &["010"])
+    });
+    let sim = Sim::start_with(&setup).await;
+    let proxy = HangProxy::start(&sim.base_url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let _logs = LogDump(dir.path().to_owned());
+    let daemon = DaemonProcess::spawn(dir.path(), &setup, &proxy.url, 1, &[]).await;
+    // Half an AXYB binding (its AX step), made straight on the platform: the daemon has no
+    // record of it.
+    let platform = sim.client("k-axyb");
+    let half = platform
+        .axyb_bind_ax(&AxybAxRequest {
+            orig_num: party(9),
+            area_code: Some("010".into()),
+            area_match_mode: Some(AreaMatch::Strict),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The platform answers the reconciliation's listing with it; the answer is slow to come.
+    proxy.answer_late(1_000);
+    let asked = sim.requests("k-axyb").await;
+    let mut reconciler = ReconcileServiceClient::new(daemon.channel().await);
+    let run = tokio::spawn(async move {
+        let req = pb::ReconcileRequest {
+            app: "chat".into(),
+            numbers: Vec::new(),
+            dry_run: false,
+        };
+        reconcile_and_wait(&mut reconciler, req).await
+    });
+    while sim.requests("k-axyb").await == asked {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Meanwhile the binding goes.
+    platform
+        .axyb_unbind(&AxybUnbind {
+            subscription_id: half.subscription_id.clone(),
+            y_num: None,
+            b_num: None,
+        })
+        .await
+        .unwrap();
+    proxy.answer_late(0);
+    let run = run.await.unwrap();
+    assert!(sim.bindings("k-axyb").await.is_empty());
+    let mut bindings = BindingServiceClient::new(daemon.channel().await);
+    let all = list_bindings(&mut bindings, "chat", pb::BindingState::Unspecified).await;
+    let active: Vec<_> = all
+        .iter()
+        .filter(|b| b.state() == pb::BindingState::Active)
+        .collect();
+    assert!(
+        active.is_empty(),
+        "a binding gone from the platform was adopted: {active:#?}; the run: {run:?}"
     );
     let status = daemon.sigterm().await;
     assert!(status.success(), "{status}");

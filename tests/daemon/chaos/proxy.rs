@@ -26,6 +26,8 @@ pub struct HangProxy {
     pub url: String,
     /// How late each byte the daemon sends is delivered, ms (0: at once).
     delay_ms: Arc<AtomicU64>,
+    /// How late each byte the simulator answers is passed on, ms (0: at once).
+    answer_delay_ms: Arc<AtomicU64>,
     /// The accept loop; aborted on drop.
     accepting: JoinHandle<()>,
 }
@@ -46,15 +48,20 @@ impl HangProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let delay = Arc::clone(&delay_ms);
+        let answer_delay_ms = Arc::new(AtomicU64::new(0));
+        let delays = Delays {
+            requests: Arc::clone(&delay_ms),
+            answers: Arc::clone(&answer_delay_ms),
+        };
         let accepting = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(relay(client, upstream, Arc::clone(&delay)));
+                tokio::spawn(relay(client, upstream, delays.clone()));
             }
         });
         HangProxy {
             url,
             delay_ms,
+            answer_delay_ms,
             accepting,
         }
     }
@@ -63,18 +70,32 @@ impl HangProxy {
     pub fn hang(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::SeqCst);
     }
+
+    /// From now on, what the simulator answers reaches the daemon `ms` late (0: at once): the
+    /// platform has carried a request out, and its answer is still on the way.
+    pub fn answer_late(&self, ms: u64) {
+        self.answer_delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+/// The delays in force, shared with every connection.
+#[derive(Debug, Clone)]
+struct Delays {
+    requests: Arc<AtomicU64>,
+    answers: Arc<AtomicU64>,
 }
 
 /// One daemon connection: its bytes go to the simulator each at its due time (received + the
 /// delay then), in order, even after the daemon closed; the simulator's answers go back while
-/// the daemon listens, and are dropped after.
-async fn relay(client: TcpStream, upstream: SocketAddr, delay: Arc<AtomicU64>) {
+/// the daemon listens (each as late as the answer delay then), and are dropped after.
+async fn relay(client: TcpStream, upstream: SocketAddr, delays: Delays) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
     let (due_tx, mut due_rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let delay = delays.requests;
     let reading = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n @ 1..) = client_rx.read(&mut buf).await {
@@ -103,6 +124,10 @@ async fn relay(client: TcpStream, upstream: SocketAddr, delay: Arc<AtomicU64>) {
         tokio::select! {
             read = server_rx.read(&mut buf) => {
                 let Ok(n @ 1..) = read else { break };
+                let late = delays.answers.load(Ordering::SeqCst);
+                if late > 0 {
+                    tokio::time::sleep(Duration::from_millis(late)).await;
+                }
                 if listening && client_tx.write_all(&buf[..n]).await.is_err() {
                     listening = false;
                 }
