@@ -375,10 +375,14 @@ impl Store {
         self.commit(|tx| tx.delete_binding(id)).await
     }
 
-    /// Every PENDING or RELEASING binding (one scan of the small `open` index).
+    /// Every PENDING or RELEASING binding (one scan of the small `open` index). Each record is
+    /// read after its index entry, so one that left the index in between (a write applied
+    /// meanwhile) is left out; a caller acting on one must still check its state in the write.
     pub fn open_bindings(&self) -> Result<Vec<BindingRecord>, StoreError> {
         let scan = self.read(|trees| Ok(trees.open.iter()))?;
-        self.indexed(keys::OPEN, scan, 0)
+        let mut open = self.indexed(keys::OPEN, scan, 0)?;
+        open.retain(|b| matches!(b.state, BindingState::Pending | BindingState::Releasing));
+        Ok(open)
     }
 
     /// The bindings of `app` that hold a slot on `x` (PENDING, ACTIVE, RELEASING), in id order:

@@ -199,6 +199,11 @@ impl AppPool {
     /// Resolves the given PENDING reservations and RELEASING unbinds of this app (those of Binds
     /// still running here are skipped). Returns how many remain open (the platform could not be
     /// asked).
+    ///
+    /// `open` was read before, and a binding may have moved on since: one no longer PENDING or
+    /// RELEASING is left alone, and an unbind is retried only while its binding is still
+    /// RELEASING when the retry's first write finds it (an ACTIVE binding taken for an open one
+    /// was once released here, though nobody had unbound it).
     pub(in crate::lifecycle) async fn recover(&self, open: Vec<BindingRecord>) -> usize {
         let running = self.inflight.reservations();
         let open: Vec<BindingRecord> = open
@@ -210,15 +215,22 @@ impl AppPool {
             let id = rec.id;
             let result = match rec.state {
                 BindingState::Pending => self.resolve(rec).await.map(|_| ()),
-                _ => {
+                BindingState::Releasing => {
                     let past_deadline = rec.expires_at_ms.is_some_and(|t| t <= self.clock.now_ms());
                     let to = if past_deadline {
                         BindingState::Expired
                     } else {
                         BindingState::Released
                     };
-                    self.release(&rec, to).await.map(|_| ())
+                    let still_releasing = |b: &BindingRecord| b.state == BindingState::Releasing;
+                    let finished = self.release_if(&rec, to, still_releasing).await;
+                    match finished {
+                        Ok((_, true)) => Ok(()),
+                        Ok((_, false)) => continue,
+                        Err(e) => Err(e),
+                    }
                 }
+                _ => continue,
             };
             match result {
                 Ok(()) => tracing::info!(app = %self.name, %id, "resolved an open binding"),
