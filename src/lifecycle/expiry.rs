@@ -62,13 +62,15 @@ const EXPIRE_CONCURRENCY: usize = 256;
 /// behind one batch.
 pub(super) const BATCH: usize = 64;
 
-/// Batches staged and not yet known durable. With this many, the round waits for the oldest
-/// and then stages the next, so it stages one batch while the log writes and applies the one
-/// before (waiting for both at once left the log idle while the round staged, and the round
-/// idle while the log worked). A Bind's write that comes after them waits for the log to write
-/// them and apply them to sled, so this bounds what a burst adds to a Bind's wait. At 4 (when
-/// the round still waited for all of them) a burst of 200k cleared a little sooner but the
-/// Binds during it had a p99 a third higher (BENCHMARKS.md, scenario 5).
+/// Batches staged and not yet known to be in sled. With this many, the round waits for the
+/// oldest and then stages the next, so it stages one batch while the log writes and applies
+/// the one before (waiting for both at once left the log idle while the round staged, and the
+/// round idle while the log worked). A Bind's write staged behind them waits for the log to
+/// write them, and for the sled applies of the round before its own (the log thread applies a
+/// round before it takes the next), so this bounds what a burst adds to a Bind's wait. At 4
+/// (when the round still waited for all of them, and writes were answered only once sled held
+/// them) a burst of 200k cleared a little sooner but the Binds during it had a p99 a third
+/// higher (BENCHMARKS.md, scenario 5).
 pub(super) const BATCHES_IN_FLIGHT: usize = 2;
 
 impl Round {
@@ -118,7 +120,9 @@ impl Pool {
                 round.more = true;
                 break;
             }
-            let Some(rec) = self.store.get_binding(&id)? else {
+            // Read without waiting for sled to hold the batches just made durable: the
+            // transaction that expires it checks the binding again.
+            let Some(rec) = self.store.peek_binding(&id)? else {
                 continue;
             };
             let Some((name, app)) = apps.get_key_value(rec.app.as_str()) else {

@@ -28,29 +28,31 @@ pub(super) struct InFlight {
 }
 
 /// What a Bind with a request_id found when it joined.
-pub(super) enum Joined {
+pub(super) enum Joined<S> {
     /// Another Bind with this request_id is in flight: wait for its outcome.
     Wait(watch::Receiver<Shared>),
-    /// A Bind with this request_id already finished (or left a reservation).
-    Existing(Box<BindingRecord>),
+    /// A Bind with this request_id already finished (or left a reservation): what is stored
+    /// of it.
+    Existing(S),
     /// This is the first: publish the outcome with [`InFlight::finish`].
     First(watch::Sender<Shared>),
 }
 
 impl InFlight {
     /// Registers a Bind with `request_id`, or finds the one that came first. `stored` is
-    /// asked under the lock: the first Bind is either still listed here, or its record is stored.
-    pub(super) fn join(
+    /// asked under the lock: the first Bind is either still listed here, or its record is
+    /// written (where a transaction finds it, also before sled holds it).
+    pub(super) fn join<S>(
         &self,
         request_id: &str,
-        stored: impl FnOnce() -> Result<Option<BindingRecord>, PoolError>,
-    ) -> Result<Joined, PoolError> {
+        stored: impl FnOnce() -> Result<Option<S>, PoolError>,
+    ) -> Result<Joined<S>, PoolError> {
         let mut by_request = lock(&self.by_request);
         if let Some(rx) = by_request.get(request_id) {
             return Ok(Joined::Wait(rx.clone()));
         }
         if let Some(existing) = stored()? {
-            return Ok(Joined::Existing(Box::new(existing)));
+            return Ok(Joined::Existing(existing));
         }
         let (tx, rx) = watch::channel(None);
         by_request.insert(request_id.to_owned(), rx);

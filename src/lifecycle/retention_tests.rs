@@ -517,3 +517,24 @@ async fn deletes_survive_a_restart() {
     assert_ne!(new.id, old.id);
     f.store.close().await.unwrap();
 }
+
+/// A Bind repeated with its request id just after the first one was answered returns the same
+/// binding, also while sled does not hold the first one's record yet (its apply is held up
+/// here): the repeat looks its request id up in a transaction, which sees the answered write.
+#[tokio::test]
+async fn a_repeated_bind_finds_its_binding_before_sled_holds_it() {
+    use crate::store::faults::{self, Error, Point, Times};
+    let f = Fixture::new(vec![app("calls", Mode::X, 0)], policy(DAY, DAY)).await;
+    faults::stall_for(Duration::from_secs(3));
+    faults::set(f.store.path(), Point::SledApply, Error::Stall, Times::Once);
+    let first = f.bind("calls", 1, Some("r1")).await.unwrap();
+    let id = store::BindingId::from(first.id);
+    assert_eq!(
+        f.store.peek_binding(&id).unwrap(),
+        None,
+        "answered before sled holds it (the apply is stalled)"
+    );
+    let again = f.bind("calls", 1, Some("r1")).await.unwrap();
+    assert_eq!(again.id, first.id, "the same binding, not a conflict");
+    assert_eq!(f.stored(&first).map(|r| r.id), Some(id));
+}

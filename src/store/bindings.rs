@@ -118,7 +118,7 @@ impl Tx<'_> {
         }
     }
 
-    fn request_owner(&self, key: &[u8]) -> TxResult<Option<BindingId>> {
+    pub(super) fn request_owner(&self, key: &[u8]) -> TxResult<Option<BindingId>> {
         match self.requests.get(key)? {
             None => Ok(None),
             Some(value) => codec::decode(keys::REQUESTS, key, &value).map(Some),
@@ -491,6 +491,15 @@ impl Store {
             .transpose()
     }
 
+    /// [`Store::get_binding`] without the wait for sled to hold the last group commit's
+    /// writes: a candidate that a transaction checks again (the expiry round's).
+    pub fn peek_binding(&self, id: &BindingId) -> Result<Option<BindingRecord>, StoreError> {
+        let key = keys::binding(id);
+        self.read_unsettled(|trees| Ok(trees.bindings.get(key)?))?
+            .map(|value| codec::decode(keys::BINDINGS, &key, &value))
+            .transpose()
+    }
+
     /// The binding that (app, request_id) maps to, if it still carries that request id.
     pub fn binding_by_request(
         &self,
@@ -543,10 +552,12 @@ impl Store {
     }
 
     /// Active bindings whose deadline is <= `now_ms`, earliest first, at most `limit` (one range
-    /// scan of the expiry index).
+    /// scan of the expiry index). Candidates, for a transaction to check again: the scan does
+    /// not wait for sled to hold the last group commit's writes (see `Store::read_unsettled`),
+    /// so a binding expired or released in it may still be listed.
     pub fn due_bindings(&self, now_ms: i64, limit: usize) -> Result<Vec<BindingId>, StoreError> {
         let due = keys::expiry_due_bound(now_ms);
-        self.read(|trees| {
+        self.read_unsettled(|trees| {
             trees
                 .expiry
                 .range(..=due)
@@ -566,7 +577,7 @@ impl Store {
         of: impl Fn(&str) -> bool,
     ) -> Result<Vec<BindingId>, StoreError> {
         let due = keys::expiry_due_bound(now_ms);
-        self.read(|trees| {
+        self.read_unsettled(|trees| {
             let mut out = Vec::new();
             for entry in trees.expiry.range(..=due) {
                 if out.len() >= limit {
@@ -586,9 +597,12 @@ impl Store {
         })
     }
 
-    /// The earliest deadline in the expiry index (one seek).
+    /// The earliest deadline in the expiry index (one seek). A hint for the expiry scheduler,
+    /// which reads it after every round: it does not wait for sled to hold the last group
+    /// commit's writes (a Bind with a deadline wakes the scheduler once its write is durable,
+    /// and the scheduler looks again within a second anyway).
     pub fn next_deadline_ms(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|trees| match trees.expiry.first()? {
+        self.read_unsettled(|trees| match trees.expiry.first()? {
             None => Ok(None),
             Some((key, _)) => Ok(Some(parse_expiry_key(&key)?.0)),
         })

@@ -217,10 +217,30 @@ impl Store {
             })
     }
 
-    /// Runs a read on the trees in use. A read that fails with an I/O error (sled fails every
-    /// call after one of its own) fails the store as a failed write does; while the store
-    /// refuses writes, a failed read is refused the same way, as `Unavailable`.
+    /// Runs a read on the trees in use, once sled holds every write acknowledged before it
+    /// (a write is answered when its log record is on disk, and applied to sled just after: the
+    /// read waits for that apply if it is under way). A read that fails with an I/O error
+    /// (sled fails every call after one of its own) fails the store as a failed write does;
+    /// while the store refuses writes, a failed read is refused the same way, as `Unavailable`.
     fn read<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let open = self.current()?;
+        open.wal.settle()?;
+        f(&open.trees).map_err(|e| self.read_failed(&open, e))
+    }
+
+    /// Waits until sled holds every write acknowledged so far, without blocking a thread.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        let open = self.current()?;
+        open.wal.settled().await
+    }
+
+    /// [`Store::read`] without the wait for sled to catch up: it may miss the writes of the
+    /// last group commit. Only for reads of candidates that a transaction checks again (the
+    /// expiry round's), which must not wait behind the applies they are there to feed.
+    fn read_unsettled<T>(
+        &self,
+        f: impl FnOnce(&Trees) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let open = self.current()?;
         f(&open.trees).map_err(|e| self.read_failed(&open, e))
     }
@@ -242,8 +262,8 @@ impl Store {
         }
     }
 
-    /// Changes whenever writes became durable: readers of what others write (the change feed)
-    /// wait on it instead of polling.
+    /// Changes whenever durable writes became readable (sled holds them), and when the log
+    /// fails: readers of what others write (the change feed) wait on it instead of polling.
     pub fn durable_writes(&self) -> watch::Receiver<u64> {
         self.durable.subscribe()
     }
@@ -505,9 +525,13 @@ impl Store {
 
 #[cfg(test)]
 impl Store {
-    /// The trees in use (the store must be open).
+    /// The trees in use (the store must be open), once sled holds every acknowledged write.
     fn trees(&self) -> Trees {
-        self.current().expect("the store is open").trees.clone()
+        let open = self.current().expect("the store is open");
+        open.wal
+            .settle()
+            .expect("the log applies what it acknowledged");
+        open.trees.clone()
     }
 
     /// Every key of every tree, by tree name (to compare the whole store before and after).

@@ -11,13 +11,13 @@
 //!
 //! # The write path: the log, not sled directly
 //! Every write here is a store transaction ([`Store::commit`]): one write-ahead-log record per
-//! call, durable and in sled before the call returns. A separate path straight into sled
-//! would break "sled is never ahead of the log" (`wal`): a crash would replay older log records
-//! over newer direct writes, and transactions running meanwhile would not see the writes in
-//! order through the overlay. The price is one `fdatasync` per applied batch, shared with every
-//! other writer by group commit; in exchange a batch and the revision it brings the replica to
-//! are one record, so they survive a crash together or not at all, and a replica that crashed
-//! resumes from the revision its sled holds.
+//! call, durable before the call returns (and in sled for every plain read after it). A
+//! separate path straight into sled would break "sled is never ahead of the log" (`wal`): a
+//! crash would replay older log records over newer direct writes, and transactions running
+//! meanwhile would not see the writes in order through the overlay. The price is one
+//! `fdatasync` per applied batch, shared with every other writer by group commit; in exchange
+//! a batch and the revision it brings the replica to are one record, so they survive a crash
+//! together or not at all, and a replica that crashed resumes from the revision its sled holds.
 //!
 //! # The change feed
 //! A feed entry added at etcd revision `R` as the `p`-th feed entry of that revision gets the

@@ -20,6 +20,27 @@ pub enum RequestLookup {
 }
 
 impl Tx<'_> {
+    /// What (app, request_id) names, as [`Store::request_lookup`] does, seeing every write
+    /// staged before this transaction (also one answered a moment ago that sled does not
+    /// hold yet).
+    pub fn request_lookup(&self, app: &str, request_id: &str) -> TxResult<RequestLookup> {
+        let Ok(key) = keys::request(app, request_id) else {
+            return Ok(RequestLookup::Unknown);
+        };
+        let Some(id) = self.request_owner(&key)? else {
+            return Ok(RequestLookup::Unknown);
+        };
+        Ok(match self.get_binding(&id)? {
+            Some(record)
+                if record.app == app && record.request_id.as_deref() == Some(request_id) =>
+            {
+                RequestLookup::Live(Box::new(record))
+            }
+            Some(_) => RequestLookup::Unknown,
+            None => RequestLookup::Ended(id),
+        })
+    }
+
     /// Deletes a binding that left service (RELEASED or EXPIRED) with every index entry of it,
     /// once its retention has passed. With `keep_request` its request id stays taken: the
     /// `requests` entry and the `remembered` entry stay, naming an id whose record is gone (a
@@ -156,8 +177,9 @@ impl Store {
     }
 
     /// What (app, request_id) names in durable state, from one read of `requests` when it
-    /// names nothing (the common case: a Bind with a new request id): the binding it belongs
-    /// to, or the id of one retention deleted while the request id is still remembered.
+    /// names nothing: the binding it belongs to, or the id of one retention deleted while the
+    /// request id is still remembered. (A Bind looks its request id up in a transaction,
+    /// [`Tx::request_lookup`], which sees a write answered a moment ago without waiting.)
     pub fn request_lookup(&self, app: &str, request_id: &str) -> Result<RequestLookup, StoreError> {
         let Ok(key) = keys::request(app, request_id) else {
             return Ok(RequestLookup::Unknown);

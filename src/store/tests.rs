@@ -311,6 +311,8 @@ async fn due_bindings_earliest_first_with_limit() {
     }
     put(&store, 6, BindingState::Releasing, Some(10)).await;
     put(&store, 7, BindingState::Active, None).await;
+    // These reads do not wait for sled to hold what was answered (the expiry round's).
+    store.settled().await.unwrap();
 
     assert_eq!(store.next_deadline_ms().unwrap(), Some(1_000));
     assert_eq!(store.due_bindings(999, 10).unwrap(), []);
@@ -328,6 +330,7 @@ async fn due_bindings_earliest_first_with_limit() {
     let mut other = binding(8, BindingState::Active, Some(500));
     other.app = "another-app".into();
     store.put_binding(&other).await.unwrap();
+    store.settled().await.unwrap();
     let app = binding(1, BindingState::Active, None).app;
     assert_eq!(
         store.due_bindings_of(3_000, 2, |a| a == app).unwrap(),
@@ -340,10 +343,12 @@ async fn due_bindings_earliest_first_with_limit() {
         [id(8)]
     );
     store.delete_binding(&id(8)).await.unwrap();
+    store.settled().await.unwrap();
     assert_eq!(store.due_bindings(i64::MAX, 0).unwrap(), []);
     assert_eq!(store.due_bindings(-1, 10).unwrap(), []);
 
     put(&store, 2, BindingState::Expired, Some(1_000)).await;
+    store.settled().await.unwrap();
     assert_eq!(store.next_deadline_ms().unwrap(), Some(2_000));
 }
 

@@ -12,11 +12,20 @@ use crate::lifecycle::params::BindParams;
 use crate::lifecycle::records;
 use crate::lifecycle::upstream_calls::{self, Bound};
 use crate::platform::Mode;
-use crate::store::{BindingId, BindingRecord, BindingState, RequestLookup, StoreError};
+use crate::store::{BindingId, BindingRecord, BindingState, RequestLookup, Staged, StoreError};
 use crate::upstream::{CallOpts, ErrorClass, UpstreamError};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
 const MAX_ATTEMPTS: usize = 3;
+
+/// What an earlier Bind with the same request id left.
+enum Earlier {
+    /// Its binding, in the state it is in.
+    Live(Box<BindingRecord>),
+    /// The id of its binding, which has ended and been deleted by retention while the request
+    /// id is still remembered: the Bind it came with was carried out.
+    Ended(BindingId),
+}
 
 impl AppPool {
     /// Binds per the app's rules. With a request_id, a repeated or concurrent Bind returns the
@@ -35,7 +44,22 @@ impl AppPool {
         let stored = || self.by_request(&request_id);
         let sender = match self.inflight.join(&request_id, stored)? {
             Joined::Wait(rx) => return inflight::wait(rx).await,
-            Joined::Existing(existing) => return self.settle_existing(*existing, &p).await,
+            Joined::Existing(earlier) => {
+                return match earlier.await? {
+                    Earlier::Live(existing) => self.settle_existing(*existing, &p).await,
+                    Earlier::Ended(id) => Err(PoolError::refused(
+                        Reason::RequestIdConflict,
+                        format!(
+                            "request_id {} was used for binding {id}, which has ended and been \
+                             deleted; use a new request_id",
+                            quoted(&request_id)
+                        ),
+                    )
+                    .with("app", &self.name)
+                    .with("request_id", &request_id)
+                    .with("binding_id", id)),
+                };
+            }
             Joined::First(tx) => tx,
         };
         let result = self.bind_new(&p, max_wait).await;
@@ -43,25 +67,19 @@ impl AppPool {
         result
     }
 
-    /// The binding a request id of this app names, if any. A request id whose binding was
-    /// deleted by retention while the id is still remembered is refused: the Bind it came with
-    /// was carried out, and its binding has ended.
-    fn by_request(&self, request_id: &str) -> Result<Option<BindingRecord>, PoolError> {
-        match self.store.request_lookup(&self.name, request_id)? {
-            RequestLookup::Unknown => Ok(None),
-            RequestLookup::Live(existing) => Ok(Some(*existing)),
-            RequestLookup::Ended(id) => Err(PoolError::refused(
-                Reason::RequestIdConflict,
-                format!(
-                    "request_id {} was used for binding {id}, which has ended and been deleted; \
-                     use a new request_id",
-                    quoted(request_id)
-                ),
-            )
-            .with("app", &self.name)
-            .with("request_id", request_id)
-            .with("binding_id", id)),
-        }
+    /// What an earlier Bind with this app's `request_id` left, if there was one, read in a
+    /// transaction: it sees every write answered so far, also one that sled does not hold yet
+    /// (a plain read would wait for that). Durable once awaited: nothing is answered from a
+    /// write that could still be lost.
+    fn by_request(&self, request_id: &str) -> Result<Option<Staged<Earlier>>, PoolError> {
+        let staged = self.store.stage_in(self.lane(), |tx| {
+            Ok::<_, StoreError>(match tx.request_lookup(&self.name, request_id)? {
+                RequestLookup::Unknown => None,
+                RequestLookup::Live(existing) => Some(Earlier::Live(existing)),
+                RequestLookup::Ended(id) => Some(Earlier::Ended(id)),
+            })
+        })?;
+        Ok(staged.transpose())
     }
 
     /// A Bind whose request_id is already known: the same request returns the same binding; a

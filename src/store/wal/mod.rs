@@ -5,17 +5,21 @@
 //! through the overlay of pending changes (`overlay`), and its changes become one checksummed
 //! record (`record`) with the next sequence number, appended to an in-memory buffer and added to
 //! the overlay. The order of records is the order of the writes. The write is [`Staged`]; awaiting
-//! it resolves once the record is on disk and applied to sled.
+//! it resolves once the record is on disk.
 //!
 //! - **Group commit.** The flusher thread takes the whole buffer and every waiter, writes the
-//!   buffer to the current segment file, `fdatasync`s once, applies the records to sled in order
-//!   (answering each waiter as soon as sled holds its record) and drops them from the overlay.
-//!   Without waiters it still does so every [`BACKGROUND_WRITE_EVERY`]. A write that nobody
-//!   waits for can wait without asking for a sync ([`Staged::ride`]): it is answered by
-//!   whichever round makes it durable.
-//! - **Reads see durable state.** sled holds only changes whose records are on disk, so a
-//!   read of sled (the store's plain reads, which take no lock here) never sees a change that a
-//!   crash could still take back. Only transactions read the overlay.
+//!   buffer to the current segment file, `fdatasync`s once and answers the round's waiters: their
+//!   writes are durable. Only then does it apply the records to sled in order and drop them from
+//!   the overlay, so a write never waits for the sled applies of the writes before it in its
+//!   round (an expiry burst puts thousands of index changes there). Without waiters it still
+//!   does so every [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without
+//!   asking for a sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
+//! - **Reads see durable state, and every acknowledged write.** sled holds only changes whose
+//!   records are on disk, so a read of sled (the store's plain reads, which take no lock here
+//!   when sled is up to date) never sees a change that a crash could still take back. A plain
+//!   read first waits until sled holds every write answered before it (`settle`: at once,
+//!   unless a round's apply is under way), so a caller that was answered never reads state
+//!   without its write. Transactions read the overlay, and wait for nothing.
 //! - **sled is never ahead of the log.** sled's state after a crash (a prefix of the flusher's
 //!   writes, as sled recovers) is a prefix of the log, and replaying the log from any earlier
 //!   point onto it gives the log's end state. This is why no write needs a sled transaction
@@ -61,7 +65,9 @@ use std::future::{Future, IntoFuture};
 use std::io::{Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -156,9 +162,6 @@ pub(super) struct Wal {
 
 struct Shared {
     state: Mutex<State>,
-    /// Whether `State::failed` is set, for the flusher to read without the lock while it
-    /// answers waiters during a round (`apply_answering`).
-    failed: AtomicBool,
     /// Wakes the flusher when the first waiter arrives, or on close.
     flusher_wake: Condvar,
     /// Wakes the checkpointer early, on close.
@@ -171,8 +174,18 @@ struct Shared {
     syncs: AtomicU64,
     /// Where each group commit is measured.
     metrics: super::LogObserver,
-    /// Bumped each time records became durable (and readable in sled).
+    /// Bumped each time records became durable and readable in sled, and once when the log
+    /// fails (so that [`Wal::settled`] stops waiting).
     applied: tokio::sync::watch::Sender<u64>,
+    /// Every record up to this one is in a synced segment: durable, and acknowledged. Written
+    /// under the state's lock (so that a waiter checks it and registers in one step), read
+    /// without it by [`settle`].
+    synced_seq: AtomicU64,
+    /// Every record up to this one is applied to sled too (at most `synced_seq`). Written
+    /// under the state's lock.
+    applied_seq: AtomicU64,
+    /// Wakes the readers waiting in [`settle`] once a round is applied, or the log failed.
+    settled: Condvar,
     /// Tests: the checkpointer skips its rounds (so the log's segments stay as written).
     #[cfg(test)]
     checkpoints_paused: AtomicBool,
@@ -197,9 +210,9 @@ struct State {
     /// The change feed's next number, once a transaction has needed it (see
     /// `Tx::next_change`); kept here so that appending to the feed writes no counter.
     next_change: Option<u64>,
-    /// Every record up to this one is in a synced segment and applied to sled.
-    durable_seq: u64,
-    /// Callers waiting until `durable_seq` reaches the number they carry.
+    /// Readers waiting in [`settle`] for sled to catch up with the log.
+    settling: usize,
+    /// Callers waiting until `Shared::synced_seq` reaches the number they carry.
     waiters: Vec<(u64, Waiter)>,
     /// The same, for writes that do not ask for a sync of their own ([`Staged::ride`]): they
     /// are answered by whichever round makes their record durable.
@@ -250,7 +263,11 @@ impl Shared {
             let refused = e.unavailable();
             (self.on_failure)(&refused);
             state.failed = Some(refused);
-            self.failed.store(true, Ordering::Release);
+            if state.settling > 0 {
+                self.settled.notify_all();
+            }
+            // Wakes `Wal::settled`, which sees the failure.
+            self.applied.send_modify(|_| {});
         }
     }
 
@@ -262,7 +279,8 @@ impl Shared {
 
 /// A write whose record is in the log's buffer: its outcome is known, its durability is not.
 /// Awaiting it (or [`Staged::durable`]) resolves once the record, and every record before it, is
-/// on disk and in sled; only then may the write be acknowledged. Dropping it does not undo the
+/// on disk; only then may the write be acknowledged. sled holds it a moment later; plain reads
+/// wait for that (see `settle`). Dropping it does not undo the
 /// write, which becomes durable with the next sync.
 #[must_use = "a staged write is not durable until it is awaited"]
 pub struct Staged<T> {
@@ -335,6 +353,14 @@ impl<T> Staged<T> {
     }
 }
 
+impl<T> Staged<Option<T>> {
+    /// `None` if the transaction returned `None`; otherwise the same write, carrying the value.
+    pub fn transpose(self) -> Option<Staged<T>> {
+        let Staged { value, wait } = self;
+        value.map(|value| Staged { value, wait })
+    }
+}
+
 impl<T> IntoFuture for Staged<T> {
     type Output = Result<T, StoreError>;
     type IntoFuture = Durable<T>;
@@ -399,7 +425,7 @@ impl Wal {
                 pending: Pending::default(),
                 last_seq: applied,
                 next_change: None,
-                durable_seq: applied,
+                settling: 0,
                 waiters: Vec::new(),
                 riders: Vec::new(),
                 full_segments: Vec::new(),
@@ -411,7 +437,6 @@ impl Wal {
                 spare: Spare::Absent,
                 spare_wanted: false,
             }),
-            failed: AtomicBool::new(false),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
             on_failure,
@@ -419,6 +444,9 @@ impl Wal {
             syncs: AtomicU64::new(0),
             metrics,
             applied: on_durable,
+            synced_seq: AtomicU64::new(applied),
+            applied_seq: AtomicU64::new(applied),
+            settled: Condvar::new(),
             #[cfg(test)]
             checkpoints_paused: AtomicBool::new(false),
             #[cfg(test)]
@@ -672,7 +700,7 @@ impl Wal {
                 // The log is what recovery needs to judge what happened: keep it.
                 return Err(e.clone());
             }
-            let applied = state.durable_seq;
+            let applied = shared.applied_seq.load(Ordering::Acquire);
             drop(state);
             // Every change is in sled; once sled is on disk the log holds nothing needed.
             let meta = db.open_tree(crate::store::keys::META)?;
@@ -700,7 +728,7 @@ impl Wal {
             return Err(StoreError::Conflict("a backup is already running".into()));
         }
         state.capture = Some(Vec::new());
-        Ok(state.durable_seq)
+        Ok(self.shared.applied_seq.load(Ordering::Acquire))
     }
 
     /// Waits until every record staged so far is applied, stops noting, and returns the
@@ -708,10 +736,22 @@ impl Wal {
     /// order) and the last one.
     pub async fn end_capture(&self) -> Result<(Retained, u64), StoreError> {
         let flushed = self.flush().await;
+        let settled = match &flushed {
+            Ok(()) => {
+                let shared = Arc::clone(&self.shared);
+                tokio::task::spawn_blocking(move || settle(&shared))
+                    .await
+                    .unwrap_or(Err(StoreError::Closed))
+            }
+            Err(_) => Ok(()),
+        };
         let mut state = self.shared.lock();
         let captured = state.capture.take().unwrap_or_default();
-        flushed?;
-        Ok((Retained(captured), state.durable_seq))
+        flushed.and(settled)?;
+        Ok((
+            Retained(captured),
+            self.shared.applied_seq.load(Ordering::Acquire),
+        ))
     }
 
     /// Runs `f` unless the log has failed, under the lock a failure is reported under (so `f`
@@ -723,6 +763,30 @@ impl Wal {
             None => {
                 f();
                 Ok(())
+            }
+        }
+    }
+
+    /// Blocks until sled holds every write acknowledged so far (see [`settle`]); at once,
+    /// unless a round's apply is under way.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        settle(&self.shared)
+    }
+
+    /// [`Wal::settle`] without blocking a thread: waits until sled holds every write
+    /// acknowledged so far.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        let need = self.shared.synced_seq.load(Ordering::Acquire);
+        let mut applied = self.shared.applied.subscribe();
+        loop {
+            if self.shared.applied_seq.load(Ordering::Acquire) >= need {
+                return Ok(());
+            }
+            if let Some(e) = &self.shared.lock().failed {
+                return Err(e.clone());
+            }
+            if applied.changed().await.is_err() {
+                return Err(StoreError::Closed);
             }
         }
     }
@@ -755,7 +819,9 @@ impl Wal {
     /// Records appended and not yet durable: the group commit's queue.
     pub fn backlog(&self) -> u64 {
         let state = self.shared.lock();
-        state.last_seq.saturating_sub(state.durable_seq)
+        state
+            .last_seq
+            .saturating_sub(self.shared.synced_seq.load(Ordering::Acquire))
     }
 
     /// `fdatasync` calls made so far (to observe group commit).
@@ -772,6 +838,7 @@ impl Wal {
         drop(state);
         self.shared.flusher_wake.notify_all();
         self.shared.checkpointer_wake.notify_all();
+        self.shared.settled.notify_all();
     }
 }
 
@@ -785,7 +852,7 @@ enum SyncRequest {
 async fn wait_durable(shared: &Shared, seq: u64, sync: SyncRequest) -> Result<(), StoreError> {
     let answer = {
         let mut state = shared.lock();
-        if state.durable_seq >= seq {
+        if shared.synced_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
         if let Some(e) = &state.failed {
@@ -827,12 +894,12 @@ impl Drop for Wal {
     }
 }
 
-/// The flusher: writes, syncs and applies the buffered records for their waiters until the log
-/// is closed.
+/// The flusher: writes and syncs the buffered records, answers their waiters, then applies the
+/// records to sled, until the log is closed.
 fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment) {
     let mut batch = Vec::new();
     loop {
-        let (last, records, mut waiters, closing, failed) = {
+        let (last, records, waiters, closing, failed) = {
             let mut state = shared.lock();
             while state.waiters.is_empty() && !state.closed {
                 let (next, wait) = shared
@@ -853,58 +920,91 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 state.failed.is_some(),
             )
         };
-        let done = if records.is_empty() || failed {
-            Ok(())
-        } else {
+        let written = !records.is_empty() && !failed;
+        let started = Instant::now();
+        let appended = if written {
             shared.syncs.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
             let appended = segment.append(shared, &batch);
-            let synced = started.elapsed();
             if let Some(metrics) = shared.metrics.get() {
-                metrics.sync_seconds.observe(synced.as_secs_f64());
+                metrics
+                    .sync_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 metrics.batch_records.observe(records.len() as f64);
             }
-            let done = appended
-                .and_then(|()| {
-                    shared
-                        .fault(Point::SledApply)
-                        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
-                })
-                .and_then(|()| apply_answering(shared, trees, &records, &mut waiters))
-                .and_then(|()| mark::note_applied(&trees.meta, last));
-            if started.elapsed() >= SLOW_ROUND {
-                tracing::warn!(
-                    records = records.len(),
-                    bytes = batch.len(),
-                    write_and_sync = ?synced,
-                    apply = ?started.elapsed() - synced,
-                    "a slow group commit: every write in it waited this long"
-                );
-            }
-            done
+            appended
+        } else {
+            Ok(())
         };
+        let synced = started.elapsed();
+        // The round's records are on disk: every write in it is durable, and is answered now,
+        // before sled holds it (readers of sled wait for that in `settle`).
+        let (acked, riders) = {
+            let mut state = shared.lock();
+            match &appended {
+                Ok(()) if written && state.failed.is_none() => {
+                    shared.synced_seq.store(last, Ordering::Release);
+                }
+                Ok(()) => {}
+                Err(e) => shared.fail(&mut state, e),
+            }
+            let acked = state.failed.clone().map_or(Ok(()), Err);
+            let synced_seq = shared.synced_seq.load(Ordering::Acquire);
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.riders)
+                .into_iter()
+                .partition(|(seq, _)| *seq <= synced_seq || acked.is_err());
+            state.riders = waiting;
+            (acked, done)
+        };
+        for (_, waiter) in riders.into_iter().chain(waiters) {
+            // A waiter that gave up (dropped its receiver) needs no answer.
+            let _ = waiter.send(acked.clone());
+        }
+        let applied = if written && acked.is_ok() {
+            shared
+                .fault(Point::SledApply)
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+                .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+                .and_then(|()| mark::note_applied(&trees.meta, last))
+        } else {
+            Ok(())
+        };
+        if started.elapsed() >= SLOW_ROUND {
+            tracing::warn!(
+                records = records.len(),
+                bytes = batch.len(),
+                write_and_sync = ?synced,
+                apply = ?started.elapsed() - synced,
+                "a slow group commit: every write in it waited for the write and sync, and \
+                 reads of sled for the apply"
+            );
+        }
         batch.clear();
         let (result, riders, rotate, spare, full) = {
             let mut state = shared.lock();
-            match done {
-                Ok(()) if state.failed.is_none() => {
+            match applied {
+                Ok(()) if acked.is_ok() && state.failed.is_none() => {
                     for (seq, ops) in &records {
                         state.pending.applied(*seq, ops);
                     }
                     if let Some(capture) = &mut state.capture {
                         capture.extend(records.iter().cloned());
                     }
-                    state.durable_seq = last;
+                    let synced_seq = shared.synced_seq.load(Ordering::Acquire);
+                    shared.applied_seq.store(synced_seq, Ordering::Release);
                     shared.applied.send_modify(|n| *n += 1);
                 }
                 Ok(()) => {}
                 Err(e) => shared.fail(&mut state, &e),
             }
             if state.failed.is_some() {
-                // Nothing more is written here: keep, in order, what is not durable.
+                // Nothing more is written here: keep, in order, what sled does not hold (the
+                // round's records may be durable already; writing them again changes nothing).
                 state.retained.0.extend(records);
                 let later = std::mem::take(&mut state.records);
                 state.retained.0.extend(later);
+            }
+            if state.settling > 0 {
+                shared.settled.notify_all();
             }
             let result = state.failed.clone().map_or(Ok(()), Err);
             let full = segment.len >= SEGMENT_BYTES;
@@ -916,14 +1016,14 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 state.spare = Spare::Taken;
             }
             state.spare_wanted = segment.wants_a_spare();
-            // Riders whose record this round made durable; all of them once nothing more
-            // will be (a failed or closing log).
-            let durable = state.durable_seq;
-            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.riders)
-                .into_iter()
-                .partition(|(seq, _)| *seq <= durable || result.is_err() || closing);
-            state.riders = waiting;
-            (result, done, rotate, spare, full)
+            // Once nothing more will be made durable (a failed or closing log), the riders
+            // still waiting are answered too.
+            let riders = if result.is_err() || closing {
+                std::mem::take(&mut state.riders)
+            } else {
+                Vec::new()
+            };
+            (result, riders, rotate, spare, full)
         };
         for (seq, rider) in riders {
             let answer = match &result {
@@ -931,10 +1031,6 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 answer => answer.clone(),
             };
             let _ = rider.send(answer);
-        }
-        for (_, waiter) in waiters {
-            // A waiter that gave up (dropped its receiver) needs no answer.
-            let _ = waiter.send(result.clone());
         }
         if closing {
             return;
@@ -958,34 +1054,34 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
     }
 }
 
-/// Applies a durable round's `records` to sled in order, and answers each waiter as soon as
-/// sled holds its record: a write early in a large round (an expiry batch's, or a wave of
-/// Binds') does not wait for the records after it. Nobody is answered once the log has failed
-/// (what `waiters` still holds is answered with the round). The round's end (the applied mark,
-/// the overlay, `durable_seq`) follows for all of them at once: a record in sled whose round
-/// has not ended is still in the log, so its acknowledgement holds whatever happens next.
-fn apply_answering(
-    shared: &Shared,
-    trees: &Trees,
-    records: &[(u64, Vec<Op>)],
-    waiters: &mut Vec<(u64, Waiter)>,
-) -> Result<(), StoreError> {
-    // The earliest record last, to pop.
-    waiters.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
-    for (seq, ops) in records {
-        trees.apply(ops)?;
-        if waiters.last().is_none_or(|(waiting, _)| waiting > seq) {
-            continue;
-        }
-        if shared.failed.load(Ordering::Acquire) {
-            continue;
-        }
-        while let Some((_, waiter)) = waiters.pop_if(|(waiting, _)| *waiting <= *seq) {
-            // A waiter that gave up (dropped its receiver) needs no answer.
-            let _ = waiter.send(Ok(()));
-        }
+/// Blocks until sled holds every record acknowledged before the call, so that a plain read of
+/// sled sees every write acknowledged before it (writes are answered once their record is on
+/// disk, and applied to sled just after). Fails with the log's failure if that can no longer
+/// happen, and with `Closed` if the log is closed while it waits.
+fn settle(shared: &Shared) -> Result<(), StoreError> {
+    let need = shared.synced_seq.load(Ordering::Acquire);
+    if shared.applied_seq.load(Ordering::Acquire) >= need {
+        return Ok(());
     }
-    Ok(())
+    let mut state = shared.lock();
+    state.settling += 1;
+    let settled = loop {
+        if shared.applied_seq.load(Ordering::Acquire) >= need {
+            break Ok(());
+        }
+        if let Some(e) = &state.failed {
+            break Err(e.clone());
+        }
+        if state.closed {
+            break Err(StoreError::Closed);
+        }
+        state = shared
+            .settled
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+    };
+    state.settling -= 1;
+    settled
 }
 
 /// The segment the flusher goes on in after record `first_seq - 1`: the spare if it took it
@@ -1027,7 +1123,7 @@ fn run_checkpointer(shared: &Shared, db: &sled::Db, dir: &Path, mut checkpointed
             if state.closed {
                 return;
             }
-            state.durable_seq
+            shared.applied_seq.load(Ordering::Acquire)
         };
         #[cfg(test)]
         if shared.checkpoints_paused.load(Ordering::SeqCst) {

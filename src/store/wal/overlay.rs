@@ -3,7 +3,8 @@
 //! A change reaches sled only after its log record is on disk, so that sled never holds a change
 //! the log could lose. Until then it sits here, and a transaction (which runs under the log's
 //! lock, see `tx`) reads it before sled: the next write must see the one before it, durable or
-//! not, or it would undo it. Plain reads of the store never look here: they see durable state.
+//! not, or it would undo it. Plain reads of the store never look here: they see durable state,
+//! once sled holds every write answered before them (`settle`, in the log's module).
 
 use std::collections::BTreeMap;
 

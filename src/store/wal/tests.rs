@@ -138,6 +138,7 @@ async fn reads_see_only_durable_writes_and_transactions_see_staged_ones() {
     assert!(in_tx.value().is_some(), "the next transaction builds on it");
     staged.await.unwrap();
     assert!(store.get_binding(&id(1)).unwrap().is_some());
+    // The plain read above waited for sled to hold it; the expiry scan does not wait.
     assert_eq!(store.due_bindings(i64::MAX, 10).unwrap(), [id(1)]);
     assert_eq!(store.trees().bindings.len(), 1, "applied once durable");
     in_tx.await.unwrap();
