@@ -12,7 +12,9 @@ use crate::lifecycle::params::BindParams;
 use crate::lifecycle::records;
 use crate::lifecycle::upstream_calls::{self, Bound};
 use crate::platform::Mode;
-use crate::store::{BindingId, BindingRecord, BindingState, RequestLookup, Staged, StoreError};
+use crate::store::{
+    BindingId, BindingRecord, BindingState, Lane, RequestLookup, Staged, StoreError,
+};
 use crate::upstream::{CallOpts, ErrorClass, UpstreamError};
 
 /// How many numbers a Bind tries when the platform says the chosen one is taken.
@@ -71,8 +73,14 @@ impl AppPool {
     /// transaction: it sees every write answered so far, also one that sled does not hold yet
     /// (a plain read would wait for that). Durable once awaited: nothing is answered from a
     /// write that could still be lost.
+    ///
+    /// The local lane in cluster mode too: it reads what this replica's copy of etcd holds,
+    /// as a plain read does, and not a leader's writes still on their way to etcd. Reading
+    /// those would make every Bind with a request id wait for the etcd commits in flight
+    /// (a record without changes, queued behind them); a retry that arrives while its first
+    /// Bind's write is in flight is refused by the reservation instead, as a conflict.
     fn by_request(&self, request_id: &str) -> Result<Option<Staged<Earlier>>, PoolError> {
-        let staged = self.store.stage_in(self.lane(), |tx| {
+        let staged = self.store.stage_in(Lane::Local, |tx| {
             Ok::<_, StoreError>(match tx.request_lookup(&self.name, request_id)? {
                 RequestLookup::Unknown => None,
                 RequestLookup::Live(existing) => Some(Earlier::Live(existing)),
