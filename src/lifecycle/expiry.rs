@@ -66,8 +66,8 @@ pub(super) const BATCH: usize = 64;
 /// oldest and then stages the next, so it stages one batch while the log writes and applies
 /// the one before (waiting for both at once left the log idle while the round staged, and the
 /// round idle while the log worked). A Bind's write staged behind them waits for the log to
-/// write them, and for the sled applies of the round before its own (the log thread applies a
-/// round before it takes the next), so this bounds what a burst adds to a Bind's wait. At 4
+/// write them (not for their sled applies, which the log's applier thread makes meanwhile), so
+/// this bounds what a burst adds to a Bind's wait. At 4
 /// (when the round still waited for all of them, and writes were answered only once sled held
 /// them) a burst of 200k cleared a little sooner but the Binds during it had a p99 a third
 /// higher (BENCHMARKS.md, scenario 5).

@@ -163,7 +163,7 @@ impl Tx<'_> {
         self.bindings
             .insert(keys::binding(&w.id), w.value.as_slice())?;
         // An index entry the old record already had, unchanged, is not written again: each
-        // is a sled insert on the log thread (an expiry burst makes hundreds of thousands),
+        // is a sled insert on the log's applier (an expiry burst makes hundreds of thousands),
         // and a request id or subscription whose mapping another binding holds now is not
         // taken back by this binding's later writes.
         let old_request = old.and_then(request_key_of);

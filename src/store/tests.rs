@@ -661,7 +661,7 @@ async fn an_unfinished_sled_snapshot_is_a_torn_write_and_a_damaged_one_is_refuse
 
 /// An update writes the record and the index entries that change, not the ones it already had:
 /// an AXB binding expiring keeps its request id and subscription mapped without writing them
-/// again (each write is a sled insert on the log thread, hundreds of thousands in an expiry
+/// again (each write is a sled insert on the log's applier, hundreds of thousands in an expiry
 /// burst), and the store ends up with the same entries as if they had been written.
 #[tokio::test]
 async fn an_update_writes_only_the_index_entries_that_change() {

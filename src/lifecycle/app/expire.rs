@@ -106,7 +106,7 @@ impl AppPool {
     /// unbinds of its bindings (with `defensive_unbind`), then waits until sled holds it too.
     /// Returns how many expired.
     ///
-    /// A write is answered once it is durable, before the log thread applies it to sled; the
+    /// A write is answered once it is durable, before the log's applier thread applies it to sled; the
     /// expiry round waits for the apply as well, so that a burst goes at the pace of the
     /// applies. Going at the pace of the syncs cleared a burst of 200k a tenth sooner but
     /// packed the applies tighter among the Binds: their p50 and p99 during it rose by a

@@ -9,11 +9,13 @@
 //!
 //! - **Group commit.** The flusher thread takes the whole buffer and every waiter, writes the
 //!   buffer to the current segment file, `fdatasync`s once and answers the round's waiters: their
-//!   writes are durable. Only then does it apply the records to sled in order and drop them from
-//!   the overlay, so a write never waits for the sled applies of the writes before it in its
-//!   round (an expiry burst puts thousands of index changes there). Without waiters it still
-//!   does so every [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without
-//!   asking for a sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
+//!   writes are durable. It hands the records to the applier thread, which applies them to sled
+//!   in order and then drops them from the overlay, while the flusher goes on with the next
+//!   round: a write waits for the syncs before it, never for a sled apply (an expiry burst puts
+//!   thousands of index changes in one round). Past [`MAX_UNAPPLIED_OPS`] changes not applied,
+//!   the flusher waits for the applier. Without waiters the flusher still writes every
+//!   [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without asking for a
+//!   sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
 //! - **Reads see durable state, and every acknowledged write.** sled holds only changes whose
 //!   records are on disk, so a read of sled (the store's plain reads, which take no lock here
 //!   when sled is up to date) never sees a change that a crash could still take back. A plain
@@ -37,7 +39,8 @@
 //!   took 25–50 % less time here (BENCHMARKS.md, "The write-ahead log against okaywal").
 //! - **Recovery** (`recover`, at open) reads and checks every segment first, and only if the
 //!   whole log is sound applies it to sled, flushes sled and empties the log.
-//! - **Close** flushes, stops both threads, flushes sled and deletes the log: a cleanly closed
+//! - **Close** flushes, stops the threads (the applier once it has applied every record),
+//!   flushes sled and deletes the log: a cleanly closed
 //!   store has no log to replay.
 //!
 //! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `record`.
@@ -117,6 +120,11 @@ const SPARE_AFTER: u64 = SEGMENT_BYTES / 32;
 /// full disk is left to the log's records and sled, which need it more than a faster sync.
 const SPARE_HEADROOM: u64 = 4 * SEGMENT_BYTES;
 
+/// Changes synced and not yet applied to sled past which the flusher waits for the applier
+/// before its next round (a fraction of a second of applies): what sled does not hold stays
+/// in memory until it does.
+const MAX_UNAPPLIED_OPS: usize = 1 << 16;
+
 /// How much of a spare is written before it is synced: the disk never has a whole segment of
 /// zeros to write at once, ahead of a group commit's sync.
 const SPARE_CHUNK: usize = 1 << 20;
@@ -148,10 +156,10 @@ impl Retained {
     }
 }
 
-/// The log: its lock (held by writers), its flusher and checkpointer threads.
+/// The log: its lock (held by writers), its flusher, applier and checkpointer threads.
 pub(super) struct Wal {
     shared: Arc<Shared>,
-    /// Both threads; `close` (or dropping the `Wal`) marks the log closed, which ends them, and
+    /// The threads; `close` (or dropping the `Wal`) marks the log closed, which ends them, and
     /// joins them.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// For the final checkpoint in `close`.
@@ -166,6 +174,8 @@ struct Shared {
     flusher_wake: Condvar,
     /// Wakes the checkpointer early, on close.
     checkpointer_wake: Condvar,
+    /// Wakes the applier when a synced round is handed to it, or on close.
+    applier_wake: Condvar,
     /// Told when the log fails.
     on_failure: OnFailure,
     /// The store directory, which names its injected faults.
@@ -205,6 +215,14 @@ struct State {
     records: Vec<(u64, Vec<Op>)>,
     /// Changes of every record not yet applied to sled, which transactions see first.
     pending: Pending,
+    /// Records synced (and answered) and not yet applied to sled, in order: the applier's
+    /// queue.
+    unapplied: Vec<(u64, Vec<Op>)>,
+    /// Changes in `unapplied`: past [`MAX_UNAPPLIED_OPS`] the flusher waits for the applier.
+    unapplied_ops: usize,
+    /// The flusher has handed over its last round (it has ended): the applier ends once its
+    /// queue is empty.
+    flusher_done: bool,
     /// Sequence number of the last record appended.
     last_seq: u64,
     /// The change feed's next number, once a transaction has needed it (see
@@ -423,6 +441,9 @@ impl Wal {
                 buf: Vec::new(),
                 records: Vec::new(),
                 pending: Pending::default(),
+                unapplied: Vec::new(),
+                unapplied_ops: 0,
+                flusher_done: false,
                 last_seq: applied,
                 next_change: None,
                 settling: 0,
@@ -439,6 +460,7 @@ impl Wal {
             }),
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
+            applier_wake: Condvar::new(),
             on_failure,
             store_dir: dir.parent().unwrap_or(dir).to_path_buf(),
             syncs: AtomicU64::new(0),
@@ -463,10 +485,16 @@ impl Wal {
         .write(&trees.meta)?;
         db.flush()?;
         let flusher = {
-            let (shared, dir, trees) = (Arc::clone(&shared), dir.to_path_buf(), trees.clone());
+            let (shared, dir) = (Arc::clone(&shared), dir.to_path_buf());
             std::thread::Builder::new()
                 .name("xpool-wal".into())
-                .spawn(move || run_flusher(&shared, &trees, &dir, segment))
+                .spawn(move || run_flusher(&shared, &dir, segment))
+        };
+        let applier = {
+            let (shared, trees) = (Arc::clone(&shared), trees.clone());
+            std::thread::Builder::new()
+                .name("xpool-apply".into())
+                .spawn(move || run_applier(&shared, &trees))
         };
         let checkpointer = {
             let (shared, db, dir) = (Arc::clone(&shared), db.clone(), dir.to_path_buf());
@@ -474,7 +502,7 @@ impl Wal {
                 .name("xpool-checkpoint".into())
                 .spawn(move || run_checkpointer(&shared, &db, &dir, applied))
         };
-        let threads = [flusher, checkpointer]
+        let threads = [flusher, applier, checkpointer]
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| log_error(dir, "starting its threads", &e))?;
@@ -673,12 +701,16 @@ impl Wal {
             }
         }
         let mut state = self.shared.lock();
-        let mut retained = std::mem::take(&mut state.retained);
-        retained.0.append(&mut state.records);
-        retained
+        let (unapplied, later) = (
+            std::mem::take(&mut state.unapplied),
+            std::mem::take(&mut state.records),
+        );
+        retain(&mut state, unapplied);
+        retain(&mut state, later);
+        std::mem::take(&mut state.retained)
     }
 
-    /// Makes everything durable, stops both threads, flushes sled and deletes the log. Later
+    /// Makes everything durable, stops the threads, flushes sled and deletes the log. Later
     /// writes fail with `Closed`; closing again is a no-op.
     pub async fn close(&self) -> Result<(), StoreError> {
         let flushed = self.flush().await;
@@ -838,6 +870,7 @@ impl Wal {
         drop(state);
         self.shared.flusher_wake.notify_all();
         self.shared.checkpointer_wake.notify_all();
+        self.shared.applier_wake.notify_all();
         self.shared.settled.notify_all();
     }
 }
@@ -894,20 +927,27 @@ impl Drop for Wal {
     }
 }
 
-/// The flusher: writes and syncs the buffered records, answers their waiters, then applies the
-/// records to sled, until the log is closed.
-fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment) {
+/// The flusher: writes and syncs the buffered records, answers their waiters and hands the
+/// records to the applier, until the log is closed.
+fn run_flusher(shared: &Shared, dir: &Path, mut segment: Segment) {
+    let _done = FlusherDone(shared);
     let mut batch = Vec::new();
     loop {
         let (last, records, waiters, closing, failed) = {
             let mut state = shared.lock();
-            while state.waiters.is_empty() && !state.closed {
+            loop {
+                // Far behind the applier, a round waits for it: what sled does not hold yet
+                // stays in memory (the overlay and the applier's queue) meanwhile.
+                let behind = state.unapplied_ops >= MAX_UNAPPLIED_OPS && state.failed.is_none();
+                if state.closed || !state.waiters.is_empty() && !behind {
+                    break;
+                }
                 let (next, wait) = shared
                     .flusher_wake
                     .wait_timeout(state, BACKGROUND_WRITE_EVERY)
                     .unwrap_or_else(PoisonError::into_inner);
                 state = next;
-                if wait.timed_out() && !state.buf.is_empty() {
+                if wait.timed_out() && !state.buf.is_empty() && !behind {
                     break;
                 }
             }
@@ -935,80 +975,55 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
         } else {
             Ok(())
         };
-        let synced = started.elapsed();
-        // The round's records are on disk: every write in it is durable, and is answered now,
-        // before sled holds it (readers of sled wait for that in `settle`).
-        let (acked, riders) = {
-            let mut state = shared.lock();
-            match &appended {
-                Ok(()) if written && state.failed.is_none() => {
-                    shared.synced_seq.store(last, Ordering::Release);
-                }
-                Ok(()) => {}
-                Err(e) => shared.fail(&mut state, e),
-            }
-            let acked = state.failed.clone().map_or(Ok(()), Err);
-            let synced_seq = shared.synced_seq.load(Ordering::Acquire);
-            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.riders)
-                .into_iter()
-                .partition(|(seq, _)| *seq <= synced_seq || acked.is_err());
-            state.riders = waiting;
-            (acked, done)
-        };
-        for (_, waiter) in riders.into_iter().chain(waiters) {
-            // A waiter that gave up (dropped its receiver) needs no answer.
-            let _ = waiter.send(acked.clone());
-        }
-        let applied = if written && acked.is_ok() {
-            shared
-                .fault(Point::SledApply)
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
-                .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
-                .and_then(|()| mark::note_applied(&trees.meta, last))
-        } else {
-            Ok(())
-        };
         if started.elapsed() >= SLOW_ROUND {
             tracing::warn!(
                 records = records.len(),
                 bytes = batch.len(),
-                write_and_sync = ?synced,
-                apply = ?started.elapsed() - synced,
-                "a slow group commit: every write in it waited for the write and sync, and \
-                 reads of sled for the apply"
+                took = ?started.elapsed(),
+                "a slow group commit: every write in it waited for the write and sync"
             );
         }
         batch.clear();
-        let (result, riders, rotate, spare, full) = {
+        // The round's records are on disk: every write in it is durable, and is answered now,
+        // before sled holds it (the applier applies it next; readers of sled wait for that in
+        // `settle`).
+        let (acked, riders, rotate, spare, full) = {
             let mut state = shared.lock();
-            match applied {
-                Ok(()) if acked.is_ok() && state.failed.is_none() => {
-                    for (seq, ops) in &records {
-                        state.pending.applied(*seq, ops);
-                    }
-                    if let Some(capture) = &mut state.capture {
-                        capture.extend(records.iter().cloned());
-                    }
-                    let synced_seq = shared.synced_seq.load(Ordering::Acquire);
-                    shared.applied_seq.store(synced_seq, Ordering::Release);
-                    shared.applied.send_modify(|n| *n += 1);
+            match &appended {
+                Ok(()) if written && state.failed.is_none() => {
+                    shared.synced_seq.store(last, Ordering::Release);
+                    state.unapplied_ops += records.iter().map(|(_, ops)| ops.len()).sum::<usize>();
+                    state.unapplied.extend(records);
+                    shared.applier_wake.notify_one();
                 }
-                Ok(()) => {}
-                Err(e) => shared.fail(&mut state, &e),
+                Ok(()) => retain(&mut state, records),
+                Err(e) => {
+                    shared.fail(&mut state, e);
+                    retain(&mut state, records);
+                }
             }
             if state.failed.is_some() {
-                // Nothing more is written here: keep, in order, what sled does not hold (the
-                // round's records may be durable already; writing them again changes nothing).
-                state.retained.0.extend(records);
+                // Nothing more is written here: keep what is staged and not durable.
                 let later = std::mem::take(&mut state.records);
-                state.retained.0.extend(later);
+                retain(&mut state, later);
             }
-            if state.settling > 0 {
-                shared.settled.notify_all();
-            }
-            let result = state.failed.clone().map_or(Ok(()), Err);
+            let acked = state.failed.clone().map_or(Ok(()), Err);
+            let synced_seq = shared.synced_seq.load(Ordering::Acquire);
+            // Once nothing more will be made durable (a failed or closing log), every rider
+            // still waiting is answered too.
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.riders)
+                .into_iter()
+                .partition(|(seq, _)| *seq <= synced_seq || acked.is_err() || closing);
+            state.riders = waiting;
+            let riders: Vec<_> = done
+                .into_iter()
+                .map(|(seq, rider)| match &acked {
+                    Ok(()) if seq > synced_seq => (rider, Err(StoreError::Closed)),
+                    answer => (rider, answer.clone()),
+                })
+                .collect();
             let full = segment.len >= SEGMENT_BYTES;
-            let rotate = result.is_ok()
+            let rotate = acked.is_ok()
                 && !closing
                 && (full || !segment.prepared && state.spare == Spare::Ready);
             let spare = rotate && state.spare == Spare::Ready;
@@ -1016,20 +1031,13 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 state.spare = Spare::Taken;
             }
             state.spare_wanted = segment.wants_a_spare();
-            // Once nothing more will be made durable (a failed or closing log), the riders
-            // still waiting are answered too.
-            let riders = if result.is_err() || closing {
-                std::mem::take(&mut state.riders)
-            } else {
-                Vec::new()
-            };
-            (result, riders, rotate, spare, full)
+            (acked, riders, rotate, spare, full)
         };
-        for (seq, rider) in riders {
-            let answer = match &result {
-                Ok(()) if seq > last => Err(StoreError::Closed),
-                answer => answer.clone(),
-            };
+        for (_, waiter) in waiters {
+            // A waiter that gave up (dropped its receiver) needs no answer.
+            let _ = waiter.send(acked.clone());
+        }
+        for (rider, answer) in riders {
             let _ = rider.send(answer);
         }
         if closing {
@@ -1051,6 +1059,96 @@ fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment)
                 Err(e) => shared.fail(&mut state, &e),
             }
         }
+    }
+}
+
+/// Tells the applier, when the flusher ends (also by a panic), that no more rounds come.
+struct FlusherDone<'a>(&'a Shared);
+
+impl Drop for FlusherDone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().flusher_done = true;
+        self.0.applier_wake.notify_all();
+    }
+}
+
+/// The applier: applies the synced rounds to sled in order, all that are queued at once, and
+/// drops them from the overlay, until the log is closed and its queue is empty. On its own
+/// thread, so that a write waits for the syncs before it and never for an apply (an expiry
+/// burst puts thousands of index changes in one round).
+fn run_applier(shared: &Shared, trees: &Trees) {
+    loop {
+        let records = {
+            let mut state = shared.lock();
+            while state.unapplied.is_empty() && !(state.closed && state.flusher_done) {
+                state = shared
+                    .applier_wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.unapplied.is_empty() {
+                return;
+            }
+            state.unapplied_ops = 0;
+            std::mem::take(&mut state.unapplied)
+        };
+        let last = records.last().map_or(0, |(seq, _)| *seq);
+        let started = Instant::now();
+        // Synced records are applied even once the log has failed elsewhere (a write or sync
+        // of a later round): they are durable, and recovery then finds sled holding them.
+        let applied = shared
+            .fault(Point::SledApply)
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+            .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+            .and_then(|()| mark::note_applied(&trees.meta, last));
+        if started.elapsed() >= SLOW_ROUND {
+            tracing::warn!(
+                records = records.len(),
+                took = ?started.elapsed(),
+                "a slow apply to sled: reads of sled waited for it"
+            );
+        }
+        let mut state = shared.lock();
+        match applied {
+            Ok(()) => {
+                for (seq, ops) in &records {
+                    state.pending.applied(*seq, ops);
+                }
+                if let Some(capture) = &mut state.capture {
+                    capture.extend(records.iter().cloned());
+                }
+                shared.applied_seq.store(last, Ordering::Release);
+                shared.applied.send_modify(|n| *n += 1);
+            }
+            Err(e) => {
+                // Nothing more is applied here: keep, in order, what sled may not hold.
+                shared.fail(&mut state, &e);
+                retain(&mut state, records);
+                let queued = std::mem::take(&mut state.unapplied);
+                state.unapplied_ops = 0;
+                retain(&mut state, queued);
+            }
+        }
+        if state.settling > 0 {
+            shared.settled.notify_all();
+        }
+        drop(state);
+        // A flusher held back by a long queue goes on.
+        shared.flusher_wake.notify_all();
+    }
+}
+
+/// Keeps `records` for the next log (see [`Retained`]): the flusher and the applier each
+/// hand over what they hold, so the retained records are put in order here.
+fn retain(state: &mut State, records: Vec<(u64, Vec<Op>)>) {
+    if records.is_empty() {
+        return;
+    }
+    let retained = &mut state.retained.0;
+    let sorted = retained.last().is_none_or(|(last, _)| *last < records[0].0);
+    retained.extend(records);
+    if !sorted {
+        retained.sort_by_key(|(seq, _)| *seq);
     }
 }
 
