@@ -121,26 +121,40 @@ async fn a_read_after_an_acknowledged_write_waits_for_sled_to_hold_it() {
 }
 
 /// sled is applied to on a thread of its own: a write is answered once its record is on disk
-/// even while the apply of an earlier write is held up (here stalled), so a Bind never waits
-/// behind the applies of an expiry batch ahead of it. (Were the applies made between the
-/// syncs, the second write would be answered only once the first is in sled.)
+/// even while the apply of a large write before it (an expiry batch's) is held up (here
+/// stalled), so a Bind never waits behind the applies of an expiry batch. (Were the applies
+/// made between the syncs, the second write would be answered only once the first is in sled.)
 #[tokio::test]
 async fn a_write_is_answered_while_an_earlier_apply_is_stalled() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let path = store.path().to_path_buf();
-
     faults::stall_for(Duration::from_secs(3));
     faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
-    store.put_binding(&active(1)).await.unwrap();
-    store.put_binding(&active(2)).await.unwrap();
-    assert_eq!(
-        store.peek_binding(&active(1).id).unwrap(),
-        None,
-        "the second write was answered while the first one's apply was stalled"
+    let batch: Vec<BindingRecord> = (101..=200).map(active).collect();
+    let staged = store
+        .stage(|tx| batch.iter().try_for_each(|b| tx.put_binding(b)))
+        .unwrap();
+    let changes = store.last_staged().len();
+    assert!(
+        changes > wal::INLINE_APPLY_OPS,
+        "a write the applier takes: {changes}"
     );
-    assert_eq!(store.get_binding(&active(1).id).unwrap(), Some(active(1)));
-    assert_eq!(store.get_binding(&active(2).id).unwrap(), Some(active(2)));
+    staged.await.unwrap();
+    store.put_binding(&active(201)).await.unwrap();
+    assert_eq!(
+        store.peek_binding(&active(101).id).unwrap(),
+        None,
+        "the last write was answered while the large one's apply was stalled"
+    );
+    assert_eq!(
+        store.get_binding(&active(101).id).unwrap(),
+        Some(active(101))
+    );
+    assert_eq!(
+        store.get_binding(&active(201).id).unwrap(),
+        Some(active(201))
+    );
     assert!(store.health().borrow().is_writable());
     store.close().await.unwrap();
 }

@@ -11,9 +11,10 @@
 //!   buffer to the current segment file, `fdatasync`s once and answers the round's waiters: their
 //!   writes are durable. It hands the records to the applier thread, which applies them to sled
 //!   in order and then drops them from the overlay, while the flusher goes on with the next
-//!   round: a write waits for the syncs before it, never for a sled apply (an expiry burst puts
-//!   thousands of index changes in one round). Past [`MAX_UNAPPLIED_OPS`] changes not applied,
-//!   the flusher waits for the applier. Without waiters the flusher still writes every
+//!   round: a write waits for the syncs before it, not for a large apply (an expiry burst puts
+//!   thousands of index changes in one round). A small round ([`INLINE_APPLY_OPS`]), with the
+//!   applier idle, the flusher applies itself: cheaper than waking another thread. Past
+//!   [`MAX_UNAPPLIED_OPS`] changes not applied, the flusher waits for the applier. Without waiters the flusher still writes every
 //!   [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without asking for a
 //!   sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
 //! - **Reads see durable state, and every acknowledged write.** sled holds only changes whose
@@ -125,6 +126,13 @@ const SPARE_HEADROOM: u64 = 4 * SEGMENT_BYTES;
 /// in memory until it does.
 const MAX_UNAPPLIED_OPS: usize = 1 << 16;
 
+/// Changes in a round up to which the flusher applies the round itself, when the applier is
+/// idle: a round of Binds (a few changes each) costs less to apply than to hand over to
+/// another thread and wake it (on two cores a Bind cost a tenth more CPU when every round was
+/// handed over: BENCHMARKS.md, scenario 5). An expiry batch is larger, and goes to the
+/// applier.
+pub(super) const INLINE_APPLY_OPS: usize = 256;
+
 /// How much of a spare is written before it is synced: the disk never has a whole segment of
 /// zeros to write at once, ahead of a group commit's sync.
 const SPARE_CHUNK: usize = 1 << 20;
@@ -223,6 +231,11 @@ struct State {
     /// The flusher has handed over its last round (it has ended): the applier ends once its
     /// queue is empty.
     flusher_done: bool,
+    /// A thread is applying records to sled: the applier, or the flusher a small round of its
+    /// own (see [`INLINE_APPLY_OPS`]). One at a time, in order.
+    applying: bool,
+    /// The flusher waits for the applier (past [`MAX_UNAPPLIED_OPS`]): wake it after an apply.
+    flusher_held: bool,
     /// Sequence number of the last record appended.
     last_seq: u64,
     /// The change feed's next number, once a transaction has needed it (see
@@ -444,6 +457,8 @@ impl Wal {
                 unapplied: Vec::new(),
                 unapplied_ops: 0,
                 flusher_done: false,
+                applying: false,
+                flusher_held: false,
                 last_seq: applied,
                 next_change: None,
                 settling: 0,
@@ -485,10 +500,10 @@ impl Wal {
         .write(&trees.meta)?;
         db.flush()?;
         let flusher = {
-            let (shared, dir) = (Arc::clone(&shared), dir.to_path_buf());
+            let (shared, dir, trees) = (Arc::clone(&shared), dir.to_path_buf(), trees.clone());
             std::thread::Builder::new()
                 .name("xpool-wal".into())
-                .spawn(move || run_flusher(&shared, &dir, segment))
+                .spawn(move || run_flusher(&shared, &trees, &dir, segment))
         };
         let applier = {
             let (shared, trees) = (Arc::clone(&shared), trees.clone());
@@ -929,7 +944,7 @@ impl Drop for Wal {
 
 /// The flusher: writes and syncs the buffered records, answers their waiters and hands the
 /// records to the applier, until the log is closed.
-fn run_flusher(shared: &Shared, dir: &Path, mut segment: Segment) {
+fn run_flusher(shared: &Shared, trees: &Trees, dir: &Path, mut segment: Segment) {
     let _done = FlusherDone(shared);
     let mut batch = Vec::new();
     loop {
@@ -939,6 +954,7 @@ fn run_flusher(shared: &Shared, dir: &Path, mut segment: Segment) {
                 // Far behind the applier, a round waits for it: what sled does not hold yet
                 // stays in memory (the overlay and the applier's queue) meanwhile.
                 let behind = state.unapplied_ops >= MAX_UNAPPLIED_OPS && state.failed.is_none();
+                state.flusher_held = behind;
                 if state.closed || !state.waiters.is_empty() && !behind {
                     break;
                 }
@@ -987,14 +1003,21 @@ fn run_flusher(shared: &Shared, dir: &Path, mut segment: Segment) {
         // The round's records are on disk: every write in it is durable, and is answered now,
         // before sled holds it (the applier applies it next; readers of sled wait for that in
         // `settle`).
+        let mut inline = None;
         let (acked, riders, rotate, spare, full) = {
             let mut state = shared.lock();
             match &appended {
                 Ok(()) if written && state.failed.is_none() => {
                     shared.synced_seq.store(last, Ordering::Release);
-                    state.unapplied_ops += records.iter().map(|(_, ops)| ops.len()).sum::<usize>();
-                    state.unapplied.extend(records);
-                    shared.applier_wake.notify_one();
+                    let ops = records.iter().map(|(_, ops)| ops.len()).sum::<usize>();
+                    if ops <= INLINE_APPLY_OPS && !state.applying && state.unapplied.is_empty() {
+                        state.applying = true;
+                        inline = Some(records);
+                    } else {
+                        state.unapplied_ops += ops;
+                        state.unapplied.extend(records);
+                        shared.applier_wake.notify_one();
+                    }
                 }
                 Ok(()) => retain(&mut state, records),
                 Err(e) => {
@@ -1040,6 +1063,9 @@ fn run_flusher(shared: &Shared, dir: &Path, mut segment: Segment) {
         for (rider, answer) in riders {
             let _ = rider.send(answer);
         }
+        if let Some(records) = inline {
+            apply_round(shared, trees, records);
+        }
         if closing {
             return;
         }
@@ -1072,15 +1098,19 @@ impl Drop for FlusherDone<'_> {
     }
 }
 
-/// The applier: applies the synced rounds to sled in order, all that are queued at once, and
-/// drops them from the overlay, until the log is closed and its queue is empty. On its own
-/// thread, so that a write waits for the syncs before it and never for an apply (an expiry
-/// burst puts thousands of index changes in one round).
+/// The applier: applies the synced rounds to sled in order, all that are queued at once,
+/// until the log is closed and its queue is empty. On its own thread, so that a write waits
+/// for the syncs before it and never for a large apply (an expiry burst puts thousands of index
+/// changes in one round).
 fn run_applier(shared: &Shared, trees: &Trees) {
     loop {
         let records = {
             let mut state = shared.lock();
-            while state.unapplied.is_empty() && !(state.closed && state.flusher_done) {
+            // `applying` here: the flusher applies a small round of its own (never while
+            // rounds are queued, but the two must never apply at once).
+            while (state.unapplied.is_empty() || state.applying)
+                && !(state.closed && state.flusher_done)
+            {
                 state = shared
                     .applier_wake
                     .wait(state)
@@ -1089,52 +1119,67 @@ fn run_applier(shared: &Shared, trees: &Trees) {
             if state.unapplied.is_empty() {
                 return;
             }
+            state.applying = true;
             state.unapplied_ops = 0;
             std::mem::take(&mut state.unapplied)
         };
-        let last = records.last().map_or(0, |(seq, _)| *seq);
-        let started = Instant::now();
-        // Synced records are applied even once the log has failed elsewhere (a write or sync
-        // of a later round): they are durable, and recovery then finds sled holding them.
-        let applied = shared
-            .fault(Point::SledApply)
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
-            .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
-            .and_then(|()| mark::note_applied(&trees.meta, last));
-        if started.elapsed() >= SLOW_ROUND {
-            tracing::warn!(
-                records = records.len(),
-                took = ?started.elapsed(),
-                "a slow apply to sled: reads of sled waited for it"
-            );
-        }
-        let mut state = shared.lock();
-        match applied {
-            Ok(()) => {
-                for (seq, ops) in &records {
-                    state.pending.applied(*seq, ops);
-                }
-                if let Some(capture) = &mut state.capture {
-                    capture.extend(records.iter().cloned());
-                }
-                shared.applied_seq.store(last, Ordering::Release);
-                shared.applied.send_modify(|n| *n += 1);
+        apply_round(shared, trees, records);
+    }
+}
+
+/// Applies synced `records` to sled, in order, and drops them from the overlay; the caller
+/// set `State::applying`, which this clears.
+fn apply_round(shared: &Shared, trees: &Trees, records: Vec<(u64, Vec<Op>)>) {
+    let last = records.last().map_or(0, |(seq, _)| *seq);
+    let started = Instant::now();
+    // Synced records are applied even once the log has failed elsewhere (a write or sync of a
+    // later round): they are durable, and recovery then finds sled holding them.
+    let applied = shared
+        .fault(Point::SledApply)
+        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+        .and_then(|()| records.iter().try_for_each(|(_, ops)| trees.apply(ops)))
+        .and_then(|()| mark::note_applied(&trees.meta, last));
+    if started.elapsed() >= SLOW_ROUND {
+        tracing::warn!(
+            records = records.len(),
+            took = ?started.elapsed(),
+            "a slow apply to sled: reads of sled waited for it"
+        );
+    }
+    let mut state = shared.lock();
+    state.applying = false;
+    match applied {
+        Ok(()) => {
+            for (seq, ops) in &records {
+                state.pending.applied(*seq, ops);
             }
-            Err(e) => {
-                // Nothing more is applied here: keep, in order, what sled may not hold.
-                shared.fail(&mut state, &e);
-                retain(&mut state, records);
-                let queued = std::mem::take(&mut state.unapplied);
-                state.unapplied_ops = 0;
-                retain(&mut state, queued);
+            if let Some(capture) = &mut state.capture {
+                capture.extend(records.iter().cloned());
             }
+            shared.applied_seq.store(last, Ordering::Release);
+            shared.applied.send_modify(|n| *n += 1);
         }
-        if state.settling > 0 {
-            shared.settled.notify_all();
+        Err(e) => {
+            // Nothing more is applied: keep, in order, what sled may not hold.
+            shared.fail(&mut state, &e);
+            retain(&mut state, records);
+            let queued = std::mem::take(&mut state.unapplied);
+            state.unapplied_ops = 0;
+            retain(&mut state, queued);
         }
-        drop(state);
-        // A flusher held back by a long queue goes on.
+    }
+    if state.settling > 0 {
+        shared.settled.notify_all();
+    }
+    let (held, queued) = (state.flusher_held, !state.unapplied.is_empty());
+    drop(state);
+    if held {
         shared.flusher_wake.notify_all();
+    }
+    if queued {
+        // The flusher queues only while another apply is under way or queued, so this is the
+        // applier's own loop, unless that rule changes: never leave a queue unattended.
+        shared.applier_wake.notify_one();
     }
 }
 
