@@ -14,9 +14,10 @@
 //!   round: a write waits for the syncs before it, not for a large apply (an expiry burst puts
 //!   thousands of index changes in one round). A small round ([`INLINE_APPLY_OPS`]), with the
 //!   applier idle, the flusher applies itself: cheaper than waking another thread. Past
-//!   [`MAX_UNAPPLIED_OPS`] changes not applied, the flusher waits for the applier. Without waiters the flusher still writes every
-//!   [`BACKGROUND_WRITE_EVERY`]. A write that nobody waits for can wait without asking for a
-//!   sync ([`Staged::ride`]): it is answered by whichever round makes it durable.
+//!   [`MAX_UNAPPLIED_OPS`] changes not applied, the flusher waits for the applier. Without
+//!   waiters the flusher still writes every [`BACKGROUND_WRITE_EVERY`]. A write that nobody
+//!   waits for can wait without asking for a sync ([`Staged::ride`]): it is answered by
+//!   whichever round makes it durable.
 //! - **Reads see durable state, and every acknowledged write.** sled holds only changes whose
 //!   records are on disk, so a read of sled (the store's plain reads, which take no lock here
 //!   when sled is up to date) never sees a change that a crash could still take back. A plain
@@ -41,8 +42,7 @@
 //! - **Recovery** (`recover`, at open) reads and checks every segment first, and only if the
 //!   whole log is sound applies it to sled, flushes sled and empties the log.
 //! - **Close** flushes, stops the threads (the applier once it has applied every record),
-//!   flushes sled and deletes the log: a cleanly closed
-//!   store has no log to replay.
+//!   flushes sled and deletes the log: a cleanly closed store has no log to replay.
 //!
 //! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `record`.
 //!
@@ -128,9 +128,9 @@ const MAX_UNAPPLIED_OPS: usize = 1 << 16;
 
 /// Changes in a round up to which the flusher applies the round itself, when the applier is
 /// idle: a round of Binds (a few changes each) costs less to apply than to hand over to
-/// another thread and wake it (on two cores a Bind cost a tenth more CPU when every round was
-/// handed over: BENCHMARKS.md, scenario 5). An expiry batch is larger, and goes to the
-/// applier.
+/// another thread and wake it (on two cores an X-mode Bind cost a tenth more CPU when every
+/// round was handed over: BENCHMARKS.md, "Scenario 5: sled applied on a thread of its own").
+/// An expiry batch is larger, and goes to the applier.
 pub(super) const INLINE_APPLY_OPS: usize = 256;
 
 /// How much of a spare is written before it is synced: the disk never has a whole segment of
