@@ -3,12 +3,13 @@
 //!
 //! For each X the platform's bindings on it are queried (paged) and compared with the local
 //! bindings holding a slot on it: a platform-only binding (orphan) that a second query still
-//! finds is adopted, or released by policy; a local-only binding (ghost) is freed only when it is older than the grace window and
-//! a second query confirms it is gone; differing fields take the platform's value; a
-//! platform binding that a PENDING reservation asked for completes that reservation (its
-//! request_id kept) before anything is called an orphan, and the other PENDING reservations are
-//! looked up. A binding created while its X is being reconciled is young, so it
-//! is never freed. Progress is kept in the store, so an interrupted run resumes.
+//! finds is adopted, or released by policy; a local-only binding (ghost) is freed only when it
+//! is older than the grace window and a second query confirms it is gone; differing fields
+//! take the platform's value; a platform binding that a PENDING reservation asked for
+//! completes that reservation (its request_id kept) before anything is called an orphan, and
+//! the other PENDING reservations are looked up. A binding created while its X is being
+//! reconciled is young, so it is never freed. Progress is kept in the store, so an interrupted
+//! run resumes.
 
 use super::AppPool;
 use crate::lifecycle::error::PoolError;
@@ -280,10 +281,10 @@ impl AppPool {
             return Ok(Vec::new());
         }
         let opts = CallOpts::priority(Priority::Background);
-        let now = upstream_calls::list_on(client, self.rules.mode, x, opts)
+        let listed = upstream_calls::list_on(client, self.rules.mode, x, opts)
             .await
             .map_err(|e| self.unreachable(&e))?;
-        Ok(now
+        Ok(listed
             .into_iter()
             .filter(|r| {
                 unknown
