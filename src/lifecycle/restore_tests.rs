@@ -59,6 +59,14 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A fixture on a temporary store, its clock at `START`.
+    fn temporary() -> Fixture {
+        Fixture {
+            store: Arc::new(Store::open_temporary().unwrap()),
+            clock: Arc::new(ManualClock(AtomicI64::new(START))),
+        }
+    }
+
     fn open(&self, rebuild: Rebuild) -> Pool {
         let clock: Arc<dyn Clock> = self.clock.clone();
         let retention = RetentionPolicy {
@@ -223,11 +231,7 @@ async fn load_upstream_states(f: &Fixture, first: u32) {
 
 #[tokio::test]
 async fn the_index_from_the_slots_index_is_the_index_from_every_record() {
-    let clock = Arc::new(ManualClock(AtomicI64::new(START)));
-    let f = Fixture {
-        store: Arc::new(Store::open_temporary().unwrap()),
-        clock,
-    };
+    let f = Fixture::temporary();
     let empty = f.restored();
     let pool = f.open(restore::restore);
     add_numbers(&pool).await;
@@ -303,11 +307,7 @@ async fn after_a_crash_the_replayed_log_rebuilds_the_same_index_both_ways() {
 
 #[tokio::test]
 async fn an_unreadable_slots_index_means_reading_every_record() {
-    let clock = Arc::new(ManualClock(AtomicI64::new(START)));
-    let f = Fixture {
-        store: Arc::new(Store::open_temporary().unwrap()),
-        clock,
-    };
+    let f = Fixture::temporary();
     let pool = f.open(restore::restore);
     add_numbers(&pool).await;
     load(&f, &pool, 1).await;
@@ -344,11 +344,7 @@ async fn an_unreadable_slots_index_means_reading_every_record() {
 /// the default, round 13, once in 22 runs: "RELEASED, never unbound").
 #[tokio::test]
 async fn recovery_leaves_alone_a_binding_that_is_no_longer_open() {
-    let clock = Arc::new(ManualClock(AtomicI64::new(START)));
-    let f = Fixture {
-        store: Arc::new(Store::open_temporary().unwrap()),
-        clock,
-    };
+    let f = Fixture::temporary();
     let pool = f.open(restore::restore);
     add_numbers(&pool).await;
     let app = pool.app("axb").unwrap();

@@ -6,10 +6,23 @@ use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::pool_service_client::PoolServiceClient;
 use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
-use xpool::platform::wire::{AreaMatch, AxybAxRequest, AxybUnbind};
+use xpool::platform::wire::{AreaMatch, AxybAxRequest, AxybBindResponse, AxybUnbind};
+use xpool::upstream::AppClient;
 
 use super::proxy::HangProxy;
 use crate::support::*;
+
+/// An AXYB AX step for party A `a` in area 010, made straight on the platform (the daemon
+/// knows nothing of it): the platform's answer.
+async fn ax_step_in_010(platform: &AppClient, a: &str) -> AxybBindResponse {
+    let req = AxybAxRequest {
+        orig_num: a.to_owned(),
+        area_code: Some("010".into()),
+        area_match_mode: Some(AreaMatch::Strict),
+        ..Default::default()
+    };
+    platform.axyb_bind_ax(&req).await.unwrap()
+}
 
 /// AXYB: a Bind whose answer is lost is looked for only on the Xs the index holds free. When
 /// the platform picked an X that a binding in doubt here still holds (RELEASING: its unbind
@@ -32,15 +45,7 @@ async fn axyb_lost_answer_on_an_x_still_releasing_here_is_found() {
         .await;
     // The other X of 010 is taken upstream by a binding the daemon does not know of (yet).
     let platform = d.sim.client("k-axyb");
-    let other = platform
-        .axyb_bind_ax(&AxybAxRequest {
-            orig_num: party(9),
-            area_code: Some("010".into()),
-            area_match_mode: Some(AreaMatch::Strict),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let other = ax_step_in_010(&platform, &party(9)).await;
     d.sim
         .faults(json!({"app_key": "k-axyb", "lost_response_rate": 1.0}))
         .await;
@@ -269,15 +274,7 @@ async fn a_platform_binding_gone_before_it_is_adopted_is_not_adopted() {
     // Half an AXYB binding (its AX step), made straight on the platform: the daemon has no
     // record of it.
     let platform = sim.client("k-axyb");
-    let half = platform
-        .axyb_bind_ax(&AxybAxRequest {
-            orig_num: party(9),
-            area_code: Some("010".into()),
-            area_match_mode: Some(AreaMatch::Strict),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let half = ax_step_in_010(&platform, &party(9)).await;
     // The platform answers the reconciliation's listing with it; the answer is slow to come.
     proxy.answer_late(1_000);
     let asked = sim.requests("k-axyb").await;
