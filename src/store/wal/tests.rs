@@ -747,3 +747,60 @@ async fn no_spare_is_prepared_on_a_disk_without_room_for_it() {
         .await
         .expect("a spare once there is room");
 }
+
+/// The nice value of each of this process's threads named `name` (Linux truncates a thread's
+/// name to 15 bytes).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        // A thread may end between the listing and the reads.
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        // Fields after the name, which is in parentheses: state is field 3, nice field 19.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let field = after_name.split(' ').nth(19 - 3).unwrap();
+        nice.push(field.parse().unwrap());
+    }
+    nice
+}
+
+/// The applier and the checkpointer run below the daemon's priority, so that a burst of sled
+/// applies leaves the cores to requests first; the flusher, whose syncs requests wait on, does
+/// not.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_threads_nobody_waits_on_run_at_a_lower_priority() {
+    let own = rustix::process::getpriority_process(None).unwrap();
+    let lowered = (own + super::BACKGROUND_NICE).min(19);
+    let store = Store::open_temporary().unwrap();
+    store.put_number(&number("ride", "+8613")).await.unwrap();
+    // Each thread lowers its own priority when it starts; other tests' stores may be starting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lowered_now =
+            ["xpool-apply", "xpool-checkpoin"].map(|name| nice_of_threads(name).contains(&lowered));
+        if lowered_now == [true, true] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "applier and checkpointer lowered: {lowered_now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flushers = nice_of_threads("xpool-wal");
+    assert!(!flushers.is_empty());
+    assert!(
+        flushers.iter().all(|n| *n == own),
+        "flusher nice {flushers:?}, own {own}"
+    );
+}
