@@ -62,16 +62,18 @@ const EXPIRE_CONCURRENCY: usize = 256;
 /// behind one batch.
 pub(super) const BATCH: usize = 64;
 
-/// Batches staged and not yet known to be in sled. With this many, the round waits for the
-/// oldest and then stages the next, so it stages one batch while the log writes and applies
-/// the one before (waiting for both at once left the log idle while the round staged, and the
-/// round idle while the log worked). A Bind's write staged behind them waits for the log to
-/// write them (not for their sled applies, which the log's applier thread makes meanwhile), so
-/// this bounds what a burst adds to a Bind's wait. At 4
-/// (when the round still waited for all of them, and writes were answered only once sled held
-/// them) a burst of 200k cleared a little sooner but the Binds during it had a p99 a third
-/// higher (BENCHMARKS.md, scenario 5).
-pub(super) const BATCHES_IN_FLIGHT: usize = 2;
+/// Batches staged and not yet known to be in sled. With this many, the round waits until the
+/// oldest is in sled (that one only: see [`AppPool::finish_expiry`]) and then stages the next,
+/// so it stages while the log writes the batches before and its applier applies them. A Bind's
+/// write staged behind them waits for the log to write them (not for their sled applies), so
+/// this bounds what a burst adds to a Bind's wait. With the round waiting for its oldest batch
+/// alone, three cleared a burst of 200k in 11.3–11.6 s against 11.5–12.3 s for two (and for
+/// the round that waited for every batch synced), with the same Bind p99 during it; four were
+/// a little sooner again, and the Bind p99 varied more (BENCHMARKS.md, "Scenario 5: the
+/// applier at a lower priority, and each batch waiting for its own apply").
+///
+/// [`AppPool::finish_expiry`]: super::app::AppPool::finish_expiry
+pub(super) const BATCHES_IN_FLIGHT: usize = 3;
 
 impl Round {
     /// Counts one finished AX expiry task (which logged its own failure).

@@ -120,6 +120,38 @@ async fn a_read_after_an_acknowledged_write_waits_for_sled_to_hold_it() {
     store.close().await.unwrap();
 }
 
+/// `Staged::applied` waits until sled holds that write, and not for writes synced after it:
+/// an expiry batch whose own apply is done goes on while a later batch's apply is under way
+/// (here stalled), where `Store::settled` waits for every write synced so far.
+#[tokio::test]
+async fn a_write_applied_is_not_held_up_by_a_later_writes_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let path = store.path().to_path_buf();
+    let first = store
+        .stage(|tx| tx.put_binding(&active(1)))
+        .expect("staged");
+    // Its record is synced and applied with this write's.
+    store.put_binding(&active(2)).await.unwrap();
+    store.settled().await.unwrap();
+
+    faults::stall_for(Duration::from_secs(6));
+    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    store.put_binding(&active(3)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), first.applied())
+        .await
+        .expect("waited for the later write's stalled apply")
+        .unwrap();
+    assert_eq!(
+        store.peek_binding(&active(3).id).unwrap(),
+        None,
+        "the later write's apply is still stalled"
+    );
+    store.settled().await.unwrap();
+    assert!(present(&store, 3));
+    store.close().await.unwrap();
+}
+
 /// sled is applied to on a thread of its own: a write is answered once its record is on disk
 /// even while the apply of a large write before it (an expiry batch's) is held up (here
 /// stalled), so a Bind never waits behind the applies of an expiry batch. (Were the applies

@@ -102,21 +102,28 @@ impl AppPool {
         )
     }
 
-    /// Waits until a batch staged by [`AppPool::stage_expiry`] is durable, queues the defensive
-    /// unbinds of its bindings (with `defensive_unbind`), then waits until sled holds it too.
-    /// Returns how many expired.
+    /// Waits until a batch staged by [`AppPool::stage_expiry`] is durable and sled holds it,
+    /// then queues the defensive unbinds of its bindings (with `defensive_unbind`). Returns how
+    /// many expired.
     ///
-    /// A write is answered once it is durable, before the log's applier thread applies it to sled; the
-    /// expiry round waits for the apply as well, so that a burst goes at the pace of the
-    /// applies. Going at the pace of the syncs cleared a burst of 200k a tenth sooner but
-    /// packed the applies tighter among the Binds: their p50 and p99 during it rose by a
-    /// tenth to a fifth (BENCHMARKS.md, scenario 5).
+    /// A write is answered once it is durable, before the log's applier thread applies it to
+    /// sled; the expiry round waits for the apply as well, so that a burst goes at the pace of
+    /// the applies. Going at the pace of the syncs cleared a burst of 200k a tenth sooner but
+    /// packed the applies tighter among the Binds: their p50 and p99 during it rose by a tenth
+    /// to a fifth (BENCHMARKS.md, scenario 5). It waits for this batch's apply only, not for
+    /// the batches synced after it, which the applier takes next while the round stages more.
     pub(in crate::lifecycle) async fn finish_expiry(
         &self,
         staged: StagedExpiry,
         defensive_unbind: bool,
     ) -> Result<usize, PoolError> {
-        let batch = staged.await?;
+        // A leader's write (cluster mode) is answered once the local copy has it, which sled
+        // may not hold yet.
+        let in_local_log = staged.in_local_log();
+        let batch = staged.applied().await?;
+        if !in_local_log {
+            self.store.settled().await?;
+        }
         self.retention.count(batch.deleted);
         let expired = batch.expired.len();
         if defensive_unbind && let Some(client) = &self.client {
@@ -126,7 +133,6 @@ impl AppPool {
                 self.cleanup.push(&self.name, client, left, only_yb);
             }
         }
-        self.store.settled().await?;
         Ok(expired)
     }
 }

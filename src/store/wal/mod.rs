@@ -375,6 +375,27 @@ impl<T> Staged<T> {
         Ok(self.value)
     }
 
+    /// Whether this is a write of the local log (not a leader's, in cluster mode).
+    pub fn in_local_log(&self) -> bool {
+        matches!(self.wait, Wait::Log { .. })
+    }
+
+    /// Like [`Staged::durable`], and then waits until sled holds the write too (the applier
+    /// trails the syncs), so that a plain read sees it. Unlike [`Wal::settled`], it waits for
+    /// this write's record only, not for every record synced by then. For a leader's write
+    /// (cluster mode), the same as [`Staged::durable`].
+    pub async fn applied(self) -> Result<T, StoreError> {
+        let own = match &self.wait {
+            Wait::Log { seq, shared } => Some((*seq, Arc::clone(shared))),
+            Wait::Leader(_) | Wait::Nothing => None,
+        };
+        let value = self.durable().await?;
+        if let Some((seq, shared)) = own {
+            applied_through(&shared, seq).await?;
+        }
+        Ok(value)
+    }
+
     /// Like [`Staged::durable`], without asking for a sync: the write rides the next group
     /// commit another writer asks for, or the background write within
     /// `BACKGROUND_WRITE_EVERY`. For writes that nobody waits for (a callin's event, answered
@@ -825,18 +846,7 @@ impl Wal {
     /// acknowledged so far.
     pub async fn settled(&self) -> Result<(), StoreError> {
         let need = self.shared.synced_seq.load(Ordering::Acquire);
-        let mut applied = self.shared.applied.subscribe();
-        loop {
-            if self.shared.applied_seq.load(Ordering::Acquire) >= need {
-                return Ok(());
-            }
-            if let Some(e) = &self.shared.lock().failed {
-                return Err(e.clone());
-            }
-            if applied.changed().await.is_err() {
-                return Err(StoreError::Closed);
-            }
-        }
+        applied_through(&self.shared, need).await
     }
 
     /// Fails the log with `e` (a read met sled's own I/O failure), unless it has failed already.
@@ -896,6 +906,22 @@ impl Wal {
 enum SyncRequest {
     Ask,
     Ride,
+}
+
+/// Waits until sled holds every record up to `seq` (synced already, or to be).
+async fn applied_through(shared: &Shared, seq: u64) -> Result<(), StoreError> {
+    let mut applied = shared.applied.subscribe();
+    loop {
+        if shared.applied_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        if let Some(e) = &shared.lock().failed {
+            return Err(e.clone());
+        }
+        if applied.changed().await.is_err() {
+            return Err(StoreError::Closed);
+        }
+    }
 }
 
 async fn wait_durable(shared: &Shared, seq: u64, sync: SyncRequest) -> Result<(), StoreError> {
