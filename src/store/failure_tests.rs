@@ -120,7 +120,7 @@ async fn a_read_after_an_acknowledged_write_waits_for_sled_to_hold_it() {
     store.close().await.unwrap();
 }
 
-/// `Staged::applied` waits until sled holds that write, and not for writes synced after it:
+/// `LogRecord::applied` waits until sled holds that write, and not for writes synced after it:
 /// an expiry batch whose own apply is done goes on while a later batch's apply is under way
 /// (here stalled), where `Store::settled` waits for every write synced so far.
 #[tokio::test]
@@ -130,7 +130,9 @@ async fn a_write_applied_is_not_held_up_by_a_later_writes_apply() {
     let path = store.path().to_path_buf();
     let first = store
         .stage(|tx| tx.put_binding(&active(1)))
-        .expect("staged");
+        .expect("staged")
+        .log_record()
+        .expect("a write of the local log");
     // Its record is synced and applied with this write's.
     store.put_binding(&active(2)).await.unwrap();
     store.settled().await.unwrap();

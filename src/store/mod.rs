@@ -73,7 +73,7 @@ pub use retention::RequestLookup;
 /// Staging a crash by copying the store's files (tests elsewhere in the crate use it too).
 #[cfg(test)]
 pub(crate) use wal::tests::{copy_dir, stage_crash};
-pub use wal::{BindingChange, Lane, LeaderRecord, Staged, Term, TreeId, Tx};
+pub use wal::{BindingChange, Lane, LeaderRecord, LogRecord, Staged, Term, TreeId, Tx};
 
 use wal::{Retained, Trees, TxResult, Wal};
 

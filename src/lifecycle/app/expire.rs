@@ -102,9 +102,9 @@ impl AppPool {
         )
     }
 
-    /// Waits until a batch staged by [`AppPool::stage_expiry`] is durable and sled holds it,
-    /// then queues the defensive unbinds of its bindings (with `defensive_unbind`). Returns how
-    /// many expired.
+    /// Waits until a batch staged by [`AppPool::stage_expiry`] is durable, queues the defensive
+    /// unbinds of its bindings (with `defensive_unbind`), then waits until sled holds it too.
+    /// Returns how many expired.
     ///
     /// A write is answered once it is durable, before the log's applier thread applies it to
     /// sled; the expiry round waits for the apply as well, so that a burst goes at the pace of
@@ -117,13 +117,8 @@ impl AppPool {
         staged: StagedExpiry,
         defensive_unbind: bool,
     ) -> Result<usize, PoolError> {
-        // A leader's write (cluster mode) is answered once the local copy has it, which sled
-        // may not hold yet.
-        let in_local_log = staged.in_local_log();
-        let batch = staged.applied().await?;
-        if !in_local_log {
-            self.store.settled().await?;
-        }
+        let record = staged.log_record();
+        let batch = staged.await?;
         self.retention.count(batch.deleted);
         let expired = batch.expired.len();
         if defensive_unbind && let Some(client) = &self.client {
@@ -132,6 +127,12 @@ impl AppPool {
                 // success.
                 self.cleanup.push(&self.name, client, left, only_yb);
             }
+        }
+        match record {
+            Some(record) => record.applied().await?,
+            // A leader's write (cluster mode) is answered once the local copy has it, which
+            // sled may not hold yet.
+            None => self.store.settled().await?,
         }
         Ok(expired)
     }

@@ -375,25 +375,16 @@ impl<T> Staged<T> {
         Ok(self.value)
     }
 
-    /// Whether this is a write of the local log (not a leader's, in cluster mode).
-    pub fn in_local_log(&self) -> bool {
-        matches!(self.wait, Wait::Log { .. })
-    }
-
-    /// Like [`Staged::durable`], and then waits until sled holds the write too (the applier
-    /// trails the syncs), so that a plain read sees it. Unlike [`Wal::settled`], it waits for
-    /// this write's record only, not for every record synced by then. For a leader's write
-    /// (cluster mode), the same as [`Staged::durable`].
-    pub async fn applied(self) -> Result<T, StoreError> {
-        let own = match &self.wait {
-            Wait::Log { seq, shared } => Some((*seq, Arc::clone(shared))),
+    /// This write's record in the local log, to wait until sled holds it
+    /// ([`LogRecord::applied`]); `None` for a leader's write (cluster mode).
+    pub fn log_record(&self) -> Option<LogRecord> {
+        match &self.wait {
+            Wait::Log { seq, shared } => Some(LogRecord {
+                seq: *seq,
+                shared: Arc::clone(shared),
+            }),
             Wait::Leader(_) | Wait::Nothing => None,
-        };
-        let value = self.durable().await?;
-        if let Some((seq, shared)) = own {
-            applied_through(&shared, seq).await?;
         }
-        Ok(value)
     }
 
     /// Like [`Staged::durable`], without asking for a sync: the write rides the next group
@@ -424,6 +415,27 @@ impl<T> IntoFuture for Staged<T> {
             value: Some(value),
             wait: Box::pin(wait.done(SyncRequest::Ask)),
         }
+    }
+}
+
+/// A staged write's record in the local log ([`Staged::log_record`]).
+pub struct LogRecord {
+    seq: u64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LogRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogRecord").field("seq", &self.seq).finish()
+    }
+}
+
+impl LogRecord {
+    /// Waits until sled holds the record (the applier trails the syncs), so that a plain read
+    /// sees the write; it asks for no sync. Unlike [`Wal::settled`], it waits for this record
+    /// only, not for every record synced by then.
+    pub async fn applied(self) -> Result<(), StoreError> {
+        applied_through(&self.shared, self.seq).await
     }
 }
 
