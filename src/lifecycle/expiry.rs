@@ -67,10 +67,10 @@ pub(super) const BATCH: usize = 64;
 /// so it stages while the log writes the batches before and its applier applies them. A Bind's
 /// write staged behind them waits for the log to write them (not for their sled applies), so
 /// this bounds what a burst adds to a Bind's wait. With the round waiting for its oldest batch
-/// alone, three cleared a burst of 200k in 11.3–11.6 s against 11.5–12.3 s for two (and for
-/// the round that waited for every batch synced), with the same Bind p99 during it; four were
-/// a little sooner again, and the Bind p99 varied more (BENCHMARKS.md, "Scenario 5: the
-/// applier at a lower priority, and each batch waiting for its own apply").
+/// alone, three cleared a burst of 200k in 11.3–11.6 s, against 12.1–12.5 s for two and
+/// 11.5–12.3 s for two when the round waited for every batch synced, with the same Bind p99
+/// during it; four were a little sooner again, and the Bind p99 varied more (BENCHMARKS.md,
+/// "Scenario 5: the applier at a lower priority, and each batch waiting for its own apply").
 ///
 /// [`AppPool::finish_expiry`]: super::app::AppPool::finish_expiry
 pub(super) const BATCHES_IN_FLIGHT: usize = 3;

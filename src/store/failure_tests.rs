@@ -137,7 +137,7 @@ async fn a_write_applied_is_not_held_up_by_a_later_writes_apply() {
     store.put_binding(&active(2)).await.unwrap();
     store.settled().await.unwrap();
 
-    faults::stall_for(Duration::from_secs(6));
+    faults::stall_for(Duration::from_secs(3));
     faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
     store.put_binding(&active(3)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), first.applied())
