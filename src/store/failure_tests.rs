@@ -154,6 +154,64 @@ async fn a_write_applied_is_not_held_up_by_a_later_writes_apply() {
     store.close().await.unwrap();
 }
 
+/// The applier publishes its progress record by record (a chunk of some hundred changes at a
+/// time), not once per round: of two large writes it takes in one round, the first's
+/// `LogRecord::applied` returns while the second's apply is under way (here stalled). So an
+/// expiry round waiting for its oldest batch stages the next while the applier goes on with
+/// the batches queued behind it.
+#[tokio::test]
+async fn a_write_applied_goes_on_before_the_rest_of_its_apply_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let path = store.path().to_path_buf();
+    // With a deadline, each binding is 4 changes (record, request, slot, deadline).
+    let large = |from: u8| -> Vec<BindingRecord> {
+        (from..from + 65)
+            .map(|n| binding(n, BindingState::Active, Some(1_000_000 + i64::from(n))))
+            .collect()
+    };
+    let put_all = |batch: Vec<BindingRecord>| {
+        let staged = store
+            .stage(|tx| batch.iter().try_for_each(|b| tx.put_binding(b)))
+            .expect("staged");
+        let changes = store.last_staged().len();
+        assert!(
+            changes > wal::INLINE_APPLY_OPS,
+            "a write the applier takes: {changes}"
+        );
+        staged
+    };
+
+    // The first write's apply is stalled, so that the next two are queued behind it and
+    // taken in one round.
+    faults::stall_for(Duration::from_secs(3));
+    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    put_all(large(1)).await.unwrap();
+    while faults::is_set(&path, Point::SledApply) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let second = put_all(large(66));
+    let record = second.log_record().expect("a write of the local log");
+    second.await.unwrap();
+    put_all(large(131)).await.unwrap();
+    // The round after the stall applies the second write, then stalls before the third.
+    faults::set(&path, Point::SledApply, Error::Stall, Times::After(1));
+
+    tokio::time::timeout(Duration::from_secs(20), record.applied())
+        .await
+        .expect("the second write was applied")
+        .unwrap();
+    assert_eq!(
+        store.peek_binding(&active(131).id).unwrap(),
+        None,
+        "the second write's apply was announced before the third's (stalled) was done"
+    );
+    store.settled().await.unwrap();
+    assert!(present(&store, 195));
+    faults::clear(&path);
+    store.close().await.unwrap();
+}
+
 /// sled is applied to on a thread of its own: a write is answered once its record is on disk
 /// even while the apply of a large write before it (an expiry batch's) is held up (here
 /// stalled), so a Bind never waits behind the applies of an expiry batch. (Were the applies

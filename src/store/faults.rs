@@ -11,7 +11,7 @@
 //! read again whenever its modification time changes (one `stat` per check while it is set).
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use injected::{Error, FAULTS_FILE_ENV, Times, clear, set, stall_for};
+pub use injected::{Error, FAULTS_FILE_ENV, Times, clear, is_set, set, stall_for};
 
 /// Where in the store's I/O a fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +22,8 @@ pub enum Point {
     LogSync,
     /// Creating a log segment (at open, after recovery, on rotation).
     LogCreate,
-    /// Applying a synced batch to sled.
+    /// Applying synced records to sled: checked before each chunk the applier publishes
+    /// alone (see the log's `apply_round`).
     SledApply,
     /// A checkpoint's sled flush.
     Checkpoint,
@@ -80,6 +81,8 @@ mod injected {
         Once,
         /// Every time, until [`clear`].
         Always,
+        /// The point is passed this many times unharmed, then fails once and is cleared.
+        After(u32),
     }
 
     type Faults = HashMap<(PathBuf, Point), (Error, Times)>;
@@ -95,6 +98,15 @@ mod injected {
             .get_or_insert_with(HashMap::new)
             .insert((key(store), point), (error, times));
         ANY.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a fault is set for `point` of the store at `store`: a `Once` fault that is gone
+    /// has struck (a stall is under way).
+    pub fn is_set(store: &Path, point: Point) -> bool {
+        let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
+        faults
+            .as_ref()
+            .is_some_and(|faults| faults.contains_key(&(key(store), point)))
     }
 
     /// Clears every fault of the store at `store`: its disk works again.
@@ -128,9 +140,15 @@ mod injected {
         let mut faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
         let faults = faults.as_mut()?;
         let at = (key(store), point);
-        let &(error, times) = faults.get(&at)?;
-        if times == Times::Once {
-            faults.remove(&at);
+        let (error, times) = faults.get_mut(&at)?;
+        let error = *error;
+        match times {
+            Times::Always => {}
+            Times::Once | Times::After(0) => _ = faults.remove(&at),
+            Times::After(n) => {
+                *n -= 1;
+                return None;
+            }
         }
         Some(error)
     }
