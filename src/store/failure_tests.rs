@@ -22,6 +22,13 @@ fn present(store: &Store, n: u8) -> bool {
     store.get_binding(&active(n).id).unwrap().is_some()
 }
 
+/// Stalls sled's apply (when `times` says) for 3 s: a disk that stops answering for long
+/// enough to observe, then answers again.
+fn stall_sled_apply(path: &Path, times: Times) {
+    faults::stall_for(Duration::from_secs(3));
+    faults::set(path, Point::SledApply, Error::Stall, times);
+}
+
 fn assert_health(store: &Store, error: Error) {
     let health = store.health().borrow().clone();
     match error {
@@ -103,8 +110,7 @@ async fn a_read_after_an_acknowledged_write_waits_for_sled_to_hold_it() {
     store.put_binding(&active(1)).await.unwrap();
     store.settled().await.unwrap(); // the stall is for binding 2's apply
 
-    faults::stall_for(Duration::from_secs(3));
-    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    stall_sled_apply(&path, Times::Once);
     store.put_binding(&active(2)).await.unwrap();
     assert_eq!(
         store.peek_binding(&active(2).id).unwrap(),
@@ -137,8 +143,7 @@ async fn a_write_applied_is_not_held_up_by_a_later_writes_apply() {
     store.put_binding(&active(2)).await.unwrap();
     store.settled().await.unwrap();
 
-    faults::stall_for(Duration::from_secs(3));
-    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    stall_sled_apply(&path, Times::Once);
     store.put_binding(&active(3)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), first.applied())
         .await
@@ -184,8 +189,7 @@ async fn a_write_applied_goes_on_before_the_rest_of_its_apply_round() {
 
     // The first write's apply is stalled, so that the next two are queued behind it and
     // taken in one round.
-    faults::stall_for(Duration::from_secs(3));
-    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    stall_sled_apply(&path, Times::Once);
     put_all(large(1)).await.unwrap();
     while faults::is_set(&path, Point::SledApply) {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -195,7 +199,7 @@ async fn a_write_applied_goes_on_before_the_rest_of_its_apply_round() {
     second.await.unwrap();
     put_all(large(131)).await.unwrap();
     // The round after the stall applies the second write, then stalls before the third.
-    faults::set(&path, Point::SledApply, Error::Stall, Times::After(1));
+    stall_sled_apply(&path, Times::After(1));
 
     tokio::time::timeout(Duration::from_secs(20), record.applied())
         .await
@@ -221,8 +225,7 @@ async fn a_write_is_answered_while_an_earlier_apply_is_stalled() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let path = store.path().to_path_buf();
-    faults::stall_for(Duration::from_secs(3));
-    faults::set(&path, Point::SledApply, Error::Stall, Times::Once);
+    stall_sled_apply(&path, Times::Once);
     let batch: Vec<BindingRecord> = (101..=200).map(active).collect();
     let staged = store
         .stage(|tx| batch.iter().try_for_each(|b| tx.put_binding(b)))
