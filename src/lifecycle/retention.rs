@@ -194,9 +194,7 @@ impl Pool {
         until_ms: i64,
         remembered: impl Fn(i64) -> bool,
     ) -> Result<(usize, bool), PoolError> {
-        let due = self
-            .store
-            .released_until(until_ms, ROUND_LIMIT, scope.app)?;
+        let due = self.store.left_until(until_ms, ROUND_LIMIT, scope.app)?;
         let mut deleted = 0;
         for chunk in due.chunks(CHUNK) {
             deleted += self

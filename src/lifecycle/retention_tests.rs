@@ -129,19 +129,19 @@ impl Fixture {
     }
 }
 
-/// Every key binding `b` has in the store while it is RELEASED or EXPIRED and its request id
-/// is remembered: (tree, key).
+/// Every key binding `b` has in the store while it is RELEASED or EXPIRED: (tree, key). Its one
+/// retention entry is in `remembered` while its request id is remembered, else in `released`.
 fn keys_of_left(f: &Fixture, b: &Binding) -> Vec<(&'static str, Vec<u8>)> {
     let rec = f.stored(b).expect("stored");
     let id = rec.id;
     let left = rec.left_service_ms().expect("left service");
-    let mut out = vec![
-        (keys::BINDINGS, keys::binding(&id).to_vec()),
-        (keys::RELEASED, keys::released(left, &id).to_vec()),
-    ];
-    if let Some(rid) = &rec.request_id {
-        out.push((keys::REQUESTS, keys::request(&rec.app, rid).unwrap()));
-        out.push((keys::REMEMBERED, keys::remembered(left, &id).to_vec()));
+    let mut out = vec![(keys::BINDINGS, keys::binding(&id).to_vec())];
+    match &rec.request_id {
+        Some(rid) => {
+            out.push((keys::REQUESTS, keys::request(&rec.app, rid).unwrap()));
+            out.push((keys::REMEMBERED, keys::remembered(left, &id).to_vec()));
+        }
+        None => out.push((keys::RELEASED, keys::released(left, &id).to_vec())),
     }
     out
 }
@@ -217,13 +217,18 @@ async fn a_round_deletes_what_left_service_long_enough_ago_and_nothing_else() {
         &f.pool.get(&BindingKey::Id(expiring.id)).unwrap(),
     ));
     gone.extend(keys_of_left(&f, &no_request_id));
-    // The request ids of the recent ones are forgotten, their records stay.
+    // The request ids of the recent ones are forgotten, their records stay, indexed in
+    // `released` now.
+    let mut expected = before.clone();
     for b in [&recent, &other_recent] {
         gone.extend(
             keys_of_left(&f, b)
                 .into_iter()
                 .filter(|(tree, _)| [keys::REQUESTS, keys::REMEMBERED].contains(tree)),
         );
+        let left = f.stored(b).unwrap().left_service_ms().unwrap();
+        let key = keys::released(left, &store::BindingId::from(b.id)).to_vec();
+        assert!(expected.get_mut(keys::RELEASED).unwrap().insert(key));
     }
     f.clock.advance(7 * DAY - HOUR);
     let round = f.round().await;
@@ -235,7 +240,7 @@ async fn a_round_deletes_what_left_service_long_enough_ago_and_nothing_else() {
             more: false
         }
     );
-    assert_eq!(f.keys(), without(&before, &gone));
+    assert_eq!(f.keys(), without(&expected, &gone));
     assert_eq!(f.pool.retention_deleted(), 3);
 
     assert!(f.stored(&released).is_none());
@@ -332,7 +337,10 @@ async fn with_no_retention_a_binding_is_deleted_when_it_leaves_service() {
         let left = released.released_at_ms.unwrap();
         vec![
             (keys::REQUESTS, keys::request("calls", "ride-1").unwrap()),
-            (keys::REMEMBERED, keys::remembered(left, &id).to_vec()),
+            (
+                keys::REMEMBERED,
+                keys::remembered_tombstone(left, &id).to_vec(),
+            ),
         ]
     };
     let mut tombstone = empty.clone();

@@ -87,8 +87,13 @@ fn expiry_key_of(record: &BindingRecord) -> Option<[u8; keys::EXPIRY_KEY_LEN]> {
     }
 }
 
-/// The `released` key a record should have: bindings that left service, by when.
+/// The `released` key a record should have: bindings that left service without a request id
+/// (never given one, or forgotten), by when. One with a request id has its `remembered` key
+/// instead: never both, so taking a binding out of service writes one retention entry.
 fn released_key_of(record: &BindingRecord) -> Option<[u8; keys::TIMED_KEY_LEN]> {
+    if request_key_of(record).is_some() {
+        return None;
+    }
     record
         .left_service_ms()
         .map(|left| keys::released(left, &record.id))
@@ -238,7 +243,8 @@ impl Tx<'_> {
     }
 
     /// Removes `old`'s record and its index entries. With `keep_request`, its request mapping
-    /// and `remembered` entry stay.
+    /// stays, and its `remembered` entry becomes a tombstone, which [`Tx::forget_request`]
+    /// deletes with the mapping once the request id's time is up.
     ///
     /// The mapping goes before the record (sled applies a transaction's changes in order), so
     /// that a reader never finds a mapping without its record unless it is a tombstone (see
@@ -248,12 +254,20 @@ impl Tx<'_> {
             .borrow_mut()
             .push((Some(old.clone()), None));
         let id = &old.id;
-        if !keep_request {
-            if let Some(key) = request_key_of(old) {
-                self.release_request(&key, id)?;
-            }
-            if let Some(key) = remembered_key_of(old) {
-                self.remembered.delete(key);
+        if !keep_request && let Some(key) = request_key_of(old) {
+            self.release_request(&key, id)?;
+        }
+        if let Some(key) = remembered_key_of(old) {
+            self.remembered.delete(key);
+            if keep_request && let Some(left) = old.left_service_ms() {
+                let request = RequestRef {
+                    app: old.app.clone(),
+                    request_id: old.request_id.clone().unwrap_or_default(),
+                };
+                self.remembered.insert(
+                    keys::remembered_tombstone(left, id),
+                    codec::encode(&request),
+                )?;
             }
         }
         self.bindings.delete(keys::binding(id));
@@ -470,15 +484,23 @@ impl Store {
     }
 
     /// The RELEASED and EXPIRED bindings that left service at or after `from_ms`, in id order:
-    /// a range scan of the `released` index, and each record read.
+    /// range scans of the `released` index and of the live entries of `remembered` (those
+    /// with a request id), and each record read.
     pub fn released_since(&self, from_ms: i64) -> Result<Vec<BindingRecord>, StoreError> {
         let start = keys::released(from_ms, &BindingId([0; 16]));
-        let scan = self.read(|trees| Ok(trees.released.range(start..)))?;
+        let (released, remembered) = self.read(|trees| {
+            Ok((
+                trees.released.range(start..),
+                trees.remembered.range(start..=keys::timed_bound(i64::MAX)),
+            ))
+        })?;
         let mut out = Vec::new();
-        for entry in scan {
-            let (key, _) = self.read(|_| Ok(entry?))?;
-            let (_, id) = parse_timed_key(keys::RELEASED, &key)?;
-            out.extend(self.get_binding(&id)?);
+        for (name, scan) in [(keys::RELEASED, released), (keys::REMEMBERED, remembered)] {
+            for entry in scan {
+                let (key, _) = self.read(|_| Ok(entry?))?;
+                let (_, id) = parse_timed_key(name, &key)?;
+                out.extend(self.get_binding(&id)?);
+            }
         }
         out.sort_unstable_by_key(|r| r.id);
         Ok(out)

@@ -14,8 +14,8 @@
 //! | `expiry`   | deadline ms (u64 BE) ‖ id (16 bytes) | empty: the key is the entry   |
 //! | `slots`    | str(app) ‖ str(x) ‖ id (16 bytes)   | `SlotRecord`: every binding holding a slot (x empty: AXYB before the platform chose) |
 //! | `open`     | id (16 bytes)                       | empty: PENDING and RELEASING bindings |
-//! | `released` | left ms (u64 BE) ‖ id (16 bytes)    | empty: RELEASED and EXPIRED bindings, by when they left service |
-//! | `remembered` | left ms (u64 BE) ‖ id (16 bytes)  | `RequestRef`: request ids still remembered for bindings that left service |
+//! | `released` | left ms (u64 BE) ‖ id (16 bytes)    | empty: RELEASED and EXPIRED bindings without a request id (none, or forgotten), by when they left service |
+//! | `remembered` | left ms (u64 BE) ‖ id (16 bytes)  | `RequestRef`: RELEASED and EXPIRED bindings whose request id is still remembered; with the time's top bit set, a tombstone (the record deleted, the request id still taken) |
 //! | `meta`     | ASCII name, e.g. `format`, `job/…`  | per key                        |
 //! | `calls`    | call id (16 bytes, UUID v7)         | `CallStored`: one call's events and CDR |
 //! | `sessions` | str(app) ‖ str(session_id)          | call id                        |
@@ -26,7 +26,11 @@
 //! | `subscriptions` | str(app) ‖ str(subscription_id) | `BindingId`                   |
 //!
 //! `expiry`, `released` and `remembered` keys share one layout ([`timed`]): a time, then an id,
-//! so a range scan up to a time finds everything due by then, earliest first.
+//! so a range scan up to a time finds everything due by then, earliest first. A binding that
+//! left service has one entry in `released` or `remembered`, never both: taking one out of
+//! service is one index write, not two (an expiry burst makes hundreds of thousands).
+//! `remembered` tombstones sort after every live entry ([`remembered_tombstone`]), so the scan
+//! for records to delete never walks over them.
 
 use super::records::BindingId;
 
@@ -230,9 +234,35 @@ pub fn released(left_ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
     timed(left_ms, id)
 }
 
-/// `remembered` key: when the binding left service (ms) ‖ id.
+/// `remembered` key of a binding whose record is kept: when it left service (ms) ‖ id.
 pub fn remembered(left_ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
     timed(left_ms, id)
+}
+
+/// The top bit of a `remembered` key's time: set, the entry is a tombstone.
+const TOMBSTONE: u64 = 1 << 63;
+
+/// `remembered` key of a tombstone: a binding deleted while its request id is still
+/// remembered. Its time has the top bit set, so tombstones sort after every live entry.
+pub fn remembered_tombstone(left_ms: i64, id: &BindingId) -> [u8; TIMED_KEY_LEN] {
+    let mut key = timed(left_ms, id);
+    key[..8].copy_from_slice(&(deadline_u64(left_ms) | TOMBSTONE).to_be_bytes());
+    key
+}
+
+/// The greatest possible tombstone key at `ms`: an inclusive upper bound for tombstones of
+/// bindings that left service at or before `ms`.
+pub fn remembered_tombstone_bound(ms: i64) -> [u8; TIMED_KEY_LEN] {
+    remembered_tombstone(ms, &BindingId([0xff; 16]))
+}
+
+/// Reads a `remembered` key back into (left ms, id, whether it is a tombstone).
+pub fn parse_remembered(key: &[u8]) -> Option<(i64, BindingId, bool)> {
+    let key: &[u8; TIMED_KEY_LEN] = key.try_into().ok()?;
+    let (ms, id) = key.split_at(8);
+    let ms = u64::from_be_bytes(ms.try_into().ok()?);
+    let left = i64::try_from(ms & !TOMBSTONE).ok()?;
+    Some((left, BindingId(id.try_into().ok()?), ms & TOMBSTONE != 0))
 }
 
 /// A key as hex, for error messages.
@@ -366,6 +396,23 @@ mod tests {
         assert!(released(999, &id(0xff)) < released(1000, &id(0)));
         assert!(released(1000, &id(0xff)) <= timed_bound(1000));
         assert!(released(1001, &id(0)) > timed_bound(1000));
+    }
+
+    #[test]
+    fn remembered_tombstones_sort_after_every_live_entry() {
+        let live = remembered(i64::MAX >> 1, &id(0xff));
+        let tombstone = remembered_tombstone(1000, &id(0xab));
+        assert!(live < tombstone);
+        assert!(tombstone > timed_bound(i64::MAX));
+        assert_eq!(tombstone[0], 0x80);
+        assert_eq!(tombstone[1..8], 1000u64.to_be_bytes()[1..]);
+        assert_eq!(parse_remembered(&tombstone), Some((1000, id(0xab), true)));
+        assert_eq!(
+            parse_remembered(&remembered(1000, &id(0xab))),
+            Some((1000, id(0xab), false))
+        );
+        assert!(remembered_tombstone(1000, &id(0xff)) <= remembered_tombstone_bound(1000));
+        assert!(remembered_tombstone(1001, &id(0)) > remembered_tombstone_bound(1000));
     }
 
     #[test]

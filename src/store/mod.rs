@@ -8,9 +8,10 @@
 //!   holding a slot, so start-up need not decode every record; `open`: PENDING and RELEASING
 //!   ids;
 //! - `numbers`: every [`NumberRecord`] by (app, number);
-//! - `released`: (left service at, id) for RELEASED and EXPIRED bindings, oldest first, and
-//!   `remembered`: the same for those whose request id is still remembered (retention deletes
-//!   both in time, see [`Tx::purge_binding`] and [`Tx::forget_request`]);
+//! - `released`: (left service at, id) for RELEASED and EXPIRED bindings without a request id,
+//!   oldest first, and `remembered`: the same for those whose request id is still remembered,
+//!   and tombstones for those deleted while it is (each binding in one of the two; retention
+//!   deletes them in time, see [`Tx::purge_binding`] and [`Tx::forget_request`]);
 //! - `meta`: the store's format version and job progress.
 //!
 //! Every write is a transaction ([`Tx`]) that becomes one write-ahead-log record, so a record
@@ -86,7 +87,9 @@ pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 /// `open_files`). 2: the `released` and `remembered` indexes (retention). 3: the
 /// `subscriptions` index (pushes name bindings by the platform's id), and the call log's trees.
 /// 4: `slots` values ([`SlotRecord`]), from which start-up rebuilds the allocation index.
-const FORMAT_VERSION: u32 = 4;
+/// 5: one retention entry per binding that left service, in `released` or `remembered`, and
+/// `remembered` tombstones keyed apart.
+const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format this build migrates at open.
 const OLDEST_FORMAT: u32 = 1;
@@ -803,6 +806,8 @@ fn check_format(meta: &sled::Tree) -> Result<u32, StoreError> {
 /// 1 → 2: the retention indexes (`released`, `remembered`) for the bindings already stored.
 /// 2 → 3: the `subscriptions` index for them (the call log's trees start empty).
 /// 3 → 4: the `slots` entries' values.
+/// 4 → 5: one retention entry per binding that left service (`released` or `remembered`), and
+/// `remembered` tombstones marked as such.
 fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
     let retention = if from < 2 {
         retention::index_for_retention(trees)?
@@ -815,6 +820,11 @@ fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
         0
     };
     let slots = retention::index_slots(trees)?;
+    let retention_moved = if from < 5 {
+        retention::one_retention_entry(trees)?
+    } else {
+        0
+    };
     db.flush()?;
     trees
         .meta
@@ -826,6 +836,7 @@ fn migrate(db: &sled::Db, trees: &Trees, from: u32) -> Result<(), StoreError> {
         retention,
         subscriptions,
         slots,
+        retention_moved,
         "store migrated: older bindings are indexed for retention, by subscription id and by \
          the slot they hold"
     );

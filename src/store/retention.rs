@@ -43,9 +43,9 @@ impl Tx<'_> {
 
     /// Deletes a binding that left service (RELEASED or EXPIRED) with every index entry of it,
     /// once its retention has passed. With `keep_request` its request id stays taken: the
-    /// `requests` entry and the `remembered` entry stay, naming an id whose record is gone (a
-    /// tombstone), until [`Tx::forget_request`]. Returns whether a record was deleted; a binding
-    /// that holds its slot is never deleted here.
+    /// `requests` entry stays, naming an id whose record is gone, and its `remembered` entry
+    /// becomes a tombstone, until [`Tx::forget_request`]. Returns whether a record was
+    /// deleted; a binding that holds its slot is never deleted here.
     pub fn purge_binding(&self, id: &BindingId, keep_request: bool) -> TxResult<bool> {
         let Some(old) = self.get_binding(id)? else {
             return Ok(false);
@@ -58,69 +58,111 @@ impl Tx<'_> {
     }
 
     /// Forgets the request id remembered for binding `id`, which left service at `left_ms`: the
-    /// `requests` entry goes if it still names `id`, the record (if it is still there) keeps no
-    /// request id, and the `remembered` entry goes. Returns whether there was one.
+    /// `requests` entry goes if it still names `id`, and the `remembered` entry (or tombstone)
+    /// goes. A record still there keeps no request id, and is indexed in `released` instead.
+    /// Returns whether there was one.
     pub fn forget_request(&self, left_ms: i64, id: &BindingId) -> TxResult<bool> {
-        let key = keys::remembered(left_ms, id);
-        let Some(value) = self.remembered.get(key)? else {
-            return Ok(false);
+        let live = keys::remembered(left_ms, id);
+        let tombstone = keys::remembered_tombstone(left_ms, id);
+        let (key, value) = match self.remembered.get(live)? {
+            Some(value) => (live, value),
+            None => match self.remembered.get(tombstone)? {
+                Some(value) => (tombstone, value),
+                None => return Ok(false),
+            },
         };
         let entry: RequestRef = codec::decode(keys::REMEMBERED, &key, &value)?;
-        match self.get_binding(id)? {
+        let rewritten = match self.get_binding(id)? {
             // Not an entry a live binding can have; it keeps its request id.
-            Some(record) if record.state.holds_slot() => {}
+            Some(record) if record.state.holds_slot() => false,
             Some(record)
                 if record.app == entry.app
                     && record.request_id.as_deref() == Some(entry.request_id.as_str()) =>
             {
-                // Drops the mapping (if it is still this binding's) and the entry, as any change
-                // of a record's request id does.
+                // Drops the mapping (if it is still this binding's) and the live entry, and
+                // indexes the record in `released`, as any change of a record's request id does.
                 self.put_binding(&BindingRecord {
                     request_id: None,
                     ..record
                 })?;
+                true
             }
             _ => {
                 if let Ok(request) = keys::request(&entry.app, &entry.request_id) {
                     self.release_request(&request, id)?;
                 }
+                false
             }
+        };
+        if !(rewritten && key == live) {
+            self.remembered.delete(key);
         }
-        self.remembered.remove(key)?;
         Ok(true)
     }
 }
 
 impl Store {
-    /// RELEASED and EXPIRED bindings that left service at or before `until_ms`, earliest first,
-    /// at most `limit`: (left at ms, id), one range scan of the `released` index.
+    /// RELEASED and EXPIRED bindings without a request id that left service at or before
+    /// `until_ms`, earliest first, at most `limit`: (left at ms, id), one range scan of the
+    /// `released` index.
     pub fn released_until(
         &self,
         until_ms: i64,
         limit: usize,
         app: Option<&str>,
     ) -> Result<Vec<(i64, BindingId)>, StoreError> {
-        self.timed_until(TreeId::Released, keys::RELEASED, until_ms, limit, app)
+        self.timed_until(
+            TreeId::Released,
+            ..=keys::timed_bound(until_ms),
+            until_ms,
+            limit,
+            app,
+        )
+    }
+
+    /// Every RELEASED and EXPIRED binding whose record is kept and that left service at or
+    /// before `until_ms`, earliest first, at most `limit`: (left at ms, id), from the
+    /// `released` index and the live entries of `remembered` (what retention deletes).
+    pub fn left_until(
+        &self,
+        until_ms: i64,
+        limit: usize,
+        app: Option<&str>,
+    ) -> Result<Vec<(i64, BindingId)>, StoreError> {
+        let mut due = self.released_until(until_ms, limit, app)?;
+        let bound = ..=keys::timed_bound(until_ms);
+        due.extend(self.timed_until(TreeId::Remembered, bound, until_ms, limit, app)?);
+        due.sort_unstable();
+        due.truncate(limit);
+        Ok(due)
     }
 
     /// Request ids still remembered for bindings that left service at or before `until_ms`,
-    /// earliest first, at most `limit`, of `app` only if given: (left at ms, id), one range
-    /// scan of the `remembered` index.
+    /// earliest first, at most `limit`, of `app` only if given: (left at ms, id), from two
+    /// range scans of the `remembered` index (its live entries, then its tombstones).
     pub fn remembered_until(
         &self,
         until_ms: i64,
         limit: usize,
         app: Option<&str>,
     ) -> Result<Vec<(i64, BindingId)>, StoreError> {
-        self.timed_until(TreeId::Remembered, keys::REMEMBERED, until_ms, limit, app)
+        let live = ..=keys::timed_bound(until_ms);
+        let mut due = self.timed_until(TreeId::Remembered, live, until_ms, limit, app)?;
+        let tombstones = keys::remembered_tombstone(0, &BindingId([0; 16]))
+            ..=keys::remembered_tombstone_bound(until_ms);
+        due.extend(self.timed_until(TreeId::Remembered, tombstones, until_ms, limit, app)?);
+        due.sort_unstable();
+        due.truncate(limit);
+        Ok(due)
     }
 
-    /// The entries of `tree` (`released` or `remembered`) up to `until_ms`; with `app`, only
-    /// that app's, found from the binding's record (`released`) or the entry (`remembered`).
+    /// The entries of `tree` (`released` or `remembered`) in `range`, up to `until_ms`; with
+    /// `app`, only that app's, found from the binding's record (`released`) or the entry
+    /// (`remembered`).
     fn timed_until(
         &self,
         tree: TreeId,
-        name: &'static str,
+        range: impl std::ops::RangeBounds<[u8; keys::TIMED_KEY_LEN]>,
         until_ms: i64,
         limit: usize,
         app: Option<&str>,
@@ -128,15 +170,23 @@ impl Store {
         if until_ms < 0 {
             return Ok(Vec::new());
         }
-        let bound = keys::timed_bound(until_ms);
+        let name = if tree == TreeId::Remembered {
+            keys::REMEMBERED
+        } else {
+            keys::RELEASED
+        };
         self.read(|trees| {
             let mut due = Vec::new();
-            for entry in trees.tree(tree).range(..=bound) {
+            for entry in trees.tree(tree).range(range) {
                 if due.len() == limit {
                     break;
                 }
                 let (key, value) = entry?;
-                let (left, id) = parse_timed_key(name, &key)?;
+                let (left, id) = if tree == TreeId::Remembered {
+                    parse_remembered_key(&key).map(|(left, id, _)| (left, id))?
+                } else {
+                    parse_timed_key(name, &key)?
+                };
                 let Some(app) = app else {
                     due.push((left, id));
                     continue;
@@ -210,7 +260,15 @@ impl Store {
     }
 }
 
-/// Migration to format 2: adds the `released` and `remembered` entries of every stored binding
+/// Reads a `remembered` key back into (left ms, id, whether it is a tombstone).
+fn parse_remembered_key(key: &[u8]) -> Result<(i64, BindingId, bool), StoreError> {
+    keys::parse_remembered(key).ok_or_else(|| StoreError::Corrupt {
+        tree: keys::REMEMBERED,
+        detail: format!("malformed key {}", keys::describe(key)),
+    })
+}
+
+/// Migration to format 2: adds the `released` or `remembered` entry of every stored binding
 /// that left service, directly to sled (see `store::migrate`). Returns how many it indexed.
 pub(super) fn index_for_retention(trees: &Trees) -> Result<usize, StoreError> {
     index_bindings(trees, |write, _| {
@@ -221,9 +279,34 @@ pub(super) fn index_for_retention(trees: &Trees) -> Result<usize, StoreError> {
         }
         if let Some((key, value)) = write.remembered {
             trees.remembered.insert(key, value)?;
+            indexed += 1;
         }
         Ok(indexed)
     })
+}
+
+/// Format 4 → 5: a binding that left service with a request id had an entry in both `released`
+/// and `remembered`; it keeps the `remembered` one only, and a `remembered` entry whose record
+/// retention deleted becomes a tombstone. Runs again whole if cut short: a moved entry is
+/// found no more. Returns how many entries it changed.
+pub(super) fn one_retention_entry(trees: &Trees) -> Result<usize, StoreError> {
+    let mut changed = 0;
+    for entry in trees.remembered.range(..=keys::timed_bound(i64::MAX)) {
+        let (key, value) = entry?;
+        let (left, id, _) = parse_remembered_key(&key)?;
+        if trees.bindings.contains_key(keys::binding(&id))? {
+            if trees.released.remove(keys::released(left, &id))?.is_some() {
+                changed += 1;
+            }
+        } else {
+            trees
+                .remembered
+                .insert(keys::remembered_tombstone(left, &id), value)?;
+            trees.remembered.remove(&key)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// Format 2 → 3: maps the platform's subscription ids of the bindings already stored to them.

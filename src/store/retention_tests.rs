@@ -30,16 +30,29 @@ fn without(before: &KeySets, gone: &[(&'static str, Vec<u8>)]) -> KeySets {
     after
 }
 
-/// Every key binding `rec` (RELEASED or EXPIRED, with a request id) has.
+/// Every key binding `rec` (RELEASED or EXPIRED, with a request id) has: its one retention
+/// entry is in `remembered`.
 fn keys_of_released(rec: &BindingRecord) -> Vec<(&'static str, Vec<u8>)> {
     let left = rec.left_service_ms().unwrap();
     let rid = rec.request_id.as_deref().unwrap();
     vec![
         (keys::BINDINGS, keys::binding(&rec.id).to_vec()),
         (keys::REQUESTS, keys::request(&rec.app, rid).unwrap()),
-        (keys::RELEASED, keys::released(left, &rec.id).to_vec()),
         (keys::REMEMBERED, keys::remembered(left, &rec.id).to_vec()),
     ]
+}
+
+/// `before` with `added` (tree, key) pairs, none of which it had.
+fn with(before: &KeySets, added: &[(&'static str, Vec<u8>)]) -> KeySets {
+    let mut after = before.clone();
+    for (tree, key) in added {
+        assert!(
+            after.entry(tree).or_default().insert(key.clone()),
+            "{tree} has {} already",
+            keys::describe(key)
+        );
+    }
+    after
 }
 
 /// A store with live and left bindings of two apps, numbers and meta values.
@@ -75,21 +88,23 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
     let store = Store::open_temporary().unwrap();
     let mut rec = binding(1, BindingState::Active, Some(9_000));
     store.put_binding(&rec).await.unwrap();
-    assert_eq!(store.released_until(i64::MAX, 10, None).unwrap(), []);
+    assert_eq!(store.left_until(i64::MAX, 10, None).unwrap(), []);
     assert_eq!(store.remembered_until(i64::MAX, 10, None).unwrap(), []);
 
+    // With a request id: one entry, in `remembered`.
     rec.state = BindingState::Expired;
     rec.released_at_ms = Some(9_500);
     store.put_binding(&rec).await.unwrap();
-    assert_eq!(store.released_until(9_499, 10, None).unwrap(), []);
+    assert_eq!(store.left_until(9_499, 10, None).unwrap(), []);
     assert_eq!(
-        store.released_until(9_500, 10, None).unwrap(),
+        store.left_until(9_500, 10, None).unwrap(),
         [(9_500, rec.id)]
     );
+    assert_eq!(store.released_until(i64::MAX, 10, None).unwrap(), []);
     // One app's only (a cluster replica purges the apps it leads).
     let of = |app: &str| {
         (
-            store.released_until(9_500, 10, Some(app)).unwrap(),
+            store.left_until(9_500, 10, Some(app)).unwrap(),
             store.remembered_until(9_500, 10, Some(app)).unwrap(),
         )
     };
@@ -100,8 +115,8 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
         [(9_500, rec.id)]
     );
 
-    // Without a request id there is nothing to remember; without released_at_ms the last
-    // update counts.
+    // Without a request id there is nothing to remember, and the entry is in `released`;
+    // without released_at_ms the last update counts.
     let mut bare = BindingRecord {
         request_id: None,
         released_at_ms: None,
@@ -111,6 +126,10 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
     store.put_binding(&bare).await.unwrap();
     assert_eq!(
         store.released_until(i64::MAX, 10, None).unwrap(),
+        [(7_000, bare.id)]
+    );
+    assert_eq!(
+        store.left_until(i64::MAX, 10, None).unwrap(),
         [(7_000, bare.id), (9_500, rec.id)]
     );
     assert_eq!(
@@ -118,22 +137,22 @@ async fn bindings_that_left_service_are_indexed_by_when_they_left() {
         [(9_500, rec.id)]
     );
     assert_eq!(
-        store.released_until(i64::MAX, 1, None).unwrap(),
+        store.left_until(i64::MAX, 1, None).unwrap(),
         [(7_000, bare.id)]
     );
-    assert_eq!(store.released_until(-1, 10, None).unwrap(), []);
+    assert_eq!(store.left_until(-1, 10, None).unwrap(), []);
 
-    // Deleting takes both entries out.
+    // Deleting takes the entries out.
     bare.updated_at_ms = 8_000;
     store.put_binding(&bare).await.unwrap();
     assert_eq!(
-        store.released_until(i64::MAX, 10, None).unwrap(),
+        store.left_until(i64::MAX, 10, None).unwrap(),
         [(8_000, bare.id), (9_500, rec.id)],
         "a rewrite moves the entry"
     );
     store.delete_binding(&rec.id).await.unwrap();
     store.delete_binding(&bare.id).await.unwrap();
-    assert_eq!(store.released_until(i64::MAX, 10, None).unwrap(), []);
+    assert_eq!(store.left_until(i64::MAX, 10, None).unwrap(), []);
     assert_eq!(store.remembered_until(i64::MAX, 10, None).unwrap(), []);
 }
 
@@ -194,13 +213,29 @@ async fn a_purge_may_keep_the_request_id_taken_until_it_is_forgotten() {
         .commit(|tx| tx.purge_binding(&gone.id, true))
         .await
         .unwrap();
-    let tombstone = without(&before, &keys_of_released(&gone)[..1]);
-    let tombstone = without(&tombstone, &keys_of_released(&gone)[2..3]);
+    let keys = keys_of_released(&gone);
+    let tombstone = without(&before, &[keys[0].clone(), keys[2].clone()]);
+    let tombstone_key = keys::remembered_tombstone(2_000, &gone.id).to_vec();
+    let tombstone = with(&tombstone, &[(keys::REMEMBERED, tombstone_key)]);
     assert_eq!(
         store.key_sets(),
         tombstone,
-        "only the mapping and remembered stay"
+        "only the mapping and a tombstone in remembered stay"
     );
+    // The tombstone is no record to delete, but a request id to forget.
+    assert!(
+        !store
+            .left_until(i64::MAX, 10, None)
+            .unwrap()
+            .contains(&(2_000, gone.id))
+    );
+    assert!(
+        store
+            .remembered_until(2_000, 10, None)
+            .unwrap()
+            .contains(&(2_000, gone.id))
+    );
+    assert_eq!(store.remembered_until(1_999, 10, None).unwrap(), []);
     assert_eq!(store.binding_by_request("ride", "req-3").unwrap(), None);
     assert_eq!(
         store.purged_request("ride", "req-3").unwrap(),
@@ -239,9 +274,14 @@ async fn forgetting_a_request_id_keeps_the_record_without_it() {
             .unwrap()
     );
     let keys = keys_of_released(&rec);
+    let released_key = (keys::RELEASED, keys::released(5_000, &rec.id).to_vec());
     assert_eq!(
         store.key_sets(),
-        without(&before, &[keys[1].clone(), keys[3].clone()])
+        with(
+            &without(&before, &[keys[1].clone(), keys[2].clone()]),
+            std::slice::from_ref(&released_key)
+        ),
+        "the request id goes, and the record is indexed in `released` instead"
     );
     let kept = store.get_binding(&rec.id).unwrap().unwrap();
     assert_eq!(
@@ -401,4 +441,87 @@ async fn a_format_1_store_is_indexed_for_retention_at_open() {
     let format: u32 = codec::decode(keys::META, keys::META_FORMAT, &format.unwrap()).unwrap();
     assert_eq!(format, FORMAT_VERSION);
     store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_format_4_store_keeps_one_retention_entry_per_binding_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions::new(dir.path().join("db"));
+    let migrated = {
+        let store = Store::open(&options).unwrap();
+        store.put_binding(&released(1, 1_000)).await.unwrap();
+        store
+            .put_binding(&BindingRecord {
+                request_id: None,
+                ..released(2, 2_000)
+            })
+            .await
+            .unwrap();
+        store
+            .put_binding(&binding(3, BindingState::Active, None))
+            .await
+            .unwrap();
+        store.put_binding(&released(4, 1_500)).await.unwrap();
+        store
+            .commit(|tx| tx.purge_binding(&id(4), true))
+            .await
+            .unwrap();
+        let migrated = store.key_sets();
+        // What a format 4 store holds: binding 1 in `released` too, and binding 4's tombstone
+        // as a plain `remembered` entry.
+        let trees = store.trees();
+        trees
+            .released
+            .insert(keys::released(1_000, &id(1)), &[])
+            .unwrap();
+        let tombstone = keys::remembered_tombstone(1_500, &id(4));
+        let value = trees.remembered.remove(tombstone).unwrap().unwrap();
+        trees
+            .remembered
+            .insert(keys::remembered(1_500, &id(4)), value)
+            .unwrap();
+        trees
+            .meta
+            .insert(keys::META_FORMAT, codec::encode(&4u32))
+            .unwrap();
+        assert_ne!(store.key_sets(), migrated);
+        store.close().await.unwrap();
+        migrated
+    };
+    let store = Store::open(&options).unwrap();
+    assert_eq!(store.key_sets(), migrated);
+    assert_eq!(store.purged_request("ride", "req-4").unwrap(), Some(id(4)));
+    assert_eq!(
+        store.left_until(i64::MAX, 10, None).unwrap(),
+        [(1_000, id(1)), (2_000, id(2))]
+    );
+    let format = store.get(wal::TreeId::Meta, keys::META_FORMAT).unwrap();
+    let format: u32 = codec::decode(keys::META, keys::META_FORMAT, &format.unwrap()).unwrap();
+    assert_eq!(format, FORMAT_VERSION);
+    store.close().await.unwrap();
+}
+
+/// Tombstones are request ids to forget, not records to delete: however many there are, the
+/// scan for records to delete never returns them, so they cannot fill its limit.
+#[tokio::test]
+async fn tombstones_never_hold_up_the_records_to_delete() {
+    let store = Store::open_temporary().unwrap();
+    for n in 1..=3 {
+        store.put_binding(&released(n, 1_000)).await.unwrap();
+    }
+    store
+        .commit(|tx| {
+            tx.purge_binding(&id(1), true)?;
+            tx.purge_binding(&id(2), true)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.left_until(i64::MAX, 1, None).unwrap(),
+        [(1_000, id(3))]
+    );
+    assert_eq!(
+        store.remembered_until(i64::MAX, 10, None).unwrap(),
+        [(1_000, id(1)), (1_000, id(2)), (1_000, id(3))]
+    );
 }

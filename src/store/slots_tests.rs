@@ -92,11 +92,16 @@ async fn bindings_released_since_a_time_are_read_in_id_order() {
         released_at_ms: Some(at),
         ..binding(n, BindingState::Released, None)
     };
+    // Those with a request id are indexed in `remembered`, the others in `released`.
+    let no_request_id = |r: BindingRecord| BindingRecord {
+        request_id: None,
+        ..r
+    };
     for r in [
         left(1, 5_000),
-        left(2, 1_000),
+        no_request_id(left(2, 1_000)),
         left(3, 3_000),
-        left(4, 3_001),
+        no_request_id(left(4, 3_001)),
     ] {
         store.insert_binding(&r).await.unwrap();
     }
