@@ -516,10 +516,12 @@ async fn tombstones_never_hold_up_the_records_to_delete() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        store.left_until(i64::MAX, 1, None).unwrap(),
-        [(1_000, id(3))]
-    );
+    for limit in [1, 10] {
+        assert_eq!(
+            store.left_until(i64::MAX, limit, None).unwrap(),
+            [(1_000, id(3))]
+        );
+    }
     assert_eq!(
         store.remembered_until(i64::MAX, 10, None).unwrap(),
         [(1_000, id(1)), (1_000, id(2)), (1_000, id(3))]
