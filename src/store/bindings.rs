@@ -491,6 +491,7 @@ impl Store {
         let (released, remembered) = self.read(|trees| {
             Ok((
                 trees.released.range(start..),
+                // Live entries only: a tombstone's record is gone.
                 trees.remembered.range(start..=keys::timed_bound(i64::MAX)),
             ))
         })?;
