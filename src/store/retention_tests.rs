@@ -405,24 +405,36 @@ async fn purges_in_the_log_are_replayed_after_a_crash() {
     store.close().await.unwrap();
 }
 
+/// What the migration tests start from: binding 1 RELEASED with a request id, 2 without one,
+/// 3 ACTIVE.
+async fn put_left_and_live(store: &Store) {
+    store.put_binding(&released(1, 1_000)).await.unwrap();
+    store
+        .put_binding(&BindingRecord {
+            request_id: None,
+            ..released(2, 2_000)
+        })
+        .await
+        .unwrap();
+    store
+        .put_binding(&binding(3, BindingState::Active, None))
+        .await
+        .unwrap();
+}
+
+/// The format version the store holds in `meta`.
+fn stored_format(store: &Store) -> u32 {
+    let format = store.get(wal::TreeId::Meta, keys::META_FORMAT).unwrap();
+    codec::decode(keys::META, keys::META_FORMAT, &format.unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn a_format_1_store_is_indexed_for_retention_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions::new(dir.path().join("db"));
     let indexed = {
         let store = Store::open(&options).unwrap();
-        store.put_binding(&released(1, 1_000)).await.unwrap();
-        store
-            .put_binding(&BindingRecord {
-                request_id: None,
-                ..released(2, 2_000)
-            })
-            .await
-            .unwrap();
-        store
-            .put_binding(&binding(3, BindingState::Active, None))
-            .await
-            .unwrap();
+        put_left_and_live(&store).await;
         let indexed = store.key_sets();
         // What a format 1 store holds: no retention indexes.
         let trees = store.trees();
@@ -437,9 +449,7 @@ async fn a_format_1_store_is_indexed_for_retention_at_open() {
     };
     let store = Store::open(&options).unwrap();
     assert_eq!(store.key_sets(), indexed);
-    let format = store.get(wal::TreeId::Meta, keys::META_FORMAT).unwrap();
-    let format: u32 = codec::decode(keys::META, keys::META_FORMAT, &format.unwrap()).unwrap();
-    assert_eq!(format, FORMAT_VERSION);
+    assert_eq!(stored_format(&store), FORMAT_VERSION);
     store.close().await.unwrap();
 }
 
@@ -449,18 +459,7 @@ async fn a_format_4_store_keeps_one_retention_entry_per_binding_at_open() {
     let options = StoreOptions::new(dir.path().join("db"));
     let migrated = {
         let store = Store::open(&options).unwrap();
-        store.put_binding(&released(1, 1_000)).await.unwrap();
-        store
-            .put_binding(&BindingRecord {
-                request_id: None,
-                ..released(2, 2_000)
-            })
-            .await
-            .unwrap();
-        store
-            .put_binding(&binding(3, BindingState::Active, None))
-            .await
-            .unwrap();
+        put_left_and_live(&store).await;
         store.put_binding(&released(4, 1_500)).await.unwrap();
         store
             .commit(|tx| tx.purge_binding(&id(4), true))
@@ -495,9 +494,7 @@ async fn a_format_4_store_keeps_one_retention_entry_per_binding_at_open() {
         store.left_until(i64::MAX, 10, None).unwrap(),
         [(1_000, id(1)), (2_000, id(2))]
     );
-    let format = store.get(wal::TreeId::Meta, keys::META_FORMAT).unwrap();
-    let format: u32 = codec::decode(keys::META, keys::META_FORMAT, &format.unwrap()).unwrap();
-    assert_eq!(format, FORMAT_VERSION);
+    assert_eq!(stored_format(&store), FORMAT_VERSION);
     store.close().await.unwrap();
 }
 

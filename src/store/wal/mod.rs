@@ -135,7 +135,7 @@ const MAX_UNAPPLIED_OPS: usize = 1 << 16;
 pub(super) const INLINE_APPLY_OPS: usize = 256;
 
 /// Changes the applier applies to sled between two announcements of its progress (see
-/// [`apply_round`]): one expiry batch (some 6 changes per binding), a few dozen Binds. Each
+/// [`apply_round`]): one expiry batch (5 changes per binding), a few dozen Binds. Each
 /// announcement writes the log's mark to sled and takes the log's lock once.
 const PUBLISH_EVERY_OPS: usize = 256;
 
