@@ -123,7 +123,13 @@ impl Pool {
                 break;
             }
             // Read without waiting for sled to hold the batches just made durable: the
-            // transaction that expires it checks the binding again.
+            // transaction that expires it checks the binding again. That second read is the
+            // cheap one: this one has brought the record into sled's cache, outside the log's
+            // lock. A round that sorted bindings by app and mode without reading them (from
+            // values in the `expiry` entries) left the transaction's read to do that under the
+            // lock, and its bursts took longer in all five alternating pairs; a raw read here
+            // won the time back and saved only the decode (BENCHMARKS.md, "Scenario 5: the
+            // round's first read of each binding").
             let Some(rec) = self.store.peek_binding(&id)? else {
                 continue;
             };
