@@ -8,7 +8,9 @@
 //! through a burst (`Pool::expire_round` says so): the bindings are EXPIRED and their slots free
 //! already, so the calls can wait until the burst has left the CPU to the Binds. What does not
 //! fit in the queue is dropped (the platform expires those bindings anyway), with a log line
-//! saying how many.
+//! saying how many. Each waits as the few fields its call needs (a few dozen bytes and the
+//! subscription id), not as the whole record (some 500 bytes and every string it owns, the
+//! party numbers too): a full queue holds 100,000.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use super::lock;
 use super::upstream_calls;
-use crate::store::BindingRecord;
+use crate::platform::Mode;
+use crate::store::{BindingId, BindingRecord};
 use crate::upstream::{AppClient, CallOpts, Priority};
 
 /// Unbinds waiting at most; more are dropped.
@@ -29,6 +32,30 @@ const QUEUE_LIMIT: usize = 100_000;
 
 /// Unbinds in flight at once.
 const CONCURRENCY: usize = 8;
+
+/// What a defensive unbind needs of an expired binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unbind {
+    /// For the log line of a failed call.
+    id: BindingId,
+    mode: Mode,
+    subscription_id: String,
+    /// AXYB: unbind only the YB relation on this Y (the AX subscription carries others).
+    only_yb_of: Option<String>,
+}
+
+impl Unbind {
+    /// The unbind of `expired`; `None` for a binding the platform never gave an id (nothing
+    /// to unbind).
+    fn of(expired: &BindingRecord, only_yb: bool) -> Option<Unbind> {
+        Some(Unbind {
+            id: expired.id,
+            mode: expired.mode,
+            subscription_id: expired.subscription_id.clone()?,
+            only_yb_of: if only_yb { expired.y.clone() } else { None },
+        })
+    }
+}
 
 /// One app's queue of defensive unbinds.
 #[derive(Debug)]
@@ -40,8 +67,8 @@ pub struct Cleanup {
     /// True while expiry works through a burst: no unbind starts meanwhile. The sender is the
     /// pool's (`Pool::expire_round` sets it).
     expiring: watch::Receiver<bool>,
-    /// (expired binding, unbind only its Y-B relation).
-    queue: Mutex<VecDeque<(BindingRecord, bool)>>,
+    /// The unbinds waiting, oldest first.
+    queue: Mutex<VecDeque<Unbind>>,
     /// A drain task is running.
     draining: AtomicBool,
     /// Unbinds dropped because the queue was full.
@@ -64,14 +91,18 @@ impl Cleanup {
         }
     }
 
-    /// Queues a defensive unbind of `expired` and makes sure a task drains the queue.
+    /// Queues a defensive unbind of `expired` (with `only_yb`, of its YB relation alone) and
+    /// makes sure a task drains the queue.
     pub fn push(
         self: &Arc<Self>,
         app: &str,
         client: &Arc<AppClient>,
-        expired: BindingRecord,
+        expired: &BindingRecord,
         only_yb: bool,
     ) {
+        let Some(unbind) = Unbind::of(expired, only_yb) else {
+            return;
+        };
         {
             let mut queue = lock(&self.queue);
             if queue.len() >= QUEUE_LIMIT {
@@ -85,7 +116,7 @@ impl Cleanup {
                 }
                 return;
             }
-            queue.push_back((expired, only_yb));
+            queue.push_back(unbind);
         }
         if !self.draining.swap(true, Ordering::AcqRel) {
             self.tasks
@@ -111,15 +142,26 @@ impl Cleanup {
                 continue;
             }
             while !held && running.len() < CONCURRENCY {
-                let Some((expired, only_yb)) = self.pop() else {
+                let Some(unbind) = self.pop() else {
                     break;
                 };
                 let client = Arc::clone(&client);
                 running.spawn(async move {
-                    let id = expired.id;
+                    let Unbind {
+                        id,
+                        mode,
+                        subscription_id,
+                        only_yb_of,
+                    } = unbind;
                     let background = CallOpts::priority(Priority::Background);
-                    let result =
-                        upstream_calls::unbind(&client, &expired, only_yb, background).await;
+                    let result = upstream_calls::unbind_subscription(
+                        &client,
+                        mode,
+                        subscription_id,
+                        only_yb_of,
+                        background,
+                    )
+                    .await;
                     (id, result)
                 });
             }
@@ -144,7 +186,7 @@ impl Cleanup {
         }
     }
 
-    fn pop(&self) -> Option<(BindingRecord, bool)> {
+    fn pop(&self) -> Option<Unbind> {
         lock(&self.queue).pop_front()
     }
 
@@ -221,6 +263,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_queued_unbind_keeps_what_its_call_needs() {
+        let mut axyb = expired(1);
+        (axyb.mode, axyb.y) = (Mode::Axyb, Some("+8617100000001".into()));
+        assert_eq!(
+            Unbind::of(&axyb, true),
+            Some(Unbind {
+                id: axyb.id,
+                mode: Mode::Axyb,
+                subscription_id: "sub-1".into(),
+                only_yb_of: Some("+8617100000001".into()),
+            })
+        );
+        let whole = Unbind::of(&axyb, false).unwrap();
+        assert_eq!(whole.only_yb_of, None, "the AX with all its YBs");
+    }
+
+    #[tokio::test]
+    async fn a_binding_the_platform_never_gave_an_id_queues_nothing() {
+        let (url, calls) = counting_platform().await;
+        let client = Arc::new(AppClient::new(
+            AppSettings::new("key", Secret::new("secret"), url),
+            http_client(),
+        ));
+        let (_expiring, held) = watch::channel(false);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let cleanup = Arc::new(Cleanup::new(tasks.clone(), cancel.clone(), held));
+        let mut never_bound = expired(1);
+        never_bound.subscription_id = None;
+        cleanup.push("rides", &client, &never_bound, false);
+        assert!(cleanup.is_empty());
+        assert!(tasks.is_empty(), "no drain started");
+        cleanup.push("rides", &client, &expired(2), false);
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .expect("the drain ended");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one call, for the one with an id"
+        );
+    }
+
     #[tokio::test]
     async fn unbinds_wait_while_expiry_works_through_a_burst() {
         let (url, calls) = counting_platform().await;
@@ -232,7 +318,7 @@ mod tests {
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
         let cleanup = Arc::new(Cleanup::new(tasks.clone(), cancel.clone(), held));
         for n in 0..3 {
-            cleanup.push("rides", &client, expired(n), false);
+            cleanup.push("rides", &client, &expired(n), false);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 0, "held during the burst");

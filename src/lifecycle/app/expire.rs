@@ -125,7 +125,7 @@ impl AppPool {
             for (_, left, only_yb) in batch.expired {
                 // Best effort: the platform has expired it already, or will; "not found" is
                 // success.
-                self.cleanup.push(&self.name, client, left, only_yb);
+                self.cleanup.push(&self.name, client, &left, only_yb);
             }
         }
         match record {

@@ -300,11 +300,25 @@ pub async fn unbind(
     only_yb: bool,
     opts: CallOpts,
 ) -> Result<(), UpstreamError> {
-    let client = &client.with_opts(opts);
     let Some(id) = rec.subscription_id.clone() else {
         return Ok(());
     };
-    let result = match rec.mode {
+    let y = if only_yb { rec.y.clone() } else { None };
+    unbind_subscription(client, rec.mode, id, y, opts).await
+}
+
+/// Unbinds subscription `id` of a binding in `mode` on the platform; "no such record" counts
+/// as unbound. AXYB: with `only_yb_of`, just the YB relation on that Y goes; otherwise the AX
+/// with all its YBs.
+pub async fn unbind_subscription(
+    client: &AppClient,
+    mode: Mode,
+    id: String,
+    only_yb_of: Option<String>,
+    opts: CallOpts,
+) -> Result<(), UpstreamError> {
+    let client = &client.with_opts(opts);
+    let result = match mode {
         Mode::Axb => client.axb_unbind(&AxbUnbind::Subscription(id)).await,
         Mode::Ax => client.ax_unbind(&AxSelector::Subscription(id)).await,
         Mode::Axe => client.axe_unbind(&AxeSelector::Subscription(id)).await,
@@ -312,7 +326,7 @@ pub async fn unbind(
             client
                 .axyb_unbind(&AxybUnbind {
                     subscription_id: id,
-                    y_num: if only_yb { rec.y.clone() } else { None },
+                    y_num: only_yb_of,
                     b_num: None,
                 })
                 .await
