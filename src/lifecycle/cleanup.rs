@@ -263,6 +263,51 @@ mod tests {
         }
     }
 
+    /// A queue whose unbinds go to a counting platform, held while `expiring` says so.
+    struct Rig {
+        client: Arc<AppClient>,
+        calls: Arc<AtomicUsize>,
+        expiring: watch::Sender<bool>,
+        tasks: TaskTracker,
+        cleanup: Arc<Cleanup>,
+    }
+
+    impl Rig {
+        async fn new(expiring: bool) -> Rig {
+            let (url, calls) = counting_platform().await;
+            let client = Arc::new(AppClient::new(
+                AppSettings::new("key", Secret::new("secret"), url),
+                http_client(),
+            ));
+            let (expiring, held) = watch::channel(expiring);
+            let tasks = TaskTracker::new();
+            let cleanup = Arc::new(Cleanup::new(tasks.clone(), CancellationToken::new(), held));
+            Rig {
+                client,
+                calls,
+                expiring,
+                tasks,
+                cleanup,
+            }
+        }
+
+        fn push(&self, expired: &BindingRecord) {
+            self.cleanup.push("rides", &self.client, expired, false);
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        /// Waits for the drain to end, which it does once the queue is empty.
+        async fn drained(&self) {
+            self.tasks.close();
+            tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+                .await
+                .expect("the drain ended");
+        }
+    }
+
     #[test]
     fn a_queued_unbind_keeps_what_its_call_needs() {
         let mut axyb = expired(1);
@@ -282,63 +327,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_binding_the_platform_never_gave_an_id_queues_nothing() {
-        let (url, calls) = counting_platform().await;
-        let client = Arc::new(AppClient::new(
-            AppSettings::new("key", Secret::new("secret"), url),
-            http_client(),
-        ));
-        let (_expiring, held) = watch::channel(false);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let cleanup = Arc::new(Cleanup::new(tasks.clone(), cancel.clone(), held));
+        let rig = Rig::new(false).await;
         let mut never_bound = expired(1);
         never_bound.subscription_id = None;
-        cleanup.push("rides", &client, &never_bound, false);
-        assert!(cleanup.is_empty());
-        assert!(tasks.is_empty(), "no drain started");
-        cleanup.push("rides", &client, &expired(2), false);
-        tasks.close();
-        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-            .await
-            .expect("the drain ended");
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            1,
-            "one call, for the one with an id"
-        );
+        rig.push(&never_bound);
+        assert!(rig.cleanup.is_empty());
+        assert!(rig.tasks.is_empty(), "no drain started");
+        rig.push(&expired(2));
+        rig.drained().await;
+        assert_eq!(rig.calls(), 1, "one call, for the one with an id");
     }
 
     #[tokio::test]
     async fn unbinds_wait_while_expiry_works_through_a_burst() {
-        let (url, calls) = counting_platform().await;
-        let client = Arc::new(AppClient::new(
-            AppSettings::new("key", Secret::new("secret"), url),
-            http_client(),
-        ));
-        let (expiring, held) = watch::channel(true);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let cleanup = Arc::new(Cleanup::new(tasks.clone(), cancel.clone(), held));
+        let rig = Rig::new(true).await;
         for n in 0..3 {
-            cleanup.push("rides", &client, &expired(n), false);
+            rig.push(&expired(n));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "held during the burst");
+        assert_eq!(rig.calls(), 0, "held during the burst");
 
-        expiring.send_replace(false);
+        rig.expiring.send_replace(false);
         for _ in 0..100 {
-            if calls.load(Ordering::SeqCst) == 3 {
+            if rig.calls() == 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            3,
-            "sent once the burst is over"
-        );
-        // The drain ends once the queue is empty.
-        tasks.close();
-        tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-            .await
-            .expect("the drain ended");
+        assert_eq!(rig.calls(), 3, "sent once the burst is over");
+        rig.drained().await;
     }
 }
