@@ -27,6 +27,9 @@ pub enum Point {
     SledApply,
     /// A checkpoint's sled flush.
     Checkpoint,
+    /// The end of a read of every `requests` key into their filter (see the log's
+    /// `request_keys`): the read fails, or (a stall) its filter is held back that long.
+    RequestKeys,
 }
 
 /// No fault is ever set outside tests.
@@ -212,6 +215,7 @@ mod injected {
             "LogCreate" => Point::LogCreate,
             "SledApply" => Point::SledApply,
             "Checkpoint" => Point::Checkpoint,
+            "RequestKeys" => Point::RequestKeys,
             _ => return None,
         };
         let error = match *error {

@@ -44,6 +44,8 @@ pub mod keys;
 mod legacy;
 pub mod records;
 pub mod replica;
+#[cfg(test)]
+mod request_keys_tests;
 mod retention;
 #[cfg(test)]
 mod retention_tests;

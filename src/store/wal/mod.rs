@@ -25,6 +25,12 @@
 //!   read first waits until sled holds every write answered before it (`settle`: at once,
 //!   unless a round's apply is under way), so a caller that was answered never reads state
 //!   without its write. Transactions read the overlay, and wait for nothing.
+//! - **Request ids not looked for.** A transaction's read of a `requests` key (a Bind's
+//!   request id) skips sled when a Bloom filter of the keys sled and the overlay may hold
+//!   rules it out (`request_keys`): nearly every Bind brings a new request id, and its two
+//!   misses in sled under the log's lock cost a tenth of a Bind. The `xpool-requests` thread
+//!   builds the filter from sled after open, at a lower CPU priority, while staged writes
+//!   note their keys; until it is built, nothing is ruled out.
 //! - **sled is never ahead of the log.** sled's state after a crash (a prefix of the flusher's
 //!   writes, as sled recovers) is a prefix of the log, and replaying the log from any earlier
 //!   point onto it gives the log's end state. This is why no write needs a sled transaction
@@ -61,6 +67,7 @@ mod record;
 mod recover;
 #[cfg(test)]
 mod repair_tests;
+mod request_keys;
 #[cfg(test)]
 pub(super) mod tests;
 mod tx;
@@ -91,6 +98,7 @@ use leader::LeaderWrites;
 pub(super) use mark::Mark;
 use overlay::{Overlay, Pending};
 use record::Op;
+use request_keys::{Bloom, RequestKeys};
 
 /// How often buffered records are written even when no caller waits for them (a staged write
 /// that was dropped); never in unit tests, which look at staged writes before they are durable.
@@ -170,7 +178,8 @@ impl Retained {
     }
 }
 
-/// The log: its lock (held by writers), its flusher, applier and checkpointer threads.
+/// The log: its lock (held by writers), its flusher, applier, checkpointer and request-keys
+/// threads.
 pub(super) struct Wal {
     shared: Arc<Shared>,
     /// The threads; `close` (or dropping the `Wal`) marks the log closed, which ends them, and
@@ -190,6 +199,8 @@ struct Shared {
     checkpointer_wake: Condvar,
     /// Wakes the applier when a synced round is handed to it, or on close.
     applier_wake: Condvar,
+    /// Wakes the builder of the `requests` keys' filter when one is wanted, or on close.
+    request_keys_wake: Condvar,
     /// Told when the log fails.
     on_failure: OnFailure,
     /// The store directory, which names its injected faults.
@@ -229,6 +240,8 @@ struct State {
     records: Vec<(u64, Vec<Op>)>,
     /// Changes of every record not yet applied to sled, which transactions see first.
     pending: Pending,
+    /// Which `requests` keys sled or a pending change may hold (see `request_keys`).
+    request_keys: RequestKeys,
     /// Records synced (and answered) and not yet applied to sled, in order: the applier's
     /// queue.
     unapplied: Vec<(u64, Vec<Op>)>,
@@ -286,6 +299,17 @@ enum Spare {
     Ready,
     /// The flusher is moving to it (or cleaning up after failing to).
     Taken,
+}
+
+impl State {
+    /// Makes record `seq`'s changes visible to the transactions that follow, its request keys
+    /// noted first.
+    fn add_pending(&mut self, shared: &Shared, seq: u64, ops: &[Op]) {
+        if self.request_keys.note(ops) {
+            shared.request_keys_wake.notify_one();
+        }
+        self.pending.add(seq, ops);
+    }
 }
 
 impl Shared {
@@ -493,6 +517,7 @@ impl Wal {
                 buf: Vec::new(),
                 records: Vec::new(),
                 pending: Pending::default(),
+                request_keys: RequestKeys::new(),
                 unapplied: Vec::new(),
                 unapplied_ops: 0,
                 flusher_done: false,
@@ -515,6 +540,7 @@ impl Wal {
             flusher_wake: Condvar::new(),
             checkpointer_wake: Condvar::new(),
             applier_wake: Condvar::new(),
+            request_keys_wake: Condvar::new(),
             on_failure,
             store_dir: dir.parent().unwrap_or(dir).to_path_buf(),
             syncs: AtomicU64::new(0),
@@ -556,7 +582,13 @@ impl Wal {
                 .name("xpool-checkpoint".into())
                 .spawn(move || run_checkpointer(&shared, &db, &dir, applied))
         };
-        let threads = [flusher, applier, checkpointer]
+        let request_keys = {
+            let (shared, requests) = (Arc::clone(&shared), trees.requests.clone());
+            std::thread::Builder::new()
+                .name("xpool-requests".into())
+                .spawn(move || run_request_keys(&shared, &requests))
+        };
+        let threads = [flusher, applier, checkpointer, request_keys]
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| log_error(dir, "starting its threads", &e))?;
@@ -596,6 +628,7 @@ impl Wal {
         let overlay = Overlay {
             leader: None,
             log: &state.pending,
+            request_keys: &state.request_keys,
         };
         let (value, ops) = trees.transact(overlay, &mut state.next_change, f)?;
         let local_only = state.leader.is_some() && matches!(lane, Lane::Local);
@@ -618,7 +651,7 @@ impl Wal {
             let state = &mut *state;
             let seq = state.last_seq + 1;
             record::encode(seq, &ops, &mut state.buf);
-            state.pending.add(seq, &ops);
+            state.add_pending(&self.shared, seq, &ops);
             state.records.push((seq, ops));
             state.last_seq = seq;
         }
@@ -650,9 +683,14 @@ impl Wal {
         let overlay = Overlay {
             leader: Some(&leader.pending),
             log: &state.pending,
+            request_keys: &state.request_keys,
         };
         let (value, ops) = trees.transact(overlay, &mut state.next_change, f)?;
         let ops = LeaderWrites::keep(term, ops)?;
+        // Noted before the leader's pending changes show them to the next transaction.
+        if state.request_keys.note(&ops) {
+            self.shared.request_keys_wake.notify_one();
+        }
         let wait = match leader.stage(term, ops) {
             Some(outcome) => Wait::Leader(outcome),
             None => Wait::Nothing,
@@ -676,6 +714,12 @@ impl Wal {
             .iter()
             .map(|op| (op.tree, op.key.clone()))
             .collect()
+    }
+
+    /// Tests: how many filters of the `requests` keys were built and put in use.
+    #[cfg(test)]
+    pub fn request_keys_builds(&self) -> u64 {
+        self.shared.lock().request_keys.builds
     }
 
     /// Every leader's record queued so far, in order, for the writer to commit to etcd.
@@ -719,7 +763,7 @@ impl Wal {
                 });
             }
             record::encode(seq, &ops, &mut state.buf);
-            state.pending.add(seq, &ops);
+            state.add_pending(&self.shared, seq, &ops);
             state.records.push((seq, ops));
             state.last_seq = seq;
         }
@@ -914,6 +958,7 @@ impl Wal {
         self.shared.flusher_wake.notify_all();
         self.shared.checkpointer_wake.notify_all();
         self.shared.applier_wake.notify_all();
+        self.shared.request_keys_wake.notify_all();
         self.shared.settled.notify_all();
     }
 }
@@ -1358,6 +1403,97 @@ fn next_segment(
     }
     full.then(|| Segment::create(shared, dir, first_seq))
         .transpose()
+}
+
+/// How long the builder of the `requests` keys' filter waits before trying again after sled
+/// failed to give it the keys.
+const REQUEST_KEYS_RETRY: Duration = if cfg!(test) {
+    Duration::from_millis(100)
+} else {
+    Duration::from_secs(30)
+};
+
+/// Keys the builder reads between two looks at whether the log closed.
+const REQUEST_KEYS_CHUNK: usize = 4096;
+
+/// The builder of the `requests` keys' filter (see `request_keys`): builds one when wanted,
+/// reading sled's keys outside the log's lock, until the log closes or fails. (sled's
+/// iterator yields every key present throughout the read; a key applied to sled during it was
+/// pending when the build began, or noted since: in the filter either way.)
+fn run_request_keys(shared: &Shared, requests: &sled::Tree) {
+    lower_priority();
+    let mut retry_after = None;
+    let over = |s: &State| s.closed || s.failed.is_some();
+    loop {
+        let bits = {
+            let mut state = shared.lock();
+            if let Some(pause) = retry_after.take() {
+                state = shared
+                    .request_keys_wake
+                    .wait_timeout_while(state, pause, |s| !over(s))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let mut state = shared
+                .request_keys_wake
+                .wait_while(state, |s| !over(s) && !s.request_keys.build_wanted())
+                .unwrap_or_else(PoisonError::into_inner);
+            if over(&state) {
+                return;
+            }
+            let state = &mut *state;
+            let pending = std::iter::once(&state.pending)
+                .chain(state.leader.as_ref().map(|leader| &leader.pending));
+            state.request_keys.begin_build(pending)
+        };
+        let started = Instant::now();
+        let read = read_request_keys(shared, requests, bits);
+        let mut state = shared.lock();
+        match read {
+            Ok(Some(read)) => {
+                state.request_keys.finish_build(&read);
+                tracing::debug!(
+                    keys = read.keys(),
+                    took = ?started.elapsed(),
+                    "filter of the stored request ids built"
+                );
+            }
+            Ok(None) => return,
+            Err(e) => {
+                state.request_keys.abandon_build();
+                tracing::warn!(
+                    error = %e,
+                    "cannot read the stored request ids into their filter; a Bind with a \
+                     request id reads sled for it meanwhile"
+                );
+                retry_after = Some(REQUEST_KEYS_RETRY);
+            }
+        }
+    }
+}
+
+/// Every key of `requests`, in a filter of `bits` bits; `None` once the log has closed.
+fn read_request_keys(
+    shared: &Shared,
+    requests: &sled::Tree,
+    bits: u64,
+) -> Result<Option<Bloom>, sled::Error> {
+    let mut read = Bloom::with_bits(bits);
+    let mut keys = requests.iter().keys();
+    loop {
+        for _ in 0..REQUEST_KEYS_CHUNK {
+            match keys.next() {
+                Some(key) => read.insert(&key?),
+                None => {
+                    shared.fault(Point::RequestKeys).map_err(sled::Error::Io)?;
+                    return Ok(Some(read));
+                }
+            }
+        }
+        if shared.lock().closed {
+            return Ok(None);
+        }
+    }
 }
 
 /// The checkpointer: flushes sled and trims the log every `CHECKPOINT_EVERY` until closed, and

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::record::{Op, TreeId};
+use super::request_keys::RequestKeys;
 
 /// The latest pending change of one key: the record that made it, and the value (`None`: removed).
 type Change = (u64, Option<Vec<u8>>);
@@ -52,6 +53,11 @@ impl Pending {
             .map(|(key, _)| key.as_slice())
     }
 
+    /// Every key with a pending change in `tree` (removals included).
+    pub fn keys(&self, tree: TreeId) -> impl Iterator<Item = &[u8]> {
+        self.trees[tree as usize].keys().map(Vec::as_slice)
+    }
+
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.trees.iter().all(BTreeMap::is_empty)
@@ -69,6 +75,9 @@ impl Pending {
 pub(super) struct Overlay<'a> {
     pub leader: Option<&'a Pending>,
     pub log: &'a Pending,
+    /// Which `requests` keys sled may hold: a key it rules out, with no pending change, is
+    /// not looked for in sled.
+    pub request_keys: &'a RequestKeys,
 }
 
 impl<'a> Overlay<'a> {
@@ -78,6 +87,11 @@ impl<'a> Overlay<'a> {
         self.leader
             .and_then(|leader| leader.get(tree, key))
             .or_else(|| self.log.get(tree, key))
+    }
+
+    /// Whether sled may hold `key` of `tree` (false only where no pending change has it either).
+    pub fn sled_may_hold(&self, tree: TreeId, key: &[u8]) -> bool {
+        self.request_keys.may_hold(tree, key)
     }
 
     /// The greatest key with a pending change in `tree`, in either.

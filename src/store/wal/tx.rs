@@ -181,6 +181,7 @@ impl TxTree<'_> {
         }
         match self.overlay.get(self.id, key) {
             Some(value) => Ok(value.map(IVec::from)),
+            None if !self.overlay.sled_may_hold(self.id, key) => Ok(None),
             None => Ok(self.trees.tree(self.id).get(key)?),
         }
     }
