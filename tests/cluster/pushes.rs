@@ -17,10 +17,12 @@ use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::call_service_client::CallServiceClient;
 
-use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
+use crate::common::{
+    EtcdCluster, Replica, bounded, cluster_section, leader_id, logged_addr, new_leader,
+};
 use crate::support::certs::Ca;
 use crate::support::platform::auth::{self, Scheme};
-use crate::support::{App, LogDump, Setup, Sim, bind, free_port, party};
+use crate::support::{App, LogDump, Setup, Sim, bind, party};
 
 const APP: &str = "xmode";
 /// The platform app (secret `s-x`); the replicas verify its pushes' signatures.
@@ -117,15 +119,33 @@ async fn spawn_node_with(
     id: &str,
     extra: &str,
 ) -> Node {
-    let (callbacks, admin) = (format!("127.0.0.1:{}", free_port()), free_port());
+    // Port 0 for both listeners, read back from the log: a port picked free beforehand can
+    // be taken (by any connection's local port) before the replica binds it.
     let store = dir.join(id).join("data");
     let text = setup("http://unused")
-        .callbacks("listen", callbacks.as_str())
-        .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"))
+        .callbacks("listen", "127.0.0.1:0")
+        .daemon_section("[admin]\nlisten = \"127.0.0.1:0\"\n")
         .daemon_toml("127.0.0.1:0", &sim.base_url, &store)
         + &cluster_section(cluster, id, TTL_SECONDS)
         + extra;
     let replica = Replica::spawn(dir, id, &text, &[]).await;
+    let log = dir.join(format!("{id}.log"));
+    let bound = |marker: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(addr) = logged_addr(&log, marker) {
+                break addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {id} logged no {marker:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let callbacks = bound("push receiver listening");
+    let admin = bound("admin listener");
+    let admin = admin.rsplit(':').next().unwrap().parse().unwrap();
     Node {
         replica,
         callbacks,
