@@ -637,6 +637,7 @@ fn open_files(
     let wal_dir = options.path.join(WAL_DIR);
     let applied = wal::recover(&db, &trees, &wal_dir)?;
     if format < FORMAT_VERSION {
+        wal::discard_saved_request_keys(&wal_dir)?;
         migrate(&db, &trees, format)?;
     }
     let health = health.clone();

@@ -1,6 +1,7 @@
 //! The filter of the `requests` keys (the log's `request_keys`): a transaction's lookup of a
 //! request id skips sled only for an id the store cannot hold, whether the id reached sled
-//! before a restart, was written while the filter was being built, or after.
+//! before a restart (clean, with the filter saved, or not), was written while the filter was
+//! being built, or after.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,15 +26,16 @@ fn finds(store: &Store, n: u8) -> bool {
     matches!(staged.value(), RequestLookup::Live(b) if b.id == active(n).id)
 }
 
-fn builds(store: &Store) -> u64 {
-    store.current().unwrap().wal.request_keys_builds()
+/// (filters built, whether one is in use).
+fn filter(store: &Store) -> (u64, bool) {
+    store.current().unwrap().wal.request_keys_filter()
 }
 
 /// Waits (10 s at most) until the store has built `n` filters.
 fn wait_for_builds(store: &Store, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while builds(store) < n {
-        assert!(Instant::now() < deadline, "{} filters built", builds(store));
+    while filter(store).0 < n {
+        assert!(Instant::now() < deadline, "{:?}", filter(store));
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -50,13 +52,19 @@ fn wait_until_struck(path: &Path, point: Point) {
     }
 }
 
+/// The saved filter's file.
+fn saved(dir: &Path) -> std::path::PathBuf {
+    dir.join("db").join(WAL_DIR).join(wal::request_keys::FILE)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_id_stored_before_a_restart_is_found_once_its_filter_is_built() {
+async fn an_id_stored_before_a_crash_is_found_once_its_filter_is_built() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.put_binding(&active(1)).await.unwrap();
-    store.close().await.unwrap();
+    // No close: the log is replayed at the next open, and no filter is saved.
     drop(store);
+    assert!(!saved(dir.path()).exists());
 
     let store = open(dir.path());
     wait_for_builds(&store, 1);
@@ -64,6 +72,53 @@ async fn an_id_stored_before_a_restart_is_found_once_its_filter_is_built() {
     assert!(!finds(&store, 2));
     store.put_binding(&active(2)).await.unwrap();
     assert!(finds(&store, 2), "an id written after the build");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_close_saves_the_filter_for_the_next_start_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_binding(&active(1)).await.unwrap();
+    wait_for_builds(&store, 1);
+    store.close().await.unwrap();
+    drop(store);
+    assert!(saved(dir.path()).exists());
+
+    let store = open(dir.path());
+    assert_eq!(filter(&store), (0, true), "the saved filter, not a build");
+    assert!(!saved(dir.path()).exists(), "taken once");
+    assert!(finds(&store, 1));
+    assert!(!finds(&store, 2));
+    store.put_binding(&active(2)).await.unwrap();
+    assert!(finds(&store, 2));
+    drop(store);
+
+    // After a crash the filter is built again, from sled.
+    let store = open(dir.path());
+    wait_for_builds(&store, 1);
+    assert!(finds(&store, 1) && finds(&store, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_saved_at_another_record_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put_binding(&active(1)).await.unwrap();
+    wait_for_builds(&store, 1);
+    store.close().await.unwrap();
+    drop(store);
+    let old = std::fs::read(saved(dir.path())).unwrap();
+
+    let store = open(dir.path());
+    store.put_binding(&active(2)).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    // The filter saved before binding 2 was written, in place of the one saved after.
+    std::fs::write(saved(dir.path()), old).unwrap();
+
+    let store = open(dir.path());
+    wait_for_builds(&store, 1);
+    assert!(finds(&store, 1) && finds(&store, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +132,7 @@ async fn an_id_written_while_its_filter_is_built_is_found_after() {
     wait_until_struck(&path, Point::RequestKeys);
 
     store.put_binding(&active(3)).await.unwrap();
-    assert_eq!(builds(&store), 0, "the build is still held back");
+    assert_eq!(filter(&store), (0, false), "the build is still held back");
     assert!(finds(&store, 3), "read from sled meanwhile");
     wait_for_builds(&store, 1);
     assert!(
@@ -92,7 +147,6 @@ async fn a_build_that_cannot_read_sled_rules_nothing_out_and_is_tried_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.put_binding(&active(5)).await.unwrap();
-    store.close().await.unwrap();
     drop(store);
 
     let path = dir.path().join("db");
