@@ -14,7 +14,8 @@
 //!   start. Until the first build is done nothing is ruled out: every lookup reads sled.
 //!
 //! A filter fills up as request ids come and go, so once it has taken in more keys than its
-//! size suits, a new one is built beside it (sized for as many keys), and replaces it.
+//! size suits, a new one is built beside it (sized for twice the keys the last build found in
+//! sled), and replaces it.
 //!
 //! A build reads every key of the tree, which brings each of its pages through sled's cache:
 //! at a million request ids it took 1.7 s of a thread and left the daemon ~45 MiB larger. So a
@@ -56,6 +57,11 @@ pub(super) struct RequestKeys {
     building: Option<Bloom>,
     /// A build is wanted (at start, and when `current` is full).
     wanted: bool,
+    /// Keys the last build read from sled (the saved filter's keys, when it was loaded): what
+    /// the next one is sized by, twice over. Not the keys `current` took: those count every
+    /// request id written since, also those gone again, and would grow the filter with the
+    /// turnover, not with what the store holds.
+    stored: u64,
     /// Builds finished.
     #[cfg(test)]
     pub builds: u64,
@@ -110,13 +116,12 @@ impl RequestKeys {
         self.wanted && self.building.is_none()
     }
 
-    /// Starts a build, sized for the keys the filter in use took: from now on noted keys go
+    /// Starts a build, sized for twice the keys the last one found: from now on noted keys go
     /// into it, and so do the keys pending now (in `pending`), which sled may not hold yet
     /// when the build reads it. Returns its size in bits, for the filter the build reads
     /// sled's keys into.
     pub fn begin_build<'a>(&mut self, pending: impl IntoIterator<Item = &'a Pending>) -> u64 {
-        let expected = self.current.as_ref().map_or(0, Bloom::keys);
-        let mut bloom = Bloom::sized_for(expected);
+        let mut bloom = Bloom::sized_for(self.stored.saturating_mul(2));
         for pending in pending {
             for key in pending.keys(TreeId::Requests) {
                 bloom.insert(key);
@@ -132,6 +137,7 @@ impl RequestKeys {
     pub fn finish_build(&mut self, read: &Bloom) {
         if let Some(mut bloom) = self.building.take() {
             bloom.merge(read);
+            self.stored = read.keys();
             if bloom.full() {
                 self.wanted = true;
             }
@@ -194,14 +200,12 @@ impl RequestKeys {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove the saved filter of request ids");
         }
         match Bloom::parse(&bytes, last) {
-            Ok(bloom) => {
-                let wanted = bloom.full();
-                RequestKeys {
-                    current: Some(bloom),
-                    wanted,
-                    ..RequestKeys::default()
-                }
-            }
+            Ok(bloom) => RequestKeys {
+                wanted: bloom.full(),
+                stored: bloom.keys(),
+                current: Some(bloom),
+                ..RequestKeys::default()
+            },
             Err(why) => {
                 tracing::info!(path = %path.display(), why, "the saved filter of request ids is not used; building one");
                 RequestKeys::new()
@@ -451,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_filter_asks_for_a_bigger_one_and_keeps_answering_until_it_is_built() {
+    fn a_full_filter_asks_for_a_new_one_and_keeps_answering_until_it_is_built() {
         let mut keys = RequestKeys::new();
         keys.wanted = false;
         keys.current = Some(Bloom::with_bits(1 << 12));
@@ -470,5 +474,26 @@ mod tests {
         keys.abandon_build();
         assert!(keys.build_wanted());
         assert!(keys.may_hold(TreeId::Requests, &request(fill - 1)));
+    }
+
+    #[test]
+    fn a_build_is_sized_by_what_sled_held_at_the_last_one_not_by_the_turnover() {
+        let mut keys = RequestKeys::new();
+        let bits = keys.begin_build([]);
+        let mut read = Bloom::with_bits(bits);
+        read.keys = 2_000_000;
+        keys.finish_build(&read);
+        assert!(!keys.build_wanted(), "2M keys in 4 MiB: not full yet");
+        // Request ids come and go: the filter takes 2M more and is full.
+        keys.current.as_mut().unwrap().keys += 2_000_000;
+        assert!(keys.note(&[write(request(1))]));
+        // Sized for twice the 2M sled held: 96M bits, rounded up.
+        assert_eq!(keys.begin_build([]), 1 << 27);
+        let mut read = Bloom::with_bits(1 << 27);
+        read.keys = 1_000_000;
+        keys.finish_build(&read);
+        keys.current.as_mut().unwrap().keys += 12_000_000;
+        assert!(keys.note(&[write(request(2))]));
+        assert_eq!(keys.begin_build([]), 1 << 26, "smaller again");
     }
 }
