@@ -60,6 +60,8 @@ pub struct Daemon {
     /// A listener bound by the caller for the push receiver (see
     /// [`Daemon::with_push_listener`]); taken when serving starts.
     push_listener: Option<tokio::net::TcpListener>,
+    /// The same for the admin listener (see [`Daemon::with_admin_listener`]).
+    admin_listener: Option<tokio::net::TcpListener>,
     /// Cluster mode (`[cluster]`): this replica's membership, copy, writer and leadership;
     /// taken at stop.
     cluster: std::sync::Mutex<Option<cluster::ClusterNode>>,
@@ -169,6 +171,7 @@ impl Daemon {
             tasks,
             connections,
             push_listener: None,
+            admin_listener: None,
             cluster: std::sync::Mutex::default(),
         })
     }
@@ -302,6 +305,13 @@ impl Daemon {
     /// listen`.
     pub fn with_push_listener(mut self, listener: tokio::net::TcpListener) -> Daemon {
         self.push_listener = Some(listener);
+        self
+    }
+
+    /// Serves the admin listener (metrics, probes) on `listener`, bound already (a test's port
+    /// 0, whose port it must know), instead of binding `[admin] listen`.
+    pub fn with_admin_listener(mut self, listener: tokio::net::TcpListener) -> Daemon {
+        self.admin_listener = Some(listener);
         self
     }
 

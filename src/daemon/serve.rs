@@ -43,7 +43,10 @@ impl Daemon {
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
         let push_listener = self.push_listener.take();
-        let served = self.serve(listener, push_listener, shutdown).await;
+        let admin_listener = self.admin_listener.take();
+        let served = self
+            .serve(listener, push_listener, admin_listener, shutdown)
+            .await;
         let stopped = self.stop(grace).await;
         if stopped.is_ok() {
             tracing::info!("stopped");
@@ -55,6 +58,7 @@ impl Daemon {
         &self,
         listener: TcpListener,
         push_listener: Option<TcpListener>,
+        admin_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let server_config = &self.config.server;
@@ -93,10 +97,16 @@ impl Daemon {
             stop_watching.clone(),
         ));
         let draining = Arc::new(AtomicBool::new(false));
-        if let Some(listen) = self.config.admin.listen {
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding the admin listener {listen}"))?;
+        let admin_listener = match (admin_listener, self.config.admin.listen) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(listen)) => Some(
+                TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("binding the admin listener {listen}"))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(listener) = admin_listener {
             tracing::info!(addr = %listener.local_addr()?, "admin listener (metrics, probes)");
             let admin = super::admin::Admin {
                 metrics: Arc::clone(&self.metrics),

@@ -200,19 +200,6 @@ pub fn settled(nodes: &[&Node], apps: &[String], most: usize) -> bool {
         })
 }
 
-/// The `127.0.0.1:PORT` that the first line of `log` containing `marker` names as `addr=`, once
-/// it is logged: where a listener configured on port 0 is bound.
-pub fn logged_addr(log: &Path, marker: &str) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains(marker))?;
-    let at = line.find("addr=127.0.0.1:")? + "addr=".len();
-    let addr: String = line[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    Some(addr)
-}
-
 /// One `xpool serve` replica, a child process (SIGKILLed when dropped).
 pub struct Replica {
     pub id: String,

@@ -19,9 +19,10 @@ use xpool::grpc::pb::reconcile_service_client::ReconcileServiceClient;
 use xpool_etcd::Client;
 
 use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
+use crate::support::process::logged_addr;
 use crate::support::{
-    App, LogDump, Setup, Sim, Slot, bind, free_port, list_bindings, list_numbers, party, sim_slots,
-    slot, text, watch_run,
+    App, LogDump, Setup, Sim, Slot, bind, list_bindings, list_numbers, party, sim_slots, slot,
+    text, watch_run,
 };
 
 const APP: &str = "rides";
@@ -61,14 +62,17 @@ async fn spawn_replica(
     cluster: &EtcdCluster,
     sim_url: &str,
     id: &str,
-    admin: u16,
-) -> Replica {
+) -> (Replica, u16) {
     let store = dir.join(id).join("data");
     let text = setup()
-        .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"))
+        .daemon_section("[admin]\nlisten = \"127.0.0.1:0\"\n")
         .daemon_toml("127.0.0.1:0", sim_url, &store)
         + &cluster_section(cluster, id, TTL_SECONDS);
-    Replica::spawn(dir, id, &text, &[]).await
+    let replica = Replica::spawn(dir, id, &text, &[]).await;
+    // Logged before the replica serves gRPC.
+    let admin = logged_addr(&dir.join(format!("{id}.log")), "admin listener")
+        .expect("the replica logged its admin listener");
+    (replica, admin.rsplit(':').next().unwrap().parse().unwrap())
 }
 
 /// The platform calls a replica has made, by its metrics on 127.0.0.1:`admin`.
@@ -515,9 +519,9 @@ async fn a_killed_axb_leaders_bindings_equal_the_platforms_after_a_reconcile() {
         let mut replicas = Vec::new();
         let mut admin = HashMap::new();
         for id in ["r1", "r2", "r3"] {
-            let port = free_port();
+            let (replica, port) = spawn_replica(dir.path(), &cluster, &sim.base_url, id).await;
             admin.insert(id.to_owned(), port);
-            replicas.push(spawn_replica(dir.path(), &cluster, &sim.base_url, id, port).await);
+            replicas.push(replica);
         }
         let addrs: HashMap<String, String> = replicas
             .iter()
@@ -589,8 +593,11 @@ async fn xpool_reconcile_through_a_follower_follows_the_run_on_the_leader() {
         let _dump = LogDump(dir.path().to_path_buf());
         let mut replicas = Vec::new();
         for id in ["r1", "r2"] {
-            let port = free_port();
-            replicas.push(spawn_replica(dir.path(), &cluster, &sim.base_url, id, port).await);
+            replicas.push(
+                spawn_replica(dir.path(), &cluster, &sim.base_url, id)
+                    .await
+                    .0,
+            );
         }
         let all: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let req = bind(APP, &party(1), Some(&party(2)));

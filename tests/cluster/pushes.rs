@@ -17,11 +17,10 @@ use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 use xpool::grpc::pb::call_service_client::CallServiceClient;
 
-use crate::common::{
-    EtcdCluster, Replica, bounded, cluster_section, leader_id, logged_addr, new_leader,
-};
+use crate::common::{EtcdCluster, Replica, bounded, cluster_section, leader_id, new_leader};
 use crate::support::certs::Ca;
 use crate::support::platform::auth::{self, Scheme};
+use crate::support::process::logged_addr;
 use crate::support::{App, LogDump, Setup, Sim, bind, party};
 
 const APP: &str = "xmode";

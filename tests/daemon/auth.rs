@@ -24,8 +24,8 @@ const OPS: &str = "xpool_ops-token-0123456789abcdef";
 const LIMITED: &str = "xpool_limited-token-0123456789abcdef";
 
 /// Two apps (AXB `rides` on the simulator, X-mode `local`), four tokens, the admin listener
-/// on `admin`.
-fn setup(admin: u16) -> Setup {
+/// on a port of the daemon's choosing.
+fn setup() -> Setup {
     let token = |name: &str, token: &str, scopes: &str, extra: &str| {
         format!(
             "[[auth.tokens]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nscopes = {scopes}\n{extra}",
@@ -42,7 +42,7 @@ fn setup(admin: u16) -> Setup {
     .concat();
     Setup::standard()
         .only(&["rides", "local"])
-        .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n{auth}"))
+        .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{auth}"))
 }
 
 /// `message` carrying `token` the way gRPC clients send call credentials.
@@ -67,10 +67,10 @@ fn calls_of(app: &str) -> pb::ListCallRecordsRequest {
 #[tokio::test]
 async fn each_call_needs_a_known_token_with_its_scope() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = free_port();
-    let setup = setup(admin);
+    let setup = setup();
     let sim = Sim::start_with(&setup).await;
     let daemon = DaemonProcess::spawn(dir.path(), &setup, &sim.base_url, 1, &[]).await;
+    let admin = daemon.admin_port();
     let channel = daemon.channel().await;
     let mut bindings = BindingServiceClient::new(channel.clone());
     let mut pool = PoolServiceClient::new(channel.clone());

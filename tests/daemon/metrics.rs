@@ -65,13 +65,13 @@ const BIND: &str = "/xpool.v1.BindingService/Bind";
 
 #[tokio::test]
 async fn the_series_operators_use_are_there_and_move() {
-    let admin = free_port();
     let d = Daemon::start_with(
         Setup::standard()
             .only(&["rides", "local"])
-            .daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
+            .daemon_section("[admin]\nlisten = \"127.0.0.1:0\"\n"),
     )
     .await;
+    let admin = d.admin.expect("the admin listener");
     let before = scrape(admin).await;
     assert_eq!(before.sum("xpool_store_writable", &[]), 1.0);
     assert_eq!(before.sum("xpool_expiry_lag_seconds", &[]), 0.0);

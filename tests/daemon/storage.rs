@@ -68,11 +68,10 @@ async fn admin_get(port: u16, path: &str) -> (u16, String) {
 }
 
 async fn survives(point: Point, error: Error, reason: &str) {
-    let admin = free_port();
-    let d = Daemon::start_with(
-        Setup::standard().daemon_section(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n")),
-    )
-    .await;
+    let d =
+        Daemon::start_with(Setup::standard().daemon_section("[admin]\nlisten = \"127.0.0.1:0\"\n"))
+            .await;
+    let admin = d.admin.expect("the admin listener");
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
     // Each app has a health entry of its own; an app not configured has none.
     wait_health_of(&d, "app/rides", ServingStatus::Serving).await;

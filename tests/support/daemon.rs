@@ -35,6 +35,9 @@ pub struct Daemon {
     /// The push receiver, `http://127.0.0.1:PORT` (with [`Setup::receiver`]); the same port
     /// across restarts, since the simulator pushes there.
     pub receiver: Option<String>,
+    /// The admin listener's port, when the setup's `[admin] listen` is `127.0.0.1:0` (bound by
+    /// the harness, so that no other socket can take the port first).
+    pub admin: Option<u16>,
     /// The daemon's `run`; shut down on drop.
     server: Running<anyhow::Error>,
 }
@@ -92,6 +95,13 @@ impl Daemon {
             Config::from_toml_str(&text, "test config", Vec::new()).expect("valid daemon config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
+        let admin_listener = match config.admin.listen {
+            Some(at) if at.port() == 0 => Some(tokio::net::TcpListener::bind(at).await.unwrap()),
+            _ => None,
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().unwrap().port());
         let run_clock: Arc<dyn xpool::lifecycle::Clock> = clock.clone();
         let receiver = pushes
             .as_ref()
@@ -102,6 +112,9 @@ impl Daemon {
             let mut daemon = xpool::Daemon::build(config, run_clock).await?;
             if let Some(listener) = pushes {
                 daemon = daemon.with_push_listener(listener);
+            }
+            if let Some(listener) = admin_listener {
+                daemon = daemon.with_admin_listener(listener);
             }
             let _ = built.set(Arc::clone(daemon.connection_stats()));
             daemon.recover().await;
@@ -122,6 +135,7 @@ impl Daemon {
             setup,
             connections: Arc::clone(stats.get().expect("built before serving")),
             receiver,
+            admin,
             server,
         }
     }

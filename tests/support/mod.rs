@@ -8,7 +8,7 @@
 pub use xpool::platform;
 pub use xpool_sim as simulator;
 
-mod process;
+pub mod process;
 mod running;
 
 pub mod certs;

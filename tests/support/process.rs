@@ -115,6 +115,13 @@ impl DaemonProcess {
         .expect("connecting to the daemon")
     }
 
+    /// The admin listener's port: the daemon binds `[admin] listen = "127.0.0.1:0"` itself and
+    /// logs the address before it serves gRPC.
+    pub fn admin_port(&self) -> u16 {
+        let addr = logged_addr(&self.log, "admin listener").expect("an admin listener logged");
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// How the daemon ended, if it has (on its own: it was neither killed nor stopped).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.proc.try_wait().unwrap()
@@ -159,6 +166,19 @@ pub fn listening_addr(log: &Path) -> Option<String> {
         .take_while(char::is_ascii_digit)
         .collect();
     (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
+}
+
+/// The `127.0.0.1:PORT` that the first line of `log` containing `marker` names as `addr=`, once
+/// it is logged: where a listener configured on port 0 is bound.
+pub fn logged_addr(log: &Path, marker: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let at = line.find("addr=127.0.0.1:")? + "addr=".len();
+    let addr: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    Some(addr)
 }
 
 /// Prints the tail of the last daemon logs (`*.log`) in a directory when the test fails; make it
