@@ -52,7 +52,7 @@
 //! - **Close** flushes, stops the threads (the applier once it has applied every record),
 //!   flushes sled and deletes the log: a cleanly closed store has no log to replay.
 //!
-//! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `record`.
+//! Imports run one way: `mod.rs` → `recover`, `tx` → `overlay` → `request_keys` → `record`.
 //!
 //! - **Failure.** A failed write, sync, apply or checkpoint ends this log: nothing more is
 //!   written or acknowledged (the state of a file whose `fdatasync` failed is unknown), every
@@ -1460,8 +1460,10 @@ fn run_request_keys(shared: &Shared, requests: &sled::Tree) {
                 return;
             }
             let state = &mut *state;
+            let leader = state.leader.as_ref().map(|leader| &leader.pending);
             let pending = std::iter::once(&state.pending)
-                .chain(state.leader.as_ref().map(|leader| &leader.pending));
+                .chain(leader)
+                .flat_map(|pending| pending.keys(TreeId::Requests));
             state.request_keys.begin_build(pending)
         };
         let started = Instant::now();

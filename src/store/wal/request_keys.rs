@@ -27,7 +27,6 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use super::overlay::Pending;
 use super::record::{Op, TreeId};
 
 /// The file in the log's directory a clean close saves the filter to.
@@ -117,15 +116,13 @@ impl RequestKeys {
     }
 
     /// Starts a build, sized for twice the keys the last one found: from now on noted keys go
-    /// into it, and so do the keys pending now (in `pending`), which sled may not hold yet
-    /// when the build reads it. Returns its size in bits, for the filter the build reads
+    /// into it, and so do the `requests` keys pending now (`pending`), which sled may not hold
+    /// yet when the build reads it. Returns its size in bits, for the filter the build reads
     /// sled's keys into.
-    pub fn begin_build<'a>(&mut self, pending: impl IntoIterator<Item = &'a Pending>) -> u64 {
+    pub fn begin_build<'a>(&mut self, pending: impl IntoIterator<Item = &'a [u8]>) -> u64 {
         let mut bloom = Bloom::sized_for(self.stored.saturating_mul(2));
-        for pending in pending {
-            for key in pending.keys(TreeId::Requests) {
-                bloom.insert(key);
-            }
+        for key in pending {
+            bloom.insert(key);
         }
         let bits = bloom.bits();
         self.building = Some(bloom);
@@ -411,9 +408,7 @@ mod tests {
     #[test]
     fn a_key_noted_during_a_build_or_pending_at_its_start_is_held_after_it() {
         let mut keys = RequestKeys::new();
-        let mut pending = Pending::default();
-        pending.add(1, &[write(request(1))]);
-        let bits = keys.begin_build([&pending]);
+        let bits = keys.begin_build([request(1).as_slice()]);
         assert!(!keys.build_wanted(), "one build at a time");
         _ = keys.note(&[write(request(2))]);
         // What the build read from sled.
