@@ -31,25 +31,42 @@ fn filter(store: &Store) -> (u64, bool) {
     store.current().unwrap().wal.request_keys_filter()
 }
 
-/// Waits (10 s at most) until the store has built `n` filters.
-fn wait_for_builds(store: &Store, n: u64) {
+/// Waits (10 s at most) until `done`, or fails saying `what` it waited for.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while filter(store).0 < n {
-        assert!(Instant::now() < deadline, "{:?}", filter(store));
+    while !done() {
+        assert!(Instant::now() < deadline, "waited 10 s for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Waits (10 s at most) until the fault set `Once` at `point` has struck.
+/// Waits until the store has built `n` filters.
+fn wait_for_builds(store: &Store, n: u64) {
+    wait_until(&format!("{n} filters built"), || filter(store).0 >= n);
+}
+
+/// Waits until the fault set `Once` at `point` has struck.
 fn wait_until_struck(path: &Path, point: Point) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while faults::is_set(path, point) {
-        assert!(
-            Instant::now() < deadline,
-            "the fault at {point:?} never struck"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(&format!("the fault at {point:?}"), || {
+        !faults::is_set(path, point)
+    });
+}
+
+/// Writes binding `n` to the store at `dir` and closes it cleanly once a filter is in use
+/// (built, or the one saved before), which saves it.
+async fn write_and_close(dir: &Path, n: u8) {
+    let store = open(dir);
+    store.put_binding(&active(n)).await.unwrap();
+    wait_until("a filter in use", || filter(&store).1);
+    store.close().await.unwrap();
+}
+
+/// Writes binding `n` to the store at `dir` and drops it without closing: a crash, as far as
+/// the next open can tell (the log is replayed, no filter is saved).
+async fn write_and_crash(dir: &Path, n: u8) {
+    let store = open(dir);
+    store.put_binding(&active(n)).await.unwrap();
+    drop(store);
 }
 
 /// The saved filter's file.
@@ -60,10 +77,7 @@ fn saved(dir: &Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_stored_before_a_crash_is_found_once_its_filter_is_built() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.put_binding(&active(1)).await.unwrap();
-    // No close: the log is replayed at the next open, and no filter is saved.
-    drop(store);
+    write_and_crash(dir.path(), 1).await;
     assert!(!saved(dir.path()).exists());
 
     let store = open(dir.path());
@@ -77,11 +91,7 @@ async fn an_id_stored_before_a_crash_is_found_once_its_filter_is_built() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_close_saves_the_filter_for_the_next_start_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.put_binding(&active(1)).await.unwrap();
-    wait_for_builds(&store, 1);
-    store.close().await.unwrap();
-    drop(store);
+    write_and_close(dir.path(), 1).await;
     assert!(saved(dir.path()).exists());
 
     let store = open(dir.path());
@@ -102,17 +112,9 @@ async fn a_clean_close_saves_the_filter_for_the_next_start_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_saved_at_another_record_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.put_binding(&active(1)).await.unwrap();
-    wait_for_builds(&store, 1);
-    store.close().await.unwrap();
-    drop(store);
+    write_and_close(dir.path(), 1).await;
     let old = std::fs::read(saved(dir.path())).unwrap();
-
-    let store = open(dir.path());
-    store.put_binding(&active(2)).await.unwrap();
-    store.close().await.unwrap();
-    drop(store);
+    write_and_close(dir.path(), 2).await;
     // The filter saved before binding 2 was written, in place of the one saved after.
     std::fs::write(saved(dir.path()), old).unwrap();
 
@@ -145,9 +147,7 @@ async fn an_id_written_while_its_filter_is_built_is_found_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_that_cannot_read_sled_rules_nothing_out_and_is_tried_again() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store.put_binding(&active(5)).await.unwrap();
-    drop(store);
+    write_and_crash(dir.path(), 5).await;
 
     let path = dir.path().join("db");
     faults::set(&path, Point::RequestKeys, Error::Io, Times::Once);

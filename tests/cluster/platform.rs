@@ -69,10 +69,8 @@ async fn spawn_replica(
         .daemon_toml("127.0.0.1:0", sim_url, &store)
         + &cluster_section(cluster, id, TTL_SECONDS);
     let replica = Replica::spawn(dir, id, &text, &[]).await;
-    // Logged before the replica serves gRPC.
-    let admin = logged_addr(&dir.join(format!("{id}.log")), "admin listener")
-        .expect("the replica logged its admin listener");
-    (replica, admin.rsplit(':').next().unwrap().parse().unwrap())
+    let admin = logged_addr(&dir.join(format!("{id}.log")), "admin listener").await;
+    (replica, admin.port())
 }
 
 /// The platform calls a replica has made, by its metrics on 127.0.0.1:`admin`.

@@ -129,22 +129,10 @@ async fn spawn_node_with(
         + extra;
     let replica = Replica::spawn(dir, id, &text, &[]).await;
     let log = dir.join(format!("{id}.log"));
-    let bound = |marker: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(addr) = logged_addr(&log, marker) {
-                break addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {id} logged no {marker:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let callbacks = bound("push receiver listening");
-    let admin = bound("admin listener");
-    let admin = admin.rsplit(':').next().unwrap().parse().unwrap();
+    let callbacks = logged_addr(&log, "push receiver listening")
+        .await
+        .to_string();
+    let admin = logged_addr(&log, "admin listener").await.port();
     Node {
         replica,
         callbacks,

@@ -70,7 +70,7 @@ async fn each_call_needs_a_known_token_with_its_scope() {
     let setup = setup();
     let sim = Sim::start_with(&setup).await;
     let daemon = DaemonProcess::spawn(dir.path(), &setup, &sim.base_url, 1, &[]).await;
-    let admin = daemon.admin_port();
+    let admin = daemon.admin_port().await;
     let channel = daemon.channel().await;
     let mut bindings = BindingServiceClient::new(channel.clone());
     let mut pool = PoolServiceClient::new(channel.clone());

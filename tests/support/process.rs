@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -117,9 +118,8 @@ impl DaemonProcess {
 
     /// The admin listener's port: the daemon binds `[admin] listen = "127.0.0.1:0"` itself and
     /// logs the address before it serves gRPC.
-    pub fn admin_port(&self) -> u16 {
-        let addr = logged_addr(&self.log, "admin listener").expect("an admin listener logged");
-        addr.rsplit(':').next().unwrap().parse().unwrap()
+    pub async fn admin_port(&self) -> u16 {
+        logged_addr(&self.log, "admin listener").await.port()
     }
 
     /// How the daemon ended, if it has (on its own: it was neither killed nor stopped).
@@ -168,17 +168,29 @@ pub fn listening_addr(log: &Path) -> Option<String> {
     (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
 }
 
-/// The `127.0.0.1:PORT` that the first line of `log` containing `marker` names as `addr=`, once
-/// it is logged: where a listener configured on port 0 is bound.
-pub fn logged_addr(log: &Path, marker: &str) -> Option<String> {
+/// Where a listener configured on port 0 is bound: the `addr=127.0.0.1:PORT` of the first line
+/// of `log` containing `marker`, waiting up to [`START_TIMEOUT`] until it is logged.
+pub async fn logged_addr(log: &Path, marker: &str) -> SocketAddr {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(addr) = read_logged_addr(log, marker) {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} logged no {marker:?} within {START_TIMEOUT:?}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`logged_addr`] as the log stands now.
+fn read_logged_addr(log: &Path, marker: &str) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().find(|l| l.contains(marker))?;
     let at = line.find("addr=127.0.0.1:")? + "addr=".len();
-    let addr: String = line[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    Some(addr)
+    line[at..].split_whitespace().next()?.parse().ok()
 }
 
 /// Prints the tail of the last daemon logs (`*.log`) in a directory when the test fails; make it

@@ -28,10 +28,10 @@
 //! - **Request ids not looked for.** A transaction's read of a `requests` key (a Bind's
 //!   request id) skips sled when a Bloom filter of the keys sled and the overlay may hold
 //!   rules it out (`request_keys`): nearly every Bind brings a new request id, and its two
-//!   misses in sled under the log's lock cost a tenth of a Bind. Staged writes note their
-//!   keys; the `xpool-requests` thread builds the filter from sled, at a lower CPU priority,
-//!   a few seconds after open, unless a clean close saved it; until then nothing is ruled
-//!   out.
+//!   misses in sled under the log's lock were 8.5 % of the daemon's CPU in a profile of X-mode
+//!   Binds (BENCHMARKS.md). Staged writes note their keys; the `xpool-requests` thread builds
+//!   the filter from sled, at a lower CPU priority, a few seconds after open, unless a clean
+//!   close saved it; until then nothing is ruled out.
 //! - **sled is never ahead of the log.** sled's state after a crash (a prefix of the flusher's
 //!   writes, as sled recovers) is a prefix of the log, and replaying the log from any earlier
 //!   point onto it gives the log's end state. This is why no write needs a sled transaction
