@@ -12,7 +12,6 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
 use super::BenchArgs;
-use super::spawn::Spawned;
 use super::target::{Conn, OpError};
 
 /// The calls a run sends.
@@ -147,7 +146,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(args: &BenchArgs, _procs: &Spawned) -> Plan {
+    pub fn new(args: &BenchArgs) -> Plan {
         // An expiry-burst run keeps the first area for the preloaded bindings.
         let burst = args.preload_expire_in > 0;
         Plan {
@@ -161,7 +160,7 @@ impl Plan {
             areas: (args.areas - usize::from(burst)).max(1),
             ttl: args.ttl,
             keep_samples: burst,
-            fresh: AtomicU64::new(0),
+            fresh: AtomicU64::new(args.first_party),
             stopped: AtomicBool::new(false),
             error_pause: Duration::ZERO,
         }
@@ -444,5 +443,36 @@ mod tests {
         let get: Mix = "bind=1,get=1000".parse().unwrap();
         assert!((0..100).all(|_| get.choose(&mut rng, false) == Op::Bind));
         assert!((0..100).any(|_| get.choose(&mut rng, true) == Op::Get));
+    }
+
+    #[test]
+    fn fresh_parties_start_at_the_first_party_asked_for() {
+        let plan = |argv: &[&str]| {
+            let argv = std::iter::once("bench").chain(argv.iter().copied());
+            Plan::new(&<Cli as clap::Parser>::parse_from(argv).args)
+        };
+        let mut rng = StdRng::seed_from_u64(1);
+        let pair = |p: &str, q: &str| (p.to_owned(), q.to_owned());
+        let from_zero = plan(&[]);
+        assert_eq!(
+            from_zero.pair(&mut rng),
+            pair("+8613800000000", "+8613800000001")
+        );
+        let later = plan(&["--first-party", "5000000"]);
+        assert_eq!(
+            later.pair(&mut rng),
+            pair("+8613805000000", "+8613805000001")
+        );
+        assert_eq!(
+            later.pair(&mut rng),
+            pair("+8613805000002", "+8613805000003")
+        );
+        assert_eq!(later.next_fresh(), 5_000_004);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
     }
 }

@@ -143,6 +143,11 @@ pub struct BenchArgs {
     /// Distinct parties the Binds draw A and B from at random; 0 = every Bind new parties.
     #[arg(long, default_value_t = 0)]
     pub parties: u64,
+    /// With --parties 0, the index of the first new party (`+86138` and 8 digits). A run over
+    /// a kept --store passes one past the parties of the runs that filled it, so that its Binds'
+    /// parties are new to the store too (otherwise each one holds a second X).
+    #[arg(long, default_value_t = 0)]
+    pub first_party: u64,
     /// AXB / X: live bindings one X may carry (generated configs, Redis script).
     #[arg(long, default_value_t = 5000)]
     pub max_bindings_per_x: u32,
@@ -276,7 +281,7 @@ async fn run_phases(args: &BenchArgs, procs: &mut spawn::Spawned) -> anyhow::Res
             .await
             .context("setting simulator faults")?;
     }
-    let plan = Arc::new(load::Plan::new(args, procs));
+    let plan = Arc::new(load::Plan::new(args));
     let preload = if args.preload > 0 {
         Some(preload::run(args, procs, &plan).await?)
     } else {
