@@ -215,7 +215,6 @@ impl Report {
         workers: Vec<WorkerStats>,
         procs: Processes,
         sim: Option<SimDelta>,
-        _wall: Duration,
     ) -> Report {
         let window = plan.duration.as_secs_f64();
         let mut per_op: BTreeMap<Op, (u64, u64, Histogram<u64>)> = BTreeMap::new();
