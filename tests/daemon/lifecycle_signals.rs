@@ -10,6 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use xpool::grpc::pb;
 use xpool::grpc::pb::binding_service_client::BindingServiceClient;
 
+use crate::support::process::logged_addr;
 use crate::support::{health_of, xpool_serve};
 
 /// Longest start-up or shutdown of a debug build on a loaded 2-core machine.
@@ -23,15 +24,9 @@ struct Child {
     port: u16,
 }
 
-/// A port free a moment ago (the binary binds it itself, so it cannot be handed over).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 impl Child {
-    /// `xpool serve` in `dir` with `args` and `env`, listening on `port`, logging to
-    /// `dir/<log>`.
+    /// `xpool serve` in `dir` with `args` and `env`, listening on `port` (0: any, read back with
+    /// [`Child::bound`]), logging to `dir/<log>`.
     fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)], port: u16, log: &str) -> Child {
         let mut cmd = xpool_serve(&dir.join(log));
         cmd.args(args).current_dir(dir);
@@ -45,6 +40,15 @@ impl Child {
             addr: format!("http://127.0.0.1:{port}"),
             port,
         }
+    }
+
+    /// Learns the port a child spawned on port 0 bound, from its log: a port picked free
+    /// beforehand could be taken by another test before the child binds it.
+    async fn bound(mut self, dir: &Path, log: &str) -> Child {
+        let addr = logged_addr(&dir.join(log), "gRPC server listening").await;
+        self.port = addr.port();
+        self.addr = format!("http://{addr}");
+        self
     }
 
     /// The server's overall health status, `None` if it cannot be asked.
@@ -99,13 +103,14 @@ fn read(dir: &Path, log: &str) -> String {
 async fn sighup_is_survived_and_sigterm_drains_after_the_not_serving_delay() {
     let dir = tempfile::tempdir().unwrap();
     let log = "serve.log";
-    let port = free_port();
     let env = [
         ("XPOOL__SERVER__SHUTDOWN_DELAY_SECONDS", "5"),
         // Beside other tests of the embedded default: not its fixed receiver port.
         ("XPOOL__CALLBACKS__LISTEN", "127.0.0.1:0"),
     ];
-    let mut child = Child::spawn(dir.path(), &[], &env, port, log);
+    let mut child = Child::spawn(dir.path(), &[], &env, 0, log)
+        .bound(dir.path(), log)
+        .await;
     child.wait_serving(dir.path(), log).await;
 
     // A bind through the embedded simulator works.
@@ -180,9 +185,14 @@ async fn the_port_opens_only_after_recovery() {
     .unwrap();
     let args = ["--config", "xpool.toml"];
 
-    let port = free_port();
-    let mut first = Child::spawn(dir.path(), &args, &[], port, "first.log");
+    let mut first = Child::spawn(dir.path(), &args, &[], 0, "first.log")
+        .bound(dir.path(), "first.log")
+        .await;
     first.wait_serving(dir.path(), "first.log").await;
+    // The second daemon takes the port the first bound: the test must know it before it is
+    // bound, to see it refused while recovery runs. (Another test could take it in between,
+    // as it could a port picked free; the window is the first daemon's stop.)
+    let port = first.port;
     let channel = Channel::from_shared(first.addr.clone())
         .unwrap()
         .connect()
