@@ -68,7 +68,7 @@ pub struct PartyXs {
 /// The map of packed parties holding one packed X, with or without holders: without, an entry
 /// is 12 bytes; with, 28. The party is the key ([`PartyKey`]); the X is its number in
 /// [`XIds`], 4 bytes instead of 8, which also lets an entry align to 4 bytes (a held entry
-/// was 32 bytes: 138 MiB of table for 2.2M parties, 122 MiB now).
+/// was 32 bytes: 138 MB of table for 2.2M parties, 122 MB now).
 #[derive(Debug, Default)]
 struct Singles {
     map: SinglesMap,
@@ -96,7 +96,6 @@ impl PartyKey {
         PartyKey([party as u32, (party >> 32) as u32])
     }
 
-    #[cfg(test)]
     fn get(self) -> u64 {
         u64::from(self.0[0]) | (u64::from(self.0[1]) << 32)
     }
@@ -104,12 +103,12 @@ impl PartyKey {
 
 impl std::hash::Hash for PartyKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+        state.write_u64(self.get());
     }
 }
 
 /// The Xs of the one-X table, each numbered at its first use. Numbers are never taken back: an
-/// X that leaves the pool keeps its 12 bytes here (a pool's Xs are few against its parties).
+/// X that leaves the pool keeps its ~25 bytes here (a pool's Xs are few against its parties).
 #[derive(Debug, Default)]
 struct XIds {
     ids: HashMap<u64, u32, Hasher>,
