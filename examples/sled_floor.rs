@@ -5,7 +5,7 @@
 //! It reads the four trees an X-mode Bind writes (`bindings`, `requests`, `slots`, `changes`)
 //! from a store that `xpool bench --mode x … --store DIR` left at a clean stop, and inserts the
 //! same keys and values into a fresh sled opened as the daemon opens it (16 MiB cache, no timer
-//! flush), one entry of each tree per "Bind", with a `flush` every second as the daemon's
+//! flush, mimalloc), one entry of each tree per "Bind", with a `flush` every second as the daemon's
 //! checkpointer does. `bindings` and `changes` go in key order (their keys are time-ordered, as
 //! when they were written); `requests` and `slots` in a shuffled order (random request ids, Xs
 //! spread by load), or every tree in key order with `--key-order` (sled's cheapest order). It
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let source = args
         .first()
-        .ok_or("usage: sled_floor SOURCE_STORE [--only TREE] [--binds N]")?;
+        .ok_or("usage: sled_floor SOURCE_STORE [--only TREE] [--key-order] [--binds N]")?;
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -53,12 +53,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         return Err(format!("--only: {tree:?} is not one of {TREES:?}").into());
     }
-    let limit: Option<usize> = flag("--binds").map(|n| n.parse()).transpose()?;
+    let limit: Option<usize> = flag("--binds")
+        .map(|n| n.parse().map_err(|e| format!("--binds: {n:?}: {e}")))
+        .transpose()?;
     let key_order = args.iter().any(|a| a == "--key-order");
 
     let entries = read_source(source, key_order)?;
     let binds = entries.iter().map(Vec::len).min().unwrap_or(0);
     let binds = limit.map_or(binds, |n| n.min(binds));
+    if binds == 0 {
+        return Err(
+            format!("{source}: no X-mode Binds to replay (an empty tree, or --binds 0)").into(),
+        );
+    }
     let chosen: Vec<usize> = (0..TREES.len())
         .filter(|&t| only.is_none_or(|name| TREES[t] == name))
         .collect();
@@ -112,6 +119,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The four trees' entries, in the order they are replayed.
 fn read_source(path: &str, key_order: bool) -> Result<Vec<Entries>, Box<dyn std::error::Error>> {
+    // sled would create an empty database where there is none.
+    if !std::path::Path::new(path).join("db").is_file() {
+        return Err(format!("{path}: not a store (no sled database in it)").into());
+    }
     let db = sled::Config::new().path(path).open()?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     let mut all = Vec::new();
