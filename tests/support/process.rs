@@ -155,6 +155,8 @@ impl DaemonProcess {
 }
 
 /// `http://127.0.0.1:PORT` from the daemon's "gRPC server listening" log line, once written.
+/// Unlike [`logged_addr`] it finds the address without its `addr=`, so it reads JSON logs too
+/// (`tests/daemon/logs.rs`).
 pub fn listening_addr(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text

@@ -26,17 +26,12 @@ fn write_faults(file: &Path, text: &str, version: u64) {
     std::fs::rename(&tmp, file).unwrap();
 }
 
-/// A loopback port nobody listens on now (the daemon child binds it itself, twice: the
-/// simulator must reach the restarted daemon at the same URL).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn a_push_cut_off_by_a_crash_is_stored_once_when_the_platform_retries() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The daemon child binds it itself, twice: the simulator must reach the restarted daemon
+    // at the same URL.
+    let port = crate::support::free_port();
     let setup = Setup::new(vec![
         App::new("rides", "k-axb", "AXB").numbers(8617000000001, &["010"]),
     ])
